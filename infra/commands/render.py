@@ -1,0 +1,41 @@
+"""``render``: write every server and service file of a stack to a directory."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from infra.commands.common import add_stack_options, load
+from infra.render import RenderedFile, render_all
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("render", help="write rendered server and service files")
+    add_stack_options(parser)
+    parser.add_argument("--out", type=Path, required=True, help="directory to write into")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config, credentials = load(args)
+    files = render_all(config, credentials)
+    for relative, rendered in sorted(files.items()):
+        write_file(args.out / relative, rendered)
+    print(f"rendered {len(files)} files for stack {args.stack!r} into {args.out}")
+    return 0
+
+
+def write_file(path: Path, rendered: RenderedFile) -> None:
+    """Create with the final mode from the start (no window where a secret is world-readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, rendered.mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(rendered.content)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,120 @@
+"""Loads the ``persistence:`` namespace from a stack file or from a running Pulumi program.
+
+Both paths produce the same raw mapping and go through the same parser, so a stack that
+``python -m infra`` accepts is exactly a stack that ``pulumi up`` accepts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.config.model import PROJECT, StackConfig
+from infra.config.schema import Problems, parse
+from infra.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def stack_file(stack: str, root: Path = REPO_ROOT) -> Path:
+    """Where ``stack``'s config lives: ``Pulumi.<stack>.yaml`` at the repository root."""
+    return root / f"Pulumi.{stack}.yaml"
+
+
+def load_stack(stack: str, root: Path = REPO_ROOT) -> StackConfig:
+    """Load and validate a stack by name (``dev``, ``prod``...)."""
+    return load_file(stack_file(stack, root))
+
+
+def load_file(path: Path) -> StackConfig:
+    """Load and validate one stack file; raise ConfigError naming the file and every bad key."""
+    label = path.name
+    if not path.is_file():
+        raise ConfigError([f"{path}: no such stack file (expected Pulumi.<stack>.yaml)"])
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError([f"{label}:{where}: not valid YAML ({error.__class__.__name__})"]) from None
+    if not isinstance(document, Mapping) or not isinstance(document.get("config", {}), Mapping):
+        raise ConfigError([f"{label}: expected a mapping with a 'config:' section"])
+    return from_raw(namespace(document.get("config") or {}), label)
+
+
+def load_pulumi() -> StackConfig:
+    """Load the running Pulumi stack's config (real engine or ``pulumi.runtime.set_mocks``)."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    merged: dict[str, Any] = dict(runtime_config.get_config_env())
+    merged.update(runtime_config.CONFIG.get())
+    raw = {}
+    for key, value in namespace(merged).items():
+        raw[key] = _decode(value)
+    return from_raw(raw, f"Pulumi.{pulumi.get_stack()}.yaml")
+
+
+def namespace(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys under ``persistence:``, with the prefix removed."""
+    prefix = f"{PROJECT}:"
+    return {k[len(prefix):]: v for k, v in config.items() if str(k).startswith(prefix)}
+
+
+def from_raw(raw: Mapping[str, Any], label: str) -> StackConfig:
+    """Validate a raw namespace mapping; ``label`` names the stack file in messages."""
+    problems = Problems()
+    config = parse(StackConfig, raw, "", problems)
+    _duplicates(raw, problems)
+    if problems.lines:
+        raise ConfigError([f"{label}: {PROJECT}:{line}" for line in problems.lines])
+    return config
+
+
+def _duplicates(raw: Mapping[str, Any], problems: Problems) -> None:
+    """Services and queues must be listed once; checked on raw data so every problem shows."""
+    services = raw.get("services")
+    if isinstance(services, list) and not services:
+        problems.add("services", "list at least one service, e.g. [{name: users}]")
+    if not isinstance(services, list):
+        return
+    _report_repeats(
+        [s.get("name") if isinstance(s, Mapping) else None for s in services],
+        "services[{}].name", "service", problems,
+    )
+    for index, service in enumerate(services):
+        queues = service.get("queues") if isinstance(service, Mapping) else None
+        if isinstance(queues, list):
+            _report_repeats(
+                [q.get("name") if isinstance(q, Mapping) else None for q in queues],
+                f"services[{index}].queues[{{}}].name", "queue", problems,
+            )
+
+
+def _report_repeats(names: list[Any], path: str, what: str, problems: Problems) -> None:
+    seen: dict[Any, int] = {}
+    for index, name in enumerate(names):
+        if name is None or not isinstance(name, str):
+            continue
+        if name in seen:
+            problems.add(
+                path.format(index),
+                f"duplicate {what} {name!r} (already at {path.format(seen[name])}); "
+                f"each {what} must be listed once",
+            )
+        else:
+            seen[name] = index
+
+
+def _decode(value: Any) -> Any:
+    """Pulumi passes structured config as JSON text and plain strings as themselves."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value

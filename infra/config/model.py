@@ -1,0 +1,239 @@
+"""The typed stack configuration: everything under the ``persistence:`` namespace.
+
+Loaded once per run (see ``infra.config.load``) into frozen dataclasses. Every default is
+documented by its ``doc``; the README's config reference is taken from these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from infra.config import rules
+from infra.config.schema import setting
+
+PROJECT = "persistence"
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """Per-role connection limits; together they size PostgreSQL's max_connections."""
+
+    app: int = setting(20, rule=rules.between(1, 1000), doc="app login")
+    migrator: int = setting(3, rule=rules.between(1, 100), doc="migration login")
+    readonly: int = setting(5, rule=rules.between(1, 1000), doc="read-only login")
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A durable queue in the service's vhost, bound to the service's topic exchange."""
+
+    name: str = setting(rule=rules.queue_name, doc="queue name, e.g. 'orders.created'")
+    type: Literal["quorum", "classic"] = setting("quorum", doc="quorum (replicated) or classic")
+    routing_key: str = setting("", doc="binding key on the service exchange; defaults to the name")
+    message_ttl_ms: int | None = setting(
+        None, rule=rules.between(1, 30 * 24 * 3600 * 1000), doc="expire messages after"
+    )
+    max_length: int | None = setting(None, rule=rules.between(1, 100_000_000), doc="queue cap")
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One microservice: it gets a database, four roles, a Redis user and a RabbitMQ vhost."""
+
+    name: str = setting(rule=rules.service_name, doc="e.g. 'users'")
+    extensions: tuple[str, ...] = setting(
+        (), rule=rules.extension_names, doc="PostgreSQL extensions, e.g. ['pgcrypto']"
+    )
+    connection_limits: ConnectionLimits = setting(ConnectionLimits())
+    statement_timeout_ms: int = setting(30_000, rule=rules.between(100, 24 * 3600 * 1000))
+    idle_in_transaction_session_timeout_ms: int = setting(
+        60_000, rule=rules.between(100, 24 * 3600 * 1000)
+    )
+    migrator_statement_timeout_ms: int = setting(
+        15 * 60_000, rule=rules.between(1000, 24 * 3600 * 1000), doc="migrations run longer"
+    )
+    password_version: int = setting(
+        1, rule=rules.between(1, 1_000_000), doc="bump to rotate this service's passwords"
+    )
+    redis: bool = setting(True, doc="give the service a Redis ACL user")
+    queues: tuple[QueueSpec, ...] = setting((), doc="RabbitMQ queues in the service's vhost")
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    """Server-wide PostgreSQL settings."""
+
+    admin_user: str = setting(
+        "platform_admin", rule=rules.identifier("platform_admin"),
+        doc="non-superuser admin login (CREATEROLE CREATEDB) that provisions services",
+    )
+    slow_statement_ms: int = setting(1000, rule=rules.between(10, 3_600_000))
+    shared_buffers_mb: int = setting(256, rule=rules.between(16, 262_144))
+    reserved_connections: int = setting(
+        20, rule=rules.between(5, 1000), doc="admin, backups and monitoring on top of services"
+    )
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Server-wide Redis settings."""
+
+    admin_user: str = setting("platform_admin", rule=rules.identifier("platform_admin"))
+    maxmemory_mb: int = setting(256, rule=rules.between(16, 1_048_576))
+    maxmemory_policy: str = setting(
+        "noeviction",
+        rule=rules.one_of(
+            "noeviction", "allkeys-lru", "allkeys-lfu", "volatile-lru", "volatile-lfu",
+            "volatile-ttl", "volatile-random", "allkeys-random",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class RabbitmqSettings:
+    """Server-wide RabbitMQ settings."""
+
+    admin_user: str = setting("platform_admin", rule=rules.identifier("platform_admin"))
+    disk_free_limit_mb: int = setting(1024, rule=rules.between(50, 1_048_576))
+    memory_high_watermark: float = setting(0.6, rule=rules.between(0.1, 0.9))
+
+
+@dataclass(frozen=True)
+class KeepGenerations:
+    """How many backups of each generation ``prune`` keeps per service."""
+
+    hourly: int = setting(24, rule=rules.between(0, 1000))
+    daily: int = setting(7, rule=rules.between(0, 1000))
+    weekly: int = setting(4, rule=rules.between(0, 1000))
+    monthly: int = setting(6, rule=rules.between(0, 1000))
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """Backup schedule, retention and bucket lifecycle."""
+
+    schedule: str = setting("0 3 * * *", rule=rules.cron_schedule, doc="cron, UTC")
+    format: Literal["custom", "directory"] = setting("custom", doc="pg_dump output format")
+    keep: KeepGenerations = setting(KeepGenerations())
+    retention_days: int = setting(
+        7, rule=rules.between(1, 3650), doc="objects cannot be deleted or replaced before this age"
+    )
+    soft_delete_days: int = setting(7, rule=rules.between(7, 90))
+    coldline_after_days: int = setting(30, rule=rules.between(1, 3650))
+    delete_after_days: int = setting(400, rule=rules.between(2, 36500))
+
+    def __post_init__(self) -> None:
+        if self.delete_after_days <= self.coldline_after_days:
+            raise ValueError(
+                "backup.delete_after_days must be greater than backup.coldline_after_days "
+                "(e.g. 30 and 400)"
+            )
+        if self.delete_after_days < self.retention_days:
+            raise ValueError(
+                "backup.delete_after_days must be at least backup.retention_days"
+            )
+
+
+@dataclass(frozen=True)
+class DockerPorts:
+    """Host ports the dev containers publish (on ``bind_address`` only)."""
+
+    postgres: int = setting(15432, rule=rules.port)
+    redis: int = setting(16379, rule=rules.port)
+    amqp: int = setting(15672, rule=rules.port)
+    management: int = setting(16672, rule=rules.port)
+
+
+@dataclass(frozen=True)
+class DockerImages:
+    """Server images, pinned to explicit versions."""
+
+    postgres: str = setting("postgres:15.10-bookworm")
+    redis: str = setting("redis:7.0.15-bookworm", doc="the Redis line the tests run (Debian 12: 7.0)")
+    rabbitmq: str = setting("rabbitmq:3.13.7-management")
+    backup: str = setting("postgres:15.10-bookworm", doc="runs pg_dump and the backup loop")
+
+
+@dataclass(frozen=True)
+class DockerMemory:
+    """Container memory limits, in MiB."""
+
+    postgres: int = setting(1024, rule=rules.between(128, 1_048_576))
+    redis: int = setting(512, rule=rules.between(64, 1_048_576))
+    rabbitmq: int = setting(1024, rule=rules.between(256, 1_048_576))
+    backup: int = setting(512, rule=rules.between(64, 1_048_576))
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    """The dev stack on a local Docker engine."""
+
+    bind_address: str = setting("127.0.0.1", rule=rules.ipv4_address, doc="host address for ports")
+    ports: DockerPorts = setting(DockerPorts())
+    images: DockerImages = setting(DockerImages())
+    memory_mb: DockerMemory = setting(DockerMemory())
+
+    def __post_init__(self) -> None:
+        if self.bind_address not in ("127.0.0.1",) and not self.bind_address.startswith("127."):
+            raise ValueError(
+                f"docker.bind_address {self.bind_address!r} is not a loopback address; "
+                "dev servers publish on loopback only (e.g. '127.0.0.1')"
+            )
+        ports = [self.ports.postgres, self.ports.redis, self.ports.amqp, self.ports.management]
+        if len(set(ports)) != len(ports):
+            raise ValueError("docker.ports: every server needs its own host port")
+
+
+@dataclass(frozen=True)
+class GcpSettings:
+    """The prod stack on Google Cloud. Project and region come from gcp:project / gcp:region."""
+
+    backup_region: str = setting(
+        "europe-west4", rule=rules.gcp_region, doc="region for backup buckets, not the main one"
+    )
+    subnet_cidr: str = setting("10.20.0.0/24", rule=rules.ipv4_cidr)
+    private_services_prefix_length: int = setting(20, rule=rules.between(16, 24))
+    sql_tier: str = setting("db-custom-2-7680")
+    sql_disk_size_gb: int = setting(50, rule=rules.between(10, 65_536))
+    sql_backup_location: str = setting(
+        "europe-west4", rule=rules.gcp_region, doc="where Cloud SQL keeps automated backups"
+    )
+    sql_retained_backups: int = setting(14, rule=rules.between(1, 365))
+    sql_log_retention_days: int = setting(7, rule=rules.between(1, 7), doc="point-in-time window")
+    redis_memory_size_gb: int = setting(5, rule=rules.between(1, 300))
+    rabbitmq_machine_type: str = setting("e2-standard-2")
+    rabbitmq_disk_size_gb: int = setting(50, rule=rules.between(10, 65_536))
+    maintenance_day: int = setting(7, rule=rules.between(1, 7), doc="1 = Monday, 7 = Sunday")
+    maintenance_hour: int = setting(3, rule=rules.between(0, 23), doc="UTC")
+    dns_zone: str = setting("persistence.internal.", doc="private DNS zone for server names")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything a stack file says about the platform."""
+
+    platform: Literal["docker", "gcp"] = setting(doc="docker (dev) or gcp (prod)")
+    services: tuple[ServiceSpec, ...] = setting(doc="a list of services, each with a name")
+    postgres: PostgresSettings = setting(PostgresSettings())
+    redis: RedisSettings = setting(RedisSettings())
+    rabbitmq: RabbitmqSettings = setting(RabbitmqSettings())
+    backup: BackupSettings = setting(BackupSettings())
+    docker: DockerSettings = setting(DockerSettings())
+    gcp: GcpSettings = setting(GcpSettings())
+
+    def service(self, name: str) -> ServiceSpec:
+        """The service called ``name``; KeyError if the stack has none."""
+        for spec in self.services:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    @property
+    def max_connections(self) -> int:
+        """Every service's connection limits plus the reserve for admin work."""
+        per_service = sum(
+            s.connection_limits.app + s.connection_limits.migrator + s.connection_limits.readonly
+            for s in self.services
+        )
+        return per_service + self.postgres.reserved_connections

@@ -1,0 +1,156 @@
+"""Validation rules for config values. Each returns None, or what is allowed with an example."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Any
+
+from infra import naming
+
+SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+# Names that PostgreSQL, Cloud SQL, Redis, RabbitMQ or pg_hba.conf treat specially, plus the
+# platform's own admin login.
+RESERVED_NAMES = frozenset(
+    {
+        "postgres", "template0", "template1", "public", "all", "none", "replication",
+        "sameuser", "samerole", "samehost", "samenet", "current_role", "current_user",
+        "session_user", "user", "default", "guest", "admin", "platform", "platform_admin",
+        "cloudsqladmin", "cloudsqlagent", "cloudsqlsuperuser", "cloudsqlreplica",
+        "cloudsqliamuser", "cloudsqliamserviceaccount", "cloudsqlimportexport",
+        "information_schema",
+    }
+)
+
+
+def service_name(value: str) -> str | None:
+    """A service name becomes a database, role prefix, Redis user and RabbitMQ vhost."""
+    example = "use lowercase letters, digits and underscores, starting with a letter (e.g. 'user_profiles')"
+    if not SERVICE_NAME.match(value):
+        return f"{value!r} is not a valid service name: {example}"
+    if "__" in value or value.endswith("_"):
+        return f"{value!r} is not allowed: no double or trailing underscores (e.g. 'user_profiles')"
+    if value.startswith("pg_"):
+        return f"{value!r} is reserved: names starting with 'pg_' belong to PostgreSQL"
+    if value in RESERVED_NAMES:
+        return f"{value!r} is a reserved name (PostgreSQL, Cloud SQL, Redis or RabbitMQ use it); choose another"
+    size = len(value.encode())
+    if size > naming.MAX_SERVICE_NAME_BYTES:
+        return (
+            f"{value[:20]!r}... is {size} bytes; service names may be at most "
+            f"{naming.MAX_SERVICE_NAME_BYTES} bytes so that derived names such as "
+            f"'<name>_readonly' fit PostgreSQL's {naming.POSTGRES_IDENTIFIER_BYTES}-byte limit"
+        )
+    return None
+
+
+def between(low: float, high: float, unit: str = "") -> Callable[[Any], str | None]:
+    """An inclusive numeric range."""
+
+    def check(value: float) -> str | None:
+        if low <= value <= high:
+            return None
+        return f"{value!r} is out of range; allowed: {low:g} to {high:g}{unit}"
+
+    return check
+
+
+def port(value: int) -> str | None:
+    """A TCP port a non-root process may publish."""
+    if 1024 <= value <= 65535:
+        return None
+    return f"{value!r} is not a usable port; allowed: 1024 to 65535 (e.g. 15432)"
+
+
+_CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*$")
+_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+
+
+def cron_schedule(value: str) -> str | None:
+    """A five-field cron expression (minute hour day month weekday), evaluated in UTC."""
+    allowed = "a five-field cron expression in UTC, e.g. '0 3 * * *' (03:00 every day)"
+    fields = value.split()
+    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+        return f"{value!r} is not {allowed}"
+    for field, (low, high) in zip(fields, _CRON_RANGES, strict=True):
+        for number in re.findall(r"\d+", re.sub(r"/\d+", "", field)):
+            if not low <= int(number) <= high:
+                return f"{value!r} has {number} out of range {low}-{high}; use {allowed}"
+    return None
+
+
+_EXTENSION = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+def extension_names(value: tuple[str, ...]) -> str | None:
+    """PostgreSQL extension names, e.g. pgcrypto or uuid-ossp."""
+    for name in value:
+        if not _EXTENSION.match(name):
+            return f"{name!r} is not an extension name; use e.g. 'pgcrypto' or 'uuid-ossp'"
+    if len(set(value)) != len(value):
+        return "lists an extension twice"
+    return None
+
+
+_QUEUE = re.compile(r"^[a-z][a-z0-9_.-]*$")
+
+
+def queue_name(value: str) -> str | None:
+    """An AMQP queue name inside the service's own vhost."""
+    if _QUEUE.match(value) and len(value) <= 200 and not value.startswith("amq."):
+        return None
+    return f"{value!r} is not a queue name; use lowercase letters, digits, '.', '-' and '_' (e.g. 'orders.created')"
+
+
+def identifier(example: str) -> Callable[[str], str | None]:
+    """A lowercase identifier such as an admin login name."""
+
+    def check(value: str) -> str | None:
+        if SERVICE_NAME.match(value) and len(value.encode()) <= naming.POSTGRES_IDENTIFIER_BYTES:
+            return None
+        return f"{value!r} is not allowed; use lowercase letters, digits and underscores (e.g. {example!r})"
+
+    return check
+
+
+def one_of(*allowed: str) -> Callable[[str], str | None]:
+    """A closed set of strings."""
+
+    def check(value: str) -> str | None:
+        if value in allowed:
+            return None
+        return f"{value!r} is not allowed; use one of: {', '.join(allowed)}"
+
+    return check
+
+
+_GCP_REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
+
+
+def gcp_region(value: str) -> str | None:
+    """A Google Cloud region such as europe-west1."""
+    if _GCP_REGION.match(value):
+        return None
+    return f"{value!r} is not a Google Cloud region; use e.g. 'europe-west1'"
+
+
+def ipv4_cidr(value: str) -> str | None:
+    """A private IPv4 range such as 10.20.0.0/24."""
+    try:
+        network = ipaddress.IPv4Network(value)
+    except ValueError:
+        network = None
+    if network is not None and network.is_private and 8 <= network.prefixlen <= 29:
+        return None
+    return f"{value!r} is not a private IPv4 range; use e.g. '10.20.0.0/24'"
+
+
+def ipv4_address(value: str) -> str | None:
+    """A literal IPv4 address such as 127.0.0.1."""
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return f"{value!r} is not an IPv4 address; use e.g. '127.0.0.1'"
+    return None

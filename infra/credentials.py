@@ -1,0 +1,79 @@
+"""The generated credentials of a stack: admin logins and every service's logins.
+
+Outside Pulumi these live in a secrets file (``infra.secrets_file``); inside Pulumi they are
+``RandomPassword`` secrets. Either way the rest of the code sees this one shape.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, replace
+
+from infra.config.model import StackConfig
+
+PASSWORD_BYTES = 32  # 256 bits of entropy, URL-safe text
+
+
+def new_password() -> str:
+    """A fresh random password, safe inside URLs and config files without escaping."""
+    return secrets.token_urlsafe(PASSWORD_BYTES)
+
+
+@dataclass(frozen=True)
+class ServiceCredentials:
+    """One service's passwords; ``version`` counts rotations."""
+
+    migrator: str
+    app: str
+    readonly: str
+    redis: str
+    rabbitmq: str
+    version: int = 1
+
+    @classmethod
+    def generate(cls, version: int) -> ServiceCredentials:
+        return cls(
+            migrator=new_password(), app=new_password(), readonly=new_password(),
+            redis=new_password(), rabbitmq=new_password(), version=version,
+        )
+
+    def postgres_password(self, kind: str) -> str:
+        """The password of the migrator, app or readonly login."""
+        return {"migrator": self.migrator, "app": self.app, "readonly": self.readonly}[kind]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Every password a stack needs."""
+
+    postgres_superuser: str
+    postgres_admin: str
+    redis_admin: str
+    rabbitmq_admin: str
+    services: dict[str, ServiceCredentials] = field(default_factory=dict)
+
+    @classmethod
+    def generate(cls) -> Credentials:
+        return cls(
+            postgres_superuser=new_password(), postgres_admin=new_password(),
+            redis_admin=new_password(), rabbitmq_admin=new_password(),
+        )
+
+    def for_service(self, name: str) -> ServiceCredentials:
+        return self.services[name]
+
+    def completed_for(self, config: StackConfig) -> Credentials:
+        """Fill in missing services, and rotate those whose ``password_version`` went up."""
+        services = dict(self.services)
+        for spec in config.services:
+            current = services.get(spec.name)
+            if current is None or current.version < spec.password_version:
+                services[spec.name] = ServiceCredentials.generate(spec.password_version)
+        return replace(self, services=services)
+
+    def rotated(self, service: str) -> Credentials:
+        """New passwords for one service, one version up: the old ones stop working on apply."""
+        current = self.services[service]
+        services = dict(self.services)
+        services[service] = ServiceCredentials.generate(current.version + 1)
+        return replace(self, services=services)

@@ -1,0 +1,1 @@
+"""One folder per platform: ``docker`` (dev) and ``gcp`` (prod), each one ComponentResource."""

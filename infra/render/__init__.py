@@ -1,0 +1,49 @@
+"""Every rendered file of a stack, as relative path -> (content, mode).
+
+The command line writes them to a directory; the Pulumi program places the same strings
+into containers and VMs, so what the tests start real servers from is what gets deployed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.config.model import StackConfig
+from infra.credentials import Credentials
+from infra.render import endpoints, postgres, rabbitmq, redis, services
+
+PUBLIC_MODE = 0o644
+PRIVATE_MODE = 0o600
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    """One file's text and the permission bits it must have on disk."""
+
+    content: str
+    mode: int = PUBLIC_MODE
+
+
+def render_all(config: StackConfig, credentials: Credentials) -> dict[str, RenderedFile]:
+    """All server and service files for ``config``; the contract's paths are the keys."""
+    stack_endpoints = endpoints.for_stack(config)
+    files = {
+        "postgres/postgresql.conf": RenderedFile(postgres.postgresql_conf(config)),
+        "postgres/pg_hba.conf": RenderedFile(postgres.pg_hba_conf(config)),
+        "postgres/init-admin.sql": RenderedFile(
+            postgres.init_admin_sql(config, credentials), PRIVATE_MODE
+        ),
+        "redis/redis.conf": RenderedFile(redis.redis_conf(config)),
+        "redis/users.acl": RenderedFile(redis.users_acl(config, credentials), PRIVATE_MODE),
+        "rabbitmq/rabbitmq.conf": RenderedFile(rabbitmq.rabbitmq_conf(config)),
+        "rabbitmq/enabled_plugins": RenderedFile(rabbitmq.enabled_plugins()),
+        "rabbitmq/definitions.json": RenderedFile(
+            rabbitmq.definitions_json(config, credentials), PRIVATE_MODE
+        ),
+    }
+    for spec in config.services:
+        files[f"services/{spec.name}.env"] = RenderedFile(
+            services.service_env(spec, credentials.for_service(spec.name), stack_endpoints),
+            PRIVATE_MODE,
+        )
+    return files

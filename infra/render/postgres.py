@@ -1,0 +1,55 @@
+"""postgresql.conf, pg_hba.conf and the admin bootstrap SQL for the dev server."""
+
+from __future__ import annotations
+
+from infra import hashes, naming
+from infra.config.model import StackConfig
+from infra.credentials import Credentials
+from infra.render.endpoints import POSTGRES_PORT
+from infra.render.environment import render
+
+CONFIG_DIR = "/etc/postgresql"
+CONFIG_FILE = f"{CONFIG_DIR}/postgresql.conf"
+HBA_FILE = f"{CONFIG_DIR}/pg_hba.conf"
+
+
+def postgresql_conf(config: StackConfig, hba_file: str = HBA_FILE) -> str:
+    """Server settings sized from the stack's services."""
+    shared_buffers = config.postgres.shared_buffers_mb
+    return render(
+        "postgres/postgresql.conf.j2",
+        port=POSTGRES_PORT,
+        hba_file=hba_file,
+        max_connections=config.max_connections,
+        reserved_connections=config.postgres.reserved_connections,
+        shared_buffers_mb=shared_buffers,
+        effective_cache_size_mb=shared_buffers * 3,
+        slow_statement_ms=config.postgres.slow_statement_ms,
+    )
+
+
+def pg_hba_conf(config: StackConfig) -> str:
+    """One line per service: its own logins, its own database, SCRAM only."""
+    services = [
+        {
+            "database": naming.database_name(s.name),
+            "logins": [naming.role_name(s.name, kind) for kind in naming.LOGIN_SUFFIXES],
+        }
+        for s in config.services
+    ]
+    return render(
+        "postgres/pg_hba.conf.j2", admin_user=config.postgres.admin_user, services=services
+    )
+
+
+def init_admin_sql(config: StackConfig, credentials: Credentials) -> str:
+    """SQL that creates the non-superuser admin; contains a verifier, never the password."""
+    password = credentials.postgres_admin
+    verifier = hashes.scram_sha256_verifier(
+        password, hashes.deterministic_salt(password, "postgres-admin")
+    )
+    return render(
+        "postgres/init-admin.sql.j2",
+        admin_user=config.postgres.admin_user,
+        admin_verifier=verifier,
+    )

@@ -1,0 +1,142 @@
+"""rabbitmq.conf, enabled_plugins and definitions.json: a vhost and a user per service."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from infra import hashes, naming
+from infra.config.model import QueueSpec, ServiceSpec, StackConfig
+from infra.credentials import Credentials
+from infra.render.endpoints import AMQP_PORT, MANAGEMENT_PORT, PROMETHEUS_PORT
+from infra.render.environment import render
+
+CONFIG_DIR = "/etc/rabbitmq"
+CONFIG_FILE = f"{CONFIG_DIR}/rabbitmq.conf"
+DEFINITIONS_FILE = f"{CONFIG_DIR}/definitions.json"
+PLUGINS_FILE = f"{CONFIG_DIR}/enabled_plugins"
+PLUGINS = ("rabbitmq_management", "rabbitmq_prometheus")
+HASHING = "rabbit_password_hashing_sha256"
+
+
+def rabbitmq_conf(config: StackConfig, definitions_file: str = DEFINITIONS_FILE) -> str:
+    """Loads the definitions at boot; alarms for disk and memory."""
+    return render(
+        "rabbitmq/rabbitmq.conf.j2",
+        amqp_port=AMQP_PORT,
+        management_port=MANAGEMENT_PORT,
+        prometheus_port=PROMETHEUS_PORT,
+        definitions_file=definitions_file,
+        disk_free_limit_mb=config.rabbitmq.disk_free_limit_mb,
+        memory_high_watermark=config.rabbitmq.memory_high_watermark,
+    )
+
+
+def enabled_plugins() -> str:
+    """Management (operations) and Prometheus (metrics) stay on."""
+    return render("rabbitmq/enabled_plugins.j2", plugins=PLUGINS)
+
+
+def definitions(config: StackConfig, credentials: Credentials) -> dict[str, Any]:
+    """The broker's desired state, as RabbitMQ's definitions document."""
+    admin = config.rabbitmq.admin_user
+    users = [_user(admin, credentials.rabbitmq_admin, tags=["administrator"])]
+    vhosts: list[dict[str, Any]] = []
+    permissions = []
+    exchanges: list[dict[str, Any]] = []
+    queues: list[dict[str, Any]] = []
+    bindings: list[dict[str, Any]] = []
+    policies: list[dict[str, Any]] = []
+    for service in config.services:
+        vhost = naming.rabbitmq_vhost(service.name)
+        user = naming.rabbitmq_user(service.name)
+        users.append(_user(user, credentials.for_service(service.name).rabbitmq, tags=[]))
+        vhosts.append({"name": vhost, "metadata": {"description": f"{service.name} service"}})
+        permissions.append(
+            {"user": user, "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}
+        )
+        permissions.append(
+            {"user": admin, "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}
+        )
+        exchanges.extend(_exchanges(service))
+        for queue in service.queues:
+            queues.append(_queue(service, queue))
+            bindings.append(
+                {
+                    "source": service.name, "vhost": vhost, "destination": queue.name,
+                    "destination_type": "queue", "routing_key": queue.routing_key or queue.name,
+                    "arguments": {},
+                }
+            )
+            policies.extend(_policies(service, queue))
+    return {
+        "rabbit_version": "3.13.7",
+        "rabbitmq_version": "3.13.7",
+        "users": users,
+        "vhosts": vhosts,
+        "permissions": permissions,
+        "topic_permissions": [],
+        "parameters": [],
+        "global_parameters": [],
+        "policies": policies,
+        "queues": queues,
+        "exchanges": exchanges,
+        "bindings": bindings,
+    }
+
+
+def definitions_json(config: StackConfig, credentials: Credentials) -> str:
+    """definitions.json through a JSON serializer, never built as text."""
+    return json.dumps(definitions(config, credentials), indent=2, sort_keys=True) + "\n"
+
+
+def _user(name: str, password: str, tags: list[str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "password_hash": hashes.rabbitmq_password_hash(password),
+        "hashing_algorithm": HASHING,
+        "tags": tags,
+        "limits": {},
+    }
+
+
+def _exchanges(service: ServiceSpec) -> list[dict[str, Any]]:
+    vhost = naming.rabbitmq_vhost(service.name)
+    common = {"vhost": vhost, "durable": True, "auto_delete": False, "internal": False}
+    return [
+        {"name": service.name, "type": "topic", "arguments": {}, **common},
+        {"name": naming.dead_letter_exchange(service.name), "type": "fanout", "arguments": {},
+         **common},
+    ]
+
+
+def _queue(service: ServiceSpec, queue: QueueSpec) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "x-queue-type": queue.type,
+        "x-dead-letter-exchange": naming.dead_letter_exchange(service.name),
+    }
+    return {
+        "name": queue.name, "vhost": naming.rabbitmq_vhost(service.name),
+        "durable": True, "auto_delete": False, "arguments": arguments,
+    }
+
+
+def _policies(service: ServiceSpec, queue: QueueSpec) -> list[dict[str, Any]]:
+    definition: dict[str, Any] = {}
+    if queue.message_ttl_ms is not None:
+        definition["message-ttl"] = queue.message_ttl_ms
+    if queue.max_length is not None:
+        definition["max-length"] = queue.max_length
+        definition["overflow"] = "reject-publish"
+    if not definition:
+        return []
+    return [
+        {
+            "vhost": naming.rabbitmq_vhost(service.name),
+            "name": f"{queue.name}.limits",
+            "pattern": "^" + queue.name.replace(".", r"\.") + "$",
+            "apply-to": "queues",
+            "definition": definition,
+            "priority": 10,
+        }
+    ]

@@ -1,0 +1,64 @@
+"""``services/<service>.env``: every connection setting a service needs, for its own logins."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from infra import naming
+from infra.config.model import ServiceSpec
+from infra.credentials import ServiceCredentials
+from infra.render.endpoints import Endpoints
+from infra.render.environment import render
+
+
+def postgres_url(endpoints: Endpoints, user: str, password: str, database: str) -> str:
+    """A libpq URL; every part is percent-encoded."""
+    return (
+        f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}"
+        f"@{endpoints.postgres_host}:{endpoints.postgres_port}/{quote(database, safe='')}"
+    )
+
+
+def redis_url(endpoints: Endpoints, user: str, password: str) -> str:
+    """A redis:// (dev) or rediss:// (Memorystore with in-transit encryption) URL."""
+    scheme = "rediss" if endpoints.redis_tls else "redis"
+    return (
+        f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}"
+        f"@{endpoints.redis_host}:{endpoints.redis_port}/0"
+    )
+
+
+def amqp_url(endpoints: Endpoints, user: str, password: str, vhost: str) -> str:
+    """An AMQP URL whose path is the service's own vhost."""
+    return (
+        f"amqp://{quote(user, safe='')}:{quote(password, safe='')}"
+        f"@{endpoints.amqp_host}:{endpoints.amqp_port}/{quote(vhost, safe='')}"
+    )
+
+
+def service_env(service: ServiceSpec, credentials: ServiceCredentials, endpoints: Endpoints) -> str:
+    """The env file for one service."""
+    database = naming.database_name(service.name)
+
+    def pg(kind: str) -> str:
+        role = naming.role_name(service.name, kind)
+        return postgres_url(endpoints, role, credentials.postgres_password(kind), database)
+
+    return render(
+        "services/service.env.j2",
+        service=service.name,
+        database_url=pg("app"),
+        migration_database_url=pg("migrator"),
+        readonly_database_url=pg("readonly"),
+        redis_url=(
+            redis_url(endpoints, naming.redis_user(service.name), credentials.redis)
+            if service.redis
+            else ""
+        ),
+        redis_key_prefix=naming.redis_key_prefix(service.name),
+        amqp_url=amqp_url(
+            endpoints, naming.rabbitmq_user(service.name), credentials.rabbitmq,
+            naming.rabbitmq_vhost(service.name),
+        ),
+        amqp_exchange=service.name,
+    )

@@ -1,0 +1,42 @@
+"""Real servers for integration tests, started from the rendered dev files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.config import StackConfig
+from infra.credentials import Credentials
+from tests.servers.postgres import PostgresServer
+from tests.servers.redis import RedisServer
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="module")
+def postgres(
+    dev_rendered: tuple[Path, Credentials], dev_config: StackConfig
+) -> Iterator[PostgresServer]:
+    """A PostgreSQL 15 server from the rendered dev files; statements logged for inspection."""
+    rendered, credentials = dev_rendered
+    server = PostgresServer(
+        rendered, dev_config.postgres.admin_user, credentials.postgres_admin,
+        settings={"log_statement": "all"},
+    ).initialise()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def redis_server(dev_rendered: tuple[Path, Credentials]) -> Iterator[RedisServer]:
+    """A redis-server from the rendered dev redis.conf and users.acl."""
+    rendered, _ = dev_rendered
+    server = RedisServer(rendered).start()
+    yield server
+    server.cleanup()

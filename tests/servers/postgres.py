@@ -1,0 +1,140 @@
+"""A real PostgreSQL 15 server started from the rendered postgresql.conf and pg_hba.conf.
+
+The start-up mirrors the dev container's entrypoint: initialise the data directory, run the
+rendered ``init-admin.sql`` as the superuser over a trusted socket, then restart with the
+rendered configuration, so the non-superuser admin is the only way in over TCP.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from tests.servers.process import (
+    as_user,
+    chown_tree,
+    free_port,
+    private_dir,
+    require_binary,
+    stop_process,
+    wait_until,
+)
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+OS_USER = "postgres"
+
+
+def pg_binary(name: str) -> str:
+    """A PostgreSQL 15 client or server binary from Debian's postgresql-15 package."""
+    return require_binary(str(PG_BIN / name), "postgresql-15")
+
+
+@dataclass
+class PostgresServer:
+    """One running server; ``admin_url`` logs in as the non-superuser admin."""
+
+    rendered: Path
+    admin_user: str
+    admin_password: str
+    settings: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    root: Path = field(init=False)
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.root = private_dir("pg-", OS_USER)
+        self.data = self.root / "data"
+        self.conf = self.root / "conf"
+        self.socket_dir = self.root / "sock"
+        self.log_file = self.root / "server.log"
+        self.conf.mkdir()
+        self.socket_dir.mkdir()
+        for name in ("postgresql.conf", "pg_hba.conf", "init-admin.sql"):
+            shutil.copy(self.rendered / "postgres" / name, self.conf / name)
+        (self.conf / "bootstrap_hba.conf").write_text("local all postgres trust\n")
+        chown_tree(self.root, OS_USER)
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    def url(self, user: str, password: str, database: str = "postgres") -> str:
+        return (
+            f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}"
+            f"@{self.host}:{self.port}/{quote(database, safe='')}"
+        )
+
+    @property
+    def admin_url(self) -> str:
+        return self.url(self.admin_user, self.admin_password)
+
+    def initialise(self) -> PostgresServer:
+        """initdb, create the admin from the rendered SQL, and start for real."""
+        subprocess.run(
+            as_user(OS_USER, [pg_binary("initdb"), "-D", str(self.data), "-U", "postgres",
+                              "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"]),
+            check=True, capture_output=True,
+        )
+        self.start(hba_file=self.conf / "bootstrap_hba.conf")
+        self.superuser_psql_file(self.conf / "init-admin.sql")
+        self.stop()
+        return self.start()
+
+    def start(self, hba_file: Path | None = None) -> PostgresServer:
+        """Start with the rendered config (or a bootstrap hba), plus any test settings."""
+        argv = [
+            pg_binary("postgres"), "-D", str(self.data),
+            "-c", f"config_file={self.conf / 'postgresql.conf'}",
+            "-c", f"hba_file={hba_file or self.conf / 'pg_hba.conf'}",
+            "-c", f"port={self.port}",
+            "-c", "listen_addresses=127.0.0.1",
+            "-c", f"unix_socket_directories={self.socket_dir}",
+        ]
+        for key, value in self.settings.items():
+            argv += ["-c", f"{key}={value}"]
+        log = self.log_file.open("ab")
+        self.process = subprocess.Popen(as_user(OS_USER, argv), stdout=log, stderr=log)
+        wait_until(self._ready, 30, f"PostgreSQL on port {self.port}", self.log_file)
+        return self
+
+    def _ready(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError("postgres exited")
+        result = subprocess.run(
+            [pg_binary("pg_isready"), "-h", self.host, "-p", str(self.port)],
+            capture_output=True, check=False,
+        )
+        return result.returncode == 0
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+
+    def superuser_psql(self, sql: str, database: str = "postgres") -> str:
+        """Run SQL as the superuser over the socket (the test's view of the catalog)."""
+        result = subprocess.run(
+            as_user(OS_USER, [pg_binary("psql"), "-h", str(self.socket_dir), "-p", str(self.port),
+                              "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1",
+                              "-X", "-A", "-t", "-c", sql]),
+            capture_output=True, text=True, check=True,
+        )
+        return result.stdout.strip()
+
+    def superuser_psql_file(self, path: Path, database: str = "postgres") -> None:
+        subprocess.run(
+            as_user(OS_USER, [pg_binary("psql"), "-h", str(self.socket_dir), "-p", str(self.port),
+                              "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1",
+                              "-X", "-q", "-f", str(path)]),
+            capture_output=True, text=True, check=True,
+        )
+
+    def log_text(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)

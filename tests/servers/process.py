@@ -1,0 +1,94 @@
+"""Shared plumbing for launching server processes: free ports, service users, waiting."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+class ServerUnavailable(RuntimeError):
+    """A server binary is missing or the server did not come up; tests fail, never skip."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def require_binary(path: str, package: str) -> str:
+    """The absolute path of a server binary, or a failure naming the package to install."""
+    found = shutil.which(path) if not os.path.isabs(path) else (path if os.path.exists(path) else None)
+    if not found:
+        raise ServerUnavailable(f"{path} not found: apt-get install -y {package}")
+    return found
+
+
+def as_user(user: str, argv: list[str]) -> list[str]:
+    """Run ``argv`` as ``user`` when we are root (servers refuse or should not run as root)."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", user, "--", *argv]
+    return argv
+
+
+def private_dir(prefix: str, owner: str) -> Path:
+    """A fresh 0700 directory owned by ``owner`` (when we are root), outside pytest's 0700 tmp."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(owner)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    path.chmod(0o700)
+    return path
+
+
+def chown_tree(path: Path, owner: str) -> None:
+    """Give ``owner`` everything under ``path`` (no-op unless root)."""
+    if os.geteuid() != 0:
+        return
+    entry = pwd.getpwnam(owner)
+    for item in [path, *path.rglob("*")]:
+        os.chown(item, entry.pw_uid, entry.pw_gid)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
+    """Poll ``check`` until it is true; on timeout, fail with the server log's tail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: S110 - the server is still starting; keep polling
+            pass
+        time.sleep(0.1)
+    tail = ""
+    if log is not None and log.exists():
+        tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+    raise ServerUnavailable(f"{what} did not come up within {timeout:.0f}s{tail}")
+
+
+def port_open(port: int) -> bool:
+    """True once something accepts TCP connections on 127.0.0.1:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL if the server does not exit in time."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)

@@ -1,0 +1,75 @@
+"""A real redis-server started from the rendered redis.conf and users.acl."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.servers.process import (
+    as_user,
+    chown_tree,
+    free_port,
+    port_open,
+    private_dir,
+    require_binary,
+    stop_process,
+    wait_until,
+)
+
+OS_USER = "redis"
+
+
+@dataclass
+class RedisServer:
+    """One running redis-server; the data dir survives restarts until ``cleanup``."""
+
+    rendered: Path
+    port: int = field(default_factory=free_port)
+    root: Path = field(init=False)
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.root = private_dir("redis-", OS_USER)
+        self.data = self.root / "data"
+        self.conf = self.root / "conf"
+        self.log_file = self.root / "server.log"
+        self.data.mkdir()
+        self.conf.mkdir()
+        for name in ("redis.conf", "users.acl"):
+            shutil.copy(self.rendered / "redis" / name, self.conf / name)
+        chown_tree(self.root, OS_USER)
+
+    def start(self) -> RedisServer:
+        """The rendered file, with only the address, port and paths overridden."""
+        argv = [
+            require_binary("redis-server", "redis-server"), str(self.conf / "redis.conf"),
+            "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.data), "--aclfile", str(self.conf / "users.acl"),
+            "--daemonize", "no", "--logfile", "",
+        ]
+        log = self.log_file.open("ab")
+        self.process = subprocess.Popen(
+            as_user(OS_USER, argv), stdout=log, stderr=log, cwd=self.data
+        )
+        wait_until(lambda: self._alive() and port_open(self.port), 20,
+                   f"redis-server on port {self.port}", self.log_file)
+        return self
+
+    def _alive(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError("redis-server exited")
+        return True
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+
+    def log_text(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
