@@ -26,8 +26,16 @@ def stack_file(stack: str, root: Path = REPO_ROOT) -> Path:
 
 
 def load_stack(stack: str, root: Path = REPO_ROOT) -> StackConfig:
-    """Load and validate a stack by name (``dev``, ``prod``...)."""
+    """Load and validate a stack by name (``dev``, ``prod``), or by the path of its stack file."""
+    if stack.endswith((".yaml", ".yml")) or "/" in stack:
+        return load_file(Path(stack))
     return load_file(stack_file(stack, root))
+
+
+def stack_name(stack: str) -> str:
+    """``dev`` for ``dev``, ``Pulumi.dev.yaml`` or ``some/dir/Pulumi.dev.yaml``."""
+    name = Path(stack).name.removeprefix("Pulumi.")
+    return name.removesuffix(".yaml").removesuffix(".yml")
 
 
 def load_file(path: Path) -> StackConfig:

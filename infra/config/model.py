@@ -126,12 +126,11 @@ class BackupSettings:
     def __post_init__(self) -> None:
         if self.delete_after_days <= self.coldline_after_days:
             raise ValueError(
-                "backup.delete_after_days must be greater than backup.coldline_after_days "
-                "(e.g. 30 and 400)"
+                "delete_after_days must be greater than coldline_after_days (e.g. 30 and 400)"
             )
         if self.delete_after_days < self.retention_days:
             raise ValueError(
-                "backup.delete_after_days must be at least backup.retention_days"
+                "delete_after_days must be at least retention_days (e.g. 400 and 7)"
             )
 
 
@@ -169,20 +168,17 @@ class DockerMemory:
 class DockerSettings:
     """The dev stack on a local Docker engine."""
 
-    bind_address: str = setting("127.0.0.1", rule=rules.ipv4_address, doc="host address for ports")
+    bind_address: str = setting(
+        "127.0.0.1", rule=rules.loopback_address, doc="host address the ports are published on"
+    )
     ports: DockerPorts = setting(DockerPorts())
     images: DockerImages = setting(DockerImages())
     memory_mb: DockerMemory = setting(DockerMemory())
 
     def __post_init__(self) -> None:
-        if self.bind_address not in ("127.0.0.1",) and not self.bind_address.startswith("127."):
-            raise ValueError(
-                f"docker.bind_address {self.bind_address!r} is not a loopback address; "
-                "dev servers publish on loopback only (e.g. '127.0.0.1')"
-            )
         ports = [self.ports.postgres, self.ports.redis, self.ports.amqp, self.ports.management]
         if len(set(ports)) != len(ports):
-            raise ValueError("docker.ports: every server needs its own host port")
+            raise ValueError("ports: every server needs its own host port (e.g. 15432 and 16379)")
 
 
 @dataclass(frozen=True)
@@ -207,6 +203,22 @@ class GcpSettings:
     maintenance_day: int = setting(7, rule=rules.between(1, 7), doc="1 = Monday, 7 = Sunday")
     maintenance_hour: int = setting(3, rule=rules.between(0, 23), doc="UTC")
     dns_zone: str = setting("persistence.internal.", doc="private DNS zone for server names")
+    zone_suffix: str = setting(
+        "b", rule=rules.one_of("a", "b", "c", "d", "f"),
+        doc="zone of the RabbitMQ VM and its data disk: <gcp:region>-<suffix>",
+    )
+    redis_snapshot_period: str = setting(
+        "ONE_HOUR",
+        rule=rules.one_of("ONE_HOUR", "SIX_HOURS", "TWELVE_HOURS", "TWENTY_FOUR_HOURS"),
+        doc="Memorystore RDB snapshot period",
+    )
+    provisioning_host: str = setting(
+        "127.0.0.1", rule=rules.ipv4_address,
+        doc="where the deploying runner reaches Cloud SQL (the Cloud SQL Auth Proxy it runs)",
+    )
+    provisioning_port: int = setting(
+        6432, rule=rules.port, doc="the Cloud SQL Auth Proxy's port on the deploying runner"
+    )
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,16 @@ def ipv4_cidr(value: str) -> str | None:
     return f"{value!r} is not a private IPv4 range; use e.g. '10.20.0.0/24'"
 
 
+def loopback_address(value: str) -> str | None:
+    """Dev servers publish on a loopback address only, never on the machine's network."""
+    try:
+        if ipaddress.IPv4Address(value).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return f"{value!r} is not a loopback address; dev servers publish on loopback only (e.g. '127.0.0.1')"
+
+
 def ipv4_address(value: str) -> str | None:
     """A literal IPv4 address such as 127.0.0.1."""
     try:

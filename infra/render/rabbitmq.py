@@ -18,6 +18,11 @@ PLUGINS_FILE = f"{CONFIG_DIR}/enabled_plugins"
 PLUGINS = ("rabbitmq_management", "rabbitmq_prometheus")
 HASHING = "rabbit_password_hashing_sha256"
 
+# Marks the users and vhosts this tool manages, so ``broker prune`` can tell a service that
+# left the config from something an operator created by hand (which it never touches).
+MANAGED_TAG = "persistence-managed"
+SERVICE_PERMISSIONS = {"configure": ".*", "write": ".*", "read": ".*"}
+
 
 def rabbitmq_conf(config: StackConfig, definitions_file: str = DEFINITIONS_FILE) -> str:
     """Loads the definitions at boot; alarms for disk and memory."""
@@ -29,6 +34,7 @@ def rabbitmq_conf(config: StackConfig, definitions_file: str = DEFINITIONS_FILE)
         definitions_file=definitions_file,
         disk_free_limit_mb=config.rabbitmq.disk_free_limit_mb,
         memory_high_watermark=config.rabbitmq.memory_high_watermark,
+        password_hashing_module=HASHING,
     )
 
 
@@ -40,7 +46,7 @@ def enabled_plugins() -> str:
 def definitions(config: StackConfig, credentials: Credentials) -> dict[str, Any]:
     """The broker's desired state, as RabbitMQ's definitions document."""
     admin = config.rabbitmq.admin_user
-    users = [_user(admin, credentials.rabbitmq_admin, tags=["administrator"])]
+    users = [_user(admin, credentials.rabbitmq_admin, tags=["administrator"])]  # implies management
     vhosts: list[dict[str, Any]] = []
     permissions = []
     exchanges: list[dict[str, Any]] = []
@@ -50,14 +56,13 @@ def definitions(config: StackConfig, credentials: Credentials) -> dict[str, Any]
     for service in config.services:
         vhost = naming.rabbitmq_vhost(service.name)
         user = naming.rabbitmq_user(service.name)
-        users.append(_user(user, credentials.for_service(service.name).rabbitmq, tags=[]))
-        vhosts.append({"name": vhost, "metadata": {"description": f"{service.name} service"}})
-        permissions.append(
-            {"user": user, "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}
+        users.append(
+            _user(user, credentials.for_service(service.name).rabbitmq, tags=[MANAGED_TAG])
         )
-        permissions.append(
-            {"user": admin, "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}
-        )
+        vhosts.append(_vhost(service.name))
+        # The service's user gets rights on its own vhost only; the admin on every vhost.
+        permissions.append({"user": user, "vhost": vhost, **SERVICE_PERMISSIONS})
+        permissions.append({"user": admin, "vhost": vhost, **SERVICE_PERMISSIONS})
         exchanges.extend(_exchanges(service))
         for queue in service.queues:
             queues.append(_queue(service, queue))
@@ -97,6 +102,18 @@ def _user(name: str, password: str, tags: list[str]) -> dict[str, Any]:
         "hashing_algorithm": HASHING,
         "tags": tags,
         "limits": {},
+    }
+
+
+def _vhost(service: str) -> dict[str, Any]:
+    """Description and tags both at the top level (3.10 reads these) and as metadata (3.13)."""
+    description = f"{service} service ({MANAGED_TAG})"
+    tags = [MANAGED_TAG]
+    return {
+        "name": naming.rabbitmq_vhost(service),
+        "description": description,
+        "tags": tags,
+        "metadata": {"description": description, "tags": tags},
     }
 
 

@@ -1,0 +1,187 @@
+"""PostgreSQL plumbing for backups: libpq settings, the client binaries, catalog snapshots.
+
+Passwords reach pg_dump/pg_restore only through the environment (PGPASSWORD), never argv.
+Every identifier goes through ``psycopg.sql.Identifier``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from infra.errors import ServerError, UsageError
+
+PG_BIN_ENV = "PERSISTENCE_PG_BIN"
+DEFAULT_PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def binary(name: str) -> str:
+    """pg_dump/pg_restore of the server's major version (Debian's postgresql-15 layout)."""
+    directory = Path(os.environ.get(PG_BIN_ENV, DEFAULT_PG_BIN))
+    candidate = directory / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise UsageError(f"{name} not found in {directory} or on PATH: apt-get install postgresql-15")
+    return found
+
+
+def _params(url: str) -> dict[str, str]:
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise UsageError(
+            "--admin-url is not a PostgreSQL URL; use postgresql://USER:PASSWORD@HOST:PORT/postgres"
+        ) from None
+    return {key: str(value) for key, value in params.items() if value is not None}
+
+
+def with_password(url: str, password: str) -> str:
+    """The admin URL with the stack's admin password filled in when it carries none."""
+    params = _params(url)
+    if "password" not in params:
+        params["password"] = password
+    return make_conninfo("", **params)
+
+
+def database_url(url: str, database: str) -> str:
+    params = _params(url)
+    params["dbname"] = database
+    return make_conninfo("", **params)
+
+
+def libpq_environment(url: str, database: str) -> dict[str, str]:
+    """Environment for a client binary: the password travels here, not on the command line."""
+    params = _params(url)
+    names = {
+        "host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD",
+        "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT",
+        "sslkey": "PGSSLKEY", "connect_timeout": "PGCONNECT_TIMEOUT",
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update({names[key]: value for key, value in params.items() if key in names})
+    env["PGDATABASE"] = database
+    env.setdefault("PGCONNECT_TIMEOUT", "10")
+    return env
+
+
+@contextmanager
+def connect(url: str, database: str | None = None, *,
+            autocommit: bool = False) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """A connection that turns server trouble into one clean ServerError line."""
+    params = _params(url)
+    if database is not None:
+        params["dbname"] = database
+    where = f"{params.get('host', 'localhost')}:{params.get('port', '5432')}/" \
+        f"{params.get('dbname', '')}"
+    try:
+        conn = psycopg.connect(make_conninfo("", **params), autocommit=autocommit,
+                               connect_timeout=10)
+    except psycopg.OperationalError as error:
+        first = str(error).strip().splitlines()[-1] if str(error).strip() else "refused"
+        raise ServerError(f"cannot connect to PostgreSQL at {where}: {first}") from None
+    try:
+        yield conn
+    except psycopg.Error as error:
+        raise ServerError(f"PostgreSQL at {where}: {str(error).strip()}") from None
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True)
+class Contents:
+    """What a database holds, as the manifest records it and verify compares it."""
+
+    row_counts: dict[str, int]
+    sequences: dict[str, int]
+    large_objects: int
+
+
+def contents(conn: psycopg.Connection[tuple[object, ...]]) -> Contents:
+    """Exact row counts per table, sequence positions and the number of large objects."""
+    tables = conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+        " AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1, 2"
+    ).fetchall()
+    counts: dict[str, int] = {}
+    for schema, table in tables:
+        query = sql.SQL("SELECT count(*) FROM {}.{}").format(
+            sql.Identifier(str(schema)), sql.Identifier(str(table))
+        )
+        row = conn.execute(query).fetchone()
+        counts[f"{schema}.{table}"] = int(str(row[0])) if row else 0
+    sequences: dict[str, int] = {}
+    for schema, name in conn.execute(
+        "SELECT schemaname, sequencename FROM pg_sequences "
+        "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
+    ).fetchall():
+        query = sql.SQL("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {}.{}").format(
+            sql.Identifier(str(schema)), sql.Identifier(str(name))
+        )
+        row = conn.execute(query).fetchone()
+        sequences[f"{schema}.{name}"] = int(str(row[0])) if row else 0
+    row = conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()
+    return Contents(counts, sequences, int(str(row[0])) if row else 0)
+
+
+def compare(expected: Contents, actual: Contents) -> list[str]:
+    """Every difference, one line each (empty when they match)."""
+    problems = []
+    for label, want, got in (("rows", expected.row_counts, actual.row_counts),
+                             ("sequence", expected.sequences, actual.sequences)):
+        for name in sorted(set(want) | set(got)):
+            if want.get(name) != got.get(name):
+                problems.append(f"{label} {name}: backup says {want.get(name)}, "
+                                f"restored has {got.get(name)}")
+    if expected.large_objects != actual.large_objects:
+        problems.append(f"large objects: backup says {expected.large_objects}, "
+                        f"restored has {actual.large_objects}")
+    return problems
+
+
+def server_version(conn: psycopg.Connection[tuple[object, ...]]) -> str:
+    row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]) if row else "unknown"
+
+
+def database_exists(admin_url: str, database: str) -> bool:
+    with connect(admin_url, autocommit=True) as conn:
+        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+        return row is not None
+
+
+def drop_database(admin_url: str, database: str) -> None:
+    """Drop (force-closing sessions); no-op if it does not exist."""
+    with connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(database)))
+
+
+def create_database(admin_url: str, database: str, owner: str | None = None) -> None:
+    with connect(admin_url, autocommit=True) as conn:
+        if owner is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        else:
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(database), sql.Identifier(owner)))
+
+
+def rename_database(admin_url: str, old: str, new: str) -> None:
+    """Rename after closing the sessions on it (a rename needs the database idle)."""
+    with connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()", (old,)
+        )
+        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+            sql.Identifier(old), sql.Identifier(new)))

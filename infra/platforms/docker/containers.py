@@ -1,0 +1,181 @@
+"""One function per server container of the dev stack.
+
+Each container gets its rendered config files uploaded by the program itself (no bind mounts of
+a local checkout), a named volume for its data, a health check, a restart policy, a memory
+limit, and host ports published on the loopback address only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+
+from infra.config.model import StackConfig
+from infra.render import RenderedFile
+from infra.render import postgres as pg_files
+from infra.render import rabbitmq as mq_files
+from infra.render import redis as redis_files
+from infra.render.endpoints import AMQP_PORT, MANAGEMENT_PORT, POSTGRES_PORT, REDIS_PORT
+
+# The official images run their servers as uid/gid 999.
+IMAGE_USER = "999"
+SECRETS_DIR = "/run/secrets"
+POSTGRES_SUPERUSER_FILE = f"{SECRETS_DIR}/postgres-superuser"
+REDIS_ADMIN_FILE = f"{SECRETS_DIR}/redis-admin"
+INIT_ADMIN_SQL = "/docker-entrypoint-initdb.d/10-platform-admin.sql"
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every container of the stack is attached to."""
+
+    config: StackConfig
+    prefix: str
+    network: docker.Network
+    files: pulumi.Output[dict[str, RenderedFile]]
+    secrets: pulumi.Output[dict[str, str]]
+    parent: pulumi.Resource
+
+
+def _upload(
+    shared: Shared, path: str, rendered: str, *, private: bool = False
+) -> docker.ContainerUploadArgs:
+    """A rendered file placed at ``path``; private files are readable by the server user only."""
+    content = shared.files.apply(lambda files: files[rendered].content)
+    return docker.ContainerUploadArgs(
+        file=path,
+        content=pulumi.Output.secret(content) if private else content,
+        owner=IMAGE_USER,
+        group=IMAGE_USER,
+        permissions="0400" if private else "0444",
+    )
+
+
+def _secret_upload(shared: Shared, path: str, key: str) -> docker.ContainerUploadArgs:
+    """A password file for the server's own use (entrypoint, health check), never an env var."""
+    return docker.ContainerUploadArgs(
+        file=path,
+        content=pulumi.Output.secret(shared.secrets.apply(lambda s: s[key])),
+        owner=IMAGE_USER,
+        group=IMAGE_USER,
+        permissions="0400",
+    )
+
+
+def _container(shared: Shared, server: str, image: str, memory_mb: int, **args: Any) -> docker.Container:
+    """A server container with the settings every server shares, plus its own ``args``."""
+    pulled = docker.RemoteImage(
+        f"{server}-image", name=image, keep_locally=True,
+        opts=pulumi.ResourceOptions(parent=shared.parent),
+    )
+    return docker.Container(
+        server,
+        image=pulled.image_id,
+        name=f"{shared.prefix}-{server}",
+        hostname=server,  # RabbitMQ's node name, and so its data directory, follow the hostname
+        networks_advanced=[
+            docker.ContainerNetworksAdvancedArgs(name=shared.network.name, aliases=[server])
+        ],
+        restart="unless-stopped",
+        memory=memory_mb,
+        security_opts=["no-new-privileges:true"],
+        log_opts={"max-size": "10m", "max-file": "3"},
+        must_run=True,
+        wait=True,  # `pulumi up` returns once the health check passes
+        wait_timeout=180,
+        labels=[docker.ContainerLabelArgs(label="persistence.stack", value=shared.prefix)],
+        opts=pulumi.ResourceOptions(parent=shared.parent),
+        **args,
+    )
+
+
+def _port(shared: Shared, internal: int, external: int) -> docker.ContainerPortArgs:
+    return docker.ContainerPortArgs(
+        internal=internal, external=external, ip=shared.config.docker.bind_address, protocol="tcp"
+    )
+
+
+def postgres(shared: Shared, volume: docker.Volume) -> docker.Container:
+    """PostgreSQL 15 with the rendered config; the admin login is created on first start."""
+    config = shared.config
+    return _container(
+        shared, "postgres", config.docker.images.postgres, config.docker.memory_mb.postgres,
+        command=["postgres", "-c", f"config_file={pg_files.CONFIG_FILE}"],
+        envs=[
+            f"POSTGRES_PASSWORD_FILE={POSTGRES_SUPERUSER_FILE}",
+            "PGDATA=/var/lib/postgresql/data/pgdata",
+        ],
+        uploads=[
+            _upload(shared, pg_files.CONFIG_FILE, "postgres/postgresql.conf"),
+            _upload(shared, pg_files.HBA_FILE, "postgres/pg_hba.conf"),
+            _upload(shared, INIT_ADMIN_SQL, "postgres/init-admin.sql", private=True),
+            _secret_upload(shared, POSTGRES_SUPERUSER_FILE, "postgres_superuser"),
+        ],
+        volumes=[
+            docker.ContainerVolumeArgs(
+                volume_name=volume.name, container_path="/var/lib/postgresql/data"
+            )
+        ],
+        ports=[_port(shared, POSTGRES_PORT, config.docker.ports.postgres)],
+        healthcheck=docker.ContainerHealthcheckArgs(
+            tests=["CMD", "pg_isready", "-h", "/var/run/postgresql", "-d", "postgres"],
+            interval="10s", timeout="5s", retries=5, start_period="30s",
+        ),
+        shm_size=256,
+        stop_timeout=60,
+    )
+
+
+def redis(shared: Shared, volume: docker.Volume) -> docker.Container:
+    """Redis 7 with AOF + RDB on a named volume and per-service ACL users."""
+    config = shared.config
+    ping = (
+        f'REDISCLI_AUTH="$(cat {REDIS_ADMIN_FILE})" '
+        f"redis-cli --no-auth-warning --user {config.redis.admin_user} ping | grep -q PONG"
+    )
+    return _container(
+        shared, "redis", config.docker.images.redis, config.docker.memory_mb.redis,
+        command=["redis-server", redis_files.CONFIG_FILE],
+        working_dir=redis_files.DATA_DIR,
+        uploads=[
+            _upload(shared, redis_files.CONFIG_FILE, "redis/redis.conf"),
+            _upload(shared, redis_files.ACL_FILE, "redis/users.acl", private=True),
+            _secret_upload(shared, REDIS_ADMIN_FILE, "redis_admin"),
+        ],
+        volumes=[
+            docker.ContainerVolumeArgs(volume_name=volume.name, container_path=redis_files.DATA_DIR)
+        ],
+        ports=[_port(shared, REDIS_PORT, config.docker.ports.redis)],
+        healthcheck=docker.ContainerHealthcheckArgs(
+            tests=["CMD-SHELL", ping], interval="10s", timeout="5s", retries=5, start_period="10s",
+        ),
+    )
+
+
+def rabbitmq(shared: Shared, volume: docker.Volume) -> docker.Container:
+    """RabbitMQ 3 (management image) loading the rendered definitions at boot."""
+    config = shared.config
+    return _container(
+        shared, "rabbitmq", config.docker.images.rabbitmq, config.docker.memory_mb.rabbitmq,
+        envs=[f"RABBITMQ_CONFIG_FILE={mq_files.CONFIG_FILE}"],
+        uploads=[
+            _upload(shared, mq_files.CONFIG_FILE, "rabbitmq/rabbitmq.conf"),
+            _upload(shared, mq_files.PLUGINS_FILE, "rabbitmq/enabled_plugins"),
+            _upload(shared, mq_files.DEFINITIONS_FILE, "rabbitmq/definitions.json", private=True),
+        ],
+        volumes=[
+            docker.ContainerVolumeArgs(volume_name=volume.name, container_path="/var/lib/rabbitmq")
+        ],
+        ports=[
+            _port(shared, AMQP_PORT, config.docker.ports.amqp),
+            _port(shared, MANAGEMENT_PORT, config.docker.ports.management),
+        ],
+        healthcheck=docker.ContainerHealthcheckArgs(
+            tests=["CMD", "rabbitmq-diagnostics", "-q", "ping"],
+            interval="15s", timeout="10s", retries=5, start_period="60s",
+        ),
+        stop_timeout=60,
+    )

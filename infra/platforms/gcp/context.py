@@ -1,0 +1,76 @@
+"""What every prod module needs: the stack config, project, region and the parent component.
+
+The main region only exists as the provider's ``gcp:region`` inside a Pulumi run, so the checks
+that compare it with our own settings happen here, as one-line ``pulumi.RunError``s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from infra.config.model import StackConfig
+
+DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
+
+
+@dataclass(frozen=True)
+class GcpContext:
+    """The run's fixed facts; modules take this instead of reading Pulumi config themselves."""
+
+    config: StackConfig
+    project: str
+    region: str
+    stack: str
+    parent: pulumi.Resource
+
+    @property
+    def zone(self) -> str:
+        """Zone of the zonal resources (the RabbitMQ VM and its data disk)."""
+        return f"{self.region}-{self.config.gcp.zone_suffix}"
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of every named GCP resource, e.g. ``persistence-prod``."""
+        return f"{pulumi.get_project()}-{self.stack}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Labels on everything that takes labels: who manages it and for which stack."""
+        return {"managed-by": "pulumi", "project": pulumi.get_project(), "stack": self.stack}
+
+    def opts(self, **kwargs: object) -> pulumi.ResourceOptions:
+        """Resource options with the platform component as parent."""
+        return pulumi.ResourceOptions(parent=self.parent, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def maintenance_day_name(self) -> str:
+        """``maintenance_day`` (1 = Monday) as the weekday name Memorystore expects."""
+        return DAYS[self.config.gcp.maintenance_day - 1]
+
+
+def context_for(config: StackConfig, parent: pulumi.Resource) -> GcpContext:
+    """Read gcp:project and gcp:region and check them against the stack's own GCP settings."""
+    provider = pulumi.Config("gcp")
+    stack = pulumi.get_stack()
+    project = provider.get("project")
+    region = provider.get("region")
+    missing = [key for key, value in (("gcp:project", project), ("gcp:region", region)) if not value]
+    if missing or project is None or region is None:
+        keys = " and ".join(missing)
+        raise pulumi.RunError(
+            f"Pulumi.{stack}.yaml: {keys} must be set, e.g. "
+            f"`pulumi config set gcp:region europe-west1 --stack {stack}`"
+        )
+    gcp = config.gcp
+    for key, value in (
+        ("persistence:gcp.backup_region", gcp.backup_region),
+        ("persistence:gcp.sql_backup_location", gcp.sql_backup_location),
+    ):
+        if value == region:
+            raise pulumi.RunError(
+                f"Pulumi.{stack}.yaml: {key} ({value}) must differ from gcp:region ({region}) "
+                "so backups survive the loss of the main region (e.g. europe-west4 for europe-west1)"
+            )
+    return GcpContext(config=config, project=project, region=region, stack=stack, parent=parent)

@@ -1,0 +1,92 @@
+"""Service accounts: one per service, one for the RabbitMQ VM, one for the backup workflow.
+
+Each identity gets exactly the grants its job needs, and never a basic role
+(owner, editor, viewer): the policy tests check every IAM resource for that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi_gcp as gcp
+
+from infra import naming
+from infra.platforms.gcp.context import GcpContext
+
+RABBITMQ_ACCOUNT_ID = "rabbitmq-vm"
+BACKUP_ACCOUNT_ID = "backup-export"
+RABBITMQ_VM_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
+
+# Everything the backup workflow and its scheduler job call, and nothing else.
+BACKUP_PERMISSIONS = (
+    "cloudsql.instances.export",  # start a Cloud SQL export
+    "cloudsql.instances.get",  # read the export's operation (sqladmin operations.get)
+    "redis.instances.export",  # start a Memorystore export
+    "redis.operations.get",  # read the export's long-running operation
+    "workflows.executions.create",  # the scheduler job starts the workflow as this account
+    "logging.logEntries.create",  # the workflow's call log
+)
+
+
+@dataclass(frozen=True)
+class Identities:
+    """Service accounts by purpose."""
+
+    services: dict[str, gcp.serviceaccount.Account]
+    rabbitmq: gcp.serviceaccount.Account
+    backup: gcp.serviceaccount.Account
+
+
+def declare(ctx: GcpContext) -> Identities:
+    """Declare every service account and its project-level grants."""
+    services = {
+        spec.name: gcp.serviceaccount.Account(
+            f"{spec.name}-service-account",
+            account_id=naming.service_account_id(spec.name),
+            display_name=f"{spec.name} service ({ctx.stack})",
+            description=f"Runs the {spec.name} service; reads only its own secrets",
+            opts=ctx.opts(),
+        )
+        for spec in ctx.config.services
+    }
+    rabbitmq = gcp.serviceaccount.Account(
+        "rabbitmq-service-account",
+        account_id=RABBITMQ_ACCOUNT_ID,
+        display_name=f"RabbitMQ VM ({ctx.stack})",
+        description="Writes the broker VM's logs and metrics, nothing else",
+        opts=ctx.opts(),
+    )
+    for role in RABBITMQ_VM_ROLES:
+        gcp.projects.IAMMember(
+            f"rabbitmq-{role.split('/')[-1]}",
+            project=ctx.project,
+            role=role,
+            member=rabbitmq.member,
+            opts=ctx.opts(),
+        )
+    backup = gcp.serviceaccount.Account(
+        "backup-service-account",
+        account_id=BACKUP_ACCOUNT_ID,
+        display_name=f"Backup exports ({ctx.stack})",
+        description="Runs the scheduled export workflow: Cloud SQL and Memorystore exports only",
+        opts=ctx.opts(),
+    )
+    role = gcp.projects.IAMCustomRole(
+        "backup-export-role",
+        project=ctx.project,
+        role_id=f"persistenceBackupExport_{ctx.stack.replace('-', '_')}",
+        title=f"Persistence backup export ({ctx.stack})",
+        description="Start and watch Cloud SQL and Memorystore exports; run the backup workflow",
+        permissions=list(BACKUP_PERMISSIONS),
+        stage="GA",
+        opts=ctx.opts(),
+    )
+    gcp.projects.IAMMember(
+        "backup-export-role-binding",
+        project=ctx.project,
+        # The role's full name, built from its id so the grant is readable before the role exists.
+        role=role.role_id.apply(lambda role_id: f"projects/{ctx.project}/roles/{role_id}"),
+        member=backup.member,
+        opts=ctx.opts(),
+    )
+    return Identities(services=services, rabbitmq=rabbitmq, backup=backup)

@@ -1,0 +1,104 @@
+"""Secret Manager: one secret per login, each readable only by its own service's account.
+
+PostgreSQL logins and the RabbitMQ user hold the connection URL the service uses (the same
+URLs as a dev ``services/<name>.env``); the Memorystore AUTH string is one shared secret,
+readable by the services that use Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra import naming
+from infra.credentials import Credentials
+from infra.platforms.gcp.context import GcpContext
+from infra.platforms.gcp.identities import Identities
+from infra.render import endpoints
+from infra.render.services import amqp_url, postgres_url
+
+ACCESSOR = "roles/secretmanager.secretAccessor"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Secret ids by service (``kind`` -> id) and the shared Redis AUTH secret id."""
+
+    by_service: dict[str, dict[str, pulumi.Output[str]]]
+    redis_auth: pulumi.Output[str]
+
+
+def declare(
+    ctx: GcpContext,
+    identities: Identities,
+    credentials: pulumi.Output[Credentials],
+    redis_auth: pulumi.Output[str],
+) -> Secrets:
+    """Declare every secret, its current version and its one accessor binding."""
+    stack_endpoints = endpoints.for_stack(ctx.config)
+    by_service: dict[str, dict[str, pulumi.Output[str]]] = {}
+    for spec in ctx.config.services:
+        name = spec.name
+        member = identities.services[name].member
+        database = naming.database_name(name)
+        ids: dict[str, pulumi.Output[str]] = {}
+        for kind in naming.LOGIN_SUFFIXES:
+            role = naming.role_name(name, kind)
+            url = credentials.apply(
+                lambda c, n=name, k=kind, r=role: postgres_url(
+                    stack_endpoints, r, c.for_service(n).postgres_password(k), database
+                )
+            )
+            ids[kind] = _secret(ctx, naming.postgres_secret_id(name, kind), url, [member])
+        amqp = credentials.apply(
+            lambda c, n=name: amqp_url(
+                stack_endpoints, naming.rabbitmq_user(n), c.for_service(n).rabbitmq,
+                naming.rabbitmq_vhost(n),
+            )
+        )
+        ids["rabbitmq"] = _secret(ctx, naming.rabbitmq_secret_id(name), amqp, [member])
+        by_service[name] = ids
+    readers = [identities.services[s.name].member for s in ctx.config.services if s.redis]
+    redis_id = _secret(ctx, naming.REDIS_AUTH_SECRET_ID, redis_auth, readers)
+    return Secrets(by_service=by_service, redis_auth=redis_id)
+
+
+def _secret(
+    ctx: GcpContext,
+    secret_id: str,
+    value: pulumi.Output[str],
+    readers: list[pulumi.Output[str]],
+) -> pulumi.Output[str]:
+    """One secret replicated to the main and the backup region, with its readers."""
+    secret = gcp.secretmanager.Secret(
+        f"secret-{secret_id}",
+        secret_id=secret_id,
+        labels=ctx.labels,
+        replication=gcp.secretmanager.SecretReplicationArgs(
+            user_managed=gcp.secretmanager.SecretReplicationUserManagedArgs(
+                replicas=[
+                    gcp.secretmanager.SecretReplicationUserManagedReplicaArgs(location=region)
+                    for region in (ctx.region, ctx.config.gcp.backup_region)
+                ]
+            )
+        ),
+        opts=ctx.opts(),
+    )
+    gcp.secretmanager.SecretVersion(
+        f"secret-{secret_id}-version",
+        secret=secret.id,
+        secret_data=pulumi.Output.secret(value),
+        opts=ctx.opts(),
+    )
+    for index, member in enumerate(readers):
+        gcp.secretmanager.SecretIamMember(
+            f"secret-{secret_id}-reader-{index}",
+            project=ctx.project,
+            secret_id=secret.secret_id,
+            role=ACCESSOR,
+            member=member,
+            opts=ctx.opts(),
+        )
+    return secret.secret_id

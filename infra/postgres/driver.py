@@ -1,0 +1,57 @@
+"""The one place psycopg connects: turns connection failures into one clear ServerError line.
+
+The message names host, port, user and database, never the password (it is scrubbed even if
+libpq were to echo the connection string).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from infra.errors import ServerError
+
+CONNECT_TIMEOUT_S = 10
+APPLICATION_NAME = "persistence-infra"
+
+
+def describe(url: str, dbname: str | None = None) -> str:
+    """``user@host:port/db`` for messages, without the password."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparsable admin URL>"
+    return (
+        f"{params.get('user', '?')}@{params.get('host', 'localhost')}:"
+        f"{params.get('port', 5432)}/{dbname or params.get('dbname', '')}"
+    )
+
+
+def scrub(message: str, url: str) -> str:
+    """The first line of a server message with any password from ``url`` removed."""
+    try:
+        password = str(conninfo_to_dict(url).get("password") or "")
+    except psycopg.ProgrammingError:
+        password = ""
+    line = next((part.strip() for part in message.splitlines() if part.strip()), "")
+    return line.replace(password, "********") if password else line
+
+
+def connect(
+    url: str, *, dbname: str | None = None, autocommit: bool = False
+) -> psycopg.Connection[tuple[Any, ...]]:
+    """Open a connection (to ``dbname`` instead of the URL's database, if given)."""
+    overrides: dict[str, Any] = {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "application_name": APPLICATION_NAME,
+    }
+    if dbname is not None:
+        overrides["dbname"] = dbname
+    try:
+        return psycopg.connect(url, autocommit=autocommit, **overrides)
+    except psycopg.Error as error:
+        raise ServerError(
+            f"cannot connect to PostgreSQL as {describe(url, dbname)}: {scrub(str(error), url)}"
+        ) from None

@@ -1,0 +1,164 @@
+"""Runs the real Pulumi program under Pulumi's mock runtime and records what it declares.
+
+The program is imported and built exactly as ``pulumi up`` would run it, with the stack file's
+config loaded into the runtime. Every resource registration is kept with its type token, name
+and inputs (secret inputs stay wrapped so tests can assert they are secret).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime.rpc import _special_secret_sig, _special_sig_key
+from pulumi.runtime.settings import SETTINGS
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from infra.config import load_pulumi, stack_file
+
+PROJECT = "persistence"
+
+# Outputs that real providers compute and the program reads back (everything else echoes inputs).
+OutputHook = Callable[[str, dict[str, Any]], dict[str, Any]]
+OUTPUT_HOOKS: dict[str, OutputHook] = {
+    # A distinct, recognisable value per password, so tests can look for leaks by value.
+    "random:index/randomPassword:RandomPassword": lambda name, _: {
+        "result": f"mockpw{name.replace('-', '')}0123456789"
+    },
+    "docker:index/remoteImage:RemoteImage": lambda name, _: {"image_id": f"sha256:{name}"},
+    "gcp:sql/databaseInstance:DatabaseInstance": lambda name, _: {
+        "private_ip_address": "10.30.0.3", "connection_name": f"example-project:region:{name}",
+        "self_link": f"https://sqladmin.googleapis.com/{name}",
+        "service_account_email_address": f"p123-{name}@gcp-sa-cloud-sql.iam.gserviceaccount.com",
+    },
+    "gcp:redis/instance:Instance": lambda name, _: {
+        "host": "10.30.1.4", "port": 6378, "auth_string": "mock-auth-string",
+        "server_ca_certs": [{"cert": "-----BEGIN CERTIFICATE-----mock"}],
+        "persistence_iam_identity": f"serviceAccount:p123-{name}@gcp-sa-redis.iam.gserviceaccount.com",
+    },
+    "gcp:compute/instance:Instance": lambda name, inputs: {
+        "network_interfaces": [
+            {**iface, "network_ip": "10.20.0.10"} for iface in inputs.get("networkInterfaces", [])
+        ],
+    },
+    "gcp:serviceaccount/account:Account": lambda name, inputs: {
+        "email": f"{inputs.get('accountId', name)}@example-project.iam.gserviceaccount.com",
+        "member": f"serviceAccount:{inputs.get('accountId', name)}@example-project.iam.gserviceaccount.com",
+    },
+}
+
+
+def is_secret(value: Any) -> bool:
+    """True if a recorded input value was marked secret by the program."""
+    return isinstance(value, dict) and value.get(_special_sig_key) == _special_secret_sig
+
+
+def unwrap(value: Any) -> Any:
+    """The plain value, with every secret wrapper removed (recursively)."""
+    if is_secret(value):
+        return unwrap(value["value"])
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+@dataclass
+class Declared:
+    """One resource registration as the engine would have received it."""
+
+    type: str
+    name: str
+    raw_inputs: dict[str, Any]
+    custom: bool
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return dict(unwrap(self.raw_inputs))
+
+    def input_is_secret(self, key: str) -> bool:
+        return is_secret(self.raw_inputs.get(key))
+
+    def __str__(self) -> str:
+        return f"{self.type}::{self.name}"
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Answers every registration with its inputs (plus computed outputs) and keeps a record."""
+
+    def __init__(self) -> None:
+        self.declared: list[Declared] = []
+        self.invokes: list[tuple[str, dict[str, Any]]] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        self.declared.append(Declared(args.typ, args.name, dict(args.inputs), bool(args.custom)))
+        outputs = dict(unwrap(args.inputs))
+        hook = OUTPUT_HOOKS.get(args.typ)
+        if hook is not None:
+            outputs.update(hook(args.name, outputs))
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        self.invokes.append((args.token, dict(args.args)))
+        if args.token == "gcp:organizations/getProject:getProject":
+            return {"number": "123456789", "projectId": "example-project", "name": "example-project"}, None
+        return {}, None
+
+
+@dataclass
+class ProgramRun:
+    """What one run of the program declared and exported."""
+
+    declared: list[Declared]
+    exports: dict[str, Any] = field(default_factory=dict)
+    secret_exports: set[str] = field(default_factory=set)
+
+    def of_type(self, token: str) -> list[Declared]:
+        return [r for r in self.declared if r.type == token]
+
+    def one(self, token: str, name: str | None = None) -> Declared:
+        """Exactly one resource of ``token`` (and ``name``); fails naming what was found."""
+        found = [r for r in self.of_type(token) if name is None or r.name == name]
+        assert len(found) == 1, f"expected one {token} {name or ''}, found {[str(r) for r in found]}"
+        return found[0]
+
+    def __iter__(self) -> Iterator[Declared]:
+        return iter(self.declared)
+
+
+def stack_config(stack: str) -> dict[str, str]:
+    """A stack file's config as the engine hands it to the program: JSON text for non-strings."""
+    document = yaml.safe_load(stack_file(stack).read_text(encoding="utf-8"))
+    return {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in (document.get("config") or {}).items()
+    }
+
+
+def run_program(stack: str, config: dict[str, str] | None = None) -> ProgramRun:
+    """Build the program for ``stack`` under mocks and wait for every registration and export."""
+    from infra.stack import build
+
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    pulumi.runtime.set_all_config(config if config is not None else stack_config(stack))
+    SETTINGS.rpc_manager.clear()
+    SETTINGS.outputs.clear()
+    run = ProgramRun(mocks.declared)
+
+    def body() -> None:
+        exports = build(load_pulumi())
+        for key, value in exports.items():
+            output = pulumi.Output.from_input(value)
+            run.exports[key] = _sync_await(output.future())
+            if _sync_await(output.is_secret()):
+                run.secret_exports.add(key)
+
+    _sync_await(run_pulumi_func(body))
+    return run

@@ -1,0 +1,221 @@
+"""The stack config model: defaults, every class of bad input, and both loading paths."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pulumi
+import pytest
+
+from infra.config import load_file, load_pulumi, load_stack
+from infra.config.model import StackConfig
+from infra.errors import ConfigError
+from tests.unit.pulumi_mocks import RecordingMocks, stack_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+VALID = """\
+config:
+  persistence:platform: docker
+  persistence:services:
+    - name: users
+"""
+
+
+def write_stack(tmp_path: Path, body: str, name: str = "bad") -> Path:
+    path = tmp_path / f"Pulumi.{name}.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def problems(tmp_path: Path, body: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_file(write_stack(tmp_path, body))
+    return caught.value.problems
+
+
+def test_both_stacks_declare_the_five_starting_services() -> None:
+    for stack in ("dev", "prod"):
+        names = [s.name for s in load_stack(stack).services]
+        assert names == ["auth", "authorization", "users", "audit", "events"], stack
+
+
+def test_defaults_apply_when_only_required_keys_are_given(tmp_path: Path) -> None:
+    config = load_file(write_stack(tmp_path, VALID, "minimal"))
+    users = config.service("users")
+    assert users.connection_limits.app == 20
+    assert users.statement_timeout_ms == 30_000
+    assert config.postgres.slow_statement_ms == 1000
+    assert config.docker.bind_address == "127.0.0.1"
+    assert config.max_connections == 20 + 3 + 5 + config.postgres.reserved_connections
+
+
+def test_unknown_key_suggests_the_closest_allowed_key(tmp_path: Path) -> None:
+    found = problems(tmp_path, VALID + "  persistence:servics: []\n")
+    assert found == [
+        "Pulumi.bad.yaml: persistence:servics: unknown key (did you mean 'services'?); "
+        "allowed keys: backup, docker, gcp, platform, postgres, rabbitmq, redis, services"
+    ]
+
+
+def test_unknown_nested_key_names_its_full_path(tmp_path: Path) -> None:
+    body = VALID + "      connection_limts: {app: 5}\n"
+    (line,) = problems(tmp_path, body)
+    assert line.startswith("Pulumi.bad.yaml: persistence:services[0].connection_limts: unknown key")
+    assert "did you mean 'connection_limits'?" in line
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    (line,) = problems(tmp_path, "config:\n  persistence:platform: docker\n")
+    assert line.startswith("Pulumi.bad.yaml: persistence:services: required key is missing")
+
+
+@pytest.mark.parametrize(
+    ("snippet", "path", "says"),
+    [
+        ("persistence:platform: aws", "persistence:platform", "use one of 'docker', 'gcp'"),
+        ("persistence:postgres: {slow_statement_ms: fast}", "persistence:postgres.slow_statement_ms",
+         "expected an integer"),
+        ("persistence:docker: {ports: {postgres: 80}}", "persistence:docker.ports.postgres",
+         "allowed: 1024 to 65535"),
+        ("persistence:redis: {maxmemory_mb: 0}", "persistence:redis.maxmemory_mb", "allowed: 16 to"),
+        ("persistence:backup: {schedule: '0 25 * * *'}", "persistence:backup.schedule",
+         "five-field cron expression in UTC"),
+        ("persistence:backup: {schedule: 'every day'}", "persistence:backup.schedule",
+         "e.g. '0 3 * * *'"),
+        ("persistence:docker: {bind_address: 0.0.0.0}", "persistence:docker.bind_address",
+         "not a loopback address"),
+        ("persistence:docker: {ports: {postgres: 16379}}", "persistence:docker:",
+         "every server needs its own host port"),
+        ("persistence:backup: {coldline_after_days: 500}", "persistence:backup:",
+         "delete_after_days must be greater than coldline_after_days"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(
+    tmp_path: Path, snippet: str, path: str, says: str
+) -> None:
+    body = VALID.replace("  persistence:platform: docker\n", "") + f"  {snippet}\n"
+    if "persistence:platform" not in snippet:
+        body += "  persistence:platform: docker\n"
+    found = problems(tmp_path, body)
+    assert any(line.startswith(f"Pulumi.bad.yaml: {path}") and says in line for line in found), found
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("Users", "lowercase letters, digits and underscores"),
+        ("user-profiles", "lowercase letters, digits and underscores"),
+        ("1users", "starting with a letter"),
+        ("postgres", "reserved name"),
+        ("template1", "reserved name"),
+        ("public", "reserved name"),
+        ("cloudsqlsuperuser", "reserved name"),
+        ("pg_users", "names starting with 'pg_' belong to PostgreSQL"),
+        ("user__profiles", "no double or trailing underscores"),
+        ("a" * 44, "may be at most 43 bytes"),
+        ("a" * 70, "is 70 bytes"),
+    ],
+)
+def test_bad_service_names(tmp_path: Path, name: str, says: str) -> None:
+    (line,) = problems(tmp_path, VALID.replace("name: users", f"name: {name}"))
+    assert line.startswith("Pulumi.bad.yaml: persistence:services[0].name: ")
+    assert says in line
+
+
+def test_longest_allowed_name_fits_postgres_identifier_limit(tmp_path: Path) -> None:
+    name = "a" * 43
+    config = load_file(write_stack(tmp_path, VALID.replace("name: users", f"name: {name}")))
+    assert len(f"{config.services[0].name}_readonly".encode()) <= 63
+
+
+def test_duplicates_are_reported_with_both_positions(tmp_path: Path) -> None:
+    body = VALID + "    - name: orders\n    - name: users\n"
+    (line,) = problems(tmp_path, body)
+    assert line == (
+        "Pulumi.bad.yaml: persistence:services[2].name: duplicate service 'users' "
+        "(already at services[0].name); each service must be listed once"
+    )
+
+
+def test_duplicate_queue_in_one_service(tmp_path: Path) -> None:
+    body = VALID + "      queues: [{name: jobs}, {name: jobs}]\n"
+    (line,) = problems(tmp_path, body)
+    assert "services[0].queues[1].name: duplicate queue 'jobs'" in line
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    body = """\
+    config:
+      persistence:platform: dockr
+      persistence:services:
+        - name: Users
+        - name: ok
+          connection_limits: {app: -1}
+    """
+    assert len(problems(tmp_path, body)) == 3
+
+
+def test_not_yaml_is_a_clear_error(tmp_path: Path) -> None:
+    (line,) = problems(tmp_path, "config: [unclosed\n")
+    assert line.startswith("Pulumi.bad.yaml: line") and "not valid YAML" in line
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("Users", "persistence:services[0].name"),
+        ("postgres", "persistence:services[0].name"),
+        ("a" * 70, "persistence:services[0].name"),
+    ],
+)
+def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path: Path, name: str, key: str) -> None:
+    stack = write_stack(tmp_path, VALID.replace("name: users", f"name: {name}"))
+    result = run_cli("render", "--stack", str(stack), "--out", str(tmp_path / "out"),
+                     "--secrets", str(tmp_path / "s.json"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: Pulumi.bad.yaml: {key}: ")
+    assert not (tmp_path / "out").exists(), "nothing may be written for a bad stack"
+    assert not (tmp_path / "s.json").exists(), "no secrets may be generated for a bad stack"
+
+
+def test_cli_unknown_key_and_duplicate(tmp_path: Path) -> None:
+    stack = write_stack(tmp_path, VALID + "  persistence:servics: []\n    - name: users\n".replace(
+        "  persistence:servics: []\n    - name: users\n", "    - name: users\n  persistence:servics: []\n"))
+    result = run_cli("render", "--stack", str(stack), "--out", str(tmp_path / "out"),
+                     "--secrets", str(tmp_path / "s.json"))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert any("persistence:servics: unknown key (did you mean 'services'?)" in x for x in lines)
+    assert any("persistence:services[1].name: duplicate service 'users'" in x for x in lines)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "infra", *args], cwd=REPO, capture_output=True, text=True,
+        check=False, timeout=120,
+    )
+
+
+def test_pulumi_config_loads_the_same_model_as_the_stack_file() -> None:
+    """Inside a Pulumi run, config arrives as JSON text per key; the result must not differ."""
+    for stack in ("dev", "prod"):
+        pulumi.runtime.set_mocks(RecordingMocks(), project="persistence", stack=stack)
+        pulumi.runtime.set_all_config(stack_config(stack))
+        from_pulumi: StackConfig = load_pulumi()
+        assert from_pulumi == load_stack(stack), stack
+
+
+def test_pulumi_config_errors_name_the_stack_file() -> None:
+    pulumi.runtime.set_mocks(RecordingMocks(), project="persistence", stack="dev")
+    config = stack_config("dev")
+    config["persistence:services"] = '[{"name": "Users"}]'
+    pulumi.runtime.set_all_config(config)
+    with pytest.raises(ConfigError) as caught:
+        load_pulumi()
+    assert caught.value.problems[0].startswith("Pulumi.dev.yaml: persistence:services[0].name:")
