@@ -16,6 +16,8 @@ from infra.errors import PlatformError
 
 COMMAND_MODULES = (
     "infra.commands.render",
+    "infra.commands.backup",
+    "infra.commands.db",
 )
 
 

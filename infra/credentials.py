@@ -33,8 +33,12 @@ class ServiceCredentials:
     @classmethod
     def generate(cls, version: int) -> ServiceCredentials:
         return cls(
-            migrator=new_password(), app=new_password(), readonly=new_password(),
-            redis=new_password(), rabbitmq=new_password(), version=version,
+            migrator=new_password(),
+            app=new_password(),
+            readonly=new_password(),
+            redis=new_password(),
+            rabbitmq=new_password(),
+            version=version,
         )
 
     def postgres_password(self, kind: str) -> str:
@@ -55,8 +59,10 @@ class Credentials:
     @classmethod
     def generate(cls) -> Credentials:
         return cls(
-            postgres_superuser=new_password(), postgres_admin=new_password(),
-            redis_admin=new_password(), rabbitmq_admin=new_password(),
+            postgres_superuser=new_password(),
+            postgres_admin=new_password(),
+            redis_admin=new_password(),
+            rabbitmq_admin=new_password(),
         )
 
     def for_service(self, name: str) -> ServiceCredentials:

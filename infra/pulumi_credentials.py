@@ -18,7 +18,9 @@ PASSWORD_LENGTH = 40  # letters and digits only: ~238 bits, safe in URLs and con
 SERVICE_LOGINS = ("migrator", "app", "readonly", "redis", "rabbitmq")
 
 
-def _password(name: str, parent: pulumi.Resource | None, keepers: dict[str, str]) -> pulumi.Output[str]:
+def _password(
+    name: str, parent: pulumi.Resource | None, keepers: dict[str, str]
+) -> pulumi.Output[str]:
     password = random.RandomPassword(
         name,
         length=PASSWORD_LENGTH,

@@ -6,10 +6,16 @@ then call ``build`` with a config loaded from a stack file.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from infra.config.model import StackConfig
 from infra.pulumi_credentials import generated_credentials
+
+
+class Platform(Protocol):
+    """What every platform component offers the entry point."""
+
+    exports: dict[str, Any]
 
 
 def build(config: StackConfig) -> dict[str, Any]:
@@ -18,7 +24,9 @@ def build(config: StackConfig) -> dict[str, Any]:
     if config.platform == "docker":
         from infra.platforms.docker import DockerPlatform
 
-        return DockerPlatform("dev", config=config, credentials=credentials).exports
-    from infra.platforms.gcp import GcpPlatform
+        platform: Platform = DockerPlatform("dev", config=config, credentials=credentials)
+    else:
+        from infra.platforms.gcp import GcpPlatform
 
-    return GcpPlatform("prod", config=config, credentials=credentials).exports
+        platform = GcpPlatform("prod", config=config, credentials=credentials)
+    return platform.exports

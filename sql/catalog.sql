@@ -61,7 +61,7 @@ SELECT d.defaclobjtype,
                     || ':' || a.privilege_type
              FROM aclexplode(d.defaclacl) a) AS grants
 FROM pg_default_acl d
-WHERE d.defaclrole = to_regrole(%(owner)s) AND d.defaclnamespace = 0
+WHERE d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = %(owner)s) AND d.defaclnamespace = 0
 
 -- name: relations
 -- Tables, views and sequences the owner role owns (not members of an extension).
@@ -72,7 +72,7 @@ SELECT n.nspname, c.relname, c.relkind,
                  CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char", c.relowner))) a) AS grants
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relowner = to_regrole(%(owner)s)
+WHERE c.relowner = (SELECT oid FROM pg_roles WHERE rolname = %(owner)s)
   AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
   AND NOT EXISTS (SELECT 1 FROM pg_depend e
                   WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid AND e.deptype = 'e')
@@ -83,6 +83,6 @@ ORDER BY n.nspname, c.relname
 SELECT DISTINCT n.nspname
 FROM pg_proc p
 JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE p.proowner = to_regrole(%(owner)s)
+WHERE p.proowner = (SELECT oid FROM pg_roles WHERE rolname = %(owner)s)
   AND NOT has_function_privilege(%(app)s, p.oid, 'EXECUTE')
 ORDER BY n.nspname

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,8 +33,8 @@ def render_to(directory: Path, config: StackConfig, credentials: Credentials) ->
 @pytest.fixture(scope="session")
 def dev_rendered(
     tmp_path_factory: pytest.TempPathFactory, dev_config: StackConfig
-) -> Iterator[tuple[Path, Credentials]]:
+) -> tuple[Path, Credentials]:
     """The dev stack rendered once per session, with its generated credentials."""
     root = tmp_path_factory.mktemp("dev-rendered")
     credentials = secrets_file.load_or_create(root / "dev.secrets.json", dev_config)
-    yield render_to(root / "out", dev_config, credentials), credentials
+    return render_to(root / "out", dev_config, credentials), credentials

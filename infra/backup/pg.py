@@ -12,12 +12,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra.errors import ServerError, UsageError
+from infra.postgres import driver
 
 PG_BIN_ENV = "PERSISTENCE_PG_BIN"
 DEFAULT_PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -76,23 +78,15 @@ def libpq_environment(url: str, database: str) -> dict[str, str]:
 
 @contextmanager
 def connect(url: str, database: str | None = None, *,
-            autocommit: bool = False) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-    """A connection that turns server trouble into one clean ServerError line."""
-    params = _params(url)
-    if database is not None:
-        params["dbname"] = database
-    where = f"{params.get('host', 'localhost')}:{params.get('port', '5432')}/" \
-        f"{params.get('dbname', '')}"
-    try:
-        conn = psycopg.connect(make_conninfo("", **params), autocommit=autocommit,
-                               connect_timeout=10)
-    except psycopg.OperationalError as error:
-        first = str(error).strip().splitlines()[-1] if str(error).strip() else "refused"
-        raise ServerError(f"cannot connect to PostgreSQL at {where}: {first}") from None
+            autocommit: bool = False) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """A connection through the one driver module; statement errors become ServerError too."""
+    conn = driver.connect(url, dbname=database, autocommit=autocommit)
     try:
         yield conn
     except psycopg.Error as error:
-        raise ServerError(f"PostgreSQL at {where}: {str(error).strip()}") from None
+        raise ServerError(
+            f"PostgreSQL {driver.describe(url, database)}: {driver.scrub(str(error), url)}"
+        ) from None
     finally:
         conn.close()
 
@@ -106,7 +100,7 @@ class Contents:
     large_objects: int
 
 
-def contents(conn: psycopg.Connection[tuple[object, ...]]) -> Contents:
+def contents(conn: psycopg.Connection[tuple[Any, ...]]) -> Contents:
     """Exact row counts per table, sequence positions and the number of large objects."""
     tables = conn.execute(
         "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -149,7 +143,7 @@ def compare(expected: Contents, actual: Contents) -> list[str]:
     return problems
 
 
-def server_version(conn: psycopg.Connection[tuple[object, ...]]) -> str:
+def server_version(conn: psycopg.Connection[tuple[Any, ...]]) -> str:
     row = conn.execute("SHOW server_version").fetchone()
     return str(row[0]) if row else "unknown"
 

@@ -144,6 +144,8 @@ class GcsBucket:
 
         blob = self._bucket.blob(self.prefix + name, chunk_size=GCS_CHUNK_BYTES)
         size = 0
+        if blob.exists():  # if_generation_match=0 alone is the race-free check on real GCS
+            raise BackupError(f"{self.url}/{name} already exists; backups never overwrite")
         try:
             with blob.open("wb", if_generation_match=0, ignore_flush=True) as writer:
                 for chunk in chunks:

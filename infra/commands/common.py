@@ -13,7 +13,11 @@ from infra.credentials import Credentials
 
 def add_stack_options(parser: argparse.ArgumentParser) -> None:
     """``--stack`` (required) and ``--secrets`` (defaults to a per-user file)."""
-    parser.add_argument("--stack", required=True, help="stack name (reads Pulumi.<stack>.yaml at the repository root) or a stack file path")
+    parser.add_argument(
+        "--stack",
+        required=True,
+        help="stack name (reads Pulumi.<stack>.yaml at the repository root) or a stack file path",
+    )
     parser.add_argument(
         "--secrets",
         type=Path,

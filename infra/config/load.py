@@ -48,7 +48,9 @@ def load_file(path: Path) -> StackConfig:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError([f"{label}:{where}: not valid YAML ({error.__class__.__name__})"]) from None
+        raise ConfigError(
+            [f"{label}:{where}: not valid YAML ({error.__class__.__name__})"]
+        ) from None
     if not isinstance(document, Mapping) or not isinstance(document.get("config", {}), Mapping):
         raise ConfigError([f"{label}: expected a mapping with a 'config:' section"])
     return from_raw(namespace(document.get("config") or {}), label)
@@ -70,7 +72,7 @@ def load_pulumi() -> StackConfig:
 def namespace(config: Mapping[str, Any]) -> dict[str, Any]:
     """The keys under ``persistence:``, with the prefix removed."""
     prefix = f"{PROJECT}:"
-    return {k[len(prefix):]: v for k, v in config.items() if str(k).startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in config.items() if str(k).startswith(prefix)}
 
 
 def from_raw(raw: Mapping[str, Any], label: str) -> StackConfig:
@@ -92,14 +94,18 @@ def _duplicates(raw: Mapping[str, Any], problems: Problems) -> None:
         return
     _report_repeats(
         [s.get("name") if isinstance(s, Mapping) else None for s in services],
-        "services[{}].name", "service", problems,
+        "services[{}].name",
+        "service",
+        problems,
     )
     for index, service in enumerate(services):
         queues = service.get("queues") if isinstance(service, Mapping) else None
         if isinstance(queues, list):
             _report_repeats(
                 [q.get("name") if isinstance(q, Mapping) else None for q in queues],
-                f"services[{index}].queues[{{}}].name", "queue", problems,
+                f"services[{index}].queues[{{}}].name",
+                "queue",
+                problems,
             )
 
 

@@ -65,7 +65,8 @@ class PostgresSettings:
     """Server-wide PostgreSQL settings."""
 
     admin_user: str = setting(
-        "platform_admin", rule=rules.identifier("platform_admin"),
+        "platform_admin",
+        rule=rules.identifier("platform_admin"),
         doc="non-superuser admin login (CREATEROLE CREATEDB) that provisions services",
     )
     slow_statement_ms: int = setting(1000, rule=rules.between(10, 3_600_000))
@@ -84,8 +85,14 @@ class RedisSettings:
     maxmemory_policy: str = setting(
         "noeviction",
         rule=rules.one_of(
-            "noeviction", "allkeys-lru", "allkeys-lfu", "volatile-lru", "volatile-lfu",
-            "volatile-ttl", "volatile-random", "allkeys-random",
+            "noeviction",
+            "allkeys-lru",
+            "allkeys-lfu",
+            "volatile-lru",
+            "volatile-lfu",
+            "volatile-ttl",
+            "volatile-random",
+            "allkeys-random",
         ),
     )
 
@@ -129,9 +136,7 @@ class BackupSettings:
                 "delete_after_days must be greater than coldline_after_days (e.g. 30 and 400)"
             )
         if self.delete_after_days < self.retention_days:
-            raise ValueError(
-                "delete_after_days must be at least retention_days (e.g. 400 and 7)"
-            )
+            raise ValueError("delete_after_days must be at least retention_days (e.g. 400 and 7)")
 
 
 @dataclass(frozen=True)
@@ -149,7 +154,9 @@ class DockerImages:
     """Server images, pinned to explicit versions."""
 
     postgres: str = setting("postgres:15.10-bookworm")
-    redis: str = setting("redis:7.0.15-bookworm", doc="the Redis line the tests run (Debian 12: 7.0)")
+    redis: str = setting(
+        "redis:7.0.15-bookworm", doc="the Redis line the tests run (Debian 12: 7.0)"
+    )
     rabbitmq: str = setting("rabbitmq:3.13.7-management")
     backup: str = setting("postgres:15.10-bookworm", doc="runs pg_dump and the backup loop")
 
@@ -204,7 +211,8 @@ class GcpSettings:
     maintenance_hour: int = setting(3, rule=rules.between(0, 23), doc="UTC")
     dns_zone: str = setting("persistence.internal.", doc="private DNS zone for server names")
     zone_suffix: str = setting(
-        "b", rule=rules.one_of("a", "b", "c", "d", "f"),
+        "b",
+        rule=rules.one_of("a", "b", "c", "d", "f"),
         doc="zone of the RabbitMQ VM and its data disk: <gcp:region>-<suffix>",
     )
     redis_snapshot_period: str = setting(
@@ -213,7 +221,8 @@ class GcpSettings:
         doc="Memorystore RDB snapshot period",
     )
     provisioning_host: str = setting(
-        "127.0.0.1", rule=rules.ipv4_address,
+        "127.0.0.1",
+        rule=rules.ipv4_address,
         doc="where the deploying runner reaches Cloud SQL (the Cloud SQL Auth Proxy it runs)",
     )
     provisioning_port: int = setting(

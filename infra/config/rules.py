@@ -15,11 +15,33 @@ SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # platform's own admin login.
 RESERVED_NAMES = frozenset(
     {
-        "postgres", "template0", "template1", "public", "all", "none", "replication",
-        "sameuser", "samerole", "samehost", "samenet", "current_role", "current_user",
-        "session_user", "user", "default", "guest", "admin", "platform", "platform_admin",
-        "cloudsqladmin", "cloudsqlagent", "cloudsqlsuperuser", "cloudsqlreplica",
-        "cloudsqliamuser", "cloudsqliamserviceaccount", "cloudsqlimportexport",
+        "postgres",
+        "template0",
+        "template1",
+        "public",
+        "all",
+        "none",
+        "replication",
+        "sameuser",
+        "samerole",
+        "samehost",
+        "samenet",
+        "current_role",
+        "current_user",
+        "session_user",
+        "user",
+        "default",
+        "guest",
+        "admin",
+        "platform",
+        "platform_admin",
+        "cloudsqladmin",
+        "cloudsqlagent",
+        "cloudsqlsuperuser",
+        "cloudsqlreplica",
+        "cloudsqliamuser",
+        "cloudsqliamserviceaccount",
+        "cloudsqlimportexport",
         "information_schema",
     }
 )
@@ -27,7 +49,10 @@ RESERVED_NAMES = frozenset(
 
 def service_name(value: str) -> str | None:
     """A service name becomes a database, role prefix, Redis user and RabbitMQ vhost."""
-    example = "use lowercase letters, digits and underscores, starting with a letter (e.g. 'user_profiles')"
+    example = (
+        "use lowercase letters, digits and underscores, starting with a letter "
+        "(e.g. 'user_profiles')"
+    )
     if not SERVICE_NAME.match(value):
         return f"{value!r} is not a valid service name: {example}"
     if "__" in value or value.endswith("_"):
@@ -35,7 +60,10 @@ def service_name(value: str) -> str | None:
     if value.startswith("pg_"):
         return f"{value!r} is reserved: names starting with 'pg_' belong to PostgreSQL"
     if value in RESERVED_NAMES:
-        return f"{value!r} is a reserved name (PostgreSQL, Cloud SQL, Redis or RabbitMQ use it); choose another"
+        return (
+            f"{value!r} is a reserved name (PostgreSQL, Cloud SQL, Redis or RabbitMQ use it); "
+            "choose another"
+        )
     size = len(value.encode())
     if size > naming.MAX_SERVICE_NAME_BYTES:
         return (
@@ -101,7 +129,10 @@ def queue_name(value: str) -> str | None:
     """An AMQP queue name inside the service's own vhost."""
     if _QUEUE.match(value) and len(value) <= 200 and not value.startswith("amq."):
         return None
-    return f"{value!r} is not a queue name; use lowercase letters, digits, '.', '-' and '_' (e.g. 'orders.created')"
+    return (
+        f"{value!r} is not a queue name; use lowercase letters, digits, '.', '-' and '_' "
+        "(e.g. 'orders.created')"
+    )
 
 
 def identifier(example: str) -> Callable[[str], str | None]:
@@ -110,7 +141,10 @@ def identifier(example: str) -> Callable[[str], str | None]:
     def check(value: str) -> str | None:
         if SERVICE_NAME.match(value) and len(value.encode()) <= naming.POSTGRES_IDENTIFIER_BYTES:
             return None
-        return f"{value!r} is not allowed; use lowercase letters, digits and underscores (e.g. {example!r})"
+        return (
+            f"{value!r} is not allowed; use lowercase letters, digits and underscores "
+            f"(e.g. {example!r})"
+        )
 
     return check
 
@@ -154,7 +188,10 @@ def loopback_address(value: str) -> str | None:
             return None
     except ValueError:
         pass
-    return f"{value!r} is not a loopback address; dev servers publish on loopback only (e.g. '127.0.0.1')"
+    return (
+        f"{value!r} is not a loopback address; dev servers publish on loopback only "
+        "(e.g. '127.0.0.1')"
+    )
 
 
 def ipv4_address(value: str) -> str | None:

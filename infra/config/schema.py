@@ -96,9 +96,8 @@ def _coerce(tp: Any, value: Any, path: str, problems: Problems) -> Any:
     elif tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
+    elif tp is str and isinstance(value, str):
+        return value
     problems.add(path, f"expected {_describe(tp)}, got {value!r}")
     return None
 
@@ -117,7 +116,10 @@ def parse(cls: type[T], data: Mapping[str, Any], path: str, problems: Problems) 
     for name, field in fields.items():
         key_path = _join(path, name)
         if name not in data:
-            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            if (
+                field.default is dataclasses.MISSING
+                and field.default_factory is dataclasses.MISSING
+            ):
                 doc = field.metadata.get("doc", "")
                 problems.add(key_path, f"required key is missing ({doc})" if doc else "required")
             continue

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import LiteralString, cast
 
 from psycopg import sql
 
@@ -34,9 +33,9 @@ def blocks(filename: str) -> dict[str, str]:
 
 def template(name: str) -> sql.SQL:
     """A statement template from ``sql/role_model.sql``."""
-    return sql.SQL(cast(LiteralString, blocks("role_model.sql")[name]))
+    return sql.SQL(blocks("role_model.sql")[name])
 
 
 def query(name: str) -> sql.SQL:
     """A catalog query from ``sql/catalog.sql`` (values bound as %(name)s parameters)."""
-    return sql.SQL(cast(LiteralString, blocks("catalog.sql")[name]))
+    return sql.SQL(blocks("catalog.sql")[name])

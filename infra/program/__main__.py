@@ -10,11 +10,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import pulumi  # noqa: E402
+import pulumi
 
-from infra.config import load_pulumi  # noqa: E402
-from infra.errors import ConfigError  # noqa: E402
-from infra.stack import build  # noqa: E402
+from infra.config import load_pulumi
+from infra.errors import ConfigError
+from infra.stack import build
 
 try:
     config = load_pulumi()

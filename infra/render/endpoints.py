@@ -34,13 +34,21 @@ def for_stack(config: StackConfig) -> Endpoints:
     if config.platform == "docker":
         host = config.docker.bind_address
         return Endpoints(
-            postgres_host=host, postgres_port=config.docker.ports.postgres,
-            redis_host=host, redis_port=config.docker.ports.redis, redis_tls=False,
-            amqp_host=host, amqp_port=config.docker.ports.amqp,
+            postgres_host=host,
+            postgres_port=config.docker.ports.postgres,
+            redis_host=host,
+            redis_port=config.docker.ports.redis,
+            redis_tls=False,
+            amqp_host=host,
+            amqp_port=config.docker.ports.amqp,
         )
     zone = config.gcp.dns_zone.rstrip(".")
     return Endpoints(
-        postgres_host=f"postgres.{zone}", postgres_port=POSTGRES_PORT,
-        redis_host=f"redis.{zone}", redis_port=MEMORYSTORE_TLS_PORT, redis_tls=True,
-        amqp_host=f"rabbitmq.{zone}", amqp_port=AMQP_PORT,
+        postgres_host=f"postgres.{zone}",
+        postgres_port=POSTGRES_PORT,
+        redis_host=f"redis.{zone}",
+        redis_port=MEMORYSTORE_TLS_PORT,
+        redis_tls=True,
+        amqp_host=f"rabbitmq.{zone}",
+        amqp_port=AMQP_PORT,
     )

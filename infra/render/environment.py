@@ -13,14 +13,17 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 @cache
 def environment() -> jinja2.Environment:
-    """StrictUndefined: a missing value is an error, never an empty string in a server config."""
-    return jinja2.Environment(  # noqa: S701 - config files, not HTML: escaping would corrupt them
+    """StrictUndefined: a missing value is an error, never an empty string in a server config.
+
+    Autoescaping stays off: these are config files, not HTML, and escaping would corrupt them.
+    """
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=False,
+        autoescape=False,  # noqa: S701
     )
 
 

@@ -68,8 +68,11 @@ def definitions(config: StackConfig, credentials: Credentials) -> dict[str, Any]
             queues.append(_queue(service, queue))
             bindings.append(
                 {
-                    "source": service.name, "vhost": vhost, "destination": queue.name,
-                    "destination_type": "queue", "routing_key": queue.routing_key or queue.name,
+                    "source": service.name,
+                    "vhost": vhost,
+                    "destination": queue.name,
+                    "destination_type": "queue",
+                    "routing_key": queue.routing_key or queue.name,
                     "arguments": {},
                 }
             )
@@ -122,8 +125,12 @@ def _exchanges(service: ServiceSpec) -> list[dict[str, Any]]:
     common = {"vhost": vhost, "durable": True, "auto_delete": False, "internal": False}
     return [
         {"name": service.name, "type": "topic", "arguments": {}, **common},
-        {"name": naming.dead_letter_exchange(service.name), "type": "fanout", "arguments": {},
-         **common},
+        {
+            "name": naming.dead_letter_exchange(service.name),
+            "type": "fanout",
+            "arguments": {},
+            **common,
+        },
     ]
 
 
@@ -133,8 +140,11 @@ def _queue(service: ServiceSpec, queue: QueueSpec) -> dict[str, Any]:
         "x-dead-letter-exchange": naming.dead_letter_exchange(service.name),
     }
     return {
-        "name": queue.name, "vhost": naming.rabbitmq_vhost(service.name),
-        "durable": True, "auto_delete": False, "arguments": arguments,
+        "name": queue.name,
+        "vhost": naming.rabbitmq_vhost(service.name),
+        "durable": True,
+        "auto_delete": False,
+        "arguments": arguments,
     }
 
 

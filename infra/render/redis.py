@@ -11,7 +11,9 @@ from infra.render.environment import render
 CONFIG_DIR = "/usr/local/etc/redis"
 CONFIG_FILE = f"{CONFIG_DIR}/redis.conf"
 ACL_FILE = f"{CONFIG_DIR}/users.acl"
-DATA_DIR = "/data"  # the container's working directory; redis.conf says "./" so tests can run it anywhere
+DATA_DIR = (
+    "/data"  # the container's working directory; redis.conf says "./" so tests can run it anywhere
+)
 
 SAVE_POINTS = ((3600, 1), (300, 100), (60, 10000))
 
@@ -21,23 +23,76 @@ SAVE_POINTS = ((3600, 1), (300, 100), (60, 10000))
 SERVICE_COMMANDS = " ".join(
     [
         "-@all",
-        "+@read", "+@write", "+@string", "+@hash", "+@list", "+@set", "+@sortedset",
-        "+@bitmap", "+@hyperloglog", "+@geo", "+@stream", "+@pubsub", "+@transaction",
-        "+@scripting", "+@connection", "+@fast", "+@slow",
-        "-@admin", "-@dangerous",
-        "-keys", "-scan", "-randomkey", "-flushall", "-flushdb", "-config", "-debug",
-        "-shutdown", "-monitor", "-swapdb", "-move", "-migrate", "-sort", "-sort_ro",
-        "-function", "-script|flush", "-script|kill", "-pubsub", "-client", "-select",
-        "-info", "-dbsize", "-lastsave", "-object", "-memory", "-latency", "-slowlog",
-        "-acl", "-bgsave", "-bgrewriteaof", "-save", "-replicaof", "-slaveof", "-failover",
-        "-cluster", "-readonly", "-readwrite", "-wait", "-reset",
-        "+acl|whoami", "+client|setname", "+client|getname", "+client|id", "+client|info",
-        "+pubsub|numsub", "+pubsub|numpat",
+        "+@read",
+        "+@write",
+        "+@string",
+        "+@hash",
+        "+@list",
+        "+@set",
+        "+@sortedset",
+        "+@bitmap",
+        "+@hyperloglog",
+        "+@geo",
+        "+@stream",
+        "+@pubsub",
+        "+@transaction",
+        "+@scripting",
+        "+@connection",
+        "+@fast",
+        "+@slow",
+        "-@admin",
+        "-@dangerous",
+        "-keys",
+        "-scan",
+        "-randomkey",
+        "-flushall",
+        "-flushdb",
+        "-config",
+        "-debug",
+        "-shutdown",
+        "-monitor",
+        "-swapdb",
+        "-move",
+        "-migrate",
+        "-sort",
+        "-sort_ro",
+        "-function",
+        "-script|flush",
+        "-script|kill",
+        "-pubsub",
+        "-client",
+        "-select",
+        "-info",
+        "-dbsize",
+        "-lastsave",
+        "-object",
+        "-memory",
+        "-latency",
+        "-slowlog",
+        "-acl",
+        "-bgsave",
+        "-bgrewriteaof",
+        "-save",
+        "-replicaof",
+        "-slaveof",
+        "-failover",
+        "-cluster",
+        "-readonly",
+        "-readwrite",
+        "-wait",
+        "-reset",
+        "+acl|whoami",
+        "+client|setname",
+        "+client|getname",
+        "+client|id",
+        "+client|info",
+        "+pubsub|numsub",
+        "+pubsub|numpat",
     ]
 )
 
 
-def redis_conf(config: StackConfig, bind: str = "0.0.0.0 -::*") -> str:  # noqa: S104 - container interfaces; the host publishes on loopback only
+def redis_conf(config: StackConfig, bind: str = "0.0.0.0 -::*") -> str:
     """Durable server settings: AOF every second plus RDB snapshots."""
     return render(
         "redis/redis.conf.j2",

@@ -57,7 +57,9 @@ def service_env(service: ServiceSpec, credentials: ServiceCredentials, endpoints
         ),
         redis_key_prefix=naming.redis_key_prefix(service.name),
         amqp_url=amqp_url(
-            endpoints, naming.rabbitmq_user(service.name), credentials.rabbitmq,
+            endpoints,
+            naming.rabbitmq_user(service.name),
+            credentials.rabbitmq,
             naming.rabbitmq_vhost(service.name),
         ),
         amqp_exchange=service.name,

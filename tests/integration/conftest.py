@@ -26,7 +26,9 @@ def postgres(
     """A PostgreSQL 15 server from the rendered dev files; statements logged for inspection."""
     rendered, credentials = dev_rendered
     server = PostgresServer(
-        rendered, dev_config.postgres.admin_user, credentials.postgres_admin,
+        rendered,
+        dev_config.postgres.admin_user,
+        credentials.postgres_admin,
         settings={"log_statement": "all"},
     ).initialise()
     yield server

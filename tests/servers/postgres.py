@@ -74,9 +74,21 @@ class PostgresServer:
     def initialise(self) -> PostgresServer:
         """initdb, create the admin from the rendered SQL, and start for real."""
         subprocess.run(
-            as_user(OS_USER, [pg_binary("initdb"), "-D", str(self.data), "-U", "postgres",
-                              "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"]),
-            check=True, capture_output=True,
+            as_user(
+                OS_USER,
+                [
+                    pg_binary("initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ],
+            ),
+            check=True,
+            capture_output=True,
         )
         self.start(hba_file=self.conf / "bootstrap_hba.conf")
         self.superuser_psql_file(self.conf / "init-admin.sql")
@@ -86,12 +98,19 @@ class PostgresServer:
     def start(self, hba_file: Path | None = None) -> PostgresServer:
         """Start with the rendered config (or a bootstrap hba), plus any test settings."""
         argv = [
-            pg_binary("postgres"), "-D", str(self.data),
-            "-c", f"config_file={self.conf / 'postgresql.conf'}",
-            "-c", f"hba_file={hba_file or self.conf / 'pg_hba.conf'}",
-            "-c", f"port={self.port}",
-            "-c", "listen_addresses=127.0.0.1",
-            "-c", f"unix_socket_directories={self.socket_dir}",
+            pg_binary("postgres"),
+            "-D",
+            str(self.data),
+            "-c",
+            f"config_file={self.conf / 'postgresql.conf'}",
+            "-c",
+            f"hba_file={hba_file or self.conf / 'pg_hba.conf'}",
+            "-c",
+            f"port={self.port}",
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={self.socket_dir}",
         ]
         for key, value in self.settings.items():
             argv += ["-c", f"{key}={value}"]
@@ -105,7 +124,8 @@ class PostgresServer:
             raise RuntimeError("postgres exited")
         result = subprocess.run(
             [pg_binary("pg_isready"), "-h", self.host, "-p", str(self.port)],
-            capture_output=True, check=False,
+            capture_output=True,
+            check=False,
         )
         return result.returncode == 0
 
@@ -117,19 +137,58 @@ class PostgresServer:
     def superuser_psql(self, sql: str, database: str = "postgres") -> str:
         """Run SQL as the superuser over the socket (the test's view of the catalog)."""
         result = subprocess.run(
-            as_user(OS_USER, [pg_binary("psql"), "-h", str(self.socket_dir), "-p", str(self.port),
-                              "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1",
-                              "-X", "-A", "-t", "-c", sql]),
-            capture_output=True, text=True, check=True,
+            as_user(
+                OS_USER,
+                [
+                    pg_binary("psql"),
+                    "-h",
+                    str(self.socket_dir),
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    database,
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-X",
+                    "-A",
+                    "-t",
+                    "-c",
+                    sql,
+                ],
+            ),
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return result.stdout.strip()
 
     def superuser_psql_file(self, path: Path, database: str = "postgres") -> None:
         subprocess.run(
-            as_user(OS_USER, [pg_binary("psql"), "-h", str(self.socket_dir), "-p", str(self.port),
-                              "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1",
-                              "-X", "-q", "-f", str(path)]),
-            capture_output=True, text=True, check=True,
+            as_user(
+                OS_USER,
+                [
+                    pg_binary("psql"),
+                    "-h",
+                    str(self.socket_dir),
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    database,
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-X",
+                    "-q",
+                    "-f",
+                    str(path),
+                ],
+            ),
+            capture_output=True,
+            text=True,
+            check=True,
         )
 
     def log_text(self) -> str:

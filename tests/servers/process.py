@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-class ServerUnavailable(RuntimeError):
+class ServerUnavailableError(RuntimeError):
     """A server binary is missing or the server did not come up; tests fail, never skip."""
 
 
@@ -27,9 +27,11 @@ def free_port() -> int:
 
 def require_binary(path: str, package: str) -> str:
     """The absolute path of a server binary, or a failure naming the package to install."""
-    found = shutil.which(path) if not os.path.isabs(path) else (path if os.path.exists(path) else None)
+    found = (
+        shutil.which(path) if not os.path.isabs(path) else (path if os.path.exists(path) else None)
+    )
     if not found:
-        raise ServerUnavailable(f"{path} not found: apt-get install -y {package}")
+        raise ServerUnavailableError(f"{path} not found: apt-get install -y {package}")
     return found
 
 
@@ -59,7 +61,9 @@ def chown_tree(path: Path, owner: str) -> None:
         os.chown(item, entry.pw_uid, entry.pw_gid)
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, log: Path | None = None
+) -> None:
     """Poll ``check`` until it is true; on timeout, fail with the server log's tail."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -72,7 +76,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Path |
     tail = ""
     if log is not None and log.exists():
         tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-    raise ServerUnavailable(f"{what} did not come up within {timeout:.0f}s{tail}")
+    raise ServerUnavailableError(f"{what} did not come up within {timeout:.0f}s{tail}")
 
 
 def port_open(port: int) -> bool:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import signal
 import shutil
 import subprocess
 import urllib.error
@@ -56,6 +58,14 @@ def local_conf(rendered: str, replacements: dict[str, str]) -> str:
             lines.append(line)
     lines.extend(f"{key} = {value}" for key, value in replacements.items() if key not in seen)
     return "\n".join(lines) + "\n"
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @dataclass
@@ -138,19 +148,32 @@ class RabbitmqServer:
         """Start our own epmd (once) and the node; wait until definitions are loaded."""
         if self.epmd is None:
             self.epmd = subprocess.Popen(
-                as_user(OS_USER, [require_binary(EPMD, "erlang-base"), "-port",
-                                  str(self.epmd_port), "-address", "127.0.0.1"]),
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                as_user(
+                    OS_USER,
+                    [
+                        require_binary(EPMD, "erlang-base"),
+                        "-port",
+                        str(self.epmd_port),
+                        "-address",
+                        "127.0.0.1",
+                    ],
+                ),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             wait_until(lambda: port_open(self.epmd_port), 10, f"epmd on port {self.epmd_port}")
         argv = ["env", *self._environment(), require_binary(SERVER, "rabbitmq-server")]
         log = self.log_file.open("ab")
         self.process = subprocess.Popen(
-            as_user(OS_USER, argv), stdout=log, stderr=log, cwd=self.root,
+            as_user(OS_USER, argv),
+            stdout=log,
+            stderr=log,
+            cwd=self.root,
             start_new_session=True,
         )
-        wait_until(self._ready, BOOT_TIMEOUT, f"rabbitmq-server on port {self.amqp_port}",
-                   self.log_file)
+        wait_until(
+            self._ready, BOOT_TIMEOUT, f"rabbitmq-server on port {self.amqp_port}", self.log_file
+        )
         return self
 
     def _ready(self) -> bool:
@@ -164,7 +187,8 @@ class RabbitmqServer:
         """Call the management API as the admin user; None for 404."""
         token = base64.b64encode(f"{self.admin_user}:{self.admin_password}".encode()).decode()
         request = urllib.request.Request(  # noqa: S310 - a fixed http:// URL on loopback
-            self.management_url + path, method=method,
+            self.management_url + path,
+            method=method,
             data=None if body is None else json.dumps(body).encode(),
             headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
         )
@@ -178,10 +202,21 @@ class RabbitmqServer:
         return json.loads(text) if text else {}
 
     def stop(self) -> None:
-        """SIGTERM: the start script stops the node cleanly (queues and messages flushed)."""
-        if self.process is not None:
-            stop_process(self.process, timeout=60)
-            self.process = None
+        """SIGTERM: the start script stops the node cleanly (queues and messages flushed).
+
+        The script returns before the Erlang VM has exited, so wait for the whole process
+        group (the node was started in its own session) before a restart reuses the name.
+        """
+        if self.process is None:
+            return
+        group = self.process.pid
+        stop_process(self.process, timeout=60)
+        self.process = None
+        try:
+            wait_until(lambda: not _group_alive(group), 60, "rabbitmq-server to exit")
+        finally:
+            if _group_alive(group):
+                os.killpg(group, signal.SIGKILL)
 
     def log_text(self) -> str:
         text = self.log_file.read_text(errors="replace")

@@ -44,17 +44,31 @@ class RedisServer:
     def start(self) -> RedisServer:
         """The rendered file, with only the address, port and paths overridden."""
         argv = [
-            require_binary("redis-server", "redis-server"), str(self.conf / "redis.conf"),
-            "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.data), "--aclfile", str(self.conf / "users.acl"),
-            "--daemonize", "no", "--logfile", "",
+            require_binary("redis-server", "redis-server"),
+            str(self.conf / "redis.conf"),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data),
+            "--aclfile",
+            str(self.conf / "users.acl"),
+            "--daemonize",
+            "no",
+            "--logfile",
+            "",
         ]
         log = self.log_file.open("ab")
         self.process = subprocess.Popen(
             as_user(OS_USER, argv), stdout=log, stderr=log, cwd=self.data
         )
-        wait_until(lambda: self._alive() and port_open(self.port), 20,
-                   f"redis-server on port {self.port}", self.log_file)
+        wait_until(
+            lambda: self._alive() and port_open(self.port),
+            20,
+            f"redis-server on port {self.port}",
+            self.log_file,
+        )
         return self
 
     def _alive(self) -> bool:

@@ -23,6 +23,11 @@ from infra.config import load_pulumi, stack_file
 
 PROJECT = "persistence"
 
+
+def _account_email(name: str, inputs: dict[str, Any]) -> str:
+    return f"{inputs.get('accountId', name)}@example-project.iam.gserviceaccount.com"
+
+
 # Outputs that real providers compute and the program reads back (everything else echoes inputs).
 OutputHook = Callable[[str, dict[str, Any]], dict[str, Any]]
 OUTPUT_HOOKS: dict[str, OutputHook] = {
@@ -32,14 +37,19 @@ OUTPUT_HOOKS: dict[str, OutputHook] = {
     },
     "docker:index/remoteImage:RemoteImage": lambda name, _: {"image_id": f"sha256:{name}"},
     "gcp:sql/databaseInstance:DatabaseInstance": lambda name, _: {
-        "private_ip_address": "10.30.0.3", "connection_name": f"example-project:region:{name}",
+        "private_ip_address": "10.30.0.3",
+        "connection_name": f"example-project:region:{name}",
         "self_link": f"https://sqladmin.googleapis.com/{name}",
         "service_account_email_address": f"p123-{name}@gcp-sa-cloud-sql.iam.gserviceaccount.com",
     },
     "gcp:redis/instance:Instance": lambda name, _: {
-        "host": "10.30.1.4", "port": 6378, "auth_string": "mock-auth-string",
+        "host": "10.30.1.4",
+        "port": 6378,
+        "auth_string": "mock-auth-string",
         "server_ca_certs": [{"cert": "-----BEGIN CERTIFICATE-----mock"}],
-        "persistence_iam_identity": f"serviceAccount:p123-{name}@gcp-sa-redis.iam.gserviceaccount.com",
+        "persistence_iam_identity": (
+            f"serviceAccount:p123-{name}@gcp-sa-redis.iam.gserviceaccount.com"
+        ),
     },
     "gcp:compute/instance:Instance": lambda name, inputs: {
         "network_interfaces": [
@@ -47,8 +57,8 @@ OUTPUT_HOOKS: dict[str, OutputHook] = {
         ],
     },
     "gcp:serviceaccount/account:Account": lambda name, inputs: {
-        "email": f"{inputs.get('accountId', name)}@example-project.iam.gserviceaccount.com",
-        "member": f"serviceAccount:{inputs.get('accountId', name)}@example-project.iam.gserviceaccount.com",
+        "email": _account_email(name, inputs),
+        "member": f"serviceAccount:{_account_email(name, inputs)}",
     },
 }
 
@@ -96,7 +106,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.declared: list[Declared] = []
         self.invokes: list[tuple[str, dict[str, Any]]] = []
 
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+    def new_resource(
+        self, args: pulumi.runtime.MockResourceArgs
+    ) -> tuple[str | None, dict[str, Any]]:
         self.declared.append(Declared(args.typ, args.name, dict(args.inputs), bool(args.custom)))
         outputs = dict(unwrap(args.inputs))
         hook = OUTPUT_HOOKS.get(args.typ)
@@ -104,10 +116,16 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs.update(hook(args.name, outputs))
         return f"{args.name}-id", outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         self.invokes.append((args.token, dict(args.args)))
         if args.token == "gcp:organizations/getProject:getProject":
-            return {"number": "123456789", "projectId": "example-project", "name": "example-project"}, None
+            return {
+                "number": "123456789",
+                "projectId": "example-project",
+                "name": "example-project",
+            }, None
         return {}, None
 
 
@@ -125,7 +143,9 @@ class ProgramRun:
     def one(self, token: str, name: str | None = None) -> Declared:
         """Exactly one resource of ``token`` (and ``name``); fails naming what was found."""
         found = [r for r in self.of_type(token) if name is None or r.name == name]
-        assert len(found) == 1, f"expected one {token} {name or ''}, found {[str(r) for r in found]}"
+        assert len(found) == 1, (
+            f"expected one {token} {name or ''}, found {[str(r) for r in found]}"
+        )
         return found[0]
 
     def __iter__(self) -> Iterator[Declared]:

@@ -77,21 +77,46 @@ def test_missing_required_key(tmp_path: Path) -> None:
     ("snippet", "path", "says"),
     [
         ("persistence:platform: aws", "persistence:platform", "use one of 'docker', 'gcp'"),
-        ("persistence:postgres: {slow_statement_ms: fast}", "persistence:postgres.slow_statement_ms",
-         "expected an integer"),
-        ("persistence:docker: {ports: {postgres: 80}}", "persistence:docker.ports.postgres",
-         "allowed: 1024 to 65535"),
-        ("persistence:redis: {maxmemory_mb: 0}", "persistence:redis.maxmemory_mb", "allowed: 16 to"),
-        ("persistence:backup: {schedule: '0 25 * * *'}", "persistence:backup.schedule",
-         "five-field cron expression in UTC"),
-        ("persistence:backup: {schedule: 'every day'}", "persistence:backup.schedule",
-         "e.g. '0 3 * * *'"),
-        ("persistence:docker: {bind_address: 0.0.0.0}", "persistence:docker.bind_address",
-         "not a loopback address"),
-        ("persistence:docker: {ports: {postgres: 16379}}", "persistence:docker:",
-         "every server needs its own host port"),
-        ("persistence:backup: {coldline_after_days: 500}", "persistence:backup:",
-         "delete_after_days must be greater than coldline_after_days"),
+        (
+            "persistence:postgres: {slow_statement_ms: fast}",
+            "persistence:postgres.slow_statement_ms",
+            "expected an integer",
+        ),
+        (
+            "persistence:docker: {ports: {postgres: 80}}",
+            "persistence:docker.ports.postgres",
+            "allowed: 1024 to 65535",
+        ),
+        (
+            "persistence:redis: {maxmemory_mb: 0}",
+            "persistence:redis.maxmemory_mb",
+            "allowed: 16 to",
+        ),
+        (
+            "persistence:backup: {schedule: '0 25 * * *'}",
+            "persistence:backup.schedule",
+            "five-field cron expression in UTC",
+        ),
+        (
+            "persistence:backup: {schedule: 'every day'}",
+            "persistence:backup.schedule",
+            "e.g. '0 3 * * *'",
+        ),
+        (
+            "persistence:docker: {bind_address: 0.0.0.0}",
+            "persistence:docker.bind_address",
+            "not a loopback address",
+        ),
+        (
+            "persistence:docker: {ports: {postgres: 16379}}",
+            "persistence:docker:",
+            "every server needs its own host port",
+        ),
+        (
+            "persistence:backup: {coldline_after_days: 500}",
+            "persistence:backup:",
+            "delete_after_days must be greater than coldline_after_days",
+        ),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(
@@ -101,7 +126,9 @@ def test_bad_values_name_the_key_and_what_is_allowed(
     if "persistence:platform" not in snippet:
         body += "  persistence:platform: docker\n"
     found = problems(tmp_path, body)
-    assert any(line.startswith(f"Pulumi.bad.yaml: {path}") and says in line for line in found), found
+    assert any(line.startswith(f"Pulumi.bad.yaml: {path}") and says in line for line in found), (
+        found
+    )
 
 
 @pytest.mark.parametrize(
@@ -161,7 +188,8 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 
 def test_not_yaml_is_a_clear_error(tmp_path: Path) -> None:
     (line,) = problems(tmp_path, "config: [unclosed\n")
-    assert line.startswith("Pulumi.bad.yaml: line") and "not valid YAML" in line
+    assert line.startswith("Pulumi.bad.yaml: line")
+    assert "not valid YAML" in line
 
 
 @pytest.mark.parametrize(
@@ -174,8 +202,15 @@ def test_not_yaml_is_a_clear_error(tmp_path: Path) -> None:
 )
 def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path: Path, name: str, key: str) -> None:
     stack = write_stack(tmp_path, VALID.replace("name: users", f"name: {name}"))
-    result = run_cli("render", "--stack", str(stack), "--out", str(tmp_path / "out"),
-                     "--secrets", str(tmp_path / "s.json"))
+    result = run_cli(
+        "render",
+        "--stack",
+        str(stack),
+        "--out",
+        str(tmp_path / "out"),
+        "--secrets",
+        str(tmp_path / "s.json"),
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
@@ -185,10 +220,23 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path: Path, name: str, k
 
 
 def test_cli_unknown_key_and_duplicate(tmp_path: Path) -> None:
-    stack = write_stack(tmp_path, VALID + "  persistence:servics: []\n    - name: users\n".replace(
-        "  persistence:servics: []\n    - name: users\n", "    - name: users\n  persistence:servics: []\n"))
-    result = run_cli("render", "--stack", str(stack), "--out", str(tmp_path / "out"),
-                     "--secrets", str(tmp_path / "s.json"))
+    stack = write_stack(
+        tmp_path,
+        VALID
+        + "  persistence:servics: []\n    - name: users\n".replace(
+            "  persistence:servics: []\n    - name: users\n",
+            "    - name: users\n  persistence:servics: []\n",
+        ),
+    )
+    result = run_cli(
+        "render",
+        "--stack",
+        str(stack),
+        "--out",
+        str(tmp_path / "out"),
+        "--secrets",
+        str(tmp_path / "s.json"),
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert any("persistence:servics: unknown key (did you mean 'services'?)" in x for x in lines)
@@ -197,8 +245,12 @@ def test_cli_unknown_key_and_duplicate(tmp_path: Path) -> None:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "infra", *args], cwd=REPO, capture_output=True, text=True,
-        check=False, timeout=120,
+        [sys.executable, "-m", "infra", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
 
 

@@ -65,10 +65,14 @@ def _secret_upload(shared: Shared, path: str, key: str) -> docker.ContainerUploa
     )
 
 
-def _container(shared: Shared, server: str, image: str, memory_mb: int, **args: Any) -> docker.Container:
+def _container(
+    shared: Shared, server: str, image: str, memory_mb: int, **args: Any
+) -> docker.Container:
     """A server container with the settings every server shares, plus its own ``args``."""
     pulled = docker.RemoteImage(
-        f"{server}-image", name=image, keep_locally=True,
+        f"{server}-image",
+        name=image,
+        keep_locally=True,
         opts=pulumi.ResourceOptions(parent=shared.parent),
     )
     return docker.Container(
@@ -102,7 +106,10 @@ def postgres(shared: Shared, volume: docker.Volume) -> docker.Container:
     """PostgreSQL 15 with the rendered config; the admin login is created on first start."""
     config = shared.config
     return _container(
-        shared, "postgres", config.docker.images.postgres, config.docker.memory_mb.postgres,
+        shared,
+        "postgres",
+        config.docker.images.postgres,
+        config.docker.memory_mb.postgres,
         command=["postgres", "-c", f"config_file={pg_files.CONFIG_FILE}"],
         envs=[
             f"POSTGRES_PASSWORD_FILE={POSTGRES_SUPERUSER_FILE}",
@@ -122,7 +129,10 @@ def postgres(shared: Shared, volume: docker.Volume) -> docker.Container:
         ports=[_port(shared, POSTGRES_PORT, config.docker.ports.postgres)],
         healthcheck=docker.ContainerHealthcheckArgs(
             tests=["CMD", "pg_isready", "-h", "/var/run/postgresql", "-d", "postgres"],
-            interval="10s", timeout="5s", retries=5, start_period="30s",
+            interval="10s",
+            timeout="5s",
+            retries=5,
+            start_period="30s",
         ),
         shm_size=256,
         stop_timeout=60,
@@ -137,7 +147,10 @@ def redis(shared: Shared, volume: docker.Volume) -> docker.Container:
         f"redis-cli --no-auth-warning --user {config.redis.admin_user} ping | grep -q PONG"
     )
     return _container(
-        shared, "redis", config.docker.images.redis, config.docker.memory_mb.redis,
+        shared,
+        "redis",
+        config.docker.images.redis,
+        config.docker.memory_mb.redis,
         command=["redis-server", redis_files.CONFIG_FILE],
         working_dir=redis_files.DATA_DIR,
         uploads=[
@@ -150,7 +163,11 @@ def redis(shared: Shared, volume: docker.Volume) -> docker.Container:
         ],
         ports=[_port(shared, REDIS_PORT, config.docker.ports.redis)],
         healthcheck=docker.ContainerHealthcheckArgs(
-            tests=["CMD-SHELL", ping], interval="10s", timeout="5s", retries=5, start_period="10s",
+            tests=["CMD-SHELL", ping],
+            interval="10s",
+            timeout="5s",
+            retries=5,
+            start_period="10s",
         ),
     )
 
@@ -159,7 +176,10 @@ def rabbitmq(shared: Shared, volume: docker.Volume) -> docker.Container:
     """RabbitMQ 3 (management image) loading the rendered definitions at boot."""
     config = shared.config
     return _container(
-        shared, "rabbitmq", config.docker.images.rabbitmq, config.docker.memory_mb.rabbitmq,
+        shared,
+        "rabbitmq",
+        config.docker.images.rabbitmq,
+        config.docker.memory_mb.rabbitmq,
         envs=[f"RABBITMQ_CONFIG_FILE={mq_files.CONFIG_FILE}"],
         uploads=[
             _upload(shared, mq_files.CONFIG_FILE, "rabbitmq/rabbitmq.conf"),
@@ -175,7 +195,10 @@ def rabbitmq(shared: Shared, volume: docker.Volume) -> docker.Container:
         ],
         healthcheck=docker.ContainerHealthcheckArgs(
             tests=["CMD", "rabbitmq-diagnostics", "-q", "ping"],
-            interval="15s", timeout="10s", retries=5, start_period="60s",
+            interval="15s",
+            timeout="10s",
+            retries=5,
+            start_period="60s",
         ),
         stop_timeout=60,
     )

@@ -8,14 +8,14 @@ import pulumi
 import pulumi_docker as docker
 
 from infra.config.model import StackConfig
-from infra.credentials import Credentials
+from infra.credentials import Credentials, ServiceCredentials
 from infra.platforms.docker import containers
 from infra.provisioning import AdminEndpoint, ServiceDatabase
 from infra.render import render_all
 from infra.render.endpoints import for_stack
 from infra.render.services import postgres_url, redis_url
 
-TYPE_TOKEN = "persistence:docker:Platform"
+TYPE_TOKEN = "persistence:docker:Platform"  # noqa: S105 - a Pulumi type token, not a secret
 STATEFUL_SERVERS = ("postgres", "redis", "rabbitmq")
 
 
@@ -73,14 +73,14 @@ class DockerPlatform(pulumi.ComponentResource):
             host=endpoints.postgres_host,
             port=endpoints.postgres_port,
             user=config.postgres.admin_user,
-            password=pulumi.Output.secret(credentials.apply(lambda c: c.postgres_admin)),
+            password=credentials.apply(_postgres_admin),  # secret, like everything derived from it
         )
         self.databases = [
             ServiceDatabase(
                 f"{spec.name}-database",
                 service=spec,
                 admin=admin,
-                credentials=credentials.apply(lambda c, n=spec.name: c.for_service(n)),
+                credentials=service_credentials(credentials, spec.name),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.postgres]),
             )
             for spec in config.services
@@ -96,11 +96,15 @@ class DockerPlatform(pulumi.ComponentResource):
             "network": network.name,
             "postgres_admin_url": pulumi.Output.secret(
                 credentials.apply(
-                    lambda c: postgres_url(endpoints, config.postgres.admin_user, c.postgres_admin, "postgres")
+                    lambda c: postgres_url(
+                        endpoints, config.postgres.admin_user, c.postgres_admin, "postgres"
+                    )
                 )
             ),
             "redis_admin_url": pulumi.Output.secret(
-                credentials.apply(lambda c: redis_url(endpoints, config.redis.admin_user, c.redis_admin))
+                credentials.apply(
+                    lambda c: redis_url(endpoints, config.redis.admin_user, c.redis_admin)
+                )
             ),
             "rabbitmq_management_url": (
                 f"http://{config.docker.bind_address}:{config.docker.ports.management}/"
@@ -108,3 +112,18 @@ class DockerPlatform(pulumi.ComponentResource):
             "service_env": pulumi.Output.secret(service_envs),
         }
         self.register_outputs(self.exports)
+
+
+def _postgres_admin(credentials: Credentials) -> str:
+    return credentials.postgres_admin
+
+
+def service_credentials(
+    credentials: pulumi.Output[Credentials], service: str
+) -> pulumi.Output[ServiceCredentials]:
+    """One service's passwords, still secret."""
+
+    def pick(all_credentials: Credentials) -> ServiceCredentials:
+        return all_credentials.for_service(service)
+
+    return credentials.apply(pick)

@@ -56,7 +56,8 @@ def context_for(config: StackConfig, parent: pulumi.Resource) -> GcpContext:
     stack = pulumi.get_stack()
     project = provider.get("project")
     region = provider.get("region")
-    missing = [key for key, value in (("gcp:project", project), ("gcp:region", region)) if not value]
+    pairs = (("gcp:project", project), ("gcp:region", region))
+    missing = [key for key, value in pairs if not value]
     if missing or project is None or region is None:
         keys = " and ".join(missing)
         raise pulumi.RunError(
@@ -71,6 +72,7 @@ def context_for(config: StackConfig, parent: pulumi.Resource) -> GcpContext:
         if value == region:
             raise pulumi.RunError(
                 f"Pulumi.{stack}.yaml: {key} ({value}) must differ from gcp:region ({region}) "
-                "so backups survive the loss of the main region (e.g. europe-west4 for europe-west1)"
+                "so backups survive the loss of the main region "
+                "(e.g. europe-west4 for europe-west1)"
             )
     return GcpContext(config=config, project=project, region=region, stack=stack, parent=parent)

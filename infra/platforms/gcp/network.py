@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pulumi
 import pulumi_gcp as gcp
 
 from infra.platforms.gcp.context import GcpContext
@@ -48,7 +47,9 @@ def declare(ctx: GcpContext) -> Network:
         ip_cidr_range=ctx.config.gcp.subnet_cidr,
         private_ip_google_access=True,
         log_config=gcp.compute.SubnetworkLogConfigArgs(
-            aggregation_interval="INTERVAL_5_SEC", flow_sampling=0.5, metadata="INCLUDE_ALL_METADATA"
+            aggregation_interval="INTERVAL_5_SEC",
+            flow_sampling=0.5,
+            metadata="INCLUDE_ALL_METADATA",
         ),
         opts=ctx.opts(),
     )

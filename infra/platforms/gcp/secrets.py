@@ -47,20 +47,20 @@ def declare(
         for kind in naming.LOGIN_SUFFIXES:
             role = naming.role_name(name, kind)
             url = credentials.apply(
-                lambda c, n=name, k=kind, r=role: postgres_url(
-                    stack_endpoints, r, c.for_service(n).postgres_password(k), database
+                lambda c, n=name, k=kind, r=role, d=database: postgres_url(
+                    stack_endpoints, r, c.for_service(n).postgres_password(k), d
                 )
             )
-            ids[kind] = _secret(ctx, naming.postgres_secret_id(name, kind), url, [member])
+            ids[kind] = _secret(ctx, naming.postgres_secret_id(name, kind), url, {name: member})
         amqp = credentials.apply(
             lambda c, n=name: amqp_url(
                 stack_endpoints, naming.rabbitmq_user(n), c.for_service(n).rabbitmq,
                 naming.rabbitmq_vhost(n),
             )
         )
-        ids["rabbitmq"] = _secret(ctx, naming.rabbitmq_secret_id(name), amqp, [member])
+        ids["rabbitmq"] = _secret(ctx, naming.rabbitmq_secret_id(name), amqp, {name: member})
         by_service[name] = ids
-    readers = [identities.services[s.name].member for s in ctx.config.services if s.redis]
+    readers = {s.name: identities.services[s.name].member for s in ctx.config.services if s.redis}
     redis_id = _secret(ctx, naming.REDIS_AUTH_SECRET_ID, redis_auth, readers)
     return Secrets(by_service=by_service, redis_auth=redis_id)
 
@@ -69,9 +69,9 @@ def _secret(
     ctx: GcpContext,
     secret_id: str,
     value: pulumi.Output[str],
-    readers: list[pulumi.Output[str]],
+    readers: dict[str, pulumi.Output[str]],
 ) -> pulumi.Output[str]:
-    """One secret replicated to the main and the backup region, with its readers."""
+    """One secret replicated to the main and the backup region; ``readers`` by service name."""
     secret = gcp.secretmanager.Secret(
         f"secret-{secret_id}",
         secret_id=secret_id,
@@ -92,9 +92,9 @@ def _secret(
         secret_data=pulumi.Output.secret(value),
         opts=ctx.opts(),
     )
-    for index, member in enumerate(readers):
+    for service, member in readers.items():
         gcp.secretmanager.SecretIamMember(
-            f"secret-{secret_id}-reader-{index}",
+            f"secret-{secret_id}-reader-{service}",
             project=ctx.project,
             secret_id=secret.secret_id,
             role=ACCESSOR,

@@ -1,0 +1,61 @@
+# The two commands a newcomer needs (see README.md):
+#   make up     set everything up and bring the dev stack up (Docker + Pulumi CLI required)
+#   make test   run the linters and the whole test suite (real servers from Debian's packages)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STACK ?= dev
+
+# State lives in a local file backend inside the checkout unless you point elsewhere
+# (prod: PULUMI_BACKEND_URL=gs://<state-bucket>). The passphrase file encrypts dev secrets.
+export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
+export PULUMI_CONFIG_PASSPHRASE_FILE ?= $(CURDIR)/.pulumi-state/passphrase
+
+.PHONY: setup up preview down test lint unit integration bench clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+setup: $(BIN)/.installed
+
+.pulumi-state/passphrase:
+	@mkdir -p .pulumi-state && chmod 700 .pulumi-state
+	@umask 077 && $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))' > $@
+
+up: setup .pulumi-state/passphrase
+	@command -v pulumi >/dev/null || { echo "Install the Pulumi CLI: https://www.pulumi.com/docs/install/" >&2; exit 1; }
+	@command -v docker >/dev/null || { echo "Install Docker and start its engine first" >&2; exit 1; }
+	pulumi stack select $(STACK) --create --non-interactive
+	pulumi up --stack $(STACK) --yes --skip-preview=false
+
+preview: setup .pulumi-state/passphrase
+	pulumi preview --stack $(STACK) --diff
+
+down: setup
+	pulumi destroy --stack $(STACK) --yes
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest tests/unit
+
+integration: setup
+	$(BIN)/pytest tests/integration
+
+test: lint
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python -m benchmarks.bench_converge
+	$(BIN)/python -m benchmarks.bench_backup
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache

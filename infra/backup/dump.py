@@ -1,0 +1,211 @@
+"""Taking backups: a streamed pg_dump per service database, a Redis RDB, RabbitMQ definitions.
+
+The database dump runs inside a snapshot exported by the admin's transaction, so the row counts
+recorded in the manifest describe exactly the data in the dump. The manifest is written last.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlparse
+
+from infra import naming
+from infra.backup import crypto, pg
+from infra.backup.catalog import SERVER_SCOPE, Kind, Manifest, new_id, prefix, utc_now, write_manifest
+from infra.backup.hashing import Hashed
+from infra.backup.progress import track
+from infra.backup.storage import CHUNK_BYTES, Bucket
+from infra.errors import BackupError, ServerError
+
+DUMP_OBJECT = "dump.pgcustom"
+DUMP_DIR_OBJECT = "dump.pgdir.tar"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where backups go and how they are sealed."""
+
+    bucket: Bucket
+    key: bytes | None
+
+
+def _stream_file(handle: IO[bytes]) -> Iterator[bytes]:
+    while chunk := handle.read(CHUNK_BYTES):
+        yield chunk
+
+
+def _store(target: Target, name: str, plain: Iterable[bytes], label: str) -> Hashed:
+    """Encrypt (if keyed), hash the stored bytes, and stream them into a new object."""
+    sealed = plain if target.key is None else crypto.encrypt(plain, target.key)
+    hashed = Hashed(track(sealed, label))
+    target.bucket.write(name, hashed)
+    return hashed
+
+
+def _stderr_tail(handle: IO[bytes]) -> str:
+    handle.seek(0)
+    lines = handle.read().decode(errors="replace").strip().splitlines()
+    return " | ".join(lines[-3:]) or "no message"
+
+
+def backup_postgres(target: Target, admin_url: str, service: str, dump_format: str) -> Manifest:
+    """Dump one service database (as the admin) and record what it holds."""
+    database = naming.database_name(service)
+    started = utc_now()
+    backup_id = new_id(started)
+    object_name = DUMP_OBJECT if dump_format == "custom" else DUMP_DIR_OBJECT
+    name = prefix("postgres", service, backup_id) + object_name
+    with pg.connect(admin_url, database) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        snapshot = str(row[0]) if row else ""
+        version = pg.server_version(conn)
+        found = pg.contents(conn)
+        argv = [pg.binary("pg_dump"), "--no-owner", "--no-privileges", f"--snapshot={snapshot}"]
+        with tempfile.TemporaryDirectory(prefix="pgdump-") as work:
+            errors = Path(work, "stderr").open("w+b")
+            if dump_format == "custom":
+                hashed = _dump_custom(target, argv, admin_url, database, name, errors, service)
+            else:
+                hashed = _dump_directory(target, argv, admin_url, database, name, errors,
+                                         service, Path(work))
+        conn.rollback()
+    manifest = Manifest(
+        kind="postgres", service=service, backup_id=backup_id, object=object_name,
+        format=dump_format, started_at=started.isoformat(), finished_at=utc_now().isoformat(),
+        size=hashed.size, sha256=hashed.hexdigest(), server_version=version, database=database,
+        row_counts=found.row_counts, sequences=found.sequences,
+        large_objects=found.large_objects, encrypted=target.key is not None,
+        key_id=None if target.key is None else crypto.key_id(target.key), tool="pg_dump",
+    )
+    write_manifest(target.bucket, manifest)
+    return manifest
+
+
+def _dump_custom(target: Target, argv: list[str], admin_url: str, database: str, name: str,
+                 errors: IO[bytes], service: str) -> Hashed:
+    process = subprocess.Popen(
+        [*argv, "--format=custom"], stdout=subprocess.PIPE, stderr=errors,
+        env=pg.libpq_environment(admin_url, database),
+    )
+    try:
+        assert process.stdout is not None
+        hashed = _store(target, name, _checked(_stream_file(process.stdout), process, errors),
+                        f"postgres/{service}")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    return hashed
+
+
+def _checked(chunks: Iterable[bytes], process: subprocess.Popen[bytes],
+             errors: IO[bytes]) -> Iterator[bytes]:
+    """Fail the upload (so no object appears) if pg_dump did not finish cleanly."""
+    yield from chunks
+    if process.wait() != 0:
+        raise BackupError(f"pg_dump failed: {_stderr_tail(errors)}")
+
+
+def _dump_directory(target: Target, argv: list[str], admin_url: str, database: str, name: str,
+                    errors: IO[bytes], service: str, work: Path) -> Hashed:
+    """Directory format dumps in parallel into a private temp dir, then ships it as one tar."""
+    out = work / "dump"
+    result = subprocess.run(
+        [*argv, "--format=directory", "--jobs=2", f"--file={out}"], stderr=errors,
+        env=pg.libpq_environment(admin_url, database), check=False,
+    )
+    if result.returncode != 0:
+        raise BackupError(f"pg_dump failed: {_stderr_tail(errors)}")
+    archive = work / "dump.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(out, arcname="dump")
+    with archive.open("rb") as handle:
+        return _store(target, name, _stream_file(handle), f"postgres/{service}")
+
+
+def backup_redis(target: Target, redis_url: str, user: str, password: str) -> Manifest:
+    """An RDB snapshot over the replication protocol, as the Redis admin (REDISCLI_AUTH env)."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise BackupError("redis-cli not found: apt-get install redis-tools")
+    parsed = urlparse(redis_url)
+    if parsed.scheme not in ("redis", "rediss") or not parsed.hostname or parsed.password:
+        raise BackupError(
+            f"--redis-url {redis_url!r}: use redis://HOST:PORT (the admin password comes from "
+            "the secrets file, never the command line)"
+        )
+    started = utc_now()
+    backup_id = new_id(started)
+    name = prefix("redis", SERVER_SCOPE, backup_id) + "dump.rdb"
+    env = {**os.environ, "REDISCLI_AUTH": password}
+    with tempfile.TemporaryDirectory(prefix="redis-rdb-") as work:
+        rdb = Path(work, "dump.rdb")
+        argv = [cli, "-h", parsed.hostname, "-p", str(parsed.port or 6379), "--user", user,
+                "--no-auth-warning", *(["--tls"] if parsed.scheme == "rediss" else []),
+                "--rdb", str(rdb)]
+        result = subprocess.run(argv, env=env, capture_output=True, check=False, timeout=3600)
+        if result.returncode != 0 or not rdb.exists():
+            message = (result.stderr or result.stdout).decode(errors="replace").strip()
+            raise ServerError(f"Redis snapshot from {parsed.hostname}:{parsed.port} failed: "
+                              f"{message.splitlines()[-1] if message else 'no output'}")
+        info = subprocess.run([cli, "-h", parsed.hostname, "-p", str(parsed.port or 6379),
+                               "--user", user, "--no-auth-warning", "INFO", "server"],
+                              env=env, capture_output=True, check=False, timeout=60)
+        version = next((line.split(":", 1)[1].strip() for line in
+                        info.stdout.decode(errors="replace").splitlines()
+                        if line.startswith("redis_version:")), "unknown")
+        with rdb.open("rb") as handle:
+            hashed = _store(target, name, _stream_file(handle), "redis")
+    return _finish(target, "redis", backup_id, "dump.rdb", "rdb", started, hashed, version,
+                   "redis-cli --rdb")
+
+
+def backup_rabbitmq(target: Target, management_url: str, user: str, password: str) -> Manifest:
+    """The broker's definitions (vhosts, users, queues, bindings, policies) from the HTTP API."""
+    started = utc_now()
+    backup_id = new_id(started)
+    name = prefix("rabbitmq", SERVER_SCOPE, backup_id) + "definitions.json"
+    if not management_url.startswith(("http://", "https://")):
+        raise BackupError(f"--management-url {management_url!r}: use http(s)://HOST:PORT")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    base = management_url.rstrip("/")
+    headers = {"Authorization": f"Basic {token}"}
+    try:
+        request = urllib.request.Request(base + "/api/definitions", headers=headers)
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - checked above
+            body: bytes = response.read()
+        request = urllib.request.Request(base + "/api/overview", headers=headers)
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - checked above
+            version = str(json.loads(response.read()).get("rabbitmq_version", "unknown"))
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise ServerError(f"RabbitMQ management API at {base}: {error}") from None
+    hashed = _store(target, name, [body], "rabbitmq")
+    return _finish(target, "rabbitmq", backup_id, "definitions.json", "definitions-json",
+                   started, hashed, version, "GET /api/definitions")
+
+
+def _finish(target: Target, kind: Kind, backup_id: str, object_name: str, fmt: str,
+            started: datetime, hashed: Hashed, version: str, tool: str) -> Manifest:
+    manifest = Manifest(
+        kind=kind, service=SERVER_SCOPE, backup_id=backup_id,
+        object=object_name, format=fmt, started_at=started.isoformat(),
+        finished_at=utc_now().isoformat(), size=hashed.size, sha256=hashed.hexdigest(),
+        server_version=version, encrypted=target.key is not None,
+        key_id=None if target.key is None else crypto.key_id(target.key), tool=tool,
+    )
+    write_manifest(target.bucket, manifest)
+    return manifest

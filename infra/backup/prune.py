@@ -1,0 +1,77 @@
+"""``prune``: delete backups outside the kept generations, never the newest verified one.
+
+Prod buckets have a retention policy: a delete it refuses is reported, not fatal. The manifest
+goes first, so a half-pruned backup is never listed as restorable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from infra.backup import retention
+from infra.backup.catalog import (
+    MANIFEST,
+    Entry,
+    entries,
+    incomplete_prefixes,
+    parse_id,
+)
+from infra.backup.storage import Bucket, RetentionLocked
+from infra.config.model import KeepGenerations
+
+INCOMPLETE_GRACE = timedelta(days=1)  # an incomplete folder younger than this may be running
+
+
+@dataclass
+class PruneReport:
+    kept: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+
+def plan(backups: list[Entry], generations: KeepGenerations) -> tuple[list[Entry], list[Entry]]:
+    """(keep, delete) for one service's backups."""
+    by_time = {e.manifest.started: e for e in backups}
+    verified = [e for e in backups if e.state == "verified"]
+    newest_verified = max((e.manifest.started for e in verified), default=None)
+    kept = retention.keep(list(by_time), generations, newest_verified)
+    keep = [e for e in backups if e.manifest.started in kept]
+    drop = [e for e in backups if e.manifest.started not in kept]
+    return keep, drop
+
+
+def prune(bucket: Bucket, generations: KeepGenerations, now: datetime,
+          *, dry_run: bool = False) -> PruneReport:
+    report = PruneReport()
+    groups: dict[tuple[str, str], list[Entry]] = {}
+    for entry in entries(bucket):
+        groups.setdefault((entry.manifest.kind, entry.manifest.service), []).append(entry)
+    for backups in groups.values():
+        keep, drop = plan(backups, generations)
+        report.kept += [e.manifest.prefix for e in keep]
+        for entry in drop:
+            _delete_folder(bucket, entry.manifest.prefix, report, dry_run)
+    for head in incomplete_prefixes(bucket):
+        try:
+            started = parse_id(head.rstrip("/").rsplit("/", 1)[-1])
+        except ValueError:
+            continue  # not ours
+        if now - started > INCOMPLETE_GRACE:
+            _delete_folder(bucket, head, report, dry_run)
+    return report
+
+
+def _delete_folder(bucket: Bucket, head: str, report: PruneReport, dry_run: bool) -> None:
+    names = bucket.names(head)
+    names.sort(key=lambda name: name != head + MANIFEST)  # the manifest first
+    if dry_run:
+        report.deleted.append(head)
+        return
+    try:
+        for name in names:
+            bucket.delete(name)
+    except RetentionLocked as error:
+        report.refused.append(f"{head}: {error}")
+        return
+    report.deleted.append(head)

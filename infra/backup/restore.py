@@ -1,0 +1,93 @@
+"""``restore``: bring a service database back without ever risking the one it replaces.
+
+Order: check the backup's checksum, take a safety backup of the current database, restore into
+``<service>__restore`` (as the service's owner role, without the dump's owners or grants),
+compare it with the manifest, and only then swap names. The old database stays as
+``<service>__old_<time>``. Finally the role convergence re-imposes ownership and privileges.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra import naming
+from infra.backup import pg
+from infra.backup.catalog import Entry, utc_now
+from infra.backup.dump import Target, backup_postgres
+from infra.backup.fetch import fetch, pg_restore, private_workdir
+from infra.backup.verify import check_restored, scratch_database
+from infra.config.model import StackConfig
+from infra.credentials import Credentials
+from infra.errors import BackupError, PlatformError
+
+RESTORE_SUFFIX = "__restore"
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    service: str
+    backup_id: str
+    seconds: float
+    safety_backup: str | None
+    replaced: str | None
+
+
+def converge(admin_url: str, config: StackConfig, credentials: Credentials,
+             services: list[str] | None) -> None:
+    """The role model's convergence (infra.postgres.apply), for the given services."""
+    from infra.postgres import apply
+
+    apply(admin_url, config, credentials, services=services)
+
+
+def restore(target: Target, entry: Entry, admin_url: str, config: StackConfig,
+            credentials: Credentials, *, safety_backup: bool = True,
+            keep_replaced: bool = True) -> RestoreReport:
+    manifest = entry.manifest
+    service = manifest.service
+    database = naming.database_name(service)
+    owner = naming.role_name(service, "owner")
+    incoming = scratch_database(service, RESTORE_SUFFIX)
+    started = time.monotonic()
+    safety: str | None = None
+    with private_workdir() as work:
+        dump = fetch(target.bucket, manifest, Path(work))  # refuses a corrupt object up front
+        exists = pg.database_exists(admin_url, database)
+        if exists and safety_backup:
+            safety = backup_postgres(target, admin_url, service, config.backup.format).backup_id
+        pg.drop_database(admin_url, incoming)
+        pg.create_database(admin_url, incoming, owner=owner)
+        try:
+            pg_restore(admin_url, incoming, dump, role=owner)
+            problems = check_restored(admin_url, incoming, manifest)
+            if problems:
+                raise BackupError(
+                    f"restored copy of {manifest.prefix} does not match its manifest "
+                    f"({'; '.join(problems[:3])}); {database} was left untouched"
+                )
+        except PlatformError:
+            pg.drop_database(admin_url, incoming)
+            raise
+    replaced = _swap(admin_url, database, incoming) if exists else None
+    if not exists:
+        pg.rename_database(admin_url, incoming, database)
+    converge(admin_url, config, credentials, [service])
+    if replaced is not None and not keep_replaced:
+        pg.drop_database(admin_url, replaced)
+        replaced = None
+    return RestoreReport(service, manifest.backup_id, round(time.monotonic() - started, 3),
+                         safety, replaced)
+
+
+def _swap(admin_url: str, database: str, incoming: str) -> str:
+    """Move the verified copy in; put the original back if the second rename fails."""
+    old = f"{database}__old_{utc_now().strftime('%Y%m%d%H%M%S')}"
+    pg.rename_database(admin_url, database, old)
+    try:
+        pg.rename_database(admin_url, incoming, database)
+    except PlatformError:
+        pg.rename_database(admin_url, old, database)
+        raise
+    return old

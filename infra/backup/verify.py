@@ -1,0 +1,94 @@
+"""``verify``: a backup counts only after it has been restored and its contents match.
+
+The result is stored beside the backup as its own object, so ``list`` and ``restore`` can tell
+verified from failed without re-running anything.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from infra.backup import pg
+from infra.backup.catalog import Entry, Manifest, Verification, utc_now, write_verification
+from infra.backup.fetch import fetch, pg_restore, private_workdir
+from infra.backup.storage import Bucket
+from infra.errors import BackupError, PlatformError
+
+VERIFY_SUFFIX = "__verify"
+
+
+def scratch_database(service: str, suffix: str) -> str:
+    """A backup tooling database next to the service's (see naming.SCRATCH_SUFFIXES)."""
+    return f"{service}{suffix}"
+
+
+def check_restored(admin_url: str, database: str, manifest: Manifest) -> list[str]:
+    """Compare a restored database with what the manifest says the backup holds."""
+    with pg.connect(admin_url, database) as conn:
+        actual = pg.contents(conn)
+    expected = pg.Contents(manifest.row_counts, manifest.sequences, manifest.large_objects)
+    return pg.compare(expected, actual)
+
+
+def verify(bucket: Bucket, entry: Entry, admin_url: str | None) -> Verification:
+    """Checksum, restore into a scratch database, compare, drop it, record the result."""
+    manifest = entry.manifest
+    started = time.monotonic()
+    problems: list[str] = []
+    try:
+        with private_workdir() as work:
+            dump = fetch(bucket, manifest, Path(work))
+            if manifest.kind == "postgres":
+                if admin_url is None:
+                    raise BackupError("verifying a PostgreSQL backup needs --admin-url")
+                problems = _verify_postgres(admin_url, manifest, dump)
+            elif manifest.kind == "redis":
+                problems = _verify_rdb(dump)
+            else:
+                problems = _verify_definitions(dump)
+    except PlatformError as error:
+        problems = [str(error)]
+    result = Verification(
+        backup_id=manifest.backup_id, checked_at=utc_now().isoformat(), ok=not problems,
+        problems=problems, seconds=round(time.monotonic() - started, 3),
+    )
+    write_verification(bucket, manifest, result)
+    return result
+
+
+def _verify_postgres(admin_url: str, manifest: Manifest, dump: Path) -> list[str]:
+    scratch = scratch_database(manifest.service, VERIFY_SUFFIX)
+    pg.drop_database(admin_url, scratch)
+    pg.create_database(admin_url, scratch)
+    try:
+        pg_restore(admin_url, scratch, dump)
+        return check_restored(admin_url, scratch, manifest)
+    finally:
+        pg.drop_database(admin_url, scratch)
+
+
+def _verify_rdb(dump: Path) -> list[str]:
+    with dump.open("rb") as handle:
+        if handle.read(5) != b"REDIS":
+            return ["dump.rdb does not start with the RDB signature"]
+    checker = shutil.which("redis-check-rdb")
+    if checker is None:
+        return []
+    result = subprocess.run([checker, str(dump)], capture_output=True, check=False, timeout=600)
+    if result.returncode != 0:
+        tail = result.stdout.decode(errors="replace").strip().splitlines()[-1:]
+        return [f"redis-check-rdb rejects the snapshot: {' '.join(tail)}"]
+    return []
+
+
+def _verify_definitions(dump: Path) -> list[str]:
+    try:
+        data = json.loads(dump.read_bytes())
+    except ValueError as error:
+        return [f"definitions.json is not JSON: {error}"]
+    missing = [key for key in ("vhosts", "users", "permissions") if key not in data]
+    return [f"definitions.json lacks {', '.join(missing)}"] if missing else []

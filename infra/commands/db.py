@@ -1,0 +1,126 @@
+"""``db plan|apply|rotate|drop``: converge each service's PostgreSQL database and roles.
+
+The admin URL may leave out the password: it is then taken from PGPASSWORD or, failing that,
+from the secrets file, so no password has to appear on a command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from infra import postgres, secrets_file
+from infra.commands.common import add_stack_options, load
+from infra.config.load import stack_name
+from infra.credentials import Credentials
+from infra.errors import UsageError
+from infra.postgres.drop import drop_service
+from infra.postgres.engine import ApplyReport, Plan
+
+ADMIN_URL_ENV = "PERSISTENCE_ADMIN_URL"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("db", help="per-service PostgreSQL databases and roles")
+    actions = parser.add_subparsers(dest="db_command", required=True)
+    for name, handler, text in (
+        ("plan", run_plan, "print the statements apply would run (passwords redacted)"),
+        ("apply", run_apply, "converge every service's database and roles"),
+        ("rotate", run_rotate, "new passwords for one service, applied at once"),
+        ("drop", run_drop, "drop a removed service's database and roles (data is lost)"),
+    ):
+        action = actions.add_parser(name, help=text, description=text)
+        add_stack_options(action)
+        action.add_argument(
+            "--admin-url",
+            default=os.environ.get(ADMIN_URL_ENV),
+            help=f"postgresql://ADMIN@HOST:PORT/postgres (default: ${ADMIN_URL_ENV}); "
+            "leave the password out: it comes from PGPASSWORD or the secrets file",
+        )
+        if name in ("rotate", "drop"):
+            action.add_argument("--service", required=True, help="the service's name")
+        if name == "drop":
+            action.add_argument("--confirm", required=True, help="the service's name, again")
+        action.set_defaults(handler=handler)
+
+
+def admin_url(args: argparse.Namespace, credentials: Credentials) -> str:
+    """The admin URL, completed with the secrets file's admin password if it has none."""
+    if not args.admin_url:
+        raise UsageError(f"--admin-url is required (or set ${ADMIN_URL_ENV})")
+    try:
+        params = conninfo_to_dict(args.admin_url)
+    except Exception:
+        raise UsageError("--admin-url is not a valid PostgreSQL URL or conninfo") from None
+    if params.get("password") or os.environ.get("PGPASSWORD"):
+        return str(args.admin_url)
+    return make_conninfo(args.admin_url, password=credentials.postgres_admin)
+
+
+def print_plan(result: Plan) -> None:
+    for service in result.services:
+        for statement in service.statements:
+            print(f"{service.service}: {statement.text}")
+        for problem in service.problems:
+            print(f"{service.service}: PROBLEM: {problem}")
+    for name in result.unmanaged:
+        print(
+            f"{name}: on the server but not in the config; kept "
+            f"(drop with: python -m infra db drop --stack STACK --service {name} --confirm {name})"
+        )
+    print(f"{len(result.statements)} statement(s) to run")
+
+
+def print_report(report: ApplyReport) -> None:
+    for statement in report.executed:
+        print(statement)
+    changed = ", ".join(report.changed) or "none"
+    print(f"{len(report.executed)} statement(s) executed; services changed: {changed}")
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    config, credentials = load(args)
+    print_plan(postgres.plan(admin_url(args, credentials), config, credentials))
+    return 0
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    config, credentials = load(args)
+    print_report(postgres.apply(admin_url(args, credentials), config, credentials))
+    return 0
+
+
+def run_rotate(args: argparse.Namespace) -> int:
+    config, credentials = load(args)
+    if args.service not in credentials.services:
+        raise UsageError(f"unknown service {args.service!r}: it is not in the stack's config")
+    path: Path = args.secrets or secrets_file.default_path(stack_name(args.stack))
+    rotated = credentials.rotated(args.service)
+    # Saved first: if the apply below fails, the next apply still sees the new version.
+    secrets_file.write(path, rotated)
+    report = postgres.apply(admin_url(args, rotated), config, rotated, services=[args.service])
+    print_report(report)
+    print(
+        f"rotated {args.service} to password version "
+        f"{rotated.for_service(args.service).version}; re-render its env file with "
+        f"`python -m infra render --stack {args.stack} --out DIR`"
+    )
+    return 0
+
+
+def run_drop(args: argparse.Namespace) -> int:
+    config, credentials = load(args)
+    if args.confirm != args.service:
+        raise UsageError(f"--confirm must repeat the service name ({args.service!r}) exactly")
+    if any(spec.name == args.service for spec in config.services):
+        raise UsageError(
+            f"service {args.service!r} is still in the {args.stack} stack config; remove it "
+            "there first (apply would create it again)"
+        )
+    for statement in drop_service(admin_url(args, credentials), args.service):
+        print(statement)
+    print(f"dropped database and roles of {args.service}")
+    return 0

@@ -1,0 +1,130 @@
+"""The prod stack on Google Cloud, as one ComponentResource (``persistence:gcp:Platform``).
+
+Each module declares one part (network, identities, Cloud SQL, Memorystore, the RabbitMQ VM,
+secrets, DNS, the backup bucket and the scheduled exports); this component wires them in
+dependency order, parents everything to itself and exports what a deployer needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from infra.config.model import StackConfig
+from infra.credentials import Credentials
+from infra.platforms.gcp import (
+    backup_jobs,
+    buckets,
+    dns,
+    identities,
+    network,
+    rabbitmq_vm,
+    redis,
+    secrets,
+    sql,
+)
+from infra.platforms.gcp.context import context_for
+from infra.render import endpoints
+
+TYPE_TOKEN = "persistence:gcp:Platform"
+
+
+class GcpPlatform(pulumi.ComponentResource):
+    """Cloud SQL, Memorystore and RabbitMQ on Compute Engine, private and backed up."""
+
+    exports: dict[str, Any]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        config: StackConfig,
+        credentials: pulumi.Output[Credentials],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        ctx = context_for(config, self)
+        net = network.declare(ctx)
+        accounts = identities.declare(ctx)
+
+        database = sql.declare(ctx, net, credentials)
+        sql.declare_service_databases(ctx, database, credentials)
+        cache = redis.declare(ctx, net)
+        auth_string = pulumi.Output.secret(cache.auth_string)
+        stored = secrets.declare(ctx, accounts, credentials, auth_string)
+        broker = rabbitmq_vm.declare(ctx, net, accounts.rabbitmq, credentials)
+
+        dns.declare(
+            ctx,
+            net,
+            {
+                "postgres": database.instance.private_ip_address,
+                "redis": cache.host,
+                "rabbitmq": broker.address.address,
+            },
+        )
+
+        bucket = buckets.declare(ctx)
+        buckets.grant_object_create(
+            ctx,
+            bucket,
+            {
+                "cloudsql-agent": database.instance.service_account_email_address.apply(
+                    lambda email: f"serviceAccount:{email}"
+                ),
+                "memorystore-agent": cache.persistence_iam_identity,
+            },
+        )
+        workflow, job = backup_jobs.declare(
+            ctx,
+            sql_instance=f"{ctx.prefix}-pg",
+            redis_instance=f"{ctx.prefix}-redis",
+            bucket=buckets.bucket_name(ctx),
+            service_account=accounts.backup,
+        )
+
+        stack_endpoints = endpoints.for_stack(config)
+        self.exports = {
+            "platform": "gcp",
+            "project": ctx.project,
+            "region": ctx.region,
+            "network": net.vpc.name,
+            "postgres_instance": database.instance.name,
+            "postgres_connection_name": database.instance.connection_name,
+            "postgres_host": stack_endpoints.postgres_host,
+            "postgres_port": stack_endpoints.postgres_port,
+            "postgres_private_ip": database.instance.private_ip_address,
+            "postgres_admin_user": config.postgres.admin_user,
+            "postgres_admin_password": pulumi.Output.secret(
+                credentials.apply(lambda c: c.postgres_admin)
+            ),
+            "provisioning_endpoint": {
+                "host": config.gcp.provisioning_host,
+                "port": config.gcp.provisioning_port,
+            },
+            "redis_host": stack_endpoints.redis_host,
+            "redis_port": stack_endpoints.redis_port,
+            "redis_private_ip": cache.host,
+            "redis_ca_certificates": cache.server_ca_certs.apply(
+                lambda certs: [c.cert for c in certs or []]
+            ),
+            "redis_auth_string": auth_string,
+            "redis_auth_secret": stored.redis_auth,
+            "rabbitmq_host": stack_endpoints.amqp_host,
+            "rabbitmq_port": stack_endpoints.amqp_port,
+            "rabbitmq_private_ip": broker.address.address,
+            "rabbitmq_admin_user": config.rabbitmq.admin_user,
+            "rabbitmq_admin_password": pulumi.Output.secret(
+                credentials.apply(lambda c: c.rabbitmq_admin)
+            ),
+            "service_accounts": {
+                svc: account.email for svc, account in accounts.services.items()
+            },
+            "service_secrets": stored.by_service,
+            "backup_bucket": bucket.name,
+            "backup_workflow": workflow.name,
+            "backup_schedule": job.name,
+            "backup_service_account": accounts.backup.email,
+        }
+        self.register_outputs(self.exports)

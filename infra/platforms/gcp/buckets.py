@@ -1,0 +1,82 @@
+"""The backup bucket: in the backup region, private, soft-deleting, with a retention lock window.
+
+GCS forbids object versioning together with a retention policy, so versioning stays off and
+every backup object gets a unique, timestamped name instead (see ``workflow.py``).
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.platforms.gcp.context import GcpContext
+
+DAY_SECONDS = 24 * 3600
+OBJECT_CREATOR = "roles/storage.objectCreator"
+BUCKET_NAME_MAX = 63
+
+
+def bucket_name(ctx: GcpContext) -> str:
+    """Globally unique by including the project id; checked against GCS's 63-character limit."""
+    name = f"{ctx.project}-{ctx.prefix}-backups"
+    if len(name) > BUCKET_NAME_MAX:
+        raise pulumi.RunError(
+            f"backup bucket name {name!r} is {len(name)} characters; GCS allows "
+            f"{BUCKET_NAME_MAX}: use a shorter gcp:project or stack name"
+        )
+    return name
+
+
+def declare(ctx: GcpContext) -> gcp.storage.Bucket:
+    """Declare the bucket; writers are granted separately (object-create only)."""
+    backup = ctx.config.backup
+    return gcp.storage.Bucket(
+        "backups",
+        name=bucket_name(ctx),
+        location=ctx.config.gcp.backup_region.upper(),
+        storage_class="STANDARD",
+        uniform_bucket_level_access=True,
+        public_access_prevention="enforced",
+        versioning=gcp.storage.BucketVersioningArgs(enabled=False),
+        soft_delete_policy=gcp.storage.BucketSoftDeletePolicyArgs(
+            retention_duration_seconds=backup.soft_delete_days * DAY_SECONDS
+        ),
+        retention_policy=gcp.storage.BucketRetentionPolicyArgs(
+            retention_period=str(backup.retention_days * DAY_SECONDS),
+            # Locking is irreversible; an operator locks it deliberately (see README).
+            is_locked=False,
+        ),
+        lifecycle_rules=[
+            gcp.storage.BucketLifecycleRuleArgs(
+                action=gcp.storage.BucketLifecycleRuleActionArgs(
+                    type="SetStorageClass", storage_class="COLDLINE"
+                ),
+                condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+                    age=backup.coldline_after_days, matches_storage_classes=["STANDARD"]
+                ),
+            ),
+            gcp.storage.BucketLifecycleRuleArgs(
+                action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+                    age=backup.delete_after_days
+                ),
+            ),
+        ],
+        force_destroy=False,
+        labels=ctx.labels,
+        opts=ctx.opts(protect=True),
+    )
+
+
+def grant_object_create(
+    ctx: GcpContext, bucket: gcp.storage.Bucket, writers: dict[str, pulumi.Input[str]]
+) -> None:
+    """Let each writer (label -> IAM member) create objects, and do nothing else, in the bucket."""
+    for label, member in writers.items():
+        gcp.storage.BucketIAMMember(
+            f"backups-{label}-object-creator",
+            bucket=bucket.name,
+            role=OBJECT_CREATOR,
+            member=member,
+            opts=ctx.opts(),
+        )

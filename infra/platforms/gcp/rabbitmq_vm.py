@@ -1,0 +1,163 @@
+"""RabbitMQ on Compute Engine: a shielded VM with no external IP and its own data disk.
+
+The broker gets the same rendered ``rabbitmq.conf``, ``enabled_plugins`` and
+``definitions.json`` as the dev container and the tests, delivered as instance metadata and
+installed by a startup script at every boot. The definitions hold only password hashes, but
+they derive from secrets, so that metadata value is a secret Output.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.credentials import Credentials
+from infra.platforms.gcp.context import GcpContext
+from infra.platforms.gcp.network import RABBITMQ_TAG, Network
+from infra.render import rabbitmq
+from infra.render.environment import render
+
+IMAGE = "debian-cloud/debian-12"
+DATA_DEVICE = "rabbitmq-data"
+DATA_DIR = "/var/lib/rabbitmq"
+CONF_KEY = "rabbitmq-conf"
+PLUGINS_KEY = "rabbitmq-enabled-plugins"
+DEFINITIONS_KEY = "rabbitmq-definitions"
+SNAPSHOT_START_TIME = "02:00"  # UTC
+
+
+def broker_ip(subnet_cidr: str) -> str:
+    """A fixed address in the subnet, so the DNS record and firewall never chase a new IP.
+
+    Google reserves the first two and the last two addresses of every subnet.
+    """
+    network = ipaddress.IPv4Network(subnet_cidr)
+    return str(network[10] if network.num_addresses > 16 else network[2])
+
+
+@dataclass(frozen=True)
+class RabbitmqVm:
+    """The VM and the private address services reach it on."""
+
+    instance: gcp.compute.Instance
+    address: gcp.compute.Address
+    data_disk: gcp.compute.Disk
+
+
+def startup_script() -> str:
+    """The boot script; static apart from paths and metadata keys."""
+    return render(
+        "gcp/rabbitmq-startup.sh.j2",
+        data_device=DATA_DEVICE,
+        data_dir=DATA_DIR,
+        config_dir=rabbitmq.CONFIG_DIR,
+        conf_key=CONF_KEY,
+        plugins_key=PLUGINS_KEY,
+        definitions_key=DEFINITIONS_KEY,
+    )
+
+
+def metadata(
+    ctx: GcpContext, credentials: pulumi.Output[Credentials]
+) -> dict[str, pulumi.Input[str]]:
+    """Instance metadata: the broker's files, the boot script, OS Login instead of SSH keys."""
+    definitions = credentials.apply(lambda c: rabbitmq.definitions_json(ctx.config, c))
+    return {
+        CONF_KEY: rabbitmq.rabbitmq_conf(ctx.config),
+        PLUGINS_KEY: rabbitmq.enabled_plugins(),
+        DEFINITIONS_KEY: pulumi.Output.secret(definitions),
+        "startup-script": startup_script(),
+        "enable-oslogin": "TRUE",
+        "block-project-ssh-keys": "TRUE",
+    }
+
+
+def declare(
+    ctx: GcpContext,
+    network: Network,
+    service_account: gcp.serviceaccount.Account,
+    credentials: pulumi.Output[Credentials],
+) -> RabbitmqVm:
+    """Declare the address, the snapshotted data disk and the VM."""
+    gcp_settings = ctx.config.gcp
+    address = gcp.compute.Address(
+        "rabbitmq-address",
+        name=f"{ctx.prefix}-rabbitmq",
+        address=broker_ip(gcp_settings.subnet_cidr),
+        address_type="INTERNAL",
+        purpose="GCE_ENDPOINT",
+        subnetwork=network.subnet.id,
+        region=ctx.region,
+        labels=ctx.labels,
+        opts=ctx.opts(),
+    )
+    snapshots = gcp.compute.ResourcePolicy(
+        "rabbitmq-data-snapshots",
+        name=f"{ctx.prefix}-rabbitmq-data-snapshots",
+        region=ctx.region,
+        snapshot_schedule_policy=gcp.compute.ResourcePolicySnapshotSchedulePolicyArgs(
+            schedule=gcp.compute.ResourcePolicySnapshotSchedulePolicyScheduleArgs(
+                daily_schedule=gcp.compute.ResourcePolicySnapshotSchedulePolicyScheduleDailyScheduleArgs(
+                    days_in_cycle=1, start_time=SNAPSHOT_START_TIME
+                )
+            ),
+            retention_policy=gcp.compute.ResourcePolicySnapshotSchedulePolicyRetentionPolicyArgs(
+                max_retention_days=ctx.config.backup.retention_days,
+                on_source_disk_delete="KEEP_AUTO_SNAPSHOTS",
+            ),
+            snapshot_properties=gcp.compute.ResourcePolicySnapshotSchedulePolicySnapshotPropertiesArgs(
+                storage_locations=[gcp_settings.backup_region],
+                labels=ctx.labels,
+            ),
+        ),
+        opts=ctx.opts(),
+    )
+    data_disk = gcp.compute.Disk(
+        "rabbitmq-data",
+        name=f"{ctx.prefix}-rabbitmq-data",
+        zone=ctx.zone,
+        type="pd-ssd",
+        size=gcp_settings.rabbitmq_disk_size_gb,
+        resource_policies=[snapshots.id],
+        labels=ctx.labels,
+        opts=ctx.opts(protect=True),
+    )
+    instance = gcp.compute.Instance(
+        "rabbitmq",
+        name=f"{ctx.prefix}-rabbitmq",
+        zone=ctx.zone,
+        machine_type=gcp_settings.rabbitmq_machine_type,
+        tags=[RABBITMQ_TAG],
+        labels=ctx.labels,
+        boot_disk=gcp.compute.InstanceBootDiskArgs(
+            auto_delete=True,
+            initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
+                image=IMAGE, size=20, type="pd-balanced"
+            ),
+        ),
+        attached_disks=[
+            gcp.compute.InstanceAttachedDiskArgs(
+                source=data_disk.id, device_name=DATA_DEVICE, mode="READ_WRITE"
+            )
+        ],
+        network_interfaces=[
+            # No access_configs: the VM has no external IP; it reaches the internet via Cloud NAT.
+            gcp.compute.InstanceNetworkInterfaceArgs(
+                subnetwork=network.subnet.id, network_ip=address.address
+            )
+        ],
+        shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(
+            enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True
+        ),
+        service_account=gcp.compute.InstanceServiceAccountArgs(
+            email=service_account.email, scopes=["cloud-platform"]
+        ),
+        metadata=metadata(ctx, credentials),
+        deletion_protection=True,
+        allow_stopping_for_update=True,
+        opts=ctx.opts(protect=True),
+    )
+    return RabbitmqVm(instance=instance, address=address, data_disk=data_disk)

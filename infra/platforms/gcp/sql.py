@@ -1,0 +1,136 @@
+"""Cloud SQL for PostgreSQL 15: regional HA, private IP only, TLS required, backups with PITR.
+
+Per-service databases and roles are created by the same provisioning resource as dev. It runs
+on the deploying machine and reaches the private instance through the Cloud SQL Auth Proxy the
+runner starts (``gcp.provisioning_host``/``gcp.provisioning_port``), as the built-in admin user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.credentials import Credentials
+from infra.platforms.gcp.context import GcpContext
+from infra.platforms.gcp.network import Network
+
+DATABASE_VERSION = "POSTGRES_15"  # the major version dev runs
+BACKUP_START_TIME = "01:00"  # UTC; the scheduled exports run from the backup schedule instead
+
+
+@dataclass(frozen=True)
+class Sql:
+    """The instance and its built-in admin login."""
+
+    instance: gcp.sql.DatabaseInstance
+    admin: gcp.sql.User
+
+
+def database_flags(ctx: GcpContext) -> list[gcp.sql.DatabaseInstanceSettingsDatabaseFlagArgs]:
+    """Slow-statement logging, pg_stat_statements and IAM database authentication."""
+    flags = {
+        "log_min_duration_statement": str(ctx.config.postgres.slow_statement_ms),
+        "pg_stat_statements.track": "all",
+        "cloudsql.iam_authentication": "on",
+        "log_connections": "on",
+        "log_disconnections": "on",
+        "log_lock_waits": "on",
+    }
+    return [
+        gcp.sql.DatabaseInstanceSettingsDatabaseFlagArgs(name=name, value=value)
+        for name, value in flags.items()
+    ]
+
+
+def declare(ctx: GcpContext, network: Network, credentials: pulumi.Output[Credentials]) -> Sql:
+    """Declare the instance (protected twice over) and the admin that provisions services."""
+    gcp_settings = ctx.config.gcp
+    instance = gcp.sql.DatabaseInstance(
+        "postgres",
+        name=f"{ctx.prefix}-pg",
+        database_version=DATABASE_VERSION,
+        region=ctx.region,
+        deletion_protection=True,
+        settings=gcp.sql.DatabaseInstanceSettingsArgs(
+            tier=gcp_settings.sql_tier,
+            edition="ENTERPRISE",
+            availability_type="REGIONAL",
+            disk_type="PD_SSD",
+            disk_size=gcp_settings.sql_disk_size_gb,
+            disk_autoresize=True,
+            deletion_protection_enabled=True,
+            user_labels=ctx.labels,
+            ip_configuration=gcp.sql.DatabaseInstanceSettingsIpConfigurationArgs(
+                ipv4_enabled=False,
+                private_network=network.vpc.id,
+                allocated_ip_range=network.private_range.name,
+                ssl_mode="ENCRYPTED_ONLY",
+            ),
+            backup_configuration=gcp.sql.DatabaseInstanceSettingsBackupConfigurationArgs(
+                enabled=True,
+                point_in_time_recovery_enabled=True,
+                start_time=BACKUP_START_TIME,
+                location=gcp_settings.sql_backup_location,
+                transaction_log_retention_days=gcp_settings.sql_log_retention_days,
+                backup_retention_settings=(
+                    gcp.sql.DatabaseInstanceSettingsBackupConfigurationBackupRetentionSettingsArgs(
+                        retained_backups=gcp_settings.sql_retained_backups,
+                        retention_unit="COUNT",
+                    )
+                ),
+            ),
+            maintenance_window=gcp.sql.DatabaseInstanceSettingsMaintenanceWindowArgs(
+                day=gcp_settings.maintenance_day,
+                hour=gcp_settings.maintenance_hour,
+                update_track="stable",
+            ),
+            insights_config=gcp.sql.DatabaseInstanceSettingsInsightsConfigArgs(
+                query_insights_enabled=True,
+                query_string_length=4096,
+                record_application_tags=True,
+                record_client_address=True,
+            ),
+            database_flags=database_flags(ctx),
+        ),
+        opts=ctx.opts(protect=True, depends_on=[network.peering]),
+    )
+    admin = gcp.sql.User(
+        "postgres-admin",
+        instance=instance.name,
+        name=ctx.config.postgres.admin_user,
+        type="BUILT_IN",
+        password=credentials.apply(lambda c: c.postgres_admin),
+        # The admin owns what it created; dropping it would fail, so Pulumi forgets it instead.
+        deletion_policy="ABANDON",
+        opts=ctx.opts(),
+    )
+    return Sql(instance=instance, admin=admin)
+
+
+def declare_service_databases(
+    ctx: GcpContext, sql: Sql, credentials: pulumi.Output[Credentials]
+) -> list[pulumi.Resource]:
+    """Every service's database and roles, created over the Auth Proxy by the admin user."""
+    from infra.provisioning import AdminEndpoint, ServiceDatabase
+
+    admin = AdminEndpoint(
+        host=ctx.config.gcp.provisioning_host,
+        port=ctx.config.gcp.provisioning_port,
+        user=ctx.config.postgres.admin_user,
+        password=pulumi.Output.secret(credentials.apply(lambda c: c.postgres_admin)),
+        sslmode="require",
+    )
+    return [
+        ServiceDatabase(
+            f"{spec.name}-database",
+            service=spec,
+            admin=admin,
+            credentials=credentials.apply(lambda c, n=spec.name: c.for_service(n)),
+            # A service's data outlives a config edit: removing it from the stack must be
+            # a deliberate `pulumi state unprotect`, never a side effect.
+            opts=ctx.opts(protect=True, depends_on=[sql.instance, sql.admin]),
+        )
+        for spec in ctx.config.services
+    ]

@@ -1,0 +1,44 @@
+"""Dropping a removed service's database and roles: the only path that deletes data.
+
+Never called by ``apply`` or by the Pulumi provider's ``delete``; only by
+``python -m infra db drop --service S --confirm S``, and only for roles carrying our marker.
+"""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from infra import naming
+from infra.errors import ServerError, UsageError
+from infra.postgres.catalog import read_cluster
+from infra.postgres.driver import connect
+from infra.postgres.model import MARKER
+from infra.postgres.statements import build
+
+
+def drop_service(admin_url: str, service: str) -> list[str]:
+    """Drop the service's database (terminating its sessions), then its four roles."""
+    roles = [naming.role_name(service, kind) for kind in reversed(naming.ROLE_SUFFIXES)]
+    database = naming.database_name(service)
+    executed: list[str] = []
+    with connect(admin_url, autocommit=True) as conn:
+        cluster = read_cluster(conn, roles, [database])
+        owner = cluster.roles.get(naming.role_name(service, "owner"))
+        if owner is None or not owner.comment.startswith(MARKER):
+            raise UsageError(
+                f"service {service!r} has no role {naming.role_name(service, 'owner')} managed by "
+                "this tool on the server; nothing dropped"
+            )
+        statements = [build("drop_database", database=sql.Identifier(database))]
+        statements += [
+            build("drop_role", role=sql.Identifier(role))
+            for role in roles
+            if role in cluster.roles and cluster.roles[role].comment.startswith(MARKER)
+        ]
+        for statement in statements:
+            try:
+                conn.execute(statement.query)
+            except Exception as error:
+                raise ServerError(f"`{statement.text}` failed: {error}") from None
+            executed.append(statement.text)
+    return executed

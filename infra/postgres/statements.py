@@ -1,0 +1,100 @@
+"""Builds statements from the templates in ``sql/role_model.sql`` with psycopg.sql only.
+
+Each Statement carries the query to run and a redacted text for plans, reports and errors:
+password verifiers never appear in either text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from psycopg import sql
+
+from infra.hashes import scram_sha256_verifier
+from infra.postgres.sqlfiles import template
+
+REDACTED = sql.SQL("'[REDACTED]'")
+
+# Keywords that may be spliced into statements; anything read from the catalog must map here.
+KEYWORDS: dict[str, sql.SQL] = {
+    word: sql.SQL(word)
+    for word in (
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "TRUNCATE",
+        "REFERENCES",
+        "TRIGGER",
+        "USAGE",
+        "CREATE",
+        "CONNECT",
+        "TEMPORARY",
+        "EXECUTE",
+        "MAINTAIN",
+        "LOGIN",
+        "NOLOGIN",
+        "NOCREATEDB",
+        "NOCREATEROLE",
+        "INHERIT",
+        "TABLE",
+        "SEQUENCE",
+        "TABLES",
+        "SEQUENCES",
+        "FUNCTIONS",
+        "SCHEMAS",
+        "PUBLIC",
+    )
+}
+
+
+def keyword(word: str) -> sql.SQL:
+    """A whitelisted SQL keyword; a KeyError means the catalog showed something unexpected."""
+    return KEYWORDS[word]
+
+
+def privileges(words: Iterable[str]) -> sql.Composed:
+    return sql.SQL(", ").join(keyword(word) for word in sorted(words))
+
+
+def grantee(name: str) -> sql.Composable:
+    """A role name, or the PUBLIC keyword."""
+    return keyword("PUBLIC") if name == "PUBLIC" else sql.Identifier(name)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a plan; ``database`` None means the admin connection's own database."""
+
+    query: sql.Composed
+    text: str
+    database: str | None = None
+    transactional: bool = True
+    changes_password: bool = field(default=False, compare=False)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def build(
+    name: str,
+    *,
+    in_database: str | None = None,
+    transactional: bool = True,
+    password: str | None = None,
+    **parts: sql.Composable,
+) -> Statement:
+    """Fill template ``name``; ``password`` (plaintext) is sent as a fresh SCRAM verifier.
+
+    ``in_database``: run over a connection to that database (None: the admin URL's database).
+    """
+    shown = dict(parts)
+    if password is not None:
+        parts["password"] = sql.Literal(scram_sha256_verifier(password))
+        shown["password"] = REDACTED
+    elif name == "create_role":
+        parts["password"] = shown["password"] = sql.NULL
+    query = template(name).format(**parts)
+    text = " ".join(template(name).format(**shown).as_string().split())
+    return Statement(query, text, in_database, transactional, password is not None)

@@ -1,0 +1,280 @@
+"""backup -> verify -> restore against a real PostgreSQL 15 (file:// and the GCS emulator)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from infra.backup import catalog
+from infra.backup.storage import FileBucket, open_bucket
+from infra.config import StackConfig
+from infra.credentials import Credentials
+from infra.postgres import apply
+from tests.integration.backup_helpers import (
+    admin_url_without_password,
+    cli,
+    databases,
+    fingerprint,
+    login_url,
+    secrets_path,
+    seed,
+)
+from tests.servers.gcs import GcsEmulator
+from tests.servers.postgres import PostgresServer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def stack(postgres: PostgresServer, dev_rendered: tuple[Path, Credentials],
+          dev_config: StackConfig) -> tuple[PostgresServer, Credentials, list[str]]:
+    """Every dev service converged, ``users`` seeded; the CLI's common arguments."""
+    rendered, credentials = dev_rendered
+    apply(postgres.admin_url, dev_config, credentials)
+    seed(postgres, credentials, "users")
+    common = ["--stack", "dev", "--secrets", str(secrets_path(rendered)),
+              "--admin-url", admin_url_without_password(postgres, dev_config.postgres.admin_user)]
+    return postgres, credentials, common
+
+
+@pytest.fixture(scope="module")
+def gcs() -> Iterator[GcsEmulator]:
+    emulator = GcsEmulator().start()
+    emulator.install()
+    yield emulator
+    emulator.cleanup()
+
+
+def _states(bucket_url: str, service: str) -> dict[str, str]:
+    code, out, _ = cli("list", "--bucket", bucket_url, "--service", service, "--json")
+    assert code == 0
+    return {item["backup_id"]: item["state"] for item in json.loads(out)}
+
+
+def _only_backup(bucket_url: str, service: str) -> str:
+    states = _states(bucket_url, service)
+    assert len(states) == 1, states
+    return next(iter(states))
+
+
+def assert_isolation(server: PostgresServer, credentials: Credentials) -> None:
+    """The roles issue's checks, through real logins, after a restore."""
+    app = login_url(server, credentials, "users", "app")
+    with psycopg.connect(app, autocommit=True) as conn:
+        conn.execute("INSERT INTO accounts (email) VALUES ('after-restore@example.com')")
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (500,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE sneaky (id int)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DROP TABLE orders")
+    readonly = login_url(server, credentials, "users", "readonly")
+    with psycopg.connect(readonly, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM documents").fetchone() == (3,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM accounts")
+    migrator = login_url(server, credentials, "users", "migrator")
+    with psycopg.connect(migrator, autocommit=True) as conn:
+        conn.execute("CREATE TABLE after_restore (id int)")
+        conn.execute("DROP TABLE after_restore")
+    for other in ("auth", "events"):
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(login_url(server, credentials, other, "app", "users"),
+                            connect_timeout=5).close()
+    owners = server.superuser_psql(
+        "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'", "users")
+    assert owners == "users_owner"
+    lo_owners = server.superuser_psql(
+        "SELECT DISTINCT lomowner::regrole FROM pg_largeobject_metadata", "users")
+    assert lo_owners == "users_owner"
+
+
+def test_round_trip_restores_equal_data_and_the_role_model(
+    stack: tuple[PostgresServer, Credentials, list[str]], tmp_path: Path
+) -> None:
+    server, credentials, common = stack
+    bucket = f"file://{tmp_path / 'bucket'}"
+    original = fingerprint(server, "users")
+
+    code, out, err = cli("backup", *common, "--bucket", bucket, "--service", "users")
+    assert code == 0, err
+    backup_id = _only_backup(bucket, "users")
+    assert _states(bucket, "users") == {backup_id: "unverified"}
+    manifest = json.loads((tmp_path / "bucket" / "postgres" / "users" / backup_id
+                           / "manifest.json").read_text())
+    assert manifest["row_counts"] == {"public.accounts": 200, "public.documents": 3,
+                                      "public.orders": 500}
+    assert manifest["large_objects"] == 3
+    assert manifest["server_version"].startswith("15.")
+
+    code, out, err = cli("verify", *common, "--bucket", bucket)
+    assert code == 0, err + out
+    assert _states(bucket, "users") == {backup_id: "verified"}
+    assert not any(name.endswith("__verify") for name in databases(server))
+
+    # Damage the live data, then restore: the data must equal the original again.
+    with psycopg.connect(login_url(server, credentials, "users", "app"), autocommit=True) as c:
+        c.execute("DELETE FROM orders WHERE id > 100")
+        c.execute("UPDATE accounts SET email = 'x' || id")
+    assert fingerprint(server, "users") != original
+
+    code, out, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
+    assert code == 0, err
+    assert fingerprint(server, "users") == original
+    kept = [name for name in databases(server) if name.startswith("users__old_")]
+    assert len(kept) == 1, kept
+    assert "users__restore" not in databases(server)
+    assert len(_states(bucket, "users")) == 2  # the safety backup taken before the swap
+    assert_isolation(server, credentials)
+    server.superuser_psql(f'DROP DATABASE "{kept[0]}"')
+
+
+def test_round_trip_through_gcs_with_encryption(
+    stack: tuple[PostgresServer, Credentials, list[str]], gcs: GcsEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server, credentials, common = stack
+    monkeypatch.setenv("PERSISTENCE_BACKUP_KEY", "A" * 43 + "=")
+    bucket = "gs://backups/encrypted"
+    original = fingerprint(server, "users")
+    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    backup_id = _only_backup(bucket, "users")
+    stored = b"".join(open_bucket(bucket).read(f"postgres/users/{backup_id}/dump.pgcustom"))
+    assert stored.startswith(b"PPBACKUP-AESGCM-1")
+    assert b"accounts" not in stored  # table names would show in a plaintext custom dump
+
+    monkeypatch.delenv("PERSISTENCE_BACKUP_KEY")
+    code, _, err = cli("verify", *common, "--bucket", bucket)
+    assert code == 1 and "PERSISTENCE_BACKUP_KEY" in err
+    assert _states(bucket, "users") == {backup_id: "failed"}
+
+    monkeypatch.setenv("PERSISTENCE_BACKUP_KEY", "A" * 43 + "=")
+    code, out, err = cli("verify", *common, "--bucket", bucket, "--backup", backup_id)
+    assert code == 0, err
+    assert _states(bucket, "users") == {backup_id: "verified"}
+    code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users",
+                       "--at", backup_id)
+    assert code == 0, err
+    assert fingerprint(server, "users") == original
+    for name in databases(server):
+        if name.startswith("users__old_"):
+            server.superuser_psql(f'DROP DATABASE "{name}"')
+
+
+def test_flipped_byte_fails_verify_and_restore_refuses_it(
+    stack: tuple[PostgresServer, Credentials, list[str]], tmp_path: Path
+) -> None:
+    server, _, common = stack
+    root = tmp_path / "bucket"
+    bucket = f"file://{root}"
+    before = fingerprint(server, "users")
+    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    backup_id = _only_backup(bucket, "users")
+    dump = root / "postgres" / "users" / backup_id / "dump.pgcustom"
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    dump.write_bytes(bytes(data))
+
+    # restore checks the checksum before touching anything, verified or not
+    code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users",
+                       "--at", backup_id)
+    assert code == 1 and "fails its checksum" in err, err
+    code, out, err = cli("verify", *common, "--bucket", bucket)
+    assert code == 1 and "fails its checksum" in err
+    assert _states(bucket, "users") == {backup_id: "failed"}
+    code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
+    assert code == 1 and "no backup of postgres/users" in err
+    assert fingerprint(server, "users") == before
+    assert not [n for n in databases(server) if n.startswith("users__")]
+
+
+def test_restore_that_fails_leaves_the_original_intact(
+    stack: tuple[PostgresServer, Credentials, list[str]], tmp_path: Path
+) -> None:
+    """A restored copy that does not match its manifest is dropped; the live db is untouched."""
+    server, _, common = stack
+    root = tmp_path / "bucket"
+    bucket = f"file://{root}"
+    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    good = _only_backup(bucket, "users")
+    # A second backup whose manifest disagrees with its (intact) dump.
+    bad = catalog.new_id(catalog.utc_now())
+    source, target = root / "postgres" / "users" / good, root / "postgres" / "users" / bad
+    target.mkdir()
+    (target / "dump.pgcustom").write_bytes((source / "dump.pgcustom").read_bytes())
+    manifest = json.loads((source / "manifest.json").read_text())
+    manifest.update(backup_id=bad, row_counts={**manifest["row_counts"], "public.orders": 499})
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    with psycopg.connect(server.admin_url.replace("/postgres", "/users")) as conn:
+        conn.execute("SET ROLE users_owner")
+        conn.execute("INSERT INTO accounts (email) VALUES ('written-after-backup@example.com')")
+    before = fingerprint(server, "users")
+    live_oid = server.superuser_psql("SELECT oid FROM pg_database WHERE datname = 'users'")
+
+    code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users",
+                       "--at", bad)
+    assert code == 1 and "does not match its manifest" in err and "untouched" in err, err
+    assert fingerprint(server, "users") == before
+    assert server.superuser_psql("SELECT oid FROM pg_database WHERE datname = 'users'") == live_oid
+    assert not [n for n in databases(server) if n.startswith("users__")]
+
+
+def test_backup_killed_midway_leaves_nothing_restorable(
+    stack: tuple[PostgresServer, Credentials, list[str]], tmp_path: Path
+) -> None:
+    server, credentials, common = stack
+    seed(server, credentials, "events",
+         "CREATE TABLE blobs (id int, body bytea);"
+         "INSERT INTO blobs SELECT g, decode(repeat(md5(random()::text), 64), 'hex')"
+         " FROM generate_series(1, 40000) g;")
+    root = tmp_path / "bucket"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra", "backup", *common, "--bucket", f"file://{root}",
+         "--service", "events"],
+        cwd=REPO, env={**os.environ, "CI": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    partial: list[Path] = []
+    while time.monotonic() < deadline and process.poll() is None:
+        partial = [p for p in root.rglob(".dump.pgcustom.partial-*") if p.stat().st_size > 0]
+        if partial:
+            break
+        time.sleep(0.005)
+    assert partial, "the backup finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not list(root.rglob("manifest.json"))
+    assert _states(f"file://{root}", "events") == {}
+    code, out, _ = cli("list", "--bucket", f"file://{root}")
+    assert code == 0 and "no complete backups" in out
+    assert catalog.incomplete_prefixes(FileBucket(root))
+
+
+def test_failing_upload_writes_no_manifest(
+    stack: tuple[PostgresServer, Credentials, list[str]], tmp_path: Path
+) -> None:
+    from infra.backup.dump import Target, backup_postgres
+    from infra.errors import BackupError
+
+    server, _, _ = stack
+
+    class BrokenBucket(FileBucket):
+        def write(self, name: str, chunks: object) -> int:
+            if name.endswith("dump.pgcustom"):
+                raise BackupError("network went away")
+            return super().write(name, chunks)  # type: ignore[arg-type]
+
+    bucket = BrokenBucket(tmp_path / "bucket")
+    with pytest.raises(BackupError, match="network went away"):
+        backup_postgres(Target(bucket, None), server.admin_url, "users", "custom")
+    assert catalog.entries(bucket) == []
+    assert not list((tmp_path / "bucket").rglob("manifest.json"))

@@ -1,0 +1,254 @@
+"""The role model on a real PostgreSQL 15, provisioned by the NON-superuser admin.
+
+Everything is checked through the superuser's view of the catalog and through real logins with
+the URLs from the rendered ``services/<svc>.env`` files, never through the engine's own output.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from infra import naming
+from infra import postgres as pg_engine
+from infra.config import StackConfig
+from infra.credentials import Credentials
+from infra.postgres.engine import ApplyReport
+from tests.integration.postgres_support import all_roles, login_error, service_url
+from tests.servers.postgres import PostgresServer
+
+Rendered = tuple[Path, Credentials]
+
+
+@pytest.fixture(scope="module")
+def applied(
+    postgres: PostgresServer, dev_config: StackConfig, dev_rendered: Rendered
+) -> Iterator[ApplyReport]:
+    _, credentials = dev_rendered
+    yield pg_engine.apply(postgres.admin_url, dev_config, credentials)
+
+
+@pytest.fixture(scope="module")
+def names(dev_config: StackConfig) -> list[str]:
+    return [spec.name for spec in dev_config.services]
+
+
+def test_the_engine_runs_as_a_non_superuser_admin(
+    postgres: PostgresServer, dev_config: StackConfig, applied: ApplyReport
+) -> None:
+    admin = dev_config.postgres.admin_user
+    row = postgres.superuser_psql(
+        f"SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = '{admin}'"
+    )
+    assert row == "f|t|t", f"admin {admin} must be LOGIN CREATEROLE CREATEDB and not superuser"
+    assert len(applied.executed) > 0
+
+
+def test_each_service_owns_its_database(
+    postgres: PostgresServer, names: list[str], applied: ApplyReport
+) -> None:
+    for service in names:
+        owner = postgres.superuser_psql(
+            f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{service}'"
+        )
+        assert owner == naming.role_name(service, "owner")
+
+
+def test_no_service_role_has_a_forbidden_attribute(
+    postgres: PostgresServer, names: list[str], applied: ApplyReport
+) -> None:
+    roles = ",".join(f"'{role}'" for role in all_roles(names))
+    rows = postgres.superuser_psql(
+        "SELECT rolname FROM pg_roles WHERE rolname IN (" + roles + ") AND (rolsuper OR "
+        "rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls)"
+    )
+    assert rows == ""
+    count = postgres.superuser_psql(f"SELECT count(*) FROM pg_roles WHERE rolname IN ({roles})")
+    assert int(count) == 4 * len(names)
+    logins = postgres.superuser_psql(
+        f"SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles "
+        f"WHERE rolname IN ({roles}) AND NOT rolcanlogin"
+    )
+    assert logins == ",".join(sorted(naming.role_name(s, "owner") for s in names))
+
+
+def test_public_has_no_connect_or_temp_on_service_databases(
+    postgres: PostgresServer, names: list[str], applied: ApplyReport
+) -> None:
+    for service in names:
+        public = postgres.superuser_psql(
+            "SELECT count(*) FROM pg_database d, aclexplode(coalesce(d.datacl, "
+            f"acldefault('d', d.datdba))) a WHERE d.datname = '{service}' AND a.grantee = 0"
+        )
+        assert public == "0", f"PUBLIC still has privileges on database {service}"
+
+
+def test_logins_of_one_service_cannot_connect_to_another_services_database(
+    postgres: PostgresServer, dev_rendered: Rendered, names: list[str], applied: ApplyReport
+) -> None:
+    rendered, _ = dev_rendered
+    for owner, other in itertools.permutations(names, 2):
+        for kind in naming.LOGIN_SUFFIXES:
+            role = naming.role_name(owner, kind)
+            url = service_url(rendered, postgres, owner, kind, database=other)
+            assert login_error(url) is not None, f"{role} connected to database {other}"
+            # Not only pg_hba.conf: the catalog itself refuses CONNECT.
+            allowed = postgres.superuser_psql(
+                f"SELECT has_database_privilege('{role}', '{other}', 'CONNECT')"
+            )
+            assert allowed == "f", f"{role} has CONNECT on {other}"
+    for service in names:
+        for kind in naming.LOGIN_SUFFIXES:
+            assert login_error(service_url(rendered, postgres, service, kind)) is None
+
+
+def test_connection_limits_and_timeouts_follow_the_config(
+    postgres: PostgresServer, dev_config: StackConfig, applied: ApplyReport
+) -> None:
+    for spec in dev_config.services:
+        for kind in naming.LOGIN_SUFFIXES:
+            role = naming.role_name(spec.name, kind)
+            limit = postgres.superuser_psql(
+                f"SELECT rolconnlimit FROM pg_roles WHERE rolname = '{role}'"
+            )
+            assert int(limit) == getattr(spec.connection_limits, kind), role
+            config = postgres.superuser_psql(
+                "SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting "
+                f"WHERE setrole = '{role}'::regrole AND setdatabase = 0"
+            )
+            timeout = (spec.migrator_statement_timeout_ms if kind == "migrator"
+                       else spec.statement_timeout_ms)
+            assert f"statement_timeout={timeout}" in config.split(","), role
+            idle = spec.idle_in_transaction_session_timeout_ms
+            assert f"idle_in_transaction_session_timeout={idle}" in config.split(","), role
+
+
+def test_requested_extensions_exist(
+    postgres: PostgresServer, dev_config: StackConfig, applied: ApplyReport
+) -> None:
+    for spec in dev_config.services:
+        found = set(postgres.superuser_psql("SELECT extname FROM pg_extension", spec.name).split())
+        assert set(spec.extensions) <= found, spec.name
+
+
+def test_app_and_readonly_have_no_create_on_any_schema(
+    postgres: PostgresServer, names: list[str], applied: ApplyReport
+) -> None:
+    for service in names:
+        for kind in ("app", "readonly"):
+            role = naming.role_name(service, kind)
+            schemas = postgres.superuser_psql(
+                "SELECT string_agg(nspname, ',') FROM pg_namespace "
+                f"WHERE has_schema_privilege('{role}', oid, 'CREATE')", service,
+            )
+            assert schemas == "", f"{role} may CREATE in {schemas}"
+            temp = postgres.superuser_psql(
+                f"SELECT has_database_privilege('{role}', '{service}', 'TEMPORARY')"
+            )
+            assert temp == "f"
+
+
+MIGRATION = """
+CREATE TABLE orders (id bigserial PRIMARY KEY, note text NOT NULL);
+CREATE SEQUENCE invoice_numbers;
+CREATE FUNCTION order_count() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM orders';
+"""
+
+
+def test_objects_created_by_the_migrator_are_usable_by_app_and_readable_by_readonly(
+    postgres: PostgresServer, dev_rendered: Rendered, applied: ApplyReport
+) -> None:
+    rendered, _ = dev_rendered
+    service = "users"
+    with psycopg.connect(service_url(rendered, postgres, service, "migrator")) as conn:
+        conn.execute(MIGRATION)
+    owners = postgres.superuser_psql(
+        "SELECT string_agg(DISTINCT pg_get_userbyid(relowner), ',') FROM pg_class "
+        "WHERE relname IN ('orders', 'orders_id_seq', 'invoice_numbers')", service,
+    )
+    assert owners == naming.role_name(service, "owner")
+
+    with psycopg.connect(service_url(rendered, postgres, service, "app")) as conn:
+        conn.execute("INSERT INTO orders (note) VALUES ('first'), ('second')")
+        conn.execute("UPDATE orders SET note = 'changed' WHERE note = 'first'")
+        conn.execute("DELETE FROM orders WHERE note = 'second'")
+        assert conn.execute("SELECT note FROM orders").fetchall() == [("changed",)]
+        assert conn.execute("SELECT nextval('invoice_numbers')").fetchone() == (1,)
+        assert conn.execute("SELECT order_count()").fetchone() == (1,)
+
+    with psycopg.connect(service_url(rendered, postgres, service, "readonly")) as conn:
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (1,)
+
+    forbidden_for_app = [
+        "CREATE TABLE sneaky (id int)",
+        "ALTER TABLE orders ADD COLUMN extra int",
+        "DROP TABLE orders",
+        "TRUNCATE orders",
+        "CREATE SCHEMA sneaky",
+        "CREATE TEMPORARY TABLE sneaky (id int)",
+        "GRANT SELECT ON orders TO PUBLIC",
+        "CREATE ROLE sneaky",
+        "CREATE DATABASE sneaky",
+        "SET ROLE users_owner",
+    ]
+    forbidden_for_readonly = [
+        "INSERT INTO orders (note) VALUES ('x')",
+        "UPDATE orders SET note = 'x'",
+        "DELETE FROM orders",
+        "TRUNCATE orders",
+        "SELECT nextval('invoice_numbers')",
+        "CREATE TABLE sneaky (id int)",
+    ]
+    for kind, statements in (("app", forbidden_for_app), ("readonly", forbidden_for_readonly)):
+        url = service_url(rendered, postgres, service, kind)
+        for statement in statements:
+            with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.Error):
+                conn.execute(statement)
+    count = postgres.superuser_psql("SELECT count(*) FROM orders", service)
+    assert count == "1"
+
+
+def test_a_second_apply_executes_nothing(
+    postgres: PostgresServer, dev_config: StackConfig, dev_rendered: Rendered,
+    applied: ApplyReport,
+) -> None:
+    _, credentials = dev_rendered
+    again = pg_engine.apply(postgres.admin_url, dev_config, credentials)
+    assert again.executed == ()
+    assert pg_engine.plan(postgres.admin_url, dev_config, credentials).statements == ()
+
+
+def test_no_plaintext_password_reaches_the_server_log(
+    postgres: PostgresServer, dev_rendered: Rendered, applied: ApplyReport
+) -> None:
+    _, credentials = dev_rendered
+    log = postgres.log_text()
+    assert "CREATE ROLE" in log, "the server must log statements for this test to mean anything"
+    for service, passwords in credentials.services.items():
+        for kind in naming.LOGIN_SUFFIXES:
+            assert passwords.postgres_password(kind) not in log, f"{service} {kind} password"
+    assert credentials.postgres_admin not in log
+
+
+def test_rotation_refuses_the_old_password(
+    postgres: PostgresServer, dev_config: StackConfig, dev_rendered: Rendered,
+    applied: ApplyReport, tmp_path: Path,
+) -> None:
+    rendered, credentials = dev_rendered
+    rotated = credentials.rotated("auth")
+    report = pg_engine.apply(postgres.admin_url, dev_config, rotated)
+    assert report.changed == ("auth",)
+    assert all("[REDACTED]" in line for line in report.executed if "PASSWORD" in line)
+    old_url = service_url(rendered, postgres, "auth", "app")
+    assert login_error(old_url) is not None, "the old app password still logs in"
+    new = rotated.for_service("auth")
+    new_url = postgres.url("auth_app", new.app, "auth")
+    assert login_error(new_url) is None
+    log = postgres.log_text()
+    for kind in naming.LOGIN_SUFFIXES:
+        assert new.postgres_password(kind) not in log
+    assert pg_engine.apply(postgres.admin_url, dev_config, rotated).executed == ()

@@ -1,0 +1,255 @@
+"""The dev stack under Pulumi mocks: what the real program declares for ``platform: docker``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from infra.config.model import StackConfig
+from infra.credentials import Credentials, ServiceCredentials
+from infra.pulumi_credentials import SERVICE_LOGINS
+from infra.render import render_all
+from tests.unit.pulumi_mocks import OUTPUT_HOOKS, ProgramRun, is_secret, run_program
+
+CONTAINER = "docker:index/container:Container"
+VOLUME = "docker:index/volume:Volume"
+NETWORK = "docker:index/network:Network"
+IMAGE = "docker:index/remoteImage:RemoteImage"
+DYNAMIC = "pulumi-python:dynamic:Resource"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+
+
+@pytest.fixture(scope="module")
+def run() -> ProgramRun:
+    return run_program("dev")
+
+
+def mock_password(name: str) -> str:
+    """The value the mocks give RandomPassword ``name`` (see tests/unit/pulumi_mocks.py)."""
+    return str(OUTPUT_HOOKS[PASSWORD](name, {})["result"])
+
+
+@pytest.fixture(scope="module")
+def mock_credentials(dev_config: StackConfig) -> Credentials:
+    """The credentials the program built from the mocked RandomPassword results."""
+    return Credentials(
+        postgres_superuser=mock_password("postgres-superuser"),
+        postgres_admin=mock_password("postgres-admin"),
+        redis_admin=mock_password("redis-admin"),
+        rabbitmq_admin=mock_password("rabbitmq-admin"),
+        services={
+            s.name: ServiceCredentials(
+                **{login: mock_password(f"{s.name}-{login}") for login in SERVICE_LOGINS},
+                version=s.password_version,
+            )
+            for s in dev_config.services
+        },
+    )
+
+
+def uploads(container: Any) -> dict[str, dict[str, Any]]:
+    return {u["file"]: u for u in container.inputs["uploads"]}
+
+
+def test_one_component_parents_everything(run: ProgramRun) -> None:
+    run.one("persistence:docker:Platform", "dev")
+
+
+def test_a_private_bridge_network(run: ProgramRun) -> None:
+    network = run.one(NETWORK)
+    assert network.inputs["driver"] == "bridge", network
+    assert network.inputs["name"] == "persistence-dev-net", network
+
+
+def test_a_retained_named_volume_per_stateful_server(run: ProgramRun) -> None:
+    names = {v.name: v.inputs["name"] for v in run.of_type(VOLUME)}
+    assert names == {
+        "postgres-data": "persistence-dev-postgres-data",
+        "redis-data": "persistence-dev-redis-data",
+        "rabbitmq-data": "persistence-dev-rabbitmq-data",
+    }
+    for name, mount in (
+        ("postgres", "/var/lib/postgresql/data"),
+        ("redis", "/data"),
+        ("rabbitmq", "/var/lib/rabbitmq"),
+    ):
+        (volume,) = run.one(CONTAINER, name).inputs["volumes"]
+        assert volume == {"volumeName": f"persistence-dev-{name}-data", "containerPath": mount}
+
+
+def test_images_are_pinned_to_explicit_versions(run: ProgramRun) -> None:
+    images = {i.name: i.inputs["name"] for i in run.of_type(IMAGE)}
+    assert set(images) >= {"postgres-image", "redis-image", "rabbitmq-image"}
+    for name, image in images.items():
+        tag = image.rsplit(":", 1)[-1]
+        assert re.match(r"^\d+\.\d+(\.\d+)?(-[a-z]+)?$", tag), f"{name}: {image} is not pinned"
+    assert images["postgres-image"].startswith("postgres:15.")
+    assert images["redis-image"].startswith("redis:7.")
+    assert images["rabbitmq-image"].startswith("rabbitmq:3.")
+    assert "management" in images["rabbitmq-image"]
+
+
+def test_three_server_containers_with_health_checks(
+    run: ProgramRun, dev_config: StackConfig
+) -> None:
+    checks = {c.name: c.inputs["healthcheck"]["tests"] for c in run.of_type(CONTAINER)}
+    assert checks["postgres"][:2] == ["CMD", "pg_isready"]
+    assert checks["rabbitmq"] == ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
+    kind, script = checks["redis"]
+    assert kind == "CMD-SHELL"
+    assert f"--user {dev_config.redis.admin_user} ping" in script, "the Redis ping authenticates"
+    assert 'REDISCLI_AUTH="$(cat /run/secrets/redis-admin)"' in script, "password from a file"
+
+
+def test_ports_are_published_on_loopback_only(run: ProgramRun) -> None:
+    """Every published port of every container, not a hand-picked few."""
+    for container in run.of_type(CONTAINER):
+        for port in container.inputs.get("ports", []):
+            assert port["ip"] == "127.0.0.1", f"{container} publishes on {port['ip']}"
+
+
+def test_host_ports_come_from_the_stack_config(run: ProgramRun, dev_config: StackConfig) -> None:
+    published = {
+        (c.name, p["internal"]): p["external"]
+        for c in run.of_type(CONTAINER)
+        for p in c.inputs.get("ports", [])
+    }
+    ports = dev_config.docker.ports
+    assert published == {
+        ("postgres", 5432): ports.postgres,
+        ("redis", 6379): ports.redis,
+        ("rabbitmq", 5672): ports.amqp,
+        ("rabbitmq", 15672): ports.management,
+    }
+
+
+def test_restart_policy_and_memory_limits(run: ProgramRun, dev_config: StackConfig) -> None:
+    limits = dev_config.docker.memory_mb
+    for name, memory in (
+        ("postgres", limits.postgres),
+        ("redis", limits.redis),
+        ("rabbitmq", limits.rabbitmq),
+    ):
+        container = run.one(CONTAINER, name)
+        assert container.inputs["restart"] == "unless-stopped", container
+        assert container.inputs["memory"] == memory, container
+        assert container.inputs["wait"] is True, f"{container}: up must wait for health"
+
+
+def test_containers_receive_exactly_the_rendered_files(
+    run: ProgramRun, dev_config: StackConfig, mock_credentials: Credentials
+) -> None:
+    rendered = render_all(dev_config, mock_credentials)
+    expected = {
+        "postgres": {
+            "/etc/postgresql/postgresql.conf": "postgres/postgresql.conf",
+            "/etc/postgresql/pg_hba.conf": "postgres/pg_hba.conf",
+            "/docker-entrypoint-initdb.d/10-platform-admin.sql": "postgres/init-admin.sql",
+        },
+        "redis": {
+            "/usr/local/etc/redis/redis.conf": "redis/redis.conf",
+            "/usr/local/etc/redis/users.acl": "redis/users.acl",
+        },
+        "rabbitmq": {
+            "/etc/rabbitmq/rabbitmq.conf": "rabbitmq/rabbitmq.conf",
+            "/etc/rabbitmq/enabled_plugins": "rabbitmq/enabled_plugins",
+            "/etc/rabbitmq/definitions.json": "rabbitmq/definitions.json",
+        },
+    }
+    for name, files in expected.items():
+        placed = uploads(run.one(CONTAINER, name))
+        for path, key in files.items():
+            assert placed[path]["content"] == rendered[key].content, f"{name}:{path} != {key}"
+
+
+def test_servers_start_from_the_uploaded_configs(run: ProgramRun) -> None:
+    assert run.one(CONTAINER, "postgres").inputs["command"] == [
+        "postgres",
+        "-c",
+        "config_file=/etc/postgresql/postgresql.conf",
+    ]
+    assert run.one(CONTAINER, "redis").inputs["command"] == [
+        "redis-server",
+        "/usr/local/etc/redis/redis.conf",
+    ]
+    assert (
+        "RABBITMQ_CONFIG_FILE=/etc/rabbitmq/rabbitmq.conf"
+        in run.one(CONTAINER, "rabbitmq").inputs["envs"]
+    )
+
+
+def test_files_with_credentials_are_readable_by_the_server_only(run: ProgramRun) -> None:
+    private = {
+        "/docker-entrypoint-initdb.d/10-platform-admin.sql",
+        "/usr/local/etc/redis/users.acl",
+        "/etc/rabbitmq/definitions.json",
+        "/run/secrets/postgres-superuser",
+        "/run/secrets/redis-admin",
+    }
+    for container in run.of_type(CONTAINER):
+        for path, upload in uploads(container).items():
+            if path in private:
+                assert upload["permissions"] == "0400", f"{container}:{path}"
+
+
+def test_admin_credentials_are_secrets_and_never_in_env_vars(
+    run: ProgramRun, mock_credentials: Credentials
+) -> None:
+    passwords = [
+        mock_credentials.postgres_superuser,
+        mock_credentials.postgres_admin,
+        mock_credentials.redis_admin,
+        mock_credentials.rabbitmq_admin,
+    ]
+    for container in run.of_type(CONTAINER):
+        assert is_secret(container.raw_inputs["uploads"]), f"{container}: uploads not secret"
+        for env in container.inputs.get("envs", []):
+            assert not any(p in env for p in passwords), f"{container}: password in env {env}"
+
+
+def test_no_password_appears_in_any_non_secret_input(
+    run: ProgramRun, mock_credentials: Credentials
+) -> None:
+    """A policy over every declared resource: a password only ever travels as a secret."""
+    passwords = {
+        mock_credentials.postgres_superuser,
+        mock_credentials.postgres_admin,
+        mock_credentials.redis_admin,
+        mock_credentials.rabbitmq_admin,
+    }
+    for service in mock_credentials.services.values():
+        passwords |= {
+            service.migrator,
+            service.app,
+            service.readonly,
+            service.redis,
+            service.rabbitmq,
+        }
+    for resource in run:
+        if resource.type == PASSWORD:
+            continue
+        for key, value in resource.raw_inputs.items():
+            if is_secret(value):
+                continue
+            text = repr(value)
+            leaked = [p for p in passwords if p in text]
+            assert not leaked, f"{resource}: input {key!r} carries a password in plaintext"
+
+
+def test_one_provisioning_resource_per_service(run: ProgramRun, dev_config: StackConfig) -> None:
+    names = sorted(r.name for r in run.of_type(DYNAMIC))
+    assert names == sorted(f"{s.name}-database" for s in dev_config.services)
+
+
+def test_exports_what_a_developer_needs_with_secrets_marked(
+    run: ProgramRun, dev_config: StackConfig
+) -> None:
+    assert run.exports["platform"] == "docker"
+    assert run.exports["rabbitmq_management_url"] == "http://127.0.0.1:16672/"
+    assert run.exports["postgres_admin_url"].startswith(
+        f"postgresql://{dev_config.postgres.admin_user}:"
+    )
+    assert set(run.exports["service_env"]) == {s.name for s in dev_config.services}
+    assert {"postgres_admin_url", "redis_admin_url", "service_env"} <= run.secret_exports
