@@ -12,7 +12,7 @@ STACK ?= dev
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 export PULUMI_CONFIG_PASSPHRASE_FILE ?= $(CURDIR)/.pulumi-state/passphrase
 
-.PHONY: setup up preview down test lint unit integration bench clean
+.PHONY: setup up env preview down test lint unit integration bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -31,7 +31,13 @@ up: setup .pulumi-state/passphrase
 	@command -v pulumi >/dev/null || { echo "Install the Pulumi CLI: https://www.pulumi.com/docs/install/" >&2; exit 1; }
 	@command -v docker >/dev/null || { echo "Install Docker and start its engine first" >&2; exit 1; }
 	pulumi stack select $(STACK) --create --non-interactive
-	pulumi up --stack $(STACK) --yes --skip-preview=false
+	pulumi up --stack $(STACK) --yes
+	@$(MAKE) --no-print-directory env
+
+# Each service's env file (mode 0600) from the running dev stack's outputs.
+env: setup
+	pulumi stack output service_env --stack $(STACK) --show-secrets --json \
+	  | $(BIN)/python -m infra envfiles --out .envs/$(STACK)
 
 preview: setup .pulumi-state/passphrase
 	pulumi preview --stack $(STACK) --diff

@@ -16,6 +16,8 @@ from infra.errors import PlatformError
 
 COMMAND_MODULES = (
     "infra.commands.render",
+    "infra.commands.broker",
+    "infra.commands.envfiles",
     "infra.commands.backup",
     "infra.commands.db",
 )

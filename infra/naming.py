@@ -93,4 +93,14 @@ def rabbitmq_secret_id(service: str) -> str:
     return f"{service}-rabbitmq"
 
 
-REDIS_AUTH_SECRET_ID = "redis-auth"
+REDIS_AUTH_SECRET_ID = "redis-auth"  # noqa: S105 - a secret's id, not its value
+
+
+def dead_letter_queue(service: str) -> str:
+    """The durable queue bound to the service's dead-letter exchange, so nothing is lost."""
+    return f"{service}.dead-letter"
+
+
+def redis_session_prefix(service: str) -> str:
+    """Session keys live under the service's own prefix, so its ACL user confines them too."""
+    return f"{redis_key_prefix(service)}session:"

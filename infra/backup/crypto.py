@@ -41,8 +41,9 @@ def key_from_env() -> bytes | None:
         key = b""
     if len(key) != 32:
         raise UsageError(
-            f"{KEY_ENV} must be 32 bytes in URL-safe base64 (44 characters), e.g. the output of "
-            "python -c \"import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())\""
+            f"{KEY_ENV} must be 32 bytes in URL-safe base64 (44 characters), e.g. from "
+            "python -c \"import base64,os;"
+            "print(base64.urlsafe_b64encode(os.urandom(32)).decode())\""
         )
     return key
 
@@ -53,7 +54,8 @@ def key_id(key: bytes) -> str:
 
 
 def _object_cipher(key: bytes, salt: bytes) -> AESGCM:
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"backup-object").derive(key)
+    kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"backup-object")
+    derived = kdf.derive(key)
     return AESGCM(derived)
 
 

@@ -20,11 +20,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
 from infra import naming
 from infra.backup import crypto, pg
-from infra.backup.catalog import SERVER_SCOPE, Kind, Manifest, new_id, prefix, utc_now, write_manifest
+from infra.backup.catalog import (
+    SERVER_SCOPE,
+    Kind,
+    Manifest,
+    new_id,
+    prefix,
+    utc_now,
+    write_manifest,
+)
 from infra.backup.hashing import Hashed
 from infra.backup.progress import track
 from infra.backup.storage import CHUNK_BYTES, Bucket
@@ -75,8 +83,8 @@ def backup_postgres(target: Target, admin_url: str, service: str, dump_format: s
         version = pg.server_version(conn)
         found = pg.contents(conn)
         argv = [pg.binary("pg_dump"), "--no-owner", "--no-privileges", f"--snapshot={snapshot}"]
-        with tempfile.TemporaryDirectory(prefix="pgdump-") as work:
-            errors = Path(work, "stderr").open("w+b")
+        with tempfile.TemporaryDirectory(prefix="pgdump-") as work, \
+                Path(work, "stderr").open("w+b") as errors:
             if dump_format == "custom":
                 hashed = _dump_custom(target, argv, admin_url, database, name, errors, service)
             else:
@@ -137,24 +145,39 @@ def _dump_directory(target: Target, argv: list[str], admin_url: str, database: s
         return _store(target, name, _stream_file(handle), f"postgres/{service}")
 
 
-def backup_redis(target: Target, redis_url: str, user: str, password: str) -> Manifest:
-    """An RDB snapshot over the replication protocol, as the Redis admin (REDISCLI_AUTH env)."""
-    cli = shutil.which("redis-cli")
-    if cli is None:
-        raise BackupError("redis-cli not found: apt-get install redis-tools")
+def check_redis_url(redis_url: str) -> ParseResult:
+    """``redis://HOST:PORT`` only: the admin password must not ride on the command line."""
     parsed = urlparse(redis_url)
     if parsed.scheme not in ("redis", "rediss") or not parsed.hostname or parsed.password:
         raise BackupError(
             f"--redis-url {redis_url!r}: use redis://HOST:PORT (the admin password comes from "
             "the secrets file, never the command line)"
         )
+    return parsed
+
+
+def check_management_url(management_url: str) -> None:
+    if not management_url.startswith(("http://", "https://")) or "@" in management_url:
+        raise BackupError(
+            f"--management-url {management_url!r}: use http(s)://HOST:PORT (the admin password "
+            "comes from the secrets file, never the command line)"
+        )
+
+
+def backup_redis(target: Target, redis_url: str, user: str, password: str) -> Manifest:
+    """An RDB snapshot over the replication protocol, as the Redis admin (REDISCLI_AUTH env)."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise BackupError("redis-cli not found: apt-get install redis-tools")
+    parsed = check_redis_url(redis_url)
+    host = parsed.hostname or ""
     started = utc_now()
     backup_id = new_id(started)
     name = prefix("redis", SERVER_SCOPE, backup_id) + "dump.rdb"
     env = {**os.environ, "REDISCLI_AUTH": password}
     with tempfile.TemporaryDirectory(prefix="redis-rdb-") as work:
         rdb = Path(work, "dump.rdb")
-        argv = [cli, "-h", parsed.hostname, "-p", str(parsed.port or 6379), "--user", user,
+        argv = [cli, "-h", host, "-p", str(parsed.port or 6379), "--user", user,
                 "--no-auth-warning", *(["--tls"] if parsed.scheme == "rediss" else []),
                 "--rdb", str(rdb)]
         result = subprocess.run(argv, env=env, capture_output=True, check=False, timeout=3600)
@@ -162,7 +185,7 @@ def backup_redis(target: Target, redis_url: str, user: str, password: str) -> Ma
             message = (result.stderr or result.stdout).decode(errors="replace").strip()
             raise ServerError(f"Redis snapshot from {parsed.hostname}:{parsed.port} failed: "
                               f"{message.splitlines()[-1] if message else 'no output'}")
-        info = subprocess.run([cli, "-h", parsed.hostname, "-p", str(parsed.port or 6379),
+        info = subprocess.run([cli, "-h", host, "-p", str(parsed.port or 6379),
                                "--user", user, "--no-auth-warning", "INFO", "server"],
                               env=env, capture_output=True, check=False, timeout=60)
         version = next((line.split(":", 1)[1].strip() for line in
@@ -179,17 +202,18 @@ def backup_rabbitmq(target: Target, management_url: str, user: str, password: st
     started = utc_now()
     backup_id = new_id(started)
     name = prefix("rabbitmq", SERVER_SCOPE, backup_id) + "definitions.json"
-    if not management_url.startswith(("http://", "https://")):
-        raise BackupError(f"--management-url {management_url!r}: use http(s)://HOST:PORT")
+    check_management_url(management_url)
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     base = management_url.rstrip("/")
     headers = {"Authorization": f"Basic {token}"}
     try:
-        request = urllib.request.Request(base + "/api/definitions", headers=headers)
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - checked above
+        request = urllib.request.Request(  # noqa: S310 - http(s) only, checked above
+            base + "/api/definitions", headers=headers)
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
             body: bytes = response.read()
-        request = urllib.request.Request(base + "/api/overview", headers=headers)
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - checked above
+        request = urllib.request.Request(  # noqa: S310 - http(s) only, checked above
+            base + "/api/overview", headers=headers)
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
             version = str(json.loads(response.read()).get("rabbitmq_version", "unknown"))
     except (urllib.error.URLError, OSError, ValueError) as error:
         raise ServerError(f"RabbitMQ management API at {base}: {error}") from None

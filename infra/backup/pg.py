@@ -33,7 +33,9 @@ def binary(name: str) -> str:
         return str(candidate)
     found = shutil.which(name)
     if found is None:
-        raise UsageError(f"{name} not found in {directory} or on PATH: apt-get install postgresql-15")
+        raise UsageError(
+            f"{name} not found in {directory} or on PATH: apt-get install postgresql-15"
+        )
     return found
 
 
@@ -168,6 +170,13 @@ def create_database(admin_url: str, database: str, owner: str | None = None) -> 
         else:
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
                 sql.Identifier(database), sql.Identifier(owner)))
+
+
+def allow_connections(admin_url: str, database: str, allowed: bool) -> None:
+    """Stop (or resume) new sessions, so a rename cannot race a reconnecting client."""
+    with connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+            sql.Identifier(database), sql.Literal(allowed)))
 
 
 def rename_database(admin_url: str, old: str, new: str) -> None:

@@ -17,7 +17,7 @@ from infra.backup.catalog import (
     incomplete_prefixes,
     parse_id,
 )
-from infra.backup.storage import Bucket, RetentionLocked
+from infra.backup.storage import Bucket, RetentionLockedError
 from infra.config.model import KeepGenerations
 
 INCOMPLETE_GRACE = timedelta(days=1)  # an incomplete folder younger than this may be running
@@ -71,7 +71,7 @@ def _delete_folder(bucket: Bucket, head: str, report: PruneReport, dry_run: bool
     try:
         for name in names:
             bucket.delete(name)
-    except RetentionLocked as error:
+    except RetentionLockedError as error:
         report.refused.append(f"{head}: {error}")
         return
     report.deleted.append(head)

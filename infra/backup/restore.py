@@ -84,10 +84,16 @@ def restore(target: Target, entry: Entry, admin_url: str, config: StackConfig,
 def _swap(admin_url: str, database: str, incoming: str) -> str:
     """Move the verified copy in; put the original back if the second rename fails."""
     old = f"{database}__old_{utc_now().strftime('%Y%m%d%H%M%S')}"
-    pg.rename_database(admin_url, database, old)
+    pg.allow_connections(admin_url, database, False)
+    try:
+        pg.rename_database(admin_url, database, old)
+    except PlatformError:
+        pg.allow_connections(admin_url, database, True)
+        raise
     try:
         pg.rename_database(admin_url, incoming, database)
     except PlatformError:
         pg.rename_database(admin_url, old, database)
+        pg.allow_connections(admin_url, database, True)
         raise
     return old

@@ -20,7 +20,7 @@ CHUNK_BYTES = 1024 * 1024
 GCS_CHUNK_BYTES = 8 * 256 * 1024  # resumable uploads need a multiple of 256 KiB
 
 
-class RetentionLocked(BackupError):
+class RetentionLockedError(BackupError):
     """The bucket refused a delete because the object is younger than its retention period."""
 
 
@@ -39,7 +39,7 @@ class Bucket(Protocol):
         """Every complete object name under ``prefix``."""
 
     def delete(self, name: str) -> None:
-        """Remove an object; RetentionLocked if the bucket's policy forbids it yet."""
+        """Remove an object; RetentionLockedError if the bucket's policy forbids it yet."""
 
 
 def open_bucket(url: str) -> Bucket:
@@ -87,7 +87,9 @@ class FileBucket:
             try:
                 os.link(partial, path)
             except FileExistsError:
-                raise BackupError(f"{self.url}/{name} already exists; backups never overwrite")
+                raise BackupError(
+                    f"{self.url}/{name} already exists; backups never overwrite"
+                ) from None
         finally:
             partial.unlink(missing_ok=True)
         return size
@@ -132,7 +134,8 @@ class GcsBucket:
         if os.environ.get("STORAGE_EMULATOR_HOST"):
             from google.auth.credentials import AnonymousCredentials
 
-            client = storage.Client(project="emulator", credentials=AnonymousCredentials())
+            anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
+            client = storage.Client(project="emulator", credentials=anonymous)
         else:
             client = storage.Client()
         self._bucket = client.bucket(bucket)
@@ -152,7 +155,9 @@ class GcsBucket:
                     writer.write(chunk)
                     size += len(chunk)
         except exceptions.PreconditionFailed:
-            raise BackupError(f"{self.url}/{name} already exists; backups never overwrite")
+            raise BackupError(
+                f"{self.url}/{name} already exists; backups never overwrite"
+            ) from None
         except exceptions.GoogleAPIError as error:
             raise BackupError(f"upload of {self.url}/{name} failed: {error}") from None
         return size
@@ -180,6 +185,6 @@ class GcsBucket:
         except exceptions.NotFound:
             return
         except exceptions.Forbidden as error:
-            raise RetentionLocked(
+            raise RetentionLockedError(
                 f"{self.url}/{name} cannot be deleted yet (bucket retention policy): {error}"
             ) from None

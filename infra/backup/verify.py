@@ -16,7 +16,7 @@ from infra.backup import pg
 from infra.backup.catalog import Entry, Manifest, Verification, utc_now, write_verification
 from infra.backup.fetch import fetch, pg_restore, private_workdir
 from infra.backup.storage import Bucket
-from infra.errors import BackupError, PlatformError
+from infra.errors import BackupError, UsageError
 
 VERIFY_SUFFIX = "__verify"
 
@@ -35,7 +35,11 @@ def check_restored(admin_url: str, database: str, manifest: Manifest) -> list[st
 
 
 def verify(bucket: Bucket, entry: Entry, admin_url: str | None) -> Verification:
-    """Checksum, restore into a scratch database, compare, drop it, record the result."""
+    """Checksum, restore into a scratch database, compare, drop it, record the result.
+
+    Only the backup's own faults (checksum, decryption, restore, contents) are recorded as a
+    failed verification; a missing key or an unreachable server raises and records nothing.
+    """
     manifest = entry.manifest
     started = time.monotonic()
     problems: list[str] = []
@@ -44,13 +48,13 @@ def verify(bucket: Bucket, entry: Entry, admin_url: str | None) -> Verification:
             dump = fetch(bucket, manifest, Path(work))
             if manifest.kind == "postgres":
                 if admin_url is None:
-                    raise BackupError("verifying a PostgreSQL backup needs --admin-url")
+                    raise UsageError("verifying a PostgreSQL backup needs --admin-url")
                 problems = _verify_postgres(admin_url, manifest, dump)
             elif manifest.kind == "redis":
                 problems = _verify_rdb(dump)
             else:
                 problems = _verify_definitions(dump)
-    except PlatformError as error:
+    except BackupError as error:
         problems = [str(error)]
     result = Verification(
         backup_id=manifest.backup_id, checked_at=utc_now().isoformat(), ok=not problems,

@@ -14,15 +14,22 @@ import os
 import sys
 import time
 from dataclasses import asdict
-from datetime import UTC, datetime
 
 from infra.backup import crypto, pg
 from infra.backup.catalog import Entry, entries, find, utc_now
 from infra.backup.drill import drill
-from infra.backup.dump import Target, backup_postgres, backup_rabbitmq, backup_redis
+from infra.backup.dump import (
+    Target,
+    backup_postgres,
+    backup_rabbitmq,
+    backup_redis,
+    check_management_url,
+    check_redis_url,
+)
 from infra.backup.progress import human
 from infra.backup.prune import prune
 from infra.backup.restore import restore
+from infra.backup.schedule import next_run
 from infra.backup.storage import open_bucket
 from infra.backup.verify import verify
 from infra.commands.common import add_stack_options, load
@@ -135,6 +142,10 @@ def run_backup(args: argparse.Namespace) -> int:
     config, credentials = load(args)
     target = _target(args)
     admin_url = _admin_url(args, credentials)
+    if args.redis_url:
+        check_redis_url(args.redis_url)
+    if args.management_url:
+        check_management_url(args.management_url)
     made = [backup_postgres(target, admin_url, name, config.backup.format)
             for name in _services(config, args.service)]
     if args.redis_url and args.service is None:
@@ -156,7 +167,7 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{**asdict(e.manifest), "state": e.state} for e in found], indent=2))
         return 0
-    for entry in found:
+    for entry in sorted(found, key=lambda e: (e.manifest.kind, e.manifest.service)):
         m = entry.manifest
         print(f"{m.kind}/{m.service:<16} {m.backup_id}  {human(m.size):>10}  {entry.state}")
     if not found:
@@ -175,6 +186,11 @@ def run_verify(args: argparse.Namespace) -> int:
     ]
     if args.backup and not chosen:
         raise UsageError(f"--backup {args.backup!r} is not a complete backup in {args.bucket}")
+    if admin_url is None and any(e.manifest.kind == "postgres" for e in chosen):
+        raise UsageError(
+            f"verifying PostgreSQL backups needs --admin-url (or {ADMIN_URL_ENV}): they are "
+            "restored into a scratch database"
+        )
     failed = 0
     for entry in chosen:
         result = verify(target.bucket, entry, admin_url)
@@ -223,21 +239,19 @@ def run_drill(args: argparse.Namespace) -> int:
 
 def run_loop(args: argparse.Namespace) -> int:
     """Sleep until the next cron time, then backup, verify and prune; errors do not stop it."""
-    from croniter import croniter
-
     config = load_stack(args.stack)
-    schedule = croniter(config.backup.schedule, utc_now())
     runs = 0
     while args.runs == 0 or runs < args.runs:
-        due: datetime = schedule.get_next(datetime).replace(tzinfo=UTC)
+        due = next_run(config.backup.schedule, utc_now())
         print(f"next backup at {due.isoformat()}", flush=True)
         time.sleep(max(0.0, (due - utc_now()).total_seconds()))
         for step in (run_backup, run_verify, run_prune):
-            step_args = argparse.Namespace(**vars(args), service=None, backup=None,
-                                           dry_run=False)
+            step_args = argparse.Namespace(
+                **{**vars(args), "service": None, "backup": None, "dry_run": False}
+            )
             try:
                 step(step_args)
-            except Exception as error:  # noqa: BLE001 - a scheduler must survive one bad run
+            except Exception as error:  # a scheduler must survive one bad run
                 print(f"error: {step.__name__}: {error}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         runs += 1

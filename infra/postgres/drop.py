@@ -6,6 +6,7 @@ Never called by ``apply`` or by the Pulumi provider's ``delete``; only by
 
 from __future__ import annotations
 
+import psycopg
 from psycopg import sql
 
 from infra import naming
@@ -38,7 +39,8 @@ def drop_service(admin_url: str, service: str) -> list[str]:
         for statement in statements:
             try:
                 conn.execute(statement.query)
-            except Exception as error:
-                raise ServerError(f"`{statement.text}` failed: {error}") from None
+            except psycopg.Error as error:
+                message = error.diag.message_primary or type(error).__name__
+                raise ServerError(f"`{statement.text}` failed: {message}") from None
             executed.append(statement.text)
     return executed

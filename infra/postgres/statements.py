@@ -7,7 +7,7 @@ password verifiers never appear in either text.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from psycopg import sql
 
@@ -19,7 +19,7 @@ REDACTED = sql.SQL("'[REDACTED]'")
 # Keywords that may be spliced into statements; anything read from the catalog must map here.
 KEYWORDS: dict[str, sql.SQL] = {
     word: sql.SQL(word)
-    for word in (
+    for word in [
         "SELECT",
         "INSERT",
         "UPDATE",
@@ -45,7 +45,7 @@ KEYWORDS: dict[str, sql.SQL] = {
         "FUNCTIONS",
         "SCHEMAS",
         "PUBLIC",
-    )
+    ]
 }
 
 
@@ -71,7 +71,6 @@ class Statement:
     text: str
     database: str | None = None
     transactional: bool = True
-    changes_password: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         return self.text
@@ -97,4 +96,4 @@ def build(
         parts["password"] = shown["password"] = sql.NULL
     query = template(name).format(**parts)
     text = " ".join(template(name).format(**shown).as_string().split())
-    return Statement(query, text, in_database, transactional, password is not None)
+    return Statement(query, text, in_database, transactional)

@@ -64,6 +64,14 @@ def definitions(config: StackConfig, credentials: Credentials) -> dict[str, Any]
         permissions.append({"user": user, "vhost": vhost, **SERVICE_PERMISSIONS})
         permissions.append({"user": admin, "vhost": vhost, **SERVICE_PERMISSIONS})
         exchanges.extend(_exchanges(service))
+        queues.append(_dead_letter_queue(service))
+        bindings.append(
+            {
+                "source": naming.dead_letter_exchange(service.name), "vhost": vhost,
+                "destination": naming.dead_letter_queue(service.name),
+                "destination_type": "queue", "routing_key": "", "arguments": {},
+            }
+        )
         for queue in service.queues:
             queues.append(_queue(service, queue))
             bindings.append(
@@ -145,6 +153,15 @@ def _queue(service: ServiceSpec, queue: QueueSpec) -> dict[str, Any]:
         "durable": True,
         "auto_delete": False,
         "arguments": arguments,
+    }
+
+
+def _dead_letter_queue(service: ServiceSpec) -> dict[str, Any]:
+    """Where rejected and expired messages end up, instead of being dropped."""
+    return {
+        "name": naming.dead_letter_queue(service.name),
+        "vhost": naming.rabbitmq_vhost(service.name),
+        "durable": True, "auto_delete": False, "arguments": {"x-queue-type": "quorum"},
     }
 
 

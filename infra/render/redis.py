@@ -11,83 +11,44 @@ from infra.render.environment import render
 CONFIG_DIR = "/usr/local/etc/redis"
 CONFIG_FILE = f"{CONFIG_DIR}/redis.conf"
 ACL_FILE = f"{CONFIG_DIR}/users.acl"
-DATA_DIR = (
-    "/data"  # the container's working directory; redis.conf says "./" so tests can run it anywhere
-)
+# The container's working directory; redis.conf says "./" so the tests can run it anywhere.
+DATA_DIR = "/data"
 
 SAVE_POINTS = ((3600, 1), (300, 100), (60, 10000))
 
-# An application's command set: data types, transactions, scripting and pub/sub, minus
-# everything administrative or dangerous, and minus the commands a key pattern cannot
-# confine (they would reveal or destroy other services' keys).
+# An application's command set, in ACL rule order (later rules win): data types,
+# transactions, scripting and pub/sub; then everything administrative or dangerous is taken
+# away, and with it every command a key or channel pattern cannot confine, because those
+# would reveal or destroy other services' data (KEYS, SCAN, FLUSHALL, PUBSUB CHANNELS...).
+# Lua scripts stay allowed: Redis 7 checks each redis.call() against the same key patterns.
+# Only categories and commands Redis 7.0 knows (the dev image and the tests run 7.0.15):
+# an unknown name makes the server refuse the whole ACL file.
+SERVICE_CATEGORIES = (
+    "-@all",
+    "+@read", "+@write", "+@string", "+@hash", "+@list", "+@set", "+@sortedset", "+@bitmap",
+    "+@hyperloglog", "+@geo", "+@stream", "+@pubsub", "+@transaction", "+@scripting",
+    "+@connection", "+@fast", "+@slow",
+    "-@admin", "-@dangerous",
+)
+FORBIDDEN_COMMANDS = (
+    # Not confined by key patterns: list, scan or wipe the whole keyspace.
+    "keys", "scan", "randomkey", "flushall", "flushdb", "dbsize", "swapdb", "select", "move",
+    "migrate", "sort", "sort_ro", "object", "memory", "wait",
+    # Server administration, persistence and replication belong to the admin user.
+    "config", "debug", "shutdown", "monitor", "info", "lastsave", "latency", "slowlog", "acl",
+    "bgsave", "bgrewriteaof", "save", "replicaof", "slaveof", "failover", "cluster",
+    "readonly", "readwrite", "client", "reset",
+    # Server-wide scripting state and channel listings.
+    "function", "script|flush", "script|kill", "pubsub",
+)
+ALLOWED_SUBCOMMANDS = (
+    "acl|whoami", "client|setname", "client|getname", "client|id", "client|info",
+)
 SERVICE_COMMANDS = " ".join(
     [
-        "-@all",
-        "+@read",
-        "+@write",
-        "+@string",
-        "+@hash",
-        "+@list",
-        "+@set",
-        "+@sortedset",
-        "+@bitmap",
-        "+@hyperloglog",
-        "+@geo",
-        "+@stream",
-        "+@pubsub",
-        "+@transaction",
-        "+@scripting",
-        "+@connection",
-        "+@fast",
-        "+@slow",
-        "-@admin",
-        "-@dangerous",
-        "-keys",
-        "-scan",
-        "-randomkey",
-        "-flushall",
-        "-flushdb",
-        "-config",
-        "-debug",
-        "-shutdown",
-        "-monitor",
-        "-swapdb",
-        "-move",
-        "-migrate",
-        "-sort",
-        "-sort_ro",
-        "-function",
-        "-script|flush",
-        "-script|kill",
-        "-pubsub",
-        "-client",
-        "-select",
-        "-info",
-        "-dbsize",
-        "-lastsave",
-        "-object",
-        "-memory",
-        "-latency",
-        "-slowlog",
-        "-acl",
-        "-bgsave",
-        "-bgrewriteaof",
-        "-save",
-        "-replicaof",
-        "-slaveof",
-        "-failover",
-        "-cluster",
-        "-readonly",
-        "-readwrite",
-        "-wait",
-        "-reset",
-        "+acl|whoami",
-        "+client|setname",
-        "+client|getname",
-        "+client|id",
-        "+client|info",
-        "+pubsub|numsub",
-        "+pubsub|numpat",
+        *SERVICE_CATEGORIES,
+        *(f"-{command}" for command in FORBIDDEN_COMMANDS),
+        *(f"+{command}" for command in ALLOWED_SUBCOMMANDS),
     ]
 )
 

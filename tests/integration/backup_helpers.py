@@ -47,7 +47,8 @@ def login_url(server: PostgresServer, credentials: Credentials, service: str, ki
                       database or naming.database_name(service))
 
 
-def seed(server: PostgresServer, credentials: Credentials, service: str, sql: str = SEED_SQL) -> None:
+def seed(server: PostgresServer, credentials: Credentials, service: str,
+         sql: str = SEED_SQL) -> None:
     """Create schema and data through the migration login, as a service would."""
     with psycopg.connect(login_url(server, credentials, service, "migrator"),
                          autocommit=True) as conn:

@@ -10,6 +10,7 @@ import pytest
 from infra.config import StackConfig
 from infra.credentials import Credentials
 from tests.servers.postgres import PostgresServer
+from tests.servers.rabbitmq import RabbitmqServer
 from tests.servers.redis import RedisServer
 
 
@@ -40,5 +41,18 @@ def redis_server(dev_rendered: tuple[Path, Credentials]) -> Iterator[RedisServer
     """A redis-server from the rendered dev redis.conf and users.acl."""
     rendered, _ = dev_rendered
     server = RedisServer(rendered).start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def rabbitmq_server(
+    dev_rendered: tuple[Path, Credentials], dev_config: StackConfig
+) -> Iterator[RabbitmqServer]:
+    """A RabbitMQ node from the rendered dev rabbitmq.conf, enabled_plugins and definitions."""
+    rendered, credentials = dev_rendered
+    server = RabbitmqServer(
+        rendered, dev_config.rabbitmq.admin_user, credentials.rabbitmq_admin
+    ).start()
     yield server
     server.cleanup()

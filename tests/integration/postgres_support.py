@@ -6,12 +6,16 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg import sql
 
 from infra import naming
 from tests.servers.postgres import PostgresServer
 
-URL_KEYS = {"app": "DATABASE_URL", "migrator": "MIGRATION_DATABASE_URL",
-            "readonly": "READONLY_DATABASE_URL"}
+URL_KEYS = {
+    "app": "DATABASE_URL",
+    "migrator": "MIGRATION_DATABASE_URL",
+    "readonly": "READONLY_DATABASE_URL",
+}
 
 
 def env_file(rendered: Path, service: str) -> dict[str, str]:
@@ -24,8 +28,9 @@ def env_file(rendered: Path, service: str) -> dict[str, str]:
     return values
 
 
-def service_url(rendered: Path, server: PostgresServer, service: str, kind: str,
-                database: str | None = None) -> str:
+def service_url(
+    rendered: Path, server: PostgresServer, service: str, kind: str, database: str | None = None
+) -> str:
     """The rendered URL of one login, pointed at the test server (and optionally another db)."""
     parts = urlsplit(env_file(rendered, service)[URL_KEYS[kind]])
     netloc = f"{parts.netloc.rsplit('@', 1)[0]}@{server.host}:{server.port}"
@@ -45,3 +50,11 @@ def login_error(url: str) -> str | None:
 
 def all_roles(services: list[str]) -> list[str]:
     return [naming.role_name(s, kind) for s in services for kind in naming.ROLE_SUFFIXES]
+
+
+def catalog(
+    server: PostgresServer, query: str, database: str = "postgres", **values: object
+) -> str:
+    """Run a superuser query whose ``{name}`` placeholders are bound as SQL literals."""
+    composed = sql.SQL(query).format(**{k: sql.Literal(v) for k, v in values.items()})
+    return server.superuser_psql(composed.as_string(), database)

@@ -141,7 +141,7 @@ def test_round_trip_through_gcs_with_encryption(
     stack: tuple[PostgresServer, Credentials, list[str]], gcs: GcsEmulator,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    server, credentials, common = stack
+    server, _, common = stack
     monkeypatch.setenv("PERSISTENCE_BACKUP_KEY", "A" * 43 + "=")
     bucket = "gs://backups/encrypted"
     original = fingerprint(server, "users")
@@ -153,11 +153,16 @@ def test_round_trip_through_gcs_with_encryption(
 
     monkeypatch.delenv("PERSISTENCE_BACKUP_KEY")
     code, _, err = cli("verify", *common, "--bucket", bucket)
-    assert code == 1 and "PERSISTENCE_BACKUP_KEY" in err
-    assert _states(bucket, "users") == {backup_id: "failed"}
+    assert code == 2, err
+    assert "is encrypted: set PERSISTENCE_BACKUP_KEY" in err
+    assert _states(bucket, "users") == {backup_id: "unverified"}  # not the backup's fault
+    monkeypatch.setenv("PERSISTENCE_BACKUP_KEY", "B" * 43 + "=")
+    code, _, err = cli("verify", *common, "--bucket", bucket)
+    assert code == 2, err
+    assert "was encrypted with key" in err
 
     monkeypatch.setenv("PERSISTENCE_BACKUP_KEY", "A" * 43 + "=")
-    code, out, err = cli("verify", *common, "--bucket", bucket, "--backup", backup_id)
+    code, _, err = cli("verify", *common, "--bucket", bucket, "--backup", backup_id)
     assert code == 0, err
     assert _states(bucket, "users") == {backup_id: "verified"}
     code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users",
@@ -186,12 +191,15 @@ def test_flipped_byte_fails_verify_and_restore_refuses_it(
     # restore checks the checksum before touching anything, verified or not
     code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users",
                        "--at", backup_id)
-    assert code == 1 and "fails its checksum" in err, err
-    code, out, err = cli("verify", *common, "--bucket", bucket)
-    assert code == 1 and "fails its checksum" in err
+    assert code == 1, err
+    assert "fails its checksum" in err, err
+    code, _, err = cli("verify", *common, "--bucket", bucket)
+    assert code == 1, err
+    assert "fails its checksum" in err
     assert _states(bucket, "users") == {backup_id: "failed"}
     code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
-    assert code == 1 and "no backup of postgres/users" in err
+    assert code == 1, err
+    assert "no backup of postgres/users" in err
     assert fingerprint(server, "users") == before
     assert not [n for n in databases(server) if n.startswith("users__")]
 
@@ -221,7 +229,9 @@ def test_restore_that_fails_leaves_the_original_intact(
 
     code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users",
                        "--at", bad)
-    assert code == 1 and "does not match its manifest" in err and "untouched" in err, err
+    assert code == 1, err
+    assert "does not match its manifest" in err, err
+    assert "untouched" in err
     assert fingerprint(server, "users") == before
     assert server.superuser_psql("SELECT oid FROM pg_database WHERE datname = 'users'") == live_oid
     assert not [n for n in databases(server) if n.startswith("users__")]
@@ -255,8 +265,9 @@ def test_backup_killed_midway_leaves_nothing_restorable(
     assert not list(root.rglob("manifest.json"))
     assert _states(f"file://{root}", "events") == {}
     code, out, _ = cli("list", "--bucket", f"file://{root}")
-    assert code == 0 and "no complete backups" in out
-    assert catalog.incomplete_prefixes(FileBucket(root))
+    assert code == 0
+    assert "no complete backups" in out
+    assert FileBucket(root).names() == []  # only the hidden partial file, never an object
 
 
 def test_failing_upload_writes_no_manifest(
@@ -278,3 +289,90 @@ def test_failing_upload_writes_no_manifest(
         backup_postgres(Target(bucket, None), server.admin_url, "users", "custom")
     assert catalog.entries(bucket) == []
     assert not list((tmp_path / "bucket").rglob("manifest.json"))
+
+
+def test_prune_keeps_exactly_the_configured_generations(
+    stack: tuple[PostgresServer, Credentials, list[str]], tmp_path: Path
+) -> None:
+    """72 hourly backups (copies of a real one) pruned with the dev stack's keep settings."""
+    import shutil
+    from datetime import UTC, datetime, timedelta
+
+    _, _, common = stack
+    real = tmp_path / "real"
+    assert cli("backup", *common, "--bucket", f"file://{real}", "--service", "users")[0] == 0
+    assert cli("verify", *common, "--bucket", f"file://{real}")[0] == 0
+    (source,) = (real / "postgres" / "users").iterdir()
+    verification = next(source.glob("verification-*.json"))
+    root = tmp_path / "bucket"
+    base = datetime(2026, 11, 20, 23, 0, tzinfo=UTC)  # a Friday
+    ids = []
+    for hours in range(72):
+        moment = base - timedelta(hours=hours)
+        backup_id = catalog.new_id(moment)
+        ids.append(backup_id)
+        folder = root / "postgres" / "users" / backup_id
+        folder.mkdir(parents=True)
+        shutil.copy(source / "dump.pgcustom", folder)
+        manifest = json.loads((source / "manifest.json").read_text())
+        manifest.update(backup_id=backup_id, started_at=moment.isoformat(),
+                        finished_at=(moment + timedelta(minutes=1)).isoformat())
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        if hours == 60:  # the only verified one: old, but the newest verified
+            shutil.copy(verification, folder)
+    stale = root / "postgres" / "users" / catalog.new_id(base - timedelta(days=5))
+    stale.mkdir()
+    (stale / "dump.pgcustom").write_bytes(b"interrupted")
+    running = root / "postgres" / "users" / catalog.new_id(catalog.utc_now())
+    running.mkdir()
+    (running / "dump.pgcustom").write_bytes(b"still being written")
+
+    code, out, err = cli("prune", "--stack", "dev", "--bucket", f"file://{root}")
+    assert code == 0, err
+    # dev keeps hourly 24, daily 7, weekly 4, monthly 3: the 24 newest hours, the newest of
+    # the 19th and the 18th (the 20th's is already kept), one ISO week, one month; plus the
+    # newest verified backup.
+    expected = {ids[h] for h in range(24)} | {ids[24], ids[48], ids[60]}
+    remaining = {p.name for p in (root / "postgres" / "users").iterdir()}
+    assert remaining == expected | {running.name}
+    assert set(_states(f"file://{root}", "users")) == expected
+    assert "kept 27, deleted 46, refused 0" in out
+
+
+def test_backup_loop_runs_backup_verify_prune_on_schedule(
+    stack: tuple[PostgresServer, Credentials, list[str]], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One scheduled run, as the dev backup container does it (the wait itself is skipped)."""
+    import infra.commands.backup as commands
+
+    _, _, common = stack
+    waits: list[float] = []
+    monkeypatch.setattr(commands.time, "sleep", waits.append)
+    bucket = f"file://{tmp_path / 'bucket'}"
+    code, _, err = cli("backup-loop", *common, "--bucket", bucket, "--runs", "1")
+    assert code == 0, err
+    assert "error" not in err
+    assert len(waits) == 1
+    assert 0 <= waits[0] <= 3600  # dev schedule: hourly
+    states = {e.manifest.service: e.state for e in catalog.entries(open_bucket(bucket))}
+    services = ("auth", "authorization", "users", "audit", "events")
+    assert states == dict.fromkeys(services, "verified")
+
+
+def test_directory_format_round_trip(
+    stack: tuple[PostgresServer, Credentials, list[str]], tmp_path: Path
+) -> None:
+    """backup.format: directory (parallel pg_dump, shipped as one tar) verifies like custom."""
+    from infra.backup.dump import Target, backup_postgres
+    from infra.backup.verify import verify
+
+    server, _, _ = stack
+    bucket = FileBucket(tmp_path / "bucket")
+    manifest = backup_postgres(Target(bucket, None), server.admin_url, "users", "directory")
+    assert manifest.format == "directory"
+    assert manifest.object == "dump.pgdir.tar"
+    (entry,) = catalog.entries(bucket)
+    result = verify(bucket, entry, server.admin_url)
+    assert result.ok, result.problems
+    assert catalog.entries(bucket)[0].state == "verified"

@@ -12,8 +12,8 @@ import base64
 import json
 import os
 import re
-import signal
 import shutil
+import signal
 import subprocess
 import urllib.error
 import urllib.request

@@ -27,7 +27,7 @@ from infra.platforms.gcp import (
 from infra.platforms.gcp.context import context_for
 from infra.render import endpoints
 
-TYPE_TOKEN = "persistence:gcp:Platform"
+TYPE_TOKEN = "persistence:gcp:Platform"  # noqa: S105 - a type token, not a password
 
 
 class GcpPlatform(pulumi.ComponentResource):
@@ -51,7 +51,7 @@ class GcpPlatform(pulumi.ComponentResource):
         database = sql.declare(ctx, net, credentials)
         sql.declare_service_databases(ctx, database, credentials)
         cache = redis.declare(ctx, net)
-        auth_string = pulumi.Output.secret(cache.auth_string)
+        auth_string: pulumi.Output[str] = pulumi.Output.secret(cache.auth_string)
         stored = secrets.declare(ctx, accounts, credentials, auth_string)
         broker = rabbitmq_vm.declare(ctx, net, accounts.rabbitmq, credentials)
 
@@ -106,9 +106,7 @@ class GcpPlatform(pulumi.ComponentResource):
             "redis_host": stack_endpoints.redis_host,
             "redis_port": stack_endpoints.redis_port,
             "redis_private_ip": cache.host,
-            "redis_ca_certificates": cache.server_ca_certs.apply(
-                lambda certs: [c.cert for c in certs or []]
-            ),
+            "redis_ca_certificates": cache.server_ca_certs.apply(_certificates),
             "redis_auth_string": auth_string,
             "redis_auth_secret": stored.redis_auth,
             "rabbitmq_host": stack_endpoints.amqp_host,
@@ -128,3 +126,13 @@ class GcpPlatform(pulumi.ComponentResource):
             "backup_service_account": accounts.backup.email,
         }
         self.register_outputs(self.exports)
+
+
+def _certificates(certs: Any) -> list[str]:
+    """PEM text of Memorystore's server CAs (typed objects from the engine, mappings in tests)."""
+    pems = []
+    for cert in certs or []:
+        pem = cert.get("cert") if isinstance(cert, dict) else getattr(cert, "cert", None)
+        if pem:
+            pems.append(str(pem))
+    return pems

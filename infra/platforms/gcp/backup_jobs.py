@@ -48,7 +48,8 @@ def declare(
         labels=ctx.labels,
         opts=ctx.opts(),
     )
-    uri = f"{EXECUTIONS_API}/projects/{ctx.project}/locations/{ctx.region}/workflows/{name}/executions"
+    workflow_path = f"projects/{ctx.project}/locations/{ctx.region}/workflows/{name}"
+    uri = f"{EXECUTIONS_API}/{workflow_path}/executions"
     body = json.dumps({"callLogLevel": "LOG_ERRORS_ONLY"}).encode()
     job = gcp.cloudscheduler.Job(
         "backup-schedule",

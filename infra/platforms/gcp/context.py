@@ -40,9 +40,11 @@ class GcpContext:
         """Labels on everything that takes labels: who manages it and for which stack."""
         return {"managed-by": "pulumi", "project": pulumi.get_project(), "stack": self.stack}
 
-    def opts(self, **kwargs: object) -> pulumi.ResourceOptions:
+    def opts(
+        self, *, protect: bool | None = None, depends_on: list[pulumi.Resource] | None = None
+    ) -> pulumi.ResourceOptions:
         """Resource options with the platform component as parent."""
-        return pulumi.ResourceOptions(parent=self.parent, **kwargs)  # type: ignore[arg-type]
+        return pulumi.ResourceOptions(parent=self.parent, protect=protect, depends_on=depends_on)
 
     @property
     def maintenance_day_name(self) -> str:

@@ -56,11 +56,11 @@ def declare(ctx: GcpContext) -> Identities:
         description="Writes the broker VM's logs and metrics, nothing else",
         opts=ctx.opts(),
     )
-    for role in RABBITMQ_VM_ROLES:
+    for vm_role in RABBITMQ_VM_ROLES:
         gcp.projects.IAMMember(
-            f"rabbitmq-{role.split('/')[-1]}",
+            f"rabbitmq-{vm_role.split('/')[-1]}",
             project=ctx.project,
-            role=role,
+            role=vm_role,
             member=rabbitmq.member,
             opts=ctx.opts(),
         )

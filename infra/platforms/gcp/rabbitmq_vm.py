@@ -109,7 +109,7 @@ def declare(
                 on_source_disk_delete="KEEP_AUTO_SNAPSHOTS",
             ),
             snapshot_properties=gcp.compute.ResourcePolicySnapshotSchedulePolicySnapshotPropertiesArgs(
-                storage_locations=[gcp_settings.backup_region],
+                storage_locations=gcp_settings.backup_region,
                 labels=ctx.labels,
             ),
         ),

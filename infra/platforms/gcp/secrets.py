@@ -7,6 +7,7 @@ readable by the services that use Redis.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pulumi
@@ -46,23 +47,31 @@ def declare(
         ids: dict[str, pulumi.Output[str]] = {}
         for kind in naming.LOGIN_SUFFIXES:
             role = naming.role_name(name, kind)
-            url = credentials.apply(
-                lambda c, n=name, k=kind, r=role, d=database: postgres_url(
-                    stack_endpoints, r, c.for_service(n).postgres_password(k), d
-                )
-            )
+            url = credentials.apply(_postgres_url(stack_endpoints, name, kind, role, database))
             ids[kind] = _secret(ctx, naming.postgres_secret_id(name, kind), url, {name: member})
-        amqp = credentials.apply(
-            lambda c, n=name: amqp_url(
-                stack_endpoints, naming.rabbitmq_user(n), c.for_service(n).rabbitmq,
-                naming.rabbitmq_vhost(n),
-            )
-        )
+        amqp = credentials.apply(_amqp_url(stack_endpoints, name))
         ids["rabbitmq"] = _secret(ctx, naming.rabbitmq_secret_id(name), amqp, {name: member})
         by_service[name] = ids
     readers = {s.name: identities.services[s.name].member for s in ctx.config.services if s.redis}
     redis_id = _secret(ctx, naming.REDIS_AUTH_SECRET_ID, redis_auth, readers)
     return Secrets(by_service=by_service, redis_auth=redis_id)
+
+
+def _postgres_url(
+    stack_endpoints: endpoints.Endpoints, service: str, kind: str, role: str, database: str
+) -> Callable[[Credentials], str]:
+    """The URL of one PostgreSQL login, once the credentials are known."""
+    return lambda c: postgres_url(
+        stack_endpoints, role, c.for_service(service).postgres_password(kind), database
+    )
+
+
+def _amqp_url(stack_endpoints: endpoints.Endpoints, service: str) -> Callable[[Credentials], str]:
+    """The service's AMQP URL with its own vhost, once the credentials are known."""
+    return lambda c: amqp_url(
+        stack_endpoints, naming.rabbitmq_user(service), c.for_service(service).rabbitmq,
+        naming.rabbitmq_vhost(service),
+    )
 
 
 def _secret(
@@ -72,6 +81,7 @@ def _secret(
     readers: dict[str, pulumi.Output[str]],
 ) -> pulumi.Output[str]:
     """One secret replicated to the main and the backup region; ``readers`` by service name."""
+    secret_data: pulumi.Output[str] = pulumi.Output.secret(value)
     secret = gcp.secretmanager.Secret(
         f"secret-{secret_id}",
         secret_id=secret_id,
@@ -89,7 +99,7 @@ def _secret(
     gcp.secretmanager.SecretVersion(
         f"secret-{secret_id}-version",
         secret=secret.id,
-        secret_data=pulumi.Output.secret(value),
+        secret_data=secret_data,
         opts=ctx.opts(),
     )
     for service, member in readers.items():

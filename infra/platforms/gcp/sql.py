@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.credentials import Credentials
+from infra.credentials import Credentials, ServiceCredentials
 from infra.platforms.gcp.context import GcpContext
 from infra.platforms.gcp.network import Network
 
@@ -109,17 +109,27 @@ def declare(ctx: GcpContext, network: Network, credentials: pulumi.Output[Creden
     return Sql(instance=instance, admin=admin)
 
 
+def _service_credentials(
+    credentials: pulumi.Output[Credentials], service: str
+) -> pulumi.Output[ServiceCredentials]:
+    """One service's logins, still secret."""
+    return credentials.apply(lambda c: c.for_service(service))
+
+
 def declare_service_databases(
     ctx: GcpContext, sql: Sql, credentials: pulumi.Output[Credentials]
 ) -> list[pulumi.Resource]:
     """Every service's database and roles, created over the Auth Proxy by the admin user."""
     from infra.provisioning import AdminEndpoint, ServiceDatabase
 
+    password: pulumi.Output[str] = pulumi.Output.secret(
+        credentials.apply(lambda c: c.postgres_admin)
+    )
     admin = AdminEndpoint(
         host=ctx.config.gcp.provisioning_host,
         port=ctx.config.gcp.provisioning_port,
         user=ctx.config.postgres.admin_user,
-        password=pulumi.Output.secret(credentials.apply(lambda c: c.postgres_admin)),
+        password=password,
         sslmode="require",
     )
     return [
@@ -127,7 +137,7 @@ def declare_service_databases(
             f"{spec.name}-database",
             service=spec,
             admin=admin,
-            credentials=credentials.apply(lambda c, n=spec.name: c.for_service(n)),
+            credentials=_service_credentials(credentials, spec.name),
             # A service's data outlives a config edit: removing it from the stack must be
             # a deliberate `pulumi state unprotect`, never a side effect.
             opts=ctx.opts(protect=True, depends_on=[sql.instance, sql.admin]),

@@ -1,0 +1,165 @@
+"""The dynamic provider behind ``ServiceDatabase``: the CLI's engine, for one service.
+
+Pulumi pickles the provider object into the state file, so it holds nothing: no credential, no
+connection, no config. Every method builds what it needs from its inputs and connects inside
+the call. ``delete`` never drops data: removing a service keeps its database and roles until
+``python -m infra db drop`` is run on purpose.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.conninfo import make_conninfo
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from infra import naming
+from infra.config import rules
+from infra.config.model import ConnectionLimits, ServiceSpec, StackConfig
+from infra.credentials import Credentials, ServiceCredentials
+
+# Inputs whose change re-runs the engine; the service name is fixed (a rename is a replace).
+TRACKED = (
+    "service",
+    "admin_host",
+    "admin_port",
+    "admin_user",
+    "admin_password",
+    "sslmode",
+    "passwords",
+    "password_version",
+)
+PASSWORD_KINDS = ("migrator", "app", "readonly")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _known(value: Any) -> bool:
+    """False for values Pulumi does not know yet (preview): they are checked at apply time."""
+    from pulumi.runtime.rpc import UNKNOWN
+
+    return value is not None and value != UNKNOWN
+
+
+def check_inputs(news: dict[str, Any]) -> list[CheckFailure]:
+    """Every problem with the inputs, one per property, instead of raising."""
+    failures = []
+    name = news.get("service_name")
+    if not isinstance(name, str) or not name:
+        failures.append(CheckFailure("service_name", "a service name is required, e.g. 'users'"))
+    elif (problem := rules.service_name(name)) is not None:
+        failures.append(CheckFailure("service_name", problem))
+    port = news.get("admin_port")
+    if _known(port) and not (isinstance(port, int | float) and 0 < int(port) < 65536):
+        failures.append(CheckFailure("admin_port", f"{port!r} is not a TCP port (1-65535)"))
+    for key in ("admin_host", "admin_user", "admin_password"):
+        if _known(news.get(key)) and not news.get(key):
+            failures.append(CheckFailure(key, f"{key} must not be empty"))
+    if news.get("sslmode") not in SSL_MODES:
+        failures.append(
+            CheckFailure("sslmode", f"{news.get('sslmode')!r} is not one of {', '.join(SSL_MODES)}")
+        )
+    passwords = news.get("passwords")
+    complete = isinstance(passwords, dict) and all(passwords.get(k) for k in PASSWORD_KINDS)
+    if _known(passwords) and not complete:
+        failures.append(
+            CheckFailure("passwords", f"needs non-empty {', '.join(PASSWORD_KINDS)} passwords")
+        )
+    return failures
+
+
+def spec_from_inputs(props: dict[str, Any]) -> ServiceSpec:
+    """The ServiceSpec fields the engine uses, rebuilt from the resource's plain inputs."""
+    service = props["service"]
+    return ServiceSpec(
+        name=props["service_name"],
+        extensions=tuple(service["extensions"]),
+        connection_limits=ConnectionLimits(
+            **{k: int(v) for k, v in service["connection_limits"].items()}
+        ),
+        statement_timeout_ms=int(service["statement_timeout_ms"]),
+        idle_in_transaction_session_timeout_ms=int(
+            service["idle_in_transaction_session_timeout_ms"]
+        ),
+        migrator_statement_timeout_ms=int(service["migrator_statement_timeout_ms"]),
+        password_version=int(props["password_version"]),
+    )
+
+
+def converge(props: dict[str, Any]) -> dict[str, Any]:
+    """Run the engine for this one service and return the resource's outputs."""
+    from infra import postgres
+
+    spec = spec_from_inputs(props)
+    passwords = props["passwords"]
+    credentials = Credentials(
+        postgres_superuser="",
+        postgres_admin="",
+        redis_admin="",
+        rabbitmq_admin="",
+        services={
+            spec.name: ServiceCredentials(
+                migrator=passwords["migrator"],
+                app=passwords["app"],
+                readonly=passwords["readonly"],
+                redis="",
+                rabbitmq="",
+                version=spec.password_version,
+            )
+        },
+    )
+    admin_url = make_conninfo(
+        host=str(props["admin_host"]),
+        port=int(props["admin_port"]),
+        user=str(props["admin_user"]),
+        password=str(props["admin_password"]),
+        dbname="postgres",
+        sslmode=str(props["sslmode"]),
+    )
+    config = StackConfig(platform="docker", services=(spec,))
+    report = postgres.apply(admin_url, config, credentials, services=[spec.name])
+    return {**props, **outputs_for(spec.name), "statements_executed": len(report.executed)}
+
+
+def outputs_for(service: str) -> dict[str, str]:
+    """The names a service's database and roles get (stable, derived from the name)."""
+    return {
+        "database": naming.database_name(service),
+        **{f"{kind}_role": naming.role_name(service, kind) for kind in naming.ROLE_SUFFIXES},
+    }
+
+
+class ServiceDatabaseProvider(ResourceProvider):
+    """Create/update converge the service; delete keeps its data. Holds no state."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        return CheckResult(news, check_inputs(news))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = ["service_name"] if olds.get("service_name") != news.get("service_name") else []
+        changed = bool(replaces) or any(olds.get(key) != news.get(key) for key in TRACKED)
+        return DiffResult(
+            changes=changed,
+            replaces=replaces,
+            stables=["database", "owner_role", "migrator_role", "app_role", "readonly_role"],
+            # Role and database names are fixed: the old resource must go before the new one.
+            delete_before_replace=True,
+        )
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        # Convergent: a failed create leaves only what the next create finishes, never a
+        # half-made object the engine cannot recognise.
+        return CreateResult(id_=str(props["service_name"]), outs=converge(props))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=converge(news))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Deliberately keeps the database and roles (drop: ``python -m infra db drop``)."""
+        return

@@ -1,0 +1,52 @@
+"""prune over a real directory bucket: exact generations kept, retention refusals reported."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from infra.backup.catalog import Manifest, entries, new_id, write_manifest
+from infra.backup.prune import prune
+from infra.backup.storage import FileBucket, RetentionLockedError
+from infra.config.model import KeepGenerations
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def add_backup(bucket: FileBucket, moment: datetime) -> str:
+    backup_id = new_id(moment)
+    manifest = Manifest(
+        kind="postgres", service="users", backup_id=backup_id, object="dump.pgcustom",
+        format="custom", started_at=moment.isoformat(), finished_at=moment.isoformat(),
+        size=4, sha256="0" * 64, server_version="15.0", database="users",
+    )
+    bucket.write(manifest.object_name, [b"data"])
+    write_manifest(bucket, manifest)
+    return backup_id
+
+
+class LockedBucket(FileBucket):
+    """A bucket whose retention policy still protects objects younger than ``locked_after``."""
+
+    def __init__(self, root: Path, locked_after: datetime) -> None:
+        super().__init__(root)
+        self.locked_after = locked_after
+
+    def delete(self, name: str) -> None:
+        stamp = datetime.strptime(name.split("/")[2], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+        if stamp > self.locked_after:
+            raise RetentionLockedError(f"{name} is under the bucket's retention policy")
+        super().delete(name)
+
+
+def test_prune_keeps_the_asked_generations_and_reports_retention_refusals(
+    tmp_path: Path,
+) -> None:
+    bucket = LockedBucket(tmp_path, locked_after=NOW - timedelta(hours=3))
+    ids = [add_backup(bucket, NOW - timedelta(hours=h)) for h in range(8)]
+    report = prune(bucket, KeepGenerations(hourly=2, daily=0, weekly=0, monthly=0), NOW)
+    assert sorted(report.kept) == sorted(f"postgres/users/{i}/" for i in ids[:2])
+    # the 2-hour-old backup is still locked: reported, not fatal, and still complete
+    assert [line.split(":")[0] for line in report.refused] == [f"postgres/users/{ids[2]}/"]
+    assert {e.manifest.backup_id for e in entries(bucket)} == {ids[0], ids[1], ids[2]}
+    assert sorted(report.deleted) == sorted(f"postgres/users/{i}/" for i in ids[3:])

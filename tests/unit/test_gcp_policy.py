@@ -1,0 +1,334 @@
+"""Policy tests: rules that hold for EVERY resource the prod program declares.
+
+They iterate over the whole recorded program, not a hand-picked few, so a resource added
+later that breaks a rule (a public IP, a basic role, an unprotected stateful resource, a
+bucket without retention, a secret readable by the wrong account) fails here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pulumi
+import pytest
+
+from infra import naming
+from infra.config import StackConfig
+from infra.platforms.gcp import identities
+from tests.unit.gcp_program import ProdRun, run_prod
+from tests.unit.pulumi_mocks import Declared
+
+PROJECT_ID = "example-project"  # Pulumi.prod.yaml's placeholder gcp:project
+BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
+SQL = "gcp:sql/databaseInstance:DatabaseInstance"
+REDIS = "gcp:redis/instance:Instance"
+VM = "gcp:compute/instance:Instance"
+DISK = "gcp:compute/disk:Disk"
+BUCKET = "gcp:storage/bucket:Bucket"
+SECRET = "gcp:secretmanager/secret:Secret"
+SECRET_READER = "gcp:secretmanager/secretIamMember:SecretIamMember"
+JOB = "gcp:cloudscheduler/job:Job"
+WORKFLOW = "gcp:workflows/workflow:Workflow"
+
+# Resources that hold data a rebuild cannot recreate: protect=True, plus the resource's own
+# deletion-protection flag where the API has one (input path -> required value).
+STATEFUL: dict[str, dict[str, Any]] = {
+    SQL: {"deletionProtection": True, "settings.deletionProtectionEnabled": True},
+    REDIS: {"deletionProtection": True},
+    VM: {"deletionProtection": True},
+    DISK: {},
+    BUCKET: {"forceDestroy": False},
+}
+# Every other GCP type the program may declare, reviewed against these rules. A new type
+# must be added here (or to STATEFUL) deliberately.
+STATELESS = {
+    "gcp:compute/network:Network",
+    "gcp:compute/subnetwork:Subnetwork",
+    "gcp:compute/globalAddress:GlobalAddress",
+    "gcp:compute/address:Address",
+    "gcp:compute/router:Router",
+    "gcp:compute/routerNat:RouterNat",
+    "gcp:compute/firewall:Firewall",
+    "gcp:compute/resourcePolicy:ResourcePolicy",
+    "gcp:servicenetworking/connection:Connection",
+    "gcp:dns/managedZone:ManagedZone",
+    "gcp:dns/recordSet:RecordSet",
+    "gcp:sql/user:User",
+    "gcp:serviceaccount/account:Account",
+    "gcp:projects/iAMMember:IAMMember",
+    "gcp:projects/iAMCustomRole:IAMCustomRole",
+    "gcp:storage/bucketIAMMember:BucketIAMMember",
+    SECRET,
+    "gcp:secretmanager/secretVersion:SecretVersion",
+    SECRET_READER,
+    WORKFLOW,
+    JOB,
+}
+
+
+@pytest.fixture(scope="module")
+def prod() -> ProdRun:
+    return run_prod()
+
+
+def gcp_resources(prod: ProdRun) -> list[Declared]:
+    return [r for r in prod.run if r.type.startswith("gcp:")]
+
+
+def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every (dotted path, value) pair inside a resource's inputs."""
+    yield path, value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from walk(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from walk(item, f"{path}[{index}]")
+
+
+def dig(inputs: dict[str, Any], dotted: str) -> Any:
+    value: Any = inputs
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def sa_member(account_id: str) -> str:
+    return f"serviceAccount:{account_id}@{PROJECT_ID}.iam.gserviceaccount.com"
+
+
+def test_every_gcp_type_is_classified(prod: ProdRun) -> None:
+    unknown = sorted({r.type for r in gcp_resources(prod)} - set(STATEFUL) - STATELESS)
+    assert not unknown, f"new resource types must be classified in test_gcp_policy: {unknown}"
+
+
+def test_every_resource_is_a_child_of_the_platform(prod: ProdRun) -> None:
+    below = {(r._type, r._name) for r in prod.children()}
+    outside = [str(r) for r in gcp_resources(prod) if (r.type, r.name) not in below]
+    assert not outside, f"not parented to persistence:gcp:Platform: {outside}"
+
+
+def test_no_public_ip_anywhere(prod: ProdRun) -> None:
+    problems = []
+    for resource in gcp_resources(prod):
+        for path, value in walk(resource.inputs):
+            key = path.rsplit(".", 1)[-1]
+            if key.startswith(("accessConfigs", "ipv6AccessConfigs")) and value:
+                problems.append(f"{resource}: {path} gives an external IP")
+            if key == "ipv4Enabled" and value is not False:
+                problems.append(f"{resource}: {path} = {value!r} (public IPv4)")
+            if key == "addressType" and value != "INTERNAL":
+                problems.append(f"{resource}: {path} = {value!r}")
+            if key.startswith("authorizedNetworks") and value:
+                problems.append(f"{resource}: {path} opens the instance to networks")
+            if key == "connectMode" and value != "PRIVATE_SERVICE_ACCESS":
+                problems.append(f"{resource}: {path} = {value!r}")
+    for vm in prod.run.of_type(VM):
+        for iface in vm.inputs.get("networkInterfaces", []):
+            assert not iface.get("accessConfigs"), f"{vm}: network interface has an external IP"
+    for sql in prod.run.of_type(SQL):
+        ip = sql.inputs["settings"]["ipConfiguration"]
+        assert ip["ipv4Enabled"] is False, f"{sql}: public IPv4 must be off"
+    assert not problems, "\n".join(problems)
+
+
+def test_no_ingress_from_the_internet_except_deny(prod: ProdRun) -> None:
+    for rule in prod.run.of_type("gcp:compute/firewall:Firewall"):
+        inputs = rule.inputs
+        if inputs.get("allows"):
+            assert "0.0.0.0/0" not in inputs.get("sourceRanges", []), (
+                f"{rule}: allows traffic from anywhere"
+            )
+            assert inputs.get("sourceRanges") or inputs.get("sourceTags"), (
+                f"{rule}: an allow rule needs an explicit source"
+            )
+
+
+def test_no_basic_roles_granted(prod: ProdRun) -> None:
+    problems = []
+    for resource in gcp_resources(prod):
+        for path, value in walk(resource.inputs):
+            key = path.rsplit(".", 1)[-1]
+            if key == "role" and value in BASIC_ROLES:
+                problems.append(f"{resource}: grants {value}")
+            if key == "policyData" and isinstance(value, str):
+                for binding in json.loads(value).get("bindings", []):
+                    if binding.get("role") in BASIC_ROLES:
+                        problems.append(f"{resource}: policy grants {binding['role']}")
+    assert not problems, "\n".join(problems)
+
+
+def test_no_authoritative_iam_policies(prod: ProdRun) -> None:
+    """Authoritative policies would silently remove grants others rely on; only members."""
+    authoritative = [
+        str(r) for r in gcp_resources(prod)
+        if r.type.split(":")[-1].lower().endswith(("iampolicy", "iambinding"))
+    ]
+    assert not authoritative, f"use *IAMMember resources: {authoritative}"
+
+
+def test_stateful_resources_are_protected_twice(prod: ProdRun) -> None:
+    problems = []
+    for resource in gcp_resources(prod):
+        for path, wanted in STATEFUL.get(resource.type, {}).items():
+            actual = dig(resource.inputs, path)
+            if actual is not wanted:
+                problems.append(f"{resource}: {path} = {actual!r}, expected {wanted!r}")
+    protected = {
+        (r._type, r._name): r._protect
+        for r in prod.children()
+        if isinstance(r, pulumi.CustomResource)
+    }
+    for resource in gcp_resources(prod):
+        if resource.type in STATEFUL and protected.get((resource.type, resource.name)) is not True:
+            problems.append(f"{resource}: Pulumi protect is not set")
+    assert not problems, "\n".join(problems)
+    for token in STATEFUL:
+        assert prod.run.of_type(token), f"expected at least one {token}"
+
+
+def test_service_databases_are_protected(prod: ProdRun, prod_config: StackConfig) -> None:
+    databases = {
+        r._name: r._protect for r in prod.children() if r._name.endswith("-database")
+    }
+    assert set(databases) == {f"{s.name}-database" for s in prod_config.services}
+    unprotected = [name for name, protect in databases.items() if protect is not True]
+    assert not unprotected, f"service databases without protect: {unprotected}"
+
+
+def test_every_bucket_is_private_retained_and_soft_deleting(
+    prod: ProdRun, prod_config: StackConfig
+) -> None:
+    for bucket in prod.run.of_type(BUCKET):
+        inputs = bucket.inputs
+        assert inputs["uniformBucketLevelAccess"] is True, f"{bucket}: UBLA off"
+        assert inputs["publicAccessPrevention"] == "enforced", f"{bucket}: PAP not enforced"
+        soft = inputs.get("softDeletePolicy") or {}
+        assert soft.get("retentionDurationSeconds", 0) >= 7 * 86400, f"{bucket}: no soft delete"
+        retention = inputs.get("retentionPolicy") or {}
+        assert int(retention.get("retentionPeriod", 0)) > 0, f"{bucket}: no retention policy"
+        assert not (inputs.get("versioning") or {}).get("enabled"), (
+            f"{bucket}: GCS rejects versioning together with a retention policy"
+        )
+        assert inputs["location"].lower() != "europe-west1", f"{bucket}: in the main region"
+        assert inputs["location"].lower() == prod_config.gcp.backup_region, (
+            f"{bucket}: not in gcp.backup_region"
+        )
+
+
+def test_each_secret_is_readable_by_exactly_its_services(
+    prod: ProdRun, prod_config: StackConfig
+) -> None:
+    readers: dict[str, set[str]] = {}
+    for binding in prod.run.of_type(SECRET_READER):
+        inputs = binding.inputs
+        role = inputs["role"]
+        assert role == "roles/secretmanager.secretAccessor", f"{binding}: {role}"
+        readers.setdefault(inputs["secretId"], set()).add(inputs["member"])
+    expected: dict[str, set[str]] = {}
+    for spec in prod_config.services:
+        own = {sa_member(naming.service_account_id(spec.name))}
+        for kind in naming.LOGIN_SUFFIXES:
+            expected[naming.postgres_secret_id(spec.name, kind)] = own
+        expected[naming.rabbitmq_secret_id(spec.name)] = own
+    expected[naming.REDIS_AUTH_SECRET_ID] = {
+        sa_member(naming.service_account_id(s.name)) for s in prod_config.services if s.redis
+    }
+    declared = {s.inputs["secretId"] for s in prod.run.of_type(SECRET)}
+    assert declared == set(expected), f"secrets: {sorted(declared ^ set(expected))}"
+    for secret_id, members in expected.items():
+        assert readers.get(secret_id) == members, (
+            f"secret {secret_id}: readers {sorted(readers.get(secret_id, []))}, "
+            f"expected {sorted(members)}"
+        )
+
+
+def test_no_project_wide_secret_access(prod: ProdRun) -> None:
+    for grant in prod.run.of_type("gcp:projects/iAMMember:IAMMember"):
+        assert "secretmanager" not in grant.inputs["role"], (
+            f"{grant}: secrets are granted per secret, never project-wide"
+        )
+
+
+def test_every_secret_value_is_a_pulumi_secret(prod: ProdRun) -> None:
+    versions = prod.run.of_type("gcp:secretmanager/secretVersion:SecretVersion")
+    assert versions
+    for version in versions:
+        assert version.input_is_secret("secretData"), f"{version}: secretData is not secret"
+    for user in prod.run.of_type("gcp:sql/user:User"):
+        assert user.input_is_secret("password"), f"{user}: password is not secret"
+    for vm in prod.run.of_type(VM):
+        assert vm.input_is_secret("metadata"), f"{vm}: metadata holds definitions; must be secret"
+
+
+def test_scheduler_jobs_and_workflows_run_as_the_export_account(prod: ProdRun) -> None:
+    email = f"{identities.BACKUP_ACCOUNT_ID}@{PROJECT_ID}.iam.gserviceaccount.com"
+    jobs = prod.run.of_type(JOB)
+    workflows = prod.run.of_type(WORKFLOW)
+    assert jobs, "expected a Cloud Scheduler job"
+    assert workflows, "expected a Cloud Workflows workflow"
+    for job in jobs:
+        target = job.inputs["httpTarget"]
+        token = target.get("oauthToken") or target.get("oidcToken") or {}
+        assert token.get("serviceAccountEmail") == email, f"{job}: runs as {token}"
+    for workflow in workflows:
+        assert workflow.inputs["serviceAccount"] == email, f"{workflow}: runs as another account"
+
+
+def test_export_account_holds_only_its_custom_role(prod: ProdRun) -> None:
+    member = sa_member(identities.BACKUP_ACCOUNT_ID)
+    grants = [
+        r for r in gcp_resources(prod)
+        if any(k.endswith("member") and v == member for k, v in walk(r.inputs))
+    ]
+    roles = {g.inputs.get("role") for g in grants}
+    role = prod.run.one("gcp:projects/iAMCustomRole:IAMCustomRole")
+    assert roles == {f"projects/{PROJECT_ID}/roles/{role.inputs['roleId']}"}, (
+        f"export account grants: {roles}"
+    )
+    permissions = role.inputs["permissions"]
+    assert sorted(permissions) == sorted(identities.BACKUP_PERMISSIONS), f"{role}: {permissions}"
+    assert not any("*" in p or p.endswith((".setIamPolicy", ".delete")) for p in permissions)
+
+
+def test_bucket_writers_may_only_create_objects(prod: ProdRun) -> None:
+    grants = prod.run.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+    members = {g.inputs["member"] for g in grants}
+    for grant in grants:
+        assert grant.inputs["role"] == "roles/storage.objectCreator", f"{grant}: {grant.inputs}"
+    assert any("gcp-sa-cloud-sql" in m for m in members), f"Cloud SQL agent missing: {members}"
+    assert any("gcp-sa-redis" in m for m in members), f"Memorystore agent missing: {members}"
+
+
+def test_secret_exports_are_marked_secret(prod: ProdRun) -> None:
+    sensitive = {k for k in prod.run.exports if "password" in k or k.endswith("auth_string")}
+    assert sensitive, "expected admin passwords and the Redis AUTH string in the outputs"
+    assert sensitive <= prod.run.secret_exports, (
+        f"not secret: {sorted(sensitive - prod.run.secret_exports)}"
+    )
+    for key, value in prod.run.exports.items():
+        if key in prod.run.secret_exports:
+            continue
+        text = json.dumps(value, default=str)
+        assert "postgresql://" not in text, f"{key} leaks a URL"
+        assert "amqp://" not in text, f"{key} leaks a URL"
+
+
+def test_every_database_and_cache_requires_encryption_and_keeps_backups(prod: ProdRun) -> None:
+    for sql in prod.run.of_type(SQL):
+        settings = sql.inputs["settings"]
+        assert settings["ipConfiguration"]["sslMode"] in (
+            "ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"
+        ), f"{sql}: unencrypted connections allowed"
+        backup = settings["backupConfiguration"]
+        assert backup["enabled"] is True, f"{sql}: automated backups off"
+        assert backup["pointInTimeRecoveryEnabled"] is True, f"{sql}: point-in-time recovery off"
+    for redis in prod.run.of_type(REDIS):
+        inputs = redis.inputs
+        assert inputs["authEnabled"] is True, f"{redis}: AUTH off"
+        assert inputs["transitEncryptionMode"] == "SERVER_AUTHENTICATION", f"{redis}: no TLS"
+        assert inputs["persistenceConfig"]["persistenceMode"] == "RDB", f"{redis}: no snapshots"
+    for disk in prod.run.of_type(DISK):
+        assert disk.inputs.get("resourcePolicies"), f"{disk}: no snapshot schedule"

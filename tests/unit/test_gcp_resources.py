@@ -1,0 +1,277 @@
+"""The prod stack under Pulumi mocks: each resource carries the properties the issue asks for.
+
+Resources are matched by full type token; every message names the resource that failed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra import naming
+from infra.config import StackConfig
+from infra.platforms.gcp import rabbitmq_vm
+from infra.render import endpoints, rabbitmq
+from tests.unit.gcp_program import ProdRun, run_prod
+from tests.unit.pulumi_mocks import Declared
+
+REGION = "europe-west1"  # Pulumi.prod.yaml's placeholder gcp:region
+PROJECT_ID = "example-project"
+
+
+@pytest.fixture(scope="module")
+def prod() -> ProdRun:
+    return run_prod()
+
+
+def one(prod: ProdRun, token: str, name: str | None = None) -> Declared:
+    return prod.run.one(token, name)
+
+
+def test_vpc_is_custom_mode_with_one_private_subnet(
+    prod: ProdRun, prod_config: StackConfig
+) -> None:
+    vpc = one(prod, "gcp:compute/network:Network")
+    assert vpc.inputs["autoCreateSubnetworks"] is False, f"{vpc}: must be custom mode"
+    subnet = one(prod, "gcp:compute/subnetwork:Subnetwork")
+    assert subnet.inputs["ipCidrRange"] == prod_config.gcp.subnet_cidr, f"{subnet}"
+    assert subnet.inputs["region"] == REGION, f"{subnet}"
+    assert subnet.inputs["privateIpGoogleAccess"] is True, f"{subnet}"
+
+
+def test_private_services_access(prod: ProdRun, prod_config: StackConfig) -> None:
+    reserved = one(prod, "gcp:compute/globalAddress:GlobalAddress")
+    assert reserved.inputs["purpose"] == "VPC_PEERING", f"{reserved}"
+    assert reserved.inputs["addressType"] == "INTERNAL", f"{reserved}"
+    assert reserved.inputs["prefixLength"] == prod_config.gcp.private_services_prefix_length
+    peering = one(prod, "gcp:servicenetworking/connection:Connection")
+    assert peering.inputs["service"] == "servicenetworking.googleapis.com", f"{peering}"
+    assert peering.inputs["reservedPeeringRanges"] == [reserved.inputs["name"]], f"{peering}"
+
+
+def test_cloud_nat_serves_only_the_subnet(prod: ProdRun) -> None:
+    nat = one(prod, "gcp:compute/routerNat:RouterNat")
+    assert nat.inputs["sourceSubnetworkIpRangesToNat"] == "LIST_OF_SUBNETWORKS", f"{nat}"
+    assert len(nat.inputs["subnetworks"]) == 1, f"{nat}"
+
+
+def test_amqp_is_reachable_only_from_the_subnet(prod: ProdRun, prod_config: StackConfig) -> None:
+    amqp_rules = [
+        r for r in prod.run.of_type("gcp:compute/firewall:Firewall")
+        for allow in r.inputs.get("allows", [])
+        if str(endpoints.AMQP_PORT) in allow.get("ports", [])
+    ]
+    assert len(amqp_rules) == 1, f"AMQP rules: {[str(r) for r in amqp_rules]}"
+    rule = amqp_rules[0]
+    assert rule.inputs["sourceRanges"] == [prod_config.gcp.subnet_cidr], f"{rule}"
+    assert rule.inputs["targetTags"] == ["rabbitmq"], f"{rule}"
+    ports = {
+        port for r in prod.run.of_type("gcp:compute/firewall:Firewall")
+        for allow in r.inputs.get("allows", []) for port in allow.get("ports", [])
+    }
+    assert ports == {"5672", "22"}, f"only AMQP and IAP SSH may be opened, found {ports}"
+
+
+def test_cloud_sql_instance(prod: ProdRun, prod_config: StackConfig) -> None:
+    sql = one(prod, "gcp:sql/databaseInstance:DatabaseInstance")
+    inputs = sql.inputs
+    settings = inputs["settings"]
+    gcp = prod_config.gcp
+    assert inputs["databaseVersion"] == "POSTGRES_15", f"{sql}: dev runs PostgreSQL 15"
+    assert inputs["region"] == REGION
+    assert inputs["deletionProtection"] is True, f"{sql}"
+    assert settings["availabilityType"] == "REGIONAL", f"{sql}: HA is regional"
+    assert settings["tier"] == gcp.sql_tier, f"{sql}"
+    assert settings["diskSize"] == gcp.sql_disk_size_gb, f"{sql}"
+    assert settings["diskAutoresize"] is True, f"{sql}"
+    assert settings["deletionProtectionEnabled"] is True, f"{sql}"
+    ip = settings["ipConfiguration"]
+    assert ip["ipv4Enabled"] is False, f"{sql}: private IP only"
+    assert ip["privateNetwork"], f"{sql}: private IP only"
+    assert ip["sslMode"] in ("ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"), f"{sql}"
+    backup = settings["backupConfiguration"]
+    assert backup["enabled"] is True, f"{sql}: automated backups off"
+    assert backup["pointInTimeRecoveryEnabled"] is True, f"{sql}: PITR off"
+    assert backup["location"] == gcp.sql_backup_location != REGION, f"{sql}: backup location"
+    assert backup["transactionLogRetentionDays"] == gcp.sql_log_retention_days
+    assert backup["backupRetentionSettings"] == {
+        "retainedBackups": gcp.sql_retained_backups, "retentionUnit": "COUNT"
+    }
+    window = settings["maintenanceWindow"]
+    assert (window["day"], window["hour"]) == (gcp.maintenance_day, gcp.maintenance_hour)
+    assert settings["insightsConfig"]["queryInsightsEnabled"] is True, f"{sql}"
+    flags = {f["name"]: f["value"] for f in settings["databaseFlags"]}
+    assert flags["log_min_duration_statement"] == str(prod_config.postgres.slow_statement_ms)
+    assert flags["cloudsql.iam_authentication"] == "on", f"{sql}: flags {flags}"
+    assert flags["pg_stat_statements.track"] == "all", f"{sql}: flags {flags}"
+
+
+def test_admin_is_a_built_in_user(prod: ProdRun, prod_config: StackConfig) -> None:
+    admin = one(prod, "gcp:sql/user:User")
+    assert admin.inputs["name"] == prod_config.postgres.admin_user, f"{admin}"
+    assert admin.inputs["type"] == "BUILT_IN", f"{admin}"
+
+
+def test_memorystore(prod: ProdRun, prod_config: StackConfig) -> None:
+    redis = one(prod, "gcp:redis/instance:Instance")
+    inputs = redis.inputs
+    assert inputs["tier"] == "STANDARD_HA", f"{redis}"
+    assert inputs["authEnabled"] is True, f"{redis}"
+    assert inputs["transitEncryptionMode"] == "SERVER_AUTHENTICATION", f"{redis}"
+    assert inputs["redisVersion"] == "REDIS_7_0", f"{redis}"
+    assert inputs["connectMode"] == "PRIVATE_SERVICE_ACCESS", f"{redis}"
+    assert inputs["memorySizeGb"] == prod_config.gcp.redis_memory_size_gb, f"{redis}"
+    assert inputs["persistenceConfig"] == {
+        "persistenceMode": "RDB", "rdbSnapshotPeriod": prod_config.gcp.redis_snapshot_period
+    }, f"{redis}"
+    window = inputs["maintenancePolicy"]["weeklyMaintenanceWindows"][0]
+    assert window["day"] == "SUNDAY", f"{redis}: {window}"
+    assert window["startTime"]["hours"] == prod_config.gcp.maintenance_hour, f"{redis}"
+    assert inputs["redisConfigs"] == {"maxmemory-policy": prod_config.redis.maxmemory_policy}
+
+
+def test_rabbitmq_vm(prod: ProdRun, prod_config: StackConfig) -> None:
+    vm = one(prod, "gcp:compute/instance:Instance")
+    inputs = vm.inputs
+    shielded = inputs["shieldedInstanceConfig"]
+    assert shielded == {
+        "enableSecureBoot": True, "enableVtpm": True, "enableIntegrityMonitoring": True
+    }, f"{vm}"
+    assert inputs["machineType"] == prod_config.gcp.rabbitmq_machine_type
+    assert inputs["zone"] == f"{REGION}-{prod_config.gcp.zone_suffix}"
+    (iface,) = inputs["networkInterfaces"]
+    assert "accessConfigs" not in iface or not iface["accessConfigs"], f"{vm}: external IP"
+    assert inputs["serviceAccount"]["email"] == (
+        f"rabbitmq-vm@{PROJECT_ID}.iam.gserviceaccount.com"
+    ), f"{vm}"
+    (attached,) = inputs["attachedDisks"]
+    disk = one(prod, "gcp:compute/disk:Disk")
+    assert attached["source"] == f"{disk.name}-id", f"{vm}: data disk not attached"
+    assert disk.inputs["size"] == prod_config.gcp.rabbitmq_disk_size_gb
+    policy = one(prod, "gcp:compute/resourcePolicy:ResourcePolicy")
+    assert disk.inputs["resourcePolicies"] == [f"{policy.name}-id"], f"{disk}: no snapshots"
+    retention = policy.inputs["snapshotSchedulePolicy"]["retentionPolicy"]
+    assert retention["maxRetentionDays"] == prod_config.backup.retention_days
+
+
+def test_rabbitmq_vm_account_only_writes_logs_and_metrics(prod: ProdRun) -> None:
+    member = f"serviceAccount:rabbitmq-vm@{PROJECT_ID}.iam.gserviceaccount.com"
+    roles = {
+        r.inputs["role"] for r in prod.run
+        if r.type.startswith("gcp:") and r.inputs.get("member") == member
+    }
+    assert roles == {"roles/logging.logWriter", "roles/monitoring.metricWriter"}, roles
+
+
+def test_rabbitmq_vm_boots_with_the_rendered_files(prod: ProdRun, prod_config: StackConfig) -> None:
+    vm = one(prod, "gcp:compute/instance:Instance")
+    metadata = vm.inputs["metadata"]
+    assert metadata[rabbitmq_vm.CONF_KEY] == rabbitmq.rabbitmq_conf(prod_config)
+    assert metadata[rabbitmq_vm.PLUGINS_KEY] == rabbitmq.enabled_plugins()
+    definitions = json.loads(metadata[rabbitmq_vm.DEFINITIONS_KEY])
+    assert {v["name"] for v in definitions["vhosts"]} == {
+        naming.rabbitmq_vhost(s.name) for s in prod_config.services
+    }
+    users = {u["name"]: u for u in definitions["users"]}
+    assert set(users) == {prod_config.rabbitmq.admin_user} | {
+        naming.rabbitmq_user(s.name) for s in prod_config.services
+    }
+    assert all("password_hash" in u and "password" not in u for u in users.values())
+    script = metadata["startup-script"]
+    assert script == rabbitmq_vm.startup_script()
+    for key in (rabbitmq_vm.CONF_KEY, rabbitmq_vm.PLUGINS_KEY, rabbitmq_vm.DEFINITIONS_KEY):
+        assert key in script, f"startup script never fetches {key}"
+    assert metadata["enable-oslogin"] == "TRUE"
+
+
+def test_private_dns_names_match_the_service_endpoints(
+    prod: ProdRun, prod_config: StackConfig
+) -> None:
+    zone = one(prod, "gcp:dns/managedZone:ManagedZone")
+    assert zone.inputs["visibility"] == "private", f"{zone}"
+    assert zone.inputs["privateVisibilityConfig"]["networks"], f"{zone}: not on the VPC"
+    records = prod.run.of_type("gcp:dns/recordSet:RecordSet")
+    names = {r.inputs["name"]: r.inputs["rrdatas"] for r in records}
+    stack = endpoints.for_stack(prod_config)
+    assert names == {
+        f"{stack.postgres_host}.": ["10.30.0.3"],
+        f"{stack.redis_host}.": ["10.30.1.4"],
+        f"{stack.amqp_host}.": [rabbitmq_vm.broker_ip(prod_config.gcp.subnet_cidr)],
+    }
+
+
+def test_one_service_account_per_service(prod: ProdRun, prod_config: StackConfig) -> None:
+    ids = {a.inputs["accountId"] for a in prod.run.of_type("gcp:serviceaccount/account:Account")}
+    for spec in prod_config.services:
+        assert naming.service_account_id(spec.name) in ids, f"no account for {spec.name}"
+
+
+def test_secrets_hold_the_service_urls(prod: ProdRun, prod_config: StackConfig) -> None:
+    versions = {
+        v.inputs["secret"]: v.inputs["secretData"]
+        for v in prod.run.of_type("gcp:secretmanager/secretVersion:SecretVersion")
+    }
+    stack = endpoints.for_stack(prod_config)
+    for spec in prod_config.services:
+        app = versions[f"secret-{naming.postgres_secret_id(spec.name, 'app')}-id"]
+        assert app.startswith(f"postgresql://{naming.role_name(spec.name, 'app')}:"), spec.name
+        assert app.endswith(f"@{stack.postgres_host}:5432/{naming.database_name(spec.name)}")
+        amqp = versions[f"secret-{naming.rabbitmq_secret_id(spec.name)}-id"]
+        assert amqp.endswith(f"/{naming.rabbitmq_vhost(spec.name)}"), spec.name
+    assert versions[f"secret-{naming.REDIS_AUTH_SECRET_ID}-id"] == "mock-auth-string"
+
+
+def test_backup_bucket_lifecycle(prod: ProdRun, prod_config: StackConfig) -> None:
+    bucket = one(prod, "gcp:storage/bucket:Bucket")
+    backup = prod_config.backup
+    rules = {r["action"]["type"]: r for r in bucket.inputs["lifecycleRules"]}
+    assert rules["SetStorageClass"]["action"]["storageClass"] == "COLDLINE", f"{bucket}"
+    assert rules["SetStorageClass"]["condition"]["age"] == backup.coldline_after_days
+    assert rules["Delete"]["condition"]["age"] == backup.delete_after_days
+    assert int(bucket.inputs["retentionPolicy"]["retentionPeriod"]) == backup.retention_days * 86400
+    assert bucket.inputs["softDeletePolicy"]["retentionDurationSeconds"] == (
+        backup.soft_delete_days * 86400
+    )
+
+
+def test_scheduler_starts_the_workflow_on_the_stack_schedule(
+    prod: ProdRun, prod_config: StackConfig
+) -> None:
+    job = one(prod, "gcp:cloudscheduler/job:Job")
+    workflow = one(prod, "gcp:workflows/workflow:Workflow")
+    assert job.inputs["schedule"] == prod_config.backup.schedule, f"{job}"
+    assert job.inputs["timeZone"] == "Etc/UTC", f"{job}"
+    assert job.inputs["retryConfig"]["retryCount"] >= 1, f"{job}: no retries"
+    uri = job.inputs["httpTarget"]["uri"]
+    assert uri == (
+        "https://workflowexecutions.googleapis.com/v1/projects/"
+        f"{PROJECT_ID}/locations/{REGION}/workflows/{workflow.inputs['name']}/executions"
+    ), f"{job}: {uri}"
+    assert job.inputs["httpTarget"]["httpMethod"] == "POST"
+
+
+def test_outputs_a_deployer_needs(prod: ProdRun) -> None:
+    exports = prod.run.exports
+    for key in ("postgres_connection_name", "postgres_host", "redis_host", "rabbitmq_host",
+                "backup_bucket", "backup_workflow", "service_secrets", "service_accounts"):
+        assert exports.get(key), f"missing output {key}"
+    assert exports["redis_port"] == endpoints.MEMORYSTORE_TLS_PORT
+
+
+def test_service_databases_are_provisioned_through_the_auth_proxy(
+    prod: ProdRun, prod_config: StackConfig
+) -> None:
+    declared = {
+        r.name: r for r in prod.run.of_type("pulumi-python:dynamic:Resource")
+        if r.name.endswith("-database")
+    }
+    assert set(declared) == {f"{s.name}-database" for s in prod_config.services}
+    for name, resource in declared.items():
+        inputs = resource.inputs
+        assert inputs["admin_host"] == prod_config.gcp.provisioning_host, name
+        assert inputs["admin_port"] == prod_config.gcp.provisioning_port, name
+        assert inputs["admin_user"] == prod_config.postgres.admin_user, name
+        assert inputs["sslmode"] == "require", f"{name}: TLS to Cloud SQL is required"
+        assert resource.input_is_secret("admin_password"), f"{name}: admin password not secret"
+        assert resource.input_is_secret("passwords"), f"{name}: passwords not secret"
