@@ -19,11 +19,14 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from infra import secrets_file
 from infra.backup import pg
+from infra.backup import restore as restore_module
+from infra.backup import verify as verify_module
 from infra.backup.catalog import entries
 from infra.backup.dump import Target, backup_postgres
 from infra.backup.restore import restore
@@ -37,6 +40,28 @@ from tests.servers.postgres import PostgresServer
 
 SERVICE = "events"
 ROW_BYTES = 330  # approximate on-disk size of one generated row
+
+
+PHASES: dict[str, float] = {}
+
+
+def phase(module: object, name: str) -> None:
+    """Wrap ``module.name`` so its time is added to PHASES (a breakdown of our commands)."""
+    original = getattr(module, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            PHASES[name] = PHASES.get(name, 0.0) + time.monotonic() - started
+
+    setattr(module, name, wrapper)
+
+
+def breakdown() -> None:
+    print("    " + ", ".join(f"{k} {v:.1f} s" for k, v in PHASES.items()), flush=True)
+    PHASES.clear()
 
 
 def timed(label: str, action: object) -> float:
@@ -98,19 +123,28 @@ def main() -> None:
         (entry,) = entries(bucket, "postgres", SERVICE)
         print(f"backup object: {entry.manifest.size / 1024**2:.0f} MiB", flush=True)
 
-        ours_verify = timed("ours: verify (checksum, pg_restore -j 2, counts)",
+        for module in (verify_module, restore_module):
+            for name in ("fetch", "pg_restore", "check_restored"):
+                phase(module, name)
+        phase(restore_module, "backup_postgres")
+        phase(restore_module, "converge")
+        phase(pg, "drop_database")
+        ours_verify = timed("ours: verify (checksum, pg_restore -j 2, counts, drop)",
                             lambda: verify(bucket, entry, admin))
+        breakdown()
         pg.create_database(admin, "plain_restore")
         plain_env = pg.libpq_environment(admin, "plain_restore")
         plain_restore = timed(
             "plain: pg_restore -j 2",
             lambda: shell(f"{pg.binary('pg_restore')} -j 2 --no-owner --no-privileges "
                           f"-d plain_restore {dump_file}", plain_env))
-        pg.drop_database(admin, "plain_restore")
+        timed("plain: DROP DATABASE after it (not in the ratio)",
+              lambda: pg.drop_database(admin, "plain_restore"))
         (entry,) = [e for e in entries(bucket, "postgres", SERVICE) if e.state == "verified"]
         ours_restore = timed(
             "ours: restore (safety backup, restore, verify, swap)",
             lambda: restore(target, entry, admin, config, credentials, keep_replaced=False))
+        breakdown()
         print("ratios (ours / plain, lower is better):")
         print(f"  backup  vs pg_dump | sha256sum : {ours_backup / plain_backup:.2f}")
         print(f"  verify  vs pg_restore -j 2     : {ours_verify / plain_restore:.2f}")

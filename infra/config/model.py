@@ -228,6 +228,20 @@ class GcpSettings:
     provisioning_port: int = setting(
         6432, rule=rules.port, doc="the Cloud SQL Auth Proxy's port on the deploying runner"
     )
+    provisioning_sslmode: str = setting(
+        "disable",
+        rule=rules.one_of("disable", "require", "verify-ca", "verify-full"),
+        doc="libpq sslmode to provisioning_host; 'disable' only for the Auth Proxy on loopback "
+        "(its local listener is plaintext, the proxy itself encrypts to Cloud SQL)",
+    )
+
+    def __post_init__(self) -> None:
+        if self.provisioning_sslmode == "disable" and not self.provisioning_host.startswith("127."):
+            raise ValueError(
+                f"gcp.provisioning_sslmode 'disable' is only allowed for the Cloud SQL Auth Proxy "
+                f"on loopback, not {self.provisioning_host!r}; use 'require' (e.g. for a runner "
+                "inside the VPC reaching the instance's private IP)"
+            )
 
 
 @dataclass(frozen=True)

@@ -272,6 +272,6 @@ def test_service_databases_are_provisioned_through_the_auth_proxy(
         assert inputs["admin_host"] == prod_config.gcp.provisioning_host, name
         assert inputs["admin_port"] == prod_config.gcp.provisioning_port, name
         assert inputs["admin_user"] == prod_config.postgres.admin_user, name
-        assert inputs["sslmode"] == "require", f"{name}: TLS to Cloud SQL is required"
+        assert inputs["sslmode"] == prod_config.gcp.provisioning_sslmode, name
         assert resource.input_is_secret("admin_password"), f"{name}: admin password not secret"
         assert resource.input_is_secret("passwords"), f"{name}: passwords not secret"

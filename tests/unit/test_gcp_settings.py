@@ -8,6 +8,8 @@ import re
 import pytest
 
 from infra import naming
+from infra.config.load import from_raw
+from infra.errors import ConfigError
 from tests.unit.gcp_program import run_prod
 from tests.unit.pulumi_mocks import stack_config
 
@@ -65,3 +67,16 @@ def test_service_account_ids_are_unique() -> None:
     names = ["a", "b", "ab", "a_b", "x" * 30 + "1", "x" * 30 + "2", "x" * 41, "x" * 40]
     ids = [naming.service_account_id(n) for n in names]
     assert len(set(ids)) == len(ids), ids
+
+
+def test_plaintext_provisioning_only_through_a_loopback_proxy() -> None:
+    raw = {
+        "platform": "gcp",
+        "services": [{"name": "auth"}],
+        "gcp": {"provisioning_host": "10.20.0.5"},
+    }
+    with pytest.raises(ConfigError, match=r"Pulumi\.prod\.yaml: .*provisioning_sslmode 'disable'"):
+        from_raw(raw, "Pulumi.prod.yaml")
+    raw["gcp"] = {"provisioning_host": "10.20.0.5", "provisioning_sslmode": "require"}
+    assert from_raw(raw, "Pulumi.prod.yaml").gcp.provisioning_sslmode == "require"
+    assert from_raw({**raw, "gcp": {}}, "x").gcp.provisioning_sslmode == "disable"

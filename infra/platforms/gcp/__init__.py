@@ -78,8 +78,8 @@ class GcpPlatform(pulumi.ComponentResource):
         )
         workflow, job = backup_jobs.declare(
             ctx,
-            sql_instance=f"{ctx.prefix}-pg",
-            redis_instance=f"{ctx.prefix}-redis",
+            sql_instance=sql.instance_name(ctx),
+            redis_instance=redis.instance_name(ctx),
             bucket=buckets.bucket_name(ctx),
             service_account=accounts.backup,
         )

@@ -14,12 +14,17 @@ from infra.platforms.gcp.network import Network
 REDIS_VERSION = "REDIS_7_0"  # the Redis line dev and the tests run
 
 
+def instance_name(ctx: GcpContext) -> str:
+    """The instance's fixed name; the backup workflow addresses the Memorystore API by it."""
+    return f"{ctx.prefix}-redis"
+
+
 def declare(ctx: GcpContext, network: Network) -> gcp.redis.Instance:
     """Declare the instance on the private services range, protected from deletion."""
     gcp_settings = ctx.config.gcp
     return gcp.redis.Instance(
         "redis",
-        name=f"{ctx.prefix}-redis",
+        name=instance_name(ctx),
         display_name=f"{ctx.prefix} Redis",
         tier="STANDARD_HA",
         memory_size_gb=gcp_settings.redis_memory_size_gb,

@@ -3,6 +3,8 @@
 Per-service databases and roles are created by the same provisioning resource as dev. It runs
 on the deploying machine and reaches the private instance through the Cloud SQL Auth Proxy the
 runner starts (``gcp.provisioning_host``/``gcp.provisioning_port``), as the built-in admin user.
+The proxy's local listener speaks plaintext on loopback and encrypts to the instance itself,
+which is why ``gcp.provisioning_sslmode`` defaults to ``disable`` and only allows it on loopback.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ class Sql:
     admin: gcp.sql.User
 
 
+def instance_name(ctx: GcpContext) -> str:
+    """The instance's fixed name; the backup workflow addresses the Admin API by it."""
+    return f"{ctx.prefix}-pg"
+
+
 def database_flags(ctx: GcpContext) -> list[gcp.sql.DatabaseInstanceSettingsDatabaseFlagArgs]:
     """Slow-statement logging, pg_stat_statements and IAM database authentication."""
     flags = {
@@ -49,7 +56,7 @@ def declare(ctx: GcpContext, network: Network, credentials: pulumi.Output[Creden
     gcp_settings = ctx.config.gcp
     instance = gcp.sql.DatabaseInstance(
         "postgres",
-        name=f"{ctx.prefix}-pg",
+        name=instance_name(ctx),
         database_version=DATABASE_VERSION,
         region=ctx.region,
         deletion_protection=True,
@@ -130,7 +137,7 @@ def declare_service_databases(
         port=ctx.config.gcp.provisioning_port,
         user=ctx.config.postgres.admin_user,
         password=password,
-        sslmode="require",
+        sslmode=ctx.config.gcp.provisioning_sslmode,
     )
     return [
         ServiceDatabase(
