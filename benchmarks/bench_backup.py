@@ -102,7 +102,7 @@ def main() -> None:
                              autocommit=True) as conn:
             conn.execute(
                 "INSERT INTO readings SELECT g, now() - g * interval '1 second',"
-                " 'sensor-' || (g % 5000), md5(random()::text) || repeat(md5(g::text), 7),"
+                " 'sensor-' || (g %% 5000), md5(random()::text) || repeat(md5(g::text), 7),"
                 " random() FROM generate_series(1, %s) g", (rows,))
         size = int(server.superuser_psql("SELECT pg_database_size('events')"))
         print(f"dataset: {size / 1024**3:.2f} GiB in {SERVICE} ({rows} rows), "
@@ -141,6 +141,7 @@ def main() -> None:
         timed("plain: DROP DATABASE after it (not in the ratio)",
               lambda: pg.drop_database(admin, "plain_restore"))
         (entry,) = [e for e in entries(bucket, "postgres", SERVICE) if e.state == "verified"]
+        PHASES.clear()
         ours_restore = timed(
             "ours: restore (safety backup, restore, verify, swap)",
             lambda: restore(target, entry, admin, config, credentials, keep_replaced=False))

@@ -54,8 +54,9 @@ def restore(target: Target, entry: Entry, admin_url: str, config: StackConfig,
     safety: str | None = None
     with private_workdir() as work:
         dump = fetch(target.bucket, manifest, Path(work))  # refuses a corrupt object up front
-        exists = pg.database_exists(admin_url, database)
-        if exists and safety_backup:
+        if not pg.database_exists(admin_url, database):
+            converge(admin_url, config, credentials, [service])  # roles first, on a new server
+        if safety_backup:
             safety = backup_postgres(target, admin_url, service, config.backup.format).backup_id
         pg.drop_database(admin_url, incoming)
         pg.create_database(admin_url, incoming, owner=owner)
@@ -70,9 +71,7 @@ def restore(target: Target, entry: Entry, admin_url: str, config: StackConfig,
         except PlatformError:
             pg.drop_database(admin_url, incoming)
             raise
-    replaced = _swap(admin_url, database, incoming) if exists else None
-    if not exists:
-        pg.rename_database(admin_url, incoming, database)
+    replaced: str | None = _swap(admin_url, database, incoming)
     converge(admin_url, config, credentials, [service])
     if replaced is not None and not keep_replaced:
         pg.drop_database(admin_url, replaced)

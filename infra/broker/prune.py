@@ -41,18 +41,21 @@ def _tags(entry: dict[str, Any]) -> set[str]:
     return found
 
 
-def plan(config: StackConfig, users: list[dict[str, Any]],
-         vhosts: list[dict[str, Any]]) -> list[Removal]:
+def plan(
+    config: StackConfig, users: list[dict[str, Any]], vhosts: list[dict[str, Any]]
+) -> list[Removal]:
     """Managed users and vhosts whose service is no longer in ``config``, users first."""
     keep_users = {naming.rabbitmq_user(s.name) for s in config.services}
     keep_users.add(config.rabbitmq.admin_user)
     keep_vhosts = {naming.rabbitmq_vhost(s.name) for s in config.services}
     removals = [
-        Removal("user", user["name"]) for user in users
+        Removal("user", user["name"])
+        for user in users
         if MANAGED_TAG in _tags(user) and user["name"] not in keep_users
     ]
     removals += [
-        Removal("vhost", vhost["name"]) for vhost in vhosts
+        Removal("vhost", vhost["name"])
+        for vhost in vhosts
         if MANAGED_TAG in _tags(vhost) and vhost["name"] not in keep_vhosts
     ]
     return sorted(removals, key=lambda r: (r.kind != "user", r.name))

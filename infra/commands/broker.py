@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_stack_options(prune_parser)
     prune_parser.add_argument(
-        "--management-url", required=True,
+        "--management-url",
+        required=True,
         help="RabbitMQ management API, e.g. http://127.0.0.1:15672 (no credentials in it)",
     )
     prune_parser.add_argument(

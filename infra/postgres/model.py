@@ -47,10 +47,6 @@ class RoleSpec:
     settings: dict[str, str]
     password: str | None  # plaintext, only ever turned into a verifier client side
 
-    @property
-    def comment(self) -> str:
-        return role_comment(None)
-
 
 @dataclass(frozen=True)
 class ServiceModel:

@@ -67,9 +67,12 @@ def definitions(config: StackConfig, credentials: Credentials) -> dict[str, Any]
         queues.append(_dead_letter_queue(service))
         bindings.append(
             {
-                "source": naming.dead_letter_exchange(service.name), "vhost": vhost,
+                "source": naming.dead_letter_exchange(service.name),
+                "vhost": vhost,
                 "destination": naming.dead_letter_queue(service.name),
-                "destination_type": "queue", "routing_key": "", "arguments": {},
+                "destination_type": "queue",
+                "routing_key": "",
+                "arguments": {},
             }
         )
         for queue in service.queues:
@@ -161,7 +164,9 @@ def _dead_letter_queue(service: ServiceSpec) -> dict[str, Any]:
     return {
         "name": naming.dead_letter_queue(service.name),
         "vhost": naming.rabbitmq_vhost(service.name),
-        "durable": True, "auto_delete": False, "arguments": {"x-queue-type": "quorum"},
+        "durable": True,
+        "auto_delete": False,
+        "arguments": {"x-queue-type": "quorum"},
     }
 
 

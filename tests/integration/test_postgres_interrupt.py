@@ -7,6 +7,7 @@ non-superuser admin, and the result is checked through real logins.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -110,3 +111,23 @@ def test_an_interrupted_apply_is_finished_by_the_next(
         name=name,
     )
     assert owner == f"{name}_owner"
+
+
+def test_services_converge_in_parallel_like_pulumi_runs_them(
+    postgres: PostgresServer, dev_config: StackConfig, dev_rendered: Rendered
+) -> None:
+    """Pulumi creates one provisioning resource per service concurrently; none may trip another."""
+    names = [f"parallel_{i}" for i in range(6)]
+    config = replace(dev_config, services=tuple(ServiceSpec(name=name) for name in names))
+    credentials = dev_rendered[1].completed_for(config)
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        reports = list(
+            pool.map(
+                lambda name: pg_engine.apply(
+                    postgres.admin_url, config, credentials, services=[name]
+                ),
+                names,
+            )
+        )
+    assert [report.changed for report in reports] == [(name,) for name in names]
+    assert pg_engine.apply(postgres.admin_url, config, credentials).executed == ()

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import itertools
 import re
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pika
 import pika.exceptions
@@ -21,6 +23,7 @@ from infra import naming
 from infra.config import StackConfig, load_stack
 from infra.config.model import QueueSpec
 from infra.credentials import Credentials
+from tests.servers.process import wait_until
 from tests.servers.rabbitmq import RabbitmqServer
 
 SERVICES = [s.name for s in load_stack("dev").services]
@@ -32,9 +35,13 @@ def connect(
     server: RabbitmqServer, user: str, password: str, vhost: str
 ) -> pika.BlockingConnection:
     parameters = pika.ConnectionParameters(
-        host="127.0.0.1", port=server.amqp_port, virtual_host=vhost,
+        host="127.0.0.1",
+        port=server.amqp_port,
+        virtual_host=vhost,
         credentials=pika.PlainCredentials(user, password),
-        connection_attempts=1, blocked_connection_timeout=10, socket_timeout=10,
+        connection_attempts=1,
+        blocked_connection_timeout=10,
+        socket_timeout=10,
     )
     return pika.BlockingConnection(parameters)
 
@@ -43,14 +50,17 @@ def service_connection(
     server: RabbitmqServer, credentials: Credentials, service: str, vhost: str | None = None
 ) -> pika.BlockingConnection:
     return connect(
-        server, naming.rabbitmq_user(service), credentials.for_service(service).rabbitmq,
+        server,
+        naming.rabbitmq_user(service),
+        credentials.for_service(service).rabbitmq,
         vhost if vhost is not None else naming.rabbitmq_vhost(service),
     )
 
 
 @pytest.fixture
 def service_channel(
-    rabbitmq_server: RabbitmqServer, dev_rendered: tuple[Path, Credentials],
+    rabbitmq_server: RabbitmqServer,
+    dev_rendered: tuple[Path, Credentials],
     request: pytest.FixtureRequest,
 ) -> Iterator[tuple[str, BlockingChannel]]:
     """(service, a channel logged in as that service on its own vhost)."""
@@ -65,8 +75,11 @@ def round_trip(channel: BlockingChannel, exchange: str, queue: str, routing_key:
     body = uuid.uuid4().hex.encode()
     channel.confirm_delivery()
     channel.basic_publish(
-        exchange, routing_key, body,
-        pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent), mandatory=True,
+        exchange,
+        routing_key,
+        body,
+        pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
+        mandatory=True,
     )
     for method, _properties, received in channel.consume(queue, inactivity_timeout=10):
         assert method is not None, f"nothing arrived on {queue!r}"
@@ -91,8 +104,10 @@ def test_service_declares_publishes_and_consumes_in_its_own_vhost(
 
 @pytest.mark.parametrize(("service", "other"), list(itertools.permutations(SERVICES, 2)))
 def test_service_is_refused_on_every_other_vhost(
-    rabbitmq_server: RabbitmqServer, dev_rendered: tuple[Path, Credentials],
-    service: str, other: str,
+    rabbitmq_server: RabbitmqServer,
+    dev_rendered: tuple[Path, Credentials],
+    service: str,
+    other: str,
 ) -> None:
     with pytest.raises(REFUSED) as refused:
         service_connection(rabbitmq_server, dev_rendered[1], service, vhost=other).close()
@@ -178,7 +193,8 @@ def test_ttl_and_max_length_policies_are_in_force(
                 expected["max-length"] = queue.max_length
             # RabbitMQ matches a policy's pattern as a regular expression against queue names.
             matching = [
-                p["definition"] for p in policies
+                p["definition"]
+                for p in policies
                 if p["apply-to"] in ("queues", "all") and re.search(p["pattern"], queue.name)
             ]
             if expected:
@@ -194,8 +210,12 @@ def test_rejected_message_is_dead_lettered(service_channel: tuple[str, BlockingC
     _, channel = service_channel
     body = uuid.uuid4().hex.encode()
     channel.confirm_delivery()
-    channel.basic_publish("users", "users.created", body,
-                          pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent))
+    channel.basic_publish(
+        "users",
+        "users.created",
+        body,
+        pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
+    )
     for method, _properties, received in channel.consume("users.created", inactivity_timeout=10):
         assert method is not None
         channel.basic_reject(method.delivery_tag, requeue=False)
@@ -222,6 +242,35 @@ def test_no_plaintext_password_in_definitions(dev_rendered: tuple[Path, Credenti
         assert password not in text
 
 
+def node_stats(server: RabbitmqServer) -> dict[str, Any]:
+    """The node's entry in the management API, once its first stats are in (every 5 s)."""
+    found: dict[str, Any] = {}
+
+    def collected() -> bool:
+        found.update(server.api("GET", "/api/nodes")[0])
+        return "disk_free_limit" in found
+
+    wait_until(collected, 30, "RabbitMQ node stats")
+    return found
+
+
+def test_watermarks_and_plugins_from_the_rendered_config(
+    rabbitmq_server: RabbitmqServer, dev_config: StackConfig
+) -> None:
+    node = node_stats(rabbitmq_server)
+    # RabbitMQ reads "MB" as 10^6 bytes, and the relative watermark against the RAM it sees.
+    assert node["disk_free_limit"] == dev_config.rabbitmq.disk_free_limit_mb * 1_000_000
+    meminfo = Path("/proc/meminfo").read_text().split()
+    total = int(meminfo[meminfo.index("MemTotal:") + 1]) * 1024
+    assert node["mem_limit"] == pytest.approx(
+        total * dev_config.rabbitmq.memory_high_watermark, rel=0.01
+    )
+    assert {"rabbitmq_management", "rabbitmq_prometheus"} <= set(node["enabled_plugins"])
+    url = f"http://127.0.0.1:{rabbitmq_server.prometheus_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert b"rabbitmq_" in response.read()
+
+
 def test_persistent_message_survives_a_broker_restart(
     rabbitmq_server: RabbitmqServer, dev_rendered: tuple[Path, Credentials]
 ) -> None:
@@ -234,9 +283,13 @@ def test_persistent_message_survives_a_broker_restart(
         channel = connection.channel()
         channel.confirm_delivery()
         body = f"before-restart {uuid.uuid4().hex}".encode()
-        channel.basic_publish(service, routing_key, body,
-                              pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
-                              mandatory=True)
+        channel.basic_publish(
+            service,
+            routing_key,
+            body,
+            pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
+            mandatory=True,
+        )
         sent[(service, queue)] = body
         connection.close()
 

@@ -33,15 +33,18 @@ MANUAL = "hand-made"
 
 @pytest.fixture(scope="module")
 def deployed(
-    tmp_path_factory: pytest.TempPathFactory, dev_config: StackConfig,
+    tmp_path_factory: pytest.TempPathFactory,
+    dev_config: StackConfig,
     dev_rendered: tuple[Path, Credentials],
 ) -> Iterator[tuple[RabbitmqServer, Credentials]]:
     """A broker that still has the retired service, plus a user and vhost made by hand."""
     _, credentials = dev_rendered
     before = dataclasses.replace(
         dev_config,
-        services=(*dev_config.services,
-                  ServiceSpec(name=RETIRED, queues=(QueueSpec(name="retired.jobs"),))),
+        services=(
+            *dev_config.services,
+            ServiceSpec(name=RETIRED, queues=(QueueSpec(name="retired.jobs"),)),
+        ),
     )
     before_credentials = credentials.completed_for(before)
     rendered = render_to(tmp_path_factory.mktemp("before"), before, before_credentials)
@@ -55,8 +58,9 @@ def deployed(
 
 
 @pytest.fixture(scope="module")
-def secrets(tmp_path_factory: pytest.TempPathFactory,
-            dev_rendered: tuple[Path, Credentials]) -> Path:
+def secrets(
+    tmp_path_factory: pytest.TempPathFactory, dev_rendered: tuple[Path, Credentials]
+) -> Path:
     """The dev stack's secrets file, as an operator would pass it with --secrets."""
     path = tmp_path_factory.mktemp("prune-secrets") / "dev.secrets.json"
     secrets_file.write(path, dev_rendered[1])
@@ -65,17 +69,38 @@ def secrets(tmp_path_factory: pytest.TempPathFactory,
 
 def prune(management_url: str, secrets: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "infra", "broker", "prune", "--stack", "dev",
-         "--management-url", management_url, "--secrets", str(secrets), *extra],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "infra",
+            "broker",
+            "prune",
+            "--stack",
+            "dev",
+            "--management-url",
+            management_url,
+            "--secrets",
+            str(secrets),
+            *extra,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
 def login(server: RabbitmqServer, user: str, password: str, vhost: str) -> None:
-    pika.BlockingConnection(pika.ConnectionParameters(
-        host="127.0.0.1", port=server.amqp_port, virtual_host=vhost,
-        credentials=pika.PlainCredentials(user, password), connection_attempts=1,
-    )).close()
+    pika.BlockingConnection(
+        pika.ConnectionParameters(
+            host="127.0.0.1",
+            port=server.amqp_port,
+            virtual_host=vhost,
+            credentials=pika.PlainCredentials(user, password),
+            connection_attempts=1,
+        )
+    ).close()
 
 
 def names(server: RabbitmqServer, collection: str) -> set[str]:
@@ -91,7 +116,8 @@ def test_retired_service_is_marked_as_managed(
 
 
 def test_dry_run_lists_and_deletes_nothing(
-    deployed: tuple[RabbitmqServer, Credentials], secrets: Path,
+    deployed: tuple[RabbitmqServer, Credentials],
+    secrets: Path,
 ) -> None:
     server, credentials = deployed
     result = prune(server.management_url, secrets)
@@ -103,7 +129,9 @@ def test_dry_run_lists_and_deletes_nothing(
 
 
 def test_apply_removes_the_retired_login_and_vhost_only(
-    deployed: tuple[RabbitmqServer, Credentials], secrets: Path, dev_config: StackConfig,
+    deployed: tuple[RabbitmqServer, Credentials],
+    secrets: Path,
+    dev_config: StackConfig,
 ) -> None:
     server, credentials = deployed
     result = prune(server.management_url, secrets, "--apply")
@@ -121,7 +149,8 @@ def test_apply_removes_the_retired_login_and_vhost_only(
 
 
 def test_second_run_finds_nothing(
-    deployed: tuple[RabbitmqServer, Credentials], secrets: Path,
+    deployed: tuple[RabbitmqServer, Credentials],
+    secrets: Path,
 ) -> None:
     server, _ = deployed
     result = prune(server.management_url, secrets, "--apply")
@@ -130,7 +159,9 @@ def test_second_run_finds_nothing(
 
 
 def test_wrong_admin_password_is_one_clean_line(
-    deployed: tuple[RabbitmqServer, Credentials], secrets: Path, tmp_path: Path,
+    deployed: tuple[RabbitmqServer, Credentials],
+    secrets: Path,
+    tmp_path: Path,
 ) -> None:
     server, _ = deployed
     data = json.loads(secrets.read_text())
@@ -147,7 +178,8 @@ def test_wrong_admin_password_is_one_clean_line(
 
 
 def test_unreachable_broker_and_missing_secrets_are_clean_errors(
-    secrets: Path, tmp_path: Path,
+    secrets: Path,
+    tmp_path: Path,
 ) -> None:
     down = prune(f"http://127.0.0.1:{free_port()}", secrets)
     assert down.returncode == 1

@@ -61,8 +61,7 @@ def test_service_permissions_cover_only_its_own_vhost(
         user = naming.rabbitmq_user(spec.name)
         granted = [p["vhost"] for p in document["permissions"] if p["user"] == user]
         assert granted == [naming.rabbitmq_vhost(spec.name)], spec.name
-    admin = [p["vhost"] for p in document["permissions"]
-             if p["user"] == config.rabbitmq.admin_user]
+    admin = [p["vhost"] for p in document["permissions"] if p["user"] == config.rabbitmq.admin_user]
     assert sorted(admin) == sorted(naming.rabbitmq_vhost(s.name) for s in config.services)
     assert document["topic_permissions"] == []
 
@@ -100,11 +99,15 @@ def test_exchanges_queues_and_bindings_per_service(
     config, _, document = stack
     exchanges = {(e["vhost"], e["name"]): e for e in document["exchanges"]}
     queues = {(q["vhost"], q["name"]): q for q in document["queues"]}
-    bindings = {(b["vhost"], b["source"], b["destination"], b["routing_key"])
-                for b in document["bindings"]}
+    bindings = {
+        (b["vhost"], b["source"], b["destination"], b["routing_key"]) for b in document["bindings"]
+    }
     for spec in config.services:
-        vhost, dlx, dlq = (naming.rabbitmq_vhost(spec.name), naming.dead_letter_exchange(spec.name),
-                           naming.dead_letter_queue(spec.name))
+        vhost, dlx, dlq = (
+            naming.rabbitmq_vhost(spec.name),
+            naming.dead_letter_exchange(spec.name),
+            naming.dead_letter_queue(spec.name),
+        )
         assert exchanges[(vhost, spec.name)]["type"] == "topic"
         assert exchanges[(vhost, dlx)]["type"] == "fanout"
         assert all(e["durable"] for e in exchanges.values())

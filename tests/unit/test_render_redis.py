@@ -52,9 +52,12 @@ def test_a_service_without_redis_gets_no_user(dev_config: StackConfig) -> None:
     )
     users = acl_lines(config, Credentials.generate().completed_for(config))
     assert naming.redis_user(first.name) not in users
-    assert "REDIS_URL" not in render_all(
-        config, Credentials.generate().completed_for(config)
-    )[f"services/{first.name}.env"].content
+    assert (
+        "REDIS_URL"
+        not in render_all(config, Credentials.generate().completed_for(config))[
+            f"services/{first.name}.env"
+        ].content
+    )
 
 
 def test_passwords_only_as_sha256_hashes(stack: tuple[StackConfig, Credentials]) -> None:
@@ -98,8 +101,25 @@ def test_service_is_confined_to_its_prefix(stack: tuple[StackConfig, Credentials
 
 @pytest.mark.parametrize(
     "command",
-    ["keys", "scan", "randomkey", "flushall", "flushdb", "config", "debug", "shutdown",
-     "monitor", "swapdb", "select", "acl", "client", "pubsub", "info", "bgsave", "function"],
+    [
+        "keys",
+        "scan",
+        "randomkey",
+        "flushall",
+        "flushdb",
+        "config",
+        "debug",
+        "shutdown",
+        "monitor",
+        "swapdb",
+        "select",
+        "acl",
+        "client",
+        "pubsub",
+        "info",
+        "bgsave",
+        "function",
+    ],
 )
 def test_forbidden_commands_are_removed_after_every_grant(
     dev_config: StackConfig, command: str
@@ -115,8 +135,13 @@ def test_forbidden_commands_are_removed_after_every_grant(
 
 def test_only_harmless_subcommands_are_given_back() -> None:
     granted = [w for w in redis_files.SERVICE_COMMANDS.split() if w.startswith("+") and "|" in w]
-    assert set(granted) <= {"+acl|whoami", "+client|setname", "+client|getname", "+client|id",
-                            "+client|info"}
+    assert set(granted) <= {
+        "+acl|whoami",
+        "+client|setname",
+        "+client|getname",
+        "+client|id",
+        "+client|info",
+    }
 
 
 def test_acl_is_valid_for_redis_7_0() -> None:
@@ -139,9 +164,15 @@ def test_redis_conf_settings_come_from_the_stack(dev_config: StackConfig) -> Non
     )
     text = redis_files.redis_conf(config)
     lines = [line.strip() for line in text.splitlines()]
-    for expected in ("maxmemory 1024mb", "maxmemory-policy allkeys-lru", "appendonly yes",
-                     "appendfsync everysec", "protected-mode yes",
-                     f"aclfile {redis_files.ACL_FILE}", "dir ./"):
+    for expected in (
+        "maxmemory 1024mb",
+        "maxmemory-policy allkeys-lru",
+        "appendonly yes",
+        "appendfsync everysec",
+        "protected-mode yes",
+        f"aclfile {redis_files.ACL_FILE}",
+        "dir ./",
+    ):
         assert expected in lines, expected
     assert [line for line in lines if line.startswith("save ")] == [
         f"save {s} {c}" for s, c in redis_files.SAVE_POINTS
