@@ -74,8 +74,9 @@ def timed(label: str, action: object) -> float:
 
 
 def shell(command: str, env: dict[str, str]) -> None:
-    subprocess.run(["bash", "-o", "pipefail", "-c", command], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], env=env, check=True, stdout=subprocess.DEVNULL
+    )
 
 
 def main() -> None:
@@ -86,27 +87,41 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-backup-"))
     credentials = secrets_file.load_or_create(work / "dev.secrets.json", config)
     rendered = render_to(work / "rendered", config, credentials)
-    server = PostgresServer(rendered, config.postgres.admin_user, credentials.postgres_admin,
-                            settings={"max_wal_size": "4GB", "checkpoint_timeout": "30min"})
+    server = PostgresServer(
+        rendered,
+        config.postgres.admin_user,
+        credentials.postgres_admin,
+        settings={"max_wal_size": "4GB", "checkpoint_timeout": "30min"},
+    )
     server.initialise()
     try:
         apply(server.admin_url, config, credentials)
         rows = int(args.gib * 1024**3 / ROW_BYTES)
         started = time.monotonic()
-        seed(server, credentials, SERVICE,
-             "CREATE TABLE readings (id bigint PRIMARY KEY, at timestamptz, sensor text,"
-             " payload text, value double precision);"
-             "CREATE TABLE sites (id serial PRIMARY KEY, name text);"
-             "INSERT INTO sites (name) SELECT 'site ' || g FROM generate_series(1, 1000) g;")
-        with psycopg.connect(login_url(server, credentials, SERVICE, "migrator"),
-                             autocommit=True) as conn:
+        seed(
+            server,
+            credentials,
+            SERVICE,
+            "CREATE TABLE readings (id bigint PRIMARY KEY, at timestamptz, sensor text,"
+            " payload text, value double precision);"
+            "CREATE TABLE sites (id serial PRIMARY KEY, name text);"
+            "INSERT INTO sites (name) SELECT 'site ' || g FROM generate_series(1, 1000) g;",
+        )
+        with psycopg.connect(
+            login_url(server, credentials, SERVICE, "migrator"), autocommit=True
+        ) as conn:
             conn.execute(
                 "INSERT INTO readings SELECT g, now() - g * interval '1 second',"
                 " 'sensor-' || (g %% 5000), md5(random()::text) || repeat(md5(g::text), 7),"
-                " random() FROM generate_series(1, %s) g", (rows,))
+                " random() FROM generate_series(1, %s) g",
+                (rows,),
+            )
         size = int(server.superuser_psql("SELECT pg_database_size('events')"))
-        print(f"dataset: {size / 1024**3:.2f} GiB in {SERVICE} ({rows} rows), "
-              f"generated in {time.monotonic() - started:.0f} s", flush=True)
+        print(
+            f"dataset: {size / 1024**3:.2f} GiB in {SERVICE} ({rows} rows), "
+            f"generated in {time.monotonic() - started:.0f} s",
+            flush=True,
+        )
         assert size >= 1024**3, "dataset under 1 GiB: raise --gib"
 
         bucket = FileBucket(work / "bucket")
@@ -115,10 +130,14 @@ def main() -> None:
         env = pg.libpq_environment(admin, SERVICE)
         dump_file = work / "plain.dump"
 
-        ours_backup = timed("ours: backup (pg_dump -Fc, hash, store)",
-                            lambda: backup_postgres(target, admin, SERVICE, "custom"))
-        plain_backup = timed("plain: pg_dump -Fc | sha256sum",
-                             lambda: shell(f"{pg.binary('pg_dump')} -Fc | sha256sum", env))
+        ours_backup = timed(
+            "ours: backup (pg_dump -Fc, hash, store)",
+            lambda: backup_postgres(target, admin, SERVICE, "custom"),
+        )
+        plain_backup = timed(
+            "plain: pg_dump -Fc | sha256sum",
+            lambda: shell(f"{pg.binary('pg_dump')} -Fc | sha256sum", env),
+        )
         shell(f"{pg.binary('pg_dump')} -Fc > {dump_file}", env)
         (entry,) = entries(bucket, "postgres", SERVICE)
         print(f"backup object: {entry.manifest.size / 1024**2:.0f} MiB", flush=True)
@@ -129,28 +148,39 @@ def main() -> None:
         phase(restore_module, "backup_postgres")
         phase(restore_module, "converge")
         phase(pg, "drop_database")
-        ours_verify = timed("ours: verify (checksum, pg_restore -j 2, counts, drop)",
-                            lambda: verify(bucket, entry, admin))
+        ours_verify = timed(
+            "ours: verify (checksum, pg_restore -j 2, counts, drop)",
+            lambda: verify(bucket, entry, admin),
+        )
         breakdown()
         pg.create_database(admin, "plain_restore")
         plain_env = pg.libpq_environment(admin, "plain_restore")
         plain_restore = timed(
             "plain: pg_restore -j 2",
-            lambda: shell(f"{pg.binary('pg_restore')} -j 2 --no-owner --no-privileges "
-                          f"-d plain_restore {dump_file}", plain_env))
-        timed("plain: DROP DATABASE after it (not in the ratio)",
-              lambda: pg.drop_database(admin, "plain_restore"))
+            lambda: shell(
+                f"{pg.binary('pg_restore')} -j 2 --no-owner --no-privileges "
+                f"-d plain_restore {dump_file}",
+                plain_env,
+            ),
+        )
+        timed(
+            "plain: DROP DATABASE after it (not in the ratio)",
+            lambda: pg.drop_database(admin, "plain_restore"),
+        )
         (entry,) = [e for e in entries(bucket, "postgres", SERVICE) if e.state == "verified"]
         PHASES.clear()
         ours_restore = timed(
             "ours: restore (safety backup, restore, verify, swap)",
-            lambda: restore(target, entry, admin, config, credentials, keep_replaced=False))
+            lambda: restore(target, entry, admin, config, credentials, keep_replaced=False),
+        )
         breakdown()
         print("ratios (ours / plain, lower is better):")
         print(f"  backup  vs pg_dump | sha256sum : {ours_backup / plain_backup:.2f}")
         print(f"  verify  vs pg_restore -j 2     : {ours_verify / plain_restore:.2f}")
-        print(f"  restore vs pg_restore -j 2     : {ours_restore / plain_restore:.2f}"
-              " (includes a full safety backup and the verification)")
+        print(
+            f"  restore vs pg_restore -j 2     : {ours_restore / plain_restore:.2f}"
+            " (includes a full safety backup and the verification)"
+        )
     finally:
         server.cleanup()
         subprocess.run(["rm", "-rf", str(work)], check=False)

@@ -161,8 +161,9 @@ def incomplete_prefixes(bucket: Bucket) -> list[str]:
     return sorted(head for head, leaves in by_prefix.items() if MANIFEST not in leaves)
 
 
-def find(bucket: Bucket, kind: str, service: str, at: str | None = None,
-         *, verified_only: bool = False) -> Entry:
+def find(
+    bucket: Bucket, kind: str, service: str, at: str | None = None, *, verified_only: bool = False
+) -> Entry:
     """The newest usable backup of a service, optionally taken at or before ``at``.
 
     ``at`` is a backup id or an ISO 8601 time (e.g. 2026-11-22T03:00:00Z). Backups whose last

@@ -42,8 +42,8 @@ def key_from_env() -> bytes | None:
     if len(key) != 32:
         raise UsageError(
             f"{KEY_ENV} must be 32 bytes in URL-safe base64 (44 characters), e.g. from "
-            "python -c \"import base64,os;"
-            "print(base64.urlsafe_b64encode(os.urandom(32)).decode())\""
+            'python -c "import base64,os;'
+            'print(base64.urlsafe_b64encode(os.urandom(32)).decode())"'
         )
     return key
 
@@ -100,7 +100,7 @@ def decrypt(chunks: Iterable[bytes], key: bytes) -> Iterator[bytes]:
     header = stream.take(len(MAGIC) + SALT_BYTES)
     if header[: len(MAGIC)] != MAGIC:
         raise BackupError("backup object is not encrypted with this tool's format")
-    cipher = _object_cipher(key, header[len(MAGIC):])
+    cipher = _object_cipher(key, header[len(MAGIC) :])
     counter = 0
     while True:
         flag, length = _HEADER.unpack(stream.take(_HEADER.size))

@@ -19,11 +19,15 @@ from infra.credentials import Credentials
 from infra.errors import PlatformError, UsageError
 
 
-def drill(target: Target, admin_url: str, config: StackConfig,
-          credentials: Credentials) -> dict[str, Any]:
+def drill(
+    target: Target, admin_url: str, config: StackConfig, credentials: Credentials
+) -> dict[str, Any]:
     """Converge, restore, verify; the report says ``ok: false`` on any mismatch."""
-    present = [s.name for s in config.services
-               if pg.database_exists(admin_url, naming.database_name(s.name))]
+    present = [
+        s.name
+        for s in config.services
+        if pg.database_exists(admin_url, naming.database_name(s.name))
+    ]
     if present:
         raise UsageError(
             f"dr-drill needs an empty PostgreSQL server; it already has {', '.join(present)} "
@@ -37,14 +41,20 @@ def drill(target: Target, admin_url: str, config: StackConfig,
         began = time.monotonic()
         try:
             entry = find(target.bucket, "postgres", spec.name, verified_only=True)
-            report = restore(target, entry, admin_url, config, credentials,
-                             safety_backup=False, keep_replaced=False)
+            report = restore(
+                target,
+                entry,
+                admin_url,
+                config,
+                credentials,
+                safety_backup=False,
+                keep_replaced=False,
+            )
             services[spec.name] = {
                 "ok": True,
                 "backup_id": report.backup_id,
                 "recovery_time_s": round(converge_seconds + time.monotonic() - began, 3),
-                "recovery_point_s": round(
-                    (utc_now() - entry.manifest.finished).total_seconds(), 3),
+                "recovery_point_s": round((utc_now() - entry.manifest.finished).total_seconds(), 3),
             }
         except PlatformError as error:
             services[spec.name] = {"ok": False, "error": str(error)}

@@ -83,36 +83,63 @@ def backup_postgres(target: Target, admin_url: str, service: str, dump_format: s
         version = pg.server_version(conn)
         found = pg.contents(conn)
         argv = [pg.binary("pg_dump"), "--no-owner", "--no-privileges", f"--snapshot={snapshot}"]
-        with tempfile.TemporaryDirectory(prefix="pgdump-") as work, \
-                Path(work, "stderr").open("w+b") as errors:
+        with (
+            tempfile.TemporaryDirectory(prefix="pgdump-") as work,
+            Path(work, "stderr").open("w+b") as errors,
+        ):
             if dump_format == "custom":
                 hashed = _dump_custom(target, argv, admin_url, database, name, errors, service)
             else:
-                hashed = _dump_directory(target, argv, admin_url, database, name, errors,
-                                         service, Path(work))
+                hashed = _dump_directory(
+                    target, argv, admin_url, database, name, errors, service, Path(work)
+                )
         conn.rollback()
     manifest = Manifest(
-        kind="postgres", service=service, backup_id=backup_id, object=object_name,
-        format=dump_format, started_at=started.isoformat(), finished_at=utc_now().isoformat(),
-        size=hashed.size, sha256=hashed.hexdigest(), server_version=version, database=database,
-        row_counts=found.row_counts, sequences=found.sequences,
-        large_objects=found.large_objects, encrypted=target.key is not None,
-        key_id=None if target.key is None else crypto.key_id(target.key), tool="pg_dump",
+        kind="postgres",
+        service=service,
+        backup_id=backup_id,
+        object=object_name,
+        format=dump_format,
+        started_at=started.isoformat(),
+        finished_at=utc_now().isoformat(),
+        size=hashed.size,
+        sha256=hashed.hexdigest(),
+        server_version=version,
+        database=database,
+        row_counts=found.row_counts,
+        sequences=found.sequences,
+        large_objects=found.large_objects,
+        encrypted=target.key is not None,
+        key_id=None if target.key is None else crypto.key_id(target.key),
+        tool="pg_dump",
     )
     write_manifest(target.bucket, manifest)
     return manifest
 
 
-def _dump_custom(target: Target, argv: list[str], admin_url: str, database: str, name: str,
-                 errors: IO[bytes], service: str) -> Hashed:
+def _dump_custom(
+    target: Target,
+    argv: list[str],
+    admin_url: str,
+    database: str,
+    name: str,
+    errors: IO[bytes],
+    service: str,
+) -> Hashed:
     process = subprocess.Popen(
-        [*argv, "--format=custom"], stdout=subprocess.PIPE, stderr=errors,
+        [*argv, "--format=custom"],
+        stdout=subprocess.PIPE,
+        stderr=errors,
         env=pg.libpq_environment(admin_url, database),
     )
     try:
         assert process.stdout is not None
-        hashed = _store(target, name, _checked(_stream_file(process.stdout), process, errors),
-                        f"postgres/{service}")
+        hashed = _store(
+            target,
+            name,
+            _checked(_stream_file(process.stdout), process, errors),
+            f"postgres/{service}",
+        )
     finally:
         if process.poll() is None:
             process.kill()
@@ -120,21 +147,32 @@ def _dump_custom(target: Target, argv: list[str], admin_url: str, database: str,
     return hashed
 
 
-def _checked(chunks: Iterable[bytes], process: subprocess.Popen[bytes],
-             errors: IO[bytes]) -> Iterator[bytes]:
+def _checked(
+    chunks: Iterable[bytes], process: subprocess.Popen[bytes], errors: IO[bytes]
+) -> Iterator[bytes]:
     """Fail the upload (so no object appears) if pg_dump did not finish cleanly."""
     yield from chunks
     if process.wait() != 0:
         raise BackupError(f"pg_dump failed: {_stderr_tail(errors)}")
 
 
-def _dump_directory(target: Target, argv: list[str], admin_url: str, database: str, name: str,
-                    errors: IO[bytes], service: str, work: Path) -> Hashed:
+def _dump_directory(
+    target: Target,
+    argv: list[str],
+    admin_url: str,
+    database: str,
+    name: str,
+    errors: IO[bytes],
+    service: str,
+    work: Path,
+) -> Hashed:
     """Directory format dumps in parallel into a private temp dir, then ships it as one tar."""
     out = work / "dump"
     result = subprocess.run(
-        [*argv, "--format=directory", "--jobs=2", f"--file={out}"], stderr=errors,
-        env=pg.libpq_environment(admin_url, database), check=False,
+        [*argv, "--format=directory", "--jobs=2", f"--file={out}"],
+        stderr=errors,
+        env=pg.libpq_environment(admin_url, database),
+        check=False,
     )
     if result.returncode != 0:
         raise BackupError(f"pg_dump failed: {_stderr_tail(errors)}")
@@ -177,24 +215,57 @@ def backup_redis(target: Target, redis_url: str, user: str, password: str) -> Ma
     env = {**os.environ, "REDISCLI_AUTH": password}
     with tempfile.TemporaryDirectory(prefix="redis-rdb-") as work:
         rdb = Path(work, "dump.rdb")
-        argv = [cli, "-h", host, "-p", str(parsed.port or 6379), "--user", user,
-                "--no-auth-warning", *(["--tls"] if parsed.scheme == "rediss" else []),
-                "--rdb", str(rdb)]
+        argv = [
+            cli,
+            "-h",
+            host,
+            "-p",
+            str(parsed.port or 6379),
+            "--user",
+            user,
+            "--no-auth-warning",
+            *(["--tls"] if parsed.scheme == "rediss" else []),
+            "--rdb",
+            str(rdb),
+        ]
         result = subprocess.run(argv, env=env, capture_output=True, check=False, timeout=3600)
         if result.returncode != 0 or not rdb.exists():
             message = (result.stderr or result.stdout).decode(errors="replace").strip()
-            raise ServerError(f"Redis snapshot from {parsed.hostname}:{parsed.port} failed: "
-                              f"{message.splitlines()[-1] if message else 'no output'}")
-        info = subprocess.run([cli, "-h", host, "-p", str(parsed.port or 6379),
-                               "--user", user, "--no-auth-warning", "INFO", "server"],
-                              env=env, capture_output=True, check=False, timeout=60)
-        version = next((line.split(":", 1)[1].strip() for line in
-                        info.stdout.decode(errors="replace").splitlines()
-                        if line.startswith("redis_version:")), "unknown")
+            raise ServerError(
+                f"Redis snapshot from {parsed.hostname}:{parsed.port} failed: "
+                f"{message.splitlines()[-1] if message else 'no output'}"
+            )
+        info = subprocess.run(
+            [
+                cli,
+                "-h",
+                host,
+                "-p",
+                str(parsed.port or 6379),
+                "--user",
+                user,
+                "--no-auth-warning",
+                "INFO",
+                "server",
+            ],
+            env=env,
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
+        version = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in info.stdout.decode(errors="replace").splitlines()
+                if line.startswith("redis_version:")
+            ),
+            "unknown",
+        )
         with rdb.open("rb") as handle:
             hashed = _store(target, name, _stream_file(handle), "redis")
-    return _finish(target, "redis", backup_id, "dump.rdb", "rdb", started, hashed, version,
-                   "redis-cli --rdb")
+    return _finish(
+        target, "redis", backup_id, "dump.rdb", "rdb", started, hashed, version, "redis-cli --rdb"
+    )
 
 
 def backup_rabbitmq(target: Target, management_url: str, user: str, password: str) -> Manifest:
@@ -208,28 +279,56 @@ def backup_rabbitmq(target: Target, management_url: str, user: str, password: st
     headers = {"Authorization": f"Basic {token}"}
     try:
         request = urllib.request.Request(  # noqa: S310 - http(s) only, checked above
-            base + "/api/definitions", headers=headers)
+            base + "/api/definitions", headers=headers
+        )
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
             body: bytes = response.read()
         request = urllib.request.Request(  # noqa: S310 - http(s) only, checked above
-            base + "/api/overview", headers=headers)
+            base + "/api/overview", headers=headers
+        )
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
             version = str(json.loads(response.read()).get("rabbitmq_version", "unknown"))
     except (urllib.error.URLError, OSError, ValueError) as error:
         raise ServerError(f"RabbitMQ management API at {base}: {error}") from None
     hashed = _store(target, name, [body], "rabbitmq")
-    return _finish(target, "rabbitmq", backup_id, "definitions.json", "definitions-json",
-                   started, hashed, version, "GET /api/definitions")
+    return _finish(
+        target,
+        "rabbitmq",
+        backup_id,
+        "definitions.json",
+        "definitions-json",
+        started,
+        hashed,
+        version,
+        "GET /api/definitions",
+    )
 
 
-def _finish(target: Target, kind: Kind, backup_id: str, object_name: str, fmt: str,
-            started: datetime, hashed: Hashed, version: str, tool: str) -> Manifest:
+def _finish(
+    target: Target,
+    kind: Kind,
+    backup_id: str,
+    object_name: str,
+    fmt: str,
+    started: datetime,
+    hashed: Hashed,
+    version: str,
+    tool: str,
+) -> Manifest:
     manifest = Manifest(
-        kind=kind, service=SERVER_SCOPE, backup_id=backup_id,
-        object=object_name, format=fmt, started_at=started.isoformat(),
-        finished_at=utc_now().isoformat(), size=hashed.size, sha256=hashed.hexdigest(),
-        server_version=version, encrypted=target.key is not None,
-        key_id=None if target.key is None else crypto.key_id(target.key), tool=tool,
+        kind=kind,
+        service=SERVER_SCOPE,
+        backup_id=backup_id,
+        object=object_name,
+        format=fmt,
+        started_at=started.isoformat(),
+        finished_at=utc_now().isoformat(),
+        size=hashed.size,
+        sha256=hashed.hexdigest(),
+        server_version=version,
+        encrypted=target.key is not None,
+        key_id=None if target.key is None else crypto.key_id(target.key),
+        tool=tool,
     )
     write_manifest(target.bucket, manifest)
     return manifest

@@ -48,8 +48,10 @@ def fetch(bucket: Bucket, manifest: Manifest, work: Path) -> Path:
         if key is None:
             raise UsageError(f"{manifest.prefix} is encrypted: set {crypto.KEY_ENV}")
         if crypto.key_id(key) != manifest.key_id:
-            raise UsageError(f"{manifest.prefix} was encrypted with key {manifest.key_id}; "
-                             f"{crypto.KEY_ENV} holds key {crypto.key_id(key)}")
+            raise UsageError(
+                f"{manifest.prefix} was encrypted with key {manifest.key_id}; "
+                f"{crypto.KEY_ENV} holds key {crypto.key_id(key)}"
+            )
         plain = work / "plain"
         with plain.open("wb") as handle:
             for chunk in crypto.decrypt(_chunks(stored), key):
@@ -68,15 +70,26 @@ def private_workdir() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="persistence-restore-")
 
 
-def pg_restore(admin_url: str, database: str, dump: Path, *, role: str | None = None,
-               jobs: int = 2) -> None:
+def pg_restore(
+    admin_url: str, database: str, dump: Path, *, role: str | None = None, jobs: int = 2
+) -> None:
     """Restore without owners or grants from the dump: the role model decides those."""
-    argv = [pg.binary("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error",
-            f"--jobs={jobs}", f"--dbname={database}"]
+    argv = [
+        pg.binary("pg_restore"),
+        "--no-owner",
+        "--no-privileges",
+        "--exit-on-error",
+        f"--jobs={jobs}",
+        f"--dbname={database}",
+    ]
     if role is not None:
         argv.append(f"--role={role}")
-    result = subprocess.run([*argv, str(dump)], env=pg.libpq_environment(admin_url, database),
-                            capture_output=True, check=False)
+    result = subprocess.run(
+        [*argv, str(dump)],
+        env=pg.libpq_environment(admin_url, database),
+        capture_output=True,
+        check=False,
+    )
     if result.returncode != 0:
         lines = result.stderr.decode(errors="replace").strip().splitlines()
         raise BackupError(f"pg_restore into {database} failed: {' | '.join(lines[-3:])}")

@@ -67,9 +67,15 @@ def libpq_environment(url: str, database: str) -> dict[str, str]:
     """Environment for a client binary: the password travels here, not on the command line."""
     params = _params(url)
     names = {
-        "host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD",
-        "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT",
-        "sslkey": "PGSSLKEY", "connect_timeout": "PGCONNECT_TIMEOUT",
+        "host": "PGHOST",
+        "port": "PGPORT",
+        "user": "PGUSER",
+        "password": "PGPASSWORD",
+        "sslmode": "PGSSLMODE",
+        "sslrootcert": "PGSSLROOTCERT",
+        "sslcert": "PGSSLCERT",
+        "sslkey": "PGSSLKEY",
+        "connect_timeout": "PGCONNECT_TIMEOUT",
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env.update({names[key]: value for key, value in params.items() if key in names})
@@ -79,8 +85,9 @@ def libpq_environment(url: str, database: str) -> dict[str, str]:
 
 
 @contextmanager
-def connect(url: str, database: str | None = None, *,
-            autocommit: bool = False) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+def connect(
+    url: str, database: str | None = None, *, autocommit: bool = False
+) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
     """A connection through the one driver module; statement errors become ServerError too."""
     conn = driver.connect(url, dbname=database, autocommit=autocommit)
     try:
@@ -133,15 +140,20 @@ def contents(conn: psycopg.Connection[tuple[Any, ...]]) -> Contents:
 def compare(expected: Contents, actual: Contents) -> list[str]:
     """Every difference, one line each (empty when they match)."""
     problems = []
-    for label, want, got in (("rows", expected.row_counts, actual.row_counts),
-                             ("sequence", expected.sequences, actual.sequences)):
+    for label, want, got in (
+        ("rows", expected.row_counts, actual.row_counts),
+        ("sequence", expected.sequences, actual.sequences),
+    ):
         for name in sorted(set(want) | set(got)):
             if want.get(name) != got.get(name):
-                problems.append(f"{label} {name}: backup says {want.get(name)}, "
-                                f"restored has {got.get(name)}")
+                problems.append(
+                    f"{label} {name}: backup says {want.get(name)}, restored has {got.get(name)}"
+                )
     if expected.large_objects != actual.large_objects:
-        problems.append(f"large objects: backup says {expected.large_objects}, "
-                        f"restored has {actual.large_objects}")
+        problems.append(
+            f"large objects: backup says {expected.large_objects}, "
+            f"restored has {actual.large_objects}"
+        )
     return problems
 
 
@@ -159,8 +171,9 @@ def database_exists(admin_url: str, database: str) -> bool:
 def drop_database(admin_url: str, database: str) -> None:
     """Drop (force-closing sessions); no-op if it does not exist."""
     with connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(database)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+        )
 
 
 def create_database(admin_url: str, database: str, owner: str | None = None) -> None:
@@ -168,15 +181,21 @@ def create_database(admin_url: str, database: str, owner: str | None = None) -> 
         if owner is None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
         else:
-            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(database), sql.Identifier(owner)))
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(database), sql.Identifier(owner)
+                )
+            )
 
 
 def allow_connections(admin_url: str, database: str, allowed: bool) -> None:
     """Stop (or resume) new sessions, so a rename cannot race a reconnecting client."""
     with connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
-            sql.Identifier(database), sql.Literal(allowed)))
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+                sql.Identifier(database), sql.Literal(allowed)
+            )
+        )
 
 
 def rename_database(admin_url: str, old: str, new: str) -> None:
@@ -184,7 +203,11 @@ def rename_database(admin_url: str, old: str, new: str) -> None:
     with connect(admin_url, autocommit=True) as conn:
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()", (old,)
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (old,),
         )
-        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-            sql.Identifier(old), sql.Identifier(new)))
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(old), sql.Identifier(new)
+            )
+        )

@@ -41,8 +41,9 @@ def plan(backups: list[Entry], generations: KeepGenerations) -> tuple[list[Entry
     return keep, drop
 
 
-def prune(bucket: Bucket, generations: KeepGenerations, now: datetime,
-          *, dry_run: bool = False) -> PruneReport:
+def prune(
+    bucket: Bucket, generations: KeepGenerations, now: datetime, *, dry_run: bool = False
+) -> PruneReport:
     report = PruneReport()
     groups: dict[tuple[str, str], list[Entry]] = {}
     for entry in entries(bucket):

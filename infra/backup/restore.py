@@ -34,17 +34,25 @@ class RestoreReport:
     replaced: str | None
 
 
-def converge(admin_url: str, config: StackConfig, credentials: Credentials,
-             services: list[str] | None) -> None:
+def converge(
+    admin_url: str, config: StackConfig, credentials: Credentials, services: list[str] | None
+) -> None:
     """The role model's convergence (infra.postgres.apply), for the given services."""
     from infra.postgres import apply
 
     apply(admin_url, config, credentials, services=services)
 
 
-def restore(target: Target, entry: Entry, admin_url: str, config: StackConfig,
-            credentials: Credentials, *, safety_backup: bool = True,
-            keep_replaced: bool = True) -> RestoreReport:
+def restore(
+    target: Target,
+    entry: Entry,
+    admin_url: str,
+    config: StackConfig,
+    credentials: Credentials,
+    *,
+    safety_backup: bool = True,
+    keep_replaced: bool = True,
+) -> RestoreReport:
     manifest = entry.manifest
     service = manifest.service
     database = naming.database_name(service)
@@ -76,8 +84,9 @@ def restore(target: Target, entry: Entry, admin_url: str, config: StackConfig,
     if replaced is not None and not keep_replaced:
         pg.drop_database(admin_url, replaced)
         replaced = None
-    return RestoreReport(service, manifest.backup_id, round(time.monotonic() - started, 3),
-                         safety, replaced)
+    return RestoreReport(
+        service, manifest.backup_id, round(time.monotonic() - started, 3), safety, replaced
+    )
 
 
 def _swap(admin_url: str, database: str, incoming: str) -> str:

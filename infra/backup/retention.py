@@ -22,8 +22,9 @@ GENERATIONS: tuple[tuple[str, PeriodKey], ...] = (
 )
 
 
-def keep(times: Sequence[datetime], generations: KeepGenerations,
-         newest_verified: datetime | None = None) -> dict[datetime, list[str]]:
+def keep(
+    times: Sequence[datetime], generations: KeepGenerations, newest_verified: datetime | None = None
+) -> dict[datetime, list[str]]:
     """The backups to keep, each with the reasons (e.g. ['hourly', 'daily'])."""
     ordered = sorted(set(times), reverse=True)
     reasons: dict[datetime, list[str]] = {}

@@ -175,7 +175,7 @@ class GcsBucket:
 
     def names(self, prefix: str = "") -> list[str]:
         blobs = self._bucket.client.list_blobs(self._bucket, prefix=self.prefix + prefix)
-        return sorted(blob.name[len(self.prefix):] for blob in blobs)
+        return sorted(blob.name[len(self.prefix) :] for blob in blobs)
 
     def delete(self, name: str) -> None:
         from google.api_core import exceptions

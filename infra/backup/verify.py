@@ -57,8 +57,11 @@ def verify(bucket: Bucket, entry: Entry, admin_url: str | None) -> Verification:
     except BackupError as error:
         problems = [str(error)]
     result = Verification(
-        backup_id=manifest.backup_id, checked_at=utc_now().isoformat(), ok=not problems,
-        problems=problems, seconds=round(time.monotonic() - started, 3),
+        backup_id=manifest.backup_id,
+        checked_at=utc_now().isoformat(),
+        ok=not problems,
+        problems=problems,
+        seconds=round(time.monotonic() - started, 3),
     )
     write_verification(bucket, manifest, result)
     return result

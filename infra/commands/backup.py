@@ -92,13 +92,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _bucket_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bucket", default=os.environ.get(BUCKET_ENV),
-                        help=f"file:///path or gs://bucket/prefix (default: ${BUCKET_ENV})")
+    parser.add_argument(
+        "--bucket",
+        default=os.environ.get(BUCKET_ENV),
+        help=f"file:///path or gs://bucket/prefix (default: ${BUCKET_ENV})",
+    )
 
 
 def _admin_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--admin-url", default=os.environ.get(ADMIN_URL_ENV),
+        "--admin-url",
+        default=os.environ.get(ADMIN_URL_ENV),
         help="postgresql://ADMIN@HOST:PORT/postgres; a missing password comes from the secrets "
         f"file (default: ${ADMIN_URL_ENV})",
     )
@@ -108,10 +112,14 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     add_stack_options(parser)
     _bucket_option(parser)
     _admin_option(parser)
-    parser.add_argument("--redis-url", default=os.environ.get(REDIS_URL_ENV),
-                        help=f"redis://HOST:PORT: also take an RDB snapshot (${REDIS_URL_ENV})")
     parser.add_argument(
-        "--management-url", default=os.environ.get(MANAGEMENT_URL_ENV),
+        "--redis-url",
+        default=os.environ.get(REDIS_URL_ENV),
+        help=f"redis://HOST:PORT: also take an RDB snapshot (${REDIS_URL_ENV})",
+    )
+    parser.add_argument(
+        "--management-url",
+        default=os.environ.get(MANAGEMENT_URL_ENV),
         help=f"http://HOST:15672: also save RabbitMQ definitions (${MANAGEMENT_URL_ENV})",
     )
 
@@ -146,24 +154,35 @@ def run_backup(args: argparse.Namespace) -> int:
         check_redis_url(args.redis_url)
     if args.management_url:
         check_management_url(args.management_url)
-    made = [backup_postgres(target, admin_url, name, config.backup.format)
-            for name in _services(config, args.service)]
+    made = [
+        backup_postgres(target, admin_url, name, config.backup.format)
+        for name in _services(config, args.service)
+    ]
     if args.redis_url and args.service is None:
-        made.append(backup_redis(target, args.redis_url, config.redis.admin_user,
-                                 credentials.redis_admin))
+        made.append(
+            backup_redis(target, args.redis_url, config.redis.admin_user, credentials.redis_admin)
+        )
     if args.management_url and args.service is None:
-        made.append(backup_rabbitmq(target, args.management_url, config.rabbitmq.admin_user,
-                                    credentials.rabbitmq_admin))
+        made.append(
+            backup_rabbitmq(
+                target, args.management_url, config.rabbitmq.admin_user, credentials.rabbitmq_admin
+            )
+        )
     for manifest in made:
-        print(f"{manifest.kind}/{manifest.service} {manifest.backup_id} {human(manifest.size)} "
-              f"sha256 {manifest.sha256[:16]}{' encrypted' if manifest.encrypted else ''}")
+        print(
+            f"{manifest.kind}/{manifest.service} {manifest.backup_id} {human(manifest.size)} "
+            f"sha256 {manifest.sha256[:16]}{' encrypted' if manifest.encrypted else ''}"
+        )
     return 0
 
 
 def run_list(args: argparse.Namespace) -> int:
     target = _target(args)
-    found = [e for e in entries(target.bucket)
-             if args.service is None or e.manifest.service == args.service]
+    found = [
+        e
+        for e in entries(target.bucket)
+        if args.service is None or e.manifest.service == args.service
+    ]
     if args.json:
         print(json.dumps([{**asdict(e.manifest), "state": e.state} for e in found], indent=2))
         return 0
@@ -180,7 +199,8 @@ def run_verify(args: argparse.Namespace) -> int:
     target = _target(args)
     admin_url = _admin_url(args, credentials) if args.admin_url else None
     chosen: list[Entry] = [
-        e for e in entries(target.bucket)
+        e
+        for e in entries(target.bucket)
         if (args.service is None or e.manifest.service == args.service)
         and (e.manifest.backup_id == args.backup if args.backup else e.state == "unverified")
     ]
@@ -210,9 +230,11 @@ def run_restore(args: argparse.Namespace) -> int:
     admin_url = _admin_url(args, credentials)
     entry = find(target.bucket, "postgres", args.service, args.at)
     report = restore(target, entry, admin_url, config, credentials)
-    print(f"restored {report.service} from {report.backup_id} in {report.seconds:.1f}s "
-          f"(safety backup {report.safety_backup or 'none'}; "
-          f"previous database kept as {report.replaced or 'none'})")
+    print(
+        f"restored {report.service} from {report.backup_id} in {report.seconds:.1f}s "
+        f"(safety backup {report.safety_backup or 'none'}; "
+        f"previous database kept as {report.replaced or 'none'})"
+    )
     return 0
 
 

@@ -10,7 +10,10 @@ import psycopg
 
 from infra import naming
 from infra.cli import main
+from infra.config import StackConfig
 from infra.credentials import Credentials
+from infra.postgres import apply
+from tests.integration.postgres_support import catalog
 from tests.servers.postgres import PostgresServer
 
 SEED_SQL = """
@@ -40,18 +43,26 @@ SELECT concat_ws(' | ',
 """
 
 
-def login_url(server: PostgresServer, credentials: Credentials, service: str, kind: str,
-              database: str | None = None) -> str:
+def login_url(
+    server: PostgresServer,
+    credentials: Credentials,
+    service: str,
+    kind: str,
+    database: str | None = None,
+) -> str:
     password = credentials.for_service(service).postgres_password(kind)
-    return server.url(naming.role_name(service, kind), password,
-                      database or naming.database_name(service))
+    return server.url(
+        naming.role_name(service, kind), password, database or naming.database_name(service)
+    )
 
 
-def seed(server: PostgresServer, credentials: Credentials, service: str,
-         sql: str = SEED_SQL) -> None:
+def seed(
+    server: PostgresServer, credentials: Credentials, service: str, sql: str = SEED_SQL
+) -> None:
     """Create schema and data through the migration login, as a service would."""
-    with psycopg.connect(login_url(server, credentials, service, "migrator"),
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        login_url(server, credentials, service, "migrator"), autocommit=True
+    ) as conn:
         conn.execute(sql)
 
 
@@ -80,3 +91,63 @@ def cli(*argv: str) -> tuple[int, str, str]:
 def secrets_path(rendered: Path) -> Path:
     """Where the dev_rendered fixture keeps the generated credentials."""
     return rendered.parent / "dev.secrets.json"
+
+
+def assert_role_model(
+    server: PostgresServer,
+    service: str,
+    admin_url: str,
+    config: StackConfig,
+    credentials: Credentials,
+) -> None:
+    """The roles issue's catalog checks on a restored database, read as the superuser.
+
+    The strongest one: converging again executes nothing, so the restored database is exactly
+    what the role model asks for, whatever the dump contained.
+    """
+    database = naming.database_name(service)
+    owner = naming.role_name(service, "owner")
+    assert (
+        catalog(server, "SELECT datdba::regrole FROM pg_database WHERE datname = {db}", db=database)
+        == owner
+    )
+    public = catalog(
+        server,
+        "SELECT count(*) FROM pg_database d, aclexplode(coalesce(d.datacl, "
+        "acldefault('d', d.datdba))) a WHERE d.datname = {db} AND a.grantee = 0",
+        db=database,
+    )
+    assert public == "0", f"PUBLIC has privileges on restored database {database}"
+    for kind in ("app", "readonly"):
+        role = naming.role_name(service, kind)
+        creatable = catalog(
+            server,
+            "SELECT string_agg(nspname, ',') FROM pg_namespace "
+            "WHERE has_schema_privilege({role}, oid, 'CREATE')",
+            database,
+            role=role,
+        )
+        assert creatable == "", f"{role} may CREATE in {creatable}"
+        temp = catalog(
+            server,
+            "SELECT has_database_privilege({role}, {db}, 'TEMPORARY')",
+            role=role,
+            db=database,
+        )
+        assert temp == "f"
+    owners = server.superuser_psql(
+        "SELECT string_agg(DISTINCT c.relowner::regrole::text, ',') FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
+        database,
+    )
+    assert owners in ("", owner), owners
+    for extension in config.service(service).extensions:
+        found = catalog(
+            server,
+            "SELECT count(*) FROM pg_extension WHERE extname = {name}",
+            database,
+            name=extension,
+        )
+        assert found == "1", f"extension {extension} missing from restored {database}"
+    report = apply(admin_url, config, credentials, services=[service])
+    assert report.executed == (), f"restored {database} drifted: {report.executed}"

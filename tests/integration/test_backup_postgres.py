@@ -21,6 +21,7 @@ from infra.credentials import Credentials
 from infra.postgres import apply
 from tests.integration.backup_helpers import (
     admin_url_without_password,
+    assert_role_model,
     cli,
     databases,
     fingerprint,
@@ -35,14 +36,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def stack(postgres: PostgresServer, dev_rendered: tuple[Path, Credentials],
-          dev_config: StackConfig) -> tuple[PostgresServer, Credentials, list[str]]:
+def stack(
+    postgres: PostgresServer, dev_rendered: tuple[Path, Credentials], dev_config: StackConfig
+) -> tuple[PostgresServer, Credentials, list[str]]:
     """Every dev service converged, ``users`` seeded; the CLI's common arguments."""
     rendered, credentials = dev_rendered
     apply(postgres.admin_url, dev_config, credentials)
     seed(postgres, credentials, "users")
-    common = ["--stack", "dev", "--secrets", str(secrets_path(rendered)),
-              "--admin-url", admin_url_without_password(postgres, dev_config.postgres.admin_user)]
+    common = [
+        "--stack",
+        "dev",
+        "--secrets",
+        str(secrets_path(rendered)),
+        "--admin-url",
+        admin_url_without_password(postgres, dev_config.postgres.admin_user),
+    ]
     return postgres, credentials, common
 
 
@@ -87,18 +95,21 @@ def assert_isolation(server: PostgresServer, credentials: Credentials) -> None:
         conn.execute("DROP TABLE after_restore")
     for other in ("auth", "events"):
         with pytest.raises(psycopg.OperationalError):
-            psycopg.connect(login_url(server, credentials, other, "app", "users"),
-                            connect_timeout=5).close()
+            psycopg.connect(
+                login_url(server, credentials, other, "app", "users"), connect_timeout=5
+            ).close()
     owners = server.superuser_psql(
-        "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'", "users")
+        "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'", "users"
+    )
     assert owners == "users_owner"
     lo_owners = server.superuser_psql(
-        "SELECT DISTINCT lomowner::regrole FROM pg_largeobject_metadata", "users")
+        "SELECT DISTINCT lomowner::regrole FROM pg_largeobject_metadata", "users"
+    )
     assert lo_owners == "users_owner"
 
 
 def test_round_trip_restores_equal_data_and_the_role_model(
-    stack: tuple[PostgresServer, Credentials, list[str]], tmp_path: Path
+    stack: tuple[PostgresServer, Credentials, list[str]], tmp_path: Path, dev_config: StackConfig
 ) -> None:
     server, credentials, common = stack
     bucket = f"file://{tmp_path / 'bucket'}"
@@ -108,10 +119,14 @@ def test_round_trip_restores_equal_data_and_the_role_model(
     assert code == 0, err
     backup_id = _only_backup(bucket, "users")
     assert _states(bucket, "users") == {backup_id: "unverified"}
-    manifest = json.loads((tmp_path / "bucket" / "postgres" / "users" / backup_id
-                           / "manifest.json").read_text())
-    assert manifest["row_counts"] == {"public.accounts": 200, "public.documents": 3,
-                                      "public.orders": 500}
+    manifest = json.loads(
+        (tmp_path / "bucket" / "postgres" / "users" / backup_id / "manifest.json").read_text()
+    )
+    assert manifest["row_counts"] == {
+        "public.accounts": 200,
+        "public.documents": 3,
+        "public.orders": 500,
+    }
     assert manifest["large_objects"] == 3
     assert manifest["server_version"].startswith("15.")
 
@@ -134,11 +149,13 @@ def test_round_trip_restores_equal_data_and_the_role_model(
     assert "users__restore" not in databases(server)
     assert len(_states(bucket, "users")) == 2  # the safety backup taken before the swap
     assert_isolation(server, credentials)
+    assert_role_model(server, "users", server.admin_url, dev_config, credentials)
     server.superuser_psql(f'DROP DATABASE "{kept[0]}"')
 
 
 def test_round_trip_through_gcs_with_encryption(
-    stack: tuple[PostgresServer, Credentials, list[str]], gcs: GcsEmulator,
+    stack: tuple[PostgresServer, Credentials, list[str]],
+    gcs: GcsEmulator,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server, _, common = stack
@@ -165,8 +182,9 @@ def test_round_trip_through_gcs_with_encryption(
     code, _, err = cli("verify", *common, "--bucket", bucket, "--backup", backup_id)
     assert code == 0, err
     assert _states(bucket, "users") == {backup_id: "verified"}
-    code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users",
-                       "--at", backup_id)
+    code, _, err = cli(
+        "restore", *common, "--bucket", bucket, "--service", "users", "--at", backup_id
+    )
     assert code == 0, err
     assert fingerprint(server, "users") == original
     for name in databases(server):
@@ -189,8 +207,9 @@ def test_flipped_byte_fails_verify_and_restore_refuses_it(
     dump.write_bytes(bytes(data))
 
     # restore checks the checksum before touching anything, verified or not
-    code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users",
-                       "--at", backup_id)
+    code, _, err = cli(
+        "restore", *common, "--bucket", bucket, "--service", "users", "--at", backup_id
+    )
     assert code == 1, err
     assert "fails its checksum" in err, err
     code, _, err = cli("verify", *common, "--bucket", bucket)
@@ -227,8 +246,7 @@ def test_restore_that_fails_leaves_the_original_intact(
     before = fingerprint(server, "users")
     live_oid = server.superuser_psql("SELECT oid FROM pg_database WHERE datname = 'users'")
 
-    code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users",
-                       "--at", bad)
+    code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users", "--at", bad)
     assert code == 1, err
     assert "does not match its manifest" in err, err
     assert "untouched" in err
@@ -241,15 +259,31 @@ def test_backup_killed_midway_leaves_nothing_restorable(
     stack: tuple[PostgresServer, Credentials, list[str]], tmp_path: Path
 ) -> None:
     server, credentials, common = stack
-    seed(server, credentials, "events",
-         "CREATE TABLE blobs (id int, body bytea);"
-         "INSERT INTO blobs SELECT g, decode(repeat(md5(random()::text), 64), 'hex')"
-         " FROM generate_series(1, 40000) g;")
+    seed(
+        server,
+        credentials,
+        "events",
+        "CREATE TABLE blobs (id int, body bytea);"  # ~20 MB that does not compress
+        "INSERT INTO blobs SELECT g, (SELECT decode(string_agg(md5(random()::text || i), ''),"
+        " 'hex') FROM generate_series(1, 32 + g % 2) i) FROM generate_series(1, 40000) g;",
+    )
     root = tmp_path / "bucket"
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra", "backup", *common, "--bucket", f"file://{root}",
-         "--service", "events"],
-        cwd=REPO, env={**os.environ, "CI": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "infra",
+            "backup",
+            *common,
+            "--bucket",
+            f"file://{root}",
+            "--service",
+            "events",
+        ],
+        cwd=REPO,
+        env={**os.environ, "CI": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
     partial: list[Path] = []
@@ -315,8 +349,11 @@ def test_prune_keeps_exactly_the_configured_generations(
         folder.mkdir(parents=True)
         shutil.copy(source / "dump.pgcustom", folder)
         manifest = json.loads((source / "manifest.json").read_text())
-        manifest.update(backup_id=backup_id, started_at=moment.isoformat(),
-                        finished_at=(moment + timedelta(minutes=1)).isoformat())
+        manifest.update(
+            backup_id=backup_id,
+            started_at=moment.isoformat(),
+            finished_at=(moment + timedelta(minutes=1)).isoformat(),
+        )
         (folder / "manifest.json").write_text(json.dumps(manifest))
         if hours == 60:  # the only verified one: old, but the newest verified
             shutil.copy(verification, folder)
@@ -340,15 +377,14 @@ def test_prune_keeps_exactly_the_configured_generations(
 
 
 def test_backup_loop_runs_backup_verify_prune_on_schedule(
-    stack: tuple[PostgresServer, Credentials, list[str]], tmp_path: Path,
+    stack: tuple[PostgresServer, Credentials, list[str]],
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """One scheduled run, as the dev backup container does it (the wait itself is skipped)."""
-    import infra.commands.backup as commands
-
     _, _, common = stack
     waits: list[float] = []
-    monkeypatch.setattr(commands.time, "sleep", waits.append)
+    monkeypatch.setattr(time, "sleep", waits.append)
     bucket = f"file://{tmp_path / 'bucket'}"
     code, _, err = cli("backup-loop", *common, "--bucket", bucket, "--runs", "1")
     assert code == 0, err
@@ -376,3 +412,25 @@ def test_directory_format_round_trip(
     result = verify(bucket, entry, server.admin_url)
     assert result.ok, result.problems
     assert catalog.entries(bucket)[0].state == "verified"
+
+
+def test_gcs_bucket_never_overwrites_and_an_interrupted_upload_leaves_no_object(
+    gcs: GcsEmulator,
+) -> None:
+    from infra.errors import BackupError
+
+    bucket = open_bucket("gs://backups/semantics")
+    assert bucket.write("postgres/x/1/dump", [b"a" * 3_000_000, b"b"]) == 3_000_001
+    with pytest.raises(BackupError, match="never overwrite"):
+        bucket.write("postgres/x/1/dump", [b"other"])
+    assert b"".join(bucket.read("postgres/x/1/dump")) == b"a" * 3_000_000 + b"b"
+
+    def interrupted() -> Iterator[bytes]:
+        yield b"c" * 3_000_000
+        raise BackupError("pg_dump failed: connection lost")
+
+    with pytest.raises(BackupError, match="connection lost"):
+        bucket.write("postgres/x/2/dump", interrupted())
+    assert bucket.names("postgres/") == ["postgres/x/1/dump"]
+    bucket.delete("postgres/x/1/dump")
+    assert bucket.names() == []

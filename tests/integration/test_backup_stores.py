@@ -19,25 +19,45 @@ from tests.servers.redis import RedisServer
 
 
 def test_backup_covers_postgres_redis_and_rabbitmq(
-    postgres: PostgresServer, redis_server: RedisServer, rabbitmq_server: RabbitmqServer,
-    dev_rendered: tuple[Path, Credentials], dev_config: StackConfig, tmp_path: Path,
+    postgres: PostgresServer,
+    redis_server: RedisServer,
+    rabbitmq_server: RabbitmqServer,
+    dev_rendered: tuple[Path, Credentials],
+    dev_config: StackConfig,
+    tmp_path: Path,
 ) -> None:
     rendered, credentials = dev_rendered
     apply(postgres.admin_url, dev_config, credentials)
-    client = redis.Redis(port=redis_server.port, username="users",
-                         password=credentials.for_service("users").redis)
+    client = redis.Redis(
+        port=redis_server.port, username="users", password=credentials.for_service("users").redis
+    )
     client.set("users:session:42", "marker-value-for-backup")
     root = tmp_path / "bucket"
-    common = ["--stack", "dev", "--secrets", str(secrets_path(rendered)), "--bucket",
-              f"file://{root}", "--admin-url",
-              admin_url_without_password(postgres, dev_config.postgres.admin_user)]
+    common = [
+        "--stack",
+        "dev",
+        "--secrets",
+        str(secrets_path(rendered)),
+        "--bucket",
+        f"file://{root}",
+        "--admin-url",
+        admin_url_without_password(postgres, dev_config.postgres.admin_user),
+    ]
 
-    code, out, err = cli("backup", *common, "--redis-url", f"redis://127.0.0.1:{redis_server.port}",
-                         "--management-url", rabbitmq_server.management_url)
+    code, out, err = cli(
+        "backup",
+        *common,
+        "--redis-url",
+        f"redis://127.0.0.1:{redis_server.port}",
+        "--management-url",
+        rabbitmq_server.management_url,
+    )
     assert code == 0, err
     found = {(e.manifest.kind, e.manifest.service): e for e in entries(FileBucket(root))}
     assert set(found) == {("postgres", s.name) for s in dev_config.services} | {
-        ("redis", "server"), ("rabbitmq", "server")}
+        ("redis", "server"),
+        ("rabbitmq", "server"),
+    }
     rdb = found["redis", "server"].manifest
     rdb_bytes = (root / rdb.object_name).read_bytes()
     assert rdb_bytes.startswith(b"REDIS")
@@ -67,13 +87,24 @@ def test_backup_covers_postgres_redis_and_rabbitmq(
 
 
 def test_passwords_in_urls_are_refused(
-    postgres: PostgresServer, dev_rendered: tuple[Path, Credentials], dev_config: StackConfig,
+    postgres: PostgresServer,
+    dev_rendered: tuple[Path, Credentials],
+    dev_config: StackConfig,
     tmp_path: Path,
 ) -> None:
     rendered, _ = dev_rendered
-    code, _, err = cli("backup", "--stack", "dev", "--secrets", str(secrets_path(rendered)),
-                       "--bucket", f"file://{tmp_path}", "--admin-url",
-                       admin_url_without_password(postgres, dev_config.postgres.admin_user),
-                       "--redis-url", "redis://admin:hunter2@127.0.0.1:1")
+    code, _, err = cli(
+        "backup",
+        "--stack",
+        "dev",
+        "--secrets",
+        str(secrets_path(rendered)),
+        "--bucket",
+        f"file://{tmp_path}",
+        "--admin-url",
+        admin_url_without_password(postgres, dev_config.postgres.admin_user),
+        "--redis-url",
+        "redis://admin:hunter2@127.0.0.1:1",
+    )
     assert code == 1, err
     assert "never the command line" in err

@@ -32,13 +32,20 @@ def declare(config: StackConfig, credentials: Credentials) -> RecordingMocks:
 
     def body() -> None:
         parent = Parent()
-        network = docker.Network("network", name="persistence-dev-net",
-                                 opts=pulumi.ResourceOptions(parent=parent))
-        shared = Shared(config=config, prefix="persistence-dev", network=network,
-                        files=pulumi.Output.from_input({}), secrets=pulumi.Output.from_input({}),
-                        parent=parent)
-        postgres = docker.Container("postgres", image="postgres",
-                                    opts=pulumi.ResourceOptions(parent=parent))
+        network = docker.Network(
+            "network", name="persistence-dev-net", opts=pulumi.ResourceOptions(parent=parent)
+        )
+        shared = Shared(
+            config=config,
+            prefix="persistence-dev",
+            network=network,
+            files=pulumi.Output.from_input({}),
+            secrets=pulumi.Output.from_input({}),
+            parent=parent,
+        )
+        postgres = docker.Container(
+            "postgres", image="postgres", opts=pulumi.ResourceOptions(parent=parent)
+        )
         backup_container(shared, pulumi.Output.from_input(credentials), [postgres])
 
     _sync_await(run_pulumi_func(body))
@@ -64,13 +71,13 @@ def test_backup_container_runs_the_schedule_loop_into_a_local_bucket(
     assert envs["PERSISTENCE_BACKUP_BUCKET"] == f"file://{BACKUP_DIR}"
     assert envs["PERSISTENCE_ADMIN_URL"] == "postgresql://platform_admin@postgres:5432/postgres"
     assert envs["PERSISTENCE_REDIS_URL"] == "redis://redis:6379"
-    assert container["volumes"] == [{"volumeName": "persistence-dev-backups",
-                                     "containerPath": BACKUP_DIR}]
+    assert container["volumes"] == [
+        {"volumeName": "persistence-dev-backups", "containerPath": BACKUP_DIR}
+    ]
     assert container["user"] == "999"
     assert "ports" not in container  # nothing published on the host
     everything = repr(container["envs"]) + repr(container["command"])
-    for secret in (credentials.postgres_admin, credentials.redis_admin,
-                   credentials.rabbitmq_admin):
+    for secret in (credentials.postgres_admin, credentials.redis_admin, credentials.rabbitmq_admin):
         assert secret not in everything
     (upload,) = container["uploads"]
     assert upload["file"] == SECRETS_FILE

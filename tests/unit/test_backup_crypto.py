@@ -20,8 +20,9 @@ def sealed() -> bytes:
 def test_round_trip_over_several_chunks() -> None:
     blob = sealed()
     assert blob.startswith(crypto.MAGIC)
-    assert b"".join(crypto.decrypt([blob[i:i + 4096] for i in range(0, len(blob), 4096)], KEY)) \
-        == b"".join(DATA)
+    assert b"".join(
+        crypto.decrypt([blob[i : i + 4096] for i in range(0, len(blob), 4096)], KEY)
+    ) == b"".join(DATA)
 
 
 def test_a_flipped_byte_truncation_or_wrong_key_is_refused() -> None:

@@ -20,7 +20,8 @@ def test_progress_on_a_terminal_names_the_service_and_bytes(
     monkeypatch.delenv("CI", raising=False)
     screen = Terminal()
     assert b"".join(track([b"x" * 2048, b"y" * 1024], "postgres/users", screen)) == (
-        b"x" * 2048 + b"y" * 1024)
+        b"x" * 2048 + b"y" * 1024
+    )
     assert "postgres/users: 3.0 KiB done" in screen.getvalue()
 
 

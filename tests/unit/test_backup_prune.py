@@ -16,9 +16,17 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 def add_backup(bucket: FileBucket, moment: datetime) -> str:
     backup_id = new_id(moment)
     manifest = Manifest(
-        kind="postgres", service="users", backup_id=backup_id, object="dump.pgcustom",
-        format="custom", started_at=moment.isoformat(), finished_at=moment.isoformat(),
-        size=4, sha256="0" * 64, server_version="15.0", database="users",
+        kind="postgres",
+        service="users",
+        backup_id=backup_id,
+        object="dump.pgcustom",
+        format="custom",
+        started_at=moment.isoformat(),
+        finished_at=moment.isoformat(),
+        size=4,
+        sha256="0" * 64,
+        server_version="15.0",
+        database="users",
     )
     bucket.write(manifest.object_name, [b"data"])
     write_manifest(bucket, manifest)

@@ -43,6 +43,7 @@ def backup_container(
             platform="linux/amd64",
         ),
         skip_push=True,  # a local image for the local engine; nothing is pushed anywhere
+        build_on_preview=False,  # `pulumi preview` in pull requests needs no Docker engine
         opts=child,
     )
     volume = docker.Volume(
