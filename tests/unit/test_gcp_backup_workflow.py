@@ -114,9 +114,7 @@ def test_sql_done_means_status_done(definition: dict[str, Any]) -> None:
 
 def test_only_apis_the_custom_role_covers(definition: dict[str, Any]) -> None:
     text = yaml.safe_dump(definition)
-    hosts = {
-        part.split("/")[2] for part in text.split('"') if part.startswith("https://")
-    }
+    hosts = {part.split("/")[2] for part in text.split('"') if part.startswith("https://")}
     assert hosts == {"sqladmin.googleapis.com", "redis.googleapis.com"}, hosts
     services = {p.split(".")[0] for p in identities.BACKUP_PERMISSIONS}
     assert {"cloudsql", "redis"} <= services

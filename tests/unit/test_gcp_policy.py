@@ -163,7 +163,8 @@ def test_no_basic_roles_granted(prod: ProdRun) -> None:
 def test_no_authoritative_iam_policies(prod: ProdRun) -> None:
     """Authoritative policies would silently remove grants others rely on; only members."""
     authoritative = [
-        str(r) for r in gcp_resources(prod)
+        str(r)
+        for r in gcp_resources(prod)
         if r.type.split(":")[-1].lower().endswith(("iampolicy", "iambinding"))
     ]
     assert not authoritative, f"use *IAMMember resources: {authoritative}"
@@ -190,9 +191,7 @@ def test_stateful_resources_are_protected_twice(prod: ProdRun) -> None:
 
 
 def test_service_databases_are_protected(prod: ProdRun, prod_config: StackConfig) -> None:
-    databases = {
-        r._name: r._protect for r in prod.children() if r._name.endswith("-database")
-    }
+    databases = {r._name: r._protect for r in prod.children() if r._name.endswith("-database")}
     assert set(databases) == {f"{s.name}-database" for s in prod_config.services}
     unprotected = [name for name, protect in databases.items() if protect is not True]
     assert not unprotected, f"service databases without protect: {unprotected}"
@@ -280,7 +279,8 @@ def test_scheduler_jobs_and_workflows_run_as_the_export_account(prod: ProdRun) -
 def test_export_account_holds_only_its_custom_role(prod: ProdRun) -> None:
     member = sa_member(identities.BACKUP_ACCOUNT_ID)
     grants = [
-        r for r in gcp_resources(prod)
+        r
+        for r in gcp_resources(prod)
         if any(k.endswith("member") and v == member for k, v in walk(r.inputs))
     ]
     roles = {g.inputs.get("role") for g in grants}
@@ -320,7 +320,8 @@ def test_every_database_and_cache_requires_encryption_and_keeps_backups(prod: Pr
     for sql in prod.run.of_type(SQL):
         settings = sql.inputs["settings"]
         assert settings["ipConfiguration"]["sslMode"] in (
-            "ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"
+            "ENCRYPTED_ONLY",
+            "TRUSTED_CLIENT_CERTIFICATE_REQUIRED",
         ), f"{sql}: unencrypted connections allowed"
         backup = settings["backupConfiguration"]
         assert backup["enabled"] is True, f"{sql}: automated backups off"

@@ -58,7 +58,8 @@ def test_cloud_nat_serves_only_the_subnet(prod: ProdRun) -> None:
 
 def test_amqp_is_reachable_only_from_the_subnet(prod: ProdRun, prod_config: StackConfig) -> None:
     amqp_rules = [
-        r for r in prod.run.of_type("gcp:compute/firewall:Firewall")
+        r
+        for r in prod.run.of_type("gcp:compute/firewall:Firewall")
         for allow in r.inputs.get("allows", [])
         if str(endpoints.AMQP_PORT) in allow.get("ports", [])
     ]
@@ -67,8 +68,10 @@ def test_amqp_is_reachable_only_from_the_subnet(prod: ProdRun, prod_config: Stac
     assert rule.inputs["sourceRanges"] == [prod_config.gcp.subnet_cidr], f"{rule}"
     assert rule.inputs["targetTags"] == ["rabbitmq"], f"{rule}"
     ports = {
-        port for r in prod.run.of_type("gcp:compute/firewall:Firewall")
-        for allow in r.inputs.get("allows", []) for port in allow.get("ports", [])
+        port
+        for r in prod.run.of_type("gcp:compute/firewall:Firewall")
+        for allow in r.inputs.get("allows", [])
+        for port in allow.get("ports", [])
     }
     assert ports == {"5672", "22"}, f"only AMQP and IAP SSH may be opened, found {ports}"
 
@@ -96,7 +99,8 @@ def test_cloud_sql_instance(prod: ProdRun, prod_config: StackConfig) -> None:
     assert backup["location"] == gcp.sql_backup_location != REGION, f"{sql}: backup location"
     assert backup["transactionLogRetentionDays"] == gcp.sql_log_retention_days
     assert backup["backupRetentionSettings"] == {
-        "retainedBackups": gcp.sql_retained_backups, "retentionUnit": "COUNT"
+        "retainedBackups": gcp.sql_retained_backups,
+        "retentionUnit": "COUNT",
     }
     window = settings["maintenanceWindow"]
     assert (window["day"], window["hour"]) == (gcp.maintenance_day, gcp.maintenance_hour)
@@ -123,7 +127,8 @@ def test_memorystore(prod: ProdRun, prod_config: StackConfig) -> None:
     assert inputs["connectMode"] == "PRIVATE_SERVICE_ACCESS", f"{redis}"
     assert inputs["memorySizeGb"] == prod_config.gcp.redis_memory_size_gb, f"{redis}"
     assert inputs["persistenceConfig"] == {
-        "persistenceMode": "RDB", "rdbSnapshotPeriod": prod_config.gcp.redis_snapshot_period
+        "persistenceMode": "RDB",
+        "rdbSnapshotPeriod": prod_config.gcp.redis_snapshot_period,
     }, f"{redis}"
     window = inputs["maintenancePolicy"]["weeklyMaintenanceWindows"][0]
     assert window["day"] == "SUNDAY", f"{redis}: {window}"
@@ -136,7 +141,9 @@ def test_rabbitmq_vm(prod: ProdRun, prod_config: StackConfig) -> None:
     inputs = vm.inputs
     shielded = inputs["shieldedInstanceConfig"]
     assert shielded == {
-        "enableSecureBoot": True, "enableVtpm": True, "enableIntegrityMonitoring": True
+        "enableSecureBoot": True,
+        "enableVtpm": True,
+        "enableIntegrityMonitoring": True,
     }, f"{vm}"
     assert inputs["machineType"] == prod_config.gcp.rabbitmq_machine_type
     assert inputs["zone"] == f"{REGION}-{prod_config.gcp.zone_suffix}"
@@ -158,7 +165,8 @@ def test_rabbitmq_vm(prod: ProdRun, prod_config: StackConfig) -> None:
 def test_rabbitmq_vm_account_only_writes_logs_and_metrics(prod: ProdRun) -> None:
     member = f"serviceAccount:rabbitmq-vm@{PROJECT_ID}.iam.gserviceaccount.com"
     roles = {
-        r.inputs["role"] for r in prod.run
+        r.inputs["role"]
+        for r in prod.run
         if r.type.startswith("gcp:") and r.inputs.get("member") == member
     }
     assert roles == {"roles/logging.logWriter", "roles/monitoring.metricWriter"}, roles
@@ -253,8 +261,16 @@ def test_scheduler_starts_the_workflow_on_the_stack_schedule(
 
 def test_outputs_a_deployer_needs(prod: ProdRun) -> None:
     exports = prod.run.exports
-    for key in ("postgres_connection_name", "postgres_host", "redis_host", "rabbitmq_host",
-                "backup_bucket", "backup_workflow", "service_secrets", "service_accounts"):
+    for key in (
+        "postgres_connection_name",
+        "postgres_host",
+        "redis_host",
+        "rabbitmq_host",
+        "backup_bucket",
+        "backup_workflow",
+        "service_secrets",
+        "service_accounts",
+    ):
         assert exports.get(key), f"missing output {key}"
     assert exports["redis_port"] == endpoints.MEMORYSTORE_TLS_PORT
 
@@ -263,7 +279,8 @@ def test_service_databases_are_provisioned_through_the_auth_proxy(
     prod: ProdRun, prod_config: StackConfig
 ) -> None:
     declared = {
-        r.name: r for r in prod.run.of_type("pulumi-python:dynamic:Resource")
+        r.name: r
+        for r in prod.run.of_type("pulumi-python:dynamic:Resource")
         if r.name.endswith("-database")
     }
     assert set(declared) == {f"{s.name}-database" for s in prod_config.services}

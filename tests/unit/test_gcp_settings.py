@@ -53,8 +53,14 @@ def test_region_is_required() -> None:
 @pytest.mark.parametrize(
     "service",
     [
-        "a", "ab", "auth", "user_profiles", "x" * 26, "x" * 27,
-        "a_b_c_d_e_f_g_h_i_j_k_l_m_n_o", "q" * 41,
+        "a",
+        "ab",
+        "auth",
+        "user_profiles",
+        "x" * 26,
+        "x" * 27,
+        "a_b_c_d_e_f_g_h_i_j_k_l_m_n_o",
+        "q" * 41,
     ],
 )
 def test_service_account_ids_follow_gcp_rules(service: str) -> None:

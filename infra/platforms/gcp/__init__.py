@@ -116,9 +116,7 @@ class GcpPlatform(pulumi.ComponentResource):
             "rabbitmq_admin_password": pulumi.Output.secret(
                 credentials.apply(lambda c: c.rabbitmq_admin)
             ),
-            "service_accounts": {
-                svc: account.email for svc, account in accounts.services.items()
-            },
+            "service_accounts": {svc: account.email for svc, account in accounts.services.items()},
             "service_secrets": stored.by_service,
             "backup_bucket": bucket.name,
             "backup_workflow": workflow.name,

@@ -135,4 +135,3 @@ def _firewall(ctx: GcpContext, vpc: gcp.compute.Network) -> None:
         log_config=logged,
         opts=ctx.opts(),
     )
-

@@ -69,7 +69,9 @@ def _postgres_url(
 def _amqp_url(stack_endpoints: endpoints.Endpoints, service: str) -> Callable[[Credentials], str]:
     """The service's AMQP URL with its own vhost, once the credentials are known."""
     return lambda c: amqp_url(
-        stack_endpoints, naming.rabbitmq_user(service), c.for_service(service).rabbitmq,
+        stack_endpoints,
+        naming.rabbitmq_user(service),
+        c.for_service(service).rabbitmq,
         naming.rabbitmq_vhost(service),
     )
 

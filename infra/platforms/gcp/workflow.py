@@ -58,7 +58,7 @@ def _main(
     sql_instance: str, databases: list[str], redis_instance: str, redis_region: str, bucket: str
 ) -> list[dict[str, Any]]:
     stamp = (
-        '${text.replace_all(text.replace_all(text.substring(time.format(sys.now()), 0, 19),'
+        "${text.replace_all(text.replace_all(text.substring(time.format(sys.now()), 0, 19),"
         ' ":", ""), "-", "")}'
     )
     return [
@@ -199,8 +199,7 @@ def _wait(*, label: str, url: str, done: str) -> dict[str, Any]:
         ' + json.encode_to_string(map.get(operation.body, "error"))}'
     )
     timed_out = (
-        '${"' + label + ' operation " + name + " did not finish after " + string(polls)'
-        ' + " polls"}'
+        '${"' + label + ' operation " + name + " did not finish after " + string(polls) + " polls"}'
     )
     return {
         "params": ["project", "name"],
