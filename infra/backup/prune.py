@@ -17,7 +17,7 @@ from infra.backup.catalog import (
     incomplete_prefixes,
     parse_id,
 )
-from infra.backup.storage import Bucket, RetentionLockedError
+from infra.backup.storage import Bucket, FileBucket, RetentionLockedError
 from infra.config.model import KeepGenerations
 
 INCOMPLETE_GRACE = timedelta(days=1)  # an incomplete folder younger than this may be running
@@ -60,6 +60,11 @@ def prune(
             continue  # not ours
         if now - started > INCOMPLETE_GRACE:
             _delete_folder(bucket, head, report, dry_run)
+    if isinstance(bucket, FileBucket):
+        for partial in bucket.stale_partials(INCOMPLETE_GRACE.total_seconds()):
+            report.deleted.append(partial.relative_to(bucket.root).as_posix())
+            if not dry_run:
+                partial.unlink(missing_ok=True)
     return report
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -113,6 +114,15 @@ class FileBucket:
                 if name.startswith(prefix):
                     found.append(name)
         return sorted(found)
+
+    def stale_partials(self, older_than_seconds: float) -> list[Path]:
+        """Hidden partial files left by killed writers (never objects; safe to remove)."""
+        if not self.root.is_dir():
+            return []
+        cutoff = time.time() - older_than_seconds
+        return [
+            p for p in self.root.rglob(".*.partial-*") if p.is_file() and p.stat().st_mtime < cutoff
+        ]
 
     def delete(self, name: str) -> None:
         path = self._path(name)

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from infra import naming
 from infra.config.model import PROJECT, StackConfig
 from infra.config.schema import Problems, parse
 from infra.errors import ConfigError
@@ -79,14 +80,17 @@ def from_raw(raw: Mapping[str, Any], label: str) -> StackConfig:
     """Validate a raw namespace mapping; ``label`` names the stack file in messages."""
     problems = Problems()
     config = parse(StackConfig, raw, "", problems)
-    _duplicates(raw, problems)
+    _collisions(raw, problems)
     if problems.lines:
         raise ConfigError([f"{label}: {PROJECT}:{line}" for line in problems.lines])
     return config
 
 
-def _duplicates(raw: Mapping[str, Any], problems: Problems) -> None:
-    """Services and queues must be listed once; checked on raw data so every problem shows."""
+def _collisions(raw: Mapping[str, Any], problems: Problems) -> None:
+    """Names must be unique (services, queues, generated queues).
+
+    Checked on the raw data, so these show up next to every other problem in one run.
+    """
     services = raw.get("services")
     if isinstance(services, list) and not services:
         problems.add("services", "list at least one service, e.g. [{name: users}]")
@@ -101,12 +105,10 @@ def _duplicates(raw: Mapping[str, Any], problems: Problems) -> None:
     for index, service in enumerate(services):
         queues = service.get("queues") if isinstance(service, Mapping) else None
         if isinstance(queues, list):
-            _report_repeats(
-                [q.get("name") if isinstance(q, Mapping) else None for q in queues],
-                f"services[{index}].queues[{{}}].name",
-                "queue",
-                problems,
-            )
+            queue_names = [q.get("name") if isinstance(q, Mapping) else None for q in queues]
+            path = f"services[{index}].queues[{{}}].name"
+            _report_repeats(queue_names, path, "queue", problems)
+            _report_generated(service, queue_names, path, problems)
 
 
 def _report_repeats(names: list[Any], path: str, what: str, problems: Problems) -> None:
@@ -132,3 +134,20 @@ def _decode(value: Any) -> Any:
         except json.JSONDecodeError:
             return value
     return value
+
+
+def _report_generated(
+    service: Mapping[str, Any], queue_names: list[Any], path: str, problems: Problems
+) -> None:
+    """A configured queue may not take the name of the queue we generate for dead letters."""
+    name = service.get("name")
+    if not isinstance(name, str):
+        return
+    generated = naming.dead_letter_queue(name)
+    for index, queue in enumerate(queue_names):
+        if queue == generated:
+            problems.add(
+                path.format(index),
+                f"{queue!r} is the service's generated dead-letter queue; choose another name "
+                f"(e.g. '{name}.failed')",
+            )

@@ -56,6 +56,7 @@ def service_env(service: ServiceSpec, credentials: ServiceCredentials, endpoints
             else ""
         ),
         redis_key_prefix=naming.redis_key_prefix(service.name),
+        redis_session_prefix=naming.redis_session_prefix(service.name),
         amqp_url=amqp_url(
             endpoints,
             naming.rabbitmq_user(service.name),

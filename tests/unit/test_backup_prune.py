@@ -58,3 +58,20 @@ def test_prune_keeps_the_asked_generations_and_reports_retention_refusals(
     assert [line.split(":")[0] for line in report.refused] == [f"postgres/users/{ids[2]}/"]
     assert {e.manifest.backup_id for e in entries(bucket)} == {ids[0], ids[1], ids[2]}
     assert sorted(report.deleted) == sorted(f"postgres/users/{i}/" for i in ids[3:])
+
+
+def test_prune_removes_partial_files_left_by_killed_backups(tmp_path: Path) -> None:
+    import os
+
+    bucket = FileBucket(tmp_path)
+    folder = tmp_path / "postgres" / "users" / new_id(NOW)
+    folder.mkdir(parents=True)
+    old = folder / ".dump.pgcustom.partial-1a2b3c4d"
+    old.write_bytes(b"half a dump")
+    os.utime(old, (0, 0))
+    fresh = folder / ".dump.pgcustom.partial-5e6f7a8b"
+    fresh.write_bytes(b"still being written")
+    report = prune(bucket, KeepGenerations(), datetime.now(UTC))
+    assert not old.exists()
+    assert fresh.exists()
+    assert report.deleted == [old.relative_to(tmp_path).as_posix()]

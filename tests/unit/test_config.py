@@ -174,6 +174,13 @@ def test_duplicate_queue_in_one_service(tmp_path: Path) -> None:
     assert "services[0].queues[1].name: duplicate queue 'jobs'" in line
 
 
+def test_a_queue_may_not_take_the_generated_dead_letter_name(tmp_path: Path) -> None:
+    body = VALID + "      queues: [{name: users.dead-letter}]\n"
+    (line,) = problems(tmp_path, body)
+    assert line.startswith("Pulumi.bad.yaml: persistence:services[0].queues[0].name: ")
+    assert "generated dead-letter queue" in line
+
+
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     body = """\
     config:

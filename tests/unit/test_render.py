@@ -115,6 +115,8 @@ def test_service_env_files_hold_every_contract_url(
             url = urlsplit(env[key])
             assert (url.username, url.password) == (user, password), f"{service.name} {key}"
             assert url.hostname == "127.0.0.1"
+        assert env["REDIS_KEY_PREFIX"] == f"{service.name}:"
+        assert env["REDIS_SESSION_PREFIX"] == f"{service.name}:session:"
         assert urlsplit(env["DATABASE_URL"]).path == f"/{service.name}"
         assert urlsplit(env["AMQP_URL"]).path == f"/{service.name}"
         assert urlsplit(env["DATABASE_URL"]).port == dev_config.docker.ports.postgres
