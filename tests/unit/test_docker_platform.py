@@ -19,6 +19,7 @@ NETWORK = "docker:index/network:Network"
 IMAGE = "docker:index/remoteImage:RemoteImage"
 DYNAMIC = "pulumi-python:dynamic:Resource"
 PASSWORD = "random:index/randomPassword:RandomPassword"
+SERVERS = ("postgres", "redis", "rabbitmq")
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +64,17 @@ def test_a_private_bridge_network(run: ProgramRun) -> None:
     assert network.inputs["name"] == "persistence-dev-net", network
 
 
+def test_the_stack_runs_three_servers_and_the_backup_scheduler(run: ProgramRun) -> None:
+    assert sorted(c.name for c in run.of_type(CONTAINER)) == ["backup", *sorted(SERVERS)]
+
+
 def test_a_retained_named_volume_per_stateful_server(run: ProgramRun) -> None:
     names = {v.name: v.inputs["name"] for v in run.of_type(VOLUME)}
     assert names == {
         "postgres-data": "persistence-dev-postgres-data",
         "redis-data": "persistence-dev-redis-data",
         "rabbitmq-data": "persistence-dev-rabbitmq-data",
+        "backup-data": "persistence-dev-backups",
     }
     for name, mount in (
         ("postgres", "/var/lib/postgresql/data"),
@@ -94,7 +100,7 @@ def test_images_are_pinned_to_explicit_versions(run: ProgramRun) -> None:
 def test_three_server_containers_with_health_checks(
     run: ProgramRun, dev_config: StackConfig
 ) -> None:
-    checks = {c.name: c.inputs["healthcheck"]["tests"] for c in run.of_type(CONTAINER)}
+    checks = {s: run.one(CONTAINER, s).inputs["healthcheck"]["tests"] for s in SERVERS}
     assert checks["postgres"][:2] == ["CMD", "pg_isready"]
     assert checks["rabbitmq"] == ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
     kind, script = checks["redis"]

@@ -10,6 +10,7 @@ import pulumi_docker as docker
 from infra.config.model import StackConfig
 from infra.credentials import Credentials, ServiceCredentials
 from infra.platforms.docker import containers
+from infra.platforms.docker.backup import backup_container
 from infra.provisioning import AdminEndpoint, ServiceDatabase
 from infra.render import render_all
 from infra.render.endpoints import for_stack
@@ -67,6 +68,9 @@ class DockerPlatform(pulumi.ComponentResource):
         self.postgres = containers.postgres(shared, volumes["postgres"])
         self.redis = containers.redis(shared, volumes["redis"])
         self.rabbitmq = containers.rabbitmq(shared, volumes["rabbitmq"])
+        self.backup = backup_container(
+            shared, credentials, [self.postgres, self.redis, self.rabbitmq]
+        )
 
         endpoints = for_stack(config)
         admin = AdminEndpoint(
