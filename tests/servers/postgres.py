@@ -136,59 +136,17 @@ class PostgresServer:
 
     def superuser_psql(self, sql: str, database: str = "postgres") -> str:
         """Run SQL as the superuser over the socket (the test's view of the catalog)."""
-        result = subprocess.run(
-            as_user(
-                OS_USER,
-                [
-                    pg_binary("psql"),
-                    "-h",
-                    str(self.socket_dir),
-                    "-p",
-                    str(self.port),
-                    "-U",
-                    "postgres",
-                    "-d",
-                    database,
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-X",
-                    "-A",
-                    "-t",
-                    "-c",
-                    sql,
-                ],
-            ),
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return result.stdout.strip()
+        return self._psql(database, "-A", "-t", "-c", sql).stdout.strip()
 
     def superuser_psql_file(self, path: Path, database: str = "postgres") -> None:
-        subprocess.run(
-            as_user(
-                OS_USER,
-                [
-                    pg_binary("psql"),
-                    "-h",
-                    str(self.socket_dir),
-                    "-p",
-                    str(self.port),
-                    "-U",
-                    "postgres",
-                    "-d",
-                    database,
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-X",
-                    "-q",
-                    "-f",
-                    str(path),
-                ],
-            ),
-            capture_output=True,
-            text=True,
-            check=True,
+        """Run a SQL file as the superuser over the socket."""
+        self._psql(database, "-q", "-f", str(path))
+
+    def _psql(self, database: str, *args: str) -> subprocess.CompletedProcess[str]:
+        connection = ["-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres"]
+        argv = [pg_binary("psql"), *connection, "-d", database, "-v", "ON_ERROR_STOP=1", "-X"]
+        return subprocess.run(
+            as_user(OS_USER, [*argv, *args]), capture_output=True, text=True, check=True
         )
 
     def log_text(self) -> str:

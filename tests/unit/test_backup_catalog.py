@@ -7,53 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from infra.backup.catalog import (
-    Manifest,
-    Verification,
-    entries,
-    find,
-    new_id,
-    write_manifest,
-    write_verification,
-)
+from infra.backup.catalog import entries, find
 from infra.backup.storage import FileBucket
 from infra.errors import BackupError
+from tests.unit.backup_fakes import add_backup
 
 T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 
 
-def add(
-    bucket: FileBucket, moment: datetime, verified: bool | None = None, manifest: bool = True
-) -> str:
-    backup_id = new_id(moment)
-    m = Manifest(
-        kind="postgres",
-        service="users",
-        backup_id=backup_id,
-        object="dump.pgcustom",
-        format="custom",
-        started_at=moment.isoformat(),
-        finished_at=moment.isoformat(),
-        size=1,
-        sha256="0" * 64,
-        server_version="15.0",
-    )
-    bucket.write(m.object_name, [b"x"])
-    if manifest:
-        write_manifest(bucket, m)
-    if verified is not None:
-        write_verification(
-            bucket, m, Verification(backup_id, moment.isoformat(), verified, [], 0.1)
-        )
-    return backup_id
-
-
 def test_at_picks_the_newest_backup_taken_at_or_before_the_time(tmp_path: Path) -> None:
     bucket = FileBucket(tmp_path)
-    first = add(bucket, T0, verified=True)
-    second = add(bucket, T0 + timedelta(hours=1), verified=False)  # failed: never chosen
-    third = add(bucket, T0 + timedelta(hours=2))
-    add(bucket, T0 + timedelta(hours=3), manifest=False)  # incomplete: never listed
+    first = add_backup(bucket, T0, verified=True)
+    second = add_backup(bucket, T0 + timedelta(hours=1), verified=False)  # failed: never chosen
+    third = add_backup(bucket, T0 + timedelta(hours=2))
+    add_backup(bucket, T0 + timedelta(hours=3), manifest=False)  # incomplete: never listed
     assert [e.manifest.backup_id for e in entries(bucket)] == [third, second, first]
     assert find(bucket, "postgres", "users").manifest.backup_id == third
     assert find(bucket, "postgres", "users", verified_only=True).manifest.backup_id == first

@@ -5,32 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from infra.backup.catalog import Manifest, entries, new_id, write_manifest
+from infra.backup.catalog import entries, new_id
 from infra.backup.prune import prune
 from infra.backup.storage import FileBucket, RetentionLockedError
 from infra.config.model import KeepGenerations
+from tests.unit.backup_fakes import add_backup
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-def add_backup(bucket: FileBucket, moment: datetime) -> str:
-    backup_id = new_id(moment)
-    manifest = Manifest(
-        kind="postgres",
-        service="users",
-        backup_id=backup_id,
-        object="dump.pgcustom",
-        format="custom",
-        started_at=moment.isoformat(),
-        finished_at=moment.isoformat(),
-        size=4,
-        sha256="0" * 64,
-        server_version="15.0",
-        database="users",
-    )
-    bucket.write(manifest.object_name, [b"data"])
-    write_manifest(bucket, manifest)
-    return backup_id
 
 
 class LockedBucket(FileBucket):
