@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import ParseResult, urlparse
 
 from infra import naming
@@ -94,27 +94,22 @@ def backup_postgres(target: Target, admin_url: str, service: str, dump_format: s
                     target, argv, admin_url, database, name, errors, service, Path(work)
                 )
         conn.rollback()
-    manifest = Manifest(
-        kind="postgres",
+    return _finish(
+        target,
+        "postgres",
+        backup_id,
+        object_name,
+        dump_format,
+        started,
+        hashed,
+        version,
+        "pg_dump",
         service=service,
-        backup_id=backup_id,
-        object=object_name,
-        format=dump_format,
-        started_at=started.isoformat(),
-        finished_at=utc_now().isoformat(),
-        size=hashed.size,
-        sha256=hashed.hexdigest(),
-        server_version=version,
         database=database,
         row_counts=found.row_counts,
         sequences=found.sequences,
         large_objects=found.large_objects,
-        encrypted=target.key is not None,
-        key_id=None if target.key is None else crypto.key_id(target.key),
-        tool="pg_dump",
     )
-    write_manifest(target.bucket, manifest)
-    return manifest
 
 
 def _dump_custom(
@@ -314,10 +309,13 @@ def _finish(
     hashed: Hashed,
     version: str,
     tool: str,
+    service: str = SERVER_SCOPE,
+    **details: Any,
 ) -> Manifest:
+    """Write the manifest, last: only now does the backup exist for list, verify and restore."""
     manifest = Manifest(
         kind=kind,
-        service=SERVER_SCOPE,
+        service=service,
         backup_id=backup_id,
         object=object_name,
         format=fmt,
@@ -329,6 +327,7 @@ def _finish(
         encrypted=target.key is not None,
         key_id=None if target.key is None else crypto.key_id(target.key),
         tool=tool,
+        **details,
     )
     write_manifest(target.bucket, manifest)
     return manifest

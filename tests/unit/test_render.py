@@ -15,6 +15,7 @@ from infra.config.model import StackConfig
 from infra.credentials import Credentials
 from infra.render import render_all
 from infra.render.environment import render
+from tests.unit.conf_text import key_values
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT_FILES = (
@@ -27,17 +28,6 @@ CONTRACT_FILES = (
 )
 
 
-def settings(text: str) -> dict[str, str]:
-    """``key = value`` lines of a postgresql.conf, comments stripped."""
-    found = {}
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if "=" in line:
-            key, value = (part.strip() for part in line.split("=", 1))
-            found[key] = value
-    return found
-
-
 @pytest.fixture(scope="module")
 def credentials(dev_config: StackConfig) -> Credentials:
     return Credentials.generate().completed_for(dev_config)
@@ -46,7 +36,7 @@ def credentials(dev_config: StackConfig) -> Credentials:
 def test_postgresql_conf_follows_production_practice(
     dev_config: StackConfig, credentials: Credentials
 ) -> None:
-    conf = settings(render_all(dev_config, credentials)["postgres/postgresql.conf"].content)
+    conf = key_values(render_all(dev_config, credentials)["postgres/postgresql.conf"].content)
     assert conf["password_encryption"] == "scram-sha-256"
     assert conf["shared_preload_libraries"] == "'pg_stat_statements'"
     assert conf["log_min_duration_statement"] == "1000"

@@ -19,6 +19,7 @@ from infra.config.model import RabbitmqSettings, StackConfig
 from infra.credentials import Credentials
 from infra.render import rabbitmq as mq_files
 from infra.render import render_all
+from tests.unit.conf_text import key_values
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
@@ -167,21 +168,11 @@ def test_definitions_are_serialized_json_and_stable(dev_config: StackConfig) -> 
     assert json.loads(first) == mq_files.definitions(dev_config, credentials)
 
 
-def conf_settings(text: str) -> dict[str, str]:
-    found = {}
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if "=" in line:
-            key, value = (part.strip() for part in line.split("=", 1))
-            found[key] = value
-    return found
-
-
 def test_rabbitmq_conf_loads_definitions_and_sets_alarms(dev_config: StackConfig) -> None:
     config = dataclasses.replace(
         dev_config, rabbitmq=RabbitmqSettings(disk_free_limit_mb=2048, memory_high_watermark=0.5)
     )
-    settings = conf_settings(mq_files.rabbitmq_conf(config))
+    settings = key_values(mq_files.rabbitmq_conf(config))
     assert settings["definitions.import_backend"] == "local_filesystem"
     assert settings["definitions.local.path"] == mq_files.DEFINITIONS_FILE
     assert settings["disk_free_limit.absolute"] == "2048MB"
