@@ -210,7 +210,7 @@ def backup_redis(target: Target, redis_url: str, user: str, password: str) -> Ma
     env = {**os.environ, "REDISCLI_AUTH": password}
     with tempfile.TemporaryDirectory(prefix="redis-rdb-") as work:
         rdb = Path(work, "dump.rdb")
-        argv = [
+        connection = [
             cli,
             "-h",
             host,
@@ -220,9 +220,8 @@ def backup_redis(target: Target, redis_url: str, user: str, password: str) -> Ma
             user,
             "--no-auth-warning",
             *(["--tls"] if parsed.scheme == "rediss" else []),
-            "--rdb",
-            str(rdb),
         ]
+        argv = [*connection, "--rdb", str(rdb)]
         result = subprocess.run(argv, env=env, capture_output=True, check=False, timeout=3600)
         if result.returncode != 0 or not rdb.exists():
             message = (result.stderr or result.stdout).decode(errors="replace").strip()
@@ -231,18 +230,7 @@ def backup_redis(target: Target, redis_url: str, user: str, password: str) -> Ma
                 f"{message.splitlines()[-1] if message else 'no output'}"
             )
         info = subprocess.run(
-            [
-                cli,
-                "-h",
-                host,
-                "-p",
-                str(parsed.port or 6379),
-                "--user",
-                user,
-                "--no-auth-warning",
-                "INFO",
-                "server",
-            ],
+            [*connection, "INFO", "server"],
             env=env,
             capture_output=True,
             check=False,

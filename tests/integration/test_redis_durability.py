@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 import redis
 import redis.exceptions
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from infra import naming
 from infra.config import StackConfig
@@ -30,29 +28,17 @@ from tests.servers.redis import RedisServer
 REMOVED = "audit"
 
 
-def client(server: RedisServer, user: str, password: str) -> redis.Redis:
-    return redis.Redis(
-        host="127.0.0.1",
-        port=server.port,
-        username=user,
-        password=password,
-        socket_timeout=5,
-        decode_responses=True,
-        retry=Retry(NoBackoff(), 0),
-    )
-
-
 @pytest.fixture
 def admin(
     redis_server: RedisServer, dev_rendered: tuple[Path, Credentials], dev_config: StackConfig
 ) -> Iterator[redis.Redis]:
-    connection = client(redis_server, dev_config.redis.admin_user, dev_rendered[1].redis_admin)
+    connection = redis_server.client(dev_config.redis.admin_user, dev_rendered[1].redis_admin)
     yield connection
     connection.close()
 
 
 def service_client(server: RedisServer, credentials: Credentials, service: str) -> redis.Redis:
-    return client(server, naming.redis_user(service), credentials.for_service(service).redis)
+    return server.client(naming.redis_user(service), credentials.for_service(service).redis)
 
 
 def test_append_only_file_is_on_disk(
@@ -125,7 +111,7 @@ def test_removed_service_loses_its_login_when_the_acl_file_is_loaded(
     # Redis 7.0 recreates every user on ACL LOAD and closes every authenticated connection,
     # the admin's own included (after the reply): clients simply reconnect.
     admin.close()
-    fresh_admin = client(redis_server, dev_config.redis.admin_user, credentials.redis_admin)
+    fresh_admin = redis_server.client(dev_config.redis.admin_user, credentials.redis_admin)
     assert REMOVED not in fresh_admin.acl_users()
     fresh_admin.close()
     with pytest.raises(redis.exceptions.AuthenticationError):

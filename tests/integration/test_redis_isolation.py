@@ -88,18 +88,6 @@ def command(connection: redis.Redis, *argv: str) -> Any:
     return connection.execute_command(*argv)  # type: ignore[no-untyped-call]
 
 
-def client(server: RedisServer, user: str, password: str) -> redis.Redis:
-    return redis.Redis(
-        host="127.0.0.1",
-        port=server.port,
-        username=user,
-        password=password,
-        socket_timeout=5,
-        decode_responses=True,
-        retry=Retry(NoBackoff(), 0),
-    )
-
-
 @pytest.fixture(scope="module")
 def clients(
     redis_server: RedisServer, dev_rendered: tuple[Path, Credentials]
@@ -107,7 +95,7 @@ def clients(
     """One connection per service, logged in as that service's ACL user."""
     _, credentials = dev_rendered
     opened = {
-        s: client(redis_server, naming.redis_user(s), credentials.for_service(s).redis)
+        s: redis_server.client(naming.redis_user(s), credentials.for_service(s).redis)
         for s in SERVICES
     }
     yield opened
@@ -119,7 +107,7 @@ def clients(
 def admin(
     redis_server: RedisServer, dev_rendered: tuple[Path, Credentials], dev_config: StackConfig
 ) -> Iterator[redis.Redis]:
-    connection = client(redis_server, dev_config.redis.admin_user, dev_rendered[1].redis_admin)
+    connection = redis_server.client(dev_config.redis.admin_user, dev_rendered[1].redis_admin)
     yield connection
     connection.close()
 
@@ -186,7 +174,7 @@ def test_service_gets_noperm_on_another_services_prefix(
 def test_service_cannot_subscribe_to_another_prefix(
     redis_server: RedisServer, dev_rendered: tuple[Path, Credentials], service: str
 ) -> None:
-    connection = client(redis_server, service, dev_rendered[1].for_service(service).redis)
+    connection = redis_server.client(service, dev_rendered[1].for_service(service).redis)
     for channel in (f"{OTHER}events", "__keyspace@0__:*"):
         with pytest.raises(redis.exceptions.NoPermissionError):
             command(connection, "SUBSCRIBE", channel)
@@ -226,12 +214,12 @@ def test_default_user_cannot_authenticate(redis_server: RedisServer) -> None:
         anonymous.ping()
     for password in ("", "default", "nopass"):
         with pytest.raises(redis.exceptions.AuthenticationError):
-            client(redis_server, "default", password).ping()
+            redis_server.client("default", password).ping()
 
 
 def test_wrong_password_is_refused(redis_server: RedisServer) -> None:
     with pytest.raises(redis.exceptions.AuthenticationError):
-        client(redis_server, SERVICES[0], "not-the-password").ping()
+        redis_server.client(SERVICES[0], "not-the-password").ping()
 
 
 def test_admin_runs_operations_and_backups(admin: redis.Redis, dev_config: StackConfig) -> None:

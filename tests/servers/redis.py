@@ -7,6 +7,10 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from tests.servers.process import (
     as_user,
     chown_tree,
@@ -75,6 +79,18 @@ class RedisServer:
         if self.process is not None and self.process.poll() is not None:
             raise RuntimeError("redis-server exited")
         return True
+
+    def client(self, user: str, password: str) -> redis.Redis:
+        """A client logged in as ``user``; no retries, so a refusal surfaces at once."""
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            username=user,
+            password=password,
+            socket_timeout=5,
+            decode_responses=True,
+            retry=Retry(NoBackoff(), 0),
+        )
 
     def stop(self) -> None:
         if self.process is not None:
