@@ -199,11 +199,18 @@ def allow_connections(admin_url: str, database: str, allowed: bool) -> None:
 
 
 def rename_database(admin_url: str, old: str, new: str) -> None:
-    """Rename after closing the sessions on it (a rename needs the database idle)."""
+    """Rename after closing the sessions on it (a rename needs the database idle).
+
+    Only client sessions of non-superuser roles are ours to end (waiting up to 5 s each for them
+    to exit): a non-superuser admin may not signal superuser processes, and PostgreSQL's own
+    RENAME already stops autovacuum workers on the database itself.
+    """
     with connect(admin_url, autocommit=True) as conn:
         conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            "SELECT pg_terminate_backend(a.pid, 5000) FROM pg_stat_activity a "
+            "JOIN pg_roles r ON r.oid = a.usesysid "
+            "WHERE a.datname = %s AND a.pid <> pg_backend_pid() "
+            "AND a.backend_type = 'client backend' AND NOT r.rolsuper",
             (old,),
         )
         conn.execute(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from infra import naming
@@ -79,7 +80,11 @@ def restore(
         except PlatformError:
             pg.drop_database(admin_url, incoming)
             raise
-    replaced: str | None = _swap(admin_url, database, incoming)
+    try:
+        replaced: str | None = _swap(admin_url, database, incoming)
+    except PlatformError:
+        pg.drop_database(admin_url, incoming)  # the original is back in place; leave no copy
+        raise
     converge(admin_url, config, credentials, [service])
     if replaced is not None and not keep_replaced:
         pg.drop_database(admin_url, replaced)
@@ -89,9 +94,19 @@ def restore(
     )
 
 
+def old_database_name(admin_url: str, database: str) -> str:
+    """``<db>__old_<UTC time>``: the first free second from now, so quick restores never clash."""
+    moment = utc_now().replace(microsecond=0)
+    while True:
+        name = f"{database}__old_{moment:%Y%m%d%H%M%S}"
+        if not pg.database_exists(admin_url, name):
+            return name
+        moment += timedelta(seconds=1)
+
+
 def _swap(admin_url: str, database: str, incoming: str) -> str:
     """Move the verified copy in; put the original back if the second rename fails."""
-    old = f"{database}__old_{utc_now().strftime('%Y%m%d%H%M%S')}"
+    old = old_database_name(admin_url, database)
     pg.allow_connections(admin_url, database, False)
     try:
         pg.rename_database(admin_url, database, old)

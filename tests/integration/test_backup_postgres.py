@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from infra.backup import catalog
+from infra.backup.restore import old_database_name
 from infra.backup.storage import FileBucket, open_bucket
 from infra.config import StackConfig
 from infra.credentials import Credentials
@@ -253,6 +256,68 @@ def test_restore_that_fails_leaves_the_original_intact(
     assert fingerprint(server, "users") == before
     assert server.superuser_psql("SELECT oid FROM pg_database WHERE datname = 'users'") == live_oid
     assert not [n for n in databases(server) if n.startswith("users__")]
+
+
+def test_restore_ends_client_sessions_on_the_live_database(
+    stack: tuple[PostgresServer, Credentials, list[str]], tmp_path: Path
+) -> None:
+    """A service still connected to its database does not block the swap: its session ends."""
+    server, credentials, common = stack
+    bucket = f"file://{tmp_path / 'bucket'}"
+    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    with psycopg.connect(login_url(server, credentials, "users", "app"), autocommit=True) as app:
+        code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
+        assert code == 0, err
+        with pytest.raises(psycopg.OperationalError):
+            app.execute("SELECT 1")
+    assert not [n for n in databases(server) if n.startswith("users__restore")]
+
+
+def test_a_session_the_admin_may_not_end_fails_the_restore_cleanly(
+    stack: tuple[PostgresServer, Credentials, list[str]], tmp_path: Path
+) -> None:
+    """A non-superuser admin cannot end a superuser's session (as on Cloud SQL): the restore
+    stops with a clear error, the live database stays as it was, and no copy is left behind."""
+    server, _, common = stack
+    bucket = f"file://{tmp_path / 'bucket'}"
+    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    before = fingerprint(server, "users")
+    databases_before = set(databases(server))
+    live_oid = server.superuser_psql("SELECT oid FROM pg_database WHERE datname = 'users'")
+    holder = server.superuser_session("users", "SELECT pg_sleep(60)")
+    try:
+        code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
+    finally:
+        holder.terminate()
+        holder.wait(timeout=10)
+    assert code == 1, err
+    assert "being accessed by other users" in err, err
+    assert "Traceback" not in err
+    assert fingerprint(server, "users") == before
+    assert server.superuser_psql("SELECT oid FROM pg_database WHERE datname = 'users'") == live_oid
+    assert (
+        server.superuser_psql("SELECT datallowconn FROM pg_database WHERE datname = 'users'") == "t"
+    ), "the live database accepts connections again"
+    assert set(databases(server)) == databases_before, "no copy or renamed database left"
+
+
+def test_restores_in_the_same_second_keep_distinct_old_databases(
+    stack: tuple[PostgresServer, Credentials, list[str]],
+) -> None:
+    """The kept original gets the first free ``__old_<second>`` name, never a clash."""
+    server, _, _ = stack
+    now = catalog.utc_now().replace(microsecond=0)
+    taken = [f"users__old_{now + timedelta(seconds=s):%Y%m%d%H%M%S}" for s in range(4)]
+    for name in taken:
+        server.superuser_psql(f'CREATE DATABASE "{name}"')
+    try:
+        chosen = old_database_name(server.admin_url, "users")
+        assert chosen not in taken
+        assert re.fullmatch(r"users__old_\d{14}", chosen), chosen
+        assert chosen > taken[0], "names stay in time order"
+    finally:
+        for name in taken:
+            server.superuser_psql(f'DROP DATABASE "{name}"')
 
 
 def test_backup_killed_midway_leaves_nothing_restorable(

@@ -142,11 +142,28 @@ class PostgresServer:
         """Run a SQL file as the superuser over the socket."""
         self._psql(database, "-q", "-f", str(path))
 
-    def _psql(self, database: str, *args: str) -> subprocess.CompletedProcess[str]:
+    def superuser_session(self, database: str, sql: str) -> subprocess.Popen[bytes]:
+        """A superuser session left running on ``database`` (terminate it when done)."""
+        process = subprocess.Popen(
+            self._psql_argv(database, "-c", sql),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        query = (
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid "
+            "WHERE a.datname = current_database() AND r.rolsuper AND a.pid <> pg_backend_pid()"
+        )
+        wait_until(lambda: self.superuser_psql(query, database) != "0", 10, "a superuser session")
+        return process
+
+    def _psql_argv(self, database: str, *args: str) -> list[str]:
         connection = ["-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres"]
         argv = [pg_binary("psql"), *connection, "-d", database, "-v", "ON_ERROR_STOP=1", "-X"]
+        return as_user(OS_USER, [*argv, *args])
+
+    def _psql(self, database: str, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            as_user(OS_USER, [*argv, *args]), capture_output=True, text=True, check=True
+            self._psql_argv(database, *args), capture_output=True, text=True, check=True
         )
 
     def log_text(self) -> str:
