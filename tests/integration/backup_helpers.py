@@ -13,7 +13,12 @@ from infra.cli import main
 from infra.config import StackConfig
 from infra.credentials import Credentials
 from infra.postgres import apply
-from tests.integration.postgres_support import catalog
+from tests.integration.postgres_support import (
+    assert_extensions,
+    assert_no_create_or_temp,
+    assert_owned_by_its_owner,
+    assert_public_has_nothing,
+)
 from tests.servers.postgres import PostgresServer
 
 SEED_SQL = """
@@ -106,48 +111,15 @@ def assert_role_model(
     what the role model asks for, whatever the dump contained.
     """
     database = naming.database_name(service)
-    owner = naming.role_name(service, "owner")
-    assert (
-        catalog(server, "SELECT datdba::regrole FROM pg_database WHERE datname = {db}", db=database)
-        == owner
-    )
-    public = catalog(
-        server,
-        "SELECT count(*) FROM pg_database d, aclexplode(coalesce(d.datacl, "
-        "acldefault('d', d.datdba))) a WHERE d.datname = {db} AND a.grantee = 0",
-        db=database,
-    )
-    assert public == "0", f"PUBLIC has privileges on restored database {database}"
-    for kind in ("app", "readonly"):
-        role = naming.role_name(service, kind)
-        creatable = catalog(
-            server,
-            "SELECT string_agg(nspname, ',') FROM pg_namespace "
-            "WHERE has_schema_privilege({role}, oid, 'CREATE')",
-            database,
-            role=role,
-        )
-        assert creatable == "", f"{role} may CREATE in {creatable}"
-        temp = catalog(
-            server,
-            "SELECT has_database_privilege({role}, {db}, 'TEMPORARY')",
-            role=role,
-            db=database,
-        )
-        assert temp == "f"
+    assert_owned_by_its_owner(server, service)
+    assert_public_has_nothing(server, service)
+    assert_no_create_or_temp(server, service)
     owners = server.superuser_psql(
         "SELECT string_agg(DISTINCT c.relowner::regrole::text, ',') FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
         database,
     )
-    assert owners in ("", owner), owners
-    for extension in config.service(service).extensions:
-        found = catalog(
-            server,
-            "SELECT count(*) FROM pg_extension WHERE extname = {name}",
-            database,
-            name=extension,
-        )
-        assert found == "1", f"extension {extension} missing from restored {database}"
+    assert owners in ("", naming.role_name(service, "owner")), owners
+    assert_extensions(server, service, config.service(service).extensions)
     report = apply(admin_url, config, credentials, services=[service])
     assert report.executed == (), f"restored {database} drifted: {report.executed}"

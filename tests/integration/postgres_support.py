@@ -58,3 +58,59 @@ def catalog(
     """Run a superuser query whose ``{name}`` placeholders are bound as SQL literals."""
     composed = sql.SQL(query).format(**{k: sql.Literal(v) for k, v in values.items()})
     return server.superuser_psql(composed.as_string(), database)
+
+
+# The role model's per-service catalog checks, shared by the roles tests and the checks run
+# after a restore, so "every isolation check still passes" means the very same checks.
+
+
+def assert_owned_by_its_owner(server: PostgresServer, service: str) -> None:
+    """The service's database belongs to ``<service>_owner``."""
+    owner = catalog(
+        server,
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {db}",
+        db=naming.database_name(service),
+    )
+    assert owner == naming.role_name(service, "owner"), f"{service} is owned by {owner}"
+
+
+def assert_public_has_nothing(server: PostgresServer, service: str) -> None:
+    """PUBLIC holds no privilege (CONNECT, TEMP) on the service's database."""
+    database = naming.database_name(service)
+    public = catalog(
+        server,
+        "SELECT count(*) FROM pg_database d, aclexplode(coalesce(d.datacl, "
+        "acldefault('d', d.datdba))) a WHERE d.datname = {db} AND a.grantee = 0",
+        db=database,
+    )
+    assert public == "0", f"PUBLIC still has privileges on database {database}"
+
+
+def assert_no_create_or_temp(server: PostgresServer, service: str) -> None:
+    """The app and readonly logins can create nothing: no schema CREATE, no TEMP."""
+    database = naming.database_name(service)
+    for kind in ("app", "readonly"):
+        role = naming.role_name(service, kind)
+        schemas = catalog(
+            server,
+            "SELECT string_agg(nspname, ',') FROM pg_namespace "
+            "WHERE has_schema_privilege({role}, oid, 'CREATE')",
+            database,
+            role=role,
+        )
+        assert schemas == "", f"{role} may CREATE in {schemas}"
+        temp = catalog(
+            server,
+            "SELECT has_database_privilege({role}, {db}, 'TEMPORARY')",
+            role=role,
+            db=database,
+        )
+        assert temp == "f", f"{role} may create temporary tables in {database}"
+
+
+def assert_extensions(server: PostgresServer, service: str, extensions: tuple[str, ...]) -> None:
+    """Every extension the service asked for exists in its database."""
+    database = naming.database_name(service)
+    found = set(server.superuser_psql("SELECT extname FROM pg_extension", database).split())
+    missing = set(extensions) - found
+    assert not missing, f"extensions {sorted(missing)} missing from {database}"

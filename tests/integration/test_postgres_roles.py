@@ -17,7 +17,16 @@ from infra import postgres as pg_engine
 from infra.config import StackConfig
 from infra.credentials import Credentials
 from infra.postgres.engine import ApplyReport
-from tests.integration.postgres_support import all_roles, catalog, login_error, service_url
+from tests.integration.postgres_support import (
+    all_roles,
+    assert_extensions,
+    assert_no_create_or_temp,
+    assert_owned_by_its_owner,
+    assert_public_has_nothing,
+    catalog,
+    login_error,
+    service_url,
+)
 from tests.servers.postgres import PostgresServer
 
 Rendered = tuple[Path, Credentials]
@@ -53,12 +62,7 @@ def test_each_service_owns_its_database(
     postgres: PostgresServer, names: list[str], applied: ApplyReport
 ) -> None:
     for service in names:
-        owner = catalog(
-            postgres,
-            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {service}",
-            service=service,
-        )
-        assert owner == naming.role_name(service, "owner")
+        assert_owned_by_its_owner(postgres, service)
 
 
 def test_no_service_role_has_a_forbidden_attribute(
@@ -87,13 +91,7 @@ def test_public_has_no_connect_or_temp_on_service_databases(
     postgres: PostgresServer, names: list[str], applied: ApplyReport
 ) -> None:
     for service in names:
-        public = catalog(
-            postgres,
-            "SELECT count(*) FROM pg_database d, aclexplode(coalesce(d.datacl, "
-            "acldefault('d', d.datdba))) a WHERE d.datname = {service} AND a.grantee = 0",
-            service=service,
-        )
-        assert public == "0", f"PUBLIC still has privileges on database {service}"
+        assert_public_has_nothing(postgres, service)
 
 
 def test_logins_of_one_service_cannot_connect_to_another_services_database(
@@ -152,31 +150,14 @@ def test_requested_extensions_exist(
     postgres: PostgresServer, dev_config: StackConfig, applied: ApplyReport
 ) -> None:
     for spec in dev_config.services:
-        found = set(postgres.superuser_psql("SELECT extname FROM pg_extension", spec.name).split())
-        assert set(spec.extensions) <= found, spec.name
+        assert_extensions(postgres, spec.name, spec.extensions)
 
 
 def test_app_and_readonly_have_no_create_on_any_schema(
     postgres: PostgresServer, names: list[str], applied: ApplyReport
 ) -> None:
     for service in names:
-        for kind in ("app", "readonly"):
-            role = naming.role_name(service, kind)
-            schemas = catalog(
-                postgres,
-                "SELECT string_agg(nspname, ',') FROM pg_namespace "
-                "WHERE has_schema_privilege({role}, oid, 'CREATE')",
-                service,
-                role=role,
-            )
-            assert schemas == "", f"{role} may CREATE in {schemas}"
-            temp = catalog(
-                postgres,
-                "SELECT has_database_privilege({role}, {service}, 'TEMPORARY')",
-                role=role,
-                service=service,
-            )
-            assert temp == "f"
+        assert_no_create_or_temp(postgres, service)
 
 
 MIGRATION = """
