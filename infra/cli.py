@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "infra.commands.envfiles",
     "infra.commands.backup",
     "infra.commands.db",
+    "infra.commands.rebuild",
 )
 
 

@@ -6,8 +6,10 @@ Outside Pulumi these live in a secrets file (``infra.secrets_file``); inside Pul
 
 from __future__ import annotations
 
+import json
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from infra.config.model import StackConfig
 
@@ -83,3 +85,15 @@ class Credentials:
         services = dict(self.services)
         services[service] = ServiceCredentials.generate(current.version + 1)
         return replace(self, services=services)
+
+
+def credentials_json(credentials: Credentials) -> str:
+    """The one text form of credentials: secrets files, the backup container, stack outputs."""
+    return json.dumps(asdict(credentials), indent=2, sort_keys=True) + "\n"
+
+
+def credentials_from_json(text: str) -> Credentials:
+    """Parse ``credentials_json`` output; ValueError/TypeError/KeyError on anything else."""
+    data: dict[str, Any] = json.loads(text)
+    services = {name: ServiceCredentials(**values) for name, values in data.pop("services").items()}
+    return Credentials(**data, services=services)

@@ -6,16 +6,13 @@ others can read is refused rather than silently used.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from infra.config.model import StackConfig
-from infra.credentials import Credentials, ServiceCredentials
+from infra.credentials import Credentials, credentials_from_json, credentials_json
 from infra.errors import SecretsError
 
 PRIVATE_MODE = 0o600
@@ -43,11 +40,7 @@ def read(path: Path) -> Credentials:
             f"{path}: mode {mode:04o} lets other users read credentials; run `chmod 600 {path}`"
         )
     try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        services = {
-            name: ServiceCredentials(**values) for name, values in data.pop("services").items()
-        }
-        return Credentials(**data, services=services)
+        return credentials_from_json(path.read_text(encoding="utf-8"))
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise SecretsError(
             f"{path}: not a secrets file written by this tool ({error.__class__.__name__}); "
@@ -58,7 +51,7 @@ def read(path: Path) -> Credentials:
 def write(path: Path, credentials: Credentials) -> None:
     """Write atomically with mode 0600, so a crash never leaves a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    text = json.dumps(asdict(credentials), indent=2, sort_keys=True) + "\n"
+    text = credentials_json(credentials)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, PRIVATE_MODE)

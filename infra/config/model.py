@@ -74,6 +74,12 @@ class PostgresSettings:
     reserved_connections: int = setting(
         20, rule=rules.between(5, 1000), doc="admin, backups and monitoring on top of services"
     )
+    max_connections: int = setting(
+        300,
+        rule=rules.between(25, 10_000),
+        doc="the server's max_connections; fixed, so that changing one service's limits never "
+        "restarts the server; must cover every service's limits plus reserved_connections",
+    )
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,12 @@ class DockerSettings:
     ports: DockerPorts = setting(DockerPorts())
     images: DockerImages = setting(DockerImages())
     memory_mb: DockerMemory = setting(DockerMemory())
+    backup_dir: str = setting(
+        "",
+        rule=rules.absolute_path_or_empty,
+        doc="host folder used as the local backup bucket (default: .backups/<stack> in the "
+        "checkout); owned by whoever runs pulumi, mode 0700",
+    )
 
     def __post_init__(self) -> None:
         ports = [self.ports.postgres, self.ports.redis, self.ports.amqp, self.ports.management]
@@ -265,10 +277,19 @@ class StackConfig:
         raise KeyError(name)
 
     @property
-    def max_connections(self) -> int:
+    def connections_needed(self) -> int:
         """Every service's connection limits plus the reserve for admin work."""
         per_service = sum(
             s.connection_limits.app + s.connection_limits.migrator + s.connection_limits.readonly
             for s in self.services
         )
         return per_service + self.postgres.reserved_connections
+
+    def __post_init__(self) -> None:
+        needed = self.connections_needed
+        if needed > self.postgres.max_connections:
+            raise ValueError(
+                f"postgres.max_connections: {self.postgres.max_connections} is less than the "
+                f"services' connection limits plus postgres.reserved_connections ({needed}); "
+                f"set it to at least {needed} (e.g. postgres: {{max_connections: {needed}}})"
+            )

@@ -201,3 +201,9 @@ def ipv4_address(value: str) -> str | None:
     except ValueError:
         return f"{value!r} is not an IPv4 address; use e.g. '127.0.0.1'"
     return None
+
+
+def absolute_path_or_empty(value: str) -> str | None:
+    if value == "" or value.startswith("/"):
+        return None
+    return f"{value!r} is not an absolute path; use e.g. /srv/backups/dev, or leave it out"

@@ -20,7 +20,7 @@ def postgresql_conf(config: StackConfig, hba_file: str = HBA_FILE) -> str:
         "postgres/postgresql.conf.j2",
         port=POSTGRES_PORT,
         hba_file=hba_file,
-        max_connections=config.max_connections,
+        max_connections=config.postgres.max_connections,
         reserved_connections=config.postgres.reserved_connections,
         shared_buffers_mb=shared_buffers,
         effective_cache_size_mb=shared_buffers * 3,

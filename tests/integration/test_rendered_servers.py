@@ -27,7 +27,7 @@ def test_postgres_runs_the_rendered_settings(
         assert show("password_encryption") == "scram-sha-256"
         assert show("shared_preload_libraries") == "pg_stat_statements"
         assert show("log_min_duration_statement") == "1s"
-        assert show("max_connections") == str(dev_config.max_connections)
+        assert show("max_connections") == str(dev_config.postgres.max_connections)
         assert show("server_version").startswith("15.")
 
 

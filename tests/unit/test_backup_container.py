@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from pathlib import Path
 
 import pytest
 
+from infra.config.load import load_file
 from infra.config.model import StackConfig
-from infra.platforms.docker.backup import BACKUP_DIR, DOCKERFILE, SECRETS_FILE
+from infra.platforms.docker.backup import (
+    BACKUP_DIR,
+    BUILD_INPUTS,
+    DOCKERFILE,
+    REPO_ROOT,
+    SECRETS_FILE,
+    backup_dir,
+    build_context_hash,
+)
 from tests.unit.pulumi_mocks import ProgramRun, is_secret, run_program
 
 CONTAINER = "docker:index/container:Container"
-IMAGE = "docker:index/image:Image"
-VOLUME = "docker:index/volume:Volume"
+IMAGE = "docker:index/remoteImage:RemoteImage"
 
 
 @pytest.fixture(scope="module")
@@ -24,29 +35,62 @@ def test_the_image_is_built_from_the_repository_dockerfile(
     run: ProgramRun, dev_config: StackConfig
 ) -> None:
     image = run.one(IMAGE, "backup-image")
-    assert image.inputs["build"]["dockerfile"] == str(DOCKERFILE)
-    assert image.inputs["build"]["args"] == {"BASE_IMAGE": dev_config.docker.images.backup}
-    assert image.inputs["skipPush"] is True, "a local image: nothing is pushed anywhere"
+    assert image.inputs["build"]["context"] == str(REPO_ROOT)
+    assert REPO_ROOT / image.inputs["build"]["dockerfile"] == DOCKERFILE
+    assert image.inputs["build"]["buildArgs"] == {"BASE_IMAGE": dev_config.docker.images.backup}
+    assert image.inputs["triggers"] == {"context": build_context_hash()}, "rebuilt on any change"
 
 
-def test_backup_container_runs_the_schedule_loop_into_a_local_bucket(run: ProgramRun) -> None:
-    assert run.one(VOLUME, "backup-data").inputs["name"] == "persistence-dev-backups"
+def test_any_change_to_what_the_image_copies_changes_its_trigger(tmp_path: Path) -> None:
+    for name in BUILD_INPUTS:
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, tmp_path / name)
+    before = build_context_hash(tmp_path)
+    assert before == build_context_hash(REPO_ROOT)
+    (tmp_path / "sql" / "catalog.sql").write_text("-- changed\n", encoding="utf-8")
+    assert build_context_hash(tmp_path) != before
+
+
+def test_backup_container_runs_the_schedule_loop_into_the_host_bucket(
+    run: ProgramRun, dev_config: StackConfig
+) -> None:
     container = run.one(CONTAINER, "backup").inputs
-    assert container["command"] == ["backup-loop", "--stack", "dev", "--secrets", SECRETS_FILE]
+    stack_file = container["command"][2]
+    assert container["command"] == ["backup-loop", "--stack", stack_file, "--secrets", SECRETS_FILE]
     envs = dict(item.split("=", 1) for item in container["envs"])
     assert envs["PERSISTENCE_BACKUP_BUCKET"] == f"file://{BACKUP_DIR}"
     assert envs["PERSISTENCE_ADMIN_URL"] == "postgresql://platform_admin@postgres:5432/postgres"
     assert envs["PERSISTENCE_REDIS_URL"] == "redis://redis:6379"
-    assert container["volumes"] == [
-        {"volumeName": "persistence-dev-backups", "containerPath": BACKUP_DIR}
-    ]
-    assert container["user"] == "999"
+    (mount,) = container["mounts"]
+    assert mount == {
+        "type": "bind",
+        "source": str(backup_dir(dev_config, "dev")),
+        "target": BACKUP_DIR,
+    }
+    assert container["user"] == f"{os.getuid()}:{os.getgid()}", "the bucket stays the user's"
     assert "ports" not in container, "nothing published on the host"
+
+
+def test_the_loop_reads_a_stack_file_with_only_what_backups_use(
+    run: ProgramRun, dev_config: StackConfig, tmp_path: Path
+) -> None:
+    container = run.one(CONTAINER, "backup").inputs
+    stack_file = container["command"][2]
+    (upload,) = [u for u in container["uploads"] if u["file"] == stack_file]
+    written = tmp_path / Path(stack_file).name
+    written.write_text(upload["content"], encoding="utf-8")
+    loaded = load_file(written)
+    assert loaded.backup == dev_config.backup
+    assert [s.name for s in loaded.services] == [s.name for s in dev_config.services]
+    assert "connection_limits" not in upload["content"], "a limit change must not replace it"
 
 
 def test_credentials_reach_the_container_only_as_a_private_secret_file(run: ProgramRun) -> None:
     declared = run.one(CONTAINER, "backup")
-    (upload,) = declared.inputs["uploads"]
+    (upload,) = [u for u in declared.inputs["uploads"] if u["file"] == SECRETS_FILE]
     assert upload["file"] == SECRETS_FILE
     assert upload["permissions"] == "0400"
     assert is_secret(declared.raw_inputs["uploads"]), "stays a Pulumi secret in state"

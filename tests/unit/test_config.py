@@ -50,7 +50,7 @@ def test_defaults_apply_when_only_required_keys_are_given(tmp_path: Path) -> Non
     assert users.statement_timeout_ms == 30_000
     assert config.postgres.slow_statement_ms == 1000
     assert config.docker.bind_address == "127.0.0.1"
-    assert config.max_connections == 20 + 3 + 5 + config.postgres.reserved_connections
+    assert config.connections_needed == 20 + 3 + 5 + config.postgres.reserved_connections
 
 
 def test_unknown_key_suggests_the_closest_allowed_key(tmp_path: Path) -> None:
@@ -278,3 +278,18 @@ def test_pulumi_config_errors_name_the_stack_file() -> None:
     with pytest.raises(ConfigError) as caught:
         load_pulumi()
     assert caught.value.problems[0].startswith("Pulumi.dev.yaml: persistence:services[0].name:")
+
+
+def test_services_needing_more_than_max_connections_are_refused_naming_the_key(
+    tmp_path: Path,
+) -> None:
+    text = VALID.replace(
+        "persistence:platform: docker",
+        "persistence:platform: docker\n  persistence:postgres: {max_connections: 30}",
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_file(write_stack(tmp_path, text, "tight"))
+    message = str(raised.value)
+    assert "Pulumi.tight.yaml: persistence:" in message
+    assert "postgres.max_connections: 30 is less than" in message
+    assert "set it to at least 48" in message

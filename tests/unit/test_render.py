@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import stat
 import subprocess
@@ -15,6 +16,7 @@ from infra.config.model import StackConfig
 from infra.credentials import Credentials
 from infra.render import render_all
 from infra.render.environment import render
+from infra.render.postgres import postgresql_conf as render_postgresql_conf
 from tests.unit.conf_text import key_values
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,15 +42,23 @@ def test_postgresql_conf_follows_production_practice(
     assert conf["password_encryption"] == "scram-sha-256"
     assert conf["shared_preload_libraries"] == "'pg_stat_statements'"
     assert conf["log_min_duration_statement"] == "1000"
-    assert conf["max_connections"] == str(dev_config.max_connections)
+    assert conf["max_connections"] == str(dev_config.postgres.max_connections)
 
 
-def test_max_connections_grows_with_the_services(dev_config: StackConfig) -> None:
+def test_max_connections_is_fixed_and_covers_the_services(dev_config: StackConfig) -> None:
     per_service = sum(
         s.connection_limits.app + s.connection_limits.migrator + s.connection_limits.readonly
         for s in dev_config.services
     )
-    assert dev_config.max_connections == per_service + dev_config.postgres.reserved_connections
+    assert dev_config.connections_needed == per_service + dev_config.postgres.reserved_connections
+    assert dev_config.connections_needed <= dev_config.postgres.max_connections
+    # A service's limit changes its roles, never the server's config (no restart).
+    more = dataclasses.replace(
+        dev_config.services[0],
+        connection_limits=dataclasses.replace(dev_config.services[0].connection_limits, app=21),
+    )
+    changed = dataclasses.replace(dev_config, services=(more, *dev_config.services[1:]))
+    assert render_postgresql_conf(changed) == render_postgresql_conf(dev_config)
 
 
 def test_pg_hba_admits_each_service_only_to_its_own_database(

@@ -1,6 +1,6 @@
-# The dev stack's backup container: pg_dump/pg_restore 15, redis-cli, and this repository's CLI
-# running `python -m infra backup-loop` (backup, verify, prune on backup.schedule).
-# Built from the repository root (backup.Dockerfile.dockerignore keeps the context small):
+# The dev backup container: pg_dump/pg_restore 15, redis-cli, and this repository's CLI running
+# `python -m infra backup-loop` (backup, verify, prune on backup.schedule).
+# Built from the repository root (.dockerignore keeps the context to what the CLI needs):
 #   docker build -f infra/platforms/docker/backup.Dockerfile .
 ARG BASE_IMAGE=postgres:15.10-bookworm
 FROM ${BASE_IMAGE}
@@ -8,14 +8,17 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv redis-tools \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-# requirements.txt installs the project itself (-e .), so the sources come first.
-COPY pyproject.toml requirements.txt Pulumi.yaml Pulumi.*.yaml ./
+# Dependencies first, in their own layer: a change to the sources does not reinstall them.
+COPY requirements.txt ./
+RUN python3 -m venv /venv \
+ && grep -v '^-e ' requirements.txt > /tmp/dependencies.txt \
+ && /venv/bin/pip install --no-cache-dir -r /tmp/dependencies.txt
+COPY pyproject.toml ./
 COPY infra ./infra
 COPY sql ./sql
 COPY templates ./templates
-RUN python3 -m venv /venv && /venv/bin/pip install --no-cache-dir -r requirements.txt
-# The named volume mounted here inherits this ownership on first use.
-RUN mkdir -p /backups && chown 999:999 /backups && chmod 0700 /backups
+RUN /venv/bin/pip install --no-cache-dir --no-deps -e .
+# The container runs as the user who runs `pulumi up` (see backup.py); /backups is their folder.
 ENV PERSISTENCE_PG_BIN=/usr/lib/postgresql/15/bin PYTHONUNBUFFERED=1
 USER 999
 ENTRYPOINT ["/venv/bin/python", "-m", "infra"]

@@ -1,63 +1,111 @@
 """The dev stack's backup container: ``backup``, ``verify`` and ``prune`` on backup.schedule.
 
 It runs this repository's CLI (``python -m infra backup-loop``) from an image built from
-``backup.Dockerfile``, writes into a named volume used as a ``file:///backups`` bucket, and
-reaches the servers by their network aliases. Passwords arrive as a 0400 secrets file uploaded
-by the program; the environment carries only URLs without passwords.
+``backup.Dockerfile``, and reaches the servers by their network aliases. Its bucket is a host
+folder (``docker.backup_dir``, default ``.backups/<stack>``): backups outlive the containers and
+the data volumes, and the CLI on the host (``list``, ``restore``, ``rebuild``) reads them
+directly. The container runs as the user who runs ``pulumi up``, so that folder stays theirs.
+
+Passwords arrive as a 0400 secrets file uploaded by the program; the environment carries only
+URLs without passwords. The loop's stack file is uploaded too, reduced to what backups use, so
+that a change to a service's other settings does not replace this container.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
+import yaml
 
 from infra.commands.backup import ADMIN_URL_ENV, BUCKET_ENV, MANAGEMENT_URL_ENV, REDIS_URL_ENV
-from infra.credentials import Credentials
-from infra.platforms.docker.containers import IMAGE_USER, Shared
+from infra.config.model import PROJECT, StackConfig
+from infra.credentials import Credentials, credentials_json
+from infra.platforms.docker.containers import Shared
 from infra.render.endpoints import MANAGEMENT_PORT, POSTGRES_PORT, REDIS_PORT
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = Path(__file__).with_name("backup.Dockerfile")
+# What backup.Dockerfile copies; its hash rebuilds the image when any of it changes.
+BUILD_INPUTS = ("pyproject.toml", "requirements.txt", "infra", "sql", "templates")
 BACKUP_DIR = "/backups"
 SECRETS_FILE = "/run/secrets/persistence.secrets.json"
+STACK_DIR = "/run/persistence"
+
+
+def backup_dir(config: StackConfig, stack: str) -> Path:
+    """The host folder used as the stack's local bucket."""
+    configured = config.docker.backup_dir
+    return Path(configured) if configured else REPO_ROOT / ".backups" / stack
+
+
+def backup_bucket_url(config: StackConfig, stack: str) -> str:
+    """The bucket URL the host-side CLI uses (``list``, ``restore``, ``rebuild``)."""
+    return f"file://{backup_dir(config, stack)}"
+
+
+def backup_stack_file(config: StackConfig) -> str:
+    """A stack file holding only what the backup loop reads (names, admins, backup settings)."""
+    settings = {
+        "platform": config.platform,
+        "services": [{"name": spec.name} for spec in config.services],
+        "postgres": {"admin_user": config.postgres.admin_user},
+        "redis": {"admin_user": config.redis.admin_user},
+        "rabbitmq": {"admin_user": config.rabbitmq.admin_user},
+        "backup": _plain(asdict(config.backup)),
+    }
+    document = {"config": {f"{PROJECT}:{key}": value for key, value in settings.items()}}
+    return yaml.safe_dump(document, sort_keys=True)
+
+
+def build_context_hash(root: Path = REPO_ROOT) -> str:
+    """SHA-256 over every file the image copies, so an unchanged checkout never rebuilds."""
+    digest = hashlib.sha256(DOCKERFILE.read_bytes())
+    for name in BUILD_INPUTS:
+        path = root / name
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for file in files:
+            if "__pycache__" in file.parts:
+                continue
+            digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
 
 
 def backup_container(
     shared: Shared, credentials: pulumi.Output[Credentials], servers: Sequence[docker.Container]
 ) -> docker.Container:
-    """Declare the backup image, its bucket volume and the scheduler container."""
+    """Declare the backup image and the scheduler container writing into the host bucket."""
     config = shared.config
+    stack = pulumi.get_stack()
     child = pulumi.ResourceOptions(parent=shared.parent)
-    image = docker.Image(
+    bucket = backup_dir(config, stack)
+    # Created here, by the user running pulumi, so Docker does not create it root-owned.
+    bucket.mkdir(mode=0o700, parents=True, exist_ok=True)
+    uid, gid = str(os.getuid()), str(os.getgid())
+    image = docker.RemoteImage(
         "backup-image",
-        image_name=f"{shared.prefix}-backup:latest",
-        build=docker.DockerBuildArgs(
+        name=f"{shared.prefix}-backup:latest",
+        build=docker.RemoteImageBuildArgs(
             context=str(REPO_ROOT),
-            dockerfile=str(DOCKERFILE),
-            args={"BASE_IMAGE": config.docker.images.backup},
-            platform="linux/amd64",
+            dockerfile=str(DOCKERFILE.relative_to(REPO_ROOT)),
+            build_args={"BASE_IMAGE": config.docker.images.backup},
         ),
-        skip_push=True,  # a local image for the local engine; nothing is pushed anywhere
-        build_on_preview=False,  # `pulumi preview` in pull requests needs no Docker engine
+        triggers={"context": build_context_hash()},
+        keep_locally=True,
         opts=child,
     )
-    volume = docker.Volume(
-        "backup-data",
-        name=f"{shared.prefix}-backups",
-        labels=[docker.VolumeLabelArgs(label="persistence.stack", value=shared.prefix)],
-        opts=pulumi.ResourceOptions(parent=shared.parent, retain_on_delete=True),
-    )
-    secrets = credentials.apply(lambda c: json.dumps(asdict(c), indent=2, sort_keys=True))
+    secrets = credentials.apply(credentials_json)
+    stack_file = f"{STACK_DIR}/Pulumi.{stack}.yaml"
     return docker.Container(
         "backup",
-        image=image.image_name,
+        image=image.image_id,
         name=f"{shared.prefix}-backup",
-        command=["backup-loop", "--stack", pulumi.get_stack(), "--secrets", SECRETS_FILE],
+        command=["backup-loop", "--stack", stack_file, "--secrets", SECRETS_FILE],
         envs=[
             f"{BUCKET_ENV}=file://{BACKUP_DIR}",
             f"{ADMIN_URL_ENV}=postgresql://{config.postgres.admin_user}@postgres:"
@@ -70,14 +118,21 @@ def backup_container(
             docker.ContainerUploadArgs(
                 file=SECRETS_FILE,
                 content=pulumi.Output.secret(secrets),
-                owner=IMAGE_USER,
-                group=IMAGE_USER,
+                owner=uid,
+                group=gid,
                 permissions="0400",
-            )
+            ),
+            docker.ContainerUploadArgs(
+                file=stack_file,
+                content=backup_stack_file(config),
+                owner=uid,
+                group=gid,
+                permissions="0444",
+            ),
         ],
-        volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=BACKUP_DIR)],
+        mounts=[docker.ContainerMountArgs(type="bind", source=str(bucket), target=BACKUP_DIR)],
         networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=shared.network.name)],
-        user=IMAGE_USER,
+        user=f"{uid}:{gid}",
         restart="unless-stopped",
         memory=config.docker.memory_mb.backup,
         security_opts=["no-new-privileges:true"],
@@ -86,3 +141,12 @@ def backup_container(
         labels=[docker.ContainerLabelArgs(label="persistence.stack", value=shared.prefix)],
         opts=pulumi.ResourceOptions(parent=shared.parent, depends_on=list(servers)),
     )
+
+
+def _plain(value: object) -> object:
+    """Tuples to lists, so the YAML is plain data the stack loader accepts."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -8,9 +8,9 @@ import pulumi
 import pulumi_docker as docker
 
 from infra.config.model import StackConfig
-from infra.credentials import Credentials, ServiceCredentials
+from infra.credentials import Credentials, ServiceCredentials, credentials_json
 from infra.platforms.docker import containers
-from infra.platforms.docker.backup import backup_container
+from infra.platforms.docker.backup import backup_bucket_url, backup_container
 from infra.provisioning import AdminEndpoint, ServiceDatabase
 from infra.render import render_all
 from infra.render.endpoints import for_stack
@@ -114,6 +114,9 @@ class DockerPlatform(pulumi.ComponentResource):
                 f"http://{config.docker.bind_address}:{config.docker.ports.management}/"
             ),
             "service_env": pulumi.Output.secret(service_envs),
+            # What `python -m infra rebuild` needs to restore after a disaster.
+            "backup_bucket": backup_bucket_url(config, pulumi.get_stack()),
+            "credentials": pulumi.Output.secret(credentials.apply(credentials_json)),
         }
         self.register_outputs(self.exports)
 
