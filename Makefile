@@ -12,7 +12,7 @@ STACK ?= dev
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 export PULUMI_CONFIG_PASSPHRASE_FILE ?= $(CURDIR)/.pulumi-state/passphrase
 
-.PHONY: setup up env preview down test lint unit integration bench clean
+.PHONY: setup up env preview down test lint unit integration e2e engine images bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -54,10 +54,24 @@ lint: setup
 unit: setup
 	$(BIN)/pytest tests/unit
 
+# The pinned Pulumi engine (CLI, Python language host, docker and random plugins), built from Go
+# modules into .tools/bin; cached, rebuilt only when tests/e2e/engine/ changes. Users install
+# Pulumi the normal way; this is how the tests, and anyone offline, get a pinned engine.
+engine:
+	tests/e2e/engine/build.sh $(CURDIR)/.tools/bin
+
+# The e2e server images, built from Debian's packages on a debootstrap base (nothing is pulled).
+images: setup
+	$(BIN)/python -m tests.e2e.images.build
+
+# The dev stack's life cycle under the real engine and a local Docker engine.
+e2e: setup engine
+	$(BIN)/pytest tests/e2e
+
 integration: setup
 	$(BIN)/pytest tests/integration
 
-test: lint
+test: lint engine
 	$(BIN)/pytest
 
 bench: setup

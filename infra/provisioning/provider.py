@@ -16,6 +16,7 @@ from pulumi.dynamic import (
     CheckResult,
     CreateResult,
     DiffResult,
+    ReadResult,
     ResourceProvider,
     UpdateResult,
 )
@@ -24,6 +25,7 @@ from infra import naming
 from infra.config import rules
 from infra.config.model import ConnectionLimits, ServiceSpec, StackConfig
 from infra.credentials import Credentials, ServiceCredentials
+from infra.errors import ServerError
 
 # Inputs whose change re-runs the engine; the service name is fixed (a rename is a replace).
 TRACKED = (
@@ -92,10 +94,8 @@ def spec_from_inputs(props: dict[str, Any]) -> ServiceSpec:
     )
 
 
-def converge(props: dict[str, Any]) -> dict[str, Any]:
-    """Run the engine for this one service and return the resource's outputs."""
-    from infra import postgres
-
+def _engine_inputs(props: dict[str, Any]) -> tuple[str, StackConfig, Credentials, ServiceSpec]:
+    """The admin URL, a one-service config and its credentials, from the resource's inputs."""
     spec = spec_from_inputs(props)
     passwords = props["passwords"]
     credentials = Credentials(
@@ -122,9 +122,29 @@ def converge(props: dict[str, Any]) -> dict[str, Any]:
         dbname="postgres",
         sslmode=str(props["sslmode"]),
     )
-    config = StackConfig(platform="docker", services=(spec,))
+    return admin_url, StackConfig(platform="docker", services=(spec,)), credentials, spec
+
+
+def converge(props: dict[str, Any]) -> dict[str, Any]:
+    """Run the engine for this one service and return the resource's outputs."""
+    from infra import postgres
+
+    admin_url, config, credentials, spec = _engine_inputs(props)
     report = postgres.apply(admin_url, config, credentials, services=[spec.name])
-    return {**props, **outputs_for(spec.name), "statements_executed": len(report.executed)}
+    return {
+        **props,
+        **outputs_for(spec.name),
+        "statements_executed": len(report.executed),
+        "pending_statements": 0,
+    }
+
+
+def pending(props: dict[str, Any]) -> int:
+    """How many statements the service needs now (drift made by hand, a lost database)."""
+    from infra import postgres
+
+    admin_url, config, credentials, spec = _engine_inputs(props)
+    return len(postgres.plan(admin_url, config, credentials, services=[spec.name]).statements)
 
 
 def outputs_for(service: str) -> dict[str, str]:
@@ -143,7 +163,10 @@ class ServiceDatabaseProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = ["service_name"] if olds.get("service_name") != news.get("service_name") else []
-        changed = bool(replaces) or any(olds.get(key) != news.get(key) for key in TRACKED)
+        drifted = bool(olds.get("pending_statements"))  # found by `pulumi refresh`
+        changed = (
+            bool(replaces) or drifted or any(olds.get(key) != news.get(key) for key in TRACKED)
+        )
         return DiffResult(
             changes=changed,
             replaces=replaces,
@@ -159,6 +182,18 @@ class ServiceDatabaseProvider(ResourceProvider):
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(outs=converge(news))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """``pulumi refresh``: record drift as pending statements, so the next ``up`` converges.
+
+        A server that cannot be reached (a lost container, a disaster) forgets the resource:
+        the next ``up`` creates it again, and create is a convergence that keeps any data.
+        """
+        try:
+            count = pending(props)
+        except ServerError:
+            return ReadResult(id_=None, outs={})
+        return ReadResult(id_=id_, outs={**props, "pending_statements": count})
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Deliberately keeps the database and roles (drop: ``python -m infra db drop``)."""

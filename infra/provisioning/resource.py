@@ -55,6 +55,7 @@ class ServiceDatabase(pulumi.dynamic.Resource):
     app_role: pulumi.Output[str]
     readonly_role: pulumi.Output[str]
     statements_executed: pulumi.Output[int]
+    pending_statements: pulumi.Output[int]
 
     def __init__(
         self,
@@ -81,6 +82,7 @@ class ServiceDatabase(pulumi.dynamic.Resource):
             "password_version": pulumi.Output.unsecret(credentials.apply(lambda c: c.version)),
             **dict.fromkeys(outputs_for(service.name)),
             "statements_executed": None,
+            "pending_statements": None,  # set by `pulumi refresh` when drift is found
         }
         own = pulumi.ResourceOptions(
             delete_before_replace=True, additional_secret_outputs=SECRET_OUTPUTS

@@ -1,0 +1,218 @@
+"""The dev stack's life cycle under the real Pulumi engine and a real Docker engine.
+
+The tests run in file order and share one stack (module scope): each step starts from where
+the previous one left it, as a team's stack does. Every check goes through real client
+connections or Docker's own view, never through the program's outputs alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pika
+import psycopg
+import pytest
+import redis
+
+from tests.e2e.dockerd import DockerEngine
+from tests.e2e.stack import PREFIX, SERVERS, E2eStack, container_health, docker
+
+CONTAINERS = [f"{PREFIX}-{server}" for server in SERVERS] + [f"{PREFIX}-backup"]
+SERVICE_DATABASE = "persistence:provisioning:ServiceDatabase"
+MARKER = "written before the disaster"
+
+
+def _ops_of(ops: dict[str, str], fragment: str) -> dict[str, str]:
+    return {urn: op for urn, op in ops.items() if fragment in urn}
+
+
+def _changed(ops: dict[str, str]) -> dict[str, str]:
+    return {urn.rsplit("::", 1)[-1]: op for urn, op in ops.items() if op not in ("same", "read")}
+
+
+def _wait_healthy(names: list[str], seconds: float = 240) -> dict[str, str]:
+    deadline = time.monotonic() + seconds
+    while True:
+        health = container_health(names)
+        if all(state in ("healthy", "running") for state in health.values()):
+            return health
+        if time.monotonic() > deadline:
+            raise AssertionError(f"containers not healthy after {seconds}s: {health}")
+        time.sleep(2)
+
+
+def _connect(url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(url, connect_timeout=10, autocommit=True)
+
+
+def test_first_up_from_nothing_provisions_every_service(stack: E2eStack, env_dir: Path) -> None:
+    ops = stack.up()
+    creates = [urn for urn, op in ops.items() if op == "create"]
+    assert len(_ops_of(ops, SERVICE_DATABASE)) == len(stack.services), ops
+    assert all(op == "create" for op in ops.values() if op != "same"), _changed(ops)
+    assert creates, "nothing was created"
+    # `pulumi up` returned: every container is healthy and every database is provisioned.
+    health = container_health(CONTAINERS)
+    assert {health[f"{PREFIX}-{s}"] for s in SERVERS} == {"healthy"}, health
+    assert health[f"{PREFIX}-backup"] == "running", health
+
+    envs = stack.env_files(env_dir)
+    for name, env in envs.items():
+        for variable in ("DATABASE_URL", "MIGRATION_DATABASE_URL", "READONLY_DATABASE_URL"):
+            with _connect(env[variable]) as conn:
+                assert conn.execute("select current_database()").fetchone() == (name,)
+        client = redis.Redis.from_url(env["REDIS_URL"], retry=None, socket_timeout=10)
+        assert client.ping()
+        connection = pika.BlockingConnection(pika.URLParameters(env["AMQP_URL"]))
+        connection.close()
+
+
+def test_isolation_holds_against_the_containers(stack: E2eStack, env_dir: Path) -> None:
+    envs = stack.env_files(env_dir)
+    orders, billing = envs["orders"], envs["billing"]
+    with _connect(orders["MIGRATION_DATABASE_URL"]) as conn:
+        conn.execute("create table if not exists ledger (id serial primary key, note text)")
+    with _connect(orders["DATABASE_URL"]) as conn:
+        conn.execute("insert into ledger (note) values (%s)", (MARKER,))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("create table sneaky (id int)")
+    with _connect(orders["READONLY_DATABASE_URL"]) as conn:
+        assert conn.execute("select count(*) from ledger").fetchone() == (1,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("insert into ledger (note) values ('no')")
+    # billing's login on orders' database: refused by pg_hba and by CONNECT privileges.
+    foreign = billing["DATABASE_URL"].rsplit("/", 1)[0] + "/orders"
+    with pytest.raises(psycopg.OperationalError):
+        _connect(foreign).close()
+
+    client = redis.Redis.from_url(orders["REDIS_URL"], retry=None, socket_timeout=10)
+    client.set(f"{orders['REDIS_KEY_PREFIX']}probe", "1")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        client.set("billing:probe", "1")
+
+    other_vhost = billing["AMQP_URL"].rsplit("/", 1)[0] + "/orders"
+    with pytest.raises(pika.exceptions.AMQPConnectionError):
+        pika.BlockingConnection(pika.URLParameters(other_vhost)).close()
+
+
+def test_no_perpetual_diff_right_after_up(stack: E2eStack) -> None:
+    stack.preview_expecting_no_changes()
+
+
+def test_adding_a_service_creates_only_its_resources(stack: E2eStack) -> None:
+    stack.services.append({"name": "shipping"})
+    stack.write_stack_file()
+    changed = _changed(stack.up())
+    shipping = {name: op for name, op in changed.items() if name.startswith("shipping-")}
+    assert shipping and set(shipping.values()) == {"create"}, changed
+    for existing in ("orders", "billing"):
+        touched = {name: op for name, op in changed.items() if name.startswith(f"{existing}-")}
+        assert not touched, f"{existing}'s resources changed when shipping was added: {touched}"
+    _wait_healthy(CONTAINERS)
+
+
+def test_changing_one_limit_updates_only_that_database(stack: E2eStack) -> None:
+    stack.services[1]["connection_limits"]["app"] = 6
+    stack.write_stack_file()
+    changed = _changed(stack.up())
+    assert changed == {"billing-database": "update"}, changed
+    admin = stack.outputs()["postgres_admin_url"]
+    with _connect(admin) as conn:
+        limit = conn.execute(
+            "select rolconnlimit from pg_roles where rolname = 'billing_app'"
+        ).fetchone()
+    assert limit == (6,)
+
+
+def test_removing_a_service_keeps_its_data(stack: E2eStack, env_dir: Path) -> None:
+    shipping_env = stack.env_files(env_dir)["shipping"]
+    with _connect(shipping_env["MIGRATION_DATABASE_URL"]) as conn:
+        conn.execute("create table parcels (id int)")
+        conn.execute("insert into parcels values (42)")
+    stack.services.pop()
+    stack.write_stack_file()
+    changed = _changed(stack.up())
+    assert changed.get("shipping-database") == "delete", changed
+    with _connect(stack.outputs()["postgres_admin_url"]) as conn:
+        assert conn.execute("select 1 from pg_database where datname = 'shipping'").fetchone()
+        assert conn.execute(
+            "select 1 from pg_roles where rolname = 'shipping_migrator'"
+        ).fetchone()
+
+
+def _ledger(stack: E2eStack, env_dir: Path) -> list[str]:
+    with _connect(stack.env_files(env_dir)["orders"]["READONLY_DATABASE_URL"]) as conn:
+        return [row[0] for row in conn.execute("select note from ledger order by id")]
+
+
+def test_data_survives_a_container_restart(stack: E2eStack, env_dir: Path) -> None:
+    docker("restart", f"{PREFIX}-postgres")
+    _wait_healthy(CONTAINERS)
+    assert _ledger(stack, env_dir) == [MARKER]
+
+
+def test_data_survives_a_docker_engine_restart(
+    stack: E2eStack, env_dir: Path, docker_engine: DockerEngine
+) -> None:
+    docker_engine.restart()
+    _wait_healthy(CONTAINERS)
+    assert _ledger(stack, env_dir) == [MARKER]
+    stack.preview_expecting_no_changes()
+
+
+def test_data_survives_destroy_and_up(stack: E2eStack, env_dir: Path) -> None:
+    stack.destroy()
+    volumes = docker("volume", "ls", "-q", "--filter", f"label=persistence.stack={PREFIX}")
+    assert set(volumes.split()) == {f"{PREFIX}-{s}-data" for s in SERVERS}, volumes
+    stack.up()
+    assert _ledger(stack, env_dir) == [MARKER]
+
+
+def _verified_backups(stack: E2eStack) -> dict[str, list[dict[str, Any]]]:
+    listed = stack.cli("list", "--bucket", f"file://{stack.backups}", "--json")
+    found: dict[str, list[dict[str, Any]]] = {}
+    for item in json.loads(listed.stdout):
+        if item["kind"] == "postgres" and item["state"] == "verified":
+            found.setdefault(item["service"], []).append(item)
+    return found
+
+
+def test_the_backup_container_takes_verified_backups(stack: E2eStack) -> None:
+    names = [s["name"] for s in stack.services]
+    deadline = time.monotonic() + 300  # the e2e schedule runs every minute
+    while True:
+        verified = _verified_backups(stack)
+        if all(verified.get(name) for name in names):
+            break
+        if time.monotonic() > deadline:
+            logs = docker("logs", "--tail", "40", f"{PREFIX}-backup", check=False)
+            raise AssertionError(f"no verified backup of every service: {verified}\n{logs}")
+        time.sleep(5)
+
+
+def test_disaster_recovery_rebuilds_and_restores_with_one_command(
+    stack: E2eStack, env_dir: Path
+) -> None:
+    # The disaster, behind Pulumi's back: every container and every data volume is gone.
+    for name in CONTAINERS:
+        docker("rm", "-f", name)
+    for server in SERVERS:
+        docker("volume", "rm", f"{PREFIX}-{server}-data")
+
+    completed = stack.cli("rebuild", "--stack", "e2e", "--project-dir", str(stack.project))
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout[completed.stdout.index("\n{") :])
+    assert report["ok"], report
+    for name in ("orders", "billing"):
+        assert report["services"][name]["recovery_time_s"] > 0, report
+        assert f"{name}: restored" in completed.stdout
+    assert _ledger(stack, env_dir) == [MARKER]
+    _wait_healthy(CONTAINERS)
+
+
+def test_no_drift_after_all_of_that(stack: E2eStack) -> None:
+    stack.refresh_expecting_no_changes()
+    stack.preview_expecting_no_changes()
