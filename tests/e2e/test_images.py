@@ -233,7 +233,6 @@ class PostgresRun:
     """The program's postgres container and what was seen while its initialisation ran."""
 
     name: str
-    port: int
     admin_user: str
     admin_password: str
     during_init: dict[str, Any]
@@ -241,7 +240,8 @@ class PostgresRun:
     def admin(self) -> psycopg.Connection[tuple[Any, ...]]:
         return psycopg.connect(
             host="127.0.0.1",
-            port=self.port,
+            # Read each time: a restart publishes the container port on a new host port.
+            port=published_port(self.name, POSTGRES_PORT),
             user=self.admin_user,
             password=self.admin_password,
             dbname="postgres",
@@ -313,7 +313,6 @@ def postgres_run(
     wait_healthy(name)
     return PostgresRun(
         name,
-        published_port(name, POSTGRES_PORT),
         config.postgres.admin_user,
         credentials.postgres_admin,
         during_init,
@@ -490,6 +489,9 @@ def management_get(port: int, path: str, user: str, password: str) -> tuple[int,
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         return error.code, None
+    except OSError:
+        # Nothing listens yet: docker-proxy accepts, then resets the connection.
+        return 0, None
 
 
 def test_rabbitmq_config_plugins_and_health_check(
@@ -527,6 +529,14 @@ def test_rabbitmq_config_plugins_and_health_check(
     # The management plugin (enabled_plugins) answers; the admin and the services' vhosts come
     # from the definitions file that only rabbitmq.conf (RABBITMQ_CONFIG_FILE) names.
     port, admin = published_port(name, MANAGEMENT_PORT), config.rabbitmq.admin_user
+    # `ping` passes as soon as the Erlang node answers, before the broker and its plugins have
+    # booted (the official image behaves the same): wait for the management listener.
+    wait_until(
+        lambda: management_get(port, "/api/whoami", admin, credentials.rabbitmq_admin)[0] == 200,
+        120,
+        "the management API",
+        name,
+    )
     status, whoami = management_get(port, "/api/whoami", admin, credentials.rabbitmq_admin)
     assert status == 200
     assert whoami["name"] == admin
