@@ -41,6 +41,10 @@ HASH_LABEL = "persistence-e2e.build-hash"
 RECIPE_VERSION = "1"
 # `docker import` gives an image no environment; Dockerfiles extend PATH, so the base sets it.
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Certificate authorities the building machine added locally (Debian's place for them). Builds
+# reach PyPI through whatever the machine trusts: a TLS-inspecting egress proxy's CA must be
+# trusted inside the images too, or pip cannot verify pypi.org.
+LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
 # Serialises builds on one machine (two test sessions would otherwise debootstrap twice).
 LOCK_FILE = Path(tempfile.gettempdir()) / "persistence-e2e-images.lock"
 
@@ -159,11 +163,28 @@ def _prepare_rootfs(rootfs: Path) -> None:
     policy = rootfs / "usr/sbin/policy-rc.d"
     policy.write_text("#!/bin/sh\n# Containers start their own servers.\nexit 101\n")
     policy.chmod(0o755)
+    _trust_local_cas(rootfs)
     # The downloaded packages and the host's resolver settings do not belong in the image
     # (Docker provides /etc/resolv.conf to every container).
     for deb in (rootfs / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()
     (rootfs / "etc/resolv.conf").write_text("")
+
+
+def _trust_local_cas(rootfs: Path) -> None:
+    """Trust the CAs this machine added locally, as the machine itself does (see LOCAL_CA_DIR)."""
+    certificates = sorted(LOCAL_CA_DIR.rglob("*.crt")) if LOCAL_CA_DIR.is_dir() else []
+    if not certificates:
+        return
+    target = rootfs / LOCAL_CA_DIR.relative_to("/")
+    for certificate in certificates:
+        destination = target / certificate.relative_to(LOCAL_CA_DIR)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(certificate, destination)
+    updated = _run(["chroot", str(rootfs), "update-ca-certificates"])
+    if updated.returncode != 0:
+        raise BuildError(f"update-ca-certificates in the base failed: {_last_line(updated.stderr)}")
+    _say(f"{BASE_TAG}: trusts {len(certificates)} local CA(s) from {LOCAL_CA_DIR}")
 
 
 def ensure_base() -> str:
@@ -183,7 +204,14 @@ def ensure_base() -> str:
         _say(f"{BASE_TAG}: debootstrap {SUITE} from {MIRROR} (log: {log})")
         with log.open("w") as out:
             done = subprocess.run(
-                [debootstrap, "--variant=minbase", SUITE, str(rootfs), MIRROR],
+                [
+                    debootstrap,
+                    "--variant=minbase",
+                    "--include=ca-certificates",  # images fetch from PyPI over TLS
+                    SUITE,
+                    str(rootfs),
+                    MIRROR,
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 check=False,
