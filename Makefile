@@ -12,7 +12,7 @@ STACK ?= dev
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 export PULUMI_CONFIG_PASSPHRASE_FILE ?= $(CURDIR)/.pulumi-state/passphrase
 
-.PHONY: setup up env preview down test lint unit integration e2e engine images bench clean
+.PHONY: setup up env preview down rebuild test lint unit integration e2e engine images bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -45,6 +45,10 @@ preview: setup .pulumi-state/passphrase
 
 down: setup
 	pulumi destroy --stack $(STACK) --yes
+
+# After a disaster: refresh, pulumi up, restore every service from its newest verified backup.
+rebuild: setup .pulumi-state/passphrase
+	$(BIN)/python -m infra rebuild --stack $(STACK)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,4 +1,5 @@
-"""The real engine, a real Docker engine and images built here: the dev stack's whole life cycle.
+"""Fixtures every end-to-end test shares: a Docker engine, the images built for the tests, and
+the isolated stack of the real program under the real Pulumi engine.
 
 Nothing is skipped: a missing engine (``make engine``), Docker engine or image build is a
 failure that says what to run.
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import dockerd
-from tests.e2e.images import build
+from tests.e2e.dockerd import DockerEngine, ensure_docker
+from tests.e2e.images.build import SERVER_IMAGES, ensure_images
 from tests.e2e.stack import PREFIX, E2eStack, docker, missing_engine
 
 
@@ -23,50 +24,42 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def docker_engine() -> Iterator[dockerd.DockerEngine]:
-    """A Docker engine that answers: the one running, or one started (and stopped) here."""
-    engine = dockerd.ensure_docker()
-    yield engine
-    engine.stop()
+def docker_engine() -> Iterator[DockerEngine]:
+    """The running engine, or a dockerd started for this session and stopped after it."""
+    with ensure_docker() as engine:
+        yield engine
 
 
 @pytest.fixture(scope="session")
-def images(docker_engine: dockerd.DockerEngine) -> dict[str, str]:
-    """The server images, built from Debian's packages (nothing can be pulled)."""
-    return build.build_all()
+def e2e_images(docker_engine: DockerEngine) -> dict[str, str]:
+    """Image tag -> id of the base and every server image (built only when out of date)."""
+    return ensure_images()
 
 
 @pytest.fixture(scope="module")
 def stack(
-    images: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    e2e_images: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[E2eStack]:
+    """The e2e stack; destroyed afterwards, with the volumes and image it keeps on purpose."""
     missing = missing_engine()
     if missing:
         pytest.fail(f"the Pulumi engine is not built ({', '.join(missing)}): run `make engine`")
-    e2e = E2eStack(tmp_path_factory.mktemp("e2e"), _stack_images(images))
+    tags = {image.name: image.tag for image in SERVER_IMAGES}
+    # backup.Dockerfile's BASE_IMAGE: pg_dump 15 on Debian, like the official postgres image.
+    e2e = E2eStack(tmp_path_factory.mktemp("e2e"), {**tags, "backup": tags["postgres"]})
     yield e2e
     _remove_everything(e2e)
 
 
-def _stack_images(images: dict[str, str]) -> dict[str, str]:
-    return {
-        "postgres": images["postgres"],
-        "redis": images["redis"],
-        "rabbitmq": images["rabbitmq"],
-        "backup": images["postgres"],  # BASE_IMAGE of backup.Dockerfile: pg_dump 15 on Debian
-    }
-
-
 def _remove_everything(e2e: E2eStack) -> None:
-    """Destroy the stack, then whatever it retained on purpose (volumes, the backup image)."""
     try:
         e2e.destroy()
     finally:
         label = f"label=persistence.stack={PREFIX}"
-        for kind in ("container", "volume"):
-            names = docker(kind, "ls", "-aq" if kind == "container" else "-q", "--filter", label)
-            for name in names.split():
-                docker(kind, "rm", "-f", name, check=False)
+        for name in docker("container", "ls", "-aq", "--filter", label).split():
+            docker("container", "rm", "-f", name, check=False)
+        for name in docker("volume", "ls", "-q", "--filter", label).split():
+            docker("volume", "rm", "-f", name, check=False)
         docker("image", "rm", "-f", f"{PREFIX}-backup:latest", check=False)
         e2e.stack.workspace.remove_stack(e2e.stack.name)
 

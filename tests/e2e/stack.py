@@ -60,7 +60,9 @@ class E2eStack:
         self.stack = automation.create_or_select_stack(
             stack_name=STACK,
             work_dir=str(self.project),
-            opts=automation.LocalWorkspaceOptions(env_vars=self.env, pulumi_home=self.env["PULUMI_HOME"]),
+            opts=automation.LocalWorkspaceOptions(
+                env_vars=self.env, pulumi_home=self.env["PULUMI_HOME"]
+            ),
         )
 
     def _environment(self) -> dict[str, str]:

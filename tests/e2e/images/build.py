@@ -1,0 +1,378 @@
+"""Build the images the end-to-end tests run, on a machine that cannot pull any image.
+
+1. ``persistence-e2e/base:bookworm``: ``debootstrap --variant=minbase`` into a temporary
+   directory, then ``docker import``. Done once per Docker engine: the tag existing is the cache.
+2. ``persistence-e2e/{postgres:15,redis:7,rabbitmq:3}``: ``docker build`` of the folders next to
+   this file, on that base. Each image carries a label with the hash of its build context and of
+   the base image's id; a build whose hash matches the image already tagged is skipped.
+
+The contract the server images honour is README.md in this folder.
+
+Usage (from the repository root, as root for the first debootstrap)::
+
+    python -m tests.e2e.images.build [--only postgres redis ...] [--force] [--network host]
+
+Pytest fixtures call :func:`ensure_images`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+BASE_TAG = f"persistence-e2e/base:{SUITE}"
+HASH_LABEL = "persistence-e2e.build-hash"
+# Part of every image's hash: bump it when this module changes how an image is built.
+RECIPE_VERSION = "1"
+# `docker import` gives an image no environment; Dockerfiles extend PATH, so the base sets it.
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Certificate authorities the building machine added locally (Debian's place for them). Builds
+# reach PyPI through whatever the machine trusts: a TLS-inspecting egress proxy's CA must be
+# trusted inside the images too, or pip cannot verify pypi.org.
+LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
+# Serialises builds on one machine (two test sessions would otherwise debootstrap twice).
+LOCK_FILE = Path(tempfile.gettempdir()) / "persistence-e2e-images.lock"
+
+
+@dataclass(frozen=True)
+class ServerImage:
+    """A server image built from the folder ``name`` next to this file."""
+
+    name: str
+    tag: str
+
+    @property
+    def context(self) -> Path:
+        return HERE / self.name
+
+
+SERVER_IMAGES = (
+    ServerImage("postgres", "persistence-e2e/postgres:15"),
+    ServerImage("redis", "persistence-e2e/redis:7"),
+    ServerImage("rabbitmq", "persistence-e2e/rabbitmq:3"),
+)
+IMAGE_NAMES = tuple(image.name for image in SERVER_IMAGES)
+
+
+class BuildError(Exception):
+    """A failure the user can act on; its message is one line."""
+
+
+def _say(message: str) -> None:
+    print(f"[e2e-images] {message}", file=sys.stderr, flush=True)
+
+
+def _require(tool: str, install_hint: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise BuildError(f"{tool} not found on PATH: {install_hint}")
+    return path
+
+
+def _run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def check_docker() -> None:
+    """Raise BuildError unless the docker client exists and its engine answers."""
+    _require("docker", "apt-get install -y docker.io")
+    info = _run(["docker", "info", "--format", "{{.ServerVersion}}"])
+    if info.returncode != 0:
+        raise BuildError(
+            f"the Docker engine does not answer ({_last_line(info.stderr)}): start dockerd "
+            "(tests/e2e/dockerd.py ensure_docker() does)"
+        )
+
+
+def image_id(tag: str) -> str | None:
+    """The id of the local image ``tag``, or None when there is none."""
+    found = _run(["docker", "image", "inspect", "--format", "{{.Id}}", tag])
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def _image_label(tag: str, label: str) -> str | None:
+    found = _run(
+        ["docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', tag]
+    )
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def context_hash(image: ServerImage, base_id: str) -> str:
+    """Hash of everything a build of ``image`` depends on: its folder, the base, the recipe."""
+    digest = hashlib.sha256()
+    for part in (RECIPE_VERSION, base_id):
+        digest.update(part.encode() + b"\0")
+    for path in sorted(p for p in image.context.rglob("*") if p.is_file()):
+        relative = path.relative_to(image.context).as_posix()
+        # The executable bit matters: COPY keeps it, and an entrypoint needs it.
+        executable = "x" if os.access(path, os.X_OK) else "-"
+        digest.update(f"{relative}\0{executable}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+@contextmanager
+def _machine_lock() -> Iterator[None]:
+    with LOCK_FILE.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _unmount_below(root: Path) -> None:
+    """Unmount what a failed debootstrap left mounted in ``root`` (proc, sys), deepest first."""
+    prefix = str(root.resolve()) + "/"
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", point], check=False)
+
+
+def _prepare_rootfs(rootfs: Path) -> None:
+    """What a container base needs beyond debootstrap's output."""
+    apt_sources = rootfs / "etc/apt/sources.list"
+    # Updates and security fixes too, from the same host the network allows.
+    apt_sources.write_text(
+        f"deb {MIRROR} {SUITE} main\n"
+        f"deb {MIRROR} {SUITE}-updates main\n"
+        f"deb {SECURITY_MIRROR} {SUITE}-security main\n"
+    )
+    # No init system runs in a container: package scripts must not try to start services.
+    policy = rootfs / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\n# Containers start their own servers.\nexit 101\n")
+    policy.chmod(0o755)
+    _trust_local_cas(rootfs)
+    # The downloaded packages and the host's resolver settings do not belong in the image
+    # (Docker provides /etc/resolv.conf to every container).
+    for deb in (rootfs / "var/cache/apt/archives").glob("*.deb"):
+        deb.unlink()
+    (rootfs / "etc/resolv.conf").write_text("")
+
+
+def _trust_local_cas(rootfs: Path) -> None:
+    """Trust the CAs this machine added locally, as the machine itself does (see LOCAL_CA_DIR)."""
+    certificates = sorted(LOCAL_CA_DIR.rglob("*.crt")) if LOCAL_CA_DIR.is_dir() else []
+    if not certificates:
+        return
+    target = rootfs / LOCAL_CA_DIR.relative_to("/")
+    for certificate in certificates:
+        destination = target / certificate.relative_to(LOCAL_CA_DIR)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(certificate, destination)
+    updated = _run(["chroot", str(rootfs), "update-ca-certificates"])
+    if updated.returncode != 0:
+        raise BuildError(f"update-ca-certificates in the base failed: {_last_line(updated.stderr)}")
+    _say(f"{BASE_TAG}: trusts {len(certificates)} local CA(s) from {LOCAL_CA_DIR}")
+
+
+def ensure_base() -> str:
+    """Create the base image unless its tag exists; return its id."""
+    existing = image_id(BASE_TAG)
+    if existing is not None:
+        _say(f"{BASE_TAG}: present, kept")
+        return existing
+    debootstrap = _require("debootstrap", "apt-get install -y debootstrap")
+    if os.geteuid() != 0:
+        raise BuildError(f"{BASE_TAG} is missing and debootstrap needs root: run this as root once")
+    work = Path(tempfile.mkdtemp(prefix="persistence-e2e-rootfs-"))
+    rootfs = work / "rootfs"  # debootstrap creates it 0755: the image's / must not be 0700
+    log = work.with_suffix(".debootstrap.log")
+    try:
+        started = time.monotonic()
+        _say(f"{BASE_TAG}: debootstrap {SUITE} from {MIRROR} (log: {log})")
+        with log.open("w") as out:
+            done = subprocess.run(
+                [
+                    debootstrap,
+                    "--variant=minbase",
+                    "--include=ca-certificates",  # images fetch from PyPI over TLS
+                    SUITE,
+                    str(rootfs),
+                    MIRROR,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        if done.returncode != 0:
+            raise BuildError(
+                f"debootstrap failed (exit {done.returncode}): "
+                f"{_last_line(log.read_text(errors='replace'))} (log: {log})"
+            )
+        _say(f"{BASE_TAG}: debootstrap took {time.monotonic() - started:.1f}s")
+        _prepare_rootfs(rootfs)
+        started = time.monotonic()
+        _import(rootfs)
+        _say(f"{BASE_TAG}: docker import took {time.monotonic() - started:.1f}s")
+        log.unlink()
+    finally:
+        _unmount_below(rootfs)
+        shutil.rmtree(work, ignore_errors=True)
+    created = image_id(BASE_TAG)
+    if created is None:
+        raise BuildError(f"docker import reported success but {BASE_TAG} does not exist")
+    return created
+
+
+def _import(rootfs: Path) -> None:
+    # --numeric-owner: the image's files keep the rootfs's ids, whatever the host's names are.
+    tar = subprocess.Popen(
+        ["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."],
+        stdout=subprocess.PIPE,
+    )
+    imported = subprocess.run(
+        [
+            "docker",
+            "import",
+            "--change",
+            f"ENV PATH={BASE_PATH}",
+            "--change",
+            'CMD ["bash"]',
+            "-",
+            BASE_TAG,
+        ],
+        stdin=tar.stdout,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert tar.stdout is not None
+    tar.stdout.close()
+    if tar.wait() != 0:
+        raise BuildError(f"tar of {rootfs} failed (exit {tar.returncode})")
+    if imported.returncode != 0:
+        raise BuildError(f"docker import failed: {_last_line(imported.stderr)}")
+
+
+def ensure_server(
+    image: ServerImage,
+    base_id: str,
+    *,
+    force: bool = False,
+    network: str | None = None,
+    verbose: bool = False,
+) -> str:
+    """Build ``image`` unless the image tagged with its name has the same hash; return its id."""
+    wanted = context_hash(image, base_id)
+    if not force and _image_label(image.tag, HASH_LABEL) == wanted:
+        _say(f"{image.tag}: up to date, kept")
+        found = image_id(image.tag)
+        assert found is not None
+        return found
+    argv = [
+        "docker",
+        "build",
+        "--build-arg",
+        f"BASE_IMAGE={BASE_TAG}",
+        "--label",
+        f"{HASH_LABEL}={wanted}",
+        "--tag",
+        image.tag,
+        "--force-rm",
+    ]
+    if network:
+        argv += ["--network", network]
+    argv.append(str(image.context))
+    _say(f"{image.tag}: building from {image.context}")
+    started = time.monotonic()
+    if verbose:
+        returncode, output = subprocess.run(argv, check=False).returncode, ""
+    else:
+        captured = _run(argv)
+        returncode, output = captured.returncode, captured.stdout + captured.stderr
+    if returncode != 0:
+        log = Path(tempfile.mkstemp(prefix=f"persistence-e2e-{image.name}-", suffix=".log")[1])
+        log.write_text(output)
+        where = f" (log: {log})" if output else ""
+        raise BuildError(
+            f"docker build of {image.tag} failed (exit {returncode}): {_last_line(output)}{where}"
+        )
+    _say(f"{image.tag}: built in {time.monotonic() - started:.1f}s")
+    found = image_id(image.tag)
+    if found is None:
+        raise BuildError(f"docker build reported success but {image.tag} does not exist")
+    return found
+
+
+def ensure_images(
+    names: Sequence[str] = IMAGE_NAMES,
+    *,
+    force: bool = False,
+    network: str | None = None,
+    verbose: bool = False,
+) -> dict[str, str]:
+    """Make sure the base and the named server images exist and are current; tag -> image id.
+
+    ``network`` is passed to ``docker build --network`` (``host`` when the default bridge cannot
+    reach the Debian mirror); None uses the ``E2E_BUILD_NETWORK`` environment variable, if set.
+    """
+    unknown = sorted(set(names) - set(IMAGE_NAMES))
+    if unknown:
+        allowed = ", ".join(IMAGE_NAMES)
+        raise BuildError(f"unknown image {', '.join(unknown)}: choose from {allowed}")
+    check_docker()
+    network = network or os.environ.get("E2E_BUILD_NETWORK") or None
+    with _machine_lock():
+        started = time.monotonic()
+        base_id = ensure_base()
+        ids = {BASE_TAG: base_id}
+        for image in SERVER_IMAGES:
+            if image.name in names:
+                ids[image.tag] = ensure_server(
+                    image, base_id, force=force, network=network, verbose=verbose
+                )
+        _say(f"all done in {time.monotonic() - started:.1f}s")
+    return ids
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.e2e.images.build",
+        description="Build the Debian base and the server images the end-to-end tests run.",
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=IMAGE_NAMES, default=IMAGE_NAMES, metavar="NAME",
+        help=f"server images to build (default: all of {', '.join(IMAGE_NAMES)})",
+    )  # fmt: skip
+    parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    parser.add_argument(
+        "--network", help="docker build --network (e.g. host); default: $E2E_BUILD_NETWORK"
+    )
+    parser.add_argument("--quiet", action="store_true", help="show build output only on failure")
+    args = parser.parse_args(argv)
+    try:
+        ids = ensure_images(
+            args.only, force=args.force, network=args.network, verbose=not args.quiet
+        )
+    except BuildError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for tag, ident in ids.items():
+        print(f"{tag} {ident}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
