@@ -1,6 +1,6 @@
 """Declares the whole stack for the configured platform; imported by the Pulumi entry point.
 
-Kept separate from ``infra/program/__main__.py`` so unit tests can install Pulumi's mocks and
+Kept separate from the entry point (``__main__.py``) so unit tests can install Pulumi's mocks and
 then call ``build`` with a config loaded from a stack file.
 """
 

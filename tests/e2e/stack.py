@@ -1,7 +1,7 @@
 """The end-to-end stack: this repository's program under the real Pulumi engine, isolated.
 
-An ``E2eStack`` is a Pulumi project directory of its own (Pulumi.yaml copied, ``infra`` and
-``.venv`` linked to this checkout), with its own stack file, ports, container names, local state
+An ``E2eStack`` is a Pulumi project directory of its own (Pulumi.yaml copied; the entry point,
+``infra`` and ``.venv`` linked to this checkout), with its own stack file, ports, container names, local state
 backend and PULUMI_HOME, so it never touches a developer's ``dev`` stack. It is driven through
 the Automation API, the same one ``python -m infra rebuild`` uses.
 """
@@ -61,7 +61,9 @@ class E2eStack:
             stack_name=STACK,
             work_dir=str(self.project),
             opts=automation.LocalWorkspaceOptions(
-                env_vars=self.env, pulumi_home=self.env["PULUMI_HOME"]
+                env_vars=self.env,
+                pulumi_home=self.env["PULUMI_HOME"],
+                pulumi_command=automation.PulumiCommand(root=str(ENGINE_BIN.parent)),
             ),
         )
 
@@ -85,7 +87,7 @@ class E2eStack:
     def _create_project(self) -> None:
         self.project.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "Pulumi.yaml", self.project / "Pulumi.yaml")
-        for name in ("infra", ".venv"):
+        for name in ("__main__.py", "infra", ".venv"):
             link = self.project / name
             if not link.exists():
                 link.symlink_to(REPO / name)

@@ -259,3 +259,21 @@ def test_exports_what_a_developer_needs_with_secrets_marked(
     )
     assert set(run.exports["service_env"]) == {s.name for s in dev_config.services}
     assert {"postgres_admin_url", "redis_admin_url", "service_env"} <= run.secret_exports
+
+
+GO_DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+(\.\d+)?s)?$")
+
+
+def test_inputs_are_in_the_form_docker_reports_back(run: ProgramRun) -> None:
+    """What Docker normalises on read would be a diff on every `pulumi preview` (the real
+    engine found both): memory_swap defaults to twice the memory, and durations come back in
+    Go's form (60s is read back as 1m0s)."""
+    for container in run.of_type(CONTAINER):
+        inputs = container.inputs
+        assert inputs["memorySwap"] == inputs["memory"], f"{container.name}: swap must be set"
+        for key, value in inputs.get("healthcheck", {}).items():
+            if key in ("interval", "timeout", "startPeriod", "startInterval"):
+                seconds = re.fullmatch(r"(\d+)s", value)
+                canonical = seconds is None or int(seconds.group(1)) < 60
+                assert GO_DURATION.match(value), f"{container.name}.{key}={value!r}"
+                assert canonical, f"{container.name}.{key}={value!r}: Docker reads it back as m+s"

@@ -1,4 +1,4 @@
-"""The file Pulumi runs (`main: infra/program/`), run by path under mocks as the engine does."""
+"""The file Pulumi runs (`main:` in Pulumi.yaml), run by path under mocks as the engine does."""
 
 from __future__ import annotations
 
@@ -57,3 +57,13 @@ def test_bad_config_stops_the_program_with_one_line_per_problem() -> None:
         "migrator_statement_timeout_ms, name, password_version, queues, redis, "
         "statement_timeout_ms",
     ]
+
+
+def test_the_program_directory_is_the_project_root() -> None:
+    """Dynamic providers run in the program's directory and resolve ``virtualenv`` there,
+    the language host resolves it against the project root: they agree only at the root.
+    (Found by the real engine: with ``main: infra/program/`` every ServiceDatabase failed.)"""
+    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+    assert (REPO / project.get("main", ".")).resolve() == REPO
+    virtualenv = project["runtime"]["options"]["virtualenv"]
+    assert not Path(virtualenv).is_absolute()

@@ -18,7 +18,14 @@ COPY infra ./infra
 COPY sql ./sql
 COPY templates ./templates
 RUN /venv/bin/pip install --no-cache-dir --no-deps -e .
-# The container runs as the user who runs `pulumi up` (see backup.py); /backups is their folder.
+# The container runs as the user who runs `pulumi up` (see backup.py), so the host folder
+# mounted at /backups stays theirs. Docker resolves that uid in this image's passwd (for the
+# primary group and for uploads owned by it), so the image gets an entry for it.
+ARG UID=999
+ARG GID=999
+RUN getent group "${GID}" >/dev/null || groupadd --gid "${GID}" persistence \
+ && getent passwd "${UID}" >/dev/null \
+    || useradd --uid "${UID}" --gid "${GID}" --no-create-home --home-dir /app persistence
 ENV PERSISTENCE_PG_BIN=/usr/lib/postgresql/15/bin PYTHONUNBUFFERED=1
-USER 999
+USER ${UID}
 ENTRYPOINT ["/venv/bin/python", "-m", "infra"]

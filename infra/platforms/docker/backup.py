@@ -30,7 +30,7 @@ from infra.platforms.docker.containers import Shared
 from infra.render.endpoints import MANAGEMENT_PORT, POSTGRES_PORT, REDIS_PORT
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-DOCKERFILE = Path(__file__).with_name("backup.Dockerfile")
+DOCKERFILE = Path(__file__).resolve().with_name("backup.Dockerfile")
 # What backup.Dockerfile copies; its hash rebuilds the image when any of it changes.
 BUILD_INPUTS = ("pyproject.toml", "requirements.txt", "infra", "sql", "templates")
 BACKUP_DIR = "/backups"
@@ -93,7 +93,7 @@ def backup_container(
         build=docker.RemoteImageBuildArgs(
             context=str(REPO_ROOT),
             dockerfile=str(DOCKERFILE.relative_to(REPO_ROOT)),
-            build_args={"BASE_IMAGE": config.docker.images.backup},
+            build_args={"BASE_IMAGE": config.docker.images.backup, "UID": uid, "GID": gid},
         ),
         triggers={"context": build_context_hash()},
         keep_locally=True,
@@ -132,9 +132,10 @@ def backup_container(
         ],
         mounts=[docker.ContainerMountArgs(type="bind", source=str(bucket), target=BACKUP_DIR)],
         networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=shared.network.name)],
-        user=f"{uid}:{gid}",
+        user=uid,  # a bare uid: Docker's uploads cannot resolve "uid:gid"
         restart="unless-stopped",
         memory=config.docker.memory_mb.backup,
+        memory_swap=config.docker.memory_mb.backup,
         security_opts=["no-new-privileges:true"],
         log_opts={"max-size": "10m", "max-file": "3"},
         must_run=True,

@@ -85,6 +85,7 @@ def _container(
         ],
         restart="unless-stopped",
         memory=memory_mb,
+        memory_swap=memory_mb,  # no swap; also what Docker would otherwise report back as 2x
         security_opts=["no-new-privileges:true"],
         log_opts={"max-size": "10m", "max-file": "3"},
         must_run=True,
@@ -198,7 +199,7 @@ def rabbitmq(shared: Shared, volume: docker.Volume) -> docker.Container:
             interval="15s",
             timeout="10s",
             retries=5,
-            start_period="60s",
+            start_period="1m0s",  # Go's duration form: what Docker reports back (no diff)
         ),
         stop_timeout=60,
     )

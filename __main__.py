@@ -1,14 +1,11 @@
-"""The Pulumi program's entry point (``main: infra/program/`` in Pulumi.yaml).
+"""The Pulumi program's entry point (``main: ./`` in Pulumi.yaml).
 
 Thin on purpose: the resources are declared in ``infra.stack`` so tests can install Pulumi's
-mocks first and import it. Pulumi runs this file by path, so the repository root is put on
-``sys.path`` to make the ``infra`` package importable.
+mocks first and import it. It sits at the project root because the engine starts dynamic
+providers (``infra.provisioning``) in the program's directory and resolves the ``virtualenv``
+option against it, while the language host resolves it against the project root: only a
+program at the root gets the same ``.venv`` for both.
 """
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import pulumi
 
