@@ -59,7 +59,8 @@ GRANT {privileges} ON DATABASE {database} TO {grantee}
 
 -- name: create_extension
 -- Run by the admin connection; pgcrypto and uuid-ossp are trusted extensions since PostgreSQL 13.
-CREATE EXTENSION {extension}
+-- The schema is explicit: the admin's search_path holds only pg_catalog (see driver.py).
+CREATE EXTENSION {extension} WITH SCHEMA public
 
 -- name: grant_schema
 GRANT {privileges} ON SCHEMA {schema} TO {grantee}
@@ -89,3 +90,9 @@ DROP DATABASE IF EXISTS {database} WITH (FORCE)
 
 -- name: drop_role
 DROP ROLE IF EXISTS {role}
+
+-- name: create_tool_login
+-- The backup tooling's short-lived login for one service: no attribute beyond LOGIN, expiring on
+-- its own even if the run that created it is killed before it drops it.
+CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS
+    CONNECTION LIMIT {limit} PASSWORD {password} VALID UNTIL {until}

@@ -15,6 +15,11 @@ from infra.errors import ServerError
 
 CONNECT_TIMEOUT_S = 10
 APPLICATION_NAME = "persistence-infra"
+# Every session the tooling opens resolves names in pg_catalog first and never in a schema a
+# service controls, so a function or operator a service login planted in ``public`` cannot
+# shadow one the tooling calls. Set at connection start-up, it also overrides any
+# ``ALTER DATABASE/ROLE ... SET search_path`` a service made.
+SAFE_OPTIONS = "-c search_path=pg_catalog,pg_temp"
 
 
 def describe(url: str, dbname: str | None = None) -> str:
@@ -47,6 +52,11 @@ def connect(
         "connect_timeout": CONNECT_TIMEOUT_S,
         "application_name": APPLICATION_NAME,
     }
+    try:
+        given = str(conninfo_to_dict(url).get("options") or "")
+    except psycopg.ProgrammingError:
+        given = ""
+    overrides["options"] = f"{given} {SAFE_OPTIONS}".strip()
     if dbname is not None:
         overrides["dbname"] = dbname
     try:
