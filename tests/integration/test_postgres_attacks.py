@@ -33,6 +33,7 @@ from tests.integration.backup_helpers import (
     login_url,
     secrets_path,
 )
+from tests.integration.postgres_support import catalog
 from tests.servers.postgres import PostgresServer
 
 SERVICE = "events"
@@ -86,15 +87,17 @@ def planted(
 def gained(server: PostgresServer, credentials: Credentials) -> list[str]:
     """Everything the migrator holds beyond the role model, from the catalog and its login."""
     found = []
-    attrs = server.superuser_psql(
-        f"SELECT rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = '{MIGRATOR}'"
+    attrs = catalog(
+        server, "SELECT rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = {m}", m=MIGRATOR
     )
     if attrs != "f|f":
         found.append(f"attributes (createrole|createdb) = {attrs}")
-    groups = server.superuser_psql(
+    groups = catalog(
+        server,
         "SELECT string_agg(g.rolname, ',' ORDER BY g.rolname) FROM pg_auth_members a "
         "JOIN pg_roles g ON g.oid = a.roleid JOIN pg_roles m ON m.oid = a.member "
-        f"WHERE m.rolname = '{MIGRATOR}'"
+        "WHERE m.rolname = {m}",
+        m=MIGRATOR,
     )
     if groups != "events_owner":
         found.append(f"member of {groups}")
