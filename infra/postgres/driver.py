@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra.errors import ServerError
 
@@ -65,3 +65,18 @@ def connect(
         raise ServerError(
             f"cannot connect to PostgreSQL as {describe(url, dbname)}: {scrub(str(error), url)}"
         ) from None
+
+
+def password_rejected(url: str, user: str, password: str, dbname: str) -> bool:
+    """True only if the server at ``url`` refuses ``password`` for login ``user``."""
+    try:
+        params = {k: v for k, v in conninfo_to_dict(url).items() if v is not None}
+    except psycopg.ProgrammingError:
+        return False
+    params.update(user=user, password=password, dbname=dbname)
+    params.update(connect_timeout=CONNECT_TIMEOUT_S, application_name=APPLICATION_NAME)
+    try:
+        psycopg.connect(make_conninfo("", **params)).close()
+    except psycopg.OperationalError as error:
+        return "password authentication failed" in str(error)
+    return False
