@@ -235,9 +235,7 @@ def run_restore(args: argparse.Namespace) -> int:
     _services(config, args.service)
     target = _target(args)
     admin_url = _admin_url(args, credentials)
-    # Without --at, only a verified backup will do: never an unverified one (which may be the
-    # safety backup of a broken database).
-    entry = find(target.bucket, "postgres", args.service, args.at, verified_only=args.at is None)
+    entry = find(target.bucket, "postgres", args.service, args.at)
     report = restore(target, entry, admin_url, config, credentials)
     print(
         f"restored {report.service} from {report.backup_id} in {report.seconds:.1f}s "

@@ -37,19 +37,6 @@ def _ids(bucket: str, service: str) -> list[str]:
     return [item["backup_id"] for item in json.loads(out)]
 
 
-def test_restore_without_at_takes_the_newest_verified_backup(
-    common: list[str], tmp_path: Path
-) -> None:
-    bucket = f"file://{tmp_path / 'bucket'}"
-    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
-    assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
-    (verified,) = _ids(bucket, "users")
-    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
-    code, out, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
-    assert code == 0, err
-    assert f"from {verified}" in out, out
-
-
 def test_one_failing_service_does_not_stop_the_others(
     postgres: PostgresServer, common: list[str], tmp_path: Path
 ) -> None:
