@@ -15,8 +15,13 @@ LOGIN_SUFFIXES = ("migrator", "app", "readonly")
 # service name, so these can never collide with another service's database.
 SCRATCH_SUFFIXES = ("__verify", "__restore", "__old_YYYYMMDDHHMMSS")
 
+# The short-lived login the backup tooling restores, dumps and counts rows as (a member of the
+# owner role only), so a service's own code never runs with the admin's privileges.
+TOOL_LOGIN_SUFFIX = "__tool"
+
 LONGEST_SUFFIX_BYTES = max(
-    [len(f"_{s}".encode()) for s in ROLE_SUFFIXES] + [len(s.encode()) for s in SCRATCH_SUFFIXES]
+    [len(f"_{s}".encode()) for s in ROLE_SUFFIXES]
+    + [len(s.encode()) for s in (*SCRATCH_SUFFIXES, TOOL_LOGIN_SUFFIX)]
 )
 MAX_SERVICE_NAME_BYTES = POSTGRES_IDENTIFIER_BYTES - LONGEST_SUFFIX_BYTES
 
@@ -31,6 +36,16 @@ def role_name(service: str, kind: str) -> str:
     if kind not in ROLE_SUFFIXES:
         raise ValueError(f"unknown role kind {kind!r}")
     return f"{service}_{kind}"
+
+
+def tool_login(service: str) -> str:
+    """The backup tooling's short-lived login for one service (see infra.postgres.tooling)."""
+    return f"{service}{TOOL_LOGIN_SUFFIX}"
+
+
+def scratch_databases(service: str) -> list[str]:
+    """The databases the backup tooling may create for a service (not the __old_ copies)."""
+    return [f"{service}{suffix}" for suffix in SCRATCH_SUFFIXES if not suffix.startswith("__old")]
 
 
 def redis_user(service: str) -> str:

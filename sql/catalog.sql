@@ -18,7 +18,7 @@ WHERE shobj_description(r.oid, 'pg_authid') LIKE 'managed-by=persistence%%'
 ORDER BY r.rolname
 
 -- name: memberships
--- Every group our roles belong to (and whether the admin belongs to the owner role).
+-- Every group our roles belong to, and every member of our roles (the admin, strangers).
 SELECT m.rolname AS member, g.rolname AS grp
 FROM pg_auth_members a
 JOIN pg_roles g ON g.oid = a.roleid
@@ -36,7 +36,11 @@ WHERE r.rolname = ANY(%(names)s)
 SELECT d.datname, pg_get_userbyid(d.datdba) AS owner,
        ARRAY(SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END
                     || ':' || a.privilege_type
-             FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a) AS grants
+             FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a) AS grants,
+       coalesce(shobj_description(d.oid, 'pg_database'), '') AS comment,
+       d.datallowconn, d.datconnlimit,
+       coalesce((SELECT s.setconfig FROM pg_db_role_setting s
+                 WHERE s.setdatabase = d.oid AND s.setrole = 0), '{}') AS settings
 FROM pg_database d
 WHERE d.datname = ANY(%(names)s)
 
@@ -86,3 +90,14 @@ JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE p.proowner = (SELECT oid FROM pg_roles WHERE rolname = %(owner)s)
   AND NOT has_function_privilege(%(app)s, p.oid, 'EXECUTE')
 ORDER BY n.nspname
+
+-- name: owned_by_logins
+-- The service's logins that own something in this database (a table the migrator made after
+-- RESET ROLE, a large object the app made): the owner role must own everything.
+SELECT r.rolname
+FROM pg_shdepend d
+JOIN pg_roles r ON r.oid = d.refobjid
+WHERE d.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND d.deptype = 'o' AND d.refclassid = 'pg_authid'::regclass AND r.rolname = ANY(%(names)s)
+GROUP BY r.rolname
+ORDER BY r.rolname

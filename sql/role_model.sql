@@ -45,7 +45,26 @@ REVOKE {group} FROM {member}
 
 -- name: create_database
 -- Cannot run inside a transaction block; the admin must be a member of the owner role first.
-CREATE DATABASE {database} OWNER {owner}
+-- Created closed: nobody connects until PUBLIC's default CONNECT and TEMP are revoked and the
+-- marker is on it (see database_cluster_statements in infra/postgres/converge.py).
+CREATE DATABASE {database} OWNER {owner} ALLOW_CONNECTIONS false
+
+-- name: comment_database
+-- Marks the database as ours: apply, restore and drop touch only databases carrying it.
+COMMENT ON DATABASE {database} IS {comment}
+
+-- name: allow_connections
+ALTER DATABASE {database} WITH ALLOW_CONNECTIONS {allowed}
+
+-- name: database_connection_limit
+ALTER DATABASE {database} WITH CONNECTION LIMIT {limit}
+
+-- name: reset_database_settings
+-- Database-level settings (ALTER DATABASE ... SET) are not part of the role model.
+ALTER DATABASE {database} RESET ALL
+
+-- name: reset_role_setting_in_database
+ALTER ROLE {role} IN DATABASE {database} RESET {setting}
 
 -- name: alter_database_owner
 ALTER DATABASE {database} OWNER TO {owner}
@@ -59,7 +78,8 @@ GRANT {privileges} ON DATABASE {database} TO {grantee}
 
 -- name: create_extension
 -- Run by the admin connection; pgcrypto and uuid-ossp are trusted extensions since PostgreSQL 13.
-CREATE EXTENSION {extension}
+-- The schema is explicit: the admin's search_path holds only pg_catalog (see driver.py).
+CREATE EXTENSION {extension} WITH SCHEMA public
 
 -- name: grant_schema
 GRANT {privileges} ON SCHEMA {schema} TO {grantee}
@@ -89,3 +109,14 @@ DROP DATABASE IF EXISTS {database} WITH (FORCE)
 
 -- name: drop_role
 DROP ROLE IF EXISTS {role}
+
+-- name: create_tool_login
+-- The backup tooling's short-lived login for one service: no attribute beyond LOGIN, expiring on
+-- its own even if the run that created it is killed before it drops it.
+CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS
+    CONNECTION LIMIT {limit} PASSWORD {password} VALID UNTIL {until}
+
+-- name: reassign_owned
+-- Everything a service login owns in this database goes to the owner role (the admin is made a
+-- member of the login for this one statement, in the same transaction).
+REASSIGN OWNED BY {role} TO {owner}

@@ -37,6 +37,7 @@ from infra.backup.hashing import Hashed
 from infra.backup.progress import track
 from infra.backup.storage import CHUNK_BYTES, Bucket
 from infra.errors import BackupError, ServerError
+from infra.postgres.tooling import service_login
 
 DUMP_OBJECT = "dump.pgcustom"
 DUMP_DIR_OBJECT = "dump.pgdir.tar"
@@ -70,28 +71,40 @@ def _stderr_tail(handle: IO[bytes]) -> str:
 
 
 def backup_postgres(target: Target, admin_url: str, service: str, dump_format: str) -> Manifest:
-    """Dump one service database (as the admin) and record what it holds."""
+    """Dump one service database and record what it holds.
+
+    Dumped and counted as the service's tool login acting as its owner role, never as the
+    admin (see infra.postgres.tooling).
+    """
     database = naming.database_name(service)
+    owner = naming.role_name(service, "owner")
     started = utc_now()
     backup_id = new_id(started)
     object_name = DUMP_OBJECT if dump_format == "custom" else DUMP_DIR_OBJECT
     name = prefix("postgres", service, backup_id) + object_name
-    with pg.connect(admin_url, database) as conn:
+    with service_login(admin_url, service) as login, pg.connect(login, database) as conn:
+        pg.act_as(conn, owner)
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         row = conn.execute("SELECT pg_export_snapshot()").fetchone()
         snapshot = str(row[0]) if row else ""
         version = pg.server_version(conn)
         found = pg.contents(conn)
-        argv = [pg.binary("pg_dump"), "--no-owner", "--no-privileges", f"--snapshot={snapshot}"]
+        argv = [
+            pg.binary("pg_dump"),
+            "--no-owner",
+            "--no-privileges",
+            f"--role={owner}",
+            f"--snapshot={snapshot}",
+        ]
         with (
             tempfile.TemporaryDirectory(prefix="pgdump-") as work,
             Path(work, "stderr").open("w+b") as errors,
         ):
             if dump_format == "custom":
-                hashed = _dump_custom(target, argv, admin_url, database, name, errors, service)
+                hashed = _dump_custom(target, argv, login, database, name, errors, service)
             else:
                 hashed = _dump_directory(
-                    target, argv, admin_url, database, name, errors, service, Path(work)
+                    target, argv, login, database, name, errors, service, Path(work)
                 )
         conn.rollback()
     return _finish(

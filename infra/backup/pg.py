@@ -100,6 +100,13 @@ def connect(
         conn.close()
 
 
+def act_as(conn: psycopg.Connection[tuple[Any, ...]], role: str) -> None:
+    """``SET ROLE`` for the rest of the session (committed, so a later rollback keeps it)."""
+    conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+    if not conn.autocommit:
+        conn.commit()
+
+
 @dataclass(frozen=True)
 class Contents:
     """What a database holds, as the manifest records it and verify compares it."""
@@ -177,15 +184,19 @@ def drop_database(admin_url: str, database: str) -> None:
 
 
 def create_database(admin_url: str, database: str, owner: str | None = None) -> None:
+    """A scratch database nobody else may connect to: created closed, PUBLIC's rights revoked."""
+    ident = sql.Identifier(database)
     with connect(admin_url, autocommit=True) as conn:
         if owner is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+            conn.execute(sql.SQL("CREATE DATABASE {} ALLOW_CONNECTIONS false").format(ident))
         else:
             conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(database), sql.Identifier(owner)
+                sql.SQL("CREATE DATABASE {} OWNER {} ALLOW_CONNECTIONS false").format(
+                    ident, sql.Identifier(owner)
                 )
             )
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(ident))
 
 
 def allow_connections(admin_url: str, database: str, allowed: bool) -> None:

@@ -1,7 +1,8 @@
 """``restore``: bring a service database back without ever risking the one it replaces.
 
 Order: check the backup's checksum, take a safety backup of the current database, restore into
-``<service>__restore`` (as the service's owner role, without the dump's owners or grants),
+``<service>__restore`` (as the service's tool login acting as its owner role, never as the
+admin, without the dump's owners or grants),
 compare it with the manifest, and only then swap names. The old database stays as
 ``<service>__old_<time>``. Finally the role convergence re-imposes ownership and privileges.
 """
@@ -22,6 +23,7 @@ from infra.backup.verify import check_restored, scratch_database
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
 from infra.errors import BackupError, PlatformError
+from infra.postgres.tooling import service_login
 
 RESTORE_SUFFIX = "__restore"
 
@@ -67,19 +69,20 @@ def restore(
             converge(admin_url, config, credentials, [service])  # roles first, on a new server
         if safety_backup:
             safety = backup_postgres(target, admin_url, service, config.backup.format).backup_id
-        pg.drop_database(admin_url, incoming)
-        pg.create_database(admin_url, incoming, owner=owner)
-        try:
-            pg_restore(admin_url, incoming, dump, role=owner)
-            problems = check_restored(admin_url, incoming, manifest)
-            if problems:
-                raise BackupError(
-                    f"restored copy of {manifest.prefix} does not match its manifest "
-                    f"({'; '.join(problems[:3])}); {database} was left untouched"
-                )
-        except PlatformError:
+        with service_login(admin_url, service) as login:
             pg.drop_database(admin_url, incoming)
-            raise
+            pg.create_database(admin_url, incoming, owner=owner)
+            try:
+                pg_restore(login, incoming, dump, role=owner)
+                problems = check_restored(login, incoming, manifest)
+                if problems:
+                    raise BackupError(
+                        f"restored copy of {manifest.prefix} does not match its manifest "
+                        f"({'; '.join(problems[:3])}); {database} was left untouched"
+                    )
+            except PlatformError:
+                pg.drop_database(admin_url, incoming)
+                raise
     try:
         replaced: str | None = _swap(admin_url, database, incoming)
     except PlatformError:

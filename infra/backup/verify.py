@@ -12,11 +12,13 @@ import subprocess
 import time
 from pathlib import Path
 
+from infra import naming
 from infra.backup import pg
 from infra.backup.catalog import Entry, Manifest, Verification, utc_now, write_verification
 from infra.backup.fetch import fetch, pg_restore, private_workdir
 from infra.backup.storage import Bucket
 from infra.errors import BackupError, UsageError
+from infra.postgres.tooling import service_login
 
 VERIFY_SUFFIX = "__verify"
 
@@ -26,9 +28,15 @@ def scratch_database(service: str, suffix: str) -> str:
     return f"{service}{suffix}"
 
 
-def check_restored(admin_url: str, database: str, manifest: Manifest) -> list[str]:
-    """Compare a restored database with what the manifest says the backup holds."""
-    with pg.connect(admin_url, database) as conn:
+def check_restored(login_url: str, database: str, manifest: Manifest) -> list[str]:
+    """Compare a restored database with what the manifest says the backup holds.
+
+    Counted as the service's owner role over the tool login (see infra.postgres.tooling), like
+    the manifest's own counts, so row-level security filters neither.
+    """
+    owner = naming.role_name(manifest.service, "owner")
+    with pg.connect(login_url, database) as conn:
+        pg.act_as(conn, owner)
         actual = pg.contents(conn)
     expected = pg.Contents(manifest.row_counts, manifest.sequences, manifest.large_objects)
     return pg.compare(expected, actual)
@@ -68,14 +76,17 @@ def verify(bucket: Bucket, entry: Entry, admin_url: str | None) -> Verification:
 
 
 def _verify_postgres(admin_url: str, manifest: Manifest, dump: Path) -> list[str]:
+    """Restore as the service's tool login into a scratch database its owner role owns."""
     scratch = scratch_database(manifest.service, VERIFY_SUFFIX)
-    pg.drop_database(admin_url, scratch)
-    pg.create_database(admin_url, scratch)
-    try:
-        pg_restore(admin_url, scratch, dump)
-        return check_restored(admin_url, scratch, manifest)
-    finally:
+    owner = naming.role_name(manifest.service, "owner")
+    with service_login(admin_url, manifest.service) as login:
         pg.drop_database(admin_url, scratch)
+        pg.create_database(admin_url, scratch, owner=owner)
+        try:
+            pg_restore(login, scratch, dump, role=owner)
+            return check_restored(login, scratch, manifest)
+        finally:
+            pg.drop_database(admin_url, scratch)
 
 
 def _verify_rdb(dump: Path) -> list[str]:

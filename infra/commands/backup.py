@@ -35,7 +35,7 @@ from infra.backup.verify import verify
 from infra.commands.common import add_stack_options, load
 from infra.config import StackConfig, load_stack
 from infra.credentials import Credentials
-from infra.errors import UsageError
+from infra.errors import PlatformError, UsageError
 
 BUCKET_ENV = "PERSISTENCE_BACKUP_BUCKET"
 ADMIN_URL_ENV = "PERSISTENCE_ADMIN_URL"
@@ -154,10 +154,14 @@ def run_backup(args: argparse.Namespace) -> int:
         check_redis_url(args.redis_url)
     if args.management_url:
         check_management_url(args.management_url)
-    made = [
-        backup_postgres(target, admin_url, name, config.backup.format)
-        for name in _services(config, args.service)
-    ]
+    made = []
+    failed: list[str] = []
+    for name in _services(config, args.service):
+        try:
+            made.append(backup_postgres(target, admin_url, name, config.backup.format))
+        except PlatformError as error:  # one service's fault never stops the others' backups
+            failed.append(name)
+            print(f"error: postgres/{name}: {error}", file=sys.stderr, flush=True)
     if args.redis_url and args.service is None:
         made.append(
             backup_redis(target, args.redis_url, config.redis.admin_user, credentials.redis_admin)
@@ -173,6 +177,9 @@ def run_backup(args: argparse.Namespace) -> int:
             f"{manifest.kind}/{manifest.service} {manifest.backup_id} {human(manifest.size)} "
             f"sha256 {manifest.sha256[:16]}{' encrypted' if manifest.encrypted else ''}"
         )
+    if failed:
+        print(f"error: backup failed for {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

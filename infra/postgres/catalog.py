@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from infra.postgres.model import MARKER
 from infra.postgres.sqlfiles import query
 
 Grants = frozenset[tuple[str, str]]  # (grantee or 'PUBLIC', privilege)
@@ -53,6 +54,10 @@ class DatabaseRow:
     name: str
     owner: str
     grants: Grants
+    comment: str = ""
+    allow_connections: bool = True
+    connection_limit: int = -1
+    settings: tuple[str, ...] = ()  # ALTER DATABASE ... SET, as 'name=value'
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,9 @@ class ClusterState:
 
     def groups_of(self, member: str) -> frozenset[str]:
         return self.groups.get(member, frozenset())
+
+    def members_of(self, group: str) -> frozenset[str]:
+        return frozenset(member for member, groups in self.groups.items() if group in groups)
 
     def settings_of(self, role: str, database: str = "") -> dict[str, str]:
         """``{name: value}`` set for the role (globally, or in ``database``)."""
@@ -91,6 +99,7 @@ class DatabaseState:
     default_privileges: dict[str, Grants]  # pg_default_acl.defaclobjtype -> grants
     relations: tuple[Relation, ...]
     routine_schemas_missing_execute: tuple[str, ...]
+    owned_by_logins: tuple[str, ...] = ()
 
 
 def fresh_database(owner: str) -> DatabaseState:
@@ -113,19 +122,12 @@ def fresh_database(owner: str) -> DatabaseState:
 
 
 def fresh_database_row(name: str, owner: str) -> DatabaseRow:
-    """The database row right after CREATE DATABASE ... OWNER (PUBLIC keeps CONNECT, TEMP)."""
+    """The database row once ``creation_statements`` ran (PUBLIC's CONNECT, TEMP revoked)."""
     return DatabaseRow(
         name=name,
         owner=owner,
-        grants=frozenset(
-            {
-                ("PUBLIC", "CONNECT"),
-                ("PUBLIC", "TEMPORARY"),
-                (owner, "CREATE"),
-                (owner, "CONNECT"),
-                (owner, "TEMPORARY"),
-            }
-        ),
+        grants=frozenset({(owner, "CREATE"), (owner, "CONNECT"), (owner, "TEMPORARY")}),
+        comment=MARKER,
     )
 
 
@@ -150,7 +152,9 @@ def read_cluster(
     for role, database, config in _rows(conn, "role_settings", {"names": names}):
         settings[(role, database)] = dict(item.split("=", 1) for item in config or ())
     database_rows = {
-        row[0]: DatabaseRow(row[0], row[1], parse_grants(row[2]))
+        row[0]: DatabaseRow(
+            row[0], row[1], parse_grants(row[2]), row[3], row[4], row[5], tuple(row[6] or ())
+        )
         for row in _rows(conn, "databases", {"names": list(databases)})
     }
     return ClusterState(
@@ -166,7 +170,9 @@ def managed_services(conn: psycopg.Connection[tuple[Any, ...]]) -> list[str]:
     return [row[0].removesuffix("_owner") for row in _rows(conn, "managed_owner_roles", {})]
 
 
-def read_database(conn: psycopg.Connection[tuple[Any, ...]], owner: str, app: str) -> DatabaseState:
+def read_database(
+    conn: psycopg.Connection[tuple[Any, ...]], owner: str, app: str, logins: Sequence[str] = ()
+) -> DatabaseState:
     """The per-database facts, over a connection to the service's database."""
     params = {"owner": owner}
     return DatabaseState(
@@ -182,5 +188,8 @@ def read_database(conn: psycopg.Connection[tuple[Any, ...]], owner: str, app: st
         routine_schemas_missing_execute=tuple(
             row[0]
             for row in _rows(conn, "routine_schemas_missing_execute", {"owner": owner, "app": app})
+        ),
+        owned_by_logins=tuple(
+            row[0] for row in _rows(conn, "owned_by_logins", {"names": list(logins)})
         ),
     )

@@ -9,12 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra.errors import ServerError
 
 CONNECT_TIMEOUT_S = 10
 APPLICATION_NAME = "persistence-infra"
+# Every session the tooling opens resolves names in pg_catalog first and never in a schema a
+# service controls, so a function or operator a service login planted in ``public`` cannot
+# shadow one the tooling calls. Set at connection start-up, it also overrides any
+# ``ALTER DATABASE/ROLE ... SET search_path`` a service made.
+SAFE_OPTIONS = "-c search_path=pg_catalog,pg_temp"
 
 
 def describe(url: str, dbname: str | None = None) -> str:
@@ -47,6 +52,11 @@ def connect(
         "connect_timeout": CONNECT_TIMEOUT_S,
         "application_name": APPLICATION_NAME,
     }
+    try:
+        given = str(conninfo_to_dict(url).get("options") or "")
+    except psycopg.ProgrammingError:
+        given = ""
+    overrides["options"] = f"{given} {SAFE_OPTIONS}".strip()
     if dbname is not None:
         overrides["dbname"] = dbname
     try:
@@ -55,3 +65,18 @@ def connect(
         raise ServerError(
             f"cannot connect to PostgreSQL as {describe(url, dbname)}: {scrub(str(error), url)}"
         ) from None
+
+
+def password_rejected(url: str, user: str, password: str, dbname: str) -> bool:
+    """True only if the server at ``url`` refuses ``password`` for login ``user``."""
+    try:
+        params = {k: v for k, v in conninfo_to_dict(url).items() if v is not None}
+    except psycopg.ProgrammingError:
+        return False
+    params.update(user=user, password=password, dbname=dbname)
+    params.update(connect_timeout=CONNECT_TIMEOUT_S, application_name=APPLICATION_NAME)
+    try:
+        psycopg.connect(make_conninfo("", **params)).close()
+    except psycopg.OperationalError as error:
+        return "password authentication failed" in str(error)
+    return False

@@ -24,18 +24,30 @@ def drop_service(admin_url: str, service: str) -> list[str]:
     executed: list[str] = []
     with connect(admin_url, autocommit=True) as conn:
         cluster = read_cluster(conn, roles, [database])
-        owner = cluster.roles.get(naming.role_name(service, "owner"))
+        owner_name = naming.role_name(service, "owner")
+        owner = cluster.roles.get(owner_name)
         if owner is None or not owner.comment.startswith(MARKER):
             raise UsageError(
                 f"service {service!r} has no role {naming.role_name(service, 'owner')} managed by "
                 "this tool on the server; nothing dropped"
             )
-        statements = [build("drop_database", database=sql.Identifier(database))]
-        statements += [
-            build("drop_role", role=sql.Identifier(role))
-            for role in roles
-            if role in cluster.roles and cluster.roles[role].comment.startswith(MARKER)
+        foreign = [
+            r
+            for r in roles
+            if r in cluster.roles and not cluster.roles[r].comment.startswith(MARKER)
         ]
+        row = cluster.databases.get(database)
+        if row is not None and not (
+            row.comment.startswith(MARKER) or (row.comment == "" and row.owner == owner_name)
+        ):
+            foreign.append(f"database {database} (owner {row.owner})")
+        if foreign:
+            raise UsageError(
+                f"service {service!r}: {', '.join(foreign)} not created by this tool (no "
+                f"'{MARKER}' comment); nothing dropped"
+            )
+        statements = [build("drop_database", database=sql.Identifier(database))]
+        statements += [build("drop_role", role=sql.Identifier(role)) for role in roles]
         for statement in statements:
             try:
                 conn.execute(statement.query)

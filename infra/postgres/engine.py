@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from infra import naming
 from infra.config.model import ServiceSpec, StackConfig
 from infra.credentials import Credentials
 from infra.errors import ServerError, UsageError
@@ -27,11 +28,13 @@ from infra.postgres.catalog import (
     read_database,
 )
 from infra.postgres.converge import (
-    create_database_statement,
+    database_cluster_statements,
     database_statements,
+    foreign_objects,
+    ownership_statements,
     role_statements,
 )
-from infra.postgres.driver import connect, scrub
+from infra.postgres.driver import connect, password_rejected, scrub
 from infra.postgres.model import ServiceModel, service_model
 from infra.postgres.statements import Statement
 
@@ -104,6 +107,53 @@ def _current_user(conn: Connection) -> str:
     return str(row[0])
 
 
+def _refuse_foreign(models: Sequence[ServiceModel], cluster: ClusterState) -> None:
+    """Stop before anything changes when one of our names is taken by something we did not make."""
+    found = [line for model in models for line in foreign_objects(model, cluster)]
+    if found:
+        raise ServerError("\n".join(found))
+
+
+def _role_settings_in(cluster: ClusterState, model: ServiceModel) -> dict[str, dict[str, str]]:
+    """Each of the service's roles' settings inside its database."""
+    return {
+        role.name: cluster.settings_of(role.name, model.database)
+        for role in model.roles
+        if cluster.settings_of(role.name, model.database)
+    }
+
+
+def _logins(model: ServiceModel) -> list[str]:
+    """Roles that must own nothing in the service's database: its logins and the tool login."""
+    return [role.name for role in model.logins] + [naming.tool_login(model.service)]
+
+
+def _stale_passwords(admin_url: str, model: ServiceModel, cluster: ClusterState) -> frozenset[str]:
+    """Logins (already at the current password version) whose known password is refused.
+
+    The admin cannot read password verifiers (pg_authid), so the only way to see that a login
+    changed its own password is to log in with the one we know; only an explicit
+    "password authentication failed" counts, never a refused or unreachable connection.
+    """
+    stale = set()
+    for role in model.logins:
+        state = cluster.roles.get(role.name)
+        if (
+            state is None
+            or role.password is None
+            or not state.login
+            or state.comment != model.comment_for(role)
+        ):
+            continue
+        if password_rejected(admin_url, role.name, role.password, model.database):
+            stale.add(role.name)
+    return frozenset(stale)
+
+
+# pg_advisory_lock(class, key) held by an apply for its whole run: a second apply waits.
+APPLY_LOCK = (0x7E57, 0)
+
+
 def plan(
     admin_url: str,
     config: StackConfig,
@@ -117,26 +167,27 @@ def plan(
         cluster = _read_cluster(conn, models)
         configured = {spec.name for spec in config.services}
         unmanaged = tuple(name for name in managed_services(conn) if name not in configured)
+    _refuse_foreign(models, cluster)
     planned = []
     for model in models:
-        statements, problems = role_statements(model, cluster, admin)
-        create = create_database_statement(model, cluster)
-        migrator = model.role("migrator").name
-        if create is not None:
-            statements.append(create)
+        stale = _stale_passwords(admin_url, model, cluster)
+        statements, problems = role_statements(model, cluster, admin, stale)
+        statements += database_cluster_statements(model, cluster)
+        settings: dict[str, dict[str, str]] = {}
+        if model.database not in cluster.databases:
             row = fresh_database_row(model.database, model.owner)
             state = fresh_database(model.owner)
-            settings: dict[str, str] = {}
         else:
             row = cluster.databases[model.database]
-            settings = cluster.settings_of(migrator, model.database)
+            settings = _role_settings_in(cluster, model)
             try:
                 with connect(admin_url, dbname=model.database, autocommit=True) as db:
-                    state = read_database(db, model.owner, model.role("app").name)
+                    state = read_database(db, model.owner, model.role("app").name, _logins(model))
             except ServerError as error:
                 problems.append(f"{model.database}: not inspected ({error}); apply fixes access")
                 planned.append(ServicePlan(model.service, tuple(statements), tuple(problems)))
                 continue
+        statements += ownership_statements(model, state, admin)
         statements += database_statements(model, row, settings, state)
         planned.append(ServicePlan(model.service, tuple(statements), tuple(problems)))
     return Plan(tuple(planned), unmanaged)
@@ -178,14 +229,19 @@ def apply(
     changed: list[str] = []
     problems: list[str] = []
     with connect(admin_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_catalog.pg_advisory_lock(%s, %s)", APPLY_LOCK)
         admin = _current_user(conn)
         cluster = _read_cluster(conn, models)
+        _refuse_foreign(models, cluster)
         for model in models:
             before = len(executed)
             found = _apply_service(admin_url, conn, admin, cluster, model, on_statement, executed)
             problems += found
             if len(executed) > before:
                 changed.append(model.service)
+                # What this service changed (e.g. revoking another service's login from its
+                # roles) must not be done a second time from a stale read.
+                cluster = _read_cluster(conn, models)
     if problems:
         raise ServerError("\n".join(problems))
     return ApplyReport(tuple(executed), tuple(changed))
@@ -200,24 +256,28 @@ def _apply_service(
     hook: StatementHook | None,
     executed: list[str],
 ) -> list[str]:
-    statements, problems = role_statements(model, cluster, admin)
+    stale = _stale_passwords(admin_url, model, cluster)
+    statements, problems = role_statements(model, cluster, admin, stale)
     if problems:
         return problems
     if statements:
         with conn.transaction():
             for statement in statements:
                 _execute(conn, statement, model.service, hook, executed)
-    create = create_database_statement(model, cluster)
-    if create is not None:
-        _execute(conn, create, model.service, hook, executed)
-    migrator = model.role("migrator").name
+    for statement in database_cluster_statements(model, cluster):
+        _execute(conn, statement, model.service, hook, executed)
     with connect(admin_url, dbname=model.database, autocommit=True) as db, db.transaction():
-        here = read_cluster(db, [migrator], [model.database])
-        state = read_database(db, model.owner, model.role("app").name)
+        here = read_cluster(db, list(model.role_names), [model.database])
+        state = read_database(db, model.owner, model.role("app").name, _logins(model))
+        handover = ownership_statements(model, state, admin)
+        for statement in handover:
+            _execute(db, statement, model.service, hook, executed)
+        if handover:
+            state = read_database(db, model.owner, model.role("app").name, _logins(model))
         for statement in database_statements(
             model,
             here.databases[model.database],
-            here.settings_of(migrator, model.database),
+            _role_settings_in(here, model),
             state,
         ):
             _execute(db, statement, model.service, hook, executed)

@@ -34,6 +34,10 @@ def pg_hba_conf(config: StackConfig) -> str:
         {
             "database": naming.database_name(s.name),
             "logins": [naming.role_name(s.name, kind) for kind in naming.LOGIN_SUFFIXES],
+            "tooling": {
+                "databases": [naming.database_name(s.name), *naming.scratch_databases(s.name)],
+                "login": naming.tool_login(s.name),
+            },
         }
         for s in config.services
     ]

@@ -132,6 +132,46 @@ DRIFTS = [
         'GRANT "audit_owner" TO "platform_admin"',
         "SELECT pg_has_role('platform_admin', 'audit_owner', 'MEMBER')",
     ),
+    Drift(
+        "another service's login made a member of the owner role",
+        "GRANT audit_owner TO events_migrator",
+        'REVOKE "audit_owner" FROM "events_migrator"',
+        "SELECT NOT pg_has_role('events_migrator', 'audit_owner', 'MEMBER')",
+    ),
+    Drift(
+        "a role setting added by hand",
+        "ALTER ROLE audit_app SET role = 'audit_owner'",
+        'ALTER ROLE "audit_app" RESET "role"',
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_db_role_setting WHERE setrole = "
+        "'audit_app'::regrole AND 'role=audit_owner' = ANY(setconfig))",
+    ),
+    Drift(
+        "a role setting added by hand inside the database",
+        "ALTER ROLE audit_readonly IN DATABASE audit SET search_path = 'evil'",
+        'ALTER ROLE "audit_readonly" IN DATABASE "audit" RESET "search_path"',
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_db_role_setting WHERE setrole = "
+        "'audit_readonly'::regrole AND setdatabase <> 0)",
+    ),
+    Drift(
+        "a database setting added by the owner",
+        "ALTER DATABASE audit SET search_path = 'evil, public'",
+        'ALTER DATABASE "audit" RESET ALL',
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_db_role_setting s JOIN pg_database d "
+        "ON d.oid = s.setdatabase WHERE d.datname = 'audit' AND s.setrole = 0)",
+    ),
+    Drift(
+        "a database connection limit",
+        "ALTER DATABASE audit CONNECTION LIMIT 1",
+        'ALTER DATABASE "audit" WITH CONNECTION LIMIT -1',
+        "SELECT datconnlimit = -1 FROM pg_database WHERE datname = 'audit'",
+    ),
+    Drift(
+        "the database left refusing connections",
+        "ALTER DATABASE audit ALLOW_CONNECTIONS false",
+        'ALTER DATABASE "audit" WITH ALLOW_CONNECTIONS true',
+        "SELECT datallowconn FROM pg_database WHERE datname = 'audit'",
+        database="postgres",
+    ),
 ]
 
 

@@ -70,7 +70,7 @@ def test_an_interrupted_apply_is_finished_by_the_next(
     config = one_service(dev_config, name)
     credentials = dev_rendered[1].completed_for(config)
     planned = statements_from_empty(postgres, config, credentials)
-    create = planned.index(f'CREATE DATABASE "{name}" OWNER "{name}_owner"')
+    create = planned.index(f'CREATE DATABASE "{name}" OWNER "{name}_owner" ALLOW_CONNECTIONS false')
     index = {
         "first": 1,
         "middle-of-roles": create // 2,

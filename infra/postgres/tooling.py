@@ -1,0 +1,113 @@
+"""The short-lived login the backup tooling uses inside a service's databases.
+
+``pg_restore``, ``pg_dump`` and the row counts run code the service's own logins wrote: CHECK
+constraints and defaults on every copied row, materialized views on refresh, index expressions,
+row-level security policies. Run as the admin, that code holds the admin's CREATEROLE and
+memberships, and ``pg_restore --role`` alone does not help: a planted function can
+``RESET ROLE`` back to the session's login. So the session's login itself is a throwaway role
+that is a member of the service's owner role and of nothing else: whatever runs there can do no
+more than the service's migrator already can.
+
+One run at a time per service holds the role (a session advisory lock on the admin's
+connection), so two verifies or a backup and a verify of one service never collide on it or on
+the scratch databases. The role expires on its own (VALID UNTIL) if a run is killed before it
+drops it; the next run drops the leftover first. A role under that name without our marker is
+refused, never taken over.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from infra import naming
+from infra.errors import ServerError
+from infra.postgres.driver import connect
+from infra.postgres.model import MARKER
+from infra.postgres.statements import Statement, build
+
+TOOL_MARKER = f"{MARKER} tool-login"
+TOOL_LIFETIME = timedelta(hours=12)
+TOOL_CONNECTIONS = 8
+# pg_advisory_lock(class, key): the class keeps our locks apart from anyone else's.
+TOOL_LOCK_CLASS = 0x7E57
+
+
+def _run(conn: psycopg.Connection[tuple[object, ...]], statement: Statement) -> None:
+    try:
+        conn.execute(statement.query)
+    except psycopg.Error as error:
+        message = error.diag.message_primary or type(error).__name__
+        raise ServerError(f"`{statement.text}` failed: {message}") from None
+
+
+def _comment(conn: psycopg.Connection[tuple[object, ...]], role: str) -> str | None:
+    row = conn.execute(
+        "SELECT coalesce(pg_catalog.shobj_description(oid, 'pg_authid'), '') "
+        "FROM pg_catalog.pg_roles WHERE rolname = %s",
+        (role,),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _drop(conn: psycopg.Connection[tuple[object, ...]], role: str) -> None:
+    _run(conn, build("drop_role", role=sql.Identifier(role)))
+
+
+@contextmanager
+def service_login(admin_url: str, service: str) -> Iterator[str]:
+    """A connection URL for ``<service>__tool`` (member of ``<service>_owner`` only)."""
+    login = naming.tool_login(service)
+    owner = naming.role_name(service, "owner")
+    password = secrets.token_urlsafe(32)
+    with connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_catalog.pg_advisory_lock(%s, pg_catalog.hashtext(%s))",
+            (TOOL_LOCK_CLASS, service),
+        )
+        comment = _comment(conn, login)
+        if comment is not None and not comment.startswith(TOOL_MARKER):
+            raise ServerError(
+                f"role {login} exists but was not created by this tool (no '{TOOL_MARKER}' "
+                "comment); refusing to use it: drop or rename it"
+            )
+        if _comment(conn, owner) is None:
+            raise ServerError(f"role {owner} does not exist: run `db apply` first")
+        if comment is not None:
+            _drop(conn, login)  # a leftover of a killed run
+        until = (datetime.now(UTC) + TOOL_LIFETIME).isoformat()
+        ident = sql.Identifier(login)
+        with conn.transaction():
+            _run(
+                conn,
+                build(
+                    "create_tool_login",
+                    role=ident,
+                    limit=sql.Literal(TOOL_CONNECTIONS),
+                    until=sql.Literal(until),
+                    password=password,
+                ),
+            )
+            _run(conn, build("comment_role", role=ident, comment=sql.Literal(TOOL_MARKER)))
+            _run(
+                conn,
+                build("grant_membership", group=sql.Identifier(owner), member=ident),
+            )
+        params = {
+            key: str(value)
+            for key, value in conninfo_to_dict(admin_url).items()
+            if value is not None
+        }
+        params.update(user=login, password=password)
+        try:
+            yield make_conninfo("", **params)
+        finally:
+            # If it owns something a planted function made, it stays and expires on its own.
+            with suppress(ServerError):
+                _drop(conn, login)
