@@ -33,6 +33,9 @@ def render_all(config: StackConfig, credentials: Credentials) -> dict[str, Rende
         "postgres/init-admin.sql": RenderedFile(
             postgres.init_admin_sql(config, credentials), PRIVATE_MODE
         ),
+        "postgres/sync-admin.sql": RenderedFile(
+            postgres.sync_admin_sql(config, credentials), PRIVATE_MODE
+        ),
         "redis/redis.conf": RenderedFile(redis.redis_conf(config)),
         "redis/users.acl": RenderedFile(redis.users_acl(config, credentials), PRIVATE_MODE),
         "rabbitmq/rabbitmq.conf": RenderedFile(rabbitmq.rabbitmq_conf(config)),

@@ -46,14 +46,26 @@ def pg_hba_conf(config: StackConfig) -> str:
     )
 
 
-def init_admin_sql(config: StackConfig, credentials: Credentials) -> str:
-    """SQL that creates the non-superuser admin; contains a verifier, never the password."""
+def _admin_verifier(credentials: Credentials) -> str:
     password = credentials.postgres_admin
-    verifier = hashes.scram_sha256_verifier(
+    return hashes.scram_sha256_verifier(
         password, hashes.deterministic_salt(password, "postgres-admin")
     )
+
+
+def init_admin_sql(config: StackConfig, credentials: Credentials) -> str:
+    """SQL that creates the non-superuser admin; contains a verifier, never the password."""
     return render(
         "postgres/init-admin.sql.j2",
         admin_user=config.postgres.admin_user,
-        admin_verifier=verifier,
+        admin_verifier=_admin_verifier(credentials),
+    )
+
+
+def sync_admin_sql(config: StackConfig, credentials: Credentials) -> str:
+    """SQL that sets the admin's password to the stack's at every start (a verifier too)."""
+    return render(
+        "postgres/sync-admin.sql.j2",
+        admin_user=config.postgres.admin_user,
+        admin_verifier=_admin_verifier(credentials),
     )

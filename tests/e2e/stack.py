@@ -1,9 +1,9 @@
 """The end-to-end stack: this repository's program under the real Pulumi engine, isolated.
 
-An ``E2eStack`` is a Pulumi project directory of its own (Pulumi.yaml copied; the entry point,
-``infra`` and ``.venv`` linked to this checkout), with its own stack file, ports, container names, local state
-backend and PULUMI_HOME, so it never touches a developer's ``dev`` stack. It is driven through
-the Automation API, the same one ``python -m infra rebuild`` uses.
+An ``E2eStack`` is a Pulumi project directory of its own (Pulumi.yaml copied; the entry
+point, ``infra`` and ``.venv`` linked to this checkout), with its own stack file, ports,
+container names, local state backend and PULUMI_HOME, so it never touches a developer's ``dev``
+stack. It is driven through the Automation API, the same one ``python -m infra rebuild`` uses.
 """
 
 from __future__ import annotations

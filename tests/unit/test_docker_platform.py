@@ -153,6 +153,7 @@ def test_containers_receive_exactly_the_rendered_files(
             "/etc/postgresql/postgresql.conf": "postgres/postgresql.conf",
             "/etc/postgresql/pg_hba.conf": "postgres/pg_hba.conf",
             "/docker-entrypoint-initdb.d/10-platform-admin.sql": "postgres/init-admin.sql",
+            "/etc/postgresql/sync-admin.sql": "postgres/sync-admin.sql",
         },
         "redis": {
             "/usr/local/etc/redis/redis.conf": "redis/redis.conf",
@@ -171,11 +172,15 @@ def test_containers_receive_exactly_the_rendered_files(
 
 
 def test_servers_start_from_the_uploaded_configs(run: ProgramRun) -> None:
-    assert run.one(CONTAINER, "postgres").inputs["command"] == [
-        "postgres",
-        "-c",
-        "config_file=/etc/postgresql/postgresql.conf",
-    ]
+    shell, flag, script = run.one(CONTAINER, "postgres").inputs["entrypoints"]
+    assert (shell, flag) == ("sh", "-c")
+    # The image's own entrypoint starts the server, last, from the uploaded config...
+    assert script.rstrip().splitlines()[-1] == (
+        "exec docker-entrypoint.sh postgres -c config_file=/etc/postgresql/postgresql.conf"
+    )
+    # ...after the admin's password is taken from the stack (a kept volume has an old one).
+    assert "postgres --single" in script
+    assert "< /etc/postgresql/sync-admin.sql" in script
     assert run.one(CONTAINER, "redis").inputs["command"] == [
         "redis-server",
         "/usr/local/etc/redis/redis.conf",

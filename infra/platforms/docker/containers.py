@@ -26,6 +26,20 @@ SECRETS_DIR = "/run/secrets"
 POSTGRES_SUPERUSER_FILE = f"{SECRETS_DIR}/postgres-superuser"
 REDIS_ADMIN_FILE = f"{SECRETS_DIR}/redis-admin"
 INIT_ADMIN_SQL = "/docker-entrypoint-initdb.d/10-platform-admin.sql"
+SYNC_ADMIN_SQL = "/etc/postgresql/sync-admin.sql"
+PGDATA = "/var/lib/postgresql/data/pgdata"
+# Before every start on an initialised volume: set the admin's password from the stack, in
+# single-user mode as the server's own user (no network, no password needed), then hand over to
+# the image's entrypoint as usual. Redis (users.acl) and RabbitMQ (definitions at boot) already
+# take their passwords from the stack at every start; this makes PostgreSQL do the same.
+POSTGRES_START = f"""set -eu
+if [ -s "$PGDATA/PG_VERSION" ]; then
+  setpriv --reuid=postgres --regid=postgres --init-groups \
+    postgres --single -D "$PGDATA" -c config_file={pg_files.CONFIG_FILE} postgres \
+    < {SYNC_ADMIN_SQL} > /dev/null
+fi
+exec docker-entrypoint.sh postgres -c config_file={pg_files.CONFIG_FILE}
+"""
 
 
 @dataclass(frozen=True)
@@ -111,15 +125,13 @@ def postgres(shared: Shared, volume: docker.Volume) -> docker.Container:
         "postgres",
         config.docker.images.postgres,
         config.docker.memory_mb.postgres,
-        command=["postgres", "-c", f"config_file={pg_files.CONFIG_FILE}"],
-        envs=[
-            f"POSTGRES_PASSWORD_FILE={POSTGRES_SUPERUSER_FILE}",
-            "PGDATA=/var/lib/postgresql/data/pgdata",
-        ],
+        entrypoints=["sh", "-c", POSTGRES_START],
+        envs=[f"POSTGRES_PASSWORD_FILE={POSTGRES_SUPERUSER_FILE}", f"PGDATA={PGDATA}"],
         uploads=[
             _upload(shared, pg_files.CONFIG_FILE, "postgres/postgresql.conf"),
             _upload(shared, pg_files.HBA_FILE, "postgres/pg_hba.conf"),
             _upload(shared, INIT_ADMIN_SQL, "postgres/init-admin.sql", private=True),
+            _upload(shared, SYNC_ADMIN_SQL, "postgres/sync-admin.sql", private=True),
             _secret_upload(shared, POSTGRES_SUPERUSER_FILE, "postgres_superuser"),
         ],
         volumes=[
