@@ -3,7 +3,13 @@
 # and pulumi-resource-random, from Go modules only (Go module proxy; nothing
 # from GitHub or get.pulumi.com).
 #
-#   tests/e2e/engine/build-providers.sh OUT_DIR
+#   tests/e2e/engine/build-providers.sh OUT_DIR [PULUMI_HOME]
+#
+# With PULUMI_HOME, each plugin is also installed where the engine's plugin
+# cache lookup finds it without any download:
+#   $PULUMI_HOME/plugins/resource-<name>-v<version>/pulumi-resource-<name>
+# (Alternatively put OUT_DIR on PATH: the engine then uses the "ambient"
+# plugin but warns "using pulumi-resource-<name> from $PATH" on every run.)
 #
 # Each plugin is our own small wrapper module (provider-docker/,
 # provider-random/) around the upstream Terraform provider and
@@ -19,7 +25,8 @@
 # second run only relinks.
 set -euo pipefail
 
-out_dir=${1:?usage: $0 OUT_DIR}
+out_dir=${1:?usage: $0 OUT_DIR [PULUMI_HOME]}
+pulumi_home=${2:-}
 mkdir -p "$out_dir"
 out_dir=$(cd "$out_dir" && pwd)
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -59,6 +66,14 @@ build() {
 
     echo "==> $name $version: pulumi-resource-$name"
     (cd "$module" && go build "$@" -ldflags "$ldflags" -o "$out_dir/pulumi-resource-$name" "./cmd/pulumi-resource-$name")
+
+    if [[ -n $pulumi_home ]]; then
+        local cache="$pulumi_home/plugins/resource-$name-v$version"
+        mkdir -p "$cache"
+        cmp -s "$out_dir/pulumi-resource-$name" "$cache/pulumi-resource-$name" ||
+            cp "$out_dir/pulumi-resource-$name" "$cache/pulumi-resource-$name"
+        echo "    installed in $cache"
+    fi
 }
 
 # no_compose: leave out upstream's docker_compose resource (we do not bridge
