@@ -1,0 +1,8 @@
+// The shim lives "inside" the upstream module's import path so that Go's
+// internal-package rule lets it import .../internal/provider. The parent
+// go.mod points both paths at real code with replace directives.
+module github.com/terraform-providers/terraform-provider-random/shim
+
+go 1.25.8
+
+require github.com/terraform-providers/terraform-provider-random v0.0.0
