@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,17 @@ from tests.servers.process import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_BIN = REPO / ".tools" / "bin"
+PLUGINS = REPO / ".tools" / "plugins"
 ENGINE_BINARIES = (
-    "pulumi",
-    "pulumi-language-python",
-    "pulumi-language-python-exec",
-    "pulumi-resource-pulumi-python",
-    "pulumi-resource-docker",
-    "pulumi-resource-random",
+    "bin/pulumi",
+    "bin/pulumi-language-python",
+    "bin/pulumi-language-python-exec",
+    "bin/pulumi-resource-pulumi-python",
+    "plugins/pulumi-resource-docker",
+    "plugins/pulumi-resource-random",
 )
+# Provider plugin -> the PyPI SDK that asks the engine for exactly its version.
+PROVIDER_SDKS = {"docker": "pulumi-docker", "random": "pulumi-random"}
 STACK = "e2e"
 PREFIX = f"persistence-{STACK}"
 SERVERS = ("postgres", "redis", "rabbitmq")
@@ -39,7 +43,17 @@ SERVERS = ("postgres", "redis", "rabbitmq")
 
 def missing_engine() -> list[str]:
     """The engine binaries `make engine` has not built yet."""
-    return [name for name in ENGINE_BINARIES if not os.access(ENGINE_BIN / name, os.X_OK)]
+    return [name for name in ENGINE_BINARIES if not os.access(ENGINE_BIN.parent / name, os.X_OK)]
+
+
+def install_plugins(pulumi_home: Path) -> None:
+    """Put the built plugins where the engine looks for a version first: its plugin cache."""
+    for name, sdk in PROVIDER_SDKS.items():
+        cache = pulumi_home / "plugins" / f"resource-{name}-v{metadata.version(sdk)}"
+        cache.mkdir(parents=True, exist_ok=True)
+        link = cache / f"pulumi-resource-{name}"
+        if not link.exists():
+            link.symlink_to(PLUGINS / f"pulumi-resource-{name}")
 
 
 class E2eStack:
@@ -71,7 +85,7 @@ class E2eStack:
         state = self.root / "state"
         state.mkdir(parents=True, exist_ok=True)
         home = self.root / "pulumi-home"
-        home.mkdir(exist_ok=True)
+        install_plugins(home)
         # The venv first: the language host runs the `python` it finds on PATH.
         path = os.pathsep.join([str(REPO / ".venv" / "bin"), str(ENGINE_BIN), os.environ["PATH"]])
         return {

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build the pinned Pulumi engine from Go modules into OUT (default: .tools/bin):
+# Build the pinned Pulumi engine from Go modules into OUT (default: .tools/bin), and the provider
+# plugins into OUT/../plugins (off PATH: the engine would prefer them there whatever their version,
+# with a warning on every run; the tests install them into PULUMI_HOME's plugin cache instead):
 #   pulumi                          the CLI (github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
 #   pulumi-language-python          the Python language host
 #   pulumi-language-python-exec     the host's program runner (a file of the sdk/v3 module)
@@ -25,8 +27,9 @@ stamp_of() {
 }
 want=$(stamp_of)
 stamp_file="$out/.engine-stamp"
+plugins="$(dirname "$out")/plugins"
 binaries=(pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python
-          pulumi-resource-docker pulumi-resource-random)
+          ../plugins/pulumi-resource-docker ../plugins/pulumi-resource-random)
 if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$want" ]]; then
   missing=0
   for binary in "${binaries[@]}"; do [[ -x "$out/$binary" ]] || missing=1; done
@@ -69,6 +72,6 @@ build_language_host() {
 started=$SECONDS
 timed "the pulumi CLI v$PULUMI_VERSION" build_cli
 timed "the Python language host v$LANGUAGE_HOST_VERSION" build_language_host
-timed "the provider plugins" "$here/build-providers.sh" "$out"
+timed "the provider plugins" "$here/build-providers.sh" "$plugins"
 echo "$want" >"$stamp_file"
 echo "engine: built in $((SECONDS - started))s into $out"
