@@ -264,7 +264,8 @@ def observe_init(container: str) -> dict[str, Any]:
     )
     return {
         # Exactly the program's health check, and a TCP client inside the container.
-        "health_check": exec_in(
+        "health_check": exec_in(container, *containers.POSTGRES_HEALTH_CHECK[1:]).returncode,
+        "socket": exec_in(
             container, "pg_isready", "-h", "/var/run/postgresql", "-d", "postgres"
         ).returncode,
         "tcp": exec_in(
@@ -290,7 +291,7 @@ def postgres_uploads(files: dict[str, RenderedFile], password: str) -> list[Uplo
     ]
 
 
-POSTGRES_HEALTH = "pg_isready -h /var/run/postgresql -d postgres"
+POSTGRES_HEALTH = " ".join(containers.POSTGRES_HEALTH_CHECK[1:])
 
 
 @pytest.fixture(scope="module")

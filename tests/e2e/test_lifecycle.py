@@ -123,6 +123,12 @@ def test_adding_a_service_creates_only_its_resources(stack: E2eStack) -> None:
     for existing in ("orders", "billing"):
         touched = {name: op for name, op in changed.items() if name.startswith(f"{existing}-")}
         assert not touched, f"{existing}'s resources changed when shipping was added: {touched}"
+    # The servers' files list every service (pg_hba.conf, users.acl, definitions.json, the
+    # backup loop's stack file), and Docker uploads only at creation: those containers are
+    # replaced, their data stays on the volumes. Nothing else changes.
+    others = {name: op for name, op in changed.items() if name not in shipping}
+    assert set(others) <= {*SERVERS, "backup"}, others
+    assert set(others.values()) <= {"replace", "create-replacement", "delete-replaced"}, others
     _wait_healthy(CONTAINERS)
 
 

@@ -101,7 +101,11 @@ def test_three_server_containers_with_health_checks(
     run: ProgramRun, dev_config: StackConfig
 ) -> None:
     checks = {s: run.one(CONTAINER, s).inputs["healthcheck"]["tests"] for s in SERVERS}
-    assert checks["postgres"][:2] == ["CMD", "pg_isready"]
+    kind, probe, *args = checks["postgres"]
+    assert (kind, probe) == ("CMD", "pg_isready")
+    # Through TCP: the init scripts' temporary server listens on the socket only, so a socket
+    # check would pass while it runs and provisioning would race it.
+    assert args[args.index("-h") + 1] == "127.0.0.1", args
     assert checks["rabbitmq"] == ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
     kind, script = checks["redis"]
     assert kind == "CMD-SHELL"

@@ -27,6 +27,12 @@ POSTGRES_SUPERUSER_FILE = f"{SECRETS_DIR}/postgres-superuser"
 REDIS_ADMIN_FILE = f"{SECRETS_DIR}/redis-admin"
 INIT_ADMIN_SQL = "/docker-entrypoint-initdb.d/10-platform-admin.sql"
 SYNC_ADMIN_SQL = "/etc/postgresql/sync-admin.sql"
+# Over TCP, not the socket: the image's entrypoint runs the init scripts on a temporary server
+# that listens on the socket only, and a socket check would report healthy while it runs (the
+# official image shares the socket directory), so provisioning would race it.
+POSTGRES_HEALTH_CHECK = [
+    "CMD", "pg_isready", "-h", "127.0.0.1", "-p", str(POSTGRES_PORT), "-d", "postgres",
+]  # fmt: skip
 PGDATA = "/var/lib/postgresql/data/pgdata"
 # Before every start on an initialised volume: set the admin's password from the stack, in
 # single-user mode as the server's own user (no network, no password needed), then hand over to
@@ -141,7 +147,7 @@ def postgres(shared: Shared, volume: docker.Volume) -> docker.Container:
         ],
         ports=[_port(shared, POSTGRES_PORT, config.docker.ports.postgres)],
         healthcheck=docker.ContainerHealthcheckArgs(
-            tests=["CMD", "pg_isready", "-h", "/var/run/postgresql", "-d", "postgres"],
+            tests=POSTGRES_HEALTH_CHECK,
             interval="10s",
             timeout="5s",
             retries=5,
