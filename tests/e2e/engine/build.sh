@@ -15,8 +15,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 out=${1:-$repo/.tools/bin}
-# shellcheck source=pins.env
-source "$here/pins.env"
+# shellcheck source=pins.conf
+source "$here/pins.conf"
 
 command -v go >/dev/null || { echo "engine: Go is required (https://go.dev/dl/, or the distribution's golang package)" >&2; exit 1; }
 
