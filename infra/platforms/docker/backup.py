@@ -84,8 +84,10 @@ def backup_container(
     stack = pulumi.get_stack()
     child = pulumi.ResourceOptions(parent=shared.parent)
     bucket = backup_dir(config, stack)
-    # Created here, by the user running pulumi, so Docker does not create it root-owned.
-    bucket.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Created here, by the user running pulumi, so Docker does not create it root-owned; not
+    # by a preview, which changes nothing.
+    if not pulumi.runtime.is_dry_run():
+        bucket.mkdir(mode=0o700, parents=True, exist_ok=True)
     uid, gid = str(os.getuid()), str(os.getgid())
     image = docker.RemoteImage(
         "backup-image",
