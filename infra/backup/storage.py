@@ -74,6 +74,14 @@ class FileBucket:
     def write(self, name: str, chunks: Iterable[bytes]) -> int:
         """Write to a hidden partial file, then hard-link it in: never overwrites, never torn."""
         path = self._path(name)
+        try:
+            return self._write(path, name, chunks)
+        except OSError as error:  # an unwritable or missing directory, a full disk
+            raise BackupError(
+                f"cannot write {self.url}/{name}: {error.strerror or type(error).__name__}"
+            ) from None
+
+    def _write(self, path: Path, name: str, chunks: Iterable[bytes]) -> int:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         partial = path.parent / f".{path.name}.partial-{secrets.token_hex(4)}"
         size = 0

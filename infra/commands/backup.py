@@ -30,7 +30,7 @@ from infra.backup.progress import human
 from infra.backup.prune import prune
 from infra.backup.restore import recover, restore
 from infra.backup.schedule import next_run
-from infra.backup.storage import open_bucket
+from infra.backup.storage import FileBucket, open_bucket
 from infra.backup.verify import verify
 from infra.commands.common import ADMIN_URL_ENV as ADMIN_URL_ENV  # re-exported
 from infra.commands.common import add_stack_options, admin_url, load
@@ -124,10 +124,16 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _target(args: argparse.Namespace) -> Target:
+def _target(args: argparse.Namespace, *, must_exist: bool = True) -> Target:
+    """The bucket; one that must already hold backups (all but ``backup``) must exist."""
     if not args.bucket:
         raise UsageError(f"--bucket is required (or set {BUCKET_ENV}), e.g. file:///var/backups")
-    return Target(open_bucket(args.bucket), crypto.key_from_env())
+    bucket = open_bucket(args.bucket)
+    if must_exist and isinstance(bucket, FileBucket) and not bucket.root.is_dir():
+        raise UsageError(
+            f"--bucket {args.bucket}: {bucket.root} does not exist (or is no directory)"
+        )
+    return Target(bucket, crypto.key_from_env())
 
 
 def _admin_url(args: argparse.Namespace, credentials: Credentials) -> str:
@@ -143,7 +149,7 @@ def _services(config: StackConfig, only: str | None) -> list[str]:
 
 def run_backup(args: argparse.Namespace) -> int:
     config, credentials = load(args)
-    target = _target(args)
+    target = _target(args, must_exist=False)  # the first backup creates a file:// bucket
     admin_url = _admin_url(args, credentials)
     if args.redis_url:
         check_redis_url(args.redis_url)
