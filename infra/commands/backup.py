@@ -130,9 +130,7 @@ def _target(args: argparse.Namespace, *, must_exist: bool = True) -> Target:
         raise UsageError(f"--bucket is required (or set {BUCKET_ENV}), e.g. file:///var/backups")
     bucket = open_bucket(args.bucket)
     if must_exist and isinstance(bucket, FileBucket) and not bucket.root.is_dir():
-        raise UsageError(
-            f"--bucket {args.bucket}: {bucket.root} does not exist (or is no directory)"
-        )
+        raise UsageError(f"--bucket {args.bucket}: {bucket.root} is not an existing directory")
     return Target(bucket, crypto.key_from_env())
 
 
