@@ -192,8 +192,15 @@ class GcsBucket:
             raise BackupError(f"{self.url}/{name} does not exist") from None
 
     def names(self, prefix: str = "") -> list[str]:
-        blobs = self._bucket.client.list_blobs(self._bucket, prefix=self.prefix + prefix)
-        return sorted(blob.name[len(self.prefix) :] for blob in blobs)
+        from google.api_core import exceptions
+
+        try:
+            blobs = self._bucket.client.list_blobs(self._bucket, prefix=self.prefix + prefix)
+            return sorted(blob.name[len(self.prefix) :] for blob in blobs)
+        except exceptions.NotFound:
+            raise UsageError(f"--bucket {self.url}: no such bucket") from None
+        except exceptions.GoogleAPIError as error:
+            raise BackupError(f"cannot list {self.url}: {error}") from None
 
     def delete(self, name: str) -> None:
         from google.api_core import exceptions

@@ -505,3 +505,14 @@ def test_gcs_bucket_never_overwrites_and_an_interrupted_upload_leaves_no_object(
     assert bucket.names("postgres/") == ["postgres/x/1/dump"]
     bucket.delete("postgres/x/1/dump")
     assert bucket.names() == []
+
+
+def test_a_gcs_bucket_that_does_not_exist_is_one_line(gcs: GcsEmulator) -> None:
+    for argv in (
+        ("list", "--bucket", "gs://no-such-bucket"),
+        ("prune", "--stack", "dev", "--bucket", "gs://no-such-bucket/prefix"),
+    ):
+        code, _, err = cli(*argv)
+        assert code == 2, err
+        assert "Traceback" not in err
+        assert err.strip().splitlines() == [f"error: --bucket {argv[-1]}: no such bucket"], err
