@@ -273,6 +273,23 @@ def test_restore_without_pg_signal_backend_stops_before_anything(
     assert len(_states(bucket)) == 1, "no safety backup was taken"
 
 
+def test_the_dev_servers_admin_sync_restores_what_restore_needs(
+    postgres: PostgresServer, dev_rendered: tuple[Path, Credentials], dev_config: StackConfig
+) -> None:
+    """A data volume kept from an older stack: the admin sync run at every start of the dev
+    server gives the admin pg_signal_backend back (`make up`'s admin has what restore needs)."""
+    rendered, _ = dev_rendered
+    admin = dev_config.postgres.admin_user
+    member = f"SELECT pg_has_role('{admin}', 'pg_signal_backend', 'MEMBER')::text"
+    postgres.superuser_psql(f"REVOKE pg_signal_backend FROM {admin}")
+    try:
+        assert postgres.superuser_psql(member) == "false"
+        postgres.superuser_psql((rendered / "postgres" / "sync-admin.sql").read_text())
+        assert postgres.superuser_psql(member) == "true"
+    finally:
+        postgres.superuser_psql(f"GRANT pg_signal_backend TO {admin}")
+
+
 def test_a_corrupt_manifest_or_record_does_not_break_list_or_prune_for_the_others(
     common: list[str], tmp_path: Path
 ) -> None:
