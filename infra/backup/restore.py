@@ -31,6 +31,7 @@ from infra.backup.verify import check_restored, scratch_database
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
 from infra.errors import BackupError, PlatformError, ServerError
+from infra.postgres.model import MARKER
 from infra.postgres.tooling import TOOL_LOCK_CLASS, service_login
 
 RESTORE_SUFFIX = "__restore"
@@ -185,7 +186,24 @@ def _recover(admin_url: str, service: str) -> list[str]:
     if incoming in found and database in found:
         pg.drop_database(admin_url, incoming)
         done.append(f"{service}: interrupted restore undone: {incoming} dropped")
+    if database in found and _swapped_in_unconverged(admin_url, service):
+        done.append(
+            f"{service}: a restore was swapped in but its roles and privileges were not "
+            "converged; `db apply` (or the next restore) finishes it"
+        )
     return done
+
+
+def _swapped_in_unconverged(admin_url: str, service: str) -> bool:
+    """The live database is a restored copy (owned by the owner role, not yet marked)."""
+    with pg.connect(admin_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT coalesce(pg_catalog.shobj_description(d.oid, 'pg_database'), ''), "
+            "r.rolname FROM pg_catalog.pg_database d "
+            "JOIN pg_catalog.pg_roles r ON r.oid = d.datdba WHERE d.datname = %s",
+            (naming.database_name(service),),
+        ).fetchone()
+    return row is not None and row[0] != MARKER and row[1] == naming.role_name(service, "owner")
 
 
 def old_database_name(admin_url: str, database: str) -> str:

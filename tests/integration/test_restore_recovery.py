@@ -153,6 +153,7 @@ STEPS = {
         ("live-renamed-aside", "backup"),
         ("live-renamed-aside", "restore"),
         ("swapped-not-converged", "apply"),
+        ("swapped-not-converged", "backup"),
         ("swapped-not-converged", "restore"),
     ],
 )
@@ -194,6 +195,8 @@ def test_a_restore_killed_at_each_step_is_finished_or_undone_by_the_next_command
     assert fingerprint(postgres, "users") == before
     if command != "backup":
         assert_role_model(postgres, "users", postgres.admin_url, dev_config, credentials)
+    elif step == "swapped-not-converged":  # backup never converges: it says who finishes it
+        assert "`db apply` (or the next restore) finishes it" in out, out
     _drop_old_copies(postgres)
     apply(postgres.admin_url, dev_config, credentials, services=["users"])
 
