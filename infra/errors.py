@@ -31,6 +31,10 @@ class SecretsError(PlatformError):
     """The secrets file cannot be read, written or trusted."""
 
 
+class FileError(PlatformError):
+    """A file cannot be read or written: permissions, a missing directory, a full disk."""
+
+
 class ServerError(PlatformError):
     """A server is down, refuses our login, or rejects a statement."""
 

@@ -6,11 +6,10 @@ others can read is refused rather than silently used.
 
 from __future__ import annotations
 
-import os
 import stat
-import tempfile
 from pathlib import Path
 
+from infra import atomic_file
 from infra.config.model import StackConfig
 from infra.credentials import Credentials, credentials_from_json, credentials_json
 from infra.errors import SecretsError
@@ -34,13 +33,17 @@ def load_or_create(path: Path, config: StackConfig) -> Credentials:
 
 def read(path: Path) -> Credentials:
     """Parse a secrets file; refuse one that group or others can read."""
-    mode = stat.S_IMODE(path.stat().st_mode)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        text = path.read_bytes()
+    except OSError as error:
+        raise SecretsError(f"cannot read {path}: {error.strerror}") from None
     if mode & 0o077:
         raise SecretsError(
             f"{path}: mode {mode:04o} lets other users read credentials; run `chmod 600 {path}`"
         )
     try:
-        return credentials_from_json(path.read_text(encoding="utf-8"))
+        return credentials_from_json(text.decode("utf-8"))
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise SecretsError(
             f"{path}: not a secrets file written by this tool ({error.__class__.__name__}); "
@@ -50,16 +53,4 @@ def read(path: Path) -> Credentials:
 
 def write(path: Path, credentials: Credentials) -> None:
     """Write atomically with mode 0600, so a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    text = credentials_json(credentials)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, PRIVATE_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_file.write_text(path, credentials_json(credentials), PRIVATE_MODE, parent_mode=0o700)

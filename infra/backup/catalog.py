@@ -61,6 +61,7 @@ class Manifest:
     encrypted: bool = False
     key_id: str | None = None
     tool: str = ""
+    purpose: str = ""  # "safety": taken by restore before a swap, never a default choice
 
     @property
     def prefix(self) -> str:
@@ -110,12 +111,17 @@ class Entry:
 
     manifest: Manifest
     verifications: tuple[Verification, ...]
+    newest_record_unreadable: bool = False  # a corrupt newest record proves nothing either way
 
     @property
     def state(self) -> Literal["verified", "failed", "unverified"]:
-        if not self.verifications:
+        if not self.verifications or self.newest_record_unreadable:
             return "unverified"
         return "verified" if self.verifications[-1].ok else "failed"
+
+    @property
+    def is_safety(self) -> bool:
+        return self.manifest.purpose == "safety"
 
 
 def write_manifest(bucket: Bucket, manifest: Manifest) -> None:
@@ -128,7 +134,18 @@ def write_verification(bucket: Bucket, manifest: Manifest, result: Verification)
 
 
 def entries(bucket: Bucket, kind: str | None = None, service: str | None = None) -> list[Entry]:
-    """Complete backups (those with a manifest), newest first."""
+    """Complete backups (those with a manifest), newest first; unreadable ones are skipped."""
+    return scan(bucket, kind, service)[0]
+
+
+def scan(
+    bucket: Bucket, kind: str | None = None, service: str | None = None
+) -> tuple[list[Entry], list[str]]:
+    """(complete backups newest first, one line per manifest or record that cannot be read).
+
+    A corrupt ``manifest.json`` skips that backup only; a corrupt verification record is
+    reported and, if it is the newest one, leaves the backup unverified (verify it again).
+    """
     start = "" if kind is None else f"{kind}/" + ("" if service is None else f"{service}/")
     names = bucket.names(start)
     by_prefix: dict[str, list[str]] = {}
@@ -136,20 +153,36 @@ def entries(bucket: Bucket, kind: str | None = None, service: str | None = None)
         head, _, leaf = name.rpartition("/")
         by_prefix.setdefault(head + "/", []).append(leaf)
     found = []
+    problems: list[str] = []
     for head, leaves in by_prefix.items():
         if MANIFEST not in leaves:
             continue
-        manifest = Manifest.from_json(read_bytes(bucket, head + MANIFEST), bucket.url + "/" + head)
+        try:
+            manifest = Manifest.from_json(
+                read_bytes(bucket, head + MANIFEST), bucket.url + "/" + head + MANIFEST
+            )
+        except BackupError as error:
+            problems.append(f"skipped: {error}")
+            continue
         if manifest.object not in leaves:
             continue  # data object removed (e.g. a half-finished prune): not restorable
         checks = []
+        newest_unreadable = False
         for leaf in sorted(leaf for leaf in leaves if leaf.startswith(VERIFICATION_PREFIX)):
-            raw = json.loads(read_bytes(bucket, head + leaf))
-            checks.append(Verification(**raw))
+            try:
+                raw = json.loads(read_bytes(bucket, head + leaf))
+                checks.append(Verification(**raw))
+                newest_unreadable = False
+            except (ValueError, TypeError) as error:
+                problems.append(
+                    f"ignored: {bucket.url}/{head}{leaf} is not a valid verification record "
+                    f"({error})"
+                )
+                newest_unreadable = True
         checks.sort(key=lambda v: v.checked_at)
-        found.append(Entry(manifest, tuple(checks)))
+        found.append(Entry(manifest, tuple(checks), newest_unreadable))
     found.sort(key=lambda e: (e.manifest.started_at, e.manifest.backup_id), reverse=True)
-    return found
+    return found, problems
 
 
 def incomplete_prefixes(bucket: Bucket) -> list[str]:
@@ -167,9 +200,13 @@ def find(
     """The newest usable backup of a service, optionally taken at or before ``at``.
 
     ``at`` is a backup id or an ISO 8601 time (e.g. 2026-11-22T03:00:00Z). Backups whose last
-    verification failed are never chosen.
+    verification failed are never chosen. Without ``at``, restore's safety backups (copies of
+    a database that was about to be replaced, possibly a broken one) are never chosen either.
     """
-    candidates = [e for e in entries(bucket, kind, service) if e.state != "failed"]
+    usable = [e for e in entries(bucket, kind, service) if e.state != "failed"]
+    if at is None:
+        usable = [e for e in usable if not e.is_safety]
+    candidates = usable
     if verified_only:
         candidates = [e for e in candidates if e.state == "verified"]
     if at is not None:
@@ -186,8 +223,18 @@ def find(
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         candidates = [e for e in candidates if e.manifest.started <= moment]
+        usable = [e for e in usable if e.manifest.started <= moment]
     if not candidates:
-        what = "verified " if verified_only else ""
         when = f" at or before {at}" if at else ""
-        raise BackupError(f"no {what}backup of {kind}/{service}{when} in {bucket.url}")
+        if verified_only and usable:
+            raise BackupError(
+                f"no verified backup of {kind}/{service}{when} in {bucket.url}: "
+                f"{len(usable)} unverified; run verify first, or name one with --at"
+            )
+        if verified_only:
+            raise BackupError(
+                f"no verified backup of {kind}/{service}{when} in {bucket.url} "
+                f"(no backup of {kind}/{service} there that can be restored at all)"
+            )
+        raise BackupError(f"no backup of {kind}/{service}{when} in {bucket.url}")
     return candidates[0]

@@ -70,8 +70,11 @@ def _stderr_tail(handle: IO[bytes]) -> str:
     return " | ".join(lines[-3:]) or "no message"
 
 
-def backup_postgres(target: Target, admin_url: str, service: str, dump_format: str) -> Manifest:
-    """Dump one service database and record what it holds.
+def backup_postgres(
+    target: Target, admin_url: str, service: str, dump_format: str, *, purpose: str = ""
+) -> Manifest:
+    """Dump one service database and record what it holds (``purpose="safety"``: restore's
+    copy of the database it is about to replace, never chosen by a restore without --at).
 
     Dumped and counted as the service's tool login acting as its owner role, never as the
     admin (see infra.postgres.tooling).
@@ -122,6 +125,7 @@ def backup_postgres(target: Target, admin_url: str, service: str, dump_format: s
         row_counts=found.row_counts,
         sequences=found.sequences,
         large_objects=found.large_objects,
+        purpose=purpose,
     )
 
 

@@ -17,7 +17,22 @@ from infra.backup import crypto, pg
 from infra.backup.catalog import Manifest
 from infra.backup.progress import track
 from infra.backup.storage import CHUNK_BYTES, Bucket
-from infra.errors import BackupError, UsageError
+from infra.errors import BackupError, ServerError, UsageError
+
+# libpq's words for a session the server or the network cut off: not the archive's fault.
+CONNECTION_LOST = (
+    "could not connect",
+    "connection to server",
+    "server closed the connection",
+    "terminating connection",
+    "no connection to the server",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "could not receive data from server",
+    "could not send data to server",
+    "connection refused",
+    "ssl syscall",
+)
 
 
 def _chunks(path: Path) -> Iterator[bytes]:
@@ -91,5 +106,11 @@ def pg_restore(
         check=False,
     )
     if result.returncode != 0:
-        lines = result.stderr.decode(errors="replace").strip().splitlines()
-        raise BackupError(f"pg_restore into {database} failed: {' | '.join(lines[-3:])}")
+        text = result.stderr.decode(errors="replace").strip()
+        tail = " | ".join(text.splitlines()[-3:])
+        if any(words in text.lower() for words in CONNECTION_LOST):
+            raise ServerError(
+                f"pg_restore into {database} was cut off by the server or the network "
+                f"({tail}); that is not the backup's fault: nothing was recorded against it"
+            )
+        raise BackupError(f"pg_restore into {database} failed: {tail}")

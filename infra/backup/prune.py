@@ -13,9 +13,9 @@ from infra.backup import retention
 from infra.backup.catalog import (
     MANIFEST,
     Entry,
-    entries,
     incomplete_prefixes,
     parse_id,
+    scan,
 )
 from infra.backup.storage import Bucket, FileBucket, RetentionLockedError
 from infra.config.model import KeepGenerations
@@ -28,16 +28,22 @@ class PruneReport:
     kept: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # unreadable manifests/records, skipped
 
 
 def plan(backups: list[Entry], generations: KeepGenerations) -> tuple[list[Entry], list[Entry]]:
-    """(keep, delete) for one service's backups."""
-    by_time = {e.manifest.started: e for e in backups}
-    verified = [e for e in backups if e.state == "verified"]
+    """(keep, delete) for one service's backups.
+
+    A backup whose last verification failed can never be restored: it fills no generation
+    (the newest restorable backup of that hour/day/... does) and is deleted.
+    """
+    restorable = [e for e in backups if e.state != "failed"]
+    by_time = {e.manifest.started: e for e in restorable}
+    verified = [e for e in restorable if e.state == "verified"]
     newest_verified = max((e.manifest.started for e in verified), default=None)
     kept = retention.keep(list(by_time), generations, newest_verified)
-    keep = [e for e in backups if e.manifest.started in kept]
-    drop = [e for e in backups if e.manifest.started not in kept]
+    keep = [e for e in restorable if e.manifest.started in kept]
+    drop = [e for e in backups if e.state == "failed" or e.manifest.started not in kept]
     return keep, drop
 
 
@@ -46,7 +52,8 @@ def prune(
 ) -> PruneReport:
     report = PruneReport()
     groups: dict[tuple[str, str], list[Entry]] = {}
-    for entry in entries(bucket):
+    found, report.problems = scan(bucket)
+    for entry in found:
         groups.setdefault((entry.manifest.kind, entry.manifest.service), []).append(entry)
     for backups in groups.values():
         keep, drop = plan(backups, generations)

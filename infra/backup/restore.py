@@ -5,11 +5,19 @@ Order: check the backup's checksum, take a safety backup of the current database
 admin, without the dump's owners or grants),
 compare it with the manifest, and only then swap names. The old database stays as
 ``<service>__old_<time>``. Finally the role convergence re-imposes ownership and privileges.
+
+A restore killed half way is repaired by the next ``apply``, ``backup`` or ``restore`` of that
+service (``recover``): anything before the second rename is undone (the original database is
+put back and accepts connections again, the copy is dropped); after it, the restore is done and
+the convergence every one of those commands runs finishes it.
 """
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -22,8 +30,9 @@ from infra.backup.fetch import fetch, pg_restore, private_workdir
 from infra.backup.verify import check_restored, scratch_database
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
-from infra.errors import BackupError, PlatformError
-from infra.postgres.tooling import service_login
+from infra.errors import BackupError, PlatformError, ServerError
+from infra.postgres.model import MARKER
+from infra.postgres.tooling import TOOL_LOCK_CLASS, service_login
 
 RESTORE_SUFFIX = "__restore"
 
@@ -63,12 +72,16 @@ def restore(
     incoming = scratch_database(service, RESTORE_SUFFIX)
     started = time.monotonic()
     safety: str | None = None
-    with private_workdir() as work:
+    check_can_end_sessions(admin_url, database)
+    with restore_lock(admin_url, service, wait=True), private_workdir() as work:
+        _recover(admin_url, service)
         dump = fetch(target.bucket, manifest, Path(work))  # refuses a corrupt object up front
         if not pg.database_exists(admin_url, database):
             converge(admin_url, config, credentials, [service])  # roles first, on a new server
         if safety_backup:
-            safety = backup_postgres(target, admin_url, service, config.backup.format).backup_id
+            safety = backup_postgres(
+                target, admin_url, service, config.backup.format, purpose="safety"
+            ).backup_id
         with service_login(admin_url, service) as login:
             pg.drop_database(admin_url, incoming)
             pg.create_database(admin_url, incoming, owner=owner)
@@ -83,11 +96,11 @@ def restore(
             except PlatformError:
                 pg.drop_database(admin_url, incoming)
                 raise
-    try:
-        replaced: str | None = _swap(admin_url, database, incoming)
-    except PlatformError:
-        pg.drop_database(admin_url, incoming)  # the original is back in place; leave no copy
-        raise
+        try:
+            replaced: str | None = _swap(admin_url, database, incoming)
+        except PlatformError:
+            pg.drop_database(admin_url, incoming)  # the original is back in place; no copy
+            raise
     converge(admin_url, config, credentials, [service])
     if replaced is not None and not keep_replaced:
         pg.drop_database(admin_url, replaced)
@@ -95,6 +108,102 @@ def restore(
     return RestoreReport(
         service, manifest.backup_id, round(time.monotonic() - started, 3), safety, replaced
     )
+
+
+def check_can_end_sessions(admin_url: str, database: str) -> None:
+    """Restore has to end the service's sessions: say so up front if the admin cannot."""
+    with pg.connect(admin_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT current_user, rolsuper OR pg_catalog.pg_has_role(current_user, "
+            "'pg_signal_backend', 'MEMBER') FROM pg_catalog.pg_roles WHERE rolname = current_user"
+        ).fetchone()
+    if row is None or not row[1]:
+        user = row[0] if row else "the admin"
+        raise ServerError(
+            f"restore of {database} needs to end its sessions, but admin {user} is not a member "
+            f"of pg_signal_backend (as a superuser: GRANT pg_signal_backend TO {user}); "
+            "nothing was changed"
+        )
+
+
+# pg_advisory_lock(TOOL_LOCK_CLASS, hashtext('restore:<service>')): held for a whole restore.
+def _lock_key(service: str) -> str:
+    return f"restore:{service}"
+
+
+@contextmanager
+def restore_lock(admin_url: str, service: str, *, wait: bool) -> Iterator[bool]:
+    """Hold the service's restore lock; with ``wait=False`` yield False if a restore has it."""
+    with pg.connect(admin_url, autocommit=True) as conn:
+        function = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
+        row = conn.execute(
+            f"SELECT pg_catalog.{function}(%s, pg_catalog.hashtext(%s))::text",
+            (TOOL_LOCK_CLASS, _lock_key(service)),
+        ).fetchone()
+        held = wait or (row is not None and row[0] == "true")
+        try:
+            yield held
+        finally:
+            if held:
+                conn.execute(
+                    "SELECT pg_catalog.pg_advisory_unlock(%s, pg_catalog.hashtext(%s))",
+                    (TOOL_LOCK_CLASS, _lock_key(service)),
+                )
+
+
+def recover(admin_url: str, service: str) -> list[str]:
+    """Finish or undo a restore of ``service`` that was killed half way; what was done.
+
+    Called first by ``apply``, ``backup`` and ``restore``. A restore running right now (it
+    holds the service's restore lock) is left alone.
+    """
+    with restore_lock(admin_url, service, wait=False) as held:
+        return _recover(admin_url, service) if held else []
+
+
+def _recover(admin_url: str, service: str) -> list[str]:
+    database = naming.database_name(service)
+    incoming = scratch_database(service, RESTORE_SUFFIX)
+    with pg.connect(admin_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname, datallowconn FROM pg_catalog.pg_database "
+            "WHERE datname = %s OR datname = %s OR starts_with(datname, %s)",
+            (database, incoming, f"{database}__old_"),
+        ).fetchall()
+    found = {str(name): bool(allowed) for name, allowed in rows}
+    old = re.compile(re.escape(database) + r"__old_\d{14}")
+    done: list[str] = []
+    if database not in found and incoming in found:
+        # Killed between the two renames: the original is the newest __old_ copy.
+        olds = sorted(name for name in found if old.fullmatch(name))
+        if olds:
+            pg.rename_database(admin_url, olds[-1], database)
+            found[database] = found.pop(olds[-1])
+            done.append(f"{service}: interrupted restore undone: {olds[-1]} renamed back")
+    if database in found and not found[database]:
+        pg.allow_connections(admin_url, database, True)
+        done.append(f"{service}: interrupted restore undone: {database} accepts connections")
+    if incoming in found and database in found:
+        pg.drop_database(admin_url, incoming)
+        done.append(f"{service}: interrupted restore undone: {incoming} dropped")
+    if database in found and _swapped_in_unconverged(admin_url, service):
+        done.append(
+            f"{service}: a restore was swapped in but its roles and privileges were not "
+            "converged; `db apply` (or the next restore) finishes it"
+        )
+    return done
+
+
+def _swapped_in_unconverged(admin_url: str, service: str) -> bool:
+    """The live database is a restored copy (owned by the owner role, not yet marked)."""
+    with pg.connect(admin_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT coalesce(pg_catalog.shobj_description(d.oid, 'pg_database'), ''), "
+            "r.rolname FROM pg_catalog.pg_database d "
+            "JOIN pg_catalog.pg_roles r ON r.oid = d.datdba WHERE d.datname = %s",
+            (naming.database_name(service),),
+        ).fetchone()
+    return row is not None and row[0] != MARKER and row[1] == naming.role_name(service, "owner")
 
 
 def old_database_name(admin_url: str, database: str) -> str:

@@ -74,6 +74,14 @@ class FileBucket:
     def write(self, name: str, chunks: Iterable[bytes]) -> int:
         """Write to a hidden partial file, then hard-link it in: never overwrites, never torn."""
         path = self._path(name)
+        try:
+            return self._write(path, name, chunks)
+        except OSError as error:  # an unwritable or missing directory, a full disk
+            raise BackupError(
+                f"cannot write {self.url}/{name}: {error.strerror or type(error).__name__}"
+            ) from None
+
+    def _write(self, path: Path, name: str, chunks: Iterable[bytes]) -> int:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         partial = path.parent / f".{path.name}.partial-{secrets.token_hex(4)}"
         size = 0
@@ -184,8 +192,15 @@ class GcsBucket:
             raise BackupError(f"{self.url}/{name} does not exist") from None
 
     def names(self, prefix: str = "") -> list[str]:
-        blobs = self._bucket.client.list_blobs(self._bucket, prefix=self.prefix + prefix)
-        return sorted(blob.name[len(self.prefix) :] for blob in blobs)
+        from google.api_core import exceptions
+
+        try:
+            blobs = self._bucket.client.list_blobs(self._bucket, prefix=self.prefix + prefix)
+            return sorted(blob.name[len(self.prefix) :] for blob in blobs)
+        except exceptions.NotFound:
+            raise UsageError(f"--bucket {self.url}: no such bucket") from None
+        except exceptions.GoogleAPIError as error:
+            raise BackupError(f"cannot list {self.url}: {error}") from None
 
     def delete(self, name: str) -> None:
         from google.api_core import exceptions

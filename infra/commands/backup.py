@@ -15,8 +15,8 @@ import sys
 import time
 from dataclasses import asdict
 
-from infra.backup import crypto, pg
-from infra.backup.catalog import Entry, entries, find, utc_now
+from infra.backup import crypto
+from infra.backup.catalog import Entry, entries, find, scan, utc_now
 from infra.backup.drill import drill
 from infra.backup.dump import (
     Target,
@@ -28,17 +28,17 @@ from infra.backup.dump import (
 )
 from infra.backup.progress import human
 from infra.backup.prune import prune
-from infra.backup.restore import restore
+from infra.backup.restore import recover, restore
 from infra.backup.schedule import next_run
-from infra.backup.storage import open_bucket
+from infra.backup.storage import FileBucket, open_bucket
 from infra.backup.verify import verify
-from infra.commands.common import add_stack_options, load
+from infra.commands.common import ADMIN_URL_ENV as ADMIN_URL_ENV  # re-exported
+from infra.commands.common import add_stack_options, admin_url, load
 from infra.config import StackConfig, load_stack
 from infra.credentials import Credentials
 from infra.errors import PlatformError, UsageError
 
 BUCKET_ENV = "PERSISTENCE_BACKUP_BUCKET"
-ADMIN_URL_ENV = "PERSISTENCE_ADMIN_URL"
 REDIS_URL_ENV = "PERSISTENCE_REDIS_URL"
 MANAGEMENT_URL_ENV = "PERSISTENCE_MANAGEMENT_URL"
 
@@ -124,19 +124,18 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _target(args: argparse.Namespace) -> Target:
+def _target(args: argparse.Namespace, *, must_exist: bool = True) -> Target:
+    """The bucket; one that must already hold backups (all but ``backup``) must exist."""
     if not args.bucket:
         raise UsageError(f"--bucket is required (or set {BUCKET_ENV}), e.g. file:///var/backups")
-    return Target(open_bucket(args.bucket), crypto.key_from_env())
+    bucket = open_bucket(args.bucket)
+    if must_exist and isinstance(bucket, FileBucket) and not bucket.root.is_dir():
+        raise UsageError(f"--bucket {args.bucket}: {bucket.root} is not an existing directory")
+    return Target(bucket, crypto.key_from_env())
 
 
 def _admin_url(args: argparse.Namespace, credentials: Credentials) -> str:
-    if not args.admin_url:
-        raise UsageError(
-            f"--admin-url is required (or set {ADMIN_URL_ENV}), e.g. "
-            "postgresql://platform_admin@127.0.0.1:15432/postgres"
-        )
-    return pg.with_password(args.admin_url, credentials.postgres_admin)
+    return admin_url(args, credentials)
 
 
 def _services(config: StackConfig, only: str | None) -> list[str]:
@@ -148,7 +147,7 @@ def _services(config: StackConfig, only: str | None) -> list[str]:
 
 def run_backup(args: argparse.Namespace) -> int:
     config, credentials = load(args)
-    target = _target(args)
+    target = _target(args, must_exist=False)  # the first backup creates a file:// bucket
     admin_url = _admin_url(args, credentials)
     if args.redis_url:
         check_redis_url(args.redis_url)
@@ -158,6 +157,8 @@ def run_backup(args: argparse.Namespace) -> int:
     failed: list[str] = []
     for name in _services(config, args.service):
         try:
+            for line in recover(admin_url, name):  # a restore killed half way, first
+                print(line, flush=True)
             made.append(backup_postgres(target, admin_url, name, config.backup.format))
         except PlatformError as error:  # one service's fault never stops the others' backups
             failed.append(name)
@@ -185,11 +186,10 @@ def run_backup(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     target = _target(args)
-    found = [
-        e
-        for e in entries(target.bucket)
-        if args.service is None or e.manifest.service == args.service
-    ]
+    scanned, problems = scan(target.bucket)
+    for problem in problems:  # one corrupt backup never hides the others
+        print(problem, file=sys.stderr)
+    found = [e for e in scanned if args.service is None or e.manifest.service == args.service]
     if args.json:
         print(json.dumps([{**asdict(e.manifest), "state": e.state} for e in found], indent=2))
         return 0
@@ -235,7 +235,9 @@ def run_restore(args: argparse.Namespace) -> int:
     _services(config, args.service)
     target = _target(args)
     admin_url = _admin_url(args, credentials)
-    entry = find(target.bucket, "postgres", args.service, args.at)
+    # Without --at, only a verified backup will do: never an unverified one, never a safety
+    # backup (the copy of a database restore was about to replace, perhaps a broken one).
+    entry = find(target.bucket, "postgres", args.service, args.at, verified_only=args.at is None)
     report = restore(target, entry, admin_url, config, credentials)
     print(
         f"restored {report.service} from {report.backup_id} in {report.seconds:.1f}s "
@@ -250,6 +252,8 @@ def run_prune(args: argparse.Namespace) -> int:
     target = _target(args)
     report = prune(target.bucket, config.backup.keep, utc_now(), dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
     for head in report.deleted:
         print(f"{verb} {head}")
     for line in report.refused:

@@ -10,17 +10,13 @@ import argparse
 import os
 from pathlib import Path
 
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
 from infra import postgres, secrets_file
-from infra.commands.common import add_stack_options, load
-from infra.config.load import stack_name
-from infra.credentials import Credentials
+from infra.backup.restore import recover
+from infra.commands.common import ADMIN_URL_ENV, add_stack_options, admin_url, load, secrets_path
+from infra.config import StackConfig
 from infra.errors import UsageError
 from infra.postgres.drop import drop_service
 from infra.postgres.engine import ApplyReport, Plan
-
-ADMIN_URL_ENV = "PERSISTENCE_ADMIN_URL"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,19 +41,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         if name == "drop":
             action.add_argument("--confirm", required=True, help="the service's name, again")
         action.set_defaults(handler=handler)
-
-
-def admin_url(args: argparse.Namespace, credentials: Credentials) -> str:
-    """The admin URL, completed with the secrets file's admin password if it has none."""
-    if not args.admin_url:
-        raise UsageError(f"--admin-url is required (or set ${ADMIN_URL_ENV})")
-    try:
-        params = conninfo_to_dict(args.admin_url)
-    except Exception:
-        raise UsageError("--admin-url is not a valid PostgreSQL URL or conninfo") from None
-    if params.get("password") or os.environ.get("PGPASSWORD"):
-        return str(args.admin_url)
-    return make_conninfo(args.admin_url, password=credentials.postgres_admin)
 
 
 def print_plan(result: Plan) -> None:
@@ -87,9 +70,18 @@ def run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def recover_restores(url: str, config: StackConfig, services: list[str] | None = None) -> None:
+    """Finish or undo restores killed half way, before anything else touches the services."""
+    for service in services or [spec.name for spec in config.services]:
+        for line in recover(url, service):
+            print(line, flush=True)
+
+
 def run_apply(args: argparse.Namespace) -> int:
     config, credentials = load(args)
-    print_report(postgres.apply(admin_url(args, credentials), config, credentials))
+    url = admin_url(args, credentials)
+    recover_restores(url, config)
+    print_report(postgres.apply(url, config, credentials))
     return 0
 
 
@@ -97,11 +89,13 @@ def run_rotate(args: argparse.Namespace) -> int:
     config, credentials = load(args)
     if args.service not in credentials.services:
         raise UsageError(f"unknown service {args.service!r}: it is not in the stack's config")
-    path: Path = args.secrets or secrets_file.default_path(stack_name(args.stack))
+    path: Path = secrets_path(args)
     rotated = credentials.rotated(args.service)
     # Saved first: if the apply below fails, the next apply still sees the new version.
     secrets_file.write(path, rotated)
-    report = postgres.apply(admin_url(args, rotated), config, rotated, services=[args.service])
+    url = admin_url(args, rotated)
+    recover_restores(url, config, [args.service])
+    report = postgres.apply(url, config, rotated, services=[args.service])
     print_report(report)
     print(
         f"rotated {args.service} to password version "

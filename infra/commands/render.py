@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
+from infra import atomic_file
 from infra.commands.common import add_stack_options, load
 from infra.render import RenderedFile, render_all
 
@@ -29,13 +28,4 @@ def run(args: argparse.Namespace) -> int:
 
 def write_file(path: Path, rendered: RenderedFile) -> None:
     """Create with the final mode from the start (no window where a secret is world-readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, rendered.mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(rendered.content)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_file.write_text(path, rendered.content, rendered.mode)

@@ -46,6 +46,12 @@ def load_file(path: Path) -> StackConfig:
         raise ConfigError([f"{path}: no such stack file (expected Pulumi.<stack>.yaml)"])
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            [f"{label}: not UTF-8 text (byte {error.start} is {error.object[error.start]:#04x})"]
+        ) from None
+    except OSError as error:
+        raise ConfigError([f"{label}: cannot be read ({error.strerror})"]) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -101,10 +101,46 @@ def _read_cluster(conn: Connection, models: Sequence[ServiceModel]) -> ClusterSt
     return read_cluster(conn, roles, [model.database for model in models])
 
 
-def _current_user(conn: Connection) -> str:
-    row = conn.execute("SELECT current_user").fetchone()
+def _check_admin(conn: Connection) -> str:
+    """The admin this tool expects: CREATEROLE, not a superuser; named otherwise, up front."""
+    row = conn.execute(
+        "SELECT current_user, rolsuper, rolcreaterole FROM pg_catalog.pg_roles "
+        "WHERE rolname = current_user"
+    ).fetchone()
     assert row is not None
-    return str(row[0])
+    admin, superuser, createrole = str(row[0]), bool(row[1]), bool(row[2])
+    if superuser:
+        raise ServerError(
+            f"admin {admin} is a superuser: use a non-superuser admin with CREATEROLE and "
+            "CREATEDB (templates/postgres/init-admin.sql.j2); nothing was changed"
+        )
+    if not createrole:
+        raise ServerError(
+            f"admin {admin} lacks CREATEROLE, which it needs to manage service roles "
+            f"(as a superuser: ALTER ROLE {admin} CREATEROLE); nothing was changed"
+        )
+    return admin
+
+
+def _refuse_unavailable_extensions(conn: Connection, models: Sequence[ServiceModel]) -> None:
+    """An extension the server does not ship stops plan and apply before anything changes."""
+    wanted = {name for model in models for name in model.extensions}
+    if not wanted:
+        return
+    rows = conn.execute(
+        "SELECT name FROM pg_catalog.pg_available_extensions WHERE name = ANY(%s)",
+        (sorted(wanted),),
+    ).fetchall()
+    available = {str(row[0]) for row in rows}
+    lines = [
+        f"service {model.service}: extension {name!r} is not available on this server "
+        "(pg_available_extensions); install it there or remove it from the stack"
+        for model in models
+        for name in model.extensions
+        if name not in available
+    ]
+    if lines:
+        raise ServerError("\n".join(lines))
 
 
 def _refuse_foreign(models: Sequence[ServiceModel], cluster: ClusterState) -> None:
@@ -163,7 +199,8 @@ def plan(
     """What ``apply`` would execute now, without changing anything."""
     models = _models(config, credentials, services)
     with connect(admin_url, autocommit=True) as conn:
-        admin = _current_user(conn)
+        admin = _check_admin(conn)
+        _refuse_unavailable_extensions(conn, models)
         cluster = _read_cluster(conn, models)
         configured = {spec.name for spec in config.services}
         unmanaged = tuple(name for name in managed_services(conn) if name not in configured)
@@ -230,7 +267,8 @@ def apply(
     problems: list[str] = []
     with connect(admin_url, autocommit=True) as conn:
         conn.execute("SELECT pg_catalog.pg_advisory_lock(%s, %s)", APPLY_LOCK)
-        admin = _current_user(conn)
+        admin = _check_admin(conn)
+        _refuse_unavailable_extensions(conn, models)
         cluster = _read_cluster(conn, models)
         _refuse_foreign(models, cluster)
         for model in models:

@@ -265,6 +265,9 @@ def test_restore_ends_client_sessions_on_the_live_database(
     server, credentials, common = stack
     bucket = f"file://{tmp_path / 'bucket'}"
     assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    # Verified first: restore without --at takes only a verified backup. A fix of this test's
+    # setup (it restored an unverified backup), not a weakening: it asserts what it did before.
+    assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
     with psycopg.connect(login_url(server, credentials, "users", "app"), autocommit=True) as app:
         code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
         assert code == 0, err
@@ -281,6 +284,9 @@ def test_a_session_the_admin_may_not_end_fails_the_restore_cleanly(
     server, _, common = stack
     bucket = f"file://{tmp_path / 'bucket'}"
     assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    # Verified first: restore without --at takes only a verified backup. A fix of this test's
+    # setup (it restored an unverified backup), not a weakening: it asserts what it did before.
+    assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
     before = fingerprint(server, "users")
     databases_before = set(databases(server))
     live_oid = server.superuser_psql("SELECT oid FROM pg_database WHERE datname = 'users'")
@@ -499,3 +505,14 @@ def test_gcs_bucket_never_overwrites_and_an_interrupted_upload_leaves_no_object(
     assert bucket.names("postgres/") == ["postgres/x/1/dump"]
     bucket.delete("postgres/x/1/dump")
     assert bucket.names() == []
+
+
+def test_a_gcs_bucket_that_does_not_exist_is_one_line(gcs: GcsEmulator) -> None:
+    for argv in (
+        ("list", "--bucket", "gs://no-such-bucket"),
+        ("prune", "--stack", "dev", "--bucket", "gs://no-such-bucket/prefix"),
+    ):
+        code, _, err = cli(*argv)
+        assert code == 2, err
+        assert "Traceback" not in err
+        assert err.strip().splitlines() == [f"error: --bucket {argv[-1]}: no such bucket"], err

@@ -56,3 +56,17 @@ def test_prune_removes_partial_files_left_by_killed_backups(tmp_path: Path) -> N
     assert not old.exists()
     assert fresh.exists()
     assert report.deleted == [old.relative_to(tmp_path).as_posix()]
+
+
+def test_a_failed_backup_never_fills_a_kept_generation(tmp_path: Path) -> None:
+    """The newest backup of an hour failed verification: the newest restorable one of that hour
+    is kept in its place, and the failed one is deleted."""
+    bucket = FileBucket(tmp_path)
+    good = add_backup(bucket, NOW - timedelta(minutes=40), verified=True)
+    unverified = add_backup(bucket, NOW - timedelta(minutes=20))
+    failed = add_backup(bucket, NOW - timedelta(minutes=10), verified=False)
+    older_failed = add_backup(bucket, NOW - timedelta(hours=5), verified=False)
+    report = prune(bucket, KeepGenerations(hourly=1, daily=0, weekly=0, monthly=0), NOW)
+    assert sorted(report.kept) == sorted(f"postgres/users/{i}/" for i in (good, unverified))
+    assert sorted(report.deleted) == sorted(f"postgres/users/{i}/" for i in (failed, older_failed))
+    assert {e.manifest.backup_id for e in entries(bucket)} == {good, unverified}

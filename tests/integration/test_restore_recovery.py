@@ -1,0 +1,324 @@
+"""Restore and verify never lose data or lie (issue 10, class 4), on a real PostgreSQL 15.
+
+The tooling runs as the stack's non-superuser admin; the superuser only sets the scene.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from infra.backup import fetch, pg
+from infra.backup import restore as restore_module
+from infra.backup import verify as verify_module
+from infra.config import StackConfig
+from infra.credentials import Credentials
+from infra.postgres import apply
+from tests.integration.backup_helpers import (
+    admin_url_without_password,
+    assert_role_model,
+    cli,
+    databases,
+    fingerprint,
+    secrets_path,
+    seed,
+)
+from tests.servers.postgres import PostgresServer
+
+
+class Killed(Exception):  # noqa: N818 - stands for a SIGKILL: no cleanup handler catches it
+    """Not a PlatformError: restore's own error handling never sees it, as with a kill."""
+
+
+@pytest.fixture(scope="module")
+def common(
+    postgres: PostgresServer, dev_rendered: tuple[Path, Credentials], dev_config: StackConfig
+) -> list[str]:
+    rendered, credentials = dev_rendered
+    apply(postgres.admin_url, dev_config, credentials)
+    seed(postgres, credentials, "users")
+    return [
+        "--stack",
+        "dev",
+        "--secrets",
+        str(secrets_path(rendered)),
+        "--admin-url",
+        admin_url_without_password(postgres, dev_config.postgres.admin_user),
+    ]
+
+
+def _list(bucket: str, service: str = "users") -> list[dict[str, Any]]:
+    code, out, err = cli("list", "--bucket", bucket, "--service", service, "--json")
+    assert code == 0, err
+    items: list[dict[str, Any]] = json.loads(out)
+    return items
+
+
+def _states(bucket: str, service: str = "users") -> dict[str, str]:
+    return {item["backup_id"]: item["state"] for item in _list(bucket, service)}
+
+
+def _drop_old_copies(server: PostgresServer) -> None:
+    for name in databases(server):
+        if name.startswith("users__old_"):
+            server.superuser_psql(f'DROP DATABASE "{name}"')
+
+
+def test_restore_without_at_takes_the_newest_verified_backup_never_a_safety_one(
+    postgres: PostgresServer, common: list[str], tmp_path: Path
+) -> None:
+    bucket = f"file://{tmp_path / 'bucket'}"
+    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    (verified,) = _states(bucket)
+    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    unverified = next(i for i, s in _states(bucket).items() if s == "unverified")
+    code, out, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
+    assert code == 0, err
+    assert f"from {verified}" in out, out
+    items = {item["backup_id"]: item for item in _list(bucket)}
+    (safety,) = set(items) - {verified, unverified}
+    assert items[safety]["purpose"] == "safety"
+    # Everything verified now: the newest backup is the safety one, and it is never chosen.
+    assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    assert set(_states(bucket).values()) == {"verified"}
+    code, out, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
+    assert code == 0, err
+    assert f"from {unverified}" in out, out
+    # ... unless it is asked for by name.
+    code, out, err = cli(
+        "restore", *common, "--bucket", bucket, "--service", "users", "--at", safety
+    )
+    assert code == 0, err
+    assert f"from {safety}" in out, out
+    _drop_old_copies(postgres)
+
+
+def test_restore_without_at_refuses_when_nothing_is_verified(
+    postgres: PostgresServer, common: list[str], tmp_path: Path
+) -> None:
+    bucket = f"file://{tmp_path / 'bucket'}"
+    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    before = databases(postgres)
+    code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
+    assert code == 1, err
+    assert "no verified backup of postgres/users" in err, err
+    assert "run verify first" in err, err
+    assert "Traceback" not in err
+    assert databases(postgres) == before
+    assert len(_states(bucket)) == 1, "no safety backup taken"
+
+
+def _kill_on_call(target: Any, name: str, call: int, *, after: bool) -> Callable[..., Any]:
+    """Wrap ``target.name``: its ``call``-th call raises Killed (before or after running)."""
+    real = getattr(target, name)
+    calls = {"n": 0}
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == call and not after:
+            raise Killed(f"killed before {name} #{call}")
+        result = real(*args, **kwargs)
+        if calls["n"] == call and after:
+            raise Killed(f"killed after {name} #{call}")
+        return result
+
+    return wrapper
+
+
+# Where the kill lands: (module attribute to wrap, which call, after it ran?)
+STEPS = {
+    "restoring-into-copy": ("check_restored", 1, False),  # users__restore exists
+    "live-closed": ("rename_database", 1, False),  # users has ALLOW_CONNECTIONS false
+    "live-renamed-aside": ("rename_database", 1, True),  # no users, users__old_ and __restore
+    "swapped-not-converged": ("rename_database", 2, True),  # the copy is users, not converged
+}
+
+
+@pytest.mark.parametrize(
+    ("step", "command"),
+    [
+        ("restoring-into-copy", "backup"),
+        ("live-closed", "apply"),
+        ("live-closed", "backup"),
+        ("live-closed", "restore"),
+        ("live-renamed-aside", "apply"),
+        ("live-renamed-aside", "backup"),
+        ("live-renamed-aside", "restore"),
+        ("swapped-not-converged", "apply"),
+        ("swapped-not-converged", "backup"),
+        ("swapped-not-converged", "restore"),
+    ],
+)
+def test_a_restore_killed_at_each_step_is_finished_or_undone_by_the_next_command(
+    postgres: PostgresServer,
+    common: list[str],
+    tmp_path: Path,
+    dev_rendered: tuple[Path, Credentials],
+    dev_config: StackConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+    command: str,
+) -> None:
+    _, credentials = dev_rendered
+    bucket = f"file://{tmp_path / 'bucket'}"
+    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    before = fingerprint(postgres, "users")
+    name, call, after = STEPS[step]
+    owner = restore_module if name == "check_restored" else pg
+    monkeypatch.setattr(owner, name, _kill_on_call(owner, name, call, after=after))
+    with pytest.raises(Killed):
+        cli("restore", *common, "--bucket", bucket, "--service", "users")
+    monkeypatch.undo()
+
+    if command == "apply":
+        code, out, err = cli("db", "apply", *common)
+    elif command == "backup":
+        code, out, err = cli("backup", *common, "--bucket", bucket, "--service", "users")
+    else:
+        code, out, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
+    assert code == 0, out + err
+    assert "Traceback" not in err
+    left = databases(postgres)
+    assert "users" in left
+    assert "users__restore" not in left
+    allowed = postgres.superuser_psql("SELECT datallowconn FROM pg_database WHERE datname='users'")
+    assert allowed == "t", "the live database accepts connections again"
+    assert fingerprint(postgres, "users") == before
+    if command != "backup":
+        assert_role_model(postgres, "users", postgres.admin_url, dev_config, credentials)
+    elif step == "swapped-not-converged":  # backup never converges: it says who finishes it
+        assert "`db apply` (or the next restore) finishes it" in out, out
+    _drop_old_copies(postgres)
+    apply(postgres.admin_url, dev_config, credentials, services=["users"])
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_verify_cut_off_by_the_network_is_not_recorded_as_failed(
+    postgres: PostgresServer, common: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = f"file://{tmp_path / 'bucket'}"
+    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    real = fetch.pg_restore
+    port = _closed_port()
+
+    def unreachable(login: str, database: str, dump: Path, **kwargs: Any) -> None:
+        params = {k: str(v) for k, v in conninfo_to_dict(login).items() if v is not None}
+        params["port"] = str(port)  # the server is gone from pg_restore's point of view
+        real(make_conninfo("", **params), database, dump, **kwargs)
+
+    monkeypatch.setattr(verify_module, "pg_restore", unreachable)
+    code, out, err = cli("verify", *common, "--bucket", bucket, "--service", "users")
+    assert code == 1, out + err
+    assert "not the backup's fault" in err, err
+    assert "Traceback" not in err
+    assert set(_states(bucket).values()) == {"unverified"}, "a network fault is no FAILED backup"
+    assert not (set(databases(postgres)) & {"users__verify"})
+    monkeypatch.undo()
+    assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    assert set(_states(bucket).values()) == {"verified"}
+
+
+def test_an_archive_pg_restore_rejects_is_recorded_as_failed(
+    common: list[str], tmp_path: Path
+) -> None:
+    """The other side: a fault of the backup itself still fails its verification."""
+    root = tmp_path / "bucket"
+    bucket = f"file://{root}"
+    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    (backup_id,) = _states(bucket)
+    folder = root / "postgres" / "users" / backup_id
+    junk = b"PGDMP this is not a custom-format archive" * 10
+    (folder / "dump.pgcustom").unlink()
+    (folder / "dump.pgcustom").write_bytes(junk)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.update(size=len(junk), sha256=hashlib.sha256(junk).hexdigest())
+    (folder / "manifest.json").unlink()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = cli("verify", *common, "--bucket", bucket, "--service", "users")
+    assert code == 1, err
+    assert "pg_restore" in err, err
+    assert _states(bucket) == {backup_id: "failed"}
+
+
+def test_restore_without_pg_signal_backend_stops_before_anything(
+    postgres: PostgresServer, common: list[str], tmp_path: Path, dev_config: StackConfig
+) -> None:
+    bucket = f"file://{tmp_path / 'bucket'}"
+    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    admin = dev_config.postgres.admin_user
+    before = databases(postgres)
+    postgres.superuser_psql(f"REVOKE pg_signal_backend FROM {admin}")
+    try:
+        code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
+    finally:
+        postgres.superuser_psql(f"GRANT pg_signal_backend TO {admin}")
+    assert code == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "pg_signal_backend" in lines[0], err
+    assert admin in lines[0], err
+    assert databases(postgres) == before
+    assert len(_states(bucket)) == 1, "no safety backup was taken"
+
+
+def test_the_dev_servers_admin_sync_restores_what_restore_needs(
+    postgres: PostgresServer, dev_rendered: tuple[Path, Credentials], dev_config: StackConfig
+) -> None:
+    """A data volume kept from an older stack: the admin sync run at every start of the dev
+    server gives the admin pg_signal_backend back (`make up`'s admin has what restore needs)."""
+    rendered, _ = dev_rendered
+    admin = dev_config.postgres.admin_user
+    member = f"SELECT pg_has_role('{admin}', 'pg_signal_backend', 'MEMBER')::text"
+    postgres.superuser_psql(f"REVOKE pg_signal_backend FROM {admin}")
+    try:
+        assert postgres.superuser_psql(member) == "false"
+        postgres.superuser_psql((rendered / "postgres" / "sync-admin.sql").read_text())
+        assert postgres.superuser_psql(member) == "true"
+    finally:
+        postgres.superuser_psql(f"GRANT pg_signal_backend TO {admin}")
+
+
+def test_a_corrupt_manifest_or_record_does_not_break_list_or_prune_for_the_others(
+    common: list[str], tmp_path: Path
+) -> None:
+    root = tmp_path / "bucket"
+    bucket = f"file://{root}"
+    for service in ("users", "auth"):
+        assert cli("backup", *common, "--bucket", bucket, "--service", service)[0] == 0
+    assert cli("verify", *common, "--bucket", bucket, "--service", "auth")[0] == 0
+    (users_id,) = _states(bucket, "users")
+    (auth_id,) = _states(bucket, "auth")
+    manifest = root / "postgres" / "users" / users_id / "manifest.json"
+    manifest.unlink()
+    manifest.write_bytes(b"{not json")
+    (record,) = (root / "postgres" / "auth" / auth_id).glob("verification-*.json")
+    record.unlink()
+    record.write_bytes(b"\xff\xfe garbage")
+
+    code, out, err = cli("list", "--bucket", bucket)
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert "postgres/auth" in out, out
+    assert auth_id in out, out
+    assert "unverified" in out, "a corrupt newest record proves nothing"
+    assert "users/" + users_id + "/manifest.json is not a valid backup manifest" in err, err
+    assert "not a valid verification record" in err, err
+    code, out, err = cli("prune", "--stack", "dev", "--bucket", bucket, "--dry-run")
+    assert code == 0, err
+    assert "is not a valid backup manifest" in err
+    assert "kept 1," in out, out
