@@ -56,9 +56,18 @@ OUTPUT_HOOKS: dict[str, OutputHook] = {
             {**iface, "network_ip": "10.20.0.10"} for iface in inputs.get("networkInterfaces", [])
         ],
     },
+    "gcp:iam/workloadIdentityPool:WorkloadIdentityPool": lambda name, inputs: {
+        "name": "projects/123456789/locations/global/workloadIdentityPools/"
+        + inputs["workloadIdentityPoolId"],
+    },
+    "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider": lambda name, inputs: {
+        "name": "projects/123456789/locations/global/workloadIdentityPools/"
+        f"{inputs['workloadIdentityPoolId']}/providers/{inputs['workloadIdentityPoolProviderId']}",
+    },
     "gcp:serviceaccount/account:Account": lambda name, inputs: {
         "email": _account_email(name, inputs),
         "member": f"serviceAccount:{_account_email(name, inputs)}",
+        "name": f"projects/example-project/serviceAccounts/{_account_email(name, inputs)}",
     },
 }
 
@@ -126,6 +135,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "projectId": "example-project",
                 "name": "example-project",
             }, None
+        if args.token == "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":
+            email = "service-123456789@gs-project-accounts.iam.gserviceaccount.com"
+            return {"emailAddress": email, "member": f"serviceAccount:{email}"}, []
         return {}, None
 
 
