@@ -184,3 +184,13 @@ def test_the_bootstrap_stack_exports_what_the_workflows_need(bootstrap: ProgramR
     assert (
         exports["deploy_service_account"] == "pulumi-deploy@example-project.iam.gserviceaccount.com"
     )
+
+
+def test_the_preview_accounts_own_role_only_reads(bootstrap: ProgramRun) -> None:
+    role = bootstrap.one("gcp:projects/iAMCustomRole:IAMCustomRole", "preview-reader-role")
+    verbs = {permission.rsplit(".", 1)[1] for permission in role.inputs["permissions"]}
+    assert verbs <= {"get", "list", "access", "getAuthString"}, f"{role}: {verbs}"
+    member = _account_member(bootstrap, github.PREVIEW_ACCOUNT_ID)
+    binding = bootstrap.one(PROJECT_MEMBER, "preview-reader")
+    assert binding.inputs["member"] == member, binding
+    assert binding.inputs["role"] == f"projects/example-project/roles/{role.inputs['roleId']}"

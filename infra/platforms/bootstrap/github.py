@@ -40,7 +40,17 @@ PREVIEW_ROLES = (
     "roles/iam.securityReviewer",
     "roles/iam.serviceAccountViewer",
     "roles/storage.bucketViewer",
-    "roles/servicenetworking.networksViewer",
+)
+
+# Reads that no predefined read-only role grants, but that refreshing the prod stack performs:
+# the private services connection, the Memorystore AUTH string and each secret version's value.
+# The last two are secrets; the preview account can decrypt the stack's state, which holds the
+# same values, so these widen nothing it could not already read.
+PREVIEW_ROLE_ID = "persistencePreviewReader"
+PREVIEW_PERMISSIONS = (
+    "servicenetworking.services.get",
+    "redis.instances.getAuthString",
+    "secretmanager.versions.access",
 )
 
 # Exactly the roles README.md ("Prod on Google Cloud") lists for the deploying identity.
@@ -141,6 +151,22 @@ def declare(ctx: GcpContext, keys: StateKeys, state: gcp.storage.Bucket) -> Gith
 
     for role in PREVIEW_ROLES:
         _project_role(ctx, "preview", preview, role)
+    reader = gcp.projects.IAMCustomRole(
+        "preview-reader-role",
+        project=ctx.project,
+        role_id=PREVIEW_ROLE_ID,
+        title="Pulumi preview: reads no predefined viewer role grants",
+        description="Refresh reads of the prod stack; read-only",
+        permissions=list(PREVIEW_PERMISSIONS),
+        opts=ctx.opts(),
+    )
+    gcp.projects.IAMMember(
+        "preview-reader",
+        project=ctx.project,
+        role=f"projects/{ctx.project}/roles/{PREVIEW_ROLE_ID}",
+        member=preview.member,
+        opts=ctx.opts(depends_on=[reader]),
+    )
     for role in DEPLOY_ROLES:
         _project_role(ctx, "deploy", deploy, role)
 
