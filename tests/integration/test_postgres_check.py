@@ -1,8 +1,10 @@
 """``db plan --check [--json]`` as the drift job runs it: a subprocess against a real server.
 
-Every hand-made drift of ``test_postgres_drift.DRIFTS`` must make ``--check`` exit 1 and name
-the statement that would repair it (in text and in JSON); after ``db apply`` it exits 0. The
-drift job relies on exactly this exit code to fail, and so to notify.
+Every hand-made drift of ``test_postgres_drift.DRIFTS``, and the hostile drift of
+``test_postgres_takeover`` (a stranger member, a password changed by its login, an object a
+login owns), must make ``--check`` exit 1 and name the statement that would repair it (in text
+and in JSON); after ``db apply`` it exits 0. The drift job relies on exactly this exit code to
+fail, and so to notify.
 """
 
 from __future__ import annotations
@@ -22,6 +24,29 @@ from tests.integration.test_postgres_drift import DRIFTS, Drift
 from tests.servers.postgres import PostgresServer
 
 Rendered = tuple[Path, Credentials]
+
+# The takeover tests' drift, made here by the superuser on the audit service.
+TAKEOVER_DRIFTS = [
+    Drift(
+        "a stranger made a member of a service role",
+        "CREATE ROLE mallory_check NOLOGIN; GRANT audit_app TO mallory_check",
+        'REVOKE "audit_app" FROM "mallory_check"',
+        "SELECT true",
+    ),
+    Drift(
+        "a password changed behind the tool's back",
+        "ALTER ROLE audit_app PASSWORD 'mine-now'",
+        "ALTER ROLE \"audit_app\" PASSWORD '[REDACTED]'",
+        "SELECT true",
+    ),
+    Drift(
+        "an object owned by a service login",
+        "SET ROLE audit_app; SELECT lo_create(0)",
+        'REASSIGN OWNED BY "audit_app" TO "audit_owner"',
+        "SELECT true",
+    ),
+]
+ALL_DRIFTS = DRIFTS + TAKEOVER_DRIFTS
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +86,7 @@ def test_a_converged_server_passes_the_check(common: list[str]) -> None:
     }
 
 
-@pytest.mark.parametrize("drift", DRIFTS, ids=[d.name for d in DRIFTS])
+@pytest.mark.parametrize("drift", ALL_DRIFTS, ids=[d.name for d in ALL_DRIFTS])
 def test_check_fails_on_drift_and_passes_after_apply(
     postgres: PostgresServer, common: list[str], drift: Drift
 ) -> None:
