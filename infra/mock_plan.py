@@ -49,7 +49,7 @@ class _Recorder(pulumi.runtime.Mocks):
         return {}, []
 
 
-def _engine_config(stack: str) -> dict[str, str]:
+def engine_config(stack: str) -> dict[str, str]:
     """The stack file's config as the engine passes it: JSON text for anything not a string."""
     document = yaml.safe_load(stack_file(stack).read_text(encoding="utf-8")) or {}
     return {
@@ -65,7 +65,7 @@ def declared_resources(stack: str) -> list[PlannedResource]:
     name = stack_name(stack)
     recorder = _Recorder()
     pulumi.runtime.set_mocks(recorder, project=PROJECT, stack=name, preview=True)
-    pulumi.runtime.set_all_config(_engine_config(stack))
+    pulumi.runtime.set_all_config(engine_config(stack))
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()
 

@@ -7,19 +7,18 @@ and inputs (secret inputs stay wrapped so tests can assert they are secret).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-import yaml
 from pulumi.runtime.rpc import _special_secret_sig, _special_sig_key
 from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.config import load_pulumi, stack_file
+from infra.config import load_pulumi
+from infra.mock_plan import engine_config
 
 PROJECT = "persistence"
 
@@ -166,11 +165,7 @@ class ProgramRun:
 
 def stack_config(stack: str) -> dict[str, str]:
     """A stack file's config as the engine hands it to the program: JSON text for non-strings."""
-    document = yaml.safe_load(stack_file(stack).read_text(encoding="utf-8"))
-    return {
-        key: value if isinstance(value, str) else json.dumps(value)
-        for key, value in (document.get("config") or {}).items()
-    }
+    return engine_config(stack)
 
 
 def run_program(stack: str, config: dict[str, str] | None = None) -> ProgramRun:

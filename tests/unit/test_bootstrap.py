@@ -194,3 +194,13 @@ def test_the_preview_accounts_own_role_only_reads(bootstrap: ProgramRun) -> None
     binding = bootstrap.one(PROJECT_MEMBER, "preview-reader")
     assert binding.inputs["member"] == member, binding
     assert binding.inputs["role"] == f"projects/example-project/roles/{role.inputs['roleId']}"
+
+
+def test_the_prod_backup_region_rule_does_not_apply_to_bootstrap() -> None:
+    """The bootstrap stack keeps no backups: any gcp:region is fine, even prod's backup region."""
+    from tests.unit.pulumi_mocks import stack_config
+
+    config = stack_config("bootstrap")
+    config["gcp:region"] = load_stack("prod").gcp.backup_region
+    run = run_program("bootstrap", config)
+    assert run.one(PROVIDER)
