@@ -288,3 +288,12 @@ def test_the_pulumi_cli_the_workflows_install_is_the_pinned_engine() -> None:
     for job in ALL_JOBS:
         for inputs in job.with_inputs("pulumi/actions"):
             assert str(inputs.get("pulumi-version")) == pinned.group(1), job
+
+
+@pytest.mark.parametrize("job", ALL_JOBS, ids=str)
+def test_every_repository_script_a_job_runs_exists_and_is_executable(job: Job) -> None:
+    for script in job.scripts:
+        for relative in re.findall(r"(?:^|\s)(\.github/scripts/[A-Za-z0-9_.-]+)", script):
+            path = REPO / relative
+            assert path.is_file(), f"{job}: {relative} does not exist"
+            assert path.stat().st_mode & 0o111, f"{job}: {relative} is not executable"
