@@ -12,7 +12,7 @@ STACK ?= dev
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 export PULUMI_CONFIG_PASSPHRASE_FILE ?= $(CURDIR)/.pulumi-state/passphrase
 
-.PHONY: setup up env preview down rebuild test lint unit integration e2e engine images bench clean
+.PHONY: setup up env preview plan down rebuild test lint actionlint cloud-sql-proxy proxy-start proxy-stop unit integration e2e engine images bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -43,6 +43,11 @@ env: setup
 preview: setup .pulumi-state/passphrase
 	pulumi preview --stack $(STACK) --diff
 
+# What the stack declares, from the stack file alone: the real program under Pulumi's mocks (no
+# backend, no credentials, no secrets). Pull requests from forks get this instead of a preview.
+plan: setup
+	$(BIN)/python -m infra plan --stack $(STACK)
+
 down: setup
 	pulumi destroy --stack $(STACK) --yes
 
@@ -50,10 +55,50 @@ down: setup
 rebuild: setup .pulumi-state/passphrase
 	$(BIN)/python -m infra rebuild --stack $(STACK)
 
-lint: setup
+lint: setup actionlint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(ACTIONLINT)
+
+# actionlint checks .github/workflows/ (expressions, job graph, shell via shellcheck when present).
+# Pinned and built from the Go module proxy into .tools/bin like the engine; skipped when the
+# binary there already reports the pinned version.
+ACTIONLINT_VERSION := v1.7.12
+ACTIONLINT := $(CURDIR)/.tools/bin/actionlint
+actionlint:
+	@if [ "$$($(ACTIONLINT) -version 2>/dev/null | head -n1)" != "$(ACTIONLINT_VERSION)" ]; then \
+	  echo "building actionlint $(ACTIONLINT_VERSION) into .tools/bin"; \
+	  GOBIN=$(CURDIR)/.tools/bin go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION); \
+	fi
+
+# The Cloud SQL Auth Proxy the prod deploy and drift jobs reach the private instance through,
+# pinned and built from the Go module proxy like actionlint (skipped when already at the pin).
+CLOUD_SQL_PROXY_VERSION := v2.27.0
+CLOUD_SQL_PROXY := $(CURDIR)/.tools/bin/cloud-sql-proxy
+PROXY_PORT ?= 6432
+cloud-sql-proxy:
+	@if [ "$$($(CLOUD_SQL_PROXY) --version 2>/dev/null | awk '{print "v" $$NF}')" != "$(CLOUD_SQL_PROXY_VERSION)" ]; then \
+	  echo "building cloud-sql-proxy $(CLOUD_SQL_PROXY_VERSION) into .tools/bin"; \
+	  GOBIN=$(CURDIR)/.tools/bin go install github.com/GoogleCloudPlatform/cloud-sql-proxy/v2@$(CLOUD_SQL_PROXY_VERSION); \
+	fi
+
+# Start the proxy in the background on 127.0.0.1:$(PROXY_PORT) (gcp.provisioning_port) for the
+# stack's instance, and wait until it listens. Before the first deploy there is no instance yet:
+# then it says so and starts nothing. Credentials: the job's (google-github-actions/auth).
+proxy-start: cloud-sql-proxy
+	@name=$$(pulumi stack output postgres_connection_name --stack $(STACK) 2>/dev/null) || name=""; \
+	if [ -z "$$name" ]; then echo "no Cloud SQL instance in $(STACK) yet: proxy not started"; exit 0; fi; \
+	$(CLOUD_SQL_PROXY) --private-ip --address 127.0.0.1 --port $(PROXY_PORT) "$$name" \
+	  > .tools/cloud-sql-proxy.log 2>&1 & echo $$! > .tools/cloud-sql-proxy.pid; \
+	for _ in $$(seq 60); do \
+	  (exec 3<>/dev/tcp/127.0.0.1/$(PROXY_PORT)) 2>/dev/null && { echo "proxy listening on 127.0.0.1:$(PROXY_PORT)"; exit 0; }; \
+	  sleep 1; \
+	done; \
+	echo "the Cloud SQL Auth Proxy did not start:" >&2; cat .tools/cloud-sql-proxy.log >&2; exit 1
+
+proxy-stop:
+	@if [ -f .tools/cloud-sql-proxy.pid ]; then kill "$$(cat .tools/cloud-sql-proxy.pid)" 2>/dev/null || true; rm -f .tools/cloud-sql-proxy.pid; fi
 
 unit: setup
 	$(BIN)/pytest tests/unit

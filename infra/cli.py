@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "infra.commands.backup",
     "infra.commands.db",
     "infra.commands.rebuild",
+    "infra.commands.plan",
 )
 
 

@@ -20,6 +20,11 @@ class Platform(Protocol):
 
 def build(config: StackConfig) -> dict[str, Any]:
     """Declare every resource; return the stack outputs (secrets already marked secret)."""
+    if config.platform == "bootstrap":
+        # No services, so no generated passwords: only the CI identity and the state backend.
+        from infra.platforms.bootstrap import BootstrapPlatform
+
+        return BootstrapPlatform("bootstrap", config=config).exports
     credentials = generated_credentials(config)
     if config.platform == "docker":
         from infra.platforms.docker import DockerPlatform

@@ -7,6 +7,7 @@ from the secrets file, so no password has to appear on a command line.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -36,6 +37,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             help=f"postgresql://ADMIN@HOST:PORT/postgres (default: ${ADMIN_URL_ENV}); "
             "leave the password out: it comes from PGPASSWORD or the secrets file",
         )
+        if name == "plan":
+            action.add_argument(
+                "--check",
+                action="store_true",
+                help="exit 1 when anything would change (drift), 0 when every service is "
+                "converged, like ldap2pg --check",
+            )
+            action.add_argument(
+                "--json",
+                action="store_true",
+                help="print the plan as one JSON document (for the drift job) instead of text",
+            )
         if name in ("rotate", "drop"):
             action.add_argument("--service", required=True, help="the service's name")
         if name == "drop":
@@ -57,6 +70,29 @@ def print_plan(result: Plan) -> None:
     print(f"{len(result.statements)} statement(s) to run")
 
 
+def plan_document(result: Plan, stack: str) -> dict[str, object]:
+    """The plan as data: what the drift job publishes, and what a reviewer reads there.
+
+    ``converged`` is what ``--check`` turns into its exit code. Services no longer in the config
+    are reported but are not drift: they are kept on purpose until ``db drop``.
+    """
+    return {
+        "stack": stack,
+        "converged": not result.statements and not result.problems,
+        "statement_count": len(result.statements),
+        "services": [
+            {
+                "service": service.service,
+                "converged": not service.statements and not service.problems,
+                "statements": [statement.text for statement in service.statements],
+                "problems": list(service.problems),
+            }
+            for service in result.services
+        ],
+        "kept": list(result.unmanaged),
+    }
+
+
 def print_report(report: ApplyReport) -> None:
     for statement in report.executed:
         print(statement)
@@ -65,8 +101,18 @@ def print_report(report: ApplyReport) -> None:
 
 
 def run_plan(args: argparse.Namespace) -> int:
+    """Print the plan; with ``--check`` the exit code says whether the server has drifted."""
     config, credentials = load(args)
-    print_plan(postgres.plan(admin_url(args, credentials), config, credentials))
+    result = postgres.plan(admin_url(args, credentials), config, credentials)
+    if args.json:
+        print(json.dumps(plan_document(result, stack_name(args.stack)), indent=2))
+    else:
+        print_plan(result)
+    if args.check and (result.statements or result.problems):
+        if not args.json:
+            changed = [s.service for s in result.services if s.statements or s.problems]
+            print(f"drift: {', '.join(changed)} would change; run db apply to converge")
+        return 1
     return 0
 
 

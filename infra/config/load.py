@@ -86,10 +86,48 @@ def from_raw(raw: Mapping[str, Any], label: str) -> StackConfig:
     """Validate a raw namespace mapping; ``label`` names the stack file in messages."""
     problems = Problems()
     config = parse(StackConfig, raw, "", problems)
+    _platform_keys(raw, problems)
     _collisions(raw, problems)
     if problems.lines:
         raise ConfigError([f"{label}: {PROJECT}:{line}" for line in problems.lines])
     return config
+
+
+SERVICE_PLATFORMS = ("docker", "gcp")
+
+
+def _platform_keys(raw: Mapping[str, Any], problems: Problems) -> None:
+    """Which sections each platform needs or refuses, so a stack file never carries dead keys.
+
+    Checked on the raw data, next to every other problem; ``platform`` itself is checked by
+    the parser.
+    """
+    platform = raw.get("platform")
+    if platform in SERVICE_PLATFORMS:
+        if "services" not in raw:
+            problems.add(
+                "services", "required key is missing (a list of services, e.g. [{name: users}])"
+            )
+        if "bootstrap" in raw:
+            problems.add(
+                "bootstrap",
+                f"only platform 'bootstrap' reads this section, not {platform!r}; remove it "
+                "(it belongs in Pulumi.bootstrap.yaml)",
+            )
+    elif platform == "bootstrap":
+        if "services" in raw:
+            problems.add(
+                "services",
+                "platform 'bootstrap' declares no services; remove this key (services live in "
+                "Pulumi.dev.yaml and Pulumi.prod.yaml)",
+            )
+        section = raw.get("bootstrap")
+        if not isinstance(section, Mapping) or not section.get("github_repository"):
+            problems.add(
+                "bootstrap.github_repository",
+                "required for platform 'bootstrap': the repository whose workflows may "
+                "authenticate (e.g. 'example-org/persistence')",
+            )
 
 
 def _collisions(raw: Mapping[str, Any], problems: Problems) -> None:
@@ -98,7 +136,7 @@ def _collisions(raw: Mapping[str, Any], problems: Problems) -> None:
     Checked on the raw data, so these show up next to every other problem in one run.
     """
     services = raw.get("services")
-    if isinstance(services, list) and not services:
+    if isinstance(services, list) and not services and raw.get("platform") != "bootstrap":
         problems.add("services", "list at least one service, e.g. [{name: users}]")
     if not isinstance(services, list):
         return

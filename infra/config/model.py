@@ -257,17 +257,57 @@ class GcpSettings:
 
 
 @dataclass(frozen=True)
+class BootstrapSettings:
+    """The bootstrap stack: keyless CI access to Google Cloud and the other stacks' state.
+
+    Applied by a project owner by hand (it grants the deployer its roles, so the deployer must
+    not be able to change it); every other stack's workflows authenticate through it.
+    """
+
+    github_repository: str = setting(
+        "",
+        rule=rules.github_repository,
+        doc="owner/name of the only repository whose workflows may authenticate "
+        "(e.g. 'example-org/persistence'); required for platform 'bootstrap'",
+    )
+    deploy_branch: str = setting(
+        "main", rule=rules.git_branch, doc="the only branch whose workflows may deploy"
+    )
+    deploy_environment: str = setting(
+        "prod",
+        rule=rules.github_environment,
+        doc="the GitHub environment (with required reviewers) whose jobs may deploy",
+    )
+    state_region: str = setting(
+        "europe-west1",
+        rule=rules.gcp_region,
+        doc="region of the state bucket and of its KMS keys (CMEK needs both in one place)",
+    )
+    key_rotation_days: int = setting(
+        90, rule=rules.between(1, 365), doc="automatic rotation of both KMS keys"
+    )
+    state_versions_kept: int = setting(
+        50, rule=rules.between(1, 1000), doc="older versions of each state object kept"
+    )
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Everything a stack file says about the platform."""
 
-    platform: Literal["docker", "gcp"] = setting(doc="docker (dev) or gcp (prod)")
-    services: tuple[ServiceSpec, ...] = setting(doc="a list of services, each with a name")
+    platform: Literal["docker", "gcp", "bootstrap"] = setting(
+        doc="docker (dev), gcp (prod) or bootstrap (CI identity and state backend)"
+    )
+    services: tuple[ServiceSpec, ...] = setting(
+        (), doc="a list of services, each with a name (docker and gcp only)"
+    )
     postgres: PostgresSettings = setting(PostgresSettings())
     redis: RedisSettings = setting(RedisSettings())
     rabbitmq: RabbitmqSettings = setting(RabbitmqSettings())
     backup: BackupSettings = setting(BackupSettings())
     docker: DockerSettings = setting(DockerSettings())
     gcp: GcpSettings = setting(GcpSettings())
+    bootstrap: BootstrapSettings = setting(BootstrapSettings())
 
     def service(self, name: str) -> ServiceSpec:
         """The service called ``name``; KeyError if the stack has none."""

@@ -207,3 +207,33 @@ def absolute_path_or_empty(value: str) -> str | None:
     if value == "" or value.startswith("/"):
         return None
     return f"{value!r} is not an absolute path; use e.g. /srv/backups/dev, or leave it out"
+
+
+_GITHUB_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+
+
+def github_repository(value: str) -> str | None:
+    """``owner/name``: it is spliced into the identity pool's attribute condition, so no quotes."""
+    if value == "" or (_GITHUB_REPOSITORY.match(value) and value.split("/")[1] not in (".", "..")):
+        return None
+    return f"{value!r} is not a GitHub repository; use owner/name (e.g. 'example-org/persistence')"
+
+
+_GIT_BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
+
+
+def git_branch(value: str) -> str | None:
+    """A branch name as it appears after ``refs/heads/`` (no wildcards, no quotes)."""
+    if _GIT_BRANCH.match(value) and ".." not in value and not value.endswith((".", "/")):
+        return None
+    return f"{value!r} is not a branch name; use e.g. 'main'"
+
+
+_ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def github_environment(value: str) -> str | None:
+    """A GitHub environment name, matched exactly in the deployer's binding."""
+    if _ENVIRONMENT.match(value):
+        return None
+    return f"{value!r} is not a GitHub environment name; use e.g. 'prod'"

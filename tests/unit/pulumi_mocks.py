@@ -7,19 +7,18 @@ and inputs (secret inputs stay wrapped so tests can assert they are secret).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-import yaml
 from pulumi.runtime.rpc import _special_secret_sig, _special_sig_key
 from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.config import load_pulumi, stack_file
+from infra.config import load_pulumi
+from infra.mock_plan import engine_config
 
 PROJECT = "persistence"
 
@@ -56,9 +55,18 @@ OUTPUT_HOOKS: dict[str, OutputHook] = {
             {**iface, "network_ip": "10.20.0.10"} for iface in inputs.get("networkInterfaces", [])
         ],
     },
+    "gcp:iam/workloadIdentityPool:WorkloadIdentityPool": lambda name, inputs: {
+        "name": "projects/123456789/locations/global/workloadIdentityPools/"
+        + inputs["workloadIdentityPoolId"],
+    },
+    "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider": lambda name, inputs: {
+        "name": "projects/123456789/locations/global/workloadIdentityPools/"
+        f"{inputs['workloadIdentityPoolId']}/providers/{inputs['workloadIdentityPoolProviderId']}",
+    },
     "gcp:serviceaccount/account:Account": lambda name, inputs: {
         "email": _account_email(name, inputs),
         "member": f"serviceAccount:{_account_email(name, inputs)}",
+        "name": f"projects/example-project/serviceAccounts/{_account_email(name, inputs)}",
     },
 }
 
@@ -126,6 +134,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "projectId": "example-project",
                 "name": "example-project",
             }, None
+        if args.token == "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":
+            email = "service-123456789@gs-project-accounts.iam.gserviceaccount.com"
+            return {"emailAddress": email, "member": f"serviceAccount:{email}"}, []
         return {}, None
 
 
@@ -154,11 +165,7 @@ class ProgramRun:
 
 def stack_config(stack: str) -> dict[str, str]:
     """A stack file's config as the engine hands it to the program: JSON text for non-strings."""
-    document = yaml.safe_load(stack_file(stack).read_text(encoding="utf-8"))
-    return {
-        key: value if isinstance(value, str) else json.dumps(value)
-        for key, value in (document.get("config") or {}).items()
-    }
+    return engine_config(stack)
 
 
 def run_program(stack: str, config: dict[str, str] | None = None) -> ProgramRun:

@@ -57,7 +57,8 @@ def test_unknown_key_suggests_the_closest_allowed_key(tmp_path: Path) -> None:
     found = problems(tmp_path, VALID + "  persistence:servics: []\n")
     assert found == [
         "Pulumi.bad.yaml: persistence:servics: unknown key (did you mean 'services'?); "
-        "allowed keys: backup, docker, gcp, platform, postgres, rabbitmq, redis, services"
+        "allowed keys: backup, bootstrap, docker, gcp, platform, postgres, rabbitmq, redis, "
+        "services"
     ]
 
 
@@ -76,7 +77,11 @@ def test_missing_required_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("snippet", "path", "says"),
     [
-        ("persistence:platform: aws", "persistence:platform", "use one of 'docker', 'gcp'"),
+        (
+            "persistence:platform: aws",
+            "persistence:platform",
+            "use one of 'docker', 'gcp', 'bootstrap'",
+        ),
         (
             "persistence:postgres: {slow_statement_ms: fast}",
             "persistence:postgres.slow_statement_ms",
@@ -293,3 +298,46 @@ def test_services_needing_more_than_max_connections_are_refused_naming_the_key(
     assert "Pulumi.tight.yaml: persistence:" in message
     assert "postgres.max_connections: 30 is less than" in message
     assert "set it to at least 48" in message
+
+
+def test_the_bootstrap_stack_needs_its_repository_and_no_services(tmp_path: Path) -> None:
+    body = "config:\n  persistence:platform: bootstrap\n  persistence:services: [{name: users}]\n"
+    assert problems(tmp_path, body) == [
+        "Pulumi.bad.yaml: persistence:services: platform 'bootstrap' declares no services; "
+        "remove this key (services live in Pulumi.dev.yaml and Pulumi.prod.yaml)",
+        "Pulumi.bad.yaml: persistence:bootstrap.github_repository: required for platform "
+        "'bootstrap': the repository whose workflows may authenticate "
+        "(e.g. 'example-org/persistence')",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("github_repository", "example-org/persistence' || true || '", "not a GitHub repository"),
+        ("github_repository", "persistence", "use owner/name"),
+        ("deploy_branch", "main' || 'x", "not a branch name"),
+        ("deploy_environment", "prod env", "not a GitHub environment name"),
+        ("state_region", "EU", "not a Google Cloud region"),
+    ],
+)
+def test_bootstrap_values_that_would_widen_the_identity_are_refused(
+    tmp_path: Path, key: str, value: str, says: str
+) -> None:
+    body = (
+        "config:\n  persistence:platform: bootstrap\n  persistence:bootstrap:\n"
+        f'    github_repository: example-org/persistence\n    {key}: "{value}"\n'
+    )
+    found = problems(tmp_path, body)
+    assert any(
+        line.startswith(f"Pulumi.bad.yaml: persistence:bootstrap.{key}: ") and says in line
+        for line in found
+    ), found
+
+
+def test_a_service_stack_refuses_the_bootstrap_section(tmp_path: Path) -> None:
+    body = VALID + "  persistence:bootstrap: {github_repository: example-org/persistence}\n"
+    assert problems(tmp_path, body) == [
+        "Pulumi.bad.yaml: persistence:bootstrap: only platform 'bootstrap' reads this section, "
+        "not 'docker'; remove it (it belongs in Pulumi.bootstrap.yaml)"
+    ]

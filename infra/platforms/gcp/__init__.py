@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 
 from infra.config.model import StackConfig
-from infra.credentials import Credentials
+from infra.credentials import Credentials, credentials_json
 from infra.platforms.gcp import (
     backup_jobs,
     buckets,
@@ -122,6 +122,9 @@ class GcpPlatform(pulumi.ComponentResource):
             "backup_workflow": workflow.name,
             "backup_schedule": job.name,
             "backup_service_account": accounts.backup.email,
+            # The drift job's `db plan --check` logs in as each service to spot a changed
+            # password, so it needs the passwords Pulumi generated (a secret, KMS-encrypted).
+            "credentials": pulumi.Output.secret(credentials.apply(credentials_json)),
         }
         self.register_outputs(self.exports)
 

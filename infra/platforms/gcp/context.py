@@ -67,10 +67,14 @@ def context_for(config: StackConfig, parent: pulumi.Resource) -> GcpContext:
             f"`pulumi config set gcp:region europe-west1 --stack {stack}`"
         )
     gcp = config.gcp
-    for key, value in (
-        ("persistence:gcp.backup_region", gcp.backup_region),
-        ("persistence:gcp.sql_backup_location", gcp.sql_backup_location),
-    ):
+    # Only the prod platform keeps backups; the bootstrap stack shares this context, not the rule.
+    checked: tuple[tuple[str, str], ...] = ()
+    if config.platform == "gcp":
+        checked = (
+            ("persistence:gcp.backup_region", gcp.backup_region),
+            ("persistence:gcp.sql_backup_location", gcp.sql_backup_location),
+        )
+    for key, value in checked:
         if value == region:
             raise pulumi.RunError(
                 f"Pulumi.{stack}.yaml: {key} ({value}) must differ from gcp:region ({region}) "
