@@ -16,7 +16,7 @@ import pytest
 
 from infra import naming
 from infra.config import StackConfig
-from infra.platforms.gcp import identities
+from infra.platforms.gcp import identities, names
 from tests.unit.gcp_program import ProdRun, run_prod
 from tests.unit.pulumi_mocks import Declared
 
@@ -95,8 +95,14 @@ def dig(inputs: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def sa_member(account_id: str) -> str:
-    return f"serviceAccount:{account_id}@{PROJECT_ID}.iam.gserviceaccount.com"
+def sa_member(base: str) -> str:
+    """The member of the prod stack's account with this stack-free base id."""
+    return f"serviceAccount:{names.account_id('prod', base)}@{PROJECT_ID}.iam.gserviceaccount.com"
+
+
+def prod_secret_id(base: str) -> str:
+    """The prod stack's physical secret id for a stack-free base id."""
+    return names.scoped("persistence-prod", base, names.SECRET_ID)
 
 
 def test_every_gcp_type_is_classified(prod: ProdRun) -> None:
@@ -228,12 +234,12 @@ def test_each_secret_is_readable_by_exactly_its_services(
         readers.setdefault(inputs["secretId"], set()).add(inputs["member"])
     expected: dict[str, set[str]] = {}
     for spec in prod_config.services:
-        own = {sa_member(naming.service_account_id(spec.name))}
+        own = {sa_member(naming.service_account_base(spec.name))}
         for kind in naming.LOGIN_SUFFIXES:
-            expected[naming.postgres_secret_id(spec.name, kind)] = own
-        expected[naming.rabbitmq_secret_id(spec.name)] = own
-    expected[naming.REDIS_AUTH_SECRET_ID] = {
-        sa_member(naming.service_account_id(s.name)) for s in prod_config.services if s.redis
+            expected[prod_secret_id(naming.postgres_secret_id(spec.name, kind))] = own
+        expected[prod_secret_id(naming.rabbitmq_secret_id(spec.name))] = own
+    expected[prod_secret_id(naming.REDIS_AUTH_SECRET_ID)] = {
+        sa_member(naming.service_account_base(s.name)) for s in prod_config.services if s.redis
     }
     declared = {s.inputs["secretId"] for s in prod.run.of_type(SECRET)}
     assert declared == set(expected), f"secrets: {sorted(declared ^ set(expected))}"
@@ -263,7 +269,7 @@ def test_every_secret_value_is_a_pulumi_secret(prod: ProdRun) -> None:
 
 
 def test_scheduler_jobs_and_workflows_run_as_the_export_account(prod: ProdRun) -> None:
-    email = f"{identities.BACKUP_ACCOUNT_ID}@{PROJECT_ID}.iam.gserviceaccount.com"
+    email = sa_member(identities.BACKUP_ACCOUNT_ID).removeprefix("serviceAccount:")
     jobs = prod.run.of_type(JOB)
     workflows = prod.run.of_type(WORKFLOW)
     assert jobs, "expected a Cloud Scheduler job"

@@ -29,7 +29,7 @@ def declare(
     service_account: gcp.serviceaccount.Account,
 ) -> tuple[gcp.workflows.Workflow, gcp.cloudscheduler.Job]:
     """Declare the workflow and the job that runs it on ``backup.schedule``."""
-    name = f"{ctx.prefix}-backups"
+    name = ctx.name("backups")
     workflow = gcp.workflows.Workflow(
         "backup-workflow",
         name=name,

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 import pulumi_gcp as gcp
 
 from infra import naming
+from infra.platforms.gcp import names
 from infra.platforms.gcp.context import GcpContext
 
+# Bases of the account ids; ``ctx.account_id`` scopes them by stack (e.g. prod-rabbitmq-vm).
 RABBITMQ_ACCOUNT_ID = "rabbitmq-vm"
 BACKUP_ACCOUNT_ID = "backup-export"
 RABBITMQ_VM_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
@@ -42,7 +44,7 @@ def declare(ctx: GcpContext) -> Identities:
     services = {
         spec.name: gcp.serviceaccount.Account(
             f"{spec.name}-service-account",
-            account_id=naming.service_account_id(spec.name),
+            account_id=ctx.account_id(naming.service_account_base(spec.name)),
             display_name=f"{spec.name} service ({ctx.stack})",
             description=f"Runs the {spec.name} service; reads only its own secrets",
             opts=ctx.opts(),
@@ -51,7 +53,7 @@ def declare(ctx: GcpContext) -> Identities:
     }
     rabbitmq = gcp.serviceaccount.Account(
         "rabbitmq-service-account",
-        account_id=RABBITMQ_ACCOUNT_ID,
+        account_id=ctx.account_id(RABBITMQ_ACCOUNT_ID),
         display_name=f"RabbitMQ VM ({ctx.stack})",
         description="Writes the broker VM's logs and metrics, nothing else",
         opts=ctx.opts(),
@@ -66,7 +68,7 @@ def declare(ctx: GcpContext) -> Identities:
         )
     backup = gcp.serviceaccount.Account(
         "backup-service-account",
-        account_id=BACKUP_ACCOUNT_ID,
+        account_id=ctx.account_id(BACKUP_ACCOUNT_ID),
         display_name=f"Backup exports ({ctx.stack})",
         description="Runs the scheduled export workflow: Cloud SQL and Memorystore exports only",
         opts=ctx.opts(),
@@ -74,7 +76,9 @@ def declare(ctx: GcpContext) -> Identities:
     role = gcp.projects.IAMCustomRole(
         "backup-export-role",
         project=ctx.project,
-        role_id=f"persistenceBackupExport_{ctx.stack.replace('-', '_')}",
+        role_id=names.scoped(
+            "persistenceBackupExport", ctx.stack.replace("-", "_"), names.CUSTOM_ROLE_ID
+        ),
         title=f"Persistence backup export ({ctx.stack})",
         description="Start and watch Cloud SQL and Memorystore exports; run the backup workflow",
         permissions=list(BACKUP_PERMISSIONS),

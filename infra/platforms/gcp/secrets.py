@@ -15,6 +15,7 @@ import pulumi_gcp as gcp
 
 from infra import naming
 from infra.credentials import Credentials
+from infra.platforms.gcp import names
 from infra.platforms.gcp.context import GcpContext
 from infra.platforms.gcp.identities import Identities
 from infra.render import endpoints
@@ -82,11 +83,14 @@ def _secret(
     value: pulumi.Output[str],
     readers: dict[str, pulumi.Output[str]],
 ) -> pulumi.Output[str]:
-    """One secret replicated to the main and the backup region; ``readers`` by service name."""
+    """One secret replicated to the main and the backup region; ``readers`` by service name.
+
+    ``secret_id`` is the stack-free base: the physical id carries the stack (``ctx.name``).
+    """
     secret_data: pulumi.Output[str] = pulumi.Output.secret(value)
     secret = gcp.secretmanager.Secret(
         f"secret-{secret_id}",
-        secret_id=secret_id,
+        secret_id=ctx.name(secret_id, names.SECRET_ID),
         labels=ctx.labels,
         replication=gcp.secretmanager.SecretReplicationArgs(
             user_managed=gcp.secretmanager.SecretReplicationUserManagedArgs(

@@ -32,7 +32,7 @@ class Sql:
 
 def instance_name(ctx: GcpContext) -> str:
     """The instance's fixed name; the backup workflow addresses the Admin API by it."""
-    return f"{ctx.prefix}-pg"
+    return ctx.name("pg")
 
 
 def database_flags(ctx: GcpContext) -> list[gcp.sql.DatabaseInstanceSettingsDatabaseFlagArgs]:
