@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from infra.backup.catalog import Entry, Manifest, Verification, write_verification
+from infra.backup.catalog import Entry, Manifest, Verification, entries, write_verification
 from infra.backup.storage import FileBucket
 from infra.cli import main
 from infra.commands import backup as commands
+from infra.errors import PlatformError
 from tests.unit.backup_fakes import add_backup
 
 STACK = """\
@@ -43,11 +44,9 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     def fake_backup(target: Any, admin_url: str, name: str, fmt: str) -> Manifest:
         seen["admin_urls"].append(admin_url)
         if name == "orders":
-            raise commands.PlatformError("permission denied for table orders")
+            raise PlatformError("permission denied for table orders")
         backup_id = add_backup(FileBucket(bucket_dir), datetime.now(UTC))
-        return next(
-            e.manifest for e in commands.entries(target.bucket) if e.manifest.backup_id == backup_id
-        )
+        return next(e.manifest for e in entries(target.bucket) if e.manifest.backup_id == backup_id)
 
     def fake_verify(bucket: Any, entry: Entry, admin_url: str | None) -> Verification:
         result = Verification(
