@@ -57,7 +57,7 @@ def test_unknown_key_suggests_the_closest_allowed_key(tmp_path: Path) -> None:
     found = problems(tmp_path, VALID + "  persistence:servics: []\n")
     assert found == [
         "Pulumi.bad.yaml: persistence:servics: unknown key (did you mean 'services'?); "
-        "allowed keys: backup, docker, gcp, platform, postgres, rabbitmq, redis, services"
+        "allowed keys: alerts, backup, docker, gcp, platform, postgres, rabbitmq, redis, services"
     ]
 
 
@@ -293,3 +293,16 @@ def test_services_needing_more_than_max_connections_are_refused_naming_the_key(
     assert "Pulumi.tight.yaml: persistence:" in message
     assert "postgres.max_connections: 30 is less than" in message
     assert "set it to at least 48" in message
+
+
+def test_alert_emails_and_verification_tier_are_validated(tmp_path: Path) -> None:
+    body = VALID + (
+        "  persistence:alerts: {emails: [oncall@example.com, not-an-address]}\n"
+        "  persistence:gcp: {verify_instance_tier: huge}\n"
+    )
+    found = problems(tmp_path, body)
+    assert any(
+        line.startswith("Pulumi.bad.yaml: persistence:alerts.emails: 'not-an-address'")
+        for line in found
+    ), found
+    assert any("persistence:gcp.verify_instance_tier: 'huge'" in line for line in found), found

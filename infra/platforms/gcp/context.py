@@ -86,4 +86,10 @@ def context_for(config: StackConfig, parent: pulumi.Resource) -> GcpContext:
                 "so backups survive the loss of the main region "
                 "(e.g. europe-west4 for europe-west1)"
             )
+    if not config.alerts.emails:
+        raise pulumi.RunError(
+            f"Pulumi.{stack}.yaml: persistence:alerts.emails must list at least one address, "
+            "so every alert policy reaches someone, e.g. `pulumi config set --path "
+            f"'persistence:alerts.emails[0]' oncall@example.com --stack {stack}`"
+        )
     return GcpContext(config=config, project=project, region=region, stack=stack, parent=parent)
