@@ -56,6 +56,12 @@ OUTPUT_HOOKS: dict[str, OutputHook] = {
             {**iface, "network_ip": "10.20.0.10"} for iface in inputs.get("networkInterfaces", [])
         ],
     },
+    "docker:index/registryImage:RegistryImage": lambda name, _: {
+        "sha256_digest": f"sha256:{'0' * 56}{len(name):08x}"
+    },
+    "gcp:monitoring/notificationChannel:NotificationChannel": lambda name, _: {
+        "name": f"projects/example-project/notificationChannels/{name}"
+    },
     "gcp:serviceaccount/account:Account": lambda name, inputs: {
         "email": _account_email(name, inputs),
         "member": f"serviceAccount:{_account_email(name, inputs)}",
@@ -126,6 +132,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "projectId": "example-project",
                 "name": "example-project",
             }, None
+        if args.token == "gcp:organizations/getClientConfig:getClientConfig":
+            return {"accessToken": "mock-oauth-access-token", "project": "example-project"}, []
         return {}, None
 
 

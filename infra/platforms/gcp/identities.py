@@ -1,4 +1,6 @@
-"""Service accounts: one per service, one for the RabbitMQ VM, one for the backup workflow.
+"""Service accounts: one per service, one for the RabbitMQ VM, one for the Memorystore export.
+
+(The backup job's and its trigger's accounts live with the job, in ``backup_job``.)
 
 Each identity gets exactly the grants its job needs, and never a basic role
 (owner, editor, viewer): the policy tests check every IAM resource for that.
@@ -19,10 +21,8 @@ RABBITMQ_ACCOUNT_ID = "rabbitmq-vm"
 BACKUP_ACCOUNT_ID = "backup-export"
 RABBITMQ_VM_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 
-# Everything the backup workflow and its scheduler job call, and nothing else.
+# Everything the Memorystore export workflow and its scheduler job call, and nothing else.
 BACKUP_PERMISSIONS = (
-    "cloudsql.instances.export",  # start a Cloud SQL export
-    "cloudsql.instances.get",  # read the export's operation (sqladmin operations.get)
     "redis.instances.export",  # start a Memorystore export
     "redis.operations.get",  # read the export's long-running operation
     "workflows.executions.create",  # the scheduler job starts the workflow as this account
@@ -69,8 +69,8 @@ def declare(ctx: GcpContext) -> Identities:
     backup = gcp.serviceaccount.Account(
         "backup-service-account",
         account_id=ctx.account_id(BACKUP_ACCOUNT_ID),
-        display_name=f"Backup exports ({ctx.stack})",
-        description="Runs the scheduled export workflow: Cloud SQL and Memorystore exports only",
+        display_name=f"Memorystore export ({ctx.stack})",
+        description="Runs the scheduled Memorystore export workflow, nothing else",
         opts=ctx.opts(),
     )
     role = gcp.projects.IAMCustomRole(
@@ -80,7 +80,7 @@ def declare(ctx: GcpContext) -> Identities:
             "persistenceBackupExport", ctx.stack.replace("-", "_"), names.CUSTOM_ROLE_ID
         ),
         title=f"Persistence backup export ({ctx.stack})",
-        description="Start and watch Cloud SQL and Memorystore exports; run the backup workflow",
+        description="Start and watch Memorystore exports; run the export workflow",
         permissions=list(BACKUP_PERMISSIONS),
         stage="GA",
         opts=ctx.opts(),

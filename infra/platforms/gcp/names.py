@@ -68,3 +68,8 @@ def account_id(stack: str, base: str) -> str:
     repository is the only project that deploys into it.)
     """
     return scoped(stack, base, SERVICE_ACCOUNT_ID)
+
+
+# Log-based metric names allow more, but PromQL sees them as ``logging_googleapis_com:user_<name>``
+# and rewrites anything else to underscores: keep them to what PromQL spells the same.
+LOG_METRIC = Rule("log-based metric name", 1, 100, re.compile(r"^[A-Za-z0-9_]+$"), joiner="_")

@@ -49,12 +49,14 @@ def declare(
         for kind in naming.LOGIN_SUFFIXES:
             role = naming.role_name(name, kind)
             url = credentials.apply(_postgres_url(stack_endpoints, name, kind, role, database))
-            ids[kind] = _secret(ctx, naming.postgres_secret_id(name, kind), url, {name: member})
+            login_id = naming.postgres_secret_id(name, kind)
+            ids[kind] = declare_secret(ctx, login_id, url, {name: member})
         amqp = credentials.apply(_amqp_url(stack_endpoints, name))
-        ids["rabbitmq"] = _secret(ctx, naming.rabbitmq_secret_id(name), amqp, {name: member})
+        amqp_id = naming.rabbitmq_secret_id(name)
+        ids["rabbitmq"] = declare_secret(ctx, amqp_id, amqp, {name: member})
         by_service[name] = ids
     readers = {s.name: identities.services[s.name].member for s in ctx.config.services if s.redis}
-    redis_id = _secret(ctx, naming.REDIS_AUTH_SECRET_ID, redis_auth, readers)
+    redis_id = declare_secret(ctx, naming.REDIS_AUTH_SECRET_ID, redis_auth, readers)
     return Secrets(by_service=by_service, redis_auth=redis_id)
 
 
@@ -77,7 +79,7 @@ def _amqp_url(stack_endpoints: endpoints.Endpoints, service: str) -> Callable[[C
     )
 
 
-def _secret(
+def declare_secret(
     ctx: GcpContext,
     secret_id: str,
     value: pulumi.Output[str],
