@@ -247,7 +247,7 @@ def test_backup_bucket_lifecycle(prod: ProdRun, prod_config: StackConfig) -> Non
 def test_scheduler_starts_the_workflow_on_the_stack_schedule(
     prod: ProdRun, prod_config: StackConfig
 ) -> None:
-    job = one(prod, "gcp:cloudscheduler/job:Job")
+    job = one(prod, "gcp:cloudscheduler/job:Job", "backup-schedule")
     workflow = one(prod, "gcp:workflows/workflow:Workflow")
     assert job.inputs["schedule"] == prod_config.backup.schedule, f"{job}"
     assert job.inputs["timeZone"] == "Etc/UTC", f"{job}"

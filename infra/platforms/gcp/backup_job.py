@@ -70,7 +70,11 @@ class BackupJob:
 
 def stack_file_path(ctx: GcpContext) -> str:
     """Where the job finds its stack file (a Secret Manager volume)."""
-    return f"{STACK_DIR}/Pulumi.{ctx.stack}.yaml"
+    return stack_file_path_for(ctx.stack)
+
+
+def stack_file_path_for(stack: str) -> str:
+    return f"{STACK_DIR}/Pulumi.{stack}.yaml"
 
 
 def admin_url(ctx: GcpContext, host: str) -> str:
