@@ -73,38 +73,23 @@ def dead_letter_exchange(service: str) -> str:
     return f"{service}.dlx"
 
 
-# Google Cloud service account ids: 6-30 characters, [a-z][-a-z0-9]*[a-z0-9].
-SERVICE_ACCOUNT_ID_MIN = 6
-SERVICE_ACCOUNT_ID_MAX = 30
-_SERVICE_ACCOUNT_PREFIX = "svc-"
+def service_account_base(service: str) -> str:
+    """The stack-free base of the service's GCP service account id (see gcp ``names``).
 
-
-def service_account_id(service: str) -> str:
-    """The service's own GCP service account id, deterministic and unique per service name.
-
-    Underscores become hyphens (service names cannot contain hyphens, so this is one-to-one);
-    a name too short or too long for 6-30 characters keeps its start and gets 8 hex digits of
-    its SHA-256.
+    Underscores become hyphens (service names cannot contain hyphens, so this is one-to-one).
     """
-    import hashlib
-
-    candidate = _SERVICE_ACCOUNT_PREFIX + service.replace("_", "-")
-    if SERVICE_ACCOUNT_ID_MIN <= len(candidate) <= SERVICE_ACCOUNT_ID_MAX:
-        return candidate
-    digest = hashlib.sha256(service.encode()).hexdigest()[:8]
-    head = candidate[: SERVICE_ACCOUNT_ID_MAX - len(digest) - 1].rstrip("-")
-    return f"{head}-{digest}"
+    return "svc-" + service.replace("_", "-")
 
 
 def postgres_secret_id(service: str, kind: str) -> str:
-    """Secret Manager id holding one PostgreSQL login's connection URL (migrator, app, readonly)."""
+    """Base of the Secret Manager id holding one PostgreSQL login's URL (scoped per stack)."""
     if kind not in LOGIN_SUFFIXES:
         raise ValueError(f"unknown login kind {kind!r}")
     return f"{service}-postgres-{kind}"
 
 
 def rabbitmq_secret_id(service: str) -> str:
-    """Secret Manager id holding the service's AMQP URL."""
+    """Base of the Secret Manager id holding the service's AMQP URL (scoped per stack)."""
     return f"{service}-rabbitmq"
 
 

@@ -1,5 +1,9 @@
 """``dr-drill``: rebuild every service on an empty server from its newest verified backup.
 
+"Empty" means no service database holds data: a recovery stack that ``pulumi up`` has just
+provisioned (databases and roles, no tables) is the prod-dr runbook's target, and it is empty
+in that sense. A database with any table refuses the drill, so it never clobbers live data.
+
 It measures what matters after a disaster: recovery time (convergence plus restore and
 verification, in seconds) and recovery point (how old the restored backup was).
 """
@@ -27,10 +31,11 @@ def drill(
         s.name
         for s in config.services
         if pg.database_exists(admin_url, naming.database_name(s.name))
+        and pg.holds_data(admin_url, naming.database_name(s.name))
     ]
     if present:
         raise UsageError(
-            f"dr-drill needs an empty PostgreSQL server; it already has {', '.join(present)} "
+            f"dr-drill needs an empty PostgreSQL server; {', '.join(present)} already hold data "
             "(point --admin-url at a fresh server)"
         )
     started = time.monotonic()

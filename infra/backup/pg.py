@@ -175,6 +175,24 @@ def database_exists(admin_url: str, database: str) -> bool:
         return row is not None
 
 
+def holds_data(admin_url: str, database: str) -> bool:
+    """True if the database has any table, view, sequence, function or large object of its own.
+
+    Read from the catalog only, so the admin needs no privilege on the service's objects. A
+    database ``pulumi up`` just provisioned (roles, default privileges, extensions) holds none.
+    """
+    with connect(admin_url, database, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            "  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
+            "  AND n.nspname NOT LIKE 'pg\\_%' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')"
+            "  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass"
+            "    AND d.objid = c.oid AND d.deptype = 'e'))"
+            " OR EXISTS (SELECT 1 FROM pg_largeobject_metadata)"
+        ).fetchone()
+        return bool(row and row[0])
+
+
 def drop_database(admin_url: str, database: str) -> None:
     """Drop (force-closing sessions); no-op if it does not exist."""
     with connect(admin_url, autocommit=True) as conn:

@@ -1,5 +1,6 @@
-"""Backup commands: ``backup``, ``list``, ``verify``, ``restore``, ``prune``, ``dr-drill`` and
-``backup-loop`` (the dev backup container's scheduler).
+"""Backup commands: ``backup``, ``list``, ``verify``, ``restore``, ``prune``, ``dr-drill``,
+``backup-loop`` (the dev backup container's scheduler) and ``backup-run`` (one scheduled run:
+what the prod Cloud Run job executes; both share ``run_once``).
 
 Bucket URLs are ``file:///path`` or ``gs://bucket/prefix``. Passwords never travel on the
 command line: the admin URL may omit its password (taken from the secrets file), Redis and
@@ -13,10 +14,10 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 
-from infra.backup import crypto
-from infra.backup.catalog import Entry, entries, find, scan, utc_now
+from infra.backup import crypto, pg
+from infra.backup.catalog import Entry, Manifest, entries, find, scan, utc_now
 from infra.backup.drill import drill
 from infra.backup.dump import (
     Target,
@@ -28,19 +29,26 @@ from infra.backup.dump import (
 )
 from infra.backup.progress import human
 from infra.backup.prune import prune
-from infra.backup.restore import recover, restore
+from infra.backup.restore import converge, recover, restore
 from infra.backup.schedule import next_run
 from infra.backup.storage import FileBucket, open_bucket
 from infra.backup.verify import verify
 from infra.commands.common import ADMIN_URL_ENV as ADMIN_URL_ENV  # re-exported
 from infra.commands.common import add_stack_options, admin_url, load
 from infra.config import StackConfig, load_stack
+from infra.config.load import stack_name
 from infra.credentials import Credentials
 from infra.errors import PlatformError, UsageError
 
 BUCKET_ENV = "PERSISTENCE_BACKUP_BUCKET"
 REDIS_URL_ENV = "PERSISTENCE_REDIS_URL"
 MANAGEMENT_URL_ENV = "PERSISTENCE_MANAGEMENT_URL"
+VERIFY_ADMIN_URL_ENV = "PERSISTENCE_VERIFY_ADMIN_URL"
+# The prod job gets the admin password from Secret Manager as this variable (never a file).
+ADMIN_PASSWORD_ENV = "PERSISTENCE_ADMIN_PASSWORD"  # noqa: S105 - a variable's name
+# The structured log line backup-run writes per verified backup; the prod log-based metric
+# (and so the "no verified backup" alert) counts exactly these lines.
+VERIFIED_EVENT = "persistence.backup.verified"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -89,6 +97,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _server_options(parser)
     parser.add_argument("--runs", type=int, default=0, help="stop after N runs (0: forever)")
     parser.set_defaults(handler=run_loop)
+
+    parser = subparsers.add_parser(
+        "backup-run",
+        help="backup, verify and prune once (the prod job); exit 1 naming what failed",
+    )
+    _server_options(parser)
+    parser.add_argument(
+        "--verify-admin-url",
+        default=os.environ.get(VERIFY_ADMIN_URL_ENV),
+        help="restore verifications on this server instead of --admin-url's (roles are "
+        f"converged there first; default: ${VERIFY_ADMIN_URL_ENV})",
+    )
+    parser.set_defaults(handler=run_job)
 
 
 def _bucket_option(parser: argparse.ArgumentParser) -> None:
@@ -147,6 +168,17 @@ def _services(config: StackConfig, only: str | None) -> list[str]:
 
 def run_backup(args: argparse.Namespace) -> int:
     config, credentials = load(args)
+    _, failed = _backup(args, config, credentials)
+    if failed:
+        print(f"error: backup failed for {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _backup(
+    args: argparse.Namespace, config: StackConfig, credentials: Credentials
+) -> tuple[list[Manifest], list[str]]:
+    """Back up every chosen service (and Redis/RabbitMQ); the services that failed, by name."""
     target = _target(args, must_exist=False)  # the first backup creates a file:// bucket
     admin_url = _admin_url(args, credentials)
     if args.redis_url:
@@ -178,10 +210,7 @@ def run_backup(args: argparse.Namespace) -> int:
             f"{manifest.kind}/{manifest.service} {manifest.backup_id} {human(manifest.size)} "
             f"sha256 {manifest.sha256[:16]}{' encrypted' if manifest.encrypted else ''}"
         )
-    if failed:
-        print(f"error: backup failed for {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return made, failed
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -218,7 +247,16 @@ def run_verify(args: argparse.Namespace) -> int:
             f"verifying PostgreSQL backups needs --admin-url (or {ADMIN_URL_ENV}): they are "
             "restored into a scratch database"
         )
-    failed = 0
+    _, failed = _verify(target, chosen, admin_url)
+    return 1 if failed else 0
+
+
+def _verify(
+    target: Target, chosen: list[Entry], admin_url: str | None
+) -> tuple[list[Manifest], list[str]]:
+    """Verify each chosen backup; the verified manifests and the failed ``kind/service``s."""
+    verified: list[Manifest] = []
+    failed: list[str] = []
     for entry in chosen:
         result = verify(target.bucket, entry, admin_url)
         m = entry.manifest
@@ -226,8 +264,11 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"{m.kind}/{m.service} {m.backup_id} {state} in {result.seconds:.1f}s")
         for problem in result.problems:
             print(f"  {problem}", file=sys.stderr)
-        failed += not result.ok
-    return 1 if failed else 0
+        if result.ok:
+            verified.append(m)
+        else:
+            failed.append(f"{m.kind}/{m.service}")
+    return verified, failed
 
 
 def run_restore(args: argparse.Namespace) -> int:
@@ -249,9 +290,14 @@ def run_restore(args: argparse.Namespace) -> int:
 
 def run_prune(args: argparse.Namespace) -> int:
     config = load_stack(args.stack)
-    target = _target(args)
-    report = prune(target.bucket, config.backup.keep, utc_now(), dry_run=args.dry_run)
-    verb = "would delete" if args.dry_run else "deleted"
+    _prune(_target(args), config, dry_run=args.dry_run)
+    return 0
+
+
+def _prune(target: Target, config: StackConfig, *, dry_run: bool) -> None:
+    """Prune outside the kept generations and say what happened."""
+    report = prune(target.bucket, config.backup.keep, utc_now(), dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
     for problem in report.problems:
         print(problem, file=sys.stderr)
     for head in report.deleted:
@@ -259,7 +305,6 @@ def run_prune(args: argparse.Namespace) -> int:
     for line in report.refused:
         print(f"kept (retention policy refused the delete): {line}", file=sys.stderr)
     print(f"kept {len(report.kept)}, {verb} {len(report.deleted)}, refused {len(report.refused)}")
-    return 0
 
 
 def run_drill(args: argparse.Namespace) -> int:
@@ -270,6 +315,57 @@ def run_drill(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
+@dataclass
+class RunOutcome:
+    """What one scheduled run did: the backups it verified and everything that failed."""
+
+    verified: list[Manifest] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def run_once(args: argparse.Namespace, config: StackConfig, credentials: Credentials) -> RunOutcome:
+    """Backup, verify every unverified backup, prune: the one run both schedulers make.
+
+    Each step runs even when an earlier one failed (a failed backup must not stop older
+    backups from being verified, nor pruning); every failure is named in the outcome.
+    """
+    outcome = RunOutcome()
+    target = _target(args)
+    step_args = argparse.Namespace(**{**vars(args), "service": None})
+    try:
+        _, failed = _backup(step_args, config, credentials)
+        outcome.failed += [f"backup postgres/{name}" for name in failed]
+    except Exception as error:  # a scheduler must survive one bad step
+        outcome.failed.append(f"backup: {error}")
+    try:
+        verify_url = _verify_url(args, config, credentials)
+        chosen = [e for e in entries(target.bucket) if e.state == "unverified"]
+        verified, failed = _verify(target, chosen, verify_url)
+        outcome.verified += verified
+        outcome.failed += [f"verify {label}" for label in failed]
+    except Exception as error:
+        outcome.failed.append(f"verify: {error}")
+    try:
+        _prune(target, config, dry_run=False)
+    except Exception as error:
+        outcome.failed.append(f"prune: {error}")
+    return outcome
+
+
+def _verify_url(args: argparse.Namespace, config: StackConfig, credentials: Credentials) -> str:
+    """Where verifications restore: the backed-up server, or a separate verification server.
+
+    A separate server holds no service data, so its roles are converged first with throwaway
+    passwords: verification restores as each service's owner role, which must exist there.
+    """
+    verify_admin = getattr(args, "verify_admin_url", None)
+    if not verify_admin:
+        return _admin_url(args, credentials)
+    url = pg.with_password(verify_admin, credentials.postgres_admin)
+    converge(url, config, Credentials.generate().completed_for(config), None)
+    return url
+
+
 def run_loop(args: argparse.Namespace) -> int:
     """Sleep until the next cron time, then backup, verify and prune; errors do not stop it."""
     config = load_stack(args.stack)
@@ -278,14 +374,60 @@ def run_loop(args: argparse.Namespace) -> int:
         due = next_run(config.backup.schedule, utc_now())
         print(f"next backup at {due.isoformat()}", flush=True)
         time.sleep(max(0.0, (due - utc_now()).total_seconds()))
-        for step in (run_backup, run_verify, run_prune):
-            step_args = argparse.Namespace(
-                **{**vars(args), "service": None, "backup": None, "dry_run": False}
-            )
-            try:
-                step(step_args)
-            except Exception as error:  # a scheduler must survive one bad run
-                print(f"error: {step.__name__}: {error}", file=sys.stderr, flush=True)
+        try:
+            config, credentials = load(args)
+            outcome = run_once(args, config, credentials)
+            for failure in outcome.failed:
+                print(f"error: {failure}", file=sys.stderr, flush=True)
+        except Exception as error:  # a scheduler must survive one bad run
+            print(f"error: backup run: {error}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         runs += 1
     return 0
+
+
+def run_job(args: argparse.Namespace) -> int:
+    """One run, for a scheduler that watches exit codes (the prod Cloud Run job).
+
+    Writes one structured log line per verified backup (Cloud Logging parses JSON lines on
+    stdout); the "no verified backup" alert counts those lines. Exit 1 names every failure.
+    """
+    config, credentials = _job_credentials(args)
+    outcome = run_once(args, config, credentials)
+    for manifest in outcome.verified:
+        print(verified_log_line(manifest, stack_name(args.stack)), flush=True)
+    if outcome.failed:
+        print(f"error: backup-run failed: {'; '.join(outcome.failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def verified_log_line(manifest: Manifest, stack: str) -> str:
+    """The JSON line that counts as "a verified backup" for monitoring."""
+    return json.dumps(
+        {
+            "severity": "NOTICE",
+            "message": f"verified backup {manifest.kind}/{manifest.service} {manifest.backup_id}",
+            "event": VERIFIED_EVENT,
+            "stack": stack,
+            "kind": manifest.kind,
+            "service": manifest.service,
+            "backup_id": manifest.backup_id,
+        },
+        sort_keys=True,
+    )
+
+
+def _job_credentials(args: argparse.Namespace) -> tuple[StackConfig, Credentials]:
+    """The admin password from ``$PERSISTENCE_ADMIN_PASSWORD`` (prod), else the secrets file.
+
+    The job reads only the admin login's secret: it never sees any service's passwords, and
+    never writes a secrets file inside a read-only container.
+    """
+    password = os.environ.get(ADMIN_PASSWORD_ENV)
+    if not password:
+        return load(args)
+    config = load_stack(args.stack)
+    return config, Credentials(
+        postgres_superuser="", postgres_admin=password, redis_admin="", rabbitmq_admin=""
+    )

@@ -15,6 +15,7 @@ from infra import postgres, secrets_file
 from infra.backup.restore import recover
 from infra.commands.common import ADMIN_URL_ENV, add_stack_options, admin_url, load, secrets_path
 from infra.config import StackConfig
+from infra.config.load import stack_name
 from infra.errors import UsageError
 from infra.postgres.drop import drop_service
 from infra.postgres.engine import ApplyReport, Plan

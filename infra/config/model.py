@@ -240,6 +240,19 @@ class GcpSettings:
     provisioning_port: int = setting(
         6432, rule=rules.port, doc="the Cloud SQL Auth Proxy's port on the deploying runner"
     )
+    backup_base_image: str = setting(
+        "postgres:15.10-bookworm",
+        doc="public PostgreSQL image the prod backup job's image is built from (pg_dump 15)",
+    )
+    backup_job_timeout_minutes: int = setting(
+        180, rule=rules.between(10, 1440), doc="one backup-run (backup, verify, prune) at most"
+    )
+    verify_instance_tier: str = setting(
+        "",
+        rule=rules.sql_tier_or_empty,
+        doc="empty: verification restores into scratch databases on the main instance, at the "
+        "scheduled hour; a tier (e.g. 'db-g1-small'): a separate small verification instance",
+    )
     provisioning_sslmode: str = setting(
         "disable",
         rule=rules.one_of("disable", "require", "verify-ca", "verify-full"),
@@ -292,6 +305,23 @@ class BootstrapSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """Cloud Monitoring alerts of the prod stack: who is told, and when."""
+
+    emails: tuple[str, ...] = setting(
+        (),
+        rule=rules.email_addresses,
+        doc="e-mail notification channels for every alert policy (the gcp platform needs one)",
+    )
+    sql_cpu_percent: int = setting(85, rule=rules.between(10, 100), doc="sustained 15 min")
+    sql_disk_percent: int = setting(80, rule=rules.between(10, 100))
+    sql_connections_percent: int = setting(
+        90, rule=rules.between(10, 100), doc="of postgres.max_connections"
+    )
+    redis_memory_percent: int = setting(85, rule=rules.between(10, 100))
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Everything a stack file says about the platform."""
 
@@ -308,6 +338,7 @@ class StackConfig:
     docker: DockerSettings = setting(DockerSettings())
     gcp: GcpSettings = setting(GcpSettings())
     bootstrap: BootstrapSettings = setting(BootstrapSettings())
+    alerts: AlertSettings = setting(AlertSettings())
 
     def service(self, name: str) -> ServiceSpec:
         """The service called ``name``; KeyError if the stack has none."""

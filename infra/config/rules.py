@@ -237,3 +237,29 @@ def github_environment(value: str) -> str | None:
     if _ENVIRONMENT.match(value):
         return None
     return f"{value!r} is not a GitHub environment name; use e.g. 'prod'"
+
+
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
+
+def email_addresses(value: tuple[str, ...]) -> str | None:
+    """Alert recipients: plain addresses, each once."""
+    bad = [address for address in value if not _EMAIL.match(address)]
+    if bad:
+        return f"{bad[0]!r} is not an e-mail address; use e.g. ['oncall@example.com']"
+    if len(set(value)) != len(value):
+        return "lists an address twice; give each once (e.g. ['oncall@example.com'])"
+    return None
+
+
+_SQL_TIER = re.compile(r"^db-(f1-micro|g1-small|custom-\d+-\d+|perf-optimized-N-\d+)$")
+
+
+def sql_tier_or_empty(value: str) -> str | None:
+    """Empty (no separate instance) or a Cloud SQL machine tier."""
+    if value == "" or _SQL_TIER.match(value):
+        return None
+    return (
+        f"{value!r} is not a Cloud SQL tier; use e.g. 'db-g1-small', or leave it out to verify "
+        "on the main instance"
+    )

@@ -62,6 +62,8 @@ def test_dr_drill_rebuilds_every_service_and_reports_rto_rpo(
     )
     assert cli("backup", *source, "--bucket", bucket)[0] == 0
     assert cli("verify", *source, "--bucket", bucket)[0] == 0
+    # the prod-dr runbook's target: `pulumi up` has provisioned databases and roles, no data
+    apply(empty_server.admin_url, dev_config, credentials)
 
     code, out, err = cli("dr-drill", *target, "--bucket", bucket)
     assert code == 0, err + out
@@ -89,6 +91,7 @@ def test_dr_drill_rebuilds_every_service_and_reports_rto_rpo(
     code, _, err = cli("dr-drill", *target, "--bucket", bucket)
     assert code == 2, err
     assert "empty PostgreSQL server" in err
+    assert "already hold data" in err
 
 
 def test_dr_drill_fails_when_a_service_has_no_verified_backup(

@@ -32,8 +32,8 @@ class ProdRun:
             pending.extend(resource._childResources)
 
 
-def run_prod(config: dict[str, str] | None = None) -> ProdRun:
-    """Run the prod stack and keep the GcpPlatform instance it constructed."""
+def run_prod(config: dict[str, str] | None = None, *, stack: str = "prod") -> ProdRun:
+    """Run a prod-like stack (``prod``'s file unless ``config``) and keep its GcpPlatform."""
     built: list[pulumi.ComponentResource] = []
     original = gcp_platform.GcpPlatform
 
@@ -44,7 +44,7 @@ def run_prod(config: dict[str, str] | None = None) -> ProdRun:
 
     gcp_platform.GcpPlatform = Recording  # type: ignore[misc]
     try:
-        run = run_program("prod", config)
+        run = run_program(stack, config)
     finally:
         gcp_platform.GcpPlatform = original  # type: ignore[misc]
     assert len(built) == 1, f"expected one GcpPlatform, built {len(built)}"

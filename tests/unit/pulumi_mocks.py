@@ -63,6 +63,12 @@ OUTPUT_HOOKS: dict[str, OutputHook] = {
         "name": "projects/123456789/locations/global/workloadIdentityPools/"
         f"{inputs['workloadIdentityPoolId']}/providers/{inputs['workloadIdentityPoolProviderId']}",
     },
+    "docker:index/registryImage:RegistryImage": lambda name, _: {
+        "sha256_digest": f"sha256:{'0' * 56}{len(name):08x}"
+    },
+    "gcp:monitoring/notificationChannel:NotificationChannel": lambda name, _: {
+        "name": f"projects/example-project/notificationChannels/{name}"
+    },
     "gcp:serviceaccount/account:Account": lambda name, inputs: {
         "email": _account_email(name, inputs),
         "member": f"serviceAccount:{_account_email(name, inputs)}",
@@ -137,6 +143,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token == "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":
             email = "service-123456789@gs-project-accounts.iam.gserviceaccount.com"
             return {"emailAddress": email, "member": f"serviceAccount:{email}"}, []
+        if args.token == "gcp:organizations/getClientConfig:getClientConfig":
+            return {"accessToken": "mock-oauth-access-token", "project": "example-project"}, []
         return {}, None
 
 

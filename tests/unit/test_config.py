@@ -57,8 +57,8 @@ def test_unknown_key_suggests_the_closest_allowed_key(tmp_path: Path) -> None:
     found = problems(tmp_path, VALID + "  persistence:servics: []\n")
     assert found == [
         "Pulumi.bad.yaml: persistence:servics: unknown key (did you mean 'services'?); "
-        "allowed keys: backup, bootstrap, docker, gcp, platform, postgres, rabbitmq, redis, "
-        "services"
+        "allowed keys: alerts, backup, bootstrap, docker, gcp, platform, postgres, rabbitmq, "
+        "redis, services"
     ]
 
 
@@ -341,3 +341,16 @@ def test_a_service_stack_refuses_the_bootstrap_section(tmp_path: Path) -> None:
         "Pulumi.bad.yaml: persistence:bootstrap: only platform 'bootstrap' reads this section, "
         "not 'docker'; remove it (it belongs in Pulumi.bootstrap.yaml)"
     ]
+
+
+def test_alert_emails_and_verification_tier_are_validated(tmp_path: Path) -> None:
+    body = VALID + (
+        "  persistence:alerts: {emails: [oncall@example.com, not-an-address]}\n"
+        "  persistence:gcp: {verify_instance_tier: huge}\n"
+    )
+    found = problems(tmp_path, body)
+    assert any(
+        line.startswith("Pulumi.bad.yaml: persistence:alerts.emails: 'not-an-address'")
+        for line in found
+    ), found
+    assert any("persistence:gcp.verify_instance_tier: 'huge'" in line for line in found), found

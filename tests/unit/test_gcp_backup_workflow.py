@@ -1,5 +1,6 @@
-"""The backup workflow definition: built as data, serialized as YAML, and shaped so that an
-export only counts once its long-running operation has finished without error."""
+"""The Memorystore export workflow: built as data, serialized as YAML, and shaped so that an
+export only counts once its long-running operation has finished without error. The service
+databases are the backup job's (test_gcp_backup_job); the workflow must not export them too."""
 
 from __future__ import annotations
 
@@ -8,14 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import naming
-from infra.config import StackConfig
 from infra.platforms.gcp import identities, workflow
 from tests.unit.gcp_program import ProdRun, run_prod
 
 ARGS: dict[str, Any] = {
-    "sql_instance": "persistence-prod-pg",
-    "databases": ["auth", "users"],
     "redis_instance": "persistence-prod-redis",
     "redis_region": "europe-west1",
     "bucket": "example-bucket",
@@ -43,17 +40,12 @@ def test_serialized_yaml_round_trips_without_anchors(definition: dict[str, Any])
     assert "*id" not in text, "Workflows does not read YAML aliases"
 
 
-def test_databases_are_exported_one_at_a_time_then_redis(definition: dict[str, Any]) -> None:
+def test_only_memorystore_is_exported(definition: dict[str, Any]) -> None:
     main = steps(definition["main"])
-    assert list(main) == ["init", "export_databases", "export_redis", "finish"]
-    loop = main["export_databases"]["for"]
-    assert loop["in"] == "${databases}"
-    assert "parallel" not in main["export_databases"], "the Admin API runs one operation at a time"
+    assert list(main) == ["init", "export_redis", "finish"]
+    assert set(definition) == {"main", "export_redis", "wait_redis"}, "one path per backup"
     init = {k: v for item in main["init"]["assign"] for k, v in item.items()}
-    assert init["databases"] == ARGS["databases"]
     assert init["bucket"] == ARGS["bucket"]
-    inner = steps(loop)
-    assert inner["export_database"]["call"] == "export_sql"
     assert main["export_redis"]["call"] == "export_redis"
 
 
@@ -63,16 +55,12 @@ def test_object_names_are_unique_per_execution(definition: dict[str, Any]) -> No
     assert "sys.now()" in init["stamp"]
     assert "GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID" in init["execution"]
     assert init["suffix"] == '${stamp + "-" + execution}'
-    sql_uri = steps(main["export_databases"]["for"])["export_database"]["args"]["uri"]
     redis_uri = main["export_redis"]["args"]["uri"]
-    for uri in (sql_uri, redis_uri):
-        assert '"gs://" + bucket' in uri, uri
-        assert "suffix" in uri, uri
+    assert '"gs://" + bucket' in redis_uri, redis_uri
+    assert "suffix" in redis_uri, redis_uri
 
 
-@pytest.mark.parametrize(
-    ("export", "wait"), [("export_sql", "wait_sql"), ("export_redis", "wait_redis")]
-)
+@pytest.mark.parametrize(("export", "wait"), [("export_redis", "wait_redis")])
 def test_every_export_waits_for_its_operation(
     definition: dict[str, Any], export: str, wait: str
 ) -> None:
@@ -84,7 +72,7 @@ def test_every_export_waits_for_its_operation(
     assert body["wait"]["args"]["name"] == "${operation.body.name}"
 
 
-@pytest.mark.parametrize("wait", ["wait_sql", "wait_redis"])
+@pytest.mark.parametrize("wait", ["wait_redis"])
 def test_a_failed_or_stuck_operation_fails_the_execution(
     definition: dict[str, Any], wait: str
 ) -> None:
@@ -103,10 +91,7 @@ def test_a_failed_or_stuck_operation_fails_the_execution(
     assert body["poll"]["try"]["call"] == "http.get"
 
 
-def test_sql_done_means_status_done(definition: dict[str, Any]) -> None:
-    assert steps(definition["wait_sql"])["check"]["switch"][1]["condition"] == (
-        '${operation.body.status == "DONE"}'
-    )
+def test_redis_done_means_done(definition: dict[str, Any]) -> None:
     assert steps(definition["wait_redis"])["check"]["switch"][1]["condition"] == (
         '${map.get(operation.body, "done") == true}'
     )
@@ -115,22 +100,18 @@ def test_sql_done_means_status_done(definition: dict[str, Any]) -> None:
 def test_only_apis_the_custom_role_covers(definition: dict[str, Any]) -> None:
     text = yaml.safe_dump(definition)
     hosts = {part.split("/")[2] for part in text.split('"') if part.startswith("https://")}
-    assert hosts == {"sqladmin.googleapis.com", "redis.googleapis.com"}, hosts
+    assert hosts == {"redis.googleapis.com"}, hosts
     services = {p.split(".")[0] for p in identities.BACKUP_PERMISSIONS}
-    assert {"cloudsql", "redis"} <= services
+    assert services == {"redis", "workflows", "logging"}, services
 
 
-def test_deployed_workflow_exports_every_service_database(
-    prod_config: StackConfig,
-) -> None:
+def test_deployed_workflow_exports_the_declared_memorystore() -> None:
     prod: ProdRun = run_prod()
     (declared,) = prod.run.of_type("gcp:workflows/workflow:Workflow")
     source = yaml.safe_load(declared.inputs["sourceContents"])
     init = {k: v for item in steps(source["main"])["init"]["assign"] for k, v in item.items()}
-    assert init["databases"] == [naming.database_name(s.name) for s in prod_config.services]
-    (sql,) = prod.run.of_type("gcp:sql/databaseInstance:DatabaseInstance")
+    assert "databases" not in init, f"{declared}: databases are the backup job's"
     (redis,) = prod.run.of_type("gcp:redis/instance:Instance")
     (bucket,) = prod.run.of_type("gcp:storage/bucket:Bucket")
-    assert init["sql_instance"] == sql.inputs["name"], f"{declared}"
     assert init["redis_instance"] == redis.inputs["name"], f"{declared}"
     assert init["bucket"] == bucket.inputs["name"], f"{declared}"

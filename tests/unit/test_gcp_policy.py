@@ -16,7 +16,7 @@ import pytest
 
 from infra import naming
 from infra.config import StackConfig
-from infra.platforms.gcp import identities
+from infra.platforms.gcp import backup_job, identities, names
 from tests.unit.gcp_program import ProdRun, run_prod
 from tests.unit.pulumi_mocks import Declared
 
@@ -65,6 +65,13 @@ STATELESS = {
     SECRET_READER,
     WORKFLOW,
     JOB,
+    # Images are rebuilt from this repository at every deploy; nothing in it is only there.
+    "gcp:artifactregistry/repository:Repository",
+    "gcp:cloudrunv2/job:Job",
+    "gcp:cloudrunv2/jobIamMember:JobIamMember",
+    "gcp:logging/metric:Metric",
+    "gcp:monitoring/alertPolicy:AlertPolicy",
+    "gcp:monitoring/notificationChannel:NotificationChannel",
 }
 
 
@@ -95,8 +102,14 @@ def dig(inputs: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def sa_member(account_id: str) -> str:
-    return f"serviceAccount:{account_id}@{PROJECT_ID}.iam.gserviceaccount.com"
+def sa_member(base: str) -> str:
+    """The member of the prod stack's account with this stack-free base id."""
+    return f"serviceAccount:{names.account_id('prod', base)}@{PROJECT_ID}.iam.gserviceaccount.com"
+
+
+def prod_secret_id(base: str) -> str:
+    """The prod stack's physical secret id for a stack-free base id."""
+    return names.scoped("persistence-prod", base, names.SECRET_ID)
 
 
 def test_every_gcp_type_is_classified(prod: ProdRun) -> None:
@@ -228,13 +241,15 @@ def test_each_secret_is_readable_by_exactly_its_services(
         readers.setdefault(inputs["secretId"], set()).add(inputs["member"])
     expected: dict[str, set[str]] = {}
     for spec in prod_config.services:
-        own = {sa_member(naming.service_account_id(spec.name))}
+        own = {sa_member(naming.service_account_base(spec.name))}
         for kind in naming.LOGIN_SUFFIXES:
-            expected[naming.postgres_secret_id(spec.name, kind)] = own
-        expected[naming.rabbitmq_secret_id(spec.name)] = own
-    expected[naming.REDIS_AUTH_SECRET_ID] = {
-        sa_member(naming.service_account_id(s.name)) for s in prod_config.services if s.redis
+            expected[prod_secret_id(naming.postgres_secret_id(spec.name, kind))] = own
+        expected[prod_secret_id(naming.rabbitmq_secret_id(spec.name))] = own
+    expected[prod_secret_id(naming.REDIS_AUTH_SECRET_ID)] = {
+        sa_member(naming.service_account_base(s.name)) for s in prod_config.services if s.redis
     }
+    for job_secret in (backup_job.ADMIN_SECRET, backup_job.STACK_SECRET):
+        expected[prod_secret_id(job_secret)] = {sa_member("backup-job")}
     declared = {s.inputs["secretId"] for s in prod.run.of_type(SECRET)}
     assert declared == set(expected), f"secrets: {sorted(declared ^ set(expected))}"
     for secret_id, members in expected.items():
@@ -262,16 +277,23 @@ def test_every_secret_value_is_a_pulumi_secret(prod: ProdRun) -> None:
         assert vm.input_is_secret("metadata"), f"{vm}: metadata holds definitions; must be secret"
 
 
-def test_scheduler_jobs_and_workflows_run_as_the_export_account(prod: ProdRun) -> None:
-    email = f"{identities.BACKUP_ACCOUNT_ID}@{PROJECT_ID}.iam.gserviceaccount.com"
+def test_scheduler_jobs_and_workflows_run_as_their_own_accounts(prod: ProdRun) -> None:
+    """The workflow's trigger runs as the export account; the backup job's as its trigger."""
+    expected = {
+        "workflowexecutions.googleapis.com": identities.BACKUP_ACCOUNT_ID,
+        "run.googleapis.com": "backup-trigger",
+    }
+    email = sa_member(identities.BACKUP_ACCOUNT_ID).removeprefix("serviceAccount:")
     jobs = prod.run.of_type(JOB)
     workflows = prod.run.of_type(WORKFLOW)
-    assert jobs, "expected a Cloud Scheduler job"
+    assert len(jobs) == 2, "expected the export's and the backup job's Cloud Scheduler jobs"
     assert workflows, "expected a Cloud Workflows workflow"
     for job in jobs:
         target = job.inputs["httpTarget"]
+        api = target["uri"].split("/")[2]
         token = target.get("oauthToken") or target.get("oidcToken") or {}
-        assert token.get("serviceAccountEmail") == email, f"{job}: runs as {token}"
+        wanted = sa_member(expected[api]).removeprefix("serviceAccount:")
+        assert token.get("serviceAccountEmail") == wanted, f"{job}: runs as {token}"
     for workflow in workflows:
         assert workflow.inputs["serviceAccount"] == email, f"{workflow}: runs as another account"
 
@@ -284,7 +306,7 @@ def test_export_account_holds_only_its_custom_role(prod: ProdRun) -> None:
         if any(k.endswith("member") and v == member for k, v in walk(r.inputs))
     ]
     roles = {g.inputs.get("role") for g in grants}
-    role = prod.run.one("gcp:projects/iAMCustomRole:IAMCustomRole")
+    role = prod.run.one("gcp:projects/iAMCustomRole:IAMCustomRole", "backup-export-role")
     assert roles == {f"projects/{PROJECT_ID}/roles/{role.inputs['roleId']}"}, (
         f"export account grants: {roles}"
     )
@@ -293,13 +315,30 @@ def test_export_account_holds_only_its_custom_role(prod: ProdRun) -> None:
     assert not any("*" in p or p.endswith((".setIamPolicy", ".delete")) for p in permissions)
 
 
-def test_bucket_writers_may_only_create_objects(prod: ProdRun) -> None:
+def test_bucket_grants_are_object_level_and_the_job_is_confined_to_its_prefix(
+    prod: ProdRun,
+) -> None:
+    """Writers may only create objects; the backup job's custom role is bound on its prefix."""
     grants = prod.run.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
     members = {g.inputs["member"] for g in grants}
+    job_member = sa_member("backup-job")
     for grant in grants:
-        assert grant.inputs["role"] == "roles/storage.objectCreator", f"{grant}: {grant.inputs}"
-    assert any("gcp-sa-cloud-sql" in m for m in members), f"Cloud SQL agent missing: {members}"
+        if grant.inputs["member"] == job_member:
+            condition = grant.inputs.get("condition") or {}
+            assert f"/objects/{backup_job.JOB_PREFIX}/" in condition.get("expression", ""), (
+                f"{grant}: the job's grant must be limited to its prefix"
+            )
+            role = prod.run.one(
+                "gcp:projects/iAMCustomRole:IAMCustomRole", "backup-job-objects-role"
+            )
+            assert grant.inputs["role"].endswith(f"/roles/{role.inputs['roleId']}"), f"{grant}"
+            assert sorted(role.inputs["permissions"]) == sorted(backup_job.OBJECT_PERMISSIONS)
+            assert all(p.startswith("storage.objects.") for p in role.inputs["permissions"])
+        else:
+            assert grant.inputs["role"] == "roles/storage.objectCreator", f"{grant}"
     assert any("gcp-sa-redis" in m for m in members), f"Memorystore agent missing: {members}"
+    assert job_member in members, f"backup job missing: {members}"
+    assert not any("gcp-sa-cloud-sql" in m for m in members), "Cloud SQL exports are gone"
 
 
 def test_secret_exports_are_marked_secret(prod: ProdRun) -> None:

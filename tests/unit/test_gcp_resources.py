@@ -150,7 +150,7 @@ def test_rabbitmq_vm(prod: ProdRun, prod_config: StackConfig) -> None:
     (iface,) = inputs["networkInterfaces"]
     assert "accessConfigs" not in iface or not iface["accessConfigs"], f"{vm}: external IP"
     assert inputs["serviceAccount"]["email"] == (
-        f"rabbitmq-vm@{PROJECT_ID}.iam.gserviceaccount.com"
+        f"prod-rabbitmq-vm@{PROJECT_ID}.iam.gserviceaccount.com"
     ), f"{vm}"
     (attached,) = inputs["attachedDisks"]
     disk = one(prod, "gcp:compute/disk:Disk")
@@ -163,7 +163,7 @@ def test_rabbitmq_vm(prod: ProdRun, prod_config: StackConfig) -> None:
 
 
 def test_rabbitmq_vm_account_only_writes_logs_and_metrics(prod: ProdRun) -> None:
-    member = f"serviceAccount:rabbitmq-vm@{PROJECT_ID}.iam.gserviceaccount.com"
+    member = f"serviceAccount:prod-rabbitmq-vm@{PROJECT_ID}.iam.gserviceaccount.com"
     roles = {
         r.inputs["role"]
         for r in prod.run
@@ -212,7 +212,8 @@ def test_private_dns_names_match_the_service_endpoints(
 def test_one_service_account_per_service(prod: ProdRun, prod_config: StackConfig) -> None:
     ids = {a.inputs["accountId"] for a in prod.run.of_type("gcp:serviceaccount/account:Account")}
     for spec in prod_config.services:
-        assert naming.service_account_id(spec.name) in ids, f"no account for {spec.name}"
+        wanted = f"prod-{naming.service_account_base(spec.name)}"
+        assert wanted in ids, f"no account {wanted} for {spec.name}"
 
 
 def test_secrets_hold_the_service_urls(prod: ProdRun, prod_config: StackConfig) -> None:
@@ -246,7 +247,7 @@ def test_backup_bucket_lifecycle(prod: ProdRun, prod_config: StackConfig) -> Non
 def test_scheduler_starts_the_workflow_on_the_stack_schedule(
     prod: ProdRun, prod_config: StackConfig
 ) -> None:
-    job = one(prod, "gcp:cloudscheduler/job:Job")
+    job = one(prod, "gcp:cloudscheduler/job:Job", "backup-schedule")
     workflow = one(prod, "gcp:workflows/workflow:Workflow")
     assert job.inputs["schedule"] == prod_config.backup.schedule, f"{job}"
     assert job.inputs["timeZone"] == "Etc/UTC", f"{job}"

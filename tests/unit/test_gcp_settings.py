@@ -10,6 +10,7 @@ import pytest
 from infra import naming
 from infra.config.load import from_raw
 from infra.errors import ConfigError
+from infra.platforms.gcp import names
 from tests.unit.gcp_program import run_prod
 from tests.unit.pulumi_mocks import stack_config
 
@@ -63,16 +64,42 @@ def test_region_is_required() -> None:
         "q" * 41,
     ],
 )
-def test_service_account_ids_follow_gcp_rules(service: str) -> None:
-    account_id = naming.service_account_id(service)
+@pytest.mark.parametrize("stack", ["prod", "prod-dr", "p", "prod-disaster-recovery-europe"])
+def test_service_account_ids_follow_gcp_rules(service: str, stack: str) -> None:
+    account_id = names.account_id(stack, naming.service_account_base(service))
     assert SERVICE_ACCOUNT_ID.match(account_id), f"{service!r} -> {account_id!r}"
-    assert account_id == naming.service_account_id(service), "must be deterministic"
+    assert account_id == names.account_id(stack, naming.service_account_base(service))
 
 
-def test_service_account_ids_are_unique() -> None:
-    names = ["a", "b", "ab", "a_b", "x" * 30 + "1", "x" * 30 + "2", "x" * 41, "x" * 40]
-    ids = [naming.service_account_id(n) for n in names]
+def test_service_account_ids_are_unique_per_service_and_stack() -> None:
+    services = ["a", "b", "ab", "a_b", "x" * 30 + "1", "x" * 30 + "2", "x" * 41, "x" * 40]
+    ids = [
+        names.account_id(stack, naming.service_account_base(s))
+        for s in services
+        for stack in ("prod", "prod-dr", "prod-disaster-recovery-eu")
+    ]
     assert len(set(ids)) == len(ids), ids
+
+
+@pytest.mark.parametrize(
+    ("rule", "scope", "other"),
+    [
+        (names.BUCKET, "long-project-id-persistence-prod", "long-project-id-persistence-dr"),
+        (names.RESOURCE, "persistence-" + "x" * 60, "persistence-" + "x" * 60 + "-dr"),
+        (names.CLOUD_RUN, "persistence-prod-disaster-recovery-eu", "persistence-prod"),
+        (names.SECRET_ID, "persistence-prod", "persistence-prod-dr"),
+        (names.CUSTOM_ROLE_ID, "persistenceBackupExport_" + "x" * 40, "persistenceBackupExport_dr"),
+    ],
+)
+def test_scoped_names_fit_their_namespace_and_differ_by_scope(
+    rule: names.Rule, scope: str, other: str
+) -> None:
+    base = "backup" + rule.joiner + "job"
+    first, second = names.scoped(scope, base, rule), names.scoped(other, base, rule)
+    for name in (first, second):
+        assert rule.min_length <= len(name) <= rule.max_length, f"{name!r} ({rule.label})"
+        assert rule.pattern.match(name), f"{name!r} breaks {rule.label}"
+    assert first != second
 
 
 def test_plaintext_provisioning_only_through_a_loopback_proxy() -> None:

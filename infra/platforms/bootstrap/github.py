@@ -70,6 +70,10 @@ DEPLOY_ROLES = (
     "roles/iam.serviceAccountUser",
     "roles/iam.roleAdmin",
     "roles/resourcemanager.projectIamAdmin",
+    "roles/run.admin",
+    "roles/artifactregistry.admin",
+    "roles/monitoring.editor",
+    "roles/logging.configWriter",
     "roles/cloudsql.client",
 )
 

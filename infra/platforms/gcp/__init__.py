@@ -1,8 +1,9 @@
 """The prod stack on Google Cloud, as one ComponentResource (``persistence:gcp:Platform``).
 
 Each module declares one part (network, identities, Cloud SQL, Memorystore, the RabbitMQ VM,
-secrets, DNS, the backup bucket and the scheduled exports); this component wires them in
-dependency order, parents everything to itself and exports what a deployer needs.
+secrets, DNS, the backup bucket, the verified backup job and its image, the Memorystore
+export, the alerts); this component wires them in dependency order, parents everything to
+itself and exports what a deployer needs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import pulumi
 from infra.config.model import StackConfig
 from infra.credentials import Credentials, credentials_json
 from infra.platforms.gcp import (
+    alerts,
+    backup_job,
     backup_jobs,
     buckets,
     dns,
@@ -21,8 +24,10 @@ from infra.platforms.gcp import (
     network,
     rabbitmq_vm,
     redis,
+    registry,
     secrets,
     sql,
+    verify_instance,
 )
 from infra.platforms.gcp.context import context_for
 from infra.render import endpoints
@@ -69,19 +74,34 @@ class GcpPlatform(pulumi.ComponentResource):
         buckets.grant_object_create(
             ctx,
             bucket,
-            {
-                "cloudsql-agent": database.instance.service_account_email_address.apply(
-                    lambda email: f"serviceAccount:{email}"
-                ),
-                "memorystore-agent": cache.persistence_iam_identity,
-            },
+            # Memorystore's service agent writes the RDB export; the databases' backups are
+            # the job's (its own, prefix-scoped grant).
+            {"memorystore-agent": cache.persistence_iam_identity},
         )
         workflow, job = backup_jobs.declare(
             ctx,
-            sql_instance=sql.instance_name(ctx),
             redis_instance=redis.instance_name(ctx),
             bucket=buckets.bucket_name(ctx),
             service_account=accounts.backup,
+        )
+        images = registry.declare(ctx)
+        verifier = verify_instance.declare(ctx, net, credentials)
+        backups = backup_job.declare(
+            ctx,
+            network=net,
+            bucket=bucket,
+            image=images.reference,
+            credentials=credentials,
+            sql_instances=[sql.instance_name(ctx)]
+            + ([verify_instance.instance_name(ctx)] if verifier else []),
+            verify_host=verifier.instance.private_ip_address if verifier else None,
+        )
+        alerts.declare(
+            ctx,
+            backup_job=backups.job,
+            sql_instance=sql.instance_name(ctx),
+            redis_instance=cache,
+            rabbitmq=broker.instance,
         )
 
         stack_endpoints = endpoints.for_stack(config)
@@ -125,6 +145,14 @@ class GcpPlatform(pulumi.ComponentResource):
             # The drift job's `db plan --check` logs in as each service to spot a changed
             # password, so it needs the passwords Pulumi generated (a secret, KMS-encrypted).
             "credentials": pulumi.Output.secret(credentials.apply(credentials_json)),
+            "backup_job": backups.job.name,
+            "backup_job_schedule": backups.scheduler.name,
+            "backup_job_service_account": backups.account.email,
+            "backup_job_image": images.reference,
+            "backup_job_bucket_url": bucket.name.apply(
+                lambda b: f"gs://{b}/{backup_job.JOB_PREFIX}"
+            ),
+            "verify_instance": verifier.instance.name if verifier else None,
         }
         self.register_outputs(self.exports)
 

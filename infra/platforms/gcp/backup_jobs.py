@@ -1,4 +1,4 @@
-"""Scheduled backups: Cloud Scheduler (UTC, with retries) starts the export workflow.
+"""The scheduled Memorystore export: Cloud Scheduler (UTC, with retries) starts the workflow.
 
 Both the job's OAuth token and the workflow run as the dedicated export account, whose custom
 role holds only the permissions the workflow uses (see ``identities.BACKUP_PERMISSIONS``).
@@ -11,7 +11,6 @@ import json
 
 import pulumi_gcp as gcp
 
-from infra import naming
 from infra.platforms.gcp.context import GcpContext
 from infra.platforms.gcp.workflow import source
 
@@ -23,23 +22,20 @@ CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 def declare(
     ctx: GcpContext,
     *,
-    sql_instance: str,
     redis_instance: str,
     bucket: str,
     service_account: gcp.serviceaccount.Account,
 ) -> tuple[gcp.workflows.Workflow, gcp.cloudscheduler.Job]:
     """Declare the workflow and the job that runs it on ``backup.schedule``."""
-    name = f"{ctx.prefix}-backups"
+    name = ctx.name("redis-export")
     workflow = gcp.workflows.Workflow(
         "backup-workflow",
         name=name,
         region=ctx.region,
-        description="Exports every service database and Redis to the backup bucket, one by one",
+        description="Exports Memorystore to the backup bucket (databases: the backup job)",
         service_account=service_account.email,
         call_log_level="LOG_ERRORS_ONLY",
         source_contents=source(
-            sql_instance=sql_instance,
-            databases=[naming.database_name(s.name) for s in ctx.config.services],
             redis_instance=redis_instance,
             redis_region=ctx.region,
             bucket=bucket,

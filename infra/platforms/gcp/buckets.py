@@ -9,22 +9,16 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.platforms.gcp import names
 from infra.platforms.gcp.context import GcpContext
 
 DAY_SECONDS = 24 * 3600
 OBJECT_CREATOR = "roles/storage.objectCreator"
-BUCKET_NAME_MAX = 63
 
 
 def bucket_name(ctx: GcpContext) -> str:
-    """Globally unique by including the project id; checked against GCS's 63-character limit."""
-    name = f"{ctx.project}-{ctx.prefix}-backups"
-    if len(name) > BUCKET_NAME_MAX:
-        raise pulumi.RunError(
-            f"backup bucket name {name!r} is {len(name)} characters; GCS allows "
-            f"{BUCKET_NAME_MAX}: use a shorter gcp:project or stack name"
-        )
-    return name
+    """Globally unique by including the project id and the stack (see ``names``)."""
+    return names.scoped(f"{ctx.project}-{ctx.prefix}", "backups", names.BUCKET)
 
 
 def declare(ctx: GcpContext) -> gcp.storage.Bucket:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pulumi
 
 from infra.config.model import StackConfig
+from infra.platforms.gcp import names
 
 DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 
@@ -39,6 +40,14 @@ class GcpContext:
     def labels(self) -> dict[str, str]:
         """Labels on everything that takes labels: who manages it and for which stack."""
         return {"managed-by": "pulumi", "project": pulumi.get_project(), "stack": self.stack}
+
+    def name(self, base: str, rule: names.Rule = names.RESOURCE) -> str:
+        """A project-level physical name, e.g. ``persistence-prod-pg`` (see ``names``)."""
+        return names.scoped(self.prefix, base, rule)
+
+    def account_id(self, base: str) -> str:
+        """A service account id for this stack, e.g. ``prod-backup-job``."""
+        return names.account_id(self.stack, base)
 
     def opts(
         self, *, protect: bool | None = None, depends_on: list[pulumi.Resource] | None = None
@@ -81,4 +90,10 @@ def context_for(config: StackConfig, parent: pulumi.Resource) -> GcpContext:
                 "so backups survive the loss of the main region "
                 "(e.g. europe-west4 for europe-west1)"
             )
+    if config.platform == "gcp" and not config.alerts.emails:  # bootstrap declares no alerts
+        raise pulumi.RunError(
+            f"Pulumi.{stack}.yaml: persistence:alerts.emails must list at least one address, "
+            "so every alert policy reaches someone, e.g. `pulumi config set --path "
+            f"'persistence:alerts.emails[0]' oncall@example.com --stack {stack}`"
+        )
     return GcpContext(config=config, project=project, region=region, stack=stack, parent=parent)

@@ -28,7 +28,7 @@ def declare(
     dns_name = zone_name(ctx.config.gcp.dns_zone)
     zone = gcp.dns.ManagedZone(
         "private-zone",
-        name=f"{ctx.prefix}-private",
+        name=ctx.name("private"),
         dns_name=dns_name,
         description="Private names of the persistence servers",
         visibility="private",

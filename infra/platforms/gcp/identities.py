@@ -1,4 +1,6 @@
-"""Service accounts: one per service, one for the RabbitMQ VM, one for the backup workflow.
+"""Service accounts: one per service, one for the RabbitMQ VM, one for the Memorystore export.
+
+(The backup job's and its trigger's accounts live with the job, in ``backup_job``.)
 
 Each identity gets exactly the grants its job needs, and never a basic role
 (owner, editor, viewer): the policy tests check every IAM resource for that.
@@ -11,16 +13,16 @@ from dataclasses import dataclass
 import pulumi_gcp as gcp
 
 from infra import naming
+from infra.platforms.gcp import names
 from infra.platforms.gcp.context import GcpContext
 
+# Bases of the account ids; ``ctx.account_id`` scopes them by stack (e.g. prod-rabbitmq-vm).
 RABBITMQ_ACCOUNT_ID = "rabbitmq-vm"
 BACKUP_ACCOUNT_ID = "backup-export"
 RABBITMQ_VM_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 
-# Everything the backup workflow and its scheduler job call, and nothing else.
+# Everything the Memorystore export workflow and its scheduler job call, and nothing else.
 BACKUP_PERMISSIONS = (
-    "cloudsql.instances.export",  # start a Cloud SQL export
-    "cloudsql.instances.get",  # read the export's operation (sqladmin operations.get)
     "redis.instances.export",  # start a Memorystore export
     "redis.operations.get",  # read the export's long-running operation
     "workflows.executions.create",  # the scheduler job starts the workflow as this account
@@ -42,7 +44,7 @@ def declare(ctx: GcpContext) -> Identities:
     services = {
         spec.name: gcp.serviceaccount.Account(
             f"{spec.name}-service-account",
-            account_id=naming.service_account_id(spec.name),
+            account_id=ctx.account_id(naming.service_account_base(spec.name)),
             display_name=f"{spec.name} service ({ctx.stack})",
             description=f"Runs the {spec.name} service; reads only its own secrets",
             opts=ctx.opts(),
@@ -51,7 +53,7 @@ def declare(ctx: GcpContext) -> Identities:
     }
     rabbitmq = gcp.serviceaccount.Account(
         "rabbitmq-service-account",
-        account_id=RABBITMQ_ACCOUNT_ID,
+        account_id=ctx.account_id(RABBITMQ_ACCOUNT_ID),
         display_name=f"RabbitMQ VM ({ctx.stack})",
         description="Writes the broker VM's logs and metrics, nothing else",
         opts=ctx.opts(),
@@ -66,17 +68,19 @@ def declare(ctx: GcpContext) -> Identities:
         )
     backup = gcp.serviceaccount.Account(
         "backup-service-account",
-        account_id=BACKUP_ACCOUNT_ID,
-        display_name=f"Backup exports ({ctx.stack})",
-        description="Runs the scheduled export workflow: Cloud SQL and Memorystore exports only",
+        account_id=ctx.account_id(BACKUP_ACCOUNT_ID),
+        display_name=f"Memorystore export ({ctx.stack})",
+        description="Runs the scheduled Memorystore export workflow, nothing else",
         opts=ctx.opts(),
     )
     role = gcp.projects.IAMCustomRole(
         "backup-export-role",
         project=ctx.project,
-        role_id=f"persistenceBackupExport_{ctx.stack.replace('-', '_')}",
+        role_id=names.scoped(
+            "persistenceBackupExport", ctx.stack.replace("-", "_"), names.CUSTOM_ROLE_ID
+        ),
         title=f"Persistence backup export ({ctx.stack})",
-        description="Start and watch Cloud SQL and Memorystore exports; run the backup workflow",
+        description="Start and watch Memorystore exports; run the export workflow",
         permissions=list(BACKUP_PERMISSIONS),
         stage="GA",
         opts=ctx.opts(),

@@ -30,10 +30,9 @@ class Network:
 
 def declare(ctx: GcpContext) -> Network:
     """Declare the VPC and everything that makes it private."""
-    prefix = ctx.prefix
     vpc = gcp.compute.Network(
         "vpc",
-        name=f"{prefix}-vpc",
+        name=ctx.name("vpc"),
         auto_create_subnetworks=False,
         routing_mode="REGIONAL",
         delete_default_routes_on_create=False,
@@ -41,7 +40,7 @@ def declare(ctx: GcpContext) -> Network:
     )
     subnet = gcp.compute.Subnetwork(
         "subnet",
-        name=f"{prefix}-services",
+        name=ctx.name("services"),
         network=vpc.id,
         region=ctx.region,
         ip_cidr_range=ctx.config.gcp.subnet_cidr,
@@ -55,7 +54,7 @@ def declare(ctx: GcpContext) -> Network:
     )
     private_range = gcp.compute.GlobalAddress(
         "private-services-range",
-        name=f"{prefix}-private-services",
+        name=ctx.name("private-services"),
         purpose="VPC_PEERING",
         address_type="INTERNAL",
         prefix_length=ctx.config.gcp.private_services_prefix_length,
@@ -78,11 +77,11 @@ def declare(ctx: GcpContext) -> Network:
 def _nat(ctx: GcpContext, vpc: gcp.compute.Network, subnet: gcp.compute.Subnetwork) -> None:
     """Outbound only, for the subnet only: the VM installs packages without an external IP."""
     router = gcp.compute.Router(
-        "router", name=f"{ctx.prefix}-router", network=vpc.id, region=ctx.region, opts=ctx.opts()
+        "router", name=ctx.name("router"), network=vpc.id, region=ctx.region, opts=ctx.opts()
     )
     gcp.compute.RouterNat(
         "nat",
-        name=f"{ctx.prefix}-nat",
+        name=ctx.name("nat"),
         router=router.name,
         region=ctx.region,
         nat_ip_allocate_option="AUTO_ONLY",
@@ -102,7 +101,7 @@ def _firewall(ctx: GcpContext, vpc: gcp.compute.Network) -> None:
     logged = gcp.compute.FirewallLogConfigArgs(metadata="INCLUDE_ALL_METADATA")
     gcp.compute.Firewall(
         "allow-amqp-from-subnet",
-        name=f"{ctx.prefix}-allow-amqp",
+        name=ctx.name("allow-amqp"),
         network=vpc.id,
         direction="INGRESS",
         priority=1000,
@@ -114,7 +113,7 @@ def _firewall(ctx: GcpContext, vpc: gcp.compute.Network) -> None:
     )
     gcp.compute.Firewall(
         "allow-ssh-from-iap",
-        name=f"{ctx.prefix}-allow-iap-ssh",
+        name=ctx.name("allow-iap-ssh"),
         network=vpc.id,
         direction="INGRESS",
         priority=1000,
@@ -126,7 +125,7 @@ def _firewall(ctx: GcpContext, vpc: gcp.compute.Network) -> None:
     )
     gcp.compute.Firewall(
         "deny-all-ingress",
-        name=f"{ctx.prefix}-deny-all-ingress",
+        name=ctx.name("deny-all-ingress"),
         network=vpc.id,
         direction="INGRESS",
         priority=65534,

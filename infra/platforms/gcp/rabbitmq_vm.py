@@ -85,7 +85,7 @@ def declare(
     gcp_settings = ctx.config.gcp
     address = gcp.compute.Address(
         "rabbitmq-address",
-        name=f"{ctx.prefix}-rabbitmq",
+        name=ctx.name("rabbitmq"),
         address=broker_ip(gcp_settings.subnet_cidr),
         address_type="INTERNAL",
         purpose="GCE_ENDPOINT",
@@ -96,7 +96,7 @@ def declare(
     )
     snapshots = gcp.compute.ResourcePolicy(
         "rabbitmq-data-snapshots",
-        name=f"{ctx.prefix}-rabbitmq-data-snapshots",
+        name=ctx.name("rabbitmq-data-snapshots"),
         region=ctx.region,
         snapshot_schedule_policy=gcp.compute.ResourcePolicySnapshotSchedulePolicyArgs(
             schedule=gcp.compute.ResourcePolicySnapshotSchedulePolicyScheduleArgs(
@@ -117,7 +117,7 @@ def declare(
     )
     data_disk = gcp.compute.Disk(
         "rabbitmq-data",
-        name=f"{ctx.prefix}-rabbitmq-data",
+        name=ctx.name("rabbitmq-data"),
         zone=ctx.zone,
         type="pd-ssd",
         size=gcp_settings.rabbitmq_disk_size_gb,
@@ -127,7 +127,7 @@ def declare(
     )
     instance = gcp.compute.Instance(
         "rabbitmq",
-        name=f"{ctx.prefix}-rabbitmq",
+        name=ctx.name("rabbitmq"),
         zone=ctx.zone,
         machine_type=gcp_settings.rabbitmq_machine_type,
         tags=[RABBITMQ_TAG],

@@ -16,7 +16,7 @@ REDIS_VERSION = "REDIS_7_0"  # the Redis line dev and the tests run
 
 def instance_name(ctx: GcpContext) -> str:
     """The instance's fixed name; the backup workflow addresses the Memorystore API by it."""
-    return f"{ctx.prefix}-redis"
+    return ctx.name("redis")
 
 
 def declare(ctx: GcpContext, network: Network) -> gcp.redis.Instance:

@@ -15,6 +15,7 @@ import pulumi_gcp as gcp
 
 from infra import naming
 from infra.credentials import Credentials
+from infra.platforms.gcp import names
 from infra.platforms.gcp.context import GcpContext
 from infra.platforms.gcp.identities import Identities
 from infra.render import endpoints
@@ -48,12 +49,14 @@ def declare(
         for kind in naming.LOGIN_SUFFIXES:
             role = naming.role_name(name, kind)
             url = credentials.apply(_postgres_url(stack_endpoints, name, kind, role, database))
-            ids[kind] = _secret(ctx, naming.postgres_secret_id(name, kind), url, {name: member})
+            login_id = naming.postgres_secret_id(name, kind)
+            ids[kind] = declare_secret(ctx, login_id, url, {name: member})
         amqp = credentials.apply(_amqp_url(stack_endpoints, name))
-        ids["rabbitmq"] = _secret(ctx, naming.rabbitmq_secret_id(name), amqp, {name: member})
+        amqp_id = naming.rabbitmq_secret_id(name)
+        ids["rabbitmq"] = declare_secret(ctx, amqp_id, amqp, {name: member})
         by_service[name] = ids
     readers = {s.name: identities.services[s.name].member for s in ctx.config.services if s.redis}
-    redis_id = _secret(ctx, naming.REDIS_AUTH_SECRET_ID, redis_auth, readers)
+    redis_id = declare_secret(ctx, naming.REDIS_AUTH_SECRET_ID, redis_auth, readers)
     return Secrets(by_service=by_service, redis_auth=redis_id)
 
 
@@ -76,17 +79,20 @@ def _amqp_url(stack_endpoints: endpoints.Endpoints, service: str) -> Callable[[C
     )
 
 
-def _secret(
+def declare_secret(
     ctx: GcpContext,
     secret_id: str,
     value: pulumi.Output[str],
     readers: dict[str, pulumi.Output[str]],
 ) -> pulumi.Output[str]:
-    """One secret replicated to the main and the backup region; ``readers`` by service name."""
+    """One secret replicated to the main and the backup region; ``readers`` by service name.
+
+    ``secret_id`` is the stack-free base: the physical id carries the stack (``ctx.name``).
+    """
     secret_data: pulumi.Output[str] = pulumi.Output.secret(value)
     secret = gcp.secretmanager.Secret(
         f"secret-{secret_id}",
-        secret_id=secret_id,
+        secret_id=ctx.name(secret_id, names.SECRET_ID),
         labels=ctx.labels,
         replication=gcp.secretmanager.SecretReplicationArgs(
             user_managed=gcp.secretmanager.SecretReplicationUserManagedArgs(

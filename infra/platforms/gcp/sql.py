@@ -32,12 +32,14 @@ class Sql:
 
 def instance_name(ctx: GcpContext) -> str:
     """The instance's fixed name; the backup workflow addresses the Admin API by it."""
-    return f"{ctx.prefix}-pg"
+    return ctx.name("pg")
 
 
 def database_flags(ctx: GcpContext) -> list[gcp.sql.DatabaseInstanceSettingsDatabaseFlagArgs]:
-    """Slow-statement logging, pg_stat_statements and IAM database authentication."""
+    """Slow-statement logging, pg_stat_statements, IAM database authentication, and the same
+    fixed ``max_connections`` as dev (the connections alert is a share of it)."""
     flags = {
+        "max_connections": str(ctx.config.postgres.max_connections),
         "log_min_duration_statement": str(ctx.config.postgres.slow_statement_ms),
         "pg_stat_statements.track": "all",
         "cloudsql.iam_authentication": "on",

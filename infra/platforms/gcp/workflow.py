@@ -1,11 +1,12 @@
-"""The scheduled backup as a Cloud Workflows definition, built as data and serialized as YAML.
+"""The scheduled Memorystore export as a Cloud Workflows definition, built as data, as YAML.
 
-One execution exports every service database (Cloud SQL Admin API), one at a time because
-the Admin API runs one operation per instance, then the Memorystore instance, each to a new
-object named by the execution's UTC timestamp and id (the bucket has a retention policy and
-no versioning, so a name is never reused). Every long-running operation is polled until it
-is done; a failed or stuck operation raises, which fails the execution visibly: starting an
-export is not counted as a backup.
+The service databases are backed up (and verified) by the backup job (``backup_job``);
+Memorystore refuses the replication protocol that job's Redis backup uses, so its RDB export
+goes through the Memorystore Admin API here, and only here. One execution exports the instance
+to a new object named by the execution's UTC timestamp and id (the bucket has a retention
+policy and no versioning, so a name is never reused). The long-running operation is polled
+until it is done; a failed or stuck operation raises, which fails the execution visibly:
+starting an export is not counted as a backup.
 """
 
 from __future__ import annotations
@@ -14,31 +15,17 @@ from typing import Any
 
 import yaml
 
-SQL_API = "https://sqladmin.googleapis.com/v1"
 REDIS_API = "https://redis.googleapis.com/v1"
 POLL_SECONDS = 20
 MAX_POLLS = 540  # 3 hours per operation
 RETRY = "${http.default_retry}"
 
 
-def definition(
-    *,
-    sql_instance: str,
-    databases: list[str],
-    redis_instance: str,
-    redis_region: str,
-    bucket: str,
-) -> dict[str, Any]:
+def definition(*, redis_instance: str, redis_region: str, bucket: str) -> dict[str, Any]:
     """The workflow as a mapping: ``main`` plus the export and polling subworkflows."""
     return {
-        "main": {"steps": _main(sql_instance, databases, redis_instance, redis_region, bucket)},
-        "export_sql": _export_sql(),
+        "main": {"steps": _main(redis_instance, redis_region, bucket)},
         "export_redis": _export_redis(),
-        "wait_sql": _wait(
-            label="Cloud SQL",
-            url='${"' + SQL_API + '/projects/" + project + "/operations/" + name}',
-            done='${operation.body.status == "DONE"}',
-        ),
         "wait_redis": _wait(
             label="Memorystore",
             url='${"' + REDIS_API + '/" + name}',
@@ -54,9 +41,7 @@ def source(**kwargs: Any) -> str:
     )
 
 
-def _main(
-    sql_instance: str, databases: list[str], redis_instance: str, redis_region: str, bucket: str
-) -> list[dict[str, Any]]:
+def _main(redis_instance: str, redis_region: str, bucket: str) -> list[dict[str, Any]]:
     stamp = (
         "${text.replace_all(text.replace_all(text.substring(time.format(sys.now()), 0, 19),"
         ' ":", ""), "-", "")}'
@@ -70,42 +55,9 @@ def _main(
                     {"stamp": stamp},
                     {"suffix": '${stamp + "-" + execution}'},
                     {"bucket": bucket},
-                    {"sql_instance": sql_instance},
-                    {"databases": list(databases)},
                     {"redis_instance": redis_instance},
                     {"redis_region": redis_region},
-                    {"exported": []},
                 ]
-            }
-        },
-        {
-            "export_databases": {
-                "for": {
-                    "value": "database",
-                    "in": "${databases}",
-                    "steps": [
-                        {
-                            "export_database": {
-                                "call": "export_sql",
-                                "args": {
-                                    "project": "${project}",
-                                    "instance": "${sql_instance}",
-                                    "database": "${database}",
-                                    "uri": (
-                                        '${"gs://" + bucket + "/postgres/" + database + "/"'
-                                        ' + suffix + ".sql.gz"}'
-                                    ),
-                                },
-                                "result": "uri",
-                            }
-                        },
-                        {
-                            "record_database": {
-                                "assign": [{"exported": "${list.concat(exported, uri)}"}]
-                            }
-                        },
-                    ],
-                }
             }
         },
         {
@@ -120,46 +72,13 @@ def _main(
                 "result": "redis_uri",
             }
         },
-        {"finish": {"return": {"objects": "${list.concat(exported, redis_uri)}"}}},
+        {"finish": {"return": {"objects": ["${redis_uri}"]}}},
     ]
 
 
 def _auth() -> dict[str, str]:
     """A fresh mapping each time, so the YAML has no anchors (Workflows does not read them)."""
     return {"type": "OAuth2"}
-
-
-def _export_sql() -> dict[str, Any]:
-    url = '${"' + SQL_API + '/projects/" + project + "/instances/" + instance + "/export"}'
-    return {
-        "params": ["project", "instance", "database", "uri"],
-        "steps": [
-            {
-                "start": {
-                    "call": "http.post",
-                    "args": {
-                        "url": url,
-                        "auth": _auth(),
-                        "body": {
-                            "exportContext": {
-                                "fileType": "SQL",
-                                "uri": "${uri}",
-                                "databases": ["${database}"],
-                            }
-                        },
-                    },
-                    "result": "operation",
-                }
-            },
-            {
-                "wait": {
-                    "call": "wait_sql",
-                    "args": {"project": "${project}", "name": "${operation.body.name}"},
-                }
-            },
-            {"done": {"return": "${uri}"}},
-        ],
-    }
 
 
 def _export_redis() -> dict[str, Any]:

@@ -1,0 +1,371 @@
+"""Cloud Monitoring: what pages someone, and what they should do when it does.
+
+Every policy goes to every channel in ``alerts.emails`` and carries documentation written for
+the person woken up by it. Policies:
+
+- a backup job execution failed (Cloud Run's own execution metric);
+- a service had no verified backup for two schedule periods: ``backup-run`` writes one
+  structured log line per verified backup, a log-based metric counts them per service, and a
+  PromQL ``absent_over_time`` notices their absence (metric-absence conditions stop at one
+  day; two periods of a daily schedule are two);
+- Cloud SQL disk, sustained CPU, connections near ``postgres.max_connections``;
+- Memorystore memory usage;
+- the RabbitMQ VM down: its hypervisor ``uptime`` metric stops (stopped, crashed, deleted,
+  preempted). It needs no agent and no firewall hole; it does not see the broker process
+  dying on a running VM (a private TCP uptime check through Service Directory would).
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.backup.schedule import longest_gap_seconds
+from infra.commands.backup import VERIFIED_EVENT
+from infra.platforms.gcp import names
+from infra.platforms.gcp.context import GcpContext
+
+MARKDOWN = "text/markdown"
+
+
+def declare(
+    ctx: GcpContext,
+    *,
+    backup_job: gcp.cloudrunv2.Job,
+    sql_instance: str,
+    redis_instance: gcp.redis.Instance,
+    rabbitmq: gcp.compute.Instance,
+) -> list[gcp.monitoring.AlertPolicy]:
+    """Declare the channels, the verified-backup metric and every policy."""
+    channels = [
+        gcp.monitoring.NotificationChannel(
+            f"alert-email-{index}",
+            display_name=f"{ctx.prefix} alerts: {address}",
+            type="email",
+            labels={"email_address": address},
+            user_labels=ctx.labels,
+            opts=ctx.opts(),
+        ).name
+        for index, address in enumerate(ctx.config.alerts.emails)
+    ]
+    metric = verified_backup_metric(ctx, backup_job)
+    alerts = ctx.config.alerts
+    database_id = f"{ctx.project}:{sql_instance}"
+    sql_filter = (
+        f'resource.type = "cloudsql_database" AND resource.label.database_id = "{database_id}"'
+    )
+    return [
+        _policy(
+            ctx,
+            "backup-job-failed",
+            channels,
+            title="Backup job execution failed",
+            docs=BACKUP_FAILED_DOCS,
+            condition=_threshold(
+                "A backup job execution failed",
+                backup_job.name.apply(
+                    lambda job: (
+                        'metric.type = "run.googleapis.com/job/completed_execution_count" '
+                        'AND resource.type = "cloud_run_job" '
+                        f'AND resource.label.job_name = "{job}" AND metric.label.result = "failed"'
+                    )
+                ),
+                threshold=0,
+                duration="0s",
+                aligner="ALIGN_DELTA",
+            ),
+        ),
+        _policy(
+            ctx,
+            "no-verified-backup",
+            channels,
+            title="No verified backup within two schedule periods",
+            docs=NO_VERIFIED_DOCS,
+            condition=gcp.monitoring.AlertPolicyConditionArgs(
+                display_name="A service has no verified backup within 2 x backup.schedule",
+                condition_prometheus_query_language=gcp.monitoring.AlertPolicyConditionConditionPrometheusQueryLanguageArgs(
+                    query=metric.name.apply(lambda name: missing_backups_query(ctx, name)),
+                    duration="0s",
+                    evaluation_interval="300s",
+                ),
+            ),
+            depends_on=[metric],
+        ),
+        _policy(
+            ctx,
+            "sql-disk",
+            channels,
+            title="Cloud SQL disk almost full",
+            docs=SQL_DISK_DOCS,
+            condition=_threshold(
+                f"Cloud SQL disk above {alerts.sql_disk_percent} %",
+                'metric.type = "cloudsql.googleapis.com/database/disk/utilization" AND '
+                + sql_filter,
+                threshold=alerts.sql_disk_percent / 100,
+                duration="600s",
+            ),
+        ),
+        _policy(
+            ctx,
+            "sql-cpu",
+            channels,
+            title="Cloud SQL CPU high for 15 minutes",
+            docs=SQL_CPU_DOCS,
+            condition=_threshold(
+                f"Cloud SQL CPU above {alerts.sql_cpu_percent} % for 15 min",
+                'metric.type = "cloudsql.googleapis.com/database/cpu/utilization" AND '
+                + sql_filter,
+                threshold=alerts.sql_cpu_percent / 100,
+                duration="900s",
+            ),
+        ),
+        _policy(
+            ctx,
+            "sql-connections",
+            channels,
+            title="Cloud SQL connections near max_connections",
+            docs=SQL_CONNECTIONS_DOCS,
+            condition=_threshold(
+                f"Connections above {alerts.sql_connections_percent} % of max_connections",
+                'metric.type = "cloudsql.googleapis.com/database/postgresql/num_backends" AND '
+                + sql_filter,
+                threshold=connection_threshold(ctx),
+                duration="300s",
+                # num_backends is per database: the server's limit is on their sum.
+                reducer="REDUCE_SUM",
+                group_by=["resource.label.database_id"],
+            ),
+        ),
+        _policy(
+            ctx,
+            "redis-memory",
+            channels,
+            title="Memorystore memory usage high",
+            docs=REDIS_MEMORY_DOCS,
+            condition=_threshold(
+                f"Memorystore memory above {alerts.redis_memory_percent} %",
+                redis_instance.name.apply(
+                    lambda name: (
+                        'metric.type = "redis.googleapis.com/stats/memory/usage_ratio" '
+                        'AND resource.type = "redis_instance" AND resource.label.instance_id = '
+                        f'"projects/{ctx.project}/locations/{ctx.region}/instances/{name}"'
+                    )
+                ),
+                threshold=alerts.redis_memory_percent / 100,
+                duration="600s",
+            ),
+        ),
+        _policy(
+            ctx,
+            "rabbitmq-down",
+            channels,
+            title="RabbitMQ VM down",
+            docs=RABBITMQ_DOCS,
+            condition=gcp.monitoring.AlertPolicyConditionArgs(
+                display_name="The RabbitMQ VM reports no uptime for 5 minutes",
+                condition_absent=gcp.monitoring.AlertPolicyConditionConditionAbsentArgs(
+                    filter=rabbitmq.name.apply(
+                        lambda name: (
+                            'metric.type = "compute.googleapis.com/instance/uptime" '
+                            'AND resource.type = "gce_instance" '
+                            f'AND metric.label.instance_name = "{name}"'
+                        )
+                    ),
+                    duration="300s",
+                    aggregations=[
+                        gcp.monitoring.AlertPolicyConditionConditionAbsentAggregationArgs(
+                            alignment_period="60s", per_series_aligner="ALIGN_RATE"
+                        )
+                    ],
+                ),
+            ),
+        ),
+    ]
+
+
+def verified_backup_metric(ctx: GcpContext, job: gcp.cloudrunv2.Job) -> gcp.logging.Metric:
+    """Counts ``backup-run``'s "verified" log lines, per service."""
+    return gcp.logging.Metric(
+        "backup-verified-metric",
+        name=names.scoped(ctx.prefix.replace("-", "_"), "backup_verified", names.LOG_METRIC),
+        description="Backups verified by the backup job (one per verified backup), by service",
+        filter=job.name.apply(
+            lambda name: (
+                'resource.type = "cloud_run_job" '
+                f'AND resource.labels.job_name = "{name}" '
+                f'AND jsonPayload.event = "{VERIFIED_EVENT}"'
+            )
+        ),
+        metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
+            metric_kind="DELTA",
+            value_type="INT64",
+            unit="1",
+            labels=[
+                gcp.logging.MetricMetricDescriptorLabelArgs(
+                    key="service", value_type="STRING", description="the verified service"
+                )
+            ],
+        ),
+        label_extractors={"service": "EXTRACT(jsonPayload.service)"},
+        opts=ctx.opts(),
+    )
+
+
+def missing_window_seconds(ctx: GcpContext) -> int:
+    """Two schedule periods (the longest gap of the cron expression)."""
+    return int(2 * longest_gap_seconds(ctx.config.backup.schedule))
+
+
+def missing_backups_query(ctx: GcpContext, metric_name: str) -> str:
+    """PromQL: one series per service whose verified-backup count was absent for the window.
+
+    ``absent_over_time`` only knows the labels in its selector, so each service has its own
+    term; the alert's labels then name the service that stopped.
+    """
+    window = missing_window_seconds(ctx)
+    series = f"logging_googleapis_com:user_{metric_name}"
+    terms = [
+        f'absent_over_time({series}{{service="{spec.name}"}}[{window}s])'
+        for spec in ctx.config.services
+    ]
+    return " or ".join(terms)
+
+
+def connection_threshold(ctx: GcpContext) -> float:
+    """``alerts.sql_connections_percent`` of ``postgres.max_connections`` (a Cloud SQL flag)."""
+    return ctx.config.postgres.max_connections * ctx.config.alerts.sql_connections_percent / 100
+
+
+def _threshold(
+    display_name: str,
+    filter_: pulumi.Input[str],
+    *,
+    threshold: float,
+    duration: str,
+    aligner: str = "ALIGN_MEAN",
+    reducer: str | None = None,
+    group_by: list[str] | None = None,
+) -> gcp.monitoring.AlertPolicyConditionArgs:
+    return gcp.monitoring.AlertPolicyConditionArgs(
+        display_name=display_name,
+        condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+            filter=filter_,
+            comparison="COMPARISON_GT",
+            threshold_value=threshold,
+            duration=duration,
+            aggregations=[
+                gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+                    alignment_period="300s" if aligner == "ALIGN_DELTA" else "60s",
+                    per_series_aligner=aligner,
+                    cross_series_reducer=reducer,
+                    group_by_fields=group_by,
+                )
+            ],
+            trigger=gcp.monitoring.AlertPolicyConditionConditionThresholdTriggerArgs(count=1),
+        ),
+    )
+
+
+def _policy(
+    ctx: GcpContext,
+    key: str,
+    channels: list[pulumi.Output[str]],
+    *,
+    title: str,
+    docs: str,
+    condition: gcp.monitoring.AlertPolicyConditionArgs,
+    depends_on: list[pulumi.Resource] | None = None,
+) -> gcp.monitoring.AlertPolicy:
+    return gcp.monitoring.AlertPolicy(
+        f"alert-{key}",
+        display_name=f"{ctx.prefix}: {title}",
+        combiner="OR",
+        conditions=[condition],
+        notification_channels=channels,
+        documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
+            subject=f"[{ctx.stack}] {title}",
+            content=docs.strip(),
+            mime_type=MARKDOWN,
+        ),
+        alert_strategy=gcp.monitoring.AlertPolicyAlertStrategyArgs(auto_close="86400s"),
+        severity="CRITICAL" if key in CRITICAL else "WARNING",
+        user_labels=ctx.labels,
+        opts=ctx.opts(depends_on=depends_on),
+    )
+
+
+CRITICAL = {"backup-job-failed", "no-verified-backup", "sql-disk", "rabbitmq-down"}
+
+BACKUP_FAILED_DOCS = """
+A run of the backup job failed: some backup, verification or prune did not complete.
+
+1. Open the failed execution's logs (Cloud Run > Jobs > the job > Executions): the last line
+   `error: backup-run failed: ...` names every failed service and step.
+2. A verification failure means a backup does not restore: keep that backup (do not prune it
+   by hand) and investigate it with `python -m infra list --bucket gs://BUCKET/verified`.
+3. Fix the cause, then run the job once by hand (`gcloud run jobs execute JOB --region REGION
+   --wait`) and check that it exits 0.
+"""
+
+NO_VERIFIED_DOCS = """
+A service (label `service`) has had no verified backup for two schedule periods: restores
+would lose more data than the backup schedule promises.
+
+1. Check the backup job's recent executions and the Cloud Scheduler job (paused? failing to
+   start the job: its identity may only run this one job).
+2. Run the job once by hand (`gcloud run jobs execute JOB --region REGION --wait`) and read
+   its last line.
+3. Until it is fixed, Cloud SQL's automated backups with point-in-time recovery still cover
+   the instance (see README, Disaster recovery (prod)).
+"""
+
+SQL_DISK_DOCS = """
+The Cloud SQL instance's disk is more than the alert's share full. Automatic storage increase
+is on, but it grows in steps and never shrinks.
+
+1. Find the largest databases and tables (`pg_database_size`, `pg_total_relation_size`).
+2. Look for bloat or runaway growth (a service writing far more than usual) and tell its team.
+3. If the growth is legitimate, raise `gcp.sql_disk_size_gb` in the stack file and deploy.
+"""
+
+SQL_CPU_DOCS = """
+Cloud SQL CPU has been high for 15 minutes.
+
+1. Query Insights (Cloud SQL > the instance > Query insights) names the expensive queries
+   and, through application tags, the service that runs them.
+2. Ask that service's team to fix or throttle them; `statement_timeout_ms` bounds one query.
+3. If the load is legitimate, raise `gcp.sql_tier` (a restart: plan a window).
+"""
+
+SQL_CONNECTIONS_DOCS = """
+Connections are close to `postgres.max_connections`: new connections will soon be refused,
+first for services, then for the admin and the backup job.
+
+1. `SELECT usename, count(*) FROM pg_stat_activity GROUP BY 1 ORDER BY 2 DESC` names the
+   login holding them (each service has its own logins).
+2. A service over its `connection_limits` cannot pass them; look for leaked or idle sessions
+   (`idle_in_transaction_session_timeout_ms` ends the worst).
+3. Raise `postgres.max_connections` only together with the instance tier's memory.
+"""
+
+REDIS_MEMORY_DOCS = """
+Memorystore's memory usage is high. With `redis.maxmemory_policy: noeviction`, writes fail
+when it is full.
+
+1. `redis-cli --bigkeys` / `MEMORY USAGE` on the largest key prefixes (one prefix per service)
+   names the service growing.
+2. Ask that service's team for TTLs on cache keys.
+3. If the growth is legitimate, raise `gcp.redis_memory_size_gb` and deploy (no downtime on
+   the Standard tier).
+"""
+
+RABBITMQ_DOCS = """
+The RabbitMQ VM reports no uptime: it is stopped, crashed, being recreated or deleted.
+Services cannot publish or consume.
+
+1. Compute Engine > VM instances: start it if it is stopped; read its serial console if it
+   does not boot. The data disk is separate and snapshotted daily.
+2. After it is up, `rabbitmq-diagnostics check_running` on the VM (through IAP SSH).
+3. If the VM is lost, `pulumi up` recreates it from code, with the data disk or its latest
+   snapshot (README, Disaster recovery (prod)).
+"""

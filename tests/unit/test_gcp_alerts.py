@@ -1,0 +1,124 @@
+"""Alerts under mocks: every policy reaches every configured channel and says what to do, and
+each watches the right thing (the job, the instance, the verified-backup line backup-run
+writes), with thresholds taken from the stack config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra.commands.backup import VERIFIED_EVENT
+from infra.config import StackConfig
+from tests.unit.gcp_program import ProdRun, run_prod
+from tests.unit.pulumi_mocks import Declared, stack_config
+
+POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
+CHANNEL = "gcp:monitoring/notificationChannel:NotificationChannel"
+
+
+@pytest.fixture(scope="module")
+def prod() -> ProdRun:
+    return run_prod()
+
+
+def policy(prod: ProdRun, key: str) -> Declared:
+    return prod.run.one(POLICY, f"alert-{key}")
+
+
+def only_condition(found: Declared) -> dict[str, object]:
+    (condition,) = found.inputs["conditions"]
+    return dict(condition)
+
+
+def test_channels_are_the_configured_addresses(prod: ProdRun, prod_config: StackConfig) -> None:
+    channels = prod.run.of_type(CHANNEL)
+    assert sorted(c.inputs["labels"]["email_address"] for c in channels) == sorted(
+        prod_config.alerts.emails
+    )
+    assert all(c.inputs["type"] == "email" for c in channels)
+
+
+def test_every_policy_has_every_channel_and_documentation(prod: ProdRun) -> None:
+    channels = {
+        f"projects/example-project/notificationChannels/{c.name}" for c in prod.run.of_type(CHANNEL)
+    }
+    policies = prod.run.of_type(POLICY)
+    assert len(policies) >= 7, [str(p) for p in policies]
+    for found in policies:
+        assert set(found.inputs.get("notificationChannels") or []) == channels, f"{found}"
+        docs = found.inputs.get("documentation") or {}
+        assert docs.get("mimeType") == "text/markdown", f"{found}"
+        content = docs.get("content", "")
+        assert len(content) > 100, f"{found}: documentation too short to say what to do"
+        assert "1." in content, f"{found}: documentation needs numbered steps"
+
+
+def test_failed_job_execution(prod: ProdRun) -> None:
+    job = prod.run.one("gcp:cloudrunv2/job:Job")
+    condition = only_condition(policy(prod, "backup-job-failed"))["conditionThreshold"]
+    assert isinstance(condition, dict)
+    text = condition["filter"]
+    assert "run.googleapis.com/job/completed_execution_count" in text
+    assert f'resource.label.job_name = "{job.inputs["name"]}"' in text
+    assert 'metric.label.result = "failed"' in text
+    assert condition["thresholdValue"] == 0
+    assert condition["comparison"] == "COMPARISON_GT"
+
+
+def test_no_verified_backup_within_two_periods_per_service(
+    prod: ProdRun, prod_config: StackConfig
+) -> None:
+    metric = prod.run.one("gcp:logging/metric:Metric")
+    job = prod.run.one("gcp:cloudrunv2/job:Job")
+    assert f'jsonPayload.event = "{VERIFIED_EVENT}"' in metric.inputs["filter"]
+    assert f'resource.labels.job_name = "{job.inputs["name"]}"' in metric.inputs["filter"]
+    assert metric.inputs["labelExtractors"] == {"service": "EXTRACT(jsonPayload.service)"}
+    condition = only_condition(policy(prod, "no-verified-backup"))
+    query = condition["conditionPrometheusQueryLanguage"]
+    assert isinstance(query, dict)
+    # Pulumi.prod.yaml: every 6 hours, so two periods are 12 hours.
+    assert prod_config.backup.schedule == "0 */6 * * *"
+    for spec in prod_config.services:
+        term = (
+            f"absent_over_time(logging_googleapis_com:user_{metric.inputs['name']}"
+            f'{{service="{spec.name}"}}[43200s])'
+        )
+        assert term in query["query"], f"{spec.name}: {query['query']}"
+
+
+def test_cloud_sql_thresholds_come_from_the_config(prod: ProdRun, prod_config: StackConfig) -> None:
+    sql = prod.run.one("gcp:sql/databaseInstance:DatabaseInstance")
+    flags = {f["name"]: f["value"] for f in sql.inputs["settings"]["databaseFlags"]}
+    assert flags["max_connections"] == str(prod_config.postgres.max_connections)
+    wanted = {
+        "sql-disk": ("disk/utilization", 0.80),
+        "sql-cpu": ("cpu/utilization", 0.85),
+        "sql-connections": ("postgresql/num_backends", 0.9 * prod_config.postgres.max_connections),
+    }
+    for key, (metric, threshold) in wanted.items():
+        condition = only_condition(policy(prod, key))["conditionThreshold"]
+        assert isinstance(condition, dict)
+        assert metric in condition["filter"], f"{key}: {condition['filter']}"
+        assert f"example-project:{sql.inputs['name']}" in condition["filter"], key
+        assert condition["thresholdValue"] == pytest.approx(threshold), key
+
+
+def test_memorystore_and_rabbitmq(prod: ProdRun) -> None:
+    redis = prod.run.one("gcp:redis/instance:Instance")
+    vm = prod.run.one("gcp:compute/instance:Instance")
+    memory = only_condition(policy(prod, "redis-memory"))["conditionThreshold"]
+    assert isinstance(memory, dict)
+    assert "redis.googleapis.com/stats/memory/usage_ratio" in memory["filter"]
+    assert f'/instances/{redis.inputs["name"]}"' in memory["filter"]
+    down = only_condition(policy(prod, "rabbitmq-down"))["conditionAbsent"]
+    assert isinstance(down, dict)
+    assert "compute.googleapis.com/instance/uptime" in down["filter"]
+    assert f'metric.label.instance_name = "{vm.inputs["name"]}"' in down["filter"]
+
+
+def test_the_gcp_platform_needs_an_alert_address() -> None:
+    config = stack_config("prod")
+    config["persistence:alerts"] = json.dumps({"emails": []})
+    with pytest.raises(Exception, match=r"persistence:alerts\.emails must list at least one"):
+        run_prod(config)
