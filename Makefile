@@ -40,8 +40,16 @@ env: setup
 	pulumi stack output service_env --stack $(STACK) --show-secrets --json \
 	  | $(BIN)/python -m infra envfiles --out .envs/$(STACK)
 
+# The Pulumi project directory (the checkout; the end-to-end tests point it at their own).
+PROJECT_DIR ?= $(CURDIR)
+
 preview: setup .pulumi-state/passphrase
-	pulumi preview --stack $(STACK) --diff
+	pulumi preview --cwd $(PROJECT_DIR) --stack $(STACK) --diff
+
+# Drift: what `pulumi preview` sees after refreshing from the real world; exit 1 on any change.
+# The scheduled drift workflow runs this per stack, and the end-to-end suite runs it last.
+drift: setup
+	pulumi preview --cwd $(PROJECT_DIR) --stack $(STACK) --refresh --expect-no-changes --diff
 
 # What the stack declares, from the stack file alone: the real program under Pulumi's mocks (no
 # backend, no credentials, no secrets). Pull requests from forks get this instead of a preview.

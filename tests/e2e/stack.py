@@ -84,6 +84,9 @@ class E2eStack:
     def _environment(self) -> dict[str, str]:
         state = self.root / "state"
         state.mkdir(parents=True, exist_ok=True)
+        passphrase = self.root / "passphrase"
+        passphrase.write_text(secrets.token_urlsafe(24), encoding="utf-8")
+        passphrase.chmod(0o600)
         home = self.root / "pulumi-home"
         install_plugins(home)
         # The venv first: the language host runs the `python` it finds on PATH.
@@ -92,7 +95,7 @@ class E2eStack:
             "PATH": path,
             "PULUMI_HOME": str(home),
             "PULUMI_BACKEND_URL": f"file://{state}",
-            "PULUMI_CONFIG_PASSPHRASE": secrets.token_urlsafe(24),
+            "PULUMI_CONFIG_PASSPHRASE_FILE": str(passphrase),
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
             "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
@@ -140,6 +143,24 @@ class E2eStack:
 
     def destroy(self) -> None:
         self.stack.destroy(color="never", on_output=_echo)
+
+    def make(self, target: str) -> subprocess.CompletedProcess[str]:
+        """``make TARGET`` of this checkout, pointed at this stack (as a workflow runs it)."""
+        return subprocess.run(
+            [
+                "make",
+                "--no-print-directory",
+                target,
+                f"STACK={STACK}",
+                f"PROJECT_DIR={self.project}",
+            ],
+            cwd=REPO,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
 
     def outputs(self) -> dict[str, Any]:
         return {name: output.value for name, output in self.stack.outputs().items()}
