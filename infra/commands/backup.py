@@ -330,7 +330,7 @@ def run_once(args: argparse.Namespace, config: StackConfig, credentials: Credent
     backups from being verified, nor pruning); every failure is named in the outcome.
     """
     outcome = RunOutcome()
-    target = _target(args)
+    target = _target(args, must_exist=False)  # the first scheduled run creates a file:// bucket
     step_args = argparse.Namespace(**{**vars(args), "service": None})
     try:
         _, failed = _backup(step_args, config, credentials)
