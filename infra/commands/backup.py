@@ -15,8 +15,9 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-from infra.backup import crypto, pg
+from infra.backup import crypto, health, pg
 from infra.backup.catalog import Entry, Manifest, entries, find, scan, utc_now
 from infra.backup.drill import drill
 from infra.backup.dump import (
@@ -96,7 +97,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _server_options(parser)
     parser.add_argument("--runs", type=int, default=0, help="stop after N runs (0: forever)")
+    _status_option(parser)
     parser.set_defaults(handler=run_loop)
+
+    parser = subparsers.add_parser(
+        "backup-health",
+        help="exit 0 when backup-loop's last run succeeded and every service has a verified "
+        "backup within two schedule periods (the dev backup container's health check)",
+    )
+    parser.add_argument("--stack", required=True, help="stack name or stack file path")
+    _bucket_option(parser)
+    _status_option(parser)
+    parser.set_defaults(handler=run_health)
 
     parser = subparsers.add_parser(
         "backup-run",
@@ -110,6 +122,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         f"converged there first; default: ${VERIFY_ADMIN_URL_ENV})",
     )
     parser.set_defaults(handler=run_job)
+
+
+def _status_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--status-file",
+        type=Path,
+        default=health.STATUS_FILE,
+        help=f"where backup-loop records its runs (default: {health.STATUS_FILE})",
+    )
 
 
 def _bucket_option(parser: argparse.ArgumentParser) -> None:
@@ -369,18 +390,24 @@ def _verify_url(args: argparse.Namespace, config: StackConfig, credentials: Cred
 def run_loop(args: argparse.Namespace) -> int:
     """Sleep until the next cron time, then backup, verify and prune; errors do not stop it."""
     config = load_stack(args.stack)
+    status = health.LoopStatus(started=utc_now())
+    health.write_status(args.status_file, status)
     runs = 0
     while args.runs == 0 or runs < args.runs:
         due = next_run(config.backup.schedule, utc_now())
         print(f"next backup at {due.isoformat()}", flush=True)
         time.sleep(max(0.0, (due - utc_now()).total_seconds()))
+        failed: list[str] = []
         try:
             config, credentials = load(args)
-            outcome = run_once(args, config, credentials)
-            for failure in outcome.failed:
+            failed = run_once(args, config, credentials).failed
+            for failure in failed:
                 print(f"error: {failure}", file=sys.stderr, flush=True)
         except Exception as error:  # a scheduler must survive one bad run
+            failed = [f"backup run: {error}"]
             print(f"error: backup run: {error}", file=sys.stderr, flush=True)
+        status = health.LoopStatus(status.started, utc_now(), tuple(failed))
+        health.write_status(args.status_file, status)
         sys.stdout.flush()
         runs += 1
     return 0
@@ -431,3 +458,20 @@ def _job_credentials(args: argparse.Namespace) -> tuple[StackConfig, Credentials
     return config, Credentials(
         postgres_superuser="", postgres_admin=password, redis_admin="", rabbitmq_admin=""
     )
+
+
+def run_health(args: argparse.Namespace) -> int:
+    """The backup container's health check: one line, exit 1 when backups stopped or fail."""
+    config = load_stack(args.stack)
+    found = health.problems(
+        _target(args).bucket,
+        [spec.name for spec in config.services],
+        config.backup.schedule,
+        health.read_status(args.status_file),
+        utc_now(),
+    )
+    for problem in found:
+        print(f"unhealthy: {problem}")
+    if not found:
+        print("healthy")
+    return 1 if found else 0

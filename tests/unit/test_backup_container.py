@@ -106,3 +106,14 @@ def test_credentials_reach_the_container_only_as_a_private_secret_file(run: Prog
         credentials["rabbitmq_admin"],
     ):
         assert password not in everything
+
+
+def test_the_container_is_unhealthy_when_backups_stop(run: ProgramRun) -> None:
+    container = run.one(CONTAINER, "backup").inputs
+    stack_file = container["command"][2]
+    check = container["healthcheck"]
+    assert check["tests"] == [
+        "CMD", "/venv/bin/python", "-m", "infra", "backup-health",
+        "--stack", stack_file, "--bucket", f"file://{BACKUP_DIR}",
+    ]  # fmt: skip
+    assert check["retries"] >= 1, check

@@ -141,6 +141,25 @@ def backup_container(
         security_opts=["no-new-privileges:true"],
         log_opts={"max-size": "10m", "max-file": "3"},
         must_run=True,
+        # Unhealthy when the last run failed, or a service's newest verified backup is older
+        # than two schedule periods: `docker ps` shows that backups stopped.
+        healthcheck=docker.ContainerHealthcheckArgs(
+            tests=[
+                "CMD",
+                "/venv/bin/python",
+                "-m",
+                "infra",
+                "backup-health",
+                "--stack",
+                stack_file,
+                "--bucket",
+                f"file://{BACKUP_DIR}",
+            ],
+            interval="20s",
+            timeout="15s",
+            retries=2,
+            start_period="30s",
+        ),
         labels=[docker.ContainerLabelArgs(label="persistence.stack", value=shared.prefix)],
         opts=pulumi.ResourceOptions(parent=shared.parent, depends_on=list(servers)),
     )

@@ -68,6 +68,12 @@ class BackupJob:
     trigger: gcp.serviceaccount.Account
 
 
+def job_args(stack_file: str) -> list[str]:
+    """The job's command line (the image's entrypoint is ``python -m infra``); the e2e suite
+    runs exactly this from the image it builds."""
+    return ["backup-run", "--stack", stack_file]
+
+
 def stack_file_path(ctx: GcpContext) -> str:
     """Where the job finds its stack file (a Secret Manager volume)."""
     return stack_file_path_for(ctx.stack)
@@ -171,7 +177,7 @@ def declare(
                 containers=[
                     gcp.cloudrunv2.JobTemplateTemplateContainerArgs(
                         image=image,
-                        args=["backup-run", "--stack", stack_file_path(ctx)],
+                        args=job_args(stack_file_path(ctx)),
                         envs=envs,
                         resources=gcp.cloudrunv2.JobTemplateTemplateContainerResourcesArgs(
                             limits={"cpu": "2", "memory": "4Gi"}
