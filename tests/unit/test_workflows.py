@@ -278,7 +278,11 @@ def test_drift_and_drill_run_daily_monthly_and_by_hand() -> None:
     assert re.fullmatch(r"\d+ \d+ \d+ \* \*", monthly["cron"]), monthly
     scripts = "\n".join(s for job in ALL_JOBS if job.workflow == "drift.yml" for s in job.scripts)
     for stack in ("dev", "prod"):
-        assert f"pulumi preview --stack {stack} --refresh --expect-no-changes" in scripts
+        assert f"make drift STACK={stack}" in scripts
+    # The target the e2e suite also runs against the real engine (tests/e2e/test_lifecycle.py).
+    recipe = (REPO / "Makefile").read_text().split("\ndrift:", 1)[1].split("\n\n", 1)[0]
+    assert "pulumi preview" in recipe, recipe
+    assert "--stack $(STACK) --refresh --expect-no-changes" in recipe, recipe
     assert scripts.count("db plan --check --json") == 2
 
 
