@@ -9,6 +9,8 @@ import pytest
 
 from infra.config import StackConfig
 from infra.credentials import Credentials
+from infra.postgres import apply
+from tests.integration.backup_helpers import admin_url_without_password, secrets_path, seed
 from tests.servers.postgres import PostgresServer
 from tests.servers.rabbitmq import RabbitmqServer
 from tests.servers.redis import RedisServer
@@ -56,3 +58,22 @@ def rabbitmq_server(
     ).start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def common(
+    postgres: PostgresServer, dev_rendered: tuple[Path, Credentials], dev_config: StackConfig
+) -> list[str]:
+    """The CLI's stack, secrets and admin options for the backup commands, on a converged
+    server whose ``users`` database holds data (a module may define its own instead)."""
+    rendered, credentials = dev_rendered
+    apply(postgres.admin_url, dev_config, credentials)
+    seed(postgres, credentials, "users")
+    return [
+        "--stack",
+        "dev",
+        "--secrets",
+        str(secrets_path(rendered)),
+        "--admin-url",
+        admin_url_without_password(postgres, dev_config.postgres.admin_user),
+    ]

@@ -5,30 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from infra.config import StackConfig
-from infra.credentials import Credentials
-from infra.postgres import apply
-from tests.integration.backup_helpers import admin_url_without_password, cli, secrets_path, seed
+from tests.integration.backup_helpers import cli
 from tests.servers.postgres import PostgresServer
-
-
-@pytest.fixture(scope="module")
-def common(
-    postgres: PostgresServer, dev_rendered: tuple[Path, Credentials], dev_config: StackConfig
-) -> list[str]:
-    rendered, credentials = dev_rendered
-    apply(postgres.admin_url, dev_config, credentials)
-    seed(postgres, credentials, "users")
-    return [
-        "--stack",
-        "dev",
-        "--secrets",
-        str(secrets_path(rendered)),
-        "--admin-url",
-        admin_url_without_password(postgres, dev_config.postgres.admin_user),
-    ]
 
 
 def _ids(bucket: str, service: str) -> list[str]:

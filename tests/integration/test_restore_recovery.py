@@ -22,36 +22,16 @@ from infra.config import StackConfig
 from infra.credentials import Credentials
 from infra.postgres import apply
 from tests.integration.backup_helpers import (
-    admin_url_without_password,
     assert_role_model,
     cli,
     databases,
     fingerprint,
-    secrets_path,
-    seed,
 )
 from tests.servers.postgres import PostgresServer
 
 
 class Killed(Exception):  # noqa: N818 - stands for a SIGKILL: no cleanup handler catches it
     """Not a PlatformError: restore's own error handling never sees it, as with a kill."""
-
-
-@pytest.fixture(scope="module")
-def common(
-    postgres: PostgresServer, dev_rendered: tuple[Path, Credentials], dev_config: StackConfig
-) -> list[str]:
-    rendered, credentials = dev_rendered
-    apply(postgres.admin_url, dev_config, credentials)
-    seed(postgres, credentials, "users")
-    return [
-        "--stack",
-        "dev",
-        "--secrets",
-        str(secrets_path(rendered)),
-        "--admin-url",
-        admin_url_without_password(postgres, dev_config.postgres.admin_user),
-    ]
 
 
 def _list(bucket: str, service: str = "users") -> list[dict[str, Any]]:
