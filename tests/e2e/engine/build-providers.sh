@@ -15,7 +15,7 @@
 # provider-random/) around the upstream Terraform provider and
 # pulumi-terraform-bridge. Per plugin:
 #   1. build pulumi-tfgen-<name> and run it: schema.json + bridge-metadata.json
-#      go to cmd/pulumi-resource-<name>/generated/ (git-ignored; go:embed needs
+#      go to cmd/plugin/generated/ (git-ignored; go:embed needs
 #      them inside the module);
 #   2. build pulumi-resource-<name>, embedding them, into OUT_DIR.
 # The plugin reports the version of the PyPI SDK pinned in requirements.txt:
@@ -48,14 +48,14 @@ build() {
     local name=$1 version=$2
     shift 2
     local module="$here/provider-$name"
-    local generated="$module/cmd/pulumi-resource-$name/generated"
+    local generated="$module/cmd/plugin/generated"
     local ldflags="-s -w -X main.version=$version"
     local tmp
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' RETURN
 
     echo "==> $name $version: tfgen"
-    (cd "$module" && go build "$@" -ldflags "$ldflags" -o "$tmp/pulumi-tfgen-$name" "./cmd/pulumi-tfgen-$name")
+    (cd "$module" && go build "$@" -ldflags "$ldflags" -o "$tmp/pulumi-tfgen-$name" "./cmd/tfgen")
     # Docs and examples are only for SDK generation; the runtime needs the schema's shape.
     mkdir -p "$generated"
     "$tmp/pulumi-tfgen-$name" schema --out "$tmp/schema" --skip-docs --skip-examples --quiet >/dev/null
@@ -65,7 +65,7 @@ build() {
     done
 
     echo "==> $name $version: pulumi-resource-$name"
-    (cd "$module" && go build "$@" -ldflags "$ldflags" -o "$out_dir/pulumi-resource-$name" "./cmd/pulumi-resource-$name")
+    (cd "$module" && go build "$@" -ldflags "$ldflags" -o "$out_dir/pulumi-resource-$name" "./cmd/plugin")
 
     if [[ -n $pulumi_home ]]; then
         local cache="$pulumi_home/plugins/resource-$name-v$version"

@@ -19,8 +19,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCHEMAS = {
-    "pulumi_docker": HERE / "provider-docker/cmd/pulumi-resource-docker/generated/schema.json",
-    "pulumi_random": HERE / "provider-random/cmd/pulumi-resource-random/generated/schema.json",
+    "pulumi_docker": HERE / "provider-docker/cmd/plugin/generated/schema.json",
+    "pulumi_random": HERE / "provider-random/cmd/plugin/generated/schema.json",
 }
 # The SDK's native docker.Image (and its input types) is Go code of pulumi-docker, not a
 # Terraform resource: our plugin does not provide it; the program uses RemoteImage + build.
