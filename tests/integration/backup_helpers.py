@@ -123,3 +123,15 @@ def assert_role_model(
     assert_extensions(server, service, config.service(service).extensions)
     report = apply(admin_url, config, credentials, services=[service])
     assert report.executed == (), f"restored {database} drifted: {report.executed}"
+
+
+def cli_options(postgres: PostgresServer, rendered: Path, admin_user: str) -> list[str]:
+    """The backup and db commands' stack, secrets and admin options for the dev stack."""
+    return [
+        "--stack",
+        "dev",
+        "--secrets",
+        str(secrets_path(rendered)),
+        "--admin-url",
+        admin_url_without_password(postgres, admin_user),
+    ]

@@ -10,7 +10,10 @@ import pytest
 from infra.config import StackConfig
 from infra.credentials import Credentials
 from infra.postgres import apply
-from tests.integration.backup_helpers import admin_url_without_password, secrets_path, seed
+from tests.integration.backup_helpers import (
+    cli_options,
+    seed,
+)
 from tests.servers.postgres import PostgresServer
 from tests.servers.rabbitmq import RabbitmqServer
 from tests.servers.redis import RedisServer
@@ -69,11 +72,4 @@ def common(
     rendered, credentials = dev_rendered
     apply(postgres.admin_url, dev_config, credentials)
     seed(postgres, credentials, "users")
-    return [
-        "--stack",
-        "dev",
-        "--secrets",
-        str(secrets_path(rendered)),
-        "--admin-url",
-        admin_url_without_password(postgres, dev_config.postgres.admin_user),
-    ]
+    return cli_options(postgres, rendered, dev_config.postgres.admin_user)

@@ -23,13 +23,12 @@ from infra.config import StackConfig
 from infra.credentials import Credentials
 from infra.postgres import apply
 from tests.integration.backup_helpers import (
-    admin_url_without_password,
     assert_role_model,
     cli,
+    cli_options,
     databases,
     fingerprint,
     login_url,
-    secrets_path,
     seed,
 )
 from tests.servers.gcs import GcsEmulator
@@ -46,14 +45,7 @@ def stack(
     rendered, credentials = dev_rendered
     apply(postgres.admin_url, dev_config, credentials)
     seed(postgres, credentials, "users")
-    common = [
-        "--stack",
-        "dev",
-        "--secrets",
-        str(secrets_path(rendered)),
-        "--admin-url",
-        admin_url_without_password(postgres, dev_config.postgres.admin_user),
-    ]
+    common = cli_options(postgres, rendered, dev_config.postgres.admin_user)
     return postgres, credentials, common
 
 

@@ -17,10 +17,9 @@ from infra.config import StackConfig
 from infra.credentials import Credentials
 from infra.postgres import apply
 from tests.integration.backup_helpers import (
-    admin_url_without_password,
     cli,
+    cli_options,
     databases,
-    secrets_path,
 )
 from tests.servers.postgres import PostgresServer
 
@@ -33,14 +32,7 @@ def common(
 ) -> list[str]:
     rendered, credentials = dev_rendered
     apply(postgres.admin_url, dev_config, credentials)
-    return [
-        "--stack",
-        "dev",
-        "--secrets",
-        str(secrets_path(rendered)),
-        "--admin-url",
-        admin_url_without_password(postgres, dev_config.postgres.admin_user),
-    ]
+    return cli_options(postgres, rendered, dev_config.postgres.admin_user)
 
 
 def _one_line(err: str) -> str:

@@ -28,10 +28,9 @@ from infra.config import StackConfig
 from infra.credentials import Credentials
 from infra.postgres import apply, plan
 from tests.integration.backup_helpers import (
-    admin_url_without_password,
     cli,
+    cli_options,
     login_url,
-    secrets_path,
 )
 from tests.integration.postgres_support import catalog
 from tests.servers.postgres import PostgresServer
@@ -73,14 +72,7 @@ def planted(
     apply(postgres.admin_url, dev_config, credentials)
     with psycopg.connect(login_url(postgres, credentials, SERVICE, "migrator")) as conn:
         conn.execute(PLANT_SQL)
-    common = [
-        "--stack",
-        "dev",
-        "--secrets",
-        str(secrets_path(rendered)),
-        "--admin-url",
-        admin_url_without_password(postgres, dev_config.postgres.admin_user),
-    ]
+    common = cli_options(postgres, rendered, dev_config.postgres.admin_user)
     return postgres, credentials, common
 
 

@@ -105,8 +105,18 @@ def declare(ctx: GcpContext, network: Network, credentials: pulumi.Output[Creden
         ),
         opts=ctx.opts(protect=True, depends_on=[network.peering]),
     )
-    admin = gcp.sql.User(
-        "postgres-admin",
+    return Sql(instance=instance, admin=admin_user(ctx, "postgres-admin", instance, credentials))
+
+
+def admin_user(
+    ctx: GcpContext,
+    resource_name: str,
+    instance: gcp.sql.DatabaseInstance,
+    credentials: pulumi.Output[Credentials],
+) -> gcp.sql.User:
+    """The built-in admin login (CREATEROLE CREATEDB on Cloud SQL) that provisions services."""
+    return gcp.sql.User(
+        resource_name,
         instance=instance.name,
         name=ctx.config.postgres.admin_user,
         type="BUILT_IN",
@@ -115,7 +125,6 @@ def declare(ctx: GcpContext, network: Network, credentials: pulumi.Output[Creden
         deletion_policy="ABANDON",
         opts=ctx.opts(),
     )
-    return Sql(instance=instance, admin=admin)
 
 
 def _service_credentials(

@@ -17,7 +17,7 @@ import pulumi_gcp as gcp
 from infra.credentials import Credentials
 from infra.platforms.gcp.context import GcpContext
 from infra.platforms.gcp.network import Network
-from infra.platforms.gcp.sql import DATABASE_VERSION
+from infra.platforms.gcp.sql import DATABASE_VERSION, admin_user
 
 DISK_GB = 20
 
@@ -73,13 +73,5 @@ def declare(
         ),
         opts=ctx.opts(protect=True, depends_on=[network.peering]),
     )
-    admin = gcp.sql.User(
-        "postgres-verify-admin",
-        instance=instance.name,
-        name=ctx.config.postgres.admin_user,
-        type="BUILT_IN",
-        password=credentials.apply(lambda c: c.postgres_admin),
-        deletion_policy="ABANDON",
-        opts=ctx.opts(),
-    )
+    admin = admin_user(ctx, "postgres-verify-admin", instance, credentials)
     return VerifyInstance(instance=instance, admin=admin)
