@@ -15,7 +15,8 @@ def test_a_section_is_appended_once_then_replaced_in_place(tmp_path: Path) -> No
     write_section("restore", "new table", readme)
     text = readme.read_text()
     assert text.count("<!-- bench:restore -->") == 1
-    assert "old table" not in text and "new table" in text
+    assert "old table" not in text
+    assert "new table" in text
     assert text.index("new table") < text.index("converge table")
     assert text.startswith("# Benchmarks\n\nintro\n")
 
