@@ -37,7 +37,14 @@ def stack_with(base: StackConfig, prefix: str, count: int) -> StackConfig:
     services = tuple(
         ServiceSpec(name=f"{prefix}{i:03d}", extensions=("pgcrypto",)) for i in range(count)
     )
-    return replace(base, services=services)
+    # Room for every service's connection limits: the config refuses a stack that lacks it.
+    limits = sum(
+        s.connection_limits.app + s.connection_limits.migrator + s.connection_limits.readonly
+        for s in services
+    )
+    needed = limits + base.postgres.reserved_connections
+    postgres_settings = replace(base.postgres, max_connections=max(needed, 25))
+    return replace(base, services=services, postgres=postgres_settings)
 
 
 def psql_script(server: PostgresServer, config: StackConfig, credentials: Credentials) -> str:
