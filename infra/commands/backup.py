@@ -25,7 +25,6 @@ from infra.backup.dump import (
     backup_postgres,
     backup_rabbitmq,
     backup_redis,
-    check_management_url,
     check_redis_url,
 )
 from infra.backup.progress import human
@@ -34,6 +33,7 @@ from infra.backup.restore import converge, recover, restore
 from infra.backup.schedule import next_run
 from infra.backup.storage import FileBucket, open_bucket
 from infra.backup.verify import verify
+from infra.broker.management import ManagementApi
 from infra.commands.common import ADMIN_URL_ENV as ADMIN_URL_ENV  # re-exported
 from infra.commands.common import add_stack_options, admin_url, load
 from infra.config import StackConfig, load_stack
@@ -204,8 +204,11 @@ def _backup(
     admin_url = _admin_url(args, credentials)
     if args.redis_url:
         check_redis_url(args.redis_url)
-    if args.management_url:
-        check_management_url(args.management_url)
+    broker = (
+        ManagementApi(args.management_url, config.rabbitmq.admin_user, credentials.rabbitmq_admin)
+        if args.management_url
+        else None
+    )
     made = []
     failed: list[str] = []
     for name in _services(config, args.service):
@@ -220,12 +223,8 @@ def _backup(
         made.append(
             backup_redis(target, args.redis_url, config.redis.admin_user, credentials.redis_admin)
         )
-    if args.management_url and args.service is None:
-        made.append(
-            backup_rabbitmq(
-                target, args.management_url, config.rabbitmq.admin_user, credentials.rabbitmq_admin
-            )
-        )
+    if broker is not None and args.service is None:
+        made.append(backup_rabbitmq(target, broker))
     for manifest in made:
         print(
             f"{manifest.kind}/{manifest.service} {manifest.backup_id} {human(manifest.size)} "
