@@ -66,4 +66,3 @@ def test_backup_and_broker_prune_refuse_a_bad_url_alike(
     assert err.startswith("error: --management-url")
     assert err.count("\n") == 1
     assert not (tmp_path / "bucket").exists(), "nothing may be backed up before the refusal"
-
