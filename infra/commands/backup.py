@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from infra.backup import crypto, health, pg
+from infra.backup import crypto, health
 from infra.backup.catalog import Entry, Manifest, entries, find, scan, utc_now
 from infra.backup.drill import drill
 from infra.backup.dump import (
@@ -35,7 +35,13 @@ from infra.backup.storage import FileBucket, open_bucket
 from infra.backup.verify import verify
 from infra.broker.management import ManagementApi
 from infra.commands.common import ADMIN_URL_ENV as ADMIN_URL_ENV  # re-exported
-from infra.commands.common import add_stack_options, admin_url, load
+from infra.commands.common import (
+    add_admin_url_option,
+    add_stack_options,
+    admin_url,
+    load,
+    resolve_admin_url,
+)
 from infra.config import StackConfig, load_stack
 from infra.config.load import stack_name
 from infra.credentials import Credentials
@@ -67,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("verify", help="restore backups into scratch databases")
     add_stack_options(parser)
     _bucket_option(parser)
-    _admin_option(parser)
+    add_admin_url_option(parser)
     parser.add_argument("--service", help="only this service")
     parser.add_argument("--backup", help="re-verify this backup id (default: every unverified)")
     parser.set_defaults(handler=run_verify)
@@ -75,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("restore", help="restore a service database from a backup")
     add_stack_options(parser)
     _bucket_option(parser)
-    _admin_option(parser)
+    add_admin_url_option(parser)
     parser.add_argument("--service", required=True)
     parser.add_argument("--at", help="backup id, or the newest backup at/before an ISO time")
     parser.set_defaults(handler=run_restore)
@@ -89,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("dr-drill", help="rebuild every service on an empty server")
     add_stack_options(parser)
     _bucket_option(parser)
-    _admin_option(parser)
+    add_admin_url_option(parser)
     parser.set_defaults(handler=run_drill)
 
     parser = subparsers.add_parser(
@@ -141,19 +147,10 @@ def _bucket_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _admin_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--admin-url",
-        default=os.environ.get(ADMIN_URL_ENV),
-        help="postgresql://ADMIN@HOST:PORT/postgres; a missing password comes from the secrets "
-        f"file (default: ${ADMIN_URL_ENV})",
-    )
-
-
 def _server_options(parser: argparse.ArgumentParser) -> None:
     add_stack_options(parser)
     _bucket_option(parser)
-    _admin_option(parser)
+    add_admin_url_option(parser)
     parser.add_argument(
         "--redis-url",
         default=os.environ.get(REDIS_URL_ENV),
@@ -381,7 +378,7 @@ def _verify_url(args: argparse.Namespace, config: StackConfig, credentials: Cred
     verify_admin = getattr(args, "verify_admin_url", None)
     if not verify_admin:
         return _admin_url(args, credentials)
-    url = pg.with_password(verify_admin, credentials.postgres_admin)
+    url = resolve_admin_url(verify_admin, credentials)
     converge(url, config, Credentials.generate().completed_for(config), None)
     return url
 
