@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from infra import naming, versions
 from infra.config import rules
 from infra.config.schema import setting
 
@@ -163,7 +164,7 @@ class DockerImages:
     redis: str = setting(
         "redis:7.0.15-bookworm", doc="the Redis line the tests run (Debian 12: 7.0)"
     )
-    rabbitmq: str = setting("rabbitmq:3.13.7-management")
+    rabbitmq: str = setting(f"rabbitmq:{versions.RABBITMQ_VERSION}-management")
     backup: str = setting("postgres:15.10-bookworm", doc="runs pg_dump and the backup loop")
 
 
@@ -351,8 +352,9 @@ class StackConfig:
     def connections_needed(self) -> int:
         """Every service's connection limits plus the reserve for admin work."""
         per_service = sum(
-            s.connection_limits.app + s.connection_limits.migrator + s.connection_limits.readonly
+            int(getattr(s.connection_limits, kind))
             for s in self.services
+            for kind in naming.LOGIN_SUFFIXES
         )
         return per_service + self.postgres.reserved_connections
 

@@ -68,8 +68,9 @@ def service_name(value: str) -> str | None:
     if size > naming.MAX_SERVICE_NAME_BYTES:
         return (
             f"{value[:20]!r}... is {size} bytes; service names may be at most "
-            f"{naming.MAX_SERVICE_NAME_BYTES} bytes so that derived names such as "
-            f"'<name>_readonly' fit PostgreSQL's {naming.POSTGRES_IDENTIFIER_BYTES}-byte limit"
+            f"{naming.MAX_SERVICE_NAME_BYTES} bytes so that every derived name (the longest is "
+            f"'<name>{naming.LONGEST_SUFFIX}') fits PostgreSQL's "
+            f"{naming.POSTGRES_IDENTIFIER_BYTES}-byte limit"
         )
     return None
 
