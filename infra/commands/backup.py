@@ -34,12 +34,14 @@ from infra.backup.schedule import next_run
 from infra.backup.storage import FileBucket, open_bucket
 from infra.backup.verify import verify
 from infra.broker.management import ManagementApi
+from infra.commands.common import ADMIN_PASSWORD_ENV as ADMIN_PASSWORD_ENV  # re-exported
 from infra.commands.common import ADMIN_URL_ENV as ADMIN_URL_ENV  # re-exported
 from infra.commands.common import (
     add_admin_url_option,
     add_stack_options,
     admin_url,
     load,
+    load_admin_only,
     resolve_admin_url,
 )
 from infra.config import StackConfig, load_stack
@@ -51,8 +53,6 @@ BUCKET_ENV = "PERSISTENCE_BACKUP_BUCKET"
 REDIS_URL_ENV = "PERSISTENCE_REDIS_URL"
 MANAGEMENT_URL_ENV = "PERSISTENCE_MANAGEMENT_URL"
 VERIFY_ADMIN_URL_ENV = "PERSISTENCE_VERIFY_ADMIN_URL"
-# The prod job gets the admin password from Secret Manager as this variable (never a file).
-ADMIN_PASSWORD_ENV = "PERSISTENCE_ADMIN_PASSWORD"  # noqa: S105 - a variable's name
 # The structured log line backup-run writes per verified backup; the prod log-based metric
 # (and so the "no verified backup" alert) counts exactly these lines.
 VERIFIED_EVENT = "persistence.backup.verified"
@@ -415,7 +415,7 @@ def run_job(args: argparse.Namespace) -> int:
     Writes one structured log line per verified backup (Cloud Logging parses JSON lines on
     stdout); the "no verified backup" alert counts those lines. Exit 1 names every failure.
     """
-    config, credentials = _job_credentials(args)
+    config, credentials = load_admin_only(args)
     outcome = run_once(args, config, credentials)
     for manifest in outcome.verified:
         print(verified_log_line(manifest, stack_name(args.stack)), flush=True)
@@ -438,21 +438,6 @@ def verified_log_line(manifest: Manifest, stack: str) -> str:
             "backup_id": manifest.backup_id,
         },
         sort_keys=True,
-    )
-
-
-def _job_credentials(args: argparse.Namespace) -> tuple[StackConfig, Credentials]:
-    """The admin password from ``$PERSISTENCE_ADMIN_PASSWORD`` (prod), else the secrets file.
-
-    The job reads only the admin login's secret: it never sees any service's passwords, and
-    never writes a secrets file inside a read-only container.
-    """
-    password = os.environ.get(ADMIN_PASSWORD_ENV)
-    if not password:
-        return load(args)
-    config = load_stack(args.stack)
-    return config, Credentials(
-        postgres_superuser="", postgres_admin=password, redis_admin="", rabbitmq_admin=""
     )
 
 

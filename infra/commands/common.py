@@ -20,6 +20,8 @@ from infra.credentials import Credentials
 from infra.errors import UsageError
 
 ADMIN_URL_ENV = "PERSISTENCE_ADMIN_URL"
+# The prod backup job gets the admin password from Secret Manager as this variable (never a file).
+ADMIN_PASSWORD_ENV = "PERSISTENCE_ADMIN_PASSWORD"  # noqa: S105 - a variable's name
 RABBITMQ_PASSWORD_ENV = "RABBITMQ_ADMIN_PASSWORD"  # noqa: S105 - the variable name, not a password
 
 
@@ -53,6 +55,21 @@ def load(args: argparse.Namespace) -> tuple[StackConfig, Credentials]:
     """Validate the stack first, then read or create its credentials."""
     config = load_stack(args.stack)
     return config, secrets_file.load_or_create(secrets_path(args), config)
+
+
+def load_admin_only(args: argparse.Namespace) -> tuple[StackConfig, Credentials]:
+    """The admin password from ``$PERSISTENCE_ADMIN_PASSWORD`` (prod), else the secrets file.
+
+    The prod job reads only the admin login's secret: it never sees any service's passwords,
+    and never writes a secrets file inside a read-only container.
+    """
+    password = os.environ.get(ADMIN_PASSWORD_ENV)
+    if not password:
+        return load(args)
+    config = load_stack(args.stack)
+    return config, Credentials(
+        postgres_superuser="", postgres_admin=password, redis_admin="", rabbitmq_admin=""
+    )
 
 
 def secrets_path(args: argparse.Namespace) -> Path:
