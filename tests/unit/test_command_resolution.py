@@ -21,13 +21,11 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from infra import cli, secrets_file
-from infra.backup.catalog import Manifest, write_manifest, write_verification
-from infra.backup.catalog import Verification as Verified
-from infra.backup.hashing import Hashed
 from infra.backup.storage import FileBucket
 from infra.config import load_stack
 from infra.config.load import REPO_ROOT
 from infra.credentials import Credentials
+from tests.unit.backup_fakes import add_backup
 
 ADMIN = "postgresql://platform_admin@127.0.0.1:1/postgres"
 VERIFY_ADMIN = "postgresql://platform_admin@127.0.0.1:2/postgres"
@@ -44,30 +42,7 @@ def _stack_forms(tmp_path: Path) -> list[str]:
 
 def _bucket_with_a_backup(root: Path, verified: bool | None) -> str:
     """A file bucket holding one intact backup of ``users``, so restore and verify go on."""
-    bucket = FileBucket(root)
-    moment = datetime(2026, 1, 1, tzinfo=UTC)
-    backup_id = moment.strftime("%Y%m%dT%H%M%SZ")
-    hashed = Hashed(iter([b"dump"]))
-    manifest = Manifest(
-        kind="postgres",
-        service="users",
-        backup_id=backup_id,
-        object="dump.pgcustom",
-        format="custom",
-        started_at=moment.isoformat(),
-        finished_at=moment.isoformat(),
-        size=4,
-        sha256="",
-        server_version="15.0",
-        database="users",
-    )
-    bucket.write(manifest.object_name, hashed)
-    manifest = Manifest(**{**manifest.__dict__, "sha256": hashed.hexdigest()})
-    write_manifest(bucket, manifest)
-    if verified is not None:
-        write_verification(
-            bucket, manifest, Verified(backup_id, moment.isoformat(), verified, [], 0.1)
-        )
+    add_backup(FileBucket(root), datetime(2026, 1, 1, tzinfo=UTC), verified=verified)
     return f"file://{root}"
 
 
