@@ -7,7 +7,7 @@ documented by its ``doc``; the README's config reference is taken from these.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from infra import naming, versions
 from infra.config import rules
@@ -203,30 +203,23 @@ class RabbitmqSettings:
     )
 
 
+def _generation(default: int, periods: str) -> Any:
+    """One generation of ``KeepGenerations``: they differ only in default and period."""
+    return setting(
+        default,
+        rule=rules.between(0, 1000),
+        doc=f"per service, the newest backup of each of the last N {periods} that have one",
+    )
+
+
 @dataclass(frozen=True)
 class KeepGenerations:
     """How many backups of each generation ``prune`` keeps per service."""
 
-    hourly: int = setting(
-        24,
-        rule=rules.between(0, 1000),
-        doc="per service, the newest backup of each of the last N hours that have one",
-    )
-    daily: int = setting(
-        7,
-        rule=rules.between(0, 1000),
-        doc="per service, the newest backup of each of the last N days that have one",
-    )
-    weekly: int = setting(
-        4,
-        rule=rules.between(0, 1000),
-        doc="per service, the newest backup of each of the last N ISO weeks that have one",
-    )
-    monthly: int = setting(
-        6,
-        rule=rules.between(0, 1000),
-        doc="per service, the newest backup of each of the last N months that have one",
-    )
+    hourly: int = _generation(24, "hours")
+    daily: int = _generation(7, "days")
+    weekly: int = _generation(4, "ISO weeks")
+    monthly: int = _generation(6, "months")
 
 
 @dataclass(frozen=True)
