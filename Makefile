@@ -12,7 +12,7 @@ STACK ?= dev
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 export PULUMI_CONFIG_PASSPHRASE_FILE ?= $(CURDIR)/.pulumi-state/passphrase
 
-.PHONY: setup up env preview plan down rebuild test lint actionlint cloud-sql-proxy proxy-start proxy-stop unit integration e2e engine images bench clean
+.PHONY: setup up env preview plan down rebuild docs test lint actionlint cloud-sql-proxy proxy-start proxy-stop unit integration e2e engine images bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -62,6 +62,11 @@ down: setup
 # After a disaster: refresh, pulumi up, restore every service from its newest verified backup.
 rebuild: setup .pulumi-state/passphrase
 	$(BIN)/python -m infra rebuild --stack $(STACK)
+
+# README.md's configuration reference, generated from infra/config/model.py (the declared
+# defaults, rules and docs); a unit test fails when it is out of date.
+docs: setup
+	$(BIN)/python -m infra docs
 
 lint: setup actionlint
 	$(BIN)/ruff check .

@@ -22,7 +22,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from infra import postgres
+from infra import atomic_file, postgres
 from infra.config import StackConfig, load_stack
 from infra.config.model import ServiceSpec
 from infra.credentials import Credentials
@@ -94,9 +94,8 @@ def measure(count: int, base: StackConfig, base_credentials: Credentials) -> dic
         theirs = stack_with(base, "psql_", count)
         credentials = base_credentials.completed_for(ours).completed_for(theirs)
         script = root / "converge.sql"
-        # Holds SCRAM verifiers only (no plaintext), still private.
-        script.touch(mode=0o600)
-        script.write_text(psql_script(server, theirs, credentials))
+        # Holds SCRAM verifiers only (no plaintext), still private from its first byte.
+        atomic_file.write_text(script, psql_script(server, theirs, credentials), 0o600)
         write_secrets(root / "secrets.json", credentials)
 
         started = time.perf_counter()

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "infra.commands.db",
     "infra.commands.rebuild",
     "infra.commands.plan",
+    "infra.commands.docs",
 )
 
 

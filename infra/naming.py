@@ -6,23 +6,40 @@ derived name still fits. Keep new suffixes here so that limit stays true.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 POSTGRES_IDENTIFIER_BYTES = 63
 
-ROLE_SUFFIXES = ("owner", "migrator", "app", "readonly")
+# The login kinds a service gets (each is ``<service>_<kind>``), and the role that owns its
+# database and objects; the connection limits in the config have one field per login kind.
+OWNER_KIND = "owner"
 LOGIN_SUFFIXES = ("migrator", "app", "readonly")
+ROLE_SUFFIXES = (OWNER_KIND, *LOGIN_SUFFIXES)
 
 # Databases the backup tooling creates next to a service's own; "__" cannot occur in a
 # service name, so these can never collide with another service's database.
-SCRATCH_SUFFIXES = ("__verify", "__restore", "__old_YYYYMMDDHHMMSS")
+VERIFY_SUFFIX = "__verify"
+RESTORE_SUFFIX = "__restore"
+# The database a restore replaced, kept as ``<service>__old_<UTC time>``.
+OLD_COPY_PREFIX = "__old_"
+OLD_COPY_TIME_FORMAT = "%Y%m%d%H%M%S"
+# Its longest form (computed from the format, so the byte budget follows any change to it).
+OLD_COPY_SUFFIX = OLD_COPY_PREFIX + datetime.max.strftime(OLD_COPY_TIME_FORMAT)
+SCRATCH_SUFFIXES = (VERIFY_SUFFIX, RESTORE_SUFFIX, OLD_COPY_SUFFIX)
 
 # The short-lived login the backup tooling restores, dumps and counts rows as (a member of the
 # owner role only), so a service's own code never runs with the admin's privileges.
 TOOL_LOGIN_SUFFIX = "__tool"
 
-LONGEST_SUFFIX_BYTES = max(
-    [len(f"_{s}".encode()) for s in ROLE_SUFFIXES]
-    + [len(s.encode()) for s in (*SCRATCH_SUFFIXES, TOOL_LOGIN_SUFFIX)]
+# Every suffix a PostgreSQL name derived from a service name can carry; the longest one sets
+# how long a service name may be.
+DERIVED_SUFFIXES = (
+    *(f"_{kind}" for kind in ROLE_SUFFIXES),
+    *SCRATCH_SUFFIXES,
+    TOOL_LOGIN_SUFFIX,
 )
+LONGEST_SUFFIX = max(DERIVED_SUFFIXES, key=lambda suffix: len(suffix.encode()))
+LONGEST_SUFFIX_BYTES = len(LONGEST_SUFFIX.encode())
 MAX_SERVICE_NAME_BYTES = POSTGRES_IDENTIFIER_BYTES - LONGEST_SUFFIX_BYTES
 
 
@@ -45,7 +62,12 @@ def tool_login(service: str) -> str:
 
 def scratch_databases(service: str) -> list[str]:
     """The databases the backup tooling may create for a service (not the __old_ copies)."""
-    return [f"{service}{suffix}" for suffix in SCRATCH_SUFFIXES if not suffix.startswith("__old")]
+    return [f"{service}{VERIFY_SUFFIX}", f"{service}{RESTORE_SUFFIX}"]
+
+
+def old_copy(service: str, moment: datetime) -> str:
+    """The name a restore keeps the replaced database under: ``<service>__old_<UTC time>``."""
+    return f"{database_name(service)}{OLD_COPY_PREFIX}{moment:{OLD_COPY_TIME_FORMAT}}"
 
 
 def redis_user(service: str) -> str:

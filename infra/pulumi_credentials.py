@@ -11,11 +11,12 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 
+from infra import naming
 from infra.config.model import StackConfig
 from infra.credentials import Credentials, ServiceCredentials
 
 PASSWORD_LENGTH = 40  # letters and digits only: ~238 bits, safe in URLs and config files
-SERVICE_LOGINS = ("migrator", "app", "readonly", "redis", "rabbitmq")
+SERVICE_LOGINS = (*naming.LOGIN_SUFFIXES, "redis", "rabbitmq")
 
 
 def _password(

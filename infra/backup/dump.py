@@ -6,15 +6,11 @@ recorded in the manifest describe exactly the data in the dump. The manifest is 
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +32,7 @@ from infra.backup.catalog import (
 from infra.backup.hashing import Hashed
 from infra.backup.progress import track
 from infra.backup.storage import CHUNK_BYTES, Bucket
+from infra.broker.management import ManagementApi
 from infra.errors import BackupError, ServerError
 from infra.postgres.tooling import service_login
 
@@ -206,14 +203,6 @@ def check_redis_url(redis_url: str) -> ParseResult:
     return parsed
 
 
-def check_management_url(management_url: str) -> None:
-    if not management_url.startswith(("http://", "https://")) or "@" in management_url:
-        raise BackupError(
-            f"--management-url {management_url!r}: use http(s)://HOST:PORT (the admin password "
-            "comes from the secrets file, never the command line)"
-        )
-
-
 def backup_redis(target: Target, redis_url: str, user: str, password: str) -> Manifest:
     """An RDB snapshot over the replication protocol, as the Redis admin (REDISCLI_AUTH env)."""
     cli = shutil.which("redis-cli")
@@ -268,28 +257,13 @@ def backup_redis(target: Target, redis_url: str, user: str, password: str) -> Ma
     )
 
 
-def backup_rabbitmq(target: Target, management_url: str, user: str, password: str) -> Manifest:
+def backup_rabbitmq(target: Target, api: ManagementApi) -> Manifest:
     """The broker's definitions (vhosts, users, queues, bindings, policies) from the HTTP API."""
     started = utc_now()
     backup_id = new_id(started)
     name = prefix("rabbitmq", SERVER_SCOPE, backup_id) + "definitions.json"
-    check_management_url(management_url)
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    base = management_url.rstrip("/")
-    headers = {"Authorization": f"Basic {token}"}
-    try:
-        request = urllib.request.Request(  # noqa: S310 - http(s) only, checked above
-            base + "/api/definitions", headers=headers
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-            body: bytes = response.read()
-        request = urllib.request.Request(  # noqa: S310 - http(s) only, checked above
-            base + "/api/overview", headers=headers
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-            version = str(json.loads(response.read()).get("rabbitmq_version", "unknown"))
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        raise ServerError(f"RabbitMQ management API at {base}: {error}") from None
+    body = api.get_bytes("/api/definitions")
+    version = api.version()
     hashed = _store(target, name, [body], "rabbitmq")
     return _finish(
         target,

@@ -1,7 +1,9 @@
-"""A minimal client for RabbitMQ's management HTTP API, on the standard library.
+"""The one client for RabbitMQ's management HTTP API, on the standard library.
 
-Only the few calls ``broker prune`` needs; credentials travel in the Authorization header and
-never appear in a URL, a log line or an exception message.
+Both ``broker prune`` (list and delete users and vhosts) and the RabbitMQ backup (export the
+definitions) go through it, so the URL is checked in one place (``check_url``) and every
+failure reads the same. Credentials travel in the Authorization header and never appear in a
+URL, a log line or an exception message.
 """
 
 from __future__ import annotations
@@ -15,46 +17,69 @@ from typing import Any
 
 from infra.errors import ServerError, UsageError
 
-TIMEOUT_SECONDS = 15
+# A definitions export of a large broker takes a while; a dead host fails long before this.
+TIMEOUT_SECONDS = 60
+EXAMPLE_URL = "http://127.0.0.1:15672"
+
+
+def check_url(base_url: str) -> str:
+    """``base_url`` without a trailing slash, or UsageError: http(s), a host, no credentials."""
+    parsed = urllib.parse.urlsplit(base_url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise UsageError(
+            f"--management-url {base_url!r}: expected http(s)://HOST:PORT, e.g. {EXAMPLE_URL}"
+        )
+    if "@" in parsed.netloc:
+        raise UsageError(
+            "--management-url must not contain credentials; the admin password is read from the "
+            "secrets file (or the environment), never the command line"
+        )
+    return base_url.rstrip("/")
 
 
 class ManagementApi:
     """The management API at ``base_url`` (e.g. http://127.0.0.1:15672), as one user."""
 
     def __init__(self, base_url: str, user: str, password: str) -> None:
-        parsed = urllib.parse.urlsplit(base_url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise UsageError(
-                f"--management-url {base_url!r}: expected http(s)://HOST:PORT, "
-                "e.g. http://127.0.0.1:15672"
-            )
-        if parsed.username or parsed.password:
-            raise UsageError(
-                "--management-url must not contain credentials; the admin password is read "
-                "from the secrets file"
-            )
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_url(base_url)
         self.user = user
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         self._headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
 
     def get(self, path: str) -> Any:
+        """The JSON document at ``path``."""
+        body = self._call("GET", path)
+        try:
+            return json.loads(body) if body else None
+        except ValueError:
+            raise ServerError(
+                f"RabbitMQ management API at {self.base_url}: GET {path} did not return JSON"
+            ) from None
+
+    def get_bytes(self, path: str) -> bytes:
+        """The body at ``path`` exactly as the broker sent it (a backup keeps it byte for byte)."""
         return self._call("GET", path)
 
     def delete(self, path: str) -> None:
         """Delete a resource; one that is already gone counts as deleted."""
         self._call("DELETE", path, missing_ok=True)
 
-    def _call(self, method: str, path: str, missing_ok: bool = False) -> Any:
-        request = urllib.request.Request(  # noqa: S310 - scheme checked in __init__
+    def version(self) -> str:
+        """The broker's RabbitMQ version, as its overview reports it."""
+        overview = self.get("/api/overview")
+        found = overview.get("rabbitmq_version") if isinstance(overview, dict) else None
+        return str(found or "unknown")
+
+    def _call(self, method: str, path: str, missing_ok: bool = False) -> bytes:
+        request = urllib.request.Request(  # noqa: S310 - scheme checked in check_url
             self.base_url + path, method=method, headers=self._headers
         )
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
-                body = response.read().decode()
+                body: bytes = response.read()
         except urllib.error.HTTPError as error:
             if error.code == 404 and missing_ok:
-                return None
+                return b""
             if error.code in (401, 403):
                 raise ServerError(
                     f"RabbitMQ management API at {self.base_url} refused user {self.user!r} "
@@ -69,7 +94,7 @@ class ManagementApi:
             raise ServerError(
                 f"RabbitMQ management API at {self.base_url} is unreachable ({reason})"
             ) from None
-        return json.loads(body) if body else None
+        return body
 
 
 def quote(name: str) -> str:

@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from infra.backup import crypto, health, pg
+from infra.backup import crypto, health
 from infra.backup.catalog import Entry, Manifest, entries, find, scan, utc_now
 from infra.backup.drill import drill
 from infra.backup.dump import (
@@ -25,7 +25,6 @@ from infra.backup.dump import (
     backup_postgres,
     backup_rabbitmq,
     backup_redis,
-    check_management_url,
     check_redis_url,
 )
 from infra.backup.progress import human
@@ -34,8 +33,17 @@ from infra.backup.restore import converge, recover, restore
 from infra.backup.schedule import next_run
 from infra.backup.storage import FileBucket, open_bucket
 from infra.backup.verify import verify
+from infra.broker.management import ManagementApi
+from infra.commands.common import ADMIN_PASSWORD_ENV as ADMIN_PASSWORD_ENV  # re-exported
 from infra.commands.common import ADMIN_URL_ENV as ADMIN_URL_ENV  # re-exported
-from infra.commands.common import add_stack_options, admin_url, load
+from infra.commands.common import (
+    add_admin_url_option,
+    add_stack_options,
+    admin_url,
+    load,
+    load_admin_only,
+    resolve_admin_url,
+)
 from infra.config import StackConfig, load_stack
 from infra.config.load import stack_name
 from infra.credentials import Credentials
@@ -45,8 +53,6 @@ BUCKET_ENV = "PERSISTENCE_BACKUP_BUCKET"
 REDIS_URL_ENV = "PERSISTENCE_REDIS_URL"
 MANAGEMENT_URL_ENV = "PERSISTENCE_MANAGEMENT_URL"
 VERIFY_ADMIN_URL_ENV = "PERSISTENCE_VERIFY_ADMIN_URL"
-# The prod job gets the admin password from Secret Manager as this variable (never a file).
-ADMIN_PASSWORD_ENV = "PERSISTENCE_ADMIN_PASSWORD"  # noqa: S105 - a variable's name
 # The structured log line backup-run writes per verified backup; the prod log-based metric
 # (and so the "no verified backup" alert) counts exactly these lines.
 VERIFIED_EVENT = "persistence.backup.verified"
@@ -67,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("verify", help="restore backups into scratch databases")
     add_stack_options(parser)
     _bucket_option(parser)
-    _admin_option(parser)
+    add_admin_url_option(parser)
     parser.add_argument("--service", help="only this service")
     parser.add_argument("--backup", help="re-verify this backup id (default: every unverified)")
     parser.set_defaults(handler=run_verify)
@@ -75,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("restore", help="restore a service database from a backup")
     add_stack_options(parser)
     _bucket_option(parser)
-    _admin_option(parser)
+    add_admin_url_option(parser)
     parser.add_argument("--service", required=True)
     parser.add_argument("--at", help="backup id, or the newest backup at/before an ISO time")
     parser.set_defaults(handler=run_restore)
@@ -89,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("dr-drill", help="rebuild every service on an empty server")
     add_stack_options(parser)
     _bucket_option(parser)
-    _admin_option(parser)
+    add_admin_url_option(parser)
     parser.set_defaults(handler=run_drill)
 
     parser = subparsers.add_parser(
@@ -141,19 +147,10 @@ def _bucket_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _admin_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--admin-url",
-        default=os.environ.get(ADMIN_URL_ENV),
-        help="postgresql://ADMIN@HOST:PORT/postgres; a missing password comes from the secrets "
-        f"file (default: ${ADMIN_URL_ENV})",
-    )
-
-
 def _server_options(parser: argparse.ArgumentParser) -> None:
     add_stack_options(parser)
     _bucket_option(parser)
-    _admin_option(parser)
+    add_admin_url_option(parser)
     parser.add_argument(
         "--redis-url",
         default=os.environ.get(REDIS_URL_ENV),
@@ -204,8 +201,11 @@ def _backup(
     admin_url = _admin_url(args, credentials)
     if args.redis_url:
         check_redis_url(args.redis_url)
-    if args.management_url:
-        check_management_url(args.management_url)
+    broker = (
+        ManagementApi(args.management_url, config.rabbitmq.admin_user, credentials.rabbitmq_admin)
+        if args.management_url
+        else None
+    )
     made = []
     failed: list[str] = []
     for name in _services(config, args.service):
@@ -220,12 +220,8 @@ def _backup(
         made.append(
             backup_redis(target, args.redis_url, config.redis.admin_user, credentials.redis_admin)
         )
-    if args.management_url and args.service is None:
-        made.append(
-            backup_rabbitmq(
-                target, args.management_url, config.rabbitmq.admin_user, credentials.rabbitmq_admin
-            )
-        )
+    if broker is not None and args.service is None:
+        made.append(backup_rabbitmq(target, broker))
     for manifest in made:
         print(
             f"{manifest.kind}/{manifest.service} {manifest.backup_id} {human(manifest.size)} "
@@ -382,7 +378,7 @@ def _verify_url(args: argparse.Namespace, config: StackConfig, credentials: Cred
     verify_admin = getattr(args, "verify_admin_url", None)
     if not verify_admin:
         return _admin_url(args, credentials)
-    url = pg.with_password(verify_admin, credentials.postgres_admin)
+    url = resolve_admin_url(verify_admin, credentials)
     converge(url, config, Credentials.generate().completed_for(config), None)
     return url
 
@@ -419,7 +415,7 @@ def run_job(args: argparse.Namespace) -> int:
     Writes one structured log line per verified backup (Cloud Logging parses JSON lines on
     stdout); the "no verified backup" alert counts those lines. Exit 1 names every failure.
     """
-    config, credentials = _job_credentials(args)
+    config, credentials = load_admin_only(args)
     outcome = run_once(args, config, credentials)
     for manifest in outcome.verified:
         print(verified_log_line(manifest, stack_name(args.stack)), flush=True)
@@ -442,21 +438,6 @@ def verified_log_line(manifest: Manifest, stack: str) -> str:
             "backup_id": manifest.backup_id,
         },
         sort_keys=True,
-    )
-
-
-def _job_credentials(args: argparse.Namespace) -> tuple[StackConfig, Credentials]:
-    """The admin password from ``$PERSISTENCE_ADMIN_PASSWORD`` (prod), else the secrets file.
-
-    The job reads only the admin login's secret: it never sees any service's passwords, and
-    never writes a secrets file inside a read-only container.
-    """
-    password = os.environ.get(ADMIN_PASSWORD_ENV)
-    if not password:
-        return load(args)
-    config = load_stack(args.stack)
-    return config, Credentials(
-        postgres_superuser="", postgres_admin=password, redis_admin="", rabbitmq_admin=""
     )
 
 

@@ -7,16 +7,11 @@ running broker. Without ``--apply`` it only lists what it would delete.
 from __future__ import annotations
 
 import argparse
-import os
 
-from infra import secrets_file
 from infra.broker import prune
-from infra.broker.management import ManagementApi
-from infra.commands.common import add_stack_options
+from infra.broker.management import ManagementApi, check_url
+from infra.commands.common import add_stack_options, rabbitmq_admin_password
 from infra.config import load_stack
-from infra.errors import UsageError
-
-PASSWORD_ENV = "RABBITMQ_ADMIN_PASSWORD"  # noqa: S105 - the variable name, not a password
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,26 +32,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     prune_parser.set_defaults(handler=run_prune)
 
 
-def admin_password(args: argparse.Namespace) -> str:
-    """From $RABBITMQ_ADMIN_PASSWORD (e.g. a Pulumi secret output) or the existing secrets file.
-
-    Never generated here: a fresh password would only be refused by the broker.
-    """
-    from_env = os.environ.get(PASSWORD_ENV)
-    if from_env:
-        return from_env
-    path = args.secrets or secrets_file.default_path(args.stack)
-    if not path.exists():
-        raise UsageError(
-            f"{path}: no secrets file; pass --secrets FILE (the one the stack was rendered "
-            f"with) or set {PASSWORD_ENV}"
-        )
-    return secrets_file.read(path).rabbitmq_admin
-
-
 def run_prune(args: argparse.Namespace) -> int:
     config = load_stack(args.stack)
-    api = ManagementApi(args.management_url, config.rabbitmq.admin_user, admin_password(args))
+    check_url(args.management_url)  # a bad URL is named before a missing secrets file
+    api = ManagementApi(
+        args.management_url, config.rabbitmq.admin_user, rabbitmq_admin_password(args)
+    )
     removals = prune.find(config, api)
     if not removals:
         print("nothing to prune: every managed user and vhost belongs to a configured service")

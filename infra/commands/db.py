@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from infra import postgres, secrets_file
 from infra.backup.restore import recover
-from infra.commands.common import ADMIN_URL_ENV, add_stack_options, admin_url, load, secrets_path
+from infra.commands.common import (
+    add_admin_url_option,
+    add_stack_options,
+    admin_url,
+    load,
+    secrets_path,
+)
 from infra.config import StackConfig
 from infra.config.load import stack_name
 from infra.errors import UsageError
@@ -32,12 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ):
         action = actions.add_parser(name, help=text, description=text)
         add_stack_options(action)
-        action.add_argument(
-            "--admin-url",
-            default=os.environ.get(ADMIN_URL_ENV),
-            help=f"postgresql://ADMIN@HOST:PORT/postgres (default: ${ADMIN_URL_ENV}); "
-            "leave the password out: it comes from PGPASSWORD or the secrets file",
-        )
+        add_admin_url_option(action)
         if name == "plan":
             action.add_argument(
                 "--check",

@@ -7,8 +7,9 @@ documented by its ``doc``; the README's config reference is taken from these.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from infra import naming, versions
 from infra.config import rules
 from infra.config.schema import setting
 
@@ -19,45 +20,99 @@ PROJECT = "persistence"
 class ConnectionLimits:
     """Per-role connection limits; together they size PostgreSQL's max_connections."""
 
-    app: int = setting(20, rule=rules.between(1, 1000), doc="app login")
-    migrator: int = setting(3, rule=rules.between(1, 100), doc="migration login")
-    readonly: int = setting(5, rule=rules.between(1, 1000), doc="read-only login")
+    app: int = setting(
+        20,
+        rule=rules.between(1, 1000),
+        doc="most sessions the service's app login (DATABASE_URL) may hold at once",
+    )
+    migrator: int = setting(
+        3,
+        rule=rules.between(1, 100),
+        doc="most sessions the migration login (MIGRATION_DATABASE_URL) may hold at once",
+    )
+    readonly: int = setting(
+        5,
+        rule=rules.between(1, 1000),
+        doc="most sessions the read-only login (READONLY_DATABASE_URL) may hold at once",
+    )
 
 
 @dataclass(frozen=True)
 class QueueSpec:
     """A durable queue in the service's vhost, bound to the service's topic exchange."""
 
-    name: str = setting(rule=rules.queue_name, doc="queue name, e.g. 'orders.created'")
-    type: Literal["quorum", "classic"] = setting("quorum", doc="quorum (replicated) or classic")
-    routing_key: str = setting("", doc="binding key on the service exchange; defaults to the name")
-    message_ttl_ms: int | None = setting(
-        None, rule=rules.between(1, 30 * 24 * 3600 * 1000), doc="expire messages after"
+    name: str = setting(
+        rule=rules.queue_name,
+        doc="queue name in the service's vhost, bound to the service's topic exchange, e.g. "
+        "'orders.created'",
     )
-    max_length: int | None = setting(None, rule=rules.between(1, 100_000_000), doc="queue cap")
+    type: Literal["quorum", "classic"] = setting(
+        "quorum", doc="quorum (replicated, survives a node loss) or classic (single node, lighter)"
+    )
+    routing_key: str = setting(
+        "", doc="binding key on the service's topic exchange; empty: the queue's name"
+    )
+    message_ttl_ms: int | None = setting(
+        None,
+        rule=rules.between(1, 30 * 24 * 3600 * 1000),
+        doc="milliseconds a message may wait before it expires to the dead-letter queue; unset: "
+        "never",
+    )
+    max_length: int | None = setting(
+        None,
+        rule=rules.between(1, 100_000_000),
+        doc="most messages the queue holds; publishes beyond it are refused; unset: no cap",
+    )
 
 
 @dataclass(frozen=True)
 class ServiceSpec:
     """One microservice: it gets a database, four roles, a Redis user and a RabbitMQ vhost."""
 
-    name: str = setting(rule=rules.service_name, doc="e.g. 'users'")
-    extensions: tuple[str, ...] = setting(
-        (), rule=rules.extension_names, doc="PostgreSQL extensions, e.g. ['pgcrypto']"
+    name: str = setting(
+        rule=rules.service_name,
+        doc="the service's name: its database, role prefix, Redis user and key prefix, RabbitMQ "
+        "vhost and user, e.g. 'users'",
     )
-    connection_limits: ConnectionLimits = setting(ConnectionLimits())
-    statement_timeout_ms: int = setting(30_000, rule=rules.between(100, 24 * 3600 * 1000))
+    extensions: tuple[str, ...] = setting(
+        (),
+        rule=rules.extension_names,
+        doc="PostgreSQL extensions the admin creates in the service's database, e.g. ['pgcrypto']",
+    )
+    connection_limits: ConnectionLimits = setting(
+        ConnectionLimits(),
+        doc="connection limits of the service's three logins (see the table below)",
+    )
+    statement_timeout_ms: int = setting(
+        30_000,
+        rule=rules.between(100, 24 * 3600 * 1000),
+        doc="milliseconds a statement of the app and read-only logins may run before it is "
+        "cancelled",
+    )
     idle_in_transaction_session_timeout_ms: int = setting(
-        60_000, rule=rules.between(100, 24 * 3600 * 1000)
+        60_000,
+        rule=rules.between(100, 24 * 3600 * 1000),
+        doc="milliseconds a login's session may sit idle inside an open transaction before it is "
+        "ended",
     )
     migrator_statement_timeout_ms: int = setting(
-        15 * 60_000, rule=rules.between(1000, 24 * 3600 * 1000), doc="migrations run longer"
+        15 * 60_000,
+        rule=rules.between(1000, 24 * 3600 * 1000),
+        doc="milliseconds a statement of the migration login may run (migrations run longer than "
+        "queries)",
     )
     password_version: int = setting(
-        1, rule=rules.between(1, 1_000_000), doc="bump to rotate this service's passwords"
+        1,
+        rule=rules.between(1, 1_000_000),
+        doc="increase by one to rotate this service's passwords on the next deploy; the old ones "
+        "stop working",
     )
-    redis: bool = setting(True, doc="give the service a Redis ACL user")
-    queues: tuple[QueueSpec, ...] = setting((), doc="RabbitMQ queues in the service's vhost")
+    redis: bool = setting(
+        True, doc="give the service a Redis ACL user and REDIS_URL; false: no Redis access at all"
+    )
+    queues: tuple[QueueSpec, ...] = setting(
+        (), doc="durable queues in the service's vhost (see the table below)"
+    )
 
 
 @dataclass(frozen=True)
@@ -67,12 +122,26 @@ class PostgresSettings:
     admin_user: str = setting(
         "platform_admin",
         rule=rules.identifier("platform_admin"),
-        doc="non-superuser admin login (CREATEROLE CREATEDB) that provisions services",
+        doc="non-superuser admin login (CREATEROLE CREATEDB) that provisions services, runs "
+        "backups and restores",
     )
-    slow_statement_ms: int = setting(1000, rule=rules.between(10, 3_600_000))
-    shared_buffers_mb: int = setting(256, rule=rules.between(16, 262_144))
+    slow_statement_ms: int = setting(
+        1000,
+        rule=rules.between(10, 3_600_000),
+        doc="statements slower than this many milliseconds are written to the server log "
+        "(log_min_duration_statement)",
+    )
+    shared_buffers_mb: int = setting(
+        256,
+        rule=rules.between(16, 262_144),
+        doc="PostgreSQL's shared_buffers in MiB (dev server); effective_cache_size is set to "
+        "three times it",
+    )
     reserved_connections: int = setting(
-        20, rule=rules.between(5, 1000), doc="admin, backups and monitoring on top of services"
+        20,
+        rule=rules.between(5, 1000),
+        doc="connections kept free on top of the services' limits for the admin, backups and "
+        "monitoring",
     )
     max_connections: int = setting(
         300,
@@ -86,8 +155,16 @@ class PostgresSettings:
 class RedisSettings:
     """Server-wide Redis settings."""
 
-    admin_user: str = setting("platform_admin", rule=rules.identifier("platform_admin"))
-    maxmemory_mb: int = setting(256, rule=rules.between(16, 1_048_576))
+    admin_user: str = setting(
+        "platform_admin",
+        rule=rules.identifier("platform_admin"),
+        doc="Redis ACL user for operations and backups (the only one with admin commands)",
+    )
+    maxmemory_mb: int = setting(
+        256,
+        rule=rules.between(16, 1_048_576),
+        doc="Redis maxmemory in MiB (dev server): what happens at the limit is maxmemory_policy",
+    )
     maxmemory_policy: str = setting(
         "noeviction",
         rule=rules.one_of(
@@ -100,6 +177,7 @@ class RedisSettings:
             "volatile-random",
             "allkeys-random",
         ),
+        doc="what Redis does at maxmemory: noeviction refuses writes; the others evict keys",
     )
 
 
@@ -107,34 +185,82 @@ class RedisSettings:
 class RabbitmqSettings:
     """Server-wide RabbitMQ settings."""
 
-    admin_user: str = setting("platform_admin", rule=rules.identifier("platform_admin"))
-    disk_free_limit_mb: int = setting(1024, rule=rules.between(50, 1_048_576))
-    memory_high_watermark: float = setting(0.6, rule=rules.between(0.1, 0.9))
+    admin_user: str = setting(
+        "platform_admin",
+        rule=rules.identifier("platform_admin"),
+        doc="RabbitMQ administrator user for operations, backups and broker prune (the only "
+        "administrator)",
+    )
+    disk_free_limit_mb: int = setting(
+        1024,
+        rule=rules.between(50, 1_048_576),
+        doc="publishers are blocked when the broker's free disk falls below this many MiB",
+    )
+    memory_high_watermark: float = setting(
+        0.6,
+        rule=rules.between(0.1, 0.9),
+        doc="publishers are blocked when the broker uses this fraction of the machine's memory",
+    )
+
+
+def _generation(default: int, periods: str) -> Any:
+    """One generation of ``KeepGenerations``: they differ only in default and period."""
+    return setting(
+        default,
+        rule=rules.between(0, 1000),
+        doc=f"per service, the newest backup of each of the last N {periods} that have one",
+    )
 
 
 @dataclass(frozen=True)
 class KeepGenerations:
     """How many backups of each generation ``prune`` keeps per service."""
 
-    hourly: int = setting(24, rule=rules.between(0, 1000))
-    daily: int = setting(7, rule=rules.between(0, 1000))
-    weekly: int = setting(4, rule=rules.between(0, 1000))
-    monthly: int = setting(6, rule=rules.between(0, 1000))
+    hourly: int = _generation(24, "hours")
+    daily: int = _generation(7, "days")
+    weekly: int = _generation(4, "ISO weeks")
+    monthly: int = _generation(6, "months")
 
 
 @dataclass(frozen=True)
 class BackupSettings:
     """Backup schedule, retention and bucket lifecycle."""
 
-    schedule: str = setting("0 3 * * *", rule=rules.cron_schedule, doc="cron, UTC")
-    format: Literal["custom", "directory"] = setting("custom", doc="pg_dump output format")
-    keep: KeepGenerations = setting(KeepGenerations())
-    retention_days: int = setting(
-        7, rule=rules.between(1, 3650), doc="objects cannot be deleted or replaced before this age"
+    schedule: str = setting(
+        "0 3 * * *",
+        rule=rules.cron_schedule,
+        doc="when backups run (backup, verify, prune), as cron in UTC",
     )
-    soft_delete_days: int = setting(7, rule=rules.between(7, 90))
-    coldline_after_days: int = setting(30, rule=rules.between(1, 3650))
-    delete_after_days: int = setting(400, rule=rules.between(2, 36500))
+    format: Literal["custom", "directory"] = setting(
+        "custom",
+        doc="pg_dump output format: custom (one file) or directory (a tar of pg_dump's directory "
+        "format)",
+    )
+    keep: KeepGenerations = setting(
+        KeepGenerations(),
+        doc="how many backups of each generation prune keeps (see the table below)",
+    )
+    retention_days: int = setting(
+        7,
+        rule=rules.between(1, 3650),
+        doc="days a backup object cannot be deleted or replaced (bucket retention policy)",
+    )
+    soft_delete_days: int = setting(
+        7,
+        rule=rules.between(7, 90),
+        doc="days a deleted backup object can still be recovered (GCS soft delete)",
+    )
+    coldline_after_days: int = setting(
+        30,
+        rule=rules.between(1, 3650),
+        doc="days after which backup objects move to the cheaper Coldline storage class",
+    )
+    delete_after_days: int = setting(
+        400,
+        rule=rules.between(2, 36500),
+        doc="days after which the bucket lifecycle deletes backup objects, whatever prune kept; "
+        "more than coldline_after_days and at least retention_days",
+    )
 
     def __post_init__(self) -> None:
         if self.delete_after_days <= self.coldline_after_days:
@@ -149,32 +275,64 @@ class BackupSettings:
 class DockerPorts:
     """Host ports the dev containers publish (on ``bind_address`` only)."""
 
-    postgres: int = setting(15432, rule=rules.port)
-    redis: int = setting(16379, rule=rules.port)
-    amqp: int = setting(15672, rule=rules.port)
-    management: int = setting(16672, rule=rules.port)
+    postgres: int = setting(15432, rule=rules.port, doc="host port of the dev PostgreSQL server")
+    redis: int = setting(16379, rule=rules.port, doc="host port of the dev Redis server")
+    amqp: int = setting(
+        15672, rule=rules.port, doc="host port of the dev RabbitMQ's AMQP listener (AMQP_URL)"
+    )
+    management: int = setting(
+        16672,
+        rule=rules.port,
+        doc="host port of the dev RabbitMQ's management API (broker prune, backups)",
+    )
 
 
 @dataclass(frozen=True)
 class DockerImages:
     """Server images, pinned to explicit versions."""
 
-    postgres: str = setting("postgres:15.10-bookworm")
-    redis: str = setting(
-        "redis:7.0.15-bookworm", doc="the Redis line the tests run (Debian 12: 7.0)"
+    postgres: str = setting(
+        "postgres:15.10-bookworm",
+        doc="PostgreSQL server image, pinned to a release (major version 15)",
     )
-    rabbitmq: str = setting("rabbitmq:3.13.7-management")
-    backup: str = setting("postgres:15.10-bookworm", doc="runs pg_dump and the backup loop")
+    redis: str = setting(
+        "redis:7.0.15-bookworm",
+        doc="Redis server image, pinned to a release (the Redis line the tests run: Debian 12's "
+        "7.0)",
+    )
+    rabbitmq: str = setting(
+        f"rabbitmq:{versions.RABBITMQ_VERSION}-management",
+        doc="RabbitMQ server image with the management plugin, pinned to a release",
+    )
+    backup: str = setting(
+        "postgres:15.10-bookworm",
+        doc="image the backup container runs pg_dump and the backup loop in (PostgreSQL 15 client "
+        "tools)",
+    )
 
 
 @dataclass(frozen=True)
 class DockerMemory:
     """Container memory limits, in MiB."""
 
-    postgres: int = setting(1024, rule=rules.between(128, 1_048_576))
-    redis: int = setting(512, rule=rules.between(64, 1_048_576))
-    rabbitmq: int = setting(1024, rule=rules.between(256, 1_048_576))
-    backup: int = setting(512, rule=rules.between(64, 1_048_576))
+    postgres: int = setting(
+        1024,
+        rule=rules.between(128, 1_048_576),
+        doc="memory limit of the PostgreSQL container, in MiB",
+    )
+    redis: int = setting(
+        512,
+        rule=rules.between(64, 1_048_576),
+        doc="memory limit of the Redis container, in MiB (keep above redis.maxmemory_mb)",
+    )
+    rabbitmq: int = setting(
+        1024,
+        rule=rules.between(256, 1_048_576),
+        doc="memory limit of the RabbitMQ container, in MiB",
+    )
+    backup: int = setting(
+        512, rule=rules.between(64, 1_048_576), doc="memory limit of the backup container, in MiB"
+    )
 
 
 @dataclass(frozen=True)
@@ -182,15 +340,21 @@ class DockerSettings:
     """The dev stack on a local Docker engine."""
 
     bind_address: str = setting(
-        "127.0.0.1", rule=rules.loopback_address, doc="host address the ports are published on"
+        "127.0.0.1",
+        rule=rules.loopback_address,
+        doc="host address every dev port is published on (loopback only)",
     )
-    ports: DockerPorts = setting(DockerPorts())
-    images: DockerImages = setting(DockerImages())
-    memory_mb: DockerMemory = setting(DockerMemory())
+    ports: DockerPorts = setting(
+        DockerPorts(), doc="host ports of the dev servers, one each (see the table below)"
+    )
+    images: DockerImages = setting(DockerImages(), doc="server images (see the table below)")
+    memory_mb: DockerMemory = setting(
+        DockerMemory(), doc="container memory limits (see the table below)"
+    )
     backup_dir: str = setting(
         "",
         rule=rules.absolute_path_or_empty,
-        doc="host folder used as the local backup bucket (default: .backups/<stack> in the "
+        doc="host folder used as the local backup bucket (empty: .backups/<stack> in the "
         "checkout); owned by whoever runs pulumi, mode 0700",
     )
 
@@ -205,23 +369,66 @@ class GcpSettings:
     """The prod stack on Google Cloud. Project and region come from gcp:project / gcp:region."""
 
     backup_region: str = setting(
-        "europe-west4", rule=rules.gcp_region, doc="region for backup buckets, not the main one"
+        "europe-west4",
+        rule=rules.gcp_region,
+        doc="region of the backup buckets; another region than gcp:region, so a regional outage "
+        "keeps the backups",
     )
-    subnet_cidr: str = setting("10.20.0.0/24", rule=rules.ipv4_cidr)
-    private_services_prefix_length: int = setting(20, rule=rules.between(16, 24))
-    sql_tier: str = setting("db-custom-2-7680")
-    sql_disk_size_gb: int = setting(50, rule=rules.between(10, 65_536))
+    subnet_cidr: str = setting(
+        "10.20.0.0/24",
+        rule=rules.ipv4_cidr,
+        doc="address range of the stack's subnet (the RabbitMQ VM and the backup job)",
+    )
+    private_services_prefix_length: int = setting(
+        20,
+        rule=rules.between(16, 24),
+        doc="size of the range reserved for private services access (Cloud SQL, Memorystore), as "
+        "a prefix length",
+    )
+    sql_tier: str = setting(
+        "db-custom-2-7680",
+        doc="Cloud SQL machine tier of the main instance, e.g. 'db-custom-2-7680' (2 vCPU, 7.5 "
+        "GiB)",
+    )
+    sql_disk_size_gb: int = setting(
+        50,
+        rule=rules.between(10, 65_536),
+        doc="initial Cloud SQL disk size in GB; it grows automatically",
+    )
     sql_backup_location: str = setting(
-        "europe-west4", rule=rules.gcp_region, doc="where Cloud SQL keeps automated backups"
+        "europe-west4",
+        rule=rules.gcp_region,
+        doc="region where Cloud SQL keeps its automated backups",
     )
-    sql_retained_backups: int = setting(14, rule=rules.between(1, 365))
-    sql_log_retention_days: int = setting(7, rule=rules.between(1, 7), doc="point-in-time window")
-    redis_memory_size_gb: int = setting(5, rule=rules.between(1, 300))
-    rabbitmq_machine_type: str = setting("e2-standard-2")
-    rabbitmq_disk_size_gb: int = setting(50, rule=rules.between(10, 65_536))
-    maintenance_day: int = setting(7, rule=rules.between(1, 7), doc="1 = Monday, 7 = Sunday")
-    maintenance_hour: int = setting(3, rule=rules.between(0, 23), doc="UTC")
-    dns_zone: str = setting("persistence.internal.", doc="private DNS zone for server names")
+    sql_retained_backups: int = setting(
+        14, rule=rules.between(1, 365), doc="how many automated Cloud SQL backups are kept"
+    )
+    sql_log_retention_days: int = setting(
+        7, rule=rules.between(1, 7), doc="days of transaction log kept for point-in-time recovery"
+    )
+    redis_memory_size_gb: int = setting(
+        5, rule=rules.between(1, 300), doc="Memorystore for Redis capacity in GB"
+    )
+    rabbitmq_machine_type: str = setting(
+        "e2-standard-2", doc="Compute Engine machine type of the RabbitMQ VM, e.g. 'e2-standard-2'"
+    )
+    rabbitmq_disk_size_gb: int = setting(
+        50,
+        rule=rules.between(10, 65_536),
+        doc="size of the RabbitMQ VM's data disk in GB (kept when the VM is replaced)",
+    )
+    maintenance_day: int = setting(
+        7,
+        rule=rules.between(1, 7),
+        doc="day of Cloud SQL's maintenance window: 1 = Monday ... 7 = Sunday",
+    )
+    maintenance_hour: int = setting(
+        3, rule=rules.between(0, 23), doc="hour (UTC) Cloud SQL's maintenance window starts"
+    )
+    dns_zone: str = setting(
+        "persistence.internal.",
+        doc="private DNS zone the servers' names live in, ending with a dot",
+    )
     zone_suffix: str = setting(
         "b",
         rule=rules.one_of("a", "b", "c", "d", "f"),
@@ -230,7 +437,7 @@ class GcpSettings:
     redis_snapshot_period: str = setting(
         "ONE_HOUR",
         rule=rules.one_of("ONE_HOUR", "SIX_HOURS", "TWELVE_HOURS", "TWENTY_FOUR_HOURS"),
-        doc="Memorystore RDB snapshot period",
+        doc="how often Memorystore writes an RDB snapshot",
     )
     provisioning_host: str = setting(
         "127.0.0.1",
@@ -245,7 +452,9 @@ class GcpSettings:
         doc="public PostgreSQL image the prod backup job's image is built from (pg_dump 15)",
     )
     backup_job_timeout_minutes: int = setting(
-        180, rule=rules.between(10, 1440), doc="one backup-run (backup, verify, prune) at most"
+        180,
+        rule=rules.between(10, 1440),
+        doc="minutes one backup run (backup, verify, prune) may take before Cloud Run stops it",
     )
     verify_instance_tier: str = setting(
         "",
@@ -280,8 +489,8 @@ class BootstrapSettings:
     github_repository: str = setting(
         "",
         rule=rules.github_repository,
-        doc="owner/name of the only repository whose workflows may authenticate "
-        "(e.g. 'example-org/persistence'); required for platform 'bootstrap'",
+        doc="owner/name of the only repository whose workflows may authenticate (e.g. "
+        "'example-org/persistence'); required for platform 'bootstrap'",
     )
     deploy_branch: str = setting(
         "main", rule=rules.git_branch, doc="the only branch whose workflows may deploy"
@@ -297,7 +506,7 @@ class BootstrapSettings:
         doc="region of the state bucket and of its KMS keys (CMEK needs both in one place)",
     )
     key_rotation_days: int = setting(
-        90, rule=rules.between(1, 365), doc="automatic rotation of both KMS keys"
+        90, rule=rules.between(1, 365), doc="days between automatic rotations of both KMS keys"
     )
     state_versions_kept: int = setting(
         50, rule=rules.between(1, 1000), doc="older versions of each state object kept"
@@ -311,14 +520,28 @@ class AlertSettings:
     emails: tuple[str, ...] = setting(
         (),
         rule=rules.email_addresses,
-        doc="e-mail notification channels for every alert policy (the gcp platform needs one)",
+        doc="addresses every alert policy notifies (the gcp platform needs at least one)",
     )
-    sql_cpu_percent: int = setting(85, rule=rules.between(10, 100), doc="sustained 15 min")
-    sql_disk_percent: int = setting(80, rule=rules.between(10, 100))
+    sql_cpu_percent: int = setting(
+        85,
+        rule=rules.between(10, 100),
+        doc="alert when Cloud SQL CPU stays above this percentage for 15 minutes",
+    )
+    sql_disk_percent: int = setting(
+        80,
+        rule=rules.between(10, 100),
+        doc="alert when Cloud SQL disk use is above this percentage",
+    )
     sql_connections_percent: int = setting(
-        90, rule=rules.between(10, 100), doc="of postgres.max_connections"
+        90,
+        rule=rules.between(10, 100),
+        doc="alert when Cloud SQL connections exceed this percentage of postgres.max_connections",
     )
-    redis_memory_percent: int = setting(85, rule=rules.between(10, 100))
+    redis_memory_percent: int = setting(
+        85,
+        rule=rules.between(10, 100),
+        doc="alert when Memorystore memory use is above this percentage",
+    )
 
 
 @dataclass(frozen=True)
@@ -326,19 +549,31 @@ class StackConfig:
     """Everything a stack file says about the platform."""
 
     platform: Literal["docker", "gcp", "bootstrap"] = setting(
-        doc="docker (dev), gcp (prod) or bootstrap (CI identity and state backend)"
+        doc="where the stack runs: docker (dev), gcp (prod) or bootstrap (CI identity and state "
+        "backend)"
     )
     services: tuple[ServiceSpec, ...] = setting(
-        (), doc="a list of services, each with a name (docker and gcp only)"
+        (),
+        doc="the microservices: required (at least one) for docker and gcp, refused for bootstrap; "
+        "adding one gives it a database, roles, a Redis user and a RabbitMQ vhost",
     )
-    postgres: PostgresSettings = setting(PostgresSettings())
-    redis: RedisSettings = setting(RedisSettings())
-    rabbitmq: RabbitmqSettings = setting(RabbitmqSettings())
-    backup: BackupSettings = setting(BackupSettings())
-    docker: DockerSettings = setting(DockerSettings())
-    gcp: GcpSettings = setting(GcpSettings())
-    bootstrap: BootstrapSettings = setting(BootstrapSettings())
-    alerts: AlertSettings = setting(AlertSettings())
+    postgres: PostgresSettings = setting(PostgresSettings(), doc="server-wide PostgreSQL settings")
+    redis: RedisSettings = setting(RedisSettings(), doc="server-wide Redis settings")
+    rabbitmq: RabbitmqSettings = setting(RabbitmqSettings(), doc="server-wide RabbitMQ settings")
+    backup: BackupSettings = setting(
+        BackupSettings(), doc="backup schedule, retention and bucket lifecycle"
+    )
+    docker: DockerSettings = setting(
+        DockerSettings(), doc="the dev stack on a local Docker engine (platform docker)"
+    )
+    gcp: GcpSettings = setting(GcpSettings(), doc="the prod stack on Google Cloud (platform gcp)")
+    bootstrap: BootstrapSettings = setting(
+        BootstrapSettings(),
+        doc="CI identity and state backend; read by platform bootstrap only, refused by the others",
+    )
+    alerts: AlertSettings = setting(
+        AlertSettings(), doc="Cloud Monitoring alerts of the prod stack"
+    )
 
     def service(self, name: str) -> ServiceSpec:
         """The service called ``name``; KeyError if the stack has none."""
@@ -351,8 +586,9 @@ class StackConfig:
     def connections_needed(self) -> int:
         """Every service's connection limits plus the reserve for admin work."""
         per_service = sum(
-            s.connection_limits.app + s.connection_limits.migrator + s.connection_limits.readonly
+            int(getattr(s.connection_limits, kind))
             for s in self.services
+            for kind in naming.LOGIN_SUFFIXES
         )
         return per_service + self.postgres.reserved_connections
 

@@ -1,13 +1,41 @@
-"""Validation rules for config values. Each returns None, or what is allowed with an example."""
+"""Validation rules for config values. Each returns None, or what is allowed with an example.
+
+Each rule also states what it allows in a few words (``Rule.allowed``): the configuration
+reference in the README is generated from it, so the docs say exactly what the check enforces.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from infra import naming
+
+Check = Callable[[Any], str | None]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A check and the short sentence that says what it allows (for the reference)."""
+
+    check: Check
+    allowed: str
+
+    def __call__(self, value: Any) -> str | None:
+        return self.check(value)
+
+
+def allows(allowed: str) -> Callable[[Check], Rule]:
+    """Decorate a check with what it allows."""
+
+    def wrap(check: Check) -> Rule:
+        return Rule(check, allowed)
+
+    return wrap
+
 
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -47,6 +75,10 @@ RESERVED_NAMES = frozenset(
 )
 
 
+@allows(
+    "lowercase letters, digits and single underscores, starting with a letter; at most "
+    f"{naming.MAX_SERVICE_NAME_BYTES} bytes; not a reserved name (postgres, public, admin, pg_...)"
+)
 def service_name(value: str) -> str | None:
     """A service name becomes a database, role prefix, Redis user and RabbitMQ vhost."""
     example = (
@@ -68,23 +100,31 @@ def service_name(value: str) -> str | None:
     if size > naming.MAX_SERVICE_NAME_BYTES:
         return (
             f"{value[:20]!r}... is {size} bytes; service names may be at most "
-            f"{naming.MAX_SERVICE_NAME_BYTES} bytes so that derived names such as "
-            f"'<name>_readonly' fit PostgreSQL's {naming.POSTGRES_IDENTIFIER_BYTES}-byte limit"
+            f"{naming.MAX_SERVICE_NAME_BYTES} bytes so that every derived name (the longest is "
+            f"'<name>{naming.LONGEST_SUFFIX}') fits PostgreSQL's "
+            f"{naming.POSTGRES_IDENTIFIER_BYTES}-byte limit"
         )
     return None
 
 
-def between(low: float, high: float, unit: str = "") -> Callable[[Any], str | None]:
+def between(low: float, high: float, unit: str = "") -> Rule:
     """An inclusive numeric range."""
 
     def check(value: float) -> str | None:
         if low <= value <= high:
             return None
-        return f"{value!r} is out of range; allowed: {low:g} to {high:g}{unit}"
+        return f"{value!r} is out of range; allowed: {allowed}"
 
-    return check
+    allowed = f"{_number(low)} to {_number(high)}{unit}"
+    return Rule(check, allowed)
 
 
+def _number(value: float) -> str:
+    """Whole numbers in full (2592000000, not 2.592e+09), others as written."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+@allows("1024 to 65535")
 def port(value: int) -> str | None:
     """A TCP port a non-root process may publish."""
     if 1024 <= value <= 65535:
@@ -96,6 +136,7 @@ _CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*$")
 _CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 
 
+@allows("five-field cron expression in UTC, e.g. `0 3 * * *`")
 def cron_schedule(value: str) -> str | None:
     """A five-field cron expression (minute hour day month weekday), evaluated in UTC."""
     allowed = "a five-field cron expression in UTC, e.g. '0 3 * * *' (03:00 every day)"
@@ -112,6 +153,7 @@ def cron_schedule(value: str) -> str | None:
 _EXTENSION = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
+@allows("extension names (lowercase letters, digits, `_`, `-`), each once")
 def extension_names(value: tuple[str, ...]) -> str | None:
     """PostgreSQL extension names, e.g. pgcrypto or uuid-ossp."""
     for name in value:
@@ -125,6 +167,7 @@ def extension_names(value: tuple[str, ...]) -> str | None:
 _QUEUE = re.compile(r"^[a-z][a-z0-9_.-]*$")
 
 
+@allows("lowercase letters, digits, `.`, `-`, `_`; at most 200; not starting with `amq.`")
 def queue_name(value: str) -> str | None:
     """An AMQP queue name inside the service's own vhost."""
     if _QUEUE.match(value) and len(value) <= 200 and not value.startswith("amq."):
@@ -135,7 +178,7 @@ def queue_name(value: str) -> str | None:
     )
 
 
-def identifier(example: str) -> Callable[[str], str | None]:
+def identifier(example: str) -> Rule:
     """A lowercase identifier such as an admin login name."""
 
     def check(value: str) -> str | None:
@@ -146,10 +189,14 @@ def identifier(example: str) -> Callable[[str], str | None]:
             f"(e.g. {example!r})"
         )
 
-    return check
+    return Rule(
+        check,
+        "lowercase letters, digits and underscores, starting with a letter; at most "
+        f"{naming.POSTGRES_IDENTIFIER_BYTES} bytes",
+    )
 
 
-def one_of(*allowed: str) -> Callable[[str], str | None]:
+def one_of(*allowed: str) -> Rule:
     """A closed set of strings."""
 
     def check(value: str) -> str | None:
@@ -157,12 +204,13 @@ def one_of(*allowed: str) -> Callable[[str], str | None]:
             return None
         return f"{value!r} is not allowed; use one of: {', '.join(allowed)}"
 
-    return check
+    return Rule(check, "one of " + ", ".join(f"`{item}`" for item in allowed))
 
 
 _GCP_REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
 
 
+@allows("a Google Cloud region, e.g. `europe-west1`")
 def gcp_region(value: str) -> str | None:
     """A Google Cloud region such as europe-west1."""
     if _GCP_REGION.match(value):
@@ -170,6 +218,7 @@ def gcp_region(value: str) -> str | None:
     return f"{value!r} is not a Google Cloud region; use e.g. 'europe-west1'"
 
 
+@allows("a private IPv4 range, /8 to /29")
 def ipv4_cidr(value: str) -> str | None:
     """A private IPv4 range such as 10.20.0.0/24."""
     try:
@@ -181,6 +230,7 @@ def ipv4_cidr(value: str) -> str | None:
     return f"{value!r} is not a private IPv4 range; use e.g. '10.20.0.0/24'"
 
 
+@allows("a loopback IPv4 address (127.0.0.0/8)")
 def loopback_address(value: str) -> str | None:
     """Dev servers publish on a loopback address only, never on the machine's network."""
     try:
@@ -194,6 +244,7 @@ def loopback_address(value: str) -> str | None:
     )
 
 
+@allows("an IPv4 address")
 def ipv4_address(value: str) -> str | None:
     """A literal IPv4 address such as 127.0.0.1."""
     try:
@@ -203,6 +254,7 @@ def ipv4_address(value: str) -> str | None:
     return None
 
 
+@allows("empty, or an absolute path")
 def absolute_path_or_empty(value: str) -> str | None:
     if value == "" or value.startswith("/"):
         return None
@@ -212,6 +264,7 @@ def absolute_path_or_empty(value: str) -> str | None:
 _GITHUB_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 
 
+@allows("`owner/name` of a GitHub repository")
 def github_repository(value: str) -> str | None:
     """``owner/name``: it is spliced into the identity pool's attribute condition, so no quotes."""
     if value == "" or (_GITHUB_REPOSITORY.match(value) and value.split("/")[1] not in (".", "..")):
@@ -222,6 +275,7 @@ def github_repository(value: str) -> str | None:
 _GIT_BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 
 
+@allows("a branch name (no wildcards, no `..`)")
 def git_branch(value: str) -> str | None:
     """A branch name as it appears after ``refs/heads/`` (no wildcards, no quotes)."""
     if _GIT_BRANCH.match(value) and ".." not in value and not value.endswith((".", "/")):
@@ -232,6 +286,7 @@ def git_branch(value: str) -> str | None:
 _ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
+@allows("letters, digits, `.`, `-`, `_`; at most 100")
 def github_environment(value: str) -> str | None:
     """A GitHub environment name, matched exactly in the deployer's binding."""
     if _ENVIRONMENT.match(value):
@@ -242,6 +297,7 @@ def github_environment(value: str) -> str | None:
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
+@allows("e-mail addresses, each once")
 def email_addresses(value: tuple[str, ...]) -> str | None:
     """Alert recipients: plain addresses, each once."""
     bad = [address for address in value if not _EMAIL.match(address)]
@@ -255,6 +311,7 @@ def email_addresses(value: tuple[str, ...]) -> str | None:
 _SQL_TIER = re.compile(r"^db-(f1-micro|g1-small|custom-\d+-\d+|perf-optimized-N-\d+)$")
 
 
+@allows("empty, or a Cloud SQL tier (`db-f1-micro`, `db-g1-small`, `db-custom-N-M`)")
 def sql_tier_or_empty(value: str) -> str | None:
     """Empty (no separate instance) or a Cloud SQL machine tier."""
     if value == "" or _SQL_TIER.match(value):

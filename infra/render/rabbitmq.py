@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from infra import hashes, naming
+from infra import hashes, naming, versions
 from infra.config.model import QueueSpec, ServiceSpec, StackConfig
 from infra.credentials import Credentials
 from infra.render.endpoints import AMQP_PORT, MANAGEMENT_PORT, PROMETHEUS_PORT
@@ -35,6 +35,8 @@ def rabbitmq_conf(config: StackConfig, definitions_file: str = DEFINITIONS_FILE)
         disk_free_limit_mb=config.rabbitmq.disk_free_limit_mb,
         memory_high_watermark=config.rabbitmq.memory_high_watermark,
         password_hashing_module=HASHING,
+        version=versions.RABBITMQ_VERSION,
+        oldest_version=versions.RABBITMQ_OLDEST_VERSION,
     )
 
 
@@ -89,8 +91,8 @@ def definitions(config: StackConfig, credentials: Credentials) -> dict[str, Any]
             )
             policies.extend(_policies(service, queue))
     return {
-        "rabbit_version": "3.13.7",
-        "rabbitmq_version": "3.13.7",
+        "rabbit_version": versions.RABBITMQ_VERSION,
+        "rabbitmq_version": versions.RABBITMQ_VERSION,
         "users": users,
         "vhosts": vhosts,
         "permissions": permissions,
@@ -120,7 +122,7 @@ def _user(name: str, password: str, tags: list[str]) -> dict[str, Any]:
 
 
 def _vhost(service: str) -> dict[str, Any]:
-    """Description and tags both at the top level (3.10 reads these) and as metadata (3.13)."""
+    """Description and tags both at the top level (3.10 reads these) and as metadata (3.13+)."""
     description = f"{service} service ({MANAGED_TAG})"
     tags = [MANAGED_TAG]
     return {

@@ -18,9 +18,11 @@ import pika.exceptions
 import pytest
 
 from infra import secrets_file
+from infra.broker.management import ManagementApi
 from infra.config import StackConfig
 from infra.config.model import QueueSpec, ServiceSpec
 from infra.credentials import Credentials
+from infra.errors import ServerError
 from infra.render.rabbitmq import MANAGED_TAG
 from tests.conftest import render_to
 from tests.servers.process import free_port
@@ -191,3 +193,21 @@ def test_unreachable_broker_and_missing_secrets_are_clean_errors(
     creds_in_url = prune("http://admin:pw@127.0.0.1:1", secrets)
     assert creds_in_url.returncode == 2
     assert "must not contain credentials" in creds_in_url.stderr
+
+
+def test_the_one_client_exports_definitions_and_reads_the_version(
+    deployed: tuple[RabbitmqServer, Credentials], dev_config: StackConfig
+) -> None:
+    """What the RabbitMQ backup stores comes through the same client ``broker prune`` uses."""
+    server, credentials = deployed
+    api = ManagementApi(
+        server.management_url + "/", dev_config.rabbitmq.admin_user, credentials.rabbitmq_admin
+    )
+    exported = json.loads(api.get_bytes("/api/definitions"))
+    assert {"users", MANUAL} <= {vhost["name"] for vhost in exported["vhosts"]}
+    assert "users.created" in {queue["name"] for queue in exported["queues"]}
+    assert api.version() == server.api("GET", "/api/overview")["rabbitmq_version"]
+    assert api.version().startswith("3.")
+    refused = ManagementApi(server.management_url, dev_config.rabbitmq.admin_user, "wrong")
+    with pytest.raises(ServerError, match="refused user 'platform_admin'"):
+        refused.get_bytes("/api/definitions")

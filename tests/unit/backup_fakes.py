@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from infra.backup.catalog import (
@@ -17,8 +18,12 @@ from infra.backup.storage import FileBucket
 def add_backup(
     bucket: FileBucket, moment: datetime, verified: bool | None = None, manifest: bool = True
 ) -> str:
-    """A small backup of ``users`` taken at ``moment``; optionally verified or incomplete."""
+    """A small backup of ``users`` taken at ``moment``; optionally verified or incomplete.
+
+    Its checksum and size are the object's own, so a reader that checks them (fetch) goes on.
+    """
     backup_id = new_id(moment)
+    content = b"x"
     written = Manifest(
         kind="postgres",
         service="users",
@@ -27,12 +32,12 @@ def add_backup(
         format="custom",
         started_at=moment.isoformat(),
         finished_at=moment.isoformat(),
-        size=1,
-        sha256="0" * 64,
+        size=len(content),
+        sha256=hashlib.sha256(content).hexdigest(),
         server_version="15.0",
         database="users",
     )
-    bucket.write(written.object_name, [b"x"])
+    bucket.write(written.object_name, [content])
     if manifest:
         write_manifest(bucket, written)
     if verified is not None:

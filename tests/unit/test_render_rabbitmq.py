@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from infra import naming
-from infra.config.model import RabbitmqSettings, StackConfig
+from infra import naming, versions
+from infra.config.model import DockerImages, RabbitmqSettings, StackConfig
 from infra.credentials import Credentials
 from infra.render import rabbitmq as mq_files
 from infra.render import render_all
+from infra.render.environment import TEMPLATES
 from tests.unit.conf_text import key_values
 
 
@@ -190,3 +191,15 @@ def test_management_and_prometheus_plugins_are_enabled() -> None:
     assert text.endswith("].")
     plugins = {p.strip() for p in text[1:-2].split(",")}
     assert plugins == {"rabbitmq_management", "rabbitmq_prometheus"}
+
+
+def test_the_rabbitmq_version_comes_from_one_constant(dev_config: StackConfig) -> None:
+    """No template copies a version: the rendered files and the default image share one."""
+    for template in (TEMPLATES / "rabbitmq").glob("*.j2"):
+        assert not re.search(r"\b3\.\d+", template.read_text()), f"{template}: version literal"
+    conf = mq_files.rabbitmq_conf(dev_config)
+    assert f"RabbitMQ {versions.RABBITMQ_OLDEST_VERSION} " in conf
+    assert f"and {versions.RABBITMQ_VERSION} (the dev image)" in conf
+    document = mq_files.definitions(dev_config, Credentials.generate().completed_for(dev_config))
+    assert document["rabbit_version"] == versions.RABBITMQ_VERSION
+    assert DockerImages().rabbitmq == f"rabbitmq:{versions.RABBITMQ_VERSION}-management"
