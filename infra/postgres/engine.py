@@ -118,7 +118,9 @@ def _models(
     for spec in specs:
         if spec.name not in credentials.services:
             raise UsageError(f"no credentials for service {spec.name!r} in the secrets")
-        models.append(service_model(spec, credentials.for_service(spec.name)))
+        logins = credentials.for_service(spec.name)
+        passwords = {kind: logins.postgres_password(kind) for kind in naming.LOGIN_SUFFIXES}
+        models.append(service_model(spec, passwords, logins.version))
     return models
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from infra.config.model import ServiceSpec
-from infra.credentials import ServiceCredentials
 from infra.postgres.catalog import ClusterState, DatabaseRow, RoleState, fresh_database
 from infra.postgres.converge import (
     STEPS,
@@ -36,7 +35,8 @@ from infra.postgres.values import (
 ADMIN = "platform_admin"
 MODEL: ServiceModel = service_model(
     ServiceSpec(name="svc", extensions=("pgcrypto",)),
-    ServiceCredentials(migrator="m-pw", app="a-pw", readonly="r-pw", redis="", rabbitmq=""),
+    {"migrator": "m-pw", "app": "a-pw", "readonly": "r-pw"},
+    version=1,
 )
 SCOPE = scope_of(MODEL)
 TABLE = ("public", "entries")
