@@ -39,42 +39,41 @@ class Value(Protocol):
     def managed(self, scope: Scope) -> bool: ...
 
 
-@dataclass(frozen=True, order=True)
-class Role:
-    """A role exists (created with every attribute the model wants; never dropped here)."""
-
-    name: str
-    database: str = ""
+class _Whole:
+    """A fact with no single value: the whole value is its identity."""
 
     @property
     def key(self) -> tuple[object, ...]:
         return (self,)
 
+
+class _Kept(_Whole):
+    """Something this tool creates but never removes (a role, a database, an extension)."""
+
     def managed(self, scope: Scope) -> bool:
         return False
 
 
-@dataclass(frozen=True, order=True)
-class RoleAttribute:
-    """One attribute of a role: login, createdb, createrole, inherit, connection_limit,
-    password (the version applied) or comment."""
+class _InDatabase:
+    """A fact managed wherever its database is one of ours."""
 
-    role: str
-    name: str
-    value: str
-    database: str = ""
-
-    @property
-    def key(self) -> tuple[object, ...]:
-        return ("attribute", self.role, self.name)
+    database: str
 
     def managed(self, scope: Scope) -> bool:
-        return self.role in scope.roles
+        return self.database in scope.databases
 
 
 @dataclass(frozen=True, order=True)
-class RoleSetting:
-    """``ALTER ROLE role [IN DATABASE database] SET name = value``."""
+class Role(_Kept):
+    """A role exists (created with every attribute the model wants; never dropped here)."""
+
+    name: str
+    database: str = ""
+
+
+@dataclass(frozen=True, order=True)
+class _OfRole:
+    """A single-valued fact of one role, managed when the role is ours; keyed by ``name``."""
 
     role: str
     name: str
@@ -83,7 +82,7 @@ class RoleSetting:
 
     @property
     def key(self) -> tuple[object, ...]:
-        return ("setting", self.role, self.database, self.name)
+        return (type(self).__name__, self.role, self.database, self.name)
 
     def managed(self, scope: Scope) -> bool:
         return self.role in scope.roles and (
@@ -92,16 +91,23 @@ class RoleSetting:
 
 
 @dataclass(frozen=True, order=True)
-class Membership:
+class RoleAttribute(_OfRole):
+    """One attribute of a role: login, createdb, createrole, inherit, connection_limit,
+    password (the version applied) or comment."""
+
+
+@dataclass(frozen=True, order=True)
+class RoleSetting(_OfRole):
+    """``ALTER ROLE role [IN DATABASE database] SET name = value``."""
+
+
+@dataclass(frozen=True, order=True)
+class Membership(_Whole):
     """``member`` belongs to ``group``."""
 
     group: str
     member: str
     database: str = ""
-
-    @property
-    def key(self) -> tuple[object, ...]:
-        return (self,)
 
     def managed(self, scope: Scope) -> bool:
         touches = self.group in scope.roles or self.member in scope.roles
@@ -109,21 +115,14 @@ class Membership:
 
 
 @dataclass(frozen=True, order=True)
-class Database:
+class Database(_Kept):
     """A database exists (created closed, owned by the owner role; never dropped here)."""
 
     database: str
 
-    @property
-    def key(self) -> tuple[object, ...]:
-        return (self,)
-
-    def managed(self, scope: Scope) -> bool:
-        return False
-
 
 @dataclass(frozen=True, order=True)
-class DatabaseAttribute:
+class DatabaseAttribute(_InDatabase):
     """One property of a database: owner, comment, connection_limit or allow_connections."""
 
     database: str
@@ -134,51 +133,30 @@ class DatabaseAttribute:
     def key(self) -> tuple[object, ...]:
         return ("database", self.database, self.name)
 
-    def managed(self, scope: Scope) -> bool:
-        return self.database in scope.databases
-
 
 @dataclass(frozen=True, order=True)
-class DatabaseSetting:
+class DatabaseSetting(_Whole, _InDatabase):
     """``ALTER DATABASE database SET name = value`` (none is wanted)."""
 
     database: str
     name: str
     value: str
 
-    @property
-    def key(self) -> tuple[object, ...]:
-        return (self,)
-
-    def managed(self, scope: Scope) -> bool:
-        return self.database in scope.databases
-
 
 @dataclass(frozen=True, order=True)
-class Extension:
+class Extension(_Kept):
     """An extension installed in a database (never dropped here)."""
 
     database: str
     name: str
 
-    @property
-    def key(self) -> tuple[object, ...]:
-        return (self,)
-
-    def managed(self, scope: Scope) -> bool:
-        return False
-
 
 @dataclass(frozen=True, order=True)
-class Owns:
+class Owns(_Whole):
     """``role`` owns something in ``database``; only the owner role may (none is wanted)."""
 
     database: str
     role: str
-
-    @property
-    def key(self) -> tuple[object, ...]:
-        return (self,)
 
     def managed(self, scope: Scope) -> bool:
         return self.database in scope.databases and self.role in scope.roles
@@ -187,7 +165,7 @@ class Owns:
 # Privilege targets: DATABASE (name,), SCHEMA (schema,), TABLE and SEQUENCE (schema, name),
 # DEFAULT (owner, pg_default_acl.defaclobjtype), ROUTINE (schema, oid).
 @dataclass(frozen=True, order=True)
-class Privilege:
+class Privilege(_Whole, _InDatabase):
     """``GRANT privilege ON on target TO grantee`` inside ``database``."""
 
     database: str
@@ -195,13 +173,6 @@ class Privilege:
     target: tuple[str, ...]
     grantee: str
     privilege: str
-
-    @property
-    def key(self) -> tuple[object, ...]:
-        return (self,)
-
-    def managed(self, scope: Scope) -> bool:
-        return self.database in scope.databases
 
 
 @dataclass(frozen=True)
