@@ -12,15 +12,14 @@ from collections.abc import Iterable
 from infra.config.model import ServiceSpec
 from infra.postgres.catalog import ClusterState, DatabaseRow, RoleState, fresh_database
 from infra.postgres.converge import (
-    STEPS,
     cluster_statements,
     current_cluster,
     database_statements,
-    render,
     scope_of,
     wanted_cluster,
 )
 from infra.postgres.model import MARKER, ServiceModel, service_model
+from infra.postgres.render import STEPS, render
 from infra.postgres.values import (
     DatabaseAttribute,
     DatabaseSetting,
