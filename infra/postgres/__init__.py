@@ -1,10 +1,12 @@
 """Per-service PostgreSQL databases and least-privilege roles, converged over psycopg.
 
-``plan`` shows and ``apply`` runs the statements that bring each service's database and its
-owner/migrator/app/readonly roles to the role model; the CLI (``python -m infra db``) and the
-Pulumi dynamic provider (``infra.provisioning``) both call these.
+``converge`` takes the services' models and plans or applies the statements that bring each
+service's database and its owner/migrator/app/readonly roles to the role model; ``plan`` and
+``apply`` build those models from a stack's config and credentials. The CLI
+(``python -m infra db``) calls ``plan``/``apply``, the Pulumi dynamic provider
+(``infra.provisioning``) calls ``converge``.
 """
 
-from infra.postgres.engine import ApplyReport, Plan, ServicePlan, apply, plan
+from infra.postgres.engine import ApplyReport, Converged, Plan, ServicePlan, apply, converge, plan
 
-__all__ = ["ApplyReport", "Plan", "ServicePlan", "apply", "plan"]
+__all__ = ["ApplyReport", "Converged", "Plan", "ServicePlan", "apply", "converge", "plan"]

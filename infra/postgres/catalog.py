@@ -1,8 +1,8 @@
 """Reads what is on the server now, so every run recomputes from the catalog (never from memory).
 
-Cluster-wide facts (roles, memberships, role settings, databases) are read once per run for all
-services; per-database facts (extensions, schema, default and object privileges) are read over a
-connection to that database. Everything here is readable by the non-superuser admin.
+Cluster-wide facts (roles, memberships, role settings, databases) are read in one query for all
+services; per-database facts (extensions, schema, default and object privileges) in one query
+over a connection to that database. Everything here is readable by the non-superuser admin.
 """
 
 from __future__ import annotations
@@ -91,6 +91,15 @@ class Relation:
 
 
 @dataclass(frozen=True)
+class Routine:
+    """A function or procedure owned by the service's owner role."""
+
+    schema: str
+    oid: str
+    app_may_execute: bool
+
+
+@dataclass(frozen=True)
 class DatabaseState:
     """Facts only visible from inside the service's database."""
 
@@ -98,7 +107,7 @@ class DatabaseState:
     schemas: dict[str, Grants]
     default_privileges: dict[str, Grants]  # pg_default_acl.defaclobjtype -> grants
     relations: tuple[Relation, ...]
-    routine_schemas_missing_execute: tuple[str, ...]
+    routines: tuple[Routine, ...]
     owned_by_logins: tuple[str, ...] = ()
 
 
@@ -117,7 +126,7 @@ def fresh_database(owner: str) -> DatabaseState:
         },
         default_privileges={},
         relations=(),
-        routine_schemas_missing_execute=(),
+        routines=(),
     )
 
 
@@ -131,65 +140,60 @@ def fresh_database_row(name: str, owner: str) -> DatabaseRow:
     )
 
 
-def _rows(
+def _document(
     conn: psycopg.Connection[tuple[Any, ...]], name: str, params: dict[str, Any]
-) -> list[tuple[Any, ...]]:
+) -> dict[str, Any]:
+    """One catalog query that returns its whole answer as one JSON document (one round trip)."""
     with conn.cursor() as cursor:
         cursor.execute(query(name), params)
-        return cursor.fetchall()
+        row = cursor.fetchone()
+    assert row is not None
+    return dict(row[0])
 
 
 def read_cluster(
     conn: psycopg.Connection[tuple[Any, ...]], roles: Sequence[str], databases: Sequence[str]
 ) -> ClusterState:
-    """Roles, memberships, settings and databases for the given names, in four queries."""
-    names = list(roles)
-    role_states = {row[0]: RoleState(*row) for row in _rows(conn, "roles", {"names": names})}
+    """Roles, memberships, settings and databases for the given names, in one query."""
+    found = _document(conn, "cluster", {"names": list(roles), "databases": list(databases)})
     groups: dict[str, set[str]] = defaultdict(set)
-    for member, group in _rows(conn, "memberships", {"names": names}):
+    for member, group in found["memberships"]:
         groups[member].add(group)
     settings: dict[tuple[str, str], dict[str, str]] = {}
-    for role, database, config in _rows(conn, "role_settings", {"names": names}):
+    for role, database, config in found["role_settings"]:
         settings[(role, database)] = dict(item.split("=", 1) for item in config or ())
-    database_rows = {
-        row[0]: DatabaseRow(
-            row[0], row[1], parse_grants(row[2]), row[3], row[4], row[5], tuple(row[6] or ())
-        )
-        for row in _rows(conn, "databases", {"names": list(databases)})
-    }
     return ClusterState(
-        roles=role_states,
+        roles={row[0]: RoleState(*row) for row in found["roles"]},
         groups={member: frozenset(found) for member, found in groups.items()},
         settings=settings,
-        databases=database_rows,
+        databases={
+            row[0]: DatabaseRow(
+                row[0], row[1], parse_grants(row[2]), row[3], row[4], row[5], tuple(row[6] or ())
+            )
+            for row in found["databases"]
+        },
     )
 
 
 def managed_services(conn: psycopg.Connection[tuple[Any, ...]]) -> list[str]:
     """Services whose owner role carries our marker comment."""
-    return [row[0].removesuffix("_owner") for row in _rows(conn, "managed_owner_roles", {})]
+    with conn.cursor() as cursor:
+        cursor.execute(query("managed_owner_roles"), {"marker": MARKER})
+        return [str(row[0]).removesuffix("_owner") for row in cursor.fetchall()]
 
 
 def read_database(
     conn: psycopg.Connection[tuple[Any, ...]], owner: str, app: str, logins: Sequence[str] = ()
 ) -> DatabaseState:
-    """The per-database facts, over a connection to the service's database."""
-    params = {"owner": owner}
+    """The per-database facts, over a connection to the service's database, in one query."""
+    found = _document(conn, "database", {"owner": owner, "app": app, "names": list(logins)})
     return DatabaseState(
-        extensions=frozenset(row[0] for row in _rows(conn, "extensions", {})),
-        schemas={row[0]: parse_grants(row[1]) for row in _rows(conn, "schemas", params)},
-        default_privileges={
-            row[0]: parse_grants(row[1]) for row in _rows(conn, "default_privileges", params)
-        },
+        extensions=frozenset(found["extensions"]),
+        schemas={row[0]: parse_grants(row[1]) for row in found["schemas"]},
+        default_privileges={row[0]: parse_grants(row[1]) for row in found["default_privileges"]},
         relations=tuple(
-            Relation(row[0], row[1], row[2], parse_grants(row[3]))
-            for row in _rows(conn, "relations", params)
+            Relation(row[0], row[1], row[2], parse_grants(row[3])) for row in found["relations"]
         ),
-        routine_schemas_missing_execute=tuple(
-            row[0]
-            for row in _rows(conn, "routine_schemas_missing_execute", {"owner": owner, "app": app})
-        ),
-        owned_by_logins=tuple(
-            row[0] for row in _rows(conn, "owned_by_logins", {"names": list(logins)})
-        ),
+        routines=tuple(Routine(row[0], row[1], bool(row[2])) for row in found["routines"]),
+        owned_by_logins=tuple(sorted(found["owned_by_logins"])),
     )

@@ -1,30 +1,51 @@
 """Computes the statements that take the catalog's current state to a service's role model.
 
-Pure functions of (model, state): ``plan`` and ``apply`` both call these, so what ``plan``
-prints is what ``apply`` runs. Only differences produce statements, which is what makes a
-re-apply execute nothing and what repairs drift.
+Both states become sets of values (``infra.postgres.values``); one ``diff`` says what to revoke
+and what to grant, and ``infra.postgres.render`` turns that into statements in the one order
+written in its ``STEPS``.
+
+Pure functions of (model, state): ``plan`` and ``apply`` both call these, so what
+``plan`` prints is what ``apply`` runs, and a re-apply executes nothing.
+
+The cluster part (roles, memberships, the database and its database-level grants and settings)
+runs over the admin's connection; the database part (extensions, schema, default, relation and
+routine privileges, ownership hand-over) runs inside the service's database.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from psycopg import sql
+from collections.abc import Iterable, Iterator
 
 from infra import naming
-from infra.postgres.catalog import ClusterState, DatabaseRow, DatabaseState, Grants, privileges_of
+from infra.postgres.catalog import ClusterState, DatabaseRow, DatabaseState
 from infra.postgres.model import (
     DEFAULT_PRIVILEGES,
     MARKER,
     SCHEMA_PRIVILEGES,
     SEQUENCE_PRIVILEGES,
     TABLE_PRIVILEGES,
+    RoleSpec,
     ServiceModel,
 )
-from infra.postgres.statements import Statement, build, grantee, keyword, privileges
+from infra.postgres.render import render
+from infra.postgres.statements import Statement
+from infra.postgres.values import (
+    Changes,
+    Database,
+    DatabaseAttribute,
+    DatabaseSetting,
+    Extension,
+    Membership,
+    Owns,
+    Privilege,
+    Role,
+    RoleAttribute,
+    RoleSetting,
+    Scope,
+    Value,
+    diff,
+)
 
-DEFAULT_OBJECTS = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "n": "SCHEMAS"}
 # Attributes a non-superuser admin can neither set nor clear (PostgreSQL 15).
 SUPERUSER_ONLY = (
     ("superuser", "SUPERUSER"),
@@ -67,343 +88,204 @@ def foreign_objects(model: ServiceModel, cluster: ClusterState) -> list[str]:
     return found
 
 
-def role_statements(
-    model: ServiceModel,
-    cluster: ClusterState,
-    admin: str,
-    stale_passwords: frozenset[str] = frozenset(),
-) -> tuple[list[Statement], list[str]]:
-    """Roles, attributes, passwords, settings and memberships; plus problems we cannot fix.
-
-    ``stale_passwords``: logins whose known password no longer logs in (a login changed its
-    own password): their password is set again.
-    """
-    out: list[Statement] = []
-    problems: list[str] = []
+def superuser_problems(model: ServiceModel, cluster: ClusterState) -> list[str]:
+    """Attributes on the service's roles that only a superuser can remove: the service waits."""
+    problems = []
     for role in model.roles:
-        ident = sql.Identifier(role.name)
         state = cluster.roles.get(role.name)
-        comment = model.comment_for(role)
-        if state is None:
-            out.append(
-                build(
-                    "create_role",
-                    role=ident,
-                    login=keyword("LOGIN" if role.login else "NOLOGIN"),
-                    limit=sql.Literal(role.connection_limit),
-                    password=role.password,
-                )
+        forbidden = [word for attr, word in SUPERUSER_ONLY if state and getattr(state, attr)]
+        if forbidden:
+            problems.append(
+                f"role {role.name} has {', '.join(forbidden)}, which only a superuser can "
+                f"remove (ALTER ROLE {role.name} NO{' NO'.join(forbidden)}); "
+                f"service {model.service} was left unchanged"
             )
-            out.append(build("comment_role", role=ident, comment=sql.Literal(comment)))
-        else:
-            forbidden = [word for attr, word in SUPERUSER_ONLY if getattr(state, attr)]
-            if forbidden:
-                problems.append(
-                    f"role {role.name} has {', '.join(forbidden)}, which only a superuser can "
-                    f"remove (ALTER ROLE {role.name} NO{' NO'.join(forbidden)}); "
-                    f"service {model.service} was left unchanged"
-                )
-                continue
-            attributes: list[sql.Composable] = []
-            if state.login != role.login:
-                attributes.append(keyword("LOGIN" if role.login else "NOLOGIN"))
-            if state.createdb:
-                attributes.append(keyword("NOCREATEDB"))
-            if state.createrole:
-                attributes.append(keyword("NOCREATEROLE"))
-            if not state.inherit:
-                attributes.append(keyword("INHERIT"))
-            if state.connection_limit != role.connection_limit:
-                attributes.append(
-                    sql.SQL("CONNECTION LIMIT {}").format(sql.Literal(role.connection_limit))
-                )
-            if attributes:
-                out.append(
-                    build(
-                        "alter_role_attributes",
-                        role=ident,
-                        attributes=sql.SQL(" ").join(attributes),
-                    )
-                )
-            if state.comment != comment:
-                if role.password is not None:
-                    out.append(build("set_password", role=ident, password=role.password))
-                out.append(build("comment_role", role=ident, comment=sql.Literal(comment)))
-            elif role.name in stale_passwords and role.password is not None:
-                out.append(build("set_password", role=ident, password=role.password))
-        current = cluster.settings_of(role.name)
-        for setting in sorted(set(current) - set(role.settings)):
-            out.append(build("reset_role_setting", role=ident, setting=sql.Identifier(setting)))
-        for setting, value in sorted(role.settings.items()):
-            if current.get(setting) != value:
-                out.append(
-                    build(
-                        "set_role_setting",
-                        role=ident,
-                        setting=sql.Identifier(setting),
-                        value=sql.Literal(value),
-                    )
-                )
-    if problems:
-        return [], problems
-    out.extend(_membership_statements(model, cluster, admin))
-    return out, problems
+    return problems
 
 
-def _membership_statements(
-    model: ServiceModel, cluster: ClusterState, admin: str
-) -> list[Statement]:
-    """The admin and the migrator belong to the owner role; the other roles belong to nothing."""
-    out: list[Statement] = []
-    wanted: dict[str, frozenset[str]] = {role.name: frozenset() for role in model.roles}
-    wanted[model.role("migrator").name] = frozenset({model.owner})
-    if model.owner not in cluster.groups_of(admin):
-        out.append(
-            build(
-                "grant_membership", group=sql.Identifier(model.owner), member=sql.Identifier(admin)
-            )
-        )
-    allowed = {model.owner: {admin, model.role("migrator").name, naming.tool_login(model.service)}}
+def scope_of(model: ServiceModel) -> Scope:
+    """The service's roles and database; the backup tooling's login may stay in the owner role."""
+    return Scope(
+        roles=frozenset(model.role_names),
+        databases=frozenset({model.database}),
+        foreign_members=frozenset({(model.owner, naming.tool_login(model.service))}),
+    )
+
+
+def _attributes(role: RoleSpec, model: ServiceModel) -> Iterator[RoleAttribute]:
+    """What CREATE ROLE gives a role of the model (everything but the comment)."""
+    yield RoleAttribute(role.name, "login", str(role.login).lower())
+    yield RoleAttribute(role.name, "createdb", "false")
+    yield RoleAttribute(role.name, "createrole", "false")
+    yield RoleAttribute(role.name, "inherit", "true")
+    yield RoleAttribute(role.name, "connection_limit", str(role.connection_limit))
+    if role.password is not None:
+        yield RoleAttribute(role.name, "password", str(model.password_version))
+
+
+def wanted_cluster(model: ServiceModel, admin: str) -> set[Value]:
+    """The roles, memberships and database the role model wants, cluster-wide."""
+    db, owner, migrator = model.database, model.owner, model.role("migrator").name
+    wanted: set[Value] = {
+        Membership(owner, admin),
+        Membership(owner, migrator),
+        Database(db),
+        DatabaseAttribute(db, "owner", owner),
+        DatabaseAttribute(db, "comment", MARKER),
+        DatabaseAttribute(db, "connection_limit", "-1"),
+        DatabaseAttribute(db, "allow_connections", "true"),
+        RoleSetting(migrator, "role", owner, database=db),
+    }
     for role in model.roles:
-        for member in sorted(cluster.members_of(role.name) - allowed.get(role.name, set())):
-            if member in wanted:
-                continue  # one of the service's own roles: handled below
-            out.append(
-                build(
-                    "revoke_membership",
-                    group=sql.Identifier(role.name),
-                    member=sql.Identifier(member),
-                )
-            )
-    for member, groups in wanted.items():
-        have = cluster.groups_of(member)
-        for group in sorted(groups - have):
-            out.append(
-                build(
-                    "grant_membership", group=sql.Identifier(group), member=sql.Identifier(member)
-                )
-            )
-        for group in sorted(have - groups):
-            out.append(
-                build(
-                    "revoke_membership", group=sql.Identifier(group), member=sql.Identifier(member)
-                )
-            )
-    return out
+        wanted |= {Role(role.name), *_attributes(role, model)}
+        wanted.add(RoleAttribute(role.name, "comment", model.comment_for(role)))
+        wanted |= {RoleSetting(role.name, k, v) for k, v in role.settings.items()}
+    wanted |= {Privilege(db, "DATABASE", (db,), login.name, "CONNECT") for login in model.logins}
+    return wanted
 
 
-def database_cluster_statements(model: ServiceModel, cluster: ClusterState) -> list[Statement]:
-    """The database itself, from the admin's database: created closed when missing, then
-    PUBLIC's rights revoked, marked, settings and connection limit reset, and opened last.
+def _current_role(
+    role: RoleSpec, model: ServiceModel, cluster: ClusterState, stale: frozenset[str]
+) -> Iterator[Value]:
+    state = cluster.roles.get(role.name)
+    if state is None:  # as CREATE ROLE will leave it: only the comment and settings to come
+        yield from _attributes(role, model)
+        return
+    yield Role(role.name)
+    yield RoleAttribute(role.name, "login", str(state.login).lower())
+    yield RoleAttribute(role.name, "createdb", str(state.createdb).lower())
+    yield RoleAttribute(role.name, "createrole", str(state.createrole).lower())
+    yield RoleAttribute(role.name, "inherit", str(state.inherit).lower())
+    yield RoleAttribute(role.name, "connection_limit", str(state.connection_limit))
+    yield RoleAttribute(role.name, "comment", state.comment)
+    # The admin cannot read verifiers: the comment records the version applied, and a login
+    # that changed its own password since (``stale``) no longer has it.
+    current_version = state.comment == model.comment_for(role) and role.name not in stale
+    if role.password is not None and current_version:
+        yield RoleAttribute(role.name, "password", str(model.password_version))
+    for database in ("", model.database):
+        for key, value in cluster.settings_of(role.name, database).items():
+            yield RoleSetting(role.name, key, value, database=database)
+    yield from (Membership(group, role.name) for group in cluster.groups_of(role.name))
+    yield from (Membership(role.name, member) for member in cluster.members_of(role.name))
 
-    So a new database is never reachable with PUBLIC's default CONNECT or TEMP, and a database
-    left closed by an interrupted apply or restore is opened again by the next apply.
-    """
-    database = sql.Identifier(model.database)
-    out: list[Statement] = []
-    row = cluster.databases.get(model.database)
-    if row is None:
-        out.append(
-            build(
-                "create_database",
-                database=database,
-                owner=sql.Identifier(model.owner),
-                transactional=False,
-            )
-        )
+
+def _current_database(model: ServiceModel, row: DatabaseRow | None) -> Iterator[Value]:
+    db = model.database
+    if row is None:  # as CREATE DATABASE ... ALLOW_CONNECTIONS false will leave it
         row = DatabaseRow(
-            model.database,
+            db,
             model.owner,
             frozenset({("PUBLIC", "CONNECT"), ("PUBLIC", "TEMPORARY")}),
             allow_connections=False,
         )
-    public = privileges_of(row.grants, "PUBLIC")
-    if public:
-        out.append(
-            build(
-                "revoke_database",
-                privileges=privileges(public),
-                database=database,
-                grantee=keyword("PUBLIC"),
-            )
-        )
-    if row.comment != MARKER:
-        out.append(build("comment_database", database=database, comment=sql.Literal(MARKER)))
-    if row.settings:
-        out.append(build("reset_database_settings", database=database))
-    if row.connection_limit != -1:
-        out.append(build("database_connection_limit", database=database, limit=sql.Literal(-1)))
-    if not row.allow_connections:
-        out.append(build("allow_connections", database=database, allowed=sql.Literal(True)))
-    return out
+    else:
+        yield Database(db)
+    yield DatabaseAttribute(db, "owner", row.owner)
+    yield DatabaseAttribute(db, "comment", row.comment)
+    yield DatabaseAttribute(db, "connection_limit", str(row.connection_limit))
+    yield DatabaseAttribute(db, "allow_connections", str(row.allow_connections).lower())
+    for setting in row.settings:
+        name, _, value = setting.partition("=")
+        yield DatabaseSetting(db, name, value)
+    for who, privilege in row.grants:
+        if who not in (row.owner, model.owner):  # an owner's rights are implicit
+            yield Privilege(db, "DATABASE", (db,), who, privilege)
 
 
-def _grant_diff(
-    grants: Grants,
-    who: str,
-    wanted: frozenset[str],
-    grant: str,
-    revoke: str,
-    in_database: str,
-    **target: Any,
-) -> list[Statement]:
-    have = privileges_of(grants, who)
-    out = []
-    if wanted - have:
-        out.append(
-            build(
-                grant,
-                in_database=in_database,
-                privileges=privileges(wanted - have),
-                grantee=grantee(who),
-                **target,
-            )
-        )
-    if have - wanted:
-        out.append(
-            build(
-                revoke,
-                in_database=in_database,
-                privileges=privileges(have - wanted),
-                grantee=grantee(who),
-                **target,
-            )
-        )
-    return out
+def current_cluster(
+    model: ServiceModel, cluster: ClusterState, stale: frozenset[str] = frozenset()
+) -> set[Value]:
+    """The catalog's cluster-wide facts about the service's roles and database."""
+    current: set[Value] = set()
+    for role in model.roles:
+        current.update(_current_role(role, model, cluster, stale))
+    current.update(_current_database(model, cluster.databases.get(model.database)))
+    return current
 
 
-def ownership_statements(model: ServiceModel, state: DatabaseState, admin: str) -> list[Statement]:
-    """Everything a service login owns in the database goes to the owner role, first (the
-    privileges on what it hands over are converged after it)."""
-    db = model.database
-    out: list[Statement] = []
-    for login in state.owned_by_logins:
-        member, group = sql.Identifier(admin), sql.Identifier(login)
-        out.append(build("grant_membership", in_database=db, group=group, member=member))
-        out.append(
-            build("reassign_owned", in_database=db, role=group, owner=sql.Identifier(model.owner))
-        )
-        out.append(build("revoke_membership", in_database=db, group=group, member=member))
-    return out
+def _granted(
+    model: ServiceModel, on: str, target: tuple[str, ...], per_kind: dict[str, frozenset[str]]
+) -> Iterator[Privilege]:
+    for kind, wanted in per_kind.items():
+        for privilege in wanted:
+            yield Privilege(model.database, on, target, model.role(kind).name, privilege)
 
 
-def database_statements(
+def _held(
     model: ServiceModel,
-    row: DatabaseRow,
-    role_settings: Mapping[str, Mapping[str, str]],
-    state: DatabaseState,
-) -> list[Statement]:
-    """Ownership, CONNECT, extensions, schema, default and object privileges in the database.
+    on: str,
+    target: tuple[str, ...],
+    grants: Iterable[tuple[str, str]],
+    managed: Iterable[str],
+) -> Iterator[Privilege]:
+    """The privileges the managed role kinds hold on one object."""
+    names = {model.role(kind).name for kind in managed}
+    for who, privilege in grants:
+        if who in names:
+            yield Privilege(model.database, on, target, who, privilege)
 
-    ``role_settings``: each of the service's roles' settings in this database; only the
-    migrator's ``role = <owner>`` belongs there.
-    """
-    db = model.database
-    on_db = sql.Identifier(db)
-    out: list[Statement] = []
-    if row.owner != model.owner:
-        out.append(
-            build(
-                "alter_database_owner",
-                in_database=db,
-                database=on_db,
-                owner=sql.Identifier(model.owner),
-            )
-        )
-    migrator = model.role("migrator").name
-    logins = {role.name for role in model.logins}
-    grantees = {who for who, _ in row.grants} | logins
-    for who in sorted(grantees - {row.owner, model.owner, "PUBLIC"}):
-        wanted = frozenset({"CONNECT"}) if who in logins else frozenset()
-        out += _grant_diff(
-            row.grants, who, wanted, "grant_database", "revoke_database", db, database=on_db
-        )
-    for role, settings in sorted(role_settings.items()):
-        for setting in sorted(settings):
-            if role == migrator and setting == "role":
-                continue
-            out.append(
-                build(
-                    "reset_role_setting_in_database",
-                    in_database=db,
-                    role=sql.Identifier(role),
-                    database=on_db,
-                    setting=sql.Identifier(setting),
-                )
-            )
-    if role_settings.get(migrator, {}).get("role") != model.owner:
-        out.append(
-            build(
-                "set_role_setting_in_database",
-                in_database=db,
-                role=sql.Identifier(migrator),
-                database=on_db,
-                setting=sql.Identifier("role"),
-                value=sql.Literal(model.owner),
-            )
-        )
-    for extension in model.extensions:
-        if extension not in state.extensions:
-            out.append(
-                build("create_extension", in_database=db, extension=sql.Identifier(extension))
-            )
-    for schema, grants in sorted(state.schemas.items()):
-        target = sql.Identifier(schema)
-        for kind, wanted in SCHEMA_PRIVILEGES.items():
-            out += _grant_diff(
-                grants,
-                model.role(kind).name,
-                wanted,
-                "grant_schema",
-                "revoke_schema",
-                db,
-                schema=target,
-            )
-        if "CREATE" in privileges_of(grants, "PUBLIC"):
-            out.append(
-                build(
-                    "revoke_schema",
-                    in_database=db,
-                    privileges=keyword("CREATE"),
-                    schema=target,
-                    grantee=keyword("PUBLIC"),
-                )
-            )
-    owner = sql.Identifier(model.owner)
+
+def _relation_privileges(relation_kind: str) -> dict[str, frozenset[str]]:
+    return SEQUENCE_PRIVILEGES if relation_kind == "S" else TABLE_PRIVILEGES
+
+
+def wanted_database(model: ServiceModel, state: DatabaseState) -> set[Value]:
+    """Extensions and privileges the model wants on what exists in the service's database."""
+    db, owner, app = model.database, model.owner, model.role("app").name
+    wanted: set[Value] = {Extension(db, name) for name in model.extensions}
+    for schema in state.schemas:
+        wanted.update(_granted(model, "SCHEMA", (schema,), SCHEMA_PRIVILEGES))
+    for objtype, per_kind in DEFAULT_PRIVILEGES.items():
+        wanted.update(_granted(model, "DEFAULT", (owner, objtype), per_kind))
+    for rel in state.relations:
+        on = "SEQUENCE" if rel.kind == "S" else "TABLE"
+        wanted.update(_granted(model, on, (rel.schema, rel.name), _relation_privileges(rel.kind)))
+    wanted |= {Privilege(db, "ROUTINE", (r.schema, r.oid), app, "EXECUTE") for r in state.routines}
+    return wanted
+
+
+def current_database(model: ServiceModel, state: DatabaseState) -> set[Value]:
+    """What the service's database holds now, for the role kinds the model manages."""
+    db, owner, app = model.database, model.owner, model.role("app").name
+    current: set[Value] = {Extension(db, name) for name in state.extensions}
+    current |= {Owns(db, login) for login in state.owned_by_logins}
+    for schema, grants in state.schemas.items():
+        current.update(_held(model, "SCHEMA", (schema,), grants, SCHEMA_PRIVILEGES))
+        if ("PUBLIC", "CREATE") in grants:
+            current.add(Privilege(db, "SCHEMA", (schema,), "PUBLIC", "CREATE"))
     for objtype, per_kind in DEFAULT_PRIVILEGES.items():
         grants = state.default_privileges.get(objtype, frozenset())
-        for kind, wanted in per_kind.items():
-            out += _grant_diff(
-                grants,
-                model.role(kind).name,
-                wanted,
-                "grant_default",
-                "revoke_default",
-                db,
-                owner=owner,
-                objects=keyword(DEFAULT_OBJECTS[objtype]),
-            )
-    for relation in state.relations:
-        sequence = relation.kind == "S"
-        wanted_by_kind = SEQUENCE_PRIVILEGES if sequence else TABLE_PRIVILEGES
-        for kind, wanted in wanted_by_kind.items():
-            out += _grant_diff(
-                relation.grants,
-                model.role(kind).name,
-                wanted,
-                "grant_relation",
-                "revoke_relation",
-                db,
-                kind=keyword("SEQUENCE" if sequence else "TABLE"),
-                relation=sql.Identifier(relation.schema, relation.name),
-            )
-    for schema in state.routine_schemas_missing_execute:
-        out.append(
-            build(
-                "grant_routines",
-                in_database=db,
-                schema=sql.Identifier(schema),
-                grantee=sql.Identifier(model.role("app").name),
-            )
-        )
-    return out
+        current.update(_held(model, "DEFAULT", (owner, objtype), grants, per_kind))
+    for rel in state.relations:
+        on = "SEQUENCE" if rel.kind == "S" else "TABLE"
+        managed = _relation_privileges(rel.kind)
+        current.update(_held(model, on, (rel.schema, rel.name), rel.grants, managed))
+    current |= {
+        Privilege(db, "ROUTINE", (r.schema, r.oid), app, "EXECUTE")
+        for r in state.routines
+        if r.app_may_execute
+    }
+    return current
+
+
+def cluster_statements(
+    model: ServiceModel, cluster: ClusterState, admin: str, stale: frozenset[str] = frozenset()
+) -> list[Statement]:
+    """Roles, memberships and the database itself, run over the admin's connection."""
+    changes = diff(
+        wanted_cluster(model, admin), current_cluster(model, cluster, stale), scope_of(model)
+    )
+    return render(changes, model, admin)
+
+
+def database_statements(model: ServiceModel, state: DatabaseState, admin: str) -> list[Statement]:
+    """Ownership hand-over, extensions and privileges, run inside the service's database."""
+    changes = diff(wanted_database(model, state), current_database(model, state), scope_of(model))
+    return render(changes, model, admin)
+
+
+def handover_statements(model: ServiceModel, state: DatabaseState, admin: str) -> list[Statement]:
+    """Only the ownership hand-over, which apply runs (and re-reads after) before the rest."""
+    handed = tuple(Owns(model.database, login) for login in state.owned_by_logins)
+    return render(Changes(revoke=handed, grant=()), model, admin)

@@ -1,15 +1,21 @@
-"""``plan`` and ``apply``: converge every service's database and roles on one server.
+"""``converge``, ``plan`` and ``apply``: every service's database and roles on one server.
 
-Each run reads the catalog, computes only the differences (``converge``), and applies each
-service in its own transactions: roles first (admin's database), then CREATE DATABASE (which
-cannot run in a transaction), then everything inside the service's database, read and written
-in one transaction. Nothing is remembered between runs, so an interrupted apply is finished by
-the next one, and an apply right after an apply executes nothing.
+Each run reads the cluster once (one query), computes only the differences
+(``infra.postgres.converge``), and runs each planned statement where its own fields say: the
+cluster part over the admin's connection (consecutive transactional statements in one
+transaction, CREATE DATABASE alone), then the database part inside the service's database, read
+and written in one transaction. The database parts, and the test logins that find a changed
+password, run in a small pool of connections. Nothing is remembered between runs, so an
+interrupted apply is finished by the next one, and an apply right after an apply executes
+nothing.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,30 +27,35 @@ from infra.credentials import Credentials
 from infra.errors import ServerError, UsageError
 from infra.postgres.catalog import (
     ClusterState,
+    DatabaseState,
     fresh_database,
-    fresh_database_row,
     managed_services,
     read_cluster,
     read_database,
 )
 from infra.postgres.converge import (
-    database_cluster_statements,
+    cluster_statements,
     database_statements,
     foreign_objects,
-    ownership_statements,
-    role_statements,
+    handover_statements,
+    superuser_problems,
 )
 from infra.postgres.driver import connect, password_rejected, scrub
-from infra.postgres.model import ServiceModel, service_model
+from infra.postgres.model import RoleSpec, ServiceModel, service_model
 from infra.postgres.statements import Statement
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 StatementHook = Callable[[Statement], None]
+# Connections used at once besides the admin's: enough to hide a proxy's round trips, few
+# enough for a small server's connection budget.
+POOL_SIZE = 4
+# pg_advisory_lock(class, key) held by an apply for its whole run: a second apply waits.
+APPLY_LOCK = (0x7E57, 0)
 
 
 @dataclass(frozen=True)
 class ServicePlan:
-    """What one service needs; ``problems`` are changes only a superuser can make."""
+    """What one service needs (or ran); ``problems`` are changes only a superuser can make."""
 
     service: str
     statements: tuple[Statement, ...]
@@ -75,6 +86,21 @@ class ApplyReport:
     changed: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Converged:
+    """What ``converge`` planned (dry run) or executed, per service; ``managed`` (dry run only)
+    lists every service whose marked owner role is on the server."""
+
+    services: tuple[ServicePlan, ...]
+    managed: tuple[str, ...] = ()
+
+    def report(self) -> ApplyReport:
+        return ApplyReport(
+            executed=tuple(s.text for service in self.services for s in service.statements),
+            changed=tuple(service.service for service in self.services if service.statements),
+        )
+
+
 def _models(
     config: StackConfig, credentials: Credentials, services: Sequence[str] | None
 ) -> list[ServiceModel]:
@@ -92,7 +118,9 @@ def _models(
     for spec in specs:
         if spec.name not in credentials.services:
             raise UsageError(f"no credentials for service {spec.name!r} in the secrets")
-        models.append(service_model(spec, credentials.for_service(spec.name)))
+        logins = credentials.for_service(spec.name)
+        passwords = {kind: logins.postgres_password(kind) for kind in naming.LOGIN_SUFFIXES}
+        models.append(service_model(spec, passwords, logins.version))
     return models
 
 
@@ -150,44 +178,160 @@ def _refuse_foreign(models: Sequence[ServiceModel], cluster: ClusterState) -> No
         raise ServerError("\n".join(found))
 
 
-def _role_settings_in(cluster: ClusterState, model: ServiceModel) -> dict[str, dict[str, str]]:
-    """Each of the service's roles' settings inside its database."""
-    return {
-        role.name: cluster.settings_of(role.name, model.database)
-        for role in model.roles
-        if cluster.settings_of(role.name, model.database)
-    }
-
-
 def _logins(model: ServiceModel) -> list[str]:
     """Roles that must own nothing in the service's database: its logins and the tool login."""
     return [role.name for role in model.logins] + [naming.tool_login(model.service)]
 
 
-def _stale_passwords(admin_url: str, model: ServiceModel, cluster: ClusterState) -> frozenset[str]:
+def _read_database(conn: Connection, model: ServiceModel) -> DatabaseState:
+    return read_database(conn, model.owner, model.role("app").name, _logins(model))
+
+
+def _needs_test_login(role: RoleSpec, model: ServiceModel, cluster: ClusterState) -> bool:
+    """Only a login already at the current password version can have changed it since."""
+    state = cluster.roles.get(role.name)
+    return (
+        state is not None
+        and role.password is not None
+        and state.login
+        and state.comment == model.comment_for(role)
+    )
+
+
+def _stale_passwords(
+    pool: ThreadPoolExecutor, admin_url: str, models: Sequence[ServiceModel], cluster: ClusterState
+) -> frozenset[str]:
     """Logins (already at the current password version) whose known password is refused.
 
     The admin cannot read password verifiers (pg_authid), so the only way to see that a login
     changed its own password is to log in with the one we know; only an explicit
-    "password authentication failed" counts, never a refused or unreachable connection.
+    "password authentication failed" counts, never a refused or unreachable connection. The
+    logins run in the pool.
     """
-    stale = set()
-    for role in model.logins:
-        state = cluster.roles.get(role.name)
-        if (
-            state is None
-            or role.password is None
-            or not state.login
-            or state.comment != model.comment_for(role)
-        ):
-            continue
-        if password_rejected(admin_url, role.name, role.password, model.database):
-            stale.add(role.name)
-    return frozenset(stale)
+    tries = [
+        (role.name, role.password, model.database)
+        for model in models
+        for role in model.logins
+        if _needs_test_login(role, model, cluster)
+    ]
+    refused = pool.map(lambda t: password_rejected(admin_url, t[0], str(t[1]), t[2]), tries)
+    return frozenset(name for (name, _, _), stale in zip(tries, refused, strict=True) if stale)
 
 
-# pg_advisory_lock(class, key) held by an apply for its whole run: a second apply waits.
-APPLY_LOCK = (0x7E57, 0)
+def _execute(
+    conn: Connection,
+    database: str | None,
+    statements: Sequence[Statement],
+    service: str,
+    hook: StatementHook | None,
+) -> list[Statement]:
+    """Run ``statements`` on ``conn`` (connected to ``database``; None: the admin URL's):
+    consecutive transactional ones in one transaction (a savepoint if one is open), the others
+    (CREATE DATABASE) on their own."""
+    misplaced = [s.text for s in statements if s.database != database]
+    if misplaced:
+        raise RuntimeError(f"statements for another database than {database}: {misplaced}")
+    executed: list[Statement] = []
+    for transactional, group in itertools.groupby(statements, key=lambda s: s.transactional):
+        with conn.transaction() if transactional else nullcontext():
+            for statement in group:
+                if hook is not None:
+                    hook(statement)
+                try:
+                    conn.execute(statement.query)
+                except psycopg.Error as error:
+                    message = error.diag.message_primary or scrub(str(error), "")
+                    raise ServerError(
+                        f"service {service}: `{statement.text}` failed: {message}"
+                    ) from None
+                executed.append(statement)
+    return executed
+
+
+def _plan_database(
+    admin_url: str, model: ServiceModel, admin: str, exists: bool
+) -> tuple[list[Statement], list[str]]:
+    """The database part of a plan: from a read of the database, or from a fresh one's state."""
+    if not exists:
+        return database_statements(model, fresh_database(model.owner), admin), []
+    try:
+        with connect(admin_url, dbname=model.database, autocommit=True) as db:
+            state = _read_database(db, model)
+    except ServerError as error:
+        return [], [f"{model.database}: not inspected ({error}); apply fixes access"]
+    return database_statements(model, state, admin), []
+
+
+def _apply_database(
+    admin_url: str, model: ServiceModel, admin: str, hook: StatementHook | None
+) -> tuple[list[Statement], list[str]]:
+    """Read and converge the service's database in one transaction, ownership first (the
+    privileges on what is handed over are computed after it)."""
+    executed: list[Statement] = []
+    with connect(admin_url, dbname=model.database, autocommit=True) as db, db.transaction():
+        state = _read_database(db, model)
+        if state.owned_by_logins:
+            handover = handover_statements(model, state, admin)
+            executed += _execute(db, model.database, handover, model.service, hook)
+            state = _read_database(db, model)
+        planned = database_statements(model, state, admin)
+        executed += _execute(db, model.database, planned, model.service, hook)
+    return executed, []
+
+
+def converge(
+    admin_url: str,
+    models: Sequence[ServiceModel],
+    *,
+    dry_run: bool = False,
+    on_statement: StatementHook | None = None,
+) -> Converged:
+    """Converge (or, with ``dry_run``, only plan) the given services on the server.
+
+    ``on_statement`` is called before each statement (tests use it to interrupt an apply).
+    Services whose roles carry attributes only a superuser can remove are skipped; an apply
+    reports them in one ServerError after the others were applied.
+    """
+    planned: list[tuple[ServiceModel, list[Statement], list[str]]] = []
+    parts: list[Future[tuple[list[Statement], list[str]]] | None] = []
+    with connect(admin_url, autocommit=True) as conn, ThreadPoolExecutor(POOL_SIZE) as pool:
+        if not dry_run:
+            conn.execute("SELECT pg_catalog.pg_advisory_lock(%s, %s)", APPLY_LOCK)
+        admin = _check_admin(conn)
+        _refuse_unavailable_extensions(conn, models)
+        cluster = _read_cluster(conn, models)
+        _refuse_foreign(models, cluster)
+        managed = tuple(managed_services(conn)) if dry_run else ()
+        stale = _stale_passwords(pool, admin_url, models, cluster)
+        for model in models:
+            problems = superuser_problems(model, cluster)
+            if problems:
+                planned.append((model, [], problems))
+                parts.append(None)
+                continue
+            exists = model.database in cluster.databases
+            statements = cluster_statements(model, cluster, admin, stale)
+            if dry_run:
+                parts.append(pool.submit(_plan_database, admin_url, model, admin, exists))
+            else:
+                statements = _execute(conn, None, statements, model.service, on_statement)
+                if statements:
+                    # What this service changed (e.g. revoking another service's login from its
+                    # roles) must not be done a second time from a stale read.
+                    cluster = _read_cluster(conn, models)
+                parts.append(pool.submit(_apply_database, admin_url, model, admin, on_statement))
+            planned.append((model, statements, problems))
+        services = []
+        for (model, statements, problems), part in zip(planned, parts, strict=True):
+            inside, found = part.result() if part is not None else ([], [])
+            services.append(
+                ServicePlan(model.service, tuple(statements + inside), tuple(problems + found))
+            )
+    result = Converged(tuple(services), managed)
+    problems = [problem for service in services for problem in service.problems]
+    if problems and not dry_run:
+        raise ServerError("\n".join(problems))
+    return result
 
 
 def plan(
@@ -197,54 +341,9 @@ def plan(
     services: Sequence[str] | None = None,
 ) -> Plan:
     """What ``apply`` would execute now, without changing anything."""
-    models = _models(config, credentials, services)
-    with connect(admin_url, autocommit=True) as conn:
-        admin = _check_admin(conn)
-        _refuse_unavailable_extensions(conn, models)
-        cluster = _read_cluster(conn, models)
-        configured = {spec.name for spec in config.services}
-        unmanaged = tuple(name for name in managed_services(conn) if name not in configured)
-    _refuse_foreign(models, cluster)
-    planned = []
-    for model in models:
-        stale = _stale_passwords(admin_url, model, cluster)
-        statements, problems = role_statements(model, cluster, admin, stale)
-        statements += database_cluster_statements(model, cluster)
-        settings: dict[str, dict[str, str]] = {}
-        if model.database not in cluster.databases:
-            row = fresh_database_row(model.database, model.owner)
-            state = fresh_database(model.owner)
-        else:
-            row = cluster.databases[model.database]
-            settings = _role_settings_in(cluster, model)
-            try:
-                with connect(admin_url, dbname=model.database, autocommit=True) as db:
-                    state = read_database(db, model.owner, model.role("app").name, _logins(model))
-            except ServerError as error:
-                problems.append(f"{model.database}: not inspected ({error}); apply fixes access")
-                planned.append(ServicePlan(model.service, tuple(statements), tuple(problems)))
-                continue
-        statements += ownership_statements(model, state, admin)
-        statements += database_statements(model, row, settings, state)
-        planned.append(ServicePlan(model.service, tuple(statements), tuple(problems)))
-    return Plan(tuple(planned), unmanaged)
-
-
-def _execute(
-    conn: Connection,
-    statement: Statement,
-    service: str,
-    hook: StatementHook | None,
-    executed: list[str],
-) -> None:
-    if hook is not None:
-        hook(statement)
-    try:
-        conn.execute(statement.query)
-    except psycopg.Error as error:
-        message = error.diag.message_primary or scrub(str(error), "")
-        raise ServerError(f"service {service}: `{statement.text}` failed: {message}") from None
-    executed.append(statement.text)
+    result = converge(admin_url, _models(config, credentials, services), dry_run=True)
+    configured = {spec.name for spec in config.services}
+    return Plan(result.services, tuple(name for name in result.managed if name not in configured))
 
 
 def apply(
@@ -255,68 +354,6 @@ def apply(
     *,
     on_statement: StatementHook | None = None,
 ) -> ApplyReport:
-    """Converge the selected services (all by default); return what was executed.
-
-    ``on_statement`` is called before each statement (tests use it to interrupt an apply).
-    Services whose roles carry attributes only a superuser can remove are skipped, and reported
-    in one ServerError after the others were applied.
-    """
+    """Converge the selected services of the stack (all by default); return what was executed."""
     models = _models(config, credentials, services)
-    executed: list[str] = []
-    changed: list[str] = []
-    problems: list[str] = []
-    with connect(admin_url, autocommit=True) as conn:
-        conn.execute("SELECT pg_catalog.pg_advisory_lock(%s, %s)", APPLY_LOCK)
-        admin = _check_admin(conn)
-        _refuse_unavailable_extensions(conn, models)
-        cluster = _read_cluster(conn, models)
-        _refuse_foreign(models, cluster)
-        for model in models:
-            before = len(executed)
-            found = _apply_service(admin_url, conn, admin, cluster, model, on_statement, executed)
-            problems += found
-            if len(executed) > before:
-                changed.append(model.service)
-                # What this service changed (e.g. revoking another service's login from its
-                # roles) must not be done a second time from a stale read.
-                cluster = _read_cluster(conn, models)
-    if problems:
-        raise ServerError("\n".join(problems))
-    return ApplyReport(tuple(executed), tuple(changed))
-
-
-def _apply_service(
-    admin_url: str,
-    conn: Connection,
-    admin: str,
-    cluster: ClusterState,
-    model: ServiceModel,
-    hook: StatementHook | None,
-    executed: list[str],
-) -> list[str]:
-    stale = _stale_passwords(admin_url, model, cluster)
-    statements, problems = role_statements(model, cluster, admin, stale)
-    if problems:
-        return problems
-    if statements:
-        with conn.transaction():
-            for statement in statements:
-                _execute(conn, statement, model.service, hook, executed)
-    for statement in database_cluster_statements(model, cluster):
-        _execute(conn, statement, model.service, hook, executed)
-    with connect(admin_url, dbname=model.database, autocommit=True) as db, db.transaction():
-        here = read_cluster(db, list(model.role_names), [model.database])
-        state = read_database(db, model.owner, model.role("app").name, _logins(model))
-        handover = ownership_statements(model, state, admin)
-        for statement in handover:
-            _execute(db, statement, model.service, hook, executed)
-        if handover:
-            state = read_database(db, model.owner, model.role("app").name, _logins(model))
-        for statement in database_statements(
-            model,
-            here.databases[model.database],
-            _role_settings_in(here, model),
-            state,
-        ):
-            _execute(db, statement, model.service, hook, executed)
-    return []
+    return converge(admin_url, models, on_statement=on_statement).report()

@@ -6,11 +6,11 @@ that database; app has data access only; readonly has SELECT only. Names come fr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from infra import naming
 from infra.config.model import ServiceSpec
-from infra.credentials import ServiceCredentials
 
 MARKER = "managed-by=persistence"
 
@@ -77,8 +77,9 @@ class ServiceModel:
         return role_comment(self.password_version if role.login else None)
 
 
-def service_model(spec: ServiceSpec, credentials: ServiceCredentials) -> ServiceModel:
-    """Turn a ServiceSpec and its passwords into the four roles and their settings."""
+def service_model(spec: ServiceSpec, passwords: Mapping[str, str], version: int) -> ServiceModel:
+    """Turn a ServiceSpec and its logins' passwords (``version`` of them) into the four roles
+    and their settings. ``passwords`` maps each of naming.LOGIN_SUFFIXES to its password."""
     limits = spec.connection_limits
     idle = str(spec.idle_in_transaction_session_timeout_ms)
 
@@ -92,7 +93,7 @@ def service_model(spec: ServiceSpec, credentials: ServiceCredentials) -> Service
                 "statement_timeout": str(statement_timeout),
                 "idle_in_transaction_session_timeout": idle,
             },
-            password=credentials.postgres_password(kind),
+            password=passwords[kind],
         )
 
     owner = RoleSpec(
@@ -113,5 +114,5 @@ def service_model(spec: ServiceSpec, credentials: ServiceCredentials) -> Service
             login("readonly", limits.readonly, spec.statement_timeout_ms),
         ),
         extensions=spec.extensions,
-        password_version=credentials.version,
+        password_version=version,
     )

@@ -6,7 +6,7 @@ password verifiers never appear in either text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from psycopg import sql
@@ -88,12 +88,26 @@ def build(
 
     ``in_database``: run over a connection to that database (None: the admin URL's database).
     """
-    shown = dict(parts)
+    return fill(
+        name, parts, in_database=in_database, transactional=transactional, password=password
+    )
+
+
+def fill(
+    name: str,
+    parts: Mapping[str, sql.Composable],
+    *,
+    in_database: str | None = None,
+    transactional: bool = True,
+    password: str | None = None,
+) -> Statement:
+    """``build`` with the template's parts given as one mapping (when they are composed)."""
+    query_parts, shown = dict(parts), dict(parts)
     if password is not None:
-        parts["password"] = sql.Literal(scram_sha256_verifier(password))
+        query_parts["password"] = sql.Literal(scram_sha256_verifier(password))
         shown["password"] = REDACTED
     elif name == "create_role":
-        parts["password"] = shown["password"] = sql.NULL
-    query = template(name).format(**parts)
+        query_parts["password"] = shown["password"] = sql.NULL
+    query = template(name).format(**query_parts)
     text = " ".join(template(name).format(**shown).as_string().split())
     return Statement(query, text, in_database, transactional)

@@ -23,9 +23,9 @@ from pulumi.dynamic import (
 
 from infra import naming
 from infra.config import rules
-from infra.config.model import ConnectionLimits, ServiceSpec, StackConfig
-from infra.credentials import Credentials, ServiceCredentials
+from infra.config.model import ConnectionLimits, ServiceSpec
 from infra.errors import ServerError
+from infra.postgres.model import ServiceModel, service_model
 
 # Inputs whose change re-runs the engine; the service name is fixed (a rename is a replace).
 TRACKED = (
@@ -38,7 +38,7 @@ TRACKED = (
     "passwords",
     "password_version",
 )
-PASSWORD_KINDS = ("migrator", "app", "readonly")
+PASSWORD_KINDS = naming.LOGIN_SUFFIXES
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -94,26 +94,10 @@ def spec_from_inputs(props: dict[str, Any]) -> ServiceSpec:
     )
 
 
-def _engine_inputs(props: dict[str, Any]) -> tuple[str, StackConfig, Credentials, ServiceSpec]:
-    """The admin URL, a one-service config and its credentials, from the resource's inputs."""
+def _engine_inputs(props: dict[str, Any]) -> tuple[str, ServiceModel]:
+    """The admin URL and the service's model, from the resource's inputs."""
     spec = spec_from_inputs(props)
-    passwords = props["passwords"]
-    credentials = Credentials(
-        postgres_superuser="",
-        postgres_admin="",
-        redis_admin="",
-        rabbitmq_admin="",
-        services={
-            spec.name: ServiceCredentials(
-                migrator=passwords["migrator"],
-                app=passwords["app"],
-                readonly=passwords["readonly"],
-                redis="",
-                rabbitmq="",
-                version=spec.password_version,
-            )
-        },
-    )
+    passwords = {kind: str(props["passwords"][kind]) for kind in naming.LOGIN_SUFFIXES}
     admin_url = make_conninfo(
         host=str(props["admin_host"]),
         port=int(props["admin_port"]),
@@ -122,18 +106,18 @@ def _engine_inputs(props: dict[str, Any]) -> tuple[str, StackConfig, Credentials
         dbname="postgres",
         sslmode=str(props["sslmode"]),
     )
-    return admin_url, StackConfig(platform="docker", services=(spec,)), credentials, spec
+    return admin_url, service_model(spec, passwords, spec.password_version)
 
 
 def converge(props: dict[str, Any]) -> dict[str, Any]:
     """Run the engine for this one service and return the resource's outputs."""
     from infra import postgres
 
-    admin_url, config, credentials, spec = _engine_inputs(props)
-    report = postgres.apply(admin_url, config, credentials, services=[spec.name])
+    admin_url, model = _engine_inputs(props)
+    report = postgres.converge(admin_url, [model]).report()
     return {
         **props,
-        **outputs_for(spec.name),
+        **outputs_for(model.service),
         "statements_executed": len(report.executed),
         "pending_statements": 0,
     }
@@ -143,8 +127,9 @@ def pending(props: dict[str, Any]) -> int:
     """How many statements the service needs now (drift made by hand, a lost database)."""
     from infra import postgres
 
-    admin_url, config, credentials, spec = _engine_inputs(props)
-    return len(postgres.plan(admin_url, config, credentials, services=[spec.name]).statements)
+    admin_url, model = _engine_inputs(props)
+    result = postgres.converge(admin_url, [model], dry_run=True)
+    return sum(len(service.statements) for service in result.services)
 
 
 def outputs_for(service: str) -> dict[str, str]:
