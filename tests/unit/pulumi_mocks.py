@@ -108,6 +108,7 @@ class Declared:
     urn: str = ""
     parent: str = ""  # the parent's URN; empty for the stack itself
     protect: bool = False
+    retain_on_delete: bool = False
     dependencies: tuple[str, ...] = ()
     property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -144,6 +145,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             found.urn = urn
             found.parent = request.parent
             found.protect = bool(request.protect)
+            found.retain_on_delete = bool(request.retainOnDelete)
             found.dependencies = tuple(request.dependencies)
             found.property_dependencies = {
                 key: tuple(value.urns) for key, value in request.propertyDependencies.items()
@@ -221,6 +223,18 @@ class ProgramRun:
     def edges(self) -> int:
         """Every dependency edge of every registration."""
         return sum(r.edges for r in self.declared)
+
+    def below(self, ancestor: Declared) -> list[Declared]:
+        """Every registration whose chain of parents reaches ``ancestor``."""
+        parents = {r.urn: r.parent for r in self.declared}
+        found = []
+        for resource in self.declared:
+            parent = resource.parent
+            while parent and parent != ancestor.urn:
+                parent = parents.get(parent, "")
+            if parent:
+                found.append(resource)
+        return found
 
     def of_type(self, token: str) -> list[Declared]:
         return [r for r in self.declared if r.type == token]

@@ -55,7 +55,18 @@ def uploads(container: Any) -> dict[str, dict[str, Any]]:
 
 
 def test_one_component_parents_everything(run: ProgramRun) -> None:
-    run.one("persistence:docker:Platform", "dev")
+    component = run.one("persistence:docker:Platform", "dev")
+    below = {r.urn for r in run.below(component)}
+    outside = [str(r) for r in run if r.urn not in below and r is not component]
+    assert len(below) == len(run.declared) - 1 > 20
+    assert not outside, f"not parented to persistence:docker:Platform: {outside}"
+
+
+def test_every_data_volume_outlives_the_stack(run: ProgramRun) -> None:
+    volumes = run.of_type(VOLUME)
+    assert len(volumes) == len(SERVERS)
+    for volume in volumes:
+        assert volume.retain_on_delete, f"{volume}: `pulumi destroy` would delete its data"
 
 
 def test_a_private_bridge_network(run: ProgramRun) -> None:
