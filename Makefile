@@ -139,6 +139,7 @@ test: lint engine
 bench: setup
 	$(BIN)/python -m benchmarks.bench_converge
 	$(BIN)/python -m benchmarks.bench_backup
+	$(BIN)/python -m benchmarks.bench_program
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache

@@ -7,17 +7,6 @@ option against it, while the language host resolves it against the project root:
 program at the root gets the same ``.venv`` for both.
 """
 
-import pulumi
+from infra.stack import main
 
-from infra.config import load_pulumi
-from infra.errors import ConfigError
-from infra.stack import build
-
-try:
-    config = load_pulumi()
-except ConfigError as error:
-    # One line per problem, no traceback: the engine shows this as the program's error.
-    raise pulumi.RunError(str(error)) from None
-
-for name, value in build(config).items():
-    pulumi.export(name, value)
+main()

@@ -19,7 +19,7 @@ from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.config.load import load_pulumi, stack_file, stack_name
+from infra.config.load import stack_file, stack_name
 from infra.config.model import PROJECT
 
 
@@ -60,7 +60,7 @@ def engine_config(stack: str) -> dict[str, str]:
 
 def declared_resources(stack: str) -> list[PlannedResource]:
     """Run the program for ``stack`` under mocks; the resources in declaration order."""
-    from infra.stack import build
+    from infra.stack import main
 
     name = stack_name(stack)
     recorder = _Recorder()
@@ -70,8 +70,7 @@ def declared_resources(stack: str) -> list[PlannedResource]:
     SETTINGS.outputs.clear()
 
     def program() -> None:
-        for key, value in build(load_pulumi()).items():
-            pulumi.export(key, value)
+        main()
 
     _sync_await(run_pulumi_func(program))
     return recorder.declared

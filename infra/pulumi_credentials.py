@@ -2,10 +2,19 @@
 
 Each service's passwords are keyed on its ``password_version``: bumping it in the stack config
 replaces exactly that service's passwords (the rotation path for Pulumi runs).
+
+Each service's passwords are their own Output (``StackPasswords.service``), and each admin
+password is its own too. A resource takes the ones it uses, so it depends on those passwords
+only: the dependency edges the engine stores (and the program's time and memory) grow linearly
+with the number of services. Only what really holds every password (the servers' files, the
+``credentials`` output) takes them all at once (``StackPasswords.everything``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import pulumi
@@ -17,6 +26,35 @@ from infra.credentials import Credentials, ServiceCredentials
 
 PASSWORD_LENGTH = 40  # letters and digits only: ~238 bits, safe in URLs and config files
 SERVICE_LOGINS = (*naming.LOGIN_SUFFIXES, "redis", "rabbitmq")
+ADMIN_LOGINS = ("postgres_superuser", "postgres_admin", "redis_admin", "rabbitmq_admin")
+
+
+@dataclass(frozen=True)
+class StackPasswords:
+    """Every generated password of a stack, each a secret Output of its own."""
+
+    postgres_superuser: pulumi.Output[str]
+    postgres_admin: pulumi.Output[str]
+    redis_admin: pulumi.Output[str]
+    rabbitmq_admin: pulumi.Output[str]
+    services: Mapping[str, pulumi.Output[ServiceCredentials]]
+
+    def service(self, name: str) -> pulumi.Output[ServiceCredentials]:
+        """One service's passwords: depends on that service's RandomPasswords only."""
+        return self.services[name]
+
+    @cached_property
+    def everything(self) -> pulumi.Output[Credentials]:
+        """All passwords as one ``Credentials``, for what holds every service's at once."""
+        services = pulumi.Output.from_input(dict(self.services))
+        admins = [getattr(self, login) for login in ADMIN_LOGINS]
+
+        def assemble(values: list[Any]) -> Credentials:
+            *admin_passwords, by_service = values
+            fields = dict(zip(ADMIN_LOGINS, admin_passwords, strict=True))
+            return Credentials(**fields, services=dict(by_service))
+
+        return pulumi.Output.secret(pulumi.Output.all(*admins, services).apply(assemble))
 
 
 def _password(
@@ -27,39 +65,31 @@ def _password(
         length=PASSWORD_LENGTH,
         special=False,
         keepers=keepers,
-        opts=pulumi.ResourceOptions(parent=parent),
+        # Declared at the stack's top level before the platform components parented them: the
+        # alias keeps those stacks' passwords (a new URN alone would generate new ones).
+        opts=pulumi.ResourceOptions(
+            parent=parent, aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)]
+        ),
     )
     return pulumi.Output.secret(password.result)
 
 
-def generated_credentials(
-    config: StackConfig, parent: pulumi.Resource | None = None
-) -> pulumi.Output[Credentials]:
-    """Every password of the stack, as one secret Output."""
-    admin = {
-        "postgres_superuser": _password("postgres-superuser", parent, {}),
-        "postgres_admin": _password("postgres-admin", parent, {}),
-        "redis_admin": _password("redis-admin", parent, {}),
-        "rabbitmq_admin": _password("rabbitmq-admin", parent, {}),
+def _service_passwords(
+    service: str, version: int, parent: pulumi.Resource | None
+) -> pulumi.Output[ServiceCredentials]:
+    keepers = {"password_version": str(version)}
+    logins = {login: _password(f"{service}-{login}", parent, keepers) for login in SERVICE_LOGINS}
+    credentials = pulumi.Output.all(**logins).apply(
+        lambda values: ServiceCredentials(**values, version=version)
+    )
+    return pulumi.Output.secret(credentials)
+
+
+def generated_passwords(config: StackConfig, parent: pulumi.Resource | None) -> StackPasswords:
+    """Declare every password of the stack under ``parent``."""
+    admins = {login: _password(login.replace("_", "-"), parent, {}) for login in ADMIN_LOGINS}
+    services = {
+        spec.name: _service_passwords(spec.name, spec.password_version, parent)
+        for spec in config.services
     }
-    services: dict[str, dict[str, Any]] = {}
-    for spec in config.services:
-        keepers = {"password_version": str(spec.password_version)}
-        services[spec.name] = {
-            login: _password(f"{spec.name}-{login}", parent, keepers) for login in SERVICE_LOGINS
-        }
-        services[spec.name]["version"] = spec.password_version
-
-    def assemble(values: dict[str, Any]) -> Credentials:
-        return Credentials(
-            postgres_superuser=values["admin"]["postgres_superuser"],
-            postgres_admin=values["admin"]["postgres_admin"],
-            redis_admin=values["admin"]["redis_admin"],
-            rabbitmq_admin=values["admin"]["rabbitmq_admin"],
-            services={
-                name: ServiceCredentials(**fields) for name, fields in values["services"].items()
-            },
-        )
-
-    everything = pulumi.Output.from_input({"admin": admin, "services": services})
-    return pulumi.Output.secret(everything.apply(assemble))
+    return StackPasswords(**admins, services=services)

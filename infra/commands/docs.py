@@ -19,15 +19,14 @@ from infra.config.load import REPO_ROOT
 from infra.config.reference import config_reference
 from infra.errors import UsageError
 from infra.markdown import replace_section
+from infra.outputs import outputs_markdown
 
 README = REPO_ROOT / "README.md"
 
 # Every generated section of the README: marker name -> what writes its Markdown.
 SECTIONS: dict[str, Callable[[], str]] = {
     "config-reference": config_reference,
-    # HOOK(outputs): the stack outputs' reference joins here, e.g.
-    #   "outputs-reference": infra.outputs.outputs_markdown,
-    # with `<!-- outputs-reference -->` and `<!-- /outputs-reference -->` placed in README.md.
+    "outputs-reference": outputs_markdown,
 }
 
 

@@ -27,7 +27,18 @@ class RenderedFile:
 def render_all(config: StackConfig, credentials: Credentials) -> dict[str, RenderedFile]:
     """All server and service files for ``config``; the contract's paths are the keys."""
     stack_endpoints = endpoints.for_stack(config)
-    files = {
+    files = server_files(config, credentials)
+    for spec in config.services:
+        files[f"services/{spec.name}.env"] = RenderedFile(
+            services.service_env(spec, credentials.for_service(spec.name), stack_endpoints),
+            PRIVATE_MODE,
+        )
+    return files
+
+
+def server_files(config: StackConfig, credentials: Credentials) -> dict[str, RenderedFile]:
+    """The servers' own files (configs, users, definitions), without the services' env files."""
+    return {
         "postgres/postgresql.conf": RenderedFile(postgres.postgresql_conf(config)),
         "postgres/pg_hba.conf": RenderedFile(postgres.pg_hba_conf(config)),
         "postgres/init-admin.sql": RenderedFile(
@@ -44,9 +55,3 @@ def render_all(config: StackConfig, credentials: Credentials) -> dict[str, Rende
             rabbitmq.definitions_json(config, credentials), PRIVATE_MODE
         ),
     }
-    for spec in config.services:
-        files[f"services/{spec.name}.env"] = RenderedFile(
-            services.service_env(spec, credentials.for_service(spec.name), stack_endpoints),
-            PRIVATE_MODE,
-        )
-    return files

@@ -1,19 +1,16 @@
 """The prod program run once under mocks, plus the GcpPlatform component it built.
 
-The component is captured so tests can walk its children and read each one's ``protect``
-option, which the mock monitor does not record.
+The component is what ``infra.stack.main`` returns; tests read its parts from its attributes
+(``platform.sql``, ``platform.network``...). What the engine would record of each resource
+(parent, ``protect``, dependencies) is on the registrations themselves (``Declared``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-import pulumi
-
-import infra.platforms.gcp as gcp_platform
-from tests.unit.pulumi_mocks import ProgramRun, run_program
+from infra.platforms.gcp import GcpPlatform
+from tests.unit.pulumi_mocks import Declared, ProgramRun, run_program
 
 
 @dataclass
@@ -21,31 +18,16 @@ class ProdRun:
     """What the prod program declared and the component resource that declared it."""
 
     run: ProgramRun
-    platform: pulumi.ComponentResource
+    platform: GcpPlatform
 
-    def children(self) -> Iterator[pulumi.Resource]:
-        """Every resource below the platform component, depth first."""
-        pending: list[pulumi.Resource] = list(self.platform._childResources)
-        while pending:
-            resource = pending.pop()
-            yield resource
-            pending.extend(resource._childResources)
+    @property
+    def component(self) -> Declared:
+        """The platform component's own registration."""
+        return self.run.one("persistence:gcp:Platform")
 
 
 def run_prod(config: dict[str, str] | None = None, *, stack: str = "prod") -> ProdRun:
     """Run a prod-like stack (``prod``'s file unless ``config``) and keep its GcpPlatform."""
-    built: list[pulumi.ComponentResource] = []
-    original = gcp_platform.GcpPlatform
-
-    class Recording(original):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            built.append(self)
-
-    gcp_platform.GcpPlatform = Recording  # type: ignore[misc]
-    try:
-        run = run_program(stack, config)
-    finally:
-        gcp_platform.GcpPlatform = original  # type: ignore[misc]
-    assert len(built) == 1, f"expected one GcpPlatform, built {len(built)}"
-    return ProdRun(run=run, platform=built[0])
+    run = run_program(stack, config)
+    assert isinstance(run.platform, GcpPlatform), f"built {run.platform!r}"
+    return ProdRun(run=run, platform=run.platform)

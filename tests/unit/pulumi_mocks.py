@@ -2,22 +2,26 @@
 
 The program is imported and built exactly as ``pulumi up`` would run it, with the stack file's
 config loaded into the runtime. Every resource registration is kept with its type token, name
-and inputs (secret inputs stay wrapped so tests can assert they are secret).
+and inputs (secret inputs stay wrapped so tests can assert they are secret), and with what the
+engine would store beside them: its URN, its parent's, ``protect`` and the URNs it depends on.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.rpc import _special_secret_sig, _special_sig_key
-from pulumi.runtime.settings import SETTINGS
-from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.settings import ROOT, SETTINGS, get_root_resource
+from pulumi.runtime.stack import Stack, run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.config import load_pulumi
+from infra.config.model import ConnectionLimits, PostgresSettings
 from infra.mock_plan import engine_config
 
 PROJECT = "persistence"
@@ -101,10 +105,21 @@ class Declared:
     name: str
     raw_inputs: dict[str, Any]
     custom: bool
+    urn: str = ""
+    parent: str = ""  # the parent's URN; empty for the stack itself
+    protect: bool = False
+    retain_on_delete: bool = False
+    dependencies: tuple[str, ...] = ()
+    property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def inputs(self) -> dict[str, Any]:
         return dict(unwrap(self.raw_inputs))
+
+    @property
+    def edges(self) -> int:
+        """Dependency edges the engine stores for this resource (both lists it keeps)."""
+        return len(self.dependencies) + sum(map(len, self.property_dependencies.values()))
 
     def input_is_secret(self, key: str) -> bool:
         return is_secret(self.raw_inputs.get(key))
@@ -119,11 +134,28 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.declared: list[Declared] = []
         self.invokes: list[tuple[str, dict[str, Any]]] = []
+        # The request being answered on this thread (set by RecordingMonitor), for what
+        # MockResourceArgs leaves out: parent, protect and dependencies.
+        self.registering = threading.local()
+
+    def _declared(self, args: pulumi.runtime.MockResourceArgs) -> Declared:
+        found = Declared(args.typ, args.name, dict(args.inputs), bool(args.custom))
+        request, urn = getattr(self.registering, "request", None) or (None, "")
+        if request is not None:
+            found.urn = urn
+            found.parent = request.parent
+            found.protect = bool(request.protect)
+            found.retain_on_delete = bool(request.retainOnDelete)
+            found.dependencies = tuple(request.dependencies)
+            found.property_dependencies = {
+                key: tuple(value.urns) for key, value in request.propertyDependencies.items()
+            }
+        return found
 
     def new_resource(
         self, args: pulumi.runtime.MockResourceArgs
     ) -> tuple[str | None, dict[str, Any]]:
-        self.declared.append(Declared(args.typ, args.name, dict(args.inputs), bool(args.custom)))
+        self.declared.append(self._declared(args))
         outputs = dict(unwrap(args.inputs))
         hook = OUTPUT_HOOKS.get(args.typ)
         if hook is not None:
@@ -148,13 +180,61 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return {}, None
 
 
+class RecordingMonitor(MockMonitor):
+    """Pulumi's mock monitor, handing each registration request to the mocks as it answers."""
+
+    mocks: RecordingMocks
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method's name
+        urn = self.make_urn(request.parent, request.type, request.name)
+        self.mocks.registering.request = (request, urn)
+        try:
+            return super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        finally:
+            self.mocks.registering.request = None
+
+
+def install_mocks(stack: str, *, preview: bool = False) -> RecordingMocks:
+    """Point Pulumi's runtime at fresh recording mocks for ``stack``, with a new root stack
+    resource (so outputs and parents never carry over from a previous run)."""
+    mocks = RecordingMocks()
+    ROOT.set(None)
+    pulumi.runtime.set_mocks(
+        mocks, project=PROJECT, stack=stack, preview=preview, monitor=RecordingMonitor(mocks)
+    )
+    SETTINGS.rpc_manager.clear()
+    SETTINGS.outputs.clear()
+    return mocks
+
+
 @dataclass
 class ProgramRun:
-    """What one run of the program declared and exported."""
+    """What one run of the program declared and exported, and the platform component."""
 
     declared: list[Declared]
     exports: dict[str, Any] = field(default_factory=dict)
     secret_exports: set[str] = field(default_factory=set)
+    platform: Any = None
+
+    @property
+    def edges(self) -> int:
+        """Every dependency edge of every registration."""
+        return sum(r.edges for r in self.declared)
+
+    def below(self, ancestor: Declared) -> list[Declared]:
+        """Every registration whose chain of parents reaches ``ancestor``."""
+        parents = {r.urn: r.parent for r in self.declared}
+        found = []
+        for resource in self.declared:
+            parent = resource.parent
+            while parent and parent != ancestor.urn:
+                parent = parents.get(parent, "")
+            if parent:
+                found.append(resource)
+        return found
 
     def of_type(self, token: str) -> list[Declared]:
         return [r for r in self.declared if r.type == token]
@@ -176,23 +256,38 @@ def stack_config(stack: str) -> dict[str, str]:
     return engine_config(stack)
 
 
-def run_program(stack: str, config: dict[str, str] | None = None) -> ProgramRun:
-    """Build the program for ``stack`` under mocks and wait for every registration and export."""
-    from infra.stack import build
+def scaled_config(stack: str, count: int) -> dict[str, str]:
+    """``stack``'s config with ``count`` generated services, and the connections they need."""
+    config = stack_config(stack)
+    config["persistence:services"] = json.dumps([{"name": f"svc{i:03d}"} for i in range(count)])
+    postgres = json.loads(config.get("persistence:postgres", "{}"))
+    limits = ConnectionLimits()
+    reserved = postgres.get("reserved_connections", PostgresSettings().reserved_connections)
+    per_service = limits.app + limits.migrator + limits.readonly
+    postgres["max_connections"] = max(25, count * per_service + reserved)
+    config["persistence:postgres"] = json.dumps(postgres)
+    return config
 
-    mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+
+def run_program(stack: str, config: dict[str, str] | None = None) -> ProgramRun:
+    """Run the program's ``main`` for ``stack`` under mocks; wait for every registration and
+    every output it exported (read back from the stack resource, as the engine would)."""
+    from infra.stack import main
+
+    mocks = install_mocks(stack)
     pulumi.runtime.set_all_config(config if config is not None else stack_config(stack))
-    SETTINGS.rpc_manager.clear()
-    SETTINGS.outputs.clear()
     run = ProgramRun(mocks.declared)
 
-    def body() -> None:
-        exports = build(load_pulumi())
-        for key, value in exports.items():
+    async def body() -> None:
+        # Awaited inside the program's own loop: a `_sync_await` per output here would pump
+        # the loop re-entrantly, at a cost that grows with everything pending.
+        run.platform = main()
+        root = get_root_resource()
+        assert isinstance(root, Stack), f"the root resource is {root!r}"
+        for key, value in root.outputs.items():
             output = pulumi.Output.from_input(value)
-            run.exports[key] = _sync_await(output.future())
-            if _sync_await(output.is_secret()):
+            run.exports[key] = await output.future()
+            if await output.is_secret():
                 run.secret_exports.add(key)
 
     _sync_await(run_pulumi_func(body))

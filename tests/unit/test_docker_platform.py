@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -11,7 +12,7 @@ from infra.config.model import StackConfig
 from infra.credentials import Credentials, ServiceCredentials
 from infra.pulumi_credentials import SERVICE_LOGINS
 from infra.render import render_all
-from tests.unit.pulumi_mocks import OUTPUT_HOOKS, ProgramRun, is_secret, run_program
+from tests.unit.pulumi_mocks import OUTPUT_HOOKS, ProgramRun, is_secret, run_program, stack_config
 
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
@@ -22,9 +23,23 @@ PASSWORD = "random:index/randomPassword:RandomPassword"
 SERVERS = ("postgres", "redis", "rabbitmq")
 
 
+# Values no default or stack file uses: a program that ignored a setting and hard-coded the
+# default would still pass a check against Pulumi.dev.yaml (which keeps the defaults).
+PORTS = {"postgres": 25001, "redis": 25002, "amqp": 25003, "management": 25004}
+MEMORY = {"postgres": 1111, "redis": 333, "rabbitmq": 999, "backup": 222}
+
+
 @pytest.fixture(scope="module")
 def run() -> ProgramRun:
     return run_program("dev")
+
+
+@pytest.fixture(scope="module")
+def changed() -> ProgramRun:
+    """The dev stack with every host port and memory limit changed."""
+    config = stack_config("dev")
+    config["persistence:docker"] = json.dumps({"ports": PORTS, "memory_mb": MEMORY})
+    return run_program("dev", config)
 
 
 def mock_password(name: str) -> str:
@@ -55,7 +70,18 @@ def uploads(container: Any) -> dict[str, dict[str, Any]]:
 
 
 def test_one_component_parents_everything(run: ProgramRun) -> None:
-    run.one("persistence:docker:Platform", "dev")
+    component = run.one("persistence:docker:Platform", "dev")
+    below = {r.urn for r in run.below(component)}
+    outside = [str(r) for r in run if r.urn not in below and r is not component]
+    assert len(below) == len(run.declared) - 1 > 20
+    assert not outside, f"not parented to persistence:docker:Platform: {outside}"
+
+
+def test_every_data_volume_outlives_the_stack(run: ProgramRun) -> None:
+    volumes = run.of_type(VOLUME)
+    assert len(volumes) == len(SERVERS)
+    for volume in volumes:
+        assert volume.retain_on_delete, f"{volume}: `pulumi destroy` would delete its data"
 
 
 def test_a_private_bridge_network(run: ProgramRun) -> None:
@@ -120,32 +146,30 @@ def test_ports_are_published_on_loopback_only(run: ProgramRun) -> None:
             assert port["ip"] == "127.0.0.1", f"{container} publishes on {port['ip']}"
 
 
-def test_host_ports_come_from_the_stack_config(run: ProgramRun, dev_config: StackConfig) -> None:
+def test_host_ports_come_from_the_stack_config(changed: ProgramRun) -> None:
     published = {
         (c.name, p["internal"]): p["external"]
-        for c in run.of_type(CONTAINER)
+        for c in changed.of_type(CONTAINER)
         for p in c.inputs.get("ports", [])
     }
-    ports = dev_config.docker.ports
     assert published == {
-        ("postgres", 5432): ports.postgres,
-        ("redis", 6379): ports.redis,
-        ("rabbitmq", 5672): ports.amqp,
-        ("rabbitmq", 15672): ports.management,
+        ("postgres", 5432): PORTS["postgres"],
+        ("redis", 6379): PORTS["redis"],
+        ("rabbitmq", 5672): PORTS["amqp"],
+        ("rabbitmq", 15672): PORTS["management"],
     }
+    url = changed.exports["rabbitmq_management_url"]
+    assert url == f"http://127.0.0.1:{PORTS['management']}/"
 
 
-def test_restart_policy_and_memory_limits(run: ProgramRun, dev_config: StackConfig) -> None:
-    limits = dev_config.docker.memory_mb
-    for name, memory in (
-        ("postgres", limits.postgres),
-        ("redis", limits.redis),
-        ("rabbitmq", limits.rabbitmq),
-    ):
-        container = run.one(CONTAINER, name)
+def test_restart_policy_and_memory_limits(changed: ProgramRun) -> None:
+    for name, memory in MEMORY.items():
+        container = changed.one(CONTAINER, name)
         assert container.inputs["restart"] == "unless-stopped", container
         assert container.inputs["memory"] == memory, container
-        assert container.inputs["wait"] is True, f"{container}: up must wait for health"
+        assert container.inputs["memorySwap"] == memory, f"{container}: swap allowed"
+        if name != "backup":
+            assert container.inputs["wait"] is True, f"{container}: up must wait for health"
 
 
 def test_containers_receive_exactly_the_rendered_files(

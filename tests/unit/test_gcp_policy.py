@@ -11,7 +11,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import pulumi
 import pytest
 
 from infra import naming
@@ -117,9 +116,12 @@ def test_every_gcp_type_is_classified(prod: ProdRun) -> None:
     assert not unknown, f"new resource types must be classified in test_gcp_policy: {unknown}"
 
 
-def test_every_resource_is_a_child_of_the_platform(prod: ProdRun) -> None:
-    below = {(r._type, r._name) for r in prod.children()}
-    outside = [str(r) for r in gcp_resources(prod) if (r.type, r.name) not in below]
+def test_the_platform_parents_everything(prod: ProdRun) -> None:
+    """Every registration but the component itself, of any type (passwords, the provisioning
+    resources, GCP and Docker resources), sits below persistence:gcp:Platform."""
+    below = {r.urn for r in prod.run.below(prod.component)}
+    outside = [str(r) for r in prod.run if r.urn not in below and r is not prod.component]
+    assert len(below) == len(prod.run.declared) - 1 > 100
     assert not outside, f"not parented to persistence:gcp:Platform: {outside}"
 
 
@@ -190,13 +192,8 @@ def test_stateful_resources_are_protected_twice(prod: ProdRun) -> None:
             actual = dig(resource.inputs, path)
             if actual is not wanted:
                 problems.append(f"{resource}: {path} = {actual!r}, expected {wanted!r}")
-    protected = {
-        (r._type, r._name): r._protect
-        for r in prod.children()
-        if isinstance(r, pulumi.CustomResource)
-    }
     for resource in gcp_resources(prod):
-        if resource.type in STATEFUL and protected.get((resource.type, resource.name)) is not True:
+        if resource.type in STATEFUL and not resource.protect:
             problems.append(f"{resource}: Pulumi protect is not set")
     assert not problems, "\n".join(problems)
     for token in STATEFUL:
@@ -204,7 +201,11 @@ def test_stateful_resources_are_protected_twice(prod: ProdRun) -> None:
 
 
 def test_service_databases_are_protected(prod: ProdRun, prod_config: StackConfig) -> None:
-    databases = {r._name: r._protect for r in prod.children() if r._name.endswith("-database")}
+    databases = {
+        r.name: r.protect
+        for r in prod.run.of_type("pulumi-python:dynamic:Resource")
+        if r.name.endswith("-database")
+    }
     assert set(databases) == {f"{s.name}-database" for s in prod_config.services}
     unprotected = [name for name, protect in databases.items() if protect is not True]
     assert not unprotected, f"service databases without protect: {unprotected}"

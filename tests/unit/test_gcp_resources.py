@@ -29,22 +29,19 @@ def one(prod: ProdRun, token: str, name: str | None = None) -> Declared:
     return prod.run.one(token, name)
 
 
-def test_vpc_is_custom_mode_with_one_private_subnet(
-    prod: ProdRun, prod_config: StackConfig
-) -> None:
+def test_vpc_is_custom_mode_with_one_private_subnet(prod: ProdRun) -> None:
     vpc = one(prod, "gcp:compute/network:Network")
     assert vpc.inputs["autoCreateSubnetworks"] is False, f"{vpc}: must be custom mode"
     subnet = one(prod, "gcp:compute/subnetwork:Subnetwork")
-    assert subnet.inputs["ipCidrRange"] == prod_config.gcp.subnet_cidr, f"{subnet}"
+    assert subnet.inputs["network"] == f"{vpc.name}-id", f"{subnet}: not on the VPC"
     assert subnet.inputs["region"] == REGION, f"{subnet}"
     assert subnet.inputs["privateIpGoogleAccess"] is True, f"{subnet}"
 
 
-def test_private_services_access(prod: ProdRun, prod_config: StackConfig) -> None:
+def test_private_services_access(prod: ProdRun) -> None:
     reserved = one(prod, "gcp:compute/globalAddress:GlobalAddress")
     assert reserved.inputs["purpose"] == "VPC_PEERING", f"{reserved}"
     assert reserved.inputs["addressType"] == "INTERNAL", f"{reserved}"
-    assert reserved.inputs["prefixLength"] == prod_config.gcp.private_services_prefix_length
     peering = one(prod, "gcp:servicenetworking/connection:Connection")
     assert peering.inputs["service"] == "servicenetworking.googleapis.com", f"{peering}"
     assert peering.inputs["reservedPeeringRanges"] == [reserved.inputs["name"]], f"{peering}"
@@ -76,17 +73,16 @@ def test_amqp_is_reachable_only_from_the_subnet(prod: ProdRun, prod_config: Stac
     assert ports == {"5672", "22"}, f"only AMQP and IAP SSH may be opened, found {ports}"
 
 
-def test_cloud_sql_instance(prod: ProdRun, prod_config: StackConfig) -> None:
+def test_cloud_sql_instance(prod: ProdRun) -> None:
+    """What the instance must be whatever the settings (test_gcp_settings_wiring: that each
+    setting reaches it)."""
     sql = one(prod, "gcp:sql/databaseInstance:DatabaseInstance")
     inputs = sql.inputs
     settings = inputs["settings"]
-    gcp = prod_config.gcp
     assert inputs["databaseVersion"] == "POSTGRES_15", f"{sql}: dev runs PostgreSQL 15"
     assert inputs["region"] == REGION
     assert inputs["deletionProtection"] is True, f"{sql}"
     assert settings["availabilityType"] == "REGIONAL", f"{sql}: HA is regional"
-    assert settings["tier"] == gcp.sql_tier, f"{sql}"
-    assert settings["diskSize"] == gcp.sql_disk_size_gb, f"{sql}"
     assert settings["diskAutoresize"] is True, f"{sql}"
     assert settings["deletionProtectionEnabled"] is True, f"{sql}"
     ip = settings["ipConfiguration"]
@@ -96,17 +92,15 @@ def test_cloud_sql_instance(prod: ProdRun, prod_config: StackConfig) -> None:
     backup = settings["backupConfiguration"]
     assert backup["enabled"] is True, f"{sql}: automated backups off"
     assert backup["pointInTimeRecoveryEnabled"] is True, f"{sql}: PITR off"
-    assert backup["location"] == gcp.sql_backup_location != REGION, f"{sql}: backup location"
-    assert backup["transactionLogRetentionDays"] == gcp.sql_log_retention_days
-    assert backup["backupRetentionSettings"] == {
-        "retainedBackups": gcp.sql_retained_backups,
-        "retentionUnit": "COUNT",
-    }
-    window = settings["maintenanceWindow"]
-    assert (window["day"], window["hour"]) == (gcp.maintenance_day, gcp.maintenance_hour)
+    assert backup["location"] != REGION, f"{sql}: backups in the main region"
+    assert 1 <= backup["transactionLogRetentionDays"] <= 7, f"{sql}: PITR window"
+    retention = backup["backupRetentionSettings"]
+    assert retention["retentionUnit"] == "COUNT", f"{sql}"
+    assert retention["retainedBackups"] >= 1, f"{sql}: no automated backups kept"
+    assert settings["maintenanceWindow"]["updateTrack"] == "stable", f"{sql}"
     assert settings["insightsConfig"]["queryInsightsEnabled"] is True, f"{sql}"
     flags = {f["name"]: f["value"] for f in settings["databaseFlags"]}
-    assert flags["log_min_duration_statement"] == str(prod_config.postgres.slow_statement_ms)
+    assert int(flags["log_min_duration_statement"]) > 0, f"{sql}: slow statements unlogged"
     assert flags["cloudsql.iam_authentication"] == "on", f"{sql}: flags {flags}"
     assert flags["pg_stat_statements.track"] == "all", f"{sql}: flags {flags}"
 
@@ -117,7 +111,7 @@ def test_admin_is_a_built_in_user(prod: ProdRun, prod_config: StackConfig) -> No
     assert admin.inputs["type"] == "BUILT_IN", f"{admin}"
 
 
-def test_memorystore(prod: ProdRun, prod_config: StackConfig) -> None:
+def test_memorystore(prod: ProdRun) -> None:
     redis = one(prod, "gcp:redis/instance:Instance")
     inputs = redis.inputs
     assert inputs["tier"] == "STANDARD_HA", f"{redis}"
@@ -125,18 +119,14 @@ def test_memorystore(prod: ProdRun, prod_config: StackConfig) -> None:
     assert inputs["transitEncryptionMode"] == "SERVER_AUTHENTICATION", f"{redis}"
     assert inputs["redisVersion"] == "REDIS_7_0", f"{redis}"
     assert inputs["connectMode"] == "PRIVATE_SERVICE_ACCESS", f"{redis}"
-    assert inputs["memorySizeGb"] == prod_config.gcp.redis_memory_size_gb, f"{redis}"
-    assert inputs["persistenceConfig"] == {
-        "persistenceMode": "RDB",
-        "rdbSnapshotPeriod": prod_config.gcp.redis_snapshot_period,
-    }, f"{redis}"
+    assert inputs["persistenceConfig"]["persistenceMode"] == "RDB", f"{redis}"
+    # maintenance_day 7 (Pulumi.prod.yaml's default) is Memorystore's SUNDAY.
     window = inputs["maintenancePolicy"]["weeklyMaintenanceWindows"][0]
     assert window["day"] == "SUNDAY", f"{redis}: {window}"
-    assert window["startTime"]["hours"] == prod_config.gcp.maintenance_hour, f"{redis}"
-    assert inputs["redisConfigs"] == {"maxmemory-policy": prod_config.redis.maxmemory_policy}
+    assert set(inputs["redisConfigs"]) == {"maxmemory-policy"}, f"{redis}"
 
 
-def test_rabbitmq_vm(prod: ProdRun, prod_config: StackConfig) -> None:
+def test_rabbitmq_vm(prod: ProdRun) -> None:
     vm = one(prod, "gcp:compute/instance:Instance")
     inputs = vm.inputs
     shielded = inputs["shieldedInstanceConfig"]
@@ -145,8 +135,7 @@ def test_rabbitmq_vm(prod: ProdRun, prod_config: StackConfig) -> None:
         "enableVtpm": True,
         "enableIntegrityMonitoring": True,
     }, f"{vm}"
-    assert inputs["machineType"] == prod_config.gcp.rabbitmq_machine_type
-    assert inputs["zone"] == f"{REGION}-{prod_config.gcp.zone_suffix}"
+    assert inputs["zone"].startswith(f"{REGION}-"), f"{vm}: outside the main region"
     (iface,) = inputs["networkInterfaces"]
     assert "accessConfigs" not in iface or not iface["accessConfigs"], f"{vm}: external IP"
     assert inputs["serviceAccount"]["email"] == (
@@ -155,11 +144,11 @@ def test_rabbitmq_vm(prod: ProdRun, prod_config: StackConfig) -> None:
     (attached,) = inputs["attachedDisks"]
     disk = one(prod, "gcp:compute/disk:Disk")
     assert attached["source"] == f"{disk.name}-id", f"{vm}: data disk not attached"
-    assert disk.inputs["size"] == prod_config.gcp.rabbitmq_disk_size_gb
+    assert disk.inputs["zone"] == inputs["zone"], f"{disk}: not in the VM's zone"
     policy = one(prod, "gcp:compute/resourcePolicy:ResourcePolicy")
     assert disk.inputs["resourcePolicies"] == [f"{policy.name}-id"], f"{disk}: no snapshots"
     retention = policy.inputs["snapshotSchedulePolicy"]["retentionPolicy"]
-    assert retention["maxRetentionDays"] == prod_config.backup.retention_days
+    assert retention["onSourceDiskDelete"] == "KEEP_AUTO_SNAPSHOTS", f"{policy}"
 
 
 def test_rabbitmq_vm_account_only_writes_logs_and_metrics(prod: ProdRun) -> None:
@@ -231,25 +220,21 @@ def test_secrets_hold_the_service_urls(prod: ProdRun, prod_config: StackConfig) 
     assert versions[f"secret-{naming.REDIS_AUTH_SECRET_ID}-id"] == "mock-auth-string"
 
 
-def test_backup_bucket_lifecycle(prod: ProdRun, prod_config: StackConfig) -> None:
+def test_backup_bucket_lifecycle(prod: ProdRun) -> None:
+    """Objects move to Coldline before they are deleted, and never before retention ends."""
     bucket = one(prod, "gcp:storage/bucket:Bucket")
-    backup = prod_config.backup
     rules = {r["action"]["type"]: r for r in bucket.inputs["lifecycleRules"]}
     assert rules["SetStorageClass"]["action"]["storageClass"] == "COLDLINE", f"{bucket}"
-    assert rules["SetStorageClass"]["condition"]["age"] == backup.coldline_after_days
-    assert rules["Delete"]["condition"]["age"] == backup.delete_after_days
-    assert int(bucket.inputs["retentionPolicy"]["retentionPeriod"]) == backup.retention_days * 86400
-    assert bucket.inputs["softDeletePolicy"]["retentionDurationSeconds"] == (
-        backup.soft_delete_days * 86400
-    )
+    coldline = rules["SetStorageClass"]["condition"]["age"]
+    delete = rules["Delete"]["condition"]["age"]
+    retention_days = int(bucket.inputs["retentionPolicy"]["retentionPeriod"]) // 86400
+    assert 0 < coldline < delete, f"{bucket}: deleted before it goes cold"
+    assert delete >= retention_days > 0, f"{bucket}: lifecycle deletes before retention ends"
 
 
-def test_scheduler_starts_the_workflow_on_the_stack_schedule(
-    prod: ProdRun, prod_config: StackConfig
-) -> None:
+def test_scheduler_starts_the_workflow_on_the_stack_schedule(prod: ProdRun) -> None:
     job = one(prod, "gcp:cloudscheduler/job:Job", "backup-schedule")
     workflow = one(prod, "gcp:workflows/workflow:Workflow")
-    assert job.inputs["schedule"] == prod_config.backup.schedule, f"{job}"
     assert job.inputs["timeZone"] == "Etc/UTC", f"{job}"
     assert job.inputs["retryConfig"]["retryCount"] >= 1, f"{job}: no retries"
     uri = job.inputs["httpTarget"]["uri"]

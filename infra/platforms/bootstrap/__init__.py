@@ -10,29 +10,31 @@ from __future__ import annotations
 
 from typing import Any
 
-import pulumi
+import pulumi_gcp as gcp
 
-from infra.config.model import StackConfig
 from infra.platforms.bootstrap import github, keys, state
+from infra.platforms.bootstrap.github import GithubAccess
+from infra.platforms.bootstrap.keys import StateKeys
+from infra.platforms.component import PlatformComponent
 from infra.platforms.gcp.context import context_for
 
 TYPE_TOKEN = "persistence:bootstrap:Platform"  # noqa: S105 - a type token, not a password
 
 
-class BootstrapPlatform(pulumi.ComponentResource):
+class BootstrapPlatform(PlatformComponent):
     """The CI identity and the state backend, with their children as attributes."""
 
-    exports: dict[str, Any]
+    type_token = TYPE_TOKEN
+    keys: StateKeys
+    state_bucket: gcp.storage.Bucket
+    github: GithubAccess
 
-    def __init__(
-        self, name: str, *, config: StackConfig, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__(TYPE_TOKEN, name, None, opts)
-        ctx = context_for(config, self)
+    def declare(self) -> dict[str, Any]:
+        ctx = context_for(self.config, self)
         self.keys = keys.declare(ctx)
         self.state_bucket = state.declare(ctx, self.keys)
         self.github = github.declare(ctx, self.keys, self.state_bucket)
-        self.exports = {
+        return {
             "platform": "bootstrap",
             "project": ctx.project,
             "state_backend_url": state.backend_url(self.state_bucket),
@@ -40,6 +42,5 @@ class BootstrapPlatform(pulumi.ComponentResource):
             "workload_identity_provider": self.github.provider.name,
             "preview_service_account": self.github.preview.email,
             "deploy_service_account": self.github.deploy.email,
-            "github_repository": config.bootstrap.github_repository,
+            "github_repository": self.config.bootstrap.github_repository,
         }
-        self.register_outputs(self.exports)

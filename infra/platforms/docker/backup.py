@@ -25,7 +25,7 @@ import yaml
 
 from infra.commands.backup import ADMIN_URL_ENV, BUCKET_ENV, MANAGEMENT_URL_ENV, REDIS_URL_ENV
 from infra.config.model import PROJECT, StackConfig
-from infra.credentials import Credentials, credentials_json
+from infra.credentials import credentials_json
 from infra.platforms.docker.containers import Shared
 from infra.render.endpoints import MANAGEMENT_PORT, POSTGRES_PORT, REDIS_PORT
 
@@ -76,9 +76,7 @@ def build_context_hash(root: Path = REPO_ROOT) -> str:
     return digest.hexdigest()
 
 
-def backup_container(
-    shared: Shared, credentials: pulumi.Output[Credentials], servers: Sequence[docker.Container]
-) -> docker.Container:
+def backup_container(shared: Shared, servers: Sequence[docker.Container]) -> docker.Container:
     """Declare the backup image and the scheduler container writing into the host bucket."""
     config = shared.config
     stack = pulumi.get_stack()
@@ -101,7 +99,7 @@ def backup_container(
         keep_locally=True,
         opts=child,
     )
-    secrets = credentials.apply(credentials_json)
+    secrets = shared.passwords.everything.apply(credentials_json)
     stack_file = f"{STACK_DIR}/Pulumi.{stack}.yaml"
     return docker.Container(
         "backup",

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_docker as docker
 
 from infra.config.model import StackConfig
+from infra.pulumi_credentials import StackPasswords
 from infra.render import RenderedFile
 from infra.render import postgres as pg_files
 from infra.render import rabbitmq as mq_files
@@ -55,8 +56,8 @@ class Shared:
     config: StackConfig
     prefix: str
     network: docker.Network
-    files: pulumi.Output[dict[str, RenderedFile]]
-    secrets: pulumi.Output[dict[str, str]]
+    files: pulumi.Output[dict[str, RenderedFile]]  # the servers' files (infra.render)
+    passwords: StackPasswords
     parent: pulumi.Resource
 
 
@@ -74,11 +75,11 @@ def _upload(
     )
 
 
-def _secret_upload(shared: Shared, path: str, key: str) -> docker.ContainerUploadArgs:
+def _secret_upload(path: str, password: pulumi.Output[str]) -> docker.ContainerUploadArgs:
     """A password file for the server's own use (entrypoint, health check), never an env var."""
     return docker.ContainerUploadArgs(
         file=path,
-        content=pulumi.Output.secret(shared.secrets.apply(lambda s: s[key])),
+        content=pulumi.Output.secret(password),
         owner=IMAGE_USER,
         group=IMAGE_USER,
         permissions="0400",
@@ -138,7 +139,7 @@ def postgres(shared: Shared, volume: docker.Volume) -> docker.Container:
             _upload(shared, pg_files.HBA_FILE, "postgres/pg_hba.conf"),
             _upload(shared, INIT_ADMIN_SQL, "postgres/init-admin.sql", private=True),
             _upload(shared, SYNC_ADMIN_SQL, "postgres/sync-admin.sql", private=True),
-            _secret_upload(shared, POSTGRES_SUPERUSER_FILE, "postgres_superuser"),
+            _secret_upload(POSTGRES_SUPERUSER_FILE, shared.passwords.postgres_superuser),
         ],
         volumes=[
             docker.ContainerVolumeArgs(
@@ -175,7 +176,7 @@ def redis(shared: Shared, volume: docker.Volume) -> docker.Container:
         uploads=[
             _upload(shared, redis_files.CONFIG_FILE, "redis/redis.conf"),
             _upload(shared, redis_files.ACL_FILE, "redis/users.acl", private=True),
-            _secret_upload(shared, REDIS_ADMIN_FILE, "redis_admin"),
+            _secret_upload(REDIS_ADMIN_FILE, shared.passwords.redis_admin),
         ],
         volumes=[
             docker.ContainerVolumeArgs(volume_name=volume.name, container_path=redis_files.DATA_DIR)

@@ -2,135 +2,131 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pulumi
 import pulumi_docker as docker
 
-from infra.config.model import StackConfig
-from infra.credentials import Credentials, ServiceCredentials, credentials_json
+from infra.credentials import credentials_json
+from infra.platforms.component import PlatformComponent
 from infra.platforms.docker import containers
 from infra.platforms.docker.backup import backup_bucket_url, backup_container
 from infra.provisioning import AdminEndpoint, ServiceDatabase
-from infra.render import render_all
+from infra.pulumi_credentials import StackPasswords, generated_passwords
+from infra.render import server_files
 from infra.render.endpoints import for_stack
-from infra.render.services import postgres_url, redis_url
+from infra.render.services import postgres_url, redis_url, service_env
 
 TYPE_TOKEN = "persistence:docker:Platform"  # noqa: S105 - a Pulumi type token, not a secret
 STATEFUL_SERVERS = ("postgres", "redis", "rabbitmq")
 
 
-class DockerPlatform(pulumi.ComponentResource):
+class DockerPlatform(PlatformComponent):
     """Every server container of the dev stack, and each service's database and roles."""
 
-    exports: dict[str, Any]
+    type_token = TYPE_TOKEN
+    passwords: StackPasswords
+    network: docker.Network
+    volumes: dict[str, docker.Volume]
+    postgres: docker.Container
+    redis: docker.Container
+    rabbitmq: docker.Container
+    backup: docker.Container
+    databases: dict[str, ServiceDatabase]
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        config: StackConfig,
-        credentials: pulumi.Output[Credentials],
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__(TYPE_TOKEN, name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+    def declare(self) -> dict[str, Any]:
+        self.passwords = generated_passwords(self.config, parent=self)
+        shared = self._declare_network()
+        self._declare_servers(shared)
+        self.backup = backup_container(shared, [self.postgres, self.redis, self.rabbitmq])
+        self._declare_databases()
+        return self._outputs()
+
+    def _declare_network(self) -> containers.Shared:
+        """The private bridge network, and what every container is attached to."""
         prefix = f"persistence-{pulumi.get_stack()}"
-
-        network = docker.Network(
+        self.network = docker.Network(
             "network",
             name=f"{prefix}-net",
             driver="bridge",
             attachable=False,
             labels=[docker.NetworkLabelArgs(label="persistence.stack", value=prefix)],
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        volumes = {
+        config = self.config
+        return containers.Shared(
+            config=config,
+            prefix=prefix,
+            network=self.network,
+            files=self.passwords.everything.apply(lambda c: server_files(config, c)),
+            passwords=self.passwords,
+            parent=self,
+        )
+
+    def _declare_servers(self, shared: containers.Shared) -> None:
+        """One retained named volume and one container per server."""
+        self.volumes = {
             server: docker.Volume(
                 f"{server}-data",
-                name=f"{prefix}-{server}-data",
-                labels=[docker.VolumeLabelArgs(label="persistence.stack", value=prefix)],
+                name=f"{shared.prefix}-{server}-data",
+                labels=[docker.VolumeLabelArgs(label="persistence.stack", value=shared.prefix)],
                 # Data outlives `pulumi destroy` mistakes: remove the volume by hand if you mean it.
                 opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
             )
             for server in STATEFUL_SERVERS
         }
-        shared = containers.Shared(
-            config=config,
-            prefix=prefix,
-            network=network,
-            files=credentials.apply(lambda c: render_all(config, c)),
-            secrets=credentials.apply(
-                lambda c: {"postgres_superuser": c.postgres_superuser, "redis_admin": c.redis_admin}
-            ),
-            parent=self,
-        )
-        self.postgres = containers.postgres(shared, volumes["postgres"])
-        self.redis = containers.redis(shared, volumes["redis"])
-        self.rabbitmq = containers.rabbitmq(shared, volumes["rabbitmq"])
-        self.backup = backup_container(
-            shared, credentials, [self.postgres, self.redis, self.rabbitmq]
-        )
+        self.postgres = containers.postgres(shared, self.volumes["postgres"])
+        self.redis = containers.redis(shared, self.volumes["redis"])
+        self.rabbitmq = containers.rabbitmq(shared, self.volumes["rabbitmq"])
 
-        endpoints = for_stack(config)
+    def _declare_databases(self) -> None:
+        """Each service's database and roles, each with its own passwords only."""
+        endpoints = for_stack(self.config)
         admin = AdminEndpoint(
             host=endpoints.postgres_host,
             port=endpoints.postgres_port,
-            user=config.postgres.admin_user,
-            password=credentials.apply(_postgres_admin),  # secret, like everything derived from it
+            user=self.config.postgres.admin_user,
+            password=self.passwords.postgres_admin,
         )
-        self.databases = [
-            ServiceDatabase(
+        self.databases = {
+            spec.name: ServiceDatabase(
                 f"{spec.name}-database",
                 service=spec,
                 admin=admin,
-                credentials=service_credentials(credentials, spec.name),
+                credentials=self.passwords.service(spec.name),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.postgres]),
             )
-            for spec in config.services
-        ]
+            for spec in self.config.services
+        }
 
-        service_envs = shared.files.apply(
-            lambda files: {
-                spec.name: files[f"services/{spec.name}.env"].content for spec in config.services
-            }
+    def _outputs(self) -> dict[str, Any]:
+        config, passwords = self.config, self.passwords
+        endpoints = for_stack(config)
+        envs = {
+            spec.name: passwords.service(spec.name).apply(
+                partial(service_env, spec, endpoints=endpoints)
+            )
+            for spec in config.services
+        }
+        admin_url = passwords.postgres_admin.apply(
+            lambda password: postgres_url(
+                endpoints, config.postgres.admin_user, password, "postgres"
+            )
         )
-        self.exports = {
+        redis_admin_url = passwords.redis_admin.apply(
+            lambda password: redis_url(endpoints, config.redis.admin_user, password)
+        )
+        return {
             "platform": "docker",
-            "network": network.name,
-            "postgres_admin_url": pulumi.Output.secret(
-                credentials.apply(
-                    lambda c: postgres_url(
-                        endpoints, config.postgres.admin_user, c.postgres_admin, "postgres"
-                    )
-                )
-            ),
-            "redis_admin_url": pulumi.Output.secret(
-                credentials.apply(
-                    lambda c: redis_url(endpoints, config.redis.admin_user, c.redis_admin)
-                )
-            ),
+            "network": self.network.name,
+            "postgres_admin_url": admin_url,
+            "redis_admin_url": redis_admin_url,
             "rabbitmq_management_url": (
                 f"http://{config.docker.bind_address}:{config.docker.ports.management}/"
             ),
-            "service_env": pulumi.Output.secret(service_envs),
+            "service_env": pulumi.Output.from_input(envs),
             # What `python -m infra rebuild` needs to restore after a disaster.
             "backup_bucket": backup_bucket_url(config, pulumi.get_stack()),
-            "credentials": pulumi.Output.secret(credentials.apply(credentials_json)),
+            "credentials": passwords.everything.apply(credentials_json),
         }
-        self.register_outputs(self.exports)
-
-
-def _postgres_admin(credentials: Credentials) -> str:
-    return credentials.postgres_admin
-
-
-def service_credentials(
-    credentials: pulumi.Output[Credentials], service: str
-) -> pulumi.Output[ServiceCredentials]:
-    """One service's passwords, still secret."""
-
-    def pick(all_credentials: Credentials) -> ServiceCredentials:
-        return all_credentials.for_service(service)
-
-    return credentials.apply(pick)

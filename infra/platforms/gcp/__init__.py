@@ -2,8 +2,9 @@
 
 Each module declares one part (network, identities, Cloud SQL, Memorystore, the RabbitMQ VM,
 secrets, DNS, the backup bucket, the verified backup job and its image, the Memorystore
-export, the alerts); this component wires them in dependency order, parents everything to
-itself and exports what a deployer needs.
+export, the alerts); this component wires them in dependency order, in named steps, keeps
+each part as an attribute (``self.sql``, ``self.network``...), parents everything to itself
+and exports what a deployer needs.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
+import pulumi_gcp as gcp
 
-from infra.config.model import StackConfig
-from infra.credentials import Credentials, credentials_json
+from infra.credentials import credentials_json
+from infra.platforms.component import PlatformComponent
 from infra.platforms.gcp import (
     alerts,
     backup_job,
@@ -29,132 +31,167 @@ from infra.platforms.gcp import (
     sql,
     verify_instance,
 )
-from infra.platforms.gcp.context import context_for
+from infra.platforms.gcp.backup_job import BackupJob
+from infra.platforms.gcp.context import GcpContext, context_for
+from infra.platforms.gcp.identities import Identities
+from infra.platforms.gcp.network import Network
+from infra.platforms.gcp.rabbitmq_vm import RabbitmqVm
+from infra.platforms.gcp.registry import Registry
+from infra.platforms.gcp.secrets import Secrets
+from infra.platforms.gcp.sql import SqlInstance
+from infra.provisioning import ServiceDatabase
+from infra.pulumi_credentials import StackPasswords, generated_passwords
 from infra.render import endpoints
 
 TYPE_TOKEN = "persistence:gcp:Platform"  # noqa: S105 - a type token, not a password
 
 
-class GcpPlatform(pulumi.ComponentResource):
+class GcpPlatform(PlatformComponent):
     """Cloud SQL, Memorystore and RabbitMQ on Compute Engine, private and backed up."""
 
-    exports: dict[str, Any]
+    type_token = TYPE_TOKEN
+    ctx: GcpContext
+    passwords: StackPasswords
+    network: Network
+    identities: Identities
+    sql: SqlInstance
+    databases: dict[str, ServiceDatabase]
+    redis: gcp.redis.Instance
+    redis_auth: pulumi.Output[str]
+    secrets: Secrets
+    rabbitmq: RabbitmqVm
+    dns_zone: gcp.dns.ManagedZone
+    bucket: gcp.storage.Bucket
+    export_workflow: gcp.workflows.Workflow
+    export_schedule: gcp.cloudscheduler.Job
+    registry: Registry
+    verify_instance: SqlInstance | None
+    backup_job: BackupJob
+    alert_policies: list[gcp.monitoring.AlertPolicy]
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        config: StackConfig,
-        credentials: pulumi.Output[Credentials],
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__(TYPE_TOKEN, name, None, opts)
-        ctx = context_for(config, self)
-        net = network.declare(ctx)
-        accounts = identities.declare(ctx)
+    def declare(self) -> dict[str, Any]:
+        self.ctx = context_for(self.config, self)
+        self.passwords = generated_passwords(self.config, parent=self)
+        self.network = network.declare(self.ctx)
+        self.identities = identities.declare(self.ctx)
+        self._declare_servers()
+        self._declare_service_access()
+        self._declare_backups()
+        self.alert_policies = alerts.declare(
+            self.ctx,
+            backup_job=self.backup_job.job,
+            sql_instance=sql.instance_name(self.ctx),
+            redis_instance=self.redis,
+            rabbitmq=self.rabbitmq.instance,
+        )
+        return self._outputs()
 
-        database = sql.declare(ctx, net, credentials)
-        sql.declare_service_databases(ctx, database, credentials)
-        cache = redis.declare(ctx, net)
-        auth_string: pulumi.Output[str] = pulumi.Output.secret(cache.auth_string)
-        stored = secrets.declare(ctx, accounts, credentials, auth_string)
-        broker = rabbitmq_vm.declare(ctx, net, accounts.rabbitmq, credentials)
-
-        dns.declare(
+    def _declare_servers(self) -> None:
+        """Cloud SQL with each service's database, Memorystore, the broker VM, their names."""
+        ctx, net = self.ctx, self.network
+        self.sql = sql.declare(ctx, net, self.passwords.postgres_admin)
+        self.databases = sql.declare_service_databases(ctx, self.sql, self.passwords)
+        self.redis = redis.declare(ctx, net)
+        self.redis_auth = pulumi.Output.secret(self.redis.auth_string)
+        self.rabbitmq = rabbitmq_vm.declare(ctx, net, self.identities.rabbitmq, self.passwords)
+        self.dns_zone = dns.declare(
             ctx,
             net,
             {
-                "postgres": database.instance.private_ip_address,
-                "redis": cache.host,
-                "rabbitmq": broker.address.address,
+                "postgres": self.sql.instance.private_ip_address,
+                "redis": self.redis.host,
+                "rabbitmq": self.rabbitmq.address.address,
             },
         )
 
-        bucket = buckets.declare(ctx)
+    def _declare_service_access(self) -> None:
+        """Each service's connection URLs in Secret Manager, readable by its own account."""
+        self.secrets = secrets.declare(self.ctx, self.identities, self.passwords, self.redis_auth)
+
+    def _declare_backups(self) -> None:
+        """The bucket, the Memorystore export, the backup job's image and the job itself."""
+        ctx = self.ctx
+        self.bucket = buckets.declare(ctx)
         buckets.grant_object_create(
             ctx,
-            bucket,
+            self.bucket,
             # Memorystore's service agent writes the RDB export; the databases' backups are
             # the job's (its own, prefix-scoped grant).
-            {"memorystore-agent": cache.persistence_iam_identity},
+            {"memorystore-agent": self.redis.persistence_iam_identity},
         )
-        workflow, job = backup_jobs.declare(
+        self.export_workflow, self.export_schedule = backup_jobs.declare(
             ctx,
             redis_instance=redis.instance_name(ctx),
             bucket=buckets.bucket_name(ctx),
-            service_account=accounts.backup,
+            service_account=self.identities.backup,
         )
-        images = registry.declare(ctx)
-        verifier = verify_instance.declare(ctx, net, credentials)
-        backups = backup_job.declare(
+        self.registry = registry.declare(ctx)
+        self.verify_instance = verify_instance.declare(
+            ctx, self.network, self.passwords.postgres_admin
+        )
+        verifier = self.verify_instance
+        self.backup_job = backup_job.declare(
             ctx,
-            network=net,
-            bucket=bucket,
-            image=images.reference,
-            credentials=credentials,
+            network=self.network,
+            bucket=self.bucket,
+            image=self.registry.reference,
+            admin_password=self.passwords.postgres_admin,
             sql_instances=[sql.instance_name(ctx)]
             + ([verify_instance.instance_name(ctx)] if verifier else []),
             verify_host=verifier.instance.private_ip_address if verifier else None,
         )
-        alerts.declare(
-            ctx,
-            backup_job=backups.job,
-            sql_instance=sql.instance_name(ctx),
-            redis_instance=cache,
-            rabbitmq=broker.instance,
-        )
 
+    def _outputs(self) -> dict[str, Any]:
+        ctx, config, passwords = self.ctx, self.config, self.passwords
         stack_endpoints = endpoints.for_stack(config)
-        self.exports = {
+        instance = self.sql.instance
+        return {
             "platform": "gcp",
             "project": ctx.project,
             "region": ctx.region,
-            "network": net.vpc.name,
-            "postgres_instance": database.instance.name,
-            "postgres_connection_name": database.instance.connection_name,
+            "network": self.network.vpc.name,
+            "postgres_instance": instance.name,
+            "postgres_connection_name": instance.connection_name,
             "postgres_host": stack_endpoints.postgres_host,
             "postgres_port": stack_endpoints.postgres_port,
-            "postgres_private_ip": database.instance.private_ip_address,
+            "postgres_private_ip": instance.private_ip_address,
             "postgres_admin_user": config.postgres.admin_user,
-            "postgres_admin_password": pulumi.Output.secret(
-                credentials.apply(lambda c: c.postgres_admin)
-            ),
+            "postgres_admin_password": passwords.postgres_admin,
             "provisioning_endpoint": {
                 "host": config.gcp.provisioning_host,
                 "port": config.gcp.provisioning_port,
             },
             "redis_host": stack_endpoints.redis_host,
             "redis_port": stack_endpoints.redis_port,
-            "redis_private_ip": cache.host,
-            "redis_ca_certificates": cache.server_ca_certs.apply(_certificates),
-            "redis_auth_string": auth_string,
-            "redis_auth_secret": stored.redis_auth,
+            "redis_private_ip": self.redis.host,
+            "redis_ca_certificates": self.redis.server_ca_certs.apply(_certificates),
+            "redis_auth_string": self.redis_auth,
+            "redis_auth_secret": self.secrets.redis_auth,
             "rabbitmq_host": stack_endpoints.amqp_host,
             "rabbitmq_port": stack_endpoints.amqp_port,
-            "rabbitmq_private_ip": broker.address.address,
+            "rabbitmq_private_ip": self.rabbitmq.address.address,
             "rabbitmq_admin_user": config.rabbitmq.admin_user,
-            "rabbitmq_admin_password": pulumi.Output.secret(
-                credentials.apply(lambda c: c.rabbitmq_admin)
-            ),
-            "service_accounts": {svc: account.email for svc, account in accounts.services.items()},
-            "service_secrets": stored.by_service,
-            "backup_bucket": bucket.name,
-            "backup_workflow": workflow.name,
-            "backup_schedule": job.name,
-            "backup_service_account": accounts.backup.email,
+            "rabbitmq_admin_password": passwords.rabbitmq_admin,
+            "service_accounts": {
+                svc: account.email for svc, account in self.identities.services.items()
+            },
+            "service_secrets": self.secrets.by_service,
+            "backup_bucket": self.bucket.name,
+            "backup_workflow": self.export_workflow.name,
+            "backup_schedule": self.export_schedule.name,
+            "backup_service_account": self.identities.backup.email,
             # The drift job's `db plan --check` logs in as each service to spot a changed
             # password, so it needs the passwords Pulumi generated (a secret, KMS-encrypted).
-            "credentials": pulumi.Output.secret(credentials.apply(credentials_json)),
-            "backup_job": backups.job.name,
-            "backup_job_schedule": backups.scheduler.name,
-            "backup_job_service_account": backups.account.email,
-            "backup_job_image": images.reference,
-            "backup_job_bucket_url": bucket.name.apply(
+            "credentials": passwords.everything.apply(credentials_json),
+            "backup_job": self.backup_job.job.name,
+            "backup_job_schedule": self.backup_job.scheduler.name,
+            "backup_job_service_account": self.backup_job.account.email,
+            "backup_job_image": self.registry.reference,
+            "backup_job_bucket_url": self.bucket.name.apply(
                 lambda b: f"gs://{b}/{backup_job.JOB_PREFIX}"
             ),
-            "verify_instance": verifier.instance.name if verifier else None,
+            "verify_instance": self.verify_instance.instance.name if self.verify_instance else None,
         }
-        self.register_outputs(self.exports)
 
 
 def _certificates(certs: Any) -> list[str]:

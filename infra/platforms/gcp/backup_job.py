@@ -32,7 +32,6 @@ from infra.commands.backup import (
     BUCKET_ENV,
     VERIFY_ADMIN_URL_ENV,
 )
-from infra.credentials import Credentials
 from infra.platforms.docker.backup import backup_stack_file
 from infra.platforms.gcp import names, secrets
 from infra.platforms.gcp.context import GcpContext
@@ -95,7 +94,7 @@ def declare(
     network: Network,
     bucket: gcp.storage.Bucket,
     image: pulumi.Input[str],
-    credentials: pulumi.Output[Credentials],
+    admin_password: pulumi.Output[str],
     sql_instances: list[str],
     verify_host: pulumi.Input[str] | None = None,
 ) -> BackupJob:
@@ -115,8 +114,7 @@ def declare(
         opts=ctx.opts(),
     )
     readers = {"backup-job": account.member}
-    password = credentials.apply(lambda c: c.postgres_admin)
-    admin_secret = secrets.declare_secret(ctx, ADMIN_SECRET, password, readers)
+    admin_secret = secrets.declare_secret(ctx, ADMIN_SECRET, admin_password, readers)
     stack_secret = secrets.declare_secret(
         ctx, STACK_SECRET, pulumi.Output.from_input(backup_stack_file(ctx.config)), readers
     )

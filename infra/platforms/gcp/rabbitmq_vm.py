@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.credentials import Credentials
 from infra.platforms.gcp.context import GcpContext
 from infra.platforms.gcp.network import RABBITMQ_TAG, Network
+from infra.pulumi_credentials import StackPasswords
 from infra.render import rabbitmq
 from infra.render.environment import render
 
@@ -60,11 +60,11 @@ def startup_script() -> str:
     )
 
 
-def metadata(
-    ctx: GcpContext, credentials: pulumi.Output[Credentials]
-) -> dict[str, pulumi.Input[str]]:
-    """Instance metadata: the broker's files, the boot script, OS Login instead of SSH keys."""
-    definitions = credentials.apply(lambda c: rabbitmq.definitions_json(ctx.config, c))
+def metadata(ctx: GcpContext, passwords: StackPasswords) -> dict[str, pulumi.Input[str]]:
+    """Instance metadata: the broker's files, the boot script, OS Login instead of SSH keys.
+
+    The definitions hold every service's user, so they take every password (one resource)."""
+    definitions = passwords.everything.apply(lambda c: rabbitmq.definitions_json(ctx.config, c))
     return {
         CONF_KEY: rabbitmq.rabbitmq_conf(ctx.config),
         PLUGINS_KEY: rabbitmq.enabled_plugins(),
@@ -79,7 +79,7 @@ def declare(
     ctx: GcpContext,
     network: Network,
     service_account: gcp.serviceaccount.Account,
-    credentials: pulumi.Output[Credentials],
+    passwords: StackPasswords,
 ) -> RabbitmqVm:
     """Declare the address, the snapshotted data disk and the VM."""
     gcp_settings = ctx.config.gcp
@@ -155,7 +155,7 @@ def declare(
         service_account=gcp.compute.InstanceServiceAccountArgs(
             email=service_account.email, scopes=["cloud-platform"]
         ),
-        metadata=metadata(ctx, credentials),
+        metadata=metadata(ctx, passwords),
         deletion_protection=True,
         allow_stopping_for_update=True,
         opts=ctx.opts(protect=True),

@@ -14,10 +14,11 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra import naming
-from infra.credentials import Credentials
+from infra.credentials import ServiceCredentials
 from infra.platforms.gcp import names
 from infra.platforms.gcp.context import GcpContext
 from infra.platforms.gcp.identities import Identities
+from infra.pulumi_credentials import StackPasswords
 from infra.render import endpoints
 from infra.render.services import amqp_url, postgres_url
 
@@ -35,23 +36,26 @@ class Secrets:
 def declare(
     ctx: GcpContext,
     identities: Identities,
-    credentials: pulumi.Output[Credentials],
+    passwords: StackPasswords,
     redis_auth: pulumi.Output[str],
 ) -> Secrets:
-    """Declare every secret, its current version and its one accessor binding."""
+    """Declare every secret, its current version and its one accessor binding.
+
+    Each service's secrets take that service's passwords only (``passwords.service``)."""
     stack_endpoints = endpoints.for_stack(ctx.config)
     by_service: dict[str, dict[str, pulumi.Output[str]]] = {}
     for spec in ctx.config.services:
         name = spec.name
         member = identities.services[name].member
         database = naming.database_name(name)
+        own = passwords.service(name)
         ids: dict[str, pulumi.Output[str]] = {}
         for kind in naming.LOGIN_SUFFIXES:
             role = naming.role_name(name, kind)
-            url = credentials.apply(_postgres_url(stack_endpoints, name, kind, role, database))
+            url = own.apply(_postgres_url(stack_endpoints, kind, role, database))
             login_id = naming.postgres_secret_id(name, kind)
             ids[kind] = declare_secret(ctx, login_id, url, {name: member})
-        amqp = credentials.apply(_amqp_url(stack_endpoints, name))
+        amqp = own.apply(_amqp_url(stack_endpoints, name))
         amqp_id = naming.rabbitmq_secret_id(name)
         ids["rabbitmq"] = declare_secret(ctx, amqp_id, amqp, {name: member})
         by_service[name] = ids
@@ -61,20 +65,20 @@ def declare(
 
 
 def _postgres_url(
-    stack_endpoints: endpoints.Endpoints, service: str, kind: str, role: str, database: str
-) -> Callable[[Credentials], str]:
-    """The URL of one PostgreSQL login, once the credentials are known."""
-    return lambda c: postgres_url(
-        stack_endpoints, role, c.for_service(service).postgres_password(kind), database
-    )
+    stack_endpoints: endpoints.Endpoints, kind: str, role: str, database: str
+) -> Callable[[ServiceCredentials], str]:
+    """The URL of one PostgreSQL login, once the service's passwords are known."""
+    return lambda c: postgres_url(stack_endpoints, role, c.postgres_password(kind), database)
 
 
-def _amqp_url(stack_endpoints: endpoints.Endpoints, service: str) -> Callable[[Credentials], str]:
-    """The service's AMQP URL with its own vhost, once the credentials are known."""
+def _amqp_url(
+    stack_endpoints: endpoints.Endpoints, service: str
+) -> Callable[[ServiceCredentials], str]:
+    """The service's AMQP URL with its own vhost, once its passwords are known."""
     return lambda c: amqp_url(
         stack_endpoints,
         naming.rabbitmq_user(service),
-        c.for_service(service).rabbitmq,
+        c.rabbitmq,
         naming.rabbitmq_vhost(service),
     )
 

@@ -10,21 +10,23 @@ which is why ``gcp.provisioning_sslmode`` defaults to ``disable`` and only allow
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.credentials import Credentials, ServiceCredentials
 from infra.platforms.gcp.context import GcpContext
 from infra.platforms.gcp.network import Network
+from infra.provisioning import AdminEndpoint, ServiceDatabase
+from infra.pulumi_credentials import StackPasswords
 
 DATABASE_VERSION = "POSTGRES_15"  # the major version dev runs
 BACKUP_START_TIME = "01:00"  # UTC; the scheduled exports run from the backup schedule instead
 
 
 @dataclass(frozen=True)
-class Sql:
-    """The instance and its built-in admin login."""
+class SqlInstance:
+    """A Cloud SQL instance and its built-in admin login."""
 
     instance: gcp.sql.DatabaseInstance
     admin: gcp.sql.User
@@ -53,66 +55,88 @@ def database_flags(ctx: GcpContext) -> list[gcp.sql.DatabaseInstanceSettingsData
     ]
 
 
-def declare(ctx: GcpContext, network: Network, credentials: pulumi.Output[Credentials]) -> Sql:
-    """Declare the instance (protected twice over) and the admin that provisions services."""
-    gcp_settings = ctx.config.gcp
+def declare_instance(
+    ctx: GcpContext,
+    resource_name: str,
+    *,
+    name: str,
+    network: Network,
+    admin_password: pulumi.Output[str],
+    **settings: Any,
+) -> SqlInstance:
+    """A PostgreSQL 15 instance on private IP only, TLS only, protected twice over, with its
+    admin (``<resource_name>-admin``); ``settings`` add to or override the shared ones."""
+    shared: dict[str, Any] = {
+        "edition": "ENTERPRISE",
+        "disk_type": "PD_SSD",
+        "disk_autoresize": True,
+        "deletion_protection_enabled": True,
+        "ip_configuration": gcp.sql.DatabaseInstanceSettingsIpConfigurationArgs(
+            ipv4_enabled=False,
+            private_network=network.vpc.id,
+            allocated_ip_range=network.private_range.name,
+            ssl_mode="ENCRYPTED_ONLY",
+        ),
+    }
     instance = gcp.sql.DatabaseInstance(
-        "postgres",
-        name=instance_name(ctx),
+        resource_name,
+        name=name,
         database_version=DATABASE_VERSION,
         region=ctx.region,
         deletion_protection=True,
-        settings=gcp.sql.DatabaseInstanceSettingsArgs(
-            tier=gcp_settings.sql_tier,
-            edition="ENTERPRISE",
-            availability_type="REGIONAL",
-            disk_type="PD_SSD",
-            disk_size=gcp_settings.sql_disk_size_gb,
-            disk_autoresize=True,
-            deletion_protection_enabled=True,
-            user_labels=ctx.labels,
-            ip_configuration=gcp.sql.DatabaseInstanceSettingsIpConfigurationArgs(
-                ipv4_enabled=False,
-                private_network=network.vpc.id,
-                allocated_ip_range=network.private_range.name,
-                ssl_mode="ENCRYPTED_ONLY",
-            ),
-            backup_configuration=gcp.sql.DatabaseInstanceSettingsBackupConfigurationArgs(
-                enabled=True,
-                point_in_time_recovery_enabled=True,
-                start_time=BACKUP_START_TIME,
-                location=gcp_settings.sql_backup_location,
-                transaction_log_retention_days=gcp_settings.sql_log_retention_days,
-                backup_retention_settings=(
-                    gcp.sql.DatabaseInstanceSettingsBackupConfigurationBackupRetentionSettingsArgs(
-                        retained_backups=gcp_settings.sql_retained_backups,
-                        retention_unit="COUNT",
-                    )
-                ),
-            ),
-            maintenance_window=gcp.sql.DatabaseInstanceSettingsMaintenanceWindowArgs(
-                day=gcp_settings.maintenance_day,
-                hour=gcp_settings.maintenance_hour,
-                update_track="stable",
-            ),
-            insights_config=gcp.sql.DatabaseInstanceSettingsInsightsConfigArgs(
-                query_insights_enabled=True,
-                query_string_length=4096,
-                record_application_tags=True,
-                record_client_address=True,
-            ),
-            database_flags=database_flags(ctx),
-        ),
+        settings=gcp.sql.DatabaseInstanceSettingsArgs(**{**shared, **settings}),
         opts=ctx.opts(protect=True, depends_on=[network.peering]),
     )
-    return Sql(instance=instance, admin=admin_user(ctx, "postgres-admin", instance, credentials))
+    admin = admin_user(ctx, f"{resource_name}-admin", instance, admin_password)
+    return SqlInstance(instance=instance, admin=admin)
+
+
+def declare(ctx: GcpContext, network: Network, admin_password: pulumi.Output[str]) -> SqlInstance:
+    """Declare the main instance (regional HA, PITR) and the admin that provisions services."""
+    gcp_settings = ctx.config.gcp
+    return declare_instance(
+        ctx,
+        "postgres",
+        name=instance_name(ctx),
+        network=network,
+        admin_password=admin_password,
+        tier=gcp_settings.sql_tier,
+        availability_type="REGIONAL",
+        disk_size=gcp_settings.sql_disk_size_gb,
+        user_labels=ctx.labels,
+        backup_configuration=gcp.sql.DatabaseInstanceSettingsBackupConfigurationArgs(
+            enabled=True,
+            point_in_time_recovery_enabled=True,
+            start_time=BACKUP_START_TIME,
+            location=gcp_settings.sql_backup_location,
+            transaction_log_retention_days=gcp_settings.sql_log_retention_days,
+            backup_retention_settings=(
+                gcp.sql.DatabaseInstanceSettingsBackupConfigurationBackupRetentionSettingsArgs(
+                    retained_backups=gcp_settings.sql_retained_backups,
+                    retention_unit="COUNT",
+                )
+            ),
+        ),
+        maintenance_window=gcp.sql.DatabaseInstanceSettingsMaintenanceWindowArgs(
+            day=gcp_settings.maintenance_day,
+            hour=gcp_settings.maintenance_hour,
+            update_track="stable",
+        ),
+        insights_config=gcp.sql.DatabaseInstanceSettingsInsightsConfigArgs(
+            query_insights_enabled=True,
+            query_string_length=4096,
+            record_application_tags=True,
+            record_client_address=True,
+        ),
+        database_flags=database_flags(ctx),
+    )
 
 
 def admin_user(
     ctx: GcpContext,
     resource_name: str,
     instance: gcp.sql.DatabaseInstance,
-    credentials: pulumi.Output[Credentials],
+    password: pulumi.Output[str],
 ) -> gcp.sql.User:
     """The built-in admin login (CREATEROLE CREATEDB on Cloud SQL) that provisions services."""
     return gcp.sql.User(
@@ -120,45 +144,35 @@ def admin_user(
         instance=instance.name,
         name=ctx.config.postgres.admin_user,
         type="BUILT_IN",
-        password=credentials.apply(lambda c: c.postgres_admin),
+        password=password,
         # The admin owns what it created; dropping it would fail, so Pulumi forgets it instead.
         deletion_policy="ABANDON",
         opts=ctx.opts(),
     )
 
 
-def _service_credentials(
-    credentials: pulumi.Output[Credentials], service: str
-) -> pulumi.Output[ServiceCredentials]:
-    """One service's logins, still secret."""
-    return credentials.apply(lambda c: c.for_service(service))
-
-
 def declare_service_databases(
-    ctx: GcpContext, sql: Sql, credentials: pulumi.Output[Credentials]
-) -> list[pulumi.Resource]:
-    """Every service's database and roles, created over the Auth Proxy by the admin user."""
-    from infra.provisioning import AdminEndpoint, ServiceDatabase
+    ctx: GcpContext, sql: SqlInstance, passwords: StackPasswords
+) -> dict[str, ServiceDatabase]:
+    """Every service's database and roles, created over the Auth Proxy by the admin user.
 
-    password: pulumi.Output[str] = pulumi.Output.secret(
-        credentials.apply(lambda c: c.postgres_admin)
-    )
+    Each takes the admin's password and its own service's passwords, nothing else."""
     admin = AdminEndpoint(
         host=ctx.config.gcp.provisioning_host,
         port=ctx.config.gcp.provisioning_port,
         user=ctx.config.postgres.admin_user,
-        password=password,
+        password=passwords.postgres_admin,
         sslmode=ctx.config.gcp.provisioning_sslmode,
     )
-    return [
-        ServiceDatabase(
+    return {
+        spec.name: ServiceDatabase(
             f"{spec.name}-database",
             service=spec,
             admin=admin,
-            credentials=_service_credentials(credentials, spec.name),
+            credentials=passwords.service(spec.name),
             # A service's data outlives a config edit: removing it from the stack must be
             # a deliberate `pulumi state unprotect`, never a side effect.
             opts=ctx.opts(protect=True, depends_on=[sql.instance, sql.admin]),
         )
         for spec in ctx.config.services
-    ]
+    }

@@ -9,25 +9,14 @@ has no automated backups of its own, but it is protected like every Cloud SQL in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.credentials import Credentials
 from infra.platforms.gcp.context import GcpContext
 from infra.platforms.gcp.network import Network
-from infra.platforms.gcp.sql import DATABASE_VERSION, admin_user
+from infra.platforms.gcp.sql import SqlInstance, declare_instance
 
 DISK_GB = 20
-
-
-@dataclass(frozen=True)
-class VerifyInstance:
-    """The instance and its admin login (the same password as the main instance's)."""
-
-    instance: gcp.sql.DatabaseInstance
-    admin: gcp.sql.User
 
 
 def instance_name(ctx: GcpContext) -> str:
@@ -35,43 +24,30 @@ def instance_name(ctx: GcpContext) -> str:
 
 
 def declare(
-    ctx: GcpContext, network: Network, credentials: pulumi.Output[Credentials]
-) -> VerifyInstance | None:
-    """Declare the instance when a tier is configured; None keeps verification on the main one."""
+    ctx: GcpContext, network: Network, admin_password: pulumi.Output[str]
+) -> SqlInstance | None:
+    """Declare the instance when a tier is configured; None keeps verification on the main one.
+
+    Its admin login has the same password as the main instance's."""
     tier = ctx.config.gcp.verify_instance_tier
     if not tier:
         return None
-    instance = gcp.sql.DatabaseInstance(
+    return declare_instance(
+        ctx,
         "postgres-verify",
         name=instance_name(ctx),
-        database_version=DATABASE_VERSION,
-        region=ctx.region,
-        deletion_protection=True,
-        settings=gcp.sql.DatabaseInstanceSettingsArgs(
-            tier=tier,
-            edition="ENTERPRISE",
-            availability_type="ZONAL",
-            disk_type="PD_SSD",
-            disk_size=DISK_GB,
-            disk_autoresize=True,
-            deletion_protection_enabled=True,
-            user_labels={**ctx.labels, "purpose": "backup-verification"},
-            ip_configuration=gcp.sql.DatabaseInstanceSettingsIpConfigurationArgs(
-                ipv4_enabled=False,
-                private_network=network.vpc.id,
-                allocated_ip_range=network.private_range.name,
-                ssl_mode="ENCRYPTED_ONLY",
-            ),
-            # Scratch restores only; the policy tests still want automated backups on every
-            # instance, and one small daily backup is cheaper than an exception to that rule.
-            backup_configuration=gcp.sql.DatabaseInstanceSettingsBackupConfigurationArgs(
-                enabled=True,
-                point_in_time_recovery_enabled=True,
-                location=ctx.config.gcp.sql_backup_location,
-                transaction_log_retention_days=1,
-            ),
+        network=network,
+        admin_password=admin_password,
+        tier=tier,
+        availability_type="ZONAL",
+        disk_size=DISK_GB,
+        user_labels={**ctx.labels, "purpose": "backup-verification"},
+        # Scratch restores only; the policy tests still want automated backups on every
+        # instance, and one small daily backup is cheaper than an exception to that rule.
+        backup_configuration=gcp.sql.DatabaseInstanceSettingsBackupConfigurationArgs(
+            enabled=True,
+            point_in_time_recovery_enabled=True,
+            location=ctx.config.gcp.sql_backup_location,
+            transaction_log_retention_days=1,
         ),
-        opts=ctx.opts(protect=True, depends_on=[network.peering]),
     )
-    admin = admin_user(ctx, "postgres-verify-admin", instance, credentials)
-    return VerifyInstance(instance=instance, admin=admin)
