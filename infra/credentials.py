@@ -11,6 +11,7 @@ import secrets
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from infra import naming
 from infra.config.model import StackConfig
 
 PASSWORD_BYTES = 32  # 256 bits of entropy, URL-safe text
@@ -44,8 +45,14 @@ class ServiceCredentials:
         )
 
     def postgres_password(self, kind: str) -> str:
-        """The password of the migrator, app or readonly login."""
-        return {"migrator": self.migrator, "app": self.app, "readonly": self.readonly}[kind]
+        """The password of one PostgreSQL login kind (``naming.LOGIN_SUFFIXES``)."""
+        if kind not in naming.LOGIN_SUFFIXES:
+            raise KeyError(kind)
+        return str(getattr(self, kind))
+
+    def postgres_passwords(self) -> dict[str, str]:
+        """Every PostgreSQL login's password, by login kind."""
+        return {kind: self.postgres_password(kind) for kind in naming.LOGIN_SUFFIXES}
 
 
 @dataclass(frozen=True)

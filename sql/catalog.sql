@@ -38,11 +38,12 @@ SELECT json_build_object(
 
 -- name: managed_owner_roles
 -- Roles we created, to list services that are on the server but no longer in the config.
--- The marker is a parameter, never a literal here (it lives in infra/postgres/model.py).
+-- The marker and the owner suffix are parameters, never literals here (infra/postgres/model.py,
+-- infra/naming.py).
 SELECT r.rolname
 FROM pg_roles r
 WHERE starts_with(coalesce(shobj_description(r.oid, 'pg_authid'), ''), %(marker)s)
-  AND r.rolname LIKE '%%\_owner'
+  AND r.rolname LIKE %(owner_like)s
 ORDER BY r.rolname
 
 -- name: database

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from infra import naming
 from infra.postgres.model import MARKER
 from infra.postgres.sqlfiles import query
 
@@ -178,8 +179,10 @@ def read_cluster(
 def managed_services(conn: psycopg.Connection[tuple[Any, ...]]) -> list[str]:
     """Services whose owner role carries our marker comment."""
     with conn.cursor() as cursor:
-        cursor.execute(query("managed_owner_roles"), {"marker": MARKER})
-        return [str(row[0]).removesuffix("_owner") for row in cursor.fetchall()]
+        suffix = f"_{naming.OWNER_KIND}"
+        pattern = "%" + suffix.replace("_", "\\_")  # LIKE: the suffix's "_" is literal
+        cursor.execute(query("managed_owner_roles"), {"marker": MARKER, "owner_like": pattern})
+        return [str(row[0]).removesuffix(suffix) for row in cursor.fetchall()]
 
 
 def read_database(

@@ -24,11 +24,11 @@ def drop_service(admin_url: str, service: str) -> list[str]:
     executed: list[str] = []
     with connect(admin_url, autocommit=True) as conn:
         cluster = read_cluster(conn, roles, [database])
-        owner_name = naming.role_name(service, "owner")
+        owner_name = naming.role_name(service, naming.OWNER_KIND)
         owner = cluster.roles.get(owner_name)
         if owner is None or not owner.comment.startswith(MARKER):
             raise UsageError(
-                f"service {service!r} has no role {naming.role_name(service, 'owner')} managed by "
+                f"service {service!r} has no role {owner_name} managed by "
                 "this tool on the server; nothing dropped"
             )
         foreign = [

@@ -64,7 +64,7 @@ def _drop(conn: psycopg.Connection[tuple[object, ...]], role: str) -> None:
 def service_login(admin_url: str, service: str) -> Iterator[str]:
     """A connection URL for ``<service>__tool`` (member of ``<service>_owner`` only)."""
     login = naming.tool_login(service)
-    owner = naming.role_name(service, "owner")
+    owner = naming.role_name(service, naming.OWNER_KIND)
     password = secrets.token_urlsafe(32)
     with connect(admin_url, autocommit=True) as conn:
         conn.execute(

@@ -12,6 +12,7 @@ from typing import Any
 import pulumi
 import pulumi.dynamic
 
+from infra import naming
 from infra.config.model import ServiceSpec
 from infra.credentials import ServiceCredentials
 from infra.provisioning.provider import ServiceDatabaseProvider, outputs_for
@@ -35,11 +36,7 @@ def service_inputs(service: ServiceSpec) -> dict[str, Any]:
     limits = service.connection_limits
     return {
         "extensions": list(service.extensions),
-        "connection_limits": {
-            "app": limits.app,
-            "migrator": limits.migrator,
-            "readonly": limits.readonly,
-        },
+        "connection_limits": {kind: getattr(limits, kind) for kind in naming.LOGIN_SUFFIXES},
         "statement_timeout_ms": service.statement_timeout_ms,
         "idle_in_transaction_session_timeout_ms": service.idle_in_transaction_session_timeout_ms,
         "migrator_statement_timeout_ms": service.migrator_statement_timeout_ms,
@@ -66,9 +63,7 @@ class ServiceDatabase(pulumi.dynamic.Resource):
         credentials: pulumi.Output[ServiceCredentials],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        passwords = credentials.apply(
-            lambda c: {"migrator": c.migrator, "app": c.app, "readonly": c.readonly}
-        )
+        passwords = credentials.apply(lambda c: c.postgres_passwords())
         props: dict[str, Any] = {
             "service_name": service.name,
             "service": service_inputs(service),
