@@ -13,6 +13,7 @@ from infra.commands.docs import README, generated
 from infra.config.reference import config_reference, sections
 from infra.config.rules import Rule
 from infra.markdown import markers
+from infra.outputs import outputs_markdown
 
 FIELDS = [(path, field) for path, cls in sections() for field in dataclasses.fields(cls)]
 
@@ -58,15 +59,21 @@ def test_docs_rewrites_only_its_section_and_check_tells_stale_from_fresh(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     begin, end = markers("config-reference")
+    outputs_begin, outputs_end = markers("outputs-reference")
     readme = tmp_path / "README.md"
-    readme.write_text(f"# Title\n\nprose before\n\n{begin}\nstale table\n{end}\n\nprose after\n")
+    readme.write_text(
+        f"# Title\n\nprose before\n\n{begin}\nstale table\n{end}\n\n"
+        f"{outputs_begin}\nstale outputs\n{outputs_end}\n\nprose after\n"
+    )
     assert cli.main(["docs", "--readme", str(readme), "--check"]) == 1
     assert cli.main(["docs", "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert text.startswith("# Title\n\nprose before\n\n")
-    assert text.endswith(f"{end}\n\nprose after\n")
+    assert text.endswith(f"{outputs_end}\n\nprose after\n")
     assert "stale table" not in text
+    assert "stale outputs" not in text
     assert config_reference().strip() in text
+    assert outputs_markdown().strip() in text
     assert cli.main(["docs", "--readme", str(readme), "--check"]) == 0
     capsys.readouterr()
 
