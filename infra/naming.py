@@ -13,7 +13,9 @@ LOGIN_SUFFIXES = ("migrator", "app", "readonly")
 
 # Databases the backup tooling creates next to a service's own; "__" cannot occur in a
 # service name, so these can never collide with another service's database.
-SCRATCH_SUFFIXES = ("__verify", "__restore", "__old_YYYYMMDDHHMMSS")
+# ``__old_<time>``: a database a restore replaced, kept until a verified dump of it exists;
+# ``__safety``: the one being dumped now (the tool login may reach it, see pg_hba.conf).
+SCRATCH_SUFFIXES = ("__verify", "__restore", "__safety", "__old_YYYYMMDDHHMMSS")
 
 # The short-lived login the backup tooling restores, dumps and counts rows as (a member of the
 # owner role only), so a service's own code never runs with the admin's privileges.

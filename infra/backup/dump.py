@@ -71,15 +71,23 @@ def _stderr_tail(handle: IO[bytes]) -> str:
 
 
 def backup_postgres(
-    target: Target, admin_url: str, service: str, dump_format: str, *, purpose: str = ""
+    target: Target,
+    admin_url: str,
+    service: str,
+    dump_format: str,
+    *,
+    purpose: str = "",
+    database: str | None = None,
+    source: str | None = None,
 ) -> Manifest:
-    """Dump one service database and record what it holds (``purpose="safety"``: restore's
-    copy of the database it is about to replace, never chosen by a restore without --at).
+    """Dump one service database and record what it holds (``purpose="safety"``: a database a
+    restore replaced, dumped from ``database`` and recorded as ``source``; never chosen by a
+    restore without --at).
 
     Dumped and counted as the service's tool login acting as its owner role, never as the
     admin (see infra.postgres.tooling).
     """
-    database = naming.database_name(service)
+    database = database or naming.database_name(service)
     owner = naming.role_name(service, "owner")
     started = utc_now()
     backup_id = new_id(started)
@@ -121,7 +129,7 @@ def backup_postgres(
         version,
         "pg_dump",
         service=service,
-        database=database,
+        database=source or database,
         row_counts=found.row_counts,
         sequences=found.sequences,
         large_objects=found.large_objects,

@@ -175,6 +175,15 @@ def database_exists(admin_url: str, database: str) -> bool:
         return row is not None
 
 
+def database_names(admin_url: str, prefix: str) -> list[str]:
+    """The databases whose names start with ``prefix``."""
+    with connect(admin_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY 1", (prefix,)
+        ).fetchall()
+        return [str(row[0]) for row in rows]
+
+
 def holds_data(admin_url: str, database: str) -> bool:
     """True if the database has any table, view, sequence, function or large object of its own.
 

@@ -1,10 +1,12 @@
 """``restore``: bring a service database back without ever risking the one it replaces.
 
-Order: check the backup's checksum, take a safety backup of the current database, restore into
-``<service>__restore`` (as the service's tool login acting as its owner role, never as the
-admin, without the dump's owners or grants),
-compare it with the manifest, and only then swap names. The old database stays as
-``<service>__old_<time>``. Finally the role convergence re-imposes ownership and privileges.
+Order: check the backup's checksum, restore into ``<service>__restore`` (as the service's tool
+login acting as its owner role, never as the admin, without the dump's owners or grants),
+compare it with the manifest, and only then swap names: the live database is renamed aside to
+``<service>__old_<time>``, and that renamed-aside copy *is* the safety copy of what it held.
+Finally the role convergence re-imposes ownership and privileges, and the service is back.
+Nothing is dumped on this path: ``infra.backup.safety`` dumps the old copy afterwards and drops
+it only once that dump is verified.
 
 A restore killed half way is repaired by the next ``apply``, ``backup`` or ``restore`` of that
 service (``recover``): anything before the second rename is undone (the original database is
@@ -25,7 +27,7 @@ from pathlib import Path
 from infra import naming
 from infra.backup import pg
 from infra.backup.catalog import Entry, utc_now
-from infra.backup.dump import Target, backup_postgres
+from infra.backup.dump import Target
 from infra.backup.fetch import fetch, pg_restore, private_workdir
 from infra.backup.verify import check_restored, scratch_database
 from infra.config.model import StackConfig
@@ -42,8 +44,7 @@ class RestoreReport:
     service: str
     backup_id: str
     seconds: float
-    safety_backup: str | None
-    replaced: str | None
+    replaced: str | None  # the renamed-aside original, until infra.backup.safety secures it
 
 
 def converge(
@@ -62,26 +63,22 @@ def restore(
     config: StackConfig,
     credentials: Credentials,
     *,
-    safety_backup: bool = True,
     keep_replaced: bool = True,
 ) -> RestoreReport:
+    """Restore ``entry`` over the service's database; the original is renamed aside, never
+    dumped or dropped here (``keep_replaced=False`` only for a database known to be empty)."""
     manifest = entry.manifest
     service = manifest.service
     database = naming.database_name(service)
     owner = naming.role_name(service, "owner")
     incoming = scratch_database(service, RESTORE_SUFFIX)
     started = time.monotonic()
-    safety: str | None = None
     check_can_end_sessions(admin_url, database)
     with restore_lock(admin_url, service, wait=True), private_workdir() as work:
         _recover(admin_url, service)
         dump = fetch(target.bucket, manifest, Path(work))  # refuses a corrupt object up front
         if not pg.database_exists(admin_url, database):
             converge(admin_url, config, credentials, [service])  # roles first, on a new server
-        if safety_backup:
-            safety = backup_postgres(
-                target, admin_url, service, config.backup.format, purpose="safety"
-            ).backup_id
         with service_login(admin_url, service) as login:
             pg.drop_database(admin_url, incoming)
             pg.create_database(admin_url, incoming, owner=owner)
@@ -106,7 +103,7 @@ def restore(
         pg.drop_database(admin_url, replaced)
         replaced = None
     return RestoreReport(
-        service, manifest.backup_id, round(time.monotonic() - started, 3), safety, replaced
+        service, manifest.backup_id, round(time.monotonic() - started, 3), replaced
     )
 
 

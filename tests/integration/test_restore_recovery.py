@@ -5,6 +5,7 @@ The tooling runs as the stack's non-superuser admin; the superuser only sets the
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import socket
@@ -12,12 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra.backup import fetch, pg
 from infra.backup import restore as restore_module
+from infra.backup import safety as safety_module
 from infra.backup import verify as verify_module
+from infra.backup.storage import FileBucket
 from infra.config import StackConfig
 from infra.credentials import Credentials
 from infra.postgres import apply
@@ -26,6 +30,7 @@ from tests.integration.backup_helpers import (
     cli,
     databases,
     fingerprint,
+    login_url,
 )
 from tests.servers.postgres import PostgresServer
 
@@ -302,3 +307,105 @@ def test_a_corrupt_manifest_or_record_does_not_break_list_or_prune_for_the_other
     assert code == 0, err
     assert "is not a valid backup manifest" in err
     assert "kept 1," in out, out
+
+
+def _damage(postgres: PostgresServer, credentials: Credentials) -> int:
+    """Change the live data through the app login; the orders it still has."""
+    with psycopg.connect(login_url(postgres, credentials, "users", "app"), autocommit=True) as c:
+        c.execute("DELETE FROM orders WHERE id > 100")
+    return int(postgres.superuser_psql("SELECT count(*) FROM orders", "users"))
+
+
+def _replaced_copies(postgres: PostgresServer) -> list[str]:
+    return sorted(n for n in databases(postgres) if n.startswith(("users__old_", "users__safety")))
+
+
+def _assert_secured(postgres: PostgresServer, bucket: str, orders: int) -> None:
+    """No replaced copy is left, and a verified safety backup holds what it held."""
+    assert _replaced_copies(postgres) == []
+    held = [
+        item
+        for item in _list(bucket)
+        if item["purpose"] == "safety"
+        and item["state"] == "verified"
+        and item["database"].startswith(("users__old_", "users__safety"))
+        and item["row_counts"]["public.orders"] == orders
+    ]
+    assert held, _list(bucket)
+
+
+# Where a kill lands after the swap, while what the restore replaced is being secured:
+# (module, attribute to wrap, which call, after it ran?)
+SECURE_STEPS = {
+    "replaced-not-secured": (pg, "rename_database", 3, False),  # users__old_<time>, closed
+    "renamed-for-its-dump": (safety_module, "backup_postgres", 1, False),  # users__safety
+    "dumped-not-verified": (safety_module, "verify", 1, False),
+    "verified-not-dropped": (safety_module, "verify", 1, True),
+}
+
+
+@pytest.mark.parametrize("command", ["backup", "restore"])
+@pytest.mark.parametrize("step", SECURE_STEPS)
+def test_what_a_restore_replaced_is_kept_until_a_verified_dump_of_it_exists(
+    postgres: PostgresServer,
+    common: list[str],
+    tmp_path: Path,
+    dev_rendered: tuple[Path, Credentials],
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+    command: str,
+) -> None:
+    _, credentials = dev_rendered
+    bucket = f"file://{tmp_path / 'bucket'}"
+    original = fingerprint(postgres, "users")
+    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    orders = _damage(postgres, credentials)
+    owner, name, call, after = SECURE_STEPS[step]
+    monkeypatch.setattr(owner, name, _kill_on_call(owner, name, call, after=after))
+    with pytest.raises(Killed):
+        cli("restore", *common, "--bucket", bucket, "--service", "users")
+    monkeypatch.undo()
+    assert fingerprint(postgres, "users") == original, "the restore itself was done"
+    assert len(_replaced_copies(postgres)) == 1, "what it replaced is still there"
+
+    code, out, err = cli(command, *common, "--bucket", bucket, "--service", "users")
+    assert code == 0, out + err
+    assert "Traceback" not in err
+    assert fingerprint(postgres, "users") == original
+    _assert_secured(postgres, bucket, orders)
+
+
+def test_a_safety_dump_that_cannot_be_stored_keeps_what_the_restore_replaced(
+    postgres: PostgresServer,
+    common: list[str],
+    tmp_path: Path,
+    dev_rendered: tuple[Path, Credentials],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full disk (or a failed upload) after the swap: the service is back, nothing is lost,
+    and the next backup finishes the job."""
+    _, credentials = dev_rendered
+    bucket = f"file://{tmp_path / 'bucket'}"
+    original = fingerprint(postgres, "users")
+    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    orders = _damage(postgres, credentials)
+
+    def full(*args: Any, **kwargs: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(FileBucket, "_write", full)
+    code, out, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
+    monkeypatch.undo()
+    assert code == 1, out + err
+    assert "restored users" in out, out
+    assert "No space left on device" in err, err
+    assert "kept as users__safety" in err, err
+    assert "Traceback" not in err
+    assert fingerprint(postgres, "users") == original
+    assert _replaced_copies(postgres) == ["users__safety"]
+
+    code, out, err = cli("backup", *common, "--bucket", bucket, "--service", "users")
+    assert code == 0, out + err
+    _assert_secured(postgres, bucket, orders)
