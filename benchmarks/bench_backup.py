@@ -180,9 +180,10 @@ def main() -> None:
         entry = entries(target.bucket, "postgres", SERVICE)[-1]
         print(f"backup object: {entry.manifest.size / 1024**2:.0f} MiB", flush=True)
 
+        for name in ("pg_restore", "check_restored"):
+            phase(verify_module, name)
         for module in (verify_module, restore_module):
-            for name in ("fetch", "pg_restore", "check_restored"):
-                phase(module, name)
+            phase(module, "fetch")
         phase(restore_module, "converge")
         phase(restore_module, "_swap")
         phase(pg, "drop_database")

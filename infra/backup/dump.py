@@ -37,6 +37,7 @@ from infra.backup.hashing import Hashed
 from infra.backup.progress import track
 from infra.backup.storage import CHUNK_BYTES, Bucket
 from infra.errors import BackupError, ServerError
+from infra.postgres.driver import session
 from infra.postgres.tooling import service_login
 
 DUMP_OBJECT = "dump.pgcustom"
@@ -93,10 +94,10 @@ def backup_postgres(
     backup_id = new_id(started)
     object_name = DUMP_OBJECT if dump_format == "custom" else DUMP_DIR_OBJECT
     name = prefix("postgres", service, backup_id) + object_name
-    with service_login(admin_url, service) as login, pg.connect(login, database) as conn:
+    with service_login(admin_url, service) as login, session(login, database) as conn:
         pg.act_as(conn, owner)
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        conn.execute(pg.statement("snapshot"))
+        row = pg.fetch_one(conn, "export_snapshot")
         snapshot = str(row[0]) if row else ""
         version = pg.server_version(conn)
         found = pg.contents(conn)

@@ -28,11 +28,12 @@ from infra import naming
 from infra.backup import pg
 from infra.backup.catalog import Entry, utc_now
 from infra.backup.dump import Target
-from infra.backup.fetch import fetch, pg_restore, private_workdir
-from infra.backup.verify import check_restored, scratch_database
+from infra.backup.fetch import fetch, private_workdir
+from infra.backup.verify import restore_checked, scratch_database
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
 from infra.errors import BackupError, PlatformError, ServerError
+from infra.postgres.driver import session
 from infra.postgres.model import MARKER
 from infra.postgres.tooling import TOOL_LOCK_CLASS, service_login
 
@@ -70,7 +71,6 @@ def restore(
     manifest = entry.manifest
     service = manifest.service
     database = naming.database_name(service)
-    owner = naming.role_name(service, "owner")
     incoming = scratch_database(service, RESTORE_SUFFIX)
     started = time.monotonic()
     check_can_end_sessions(admin_url, database)
@@ -80,11 +80,8 @@ def restore(
         if not pg.database_exists(admin_url, database):
             converge(admin_url, config, credentials, [service])  # roles first, on a new server
         with service_login(admin_url, service) as login:
-            pg.drop_database(admin_url, incoming)
-            pg.create_database(admin_url, incoming, owner=owner)
             try:
-                pg_restore(login, incoming, dump, role=owner)
-                problems = check_restored(login, incoming, manifest)
+                problems = restore_checked(admin_url, login, incoming, dump, manifest)
                 if problems:
                     raise BackupError(
                         f"restored copy of {manifest.prefix} does not match its manifest "
@@ -109,11 +106,8 @@ def restore(
 
 def check_can_end_sessions(admin_url: str, database: str) -> None:
     """Restore has to end the service's sessions: say so up front if the admin cannot."""
-    with pg.connect(admin_url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT current_user, rolsuper OR pg_catalog.pg_has_role(current_user, "
-            "'pg_signal_backend', 'MEMBER') FROM pg_catalog.pg_roles WHERE rolname = current_user"
-        ).fetchone()
+    with session(admin_url, autocommit=True) as conn:
+        row = pg.fetch_one(conn, "can_end_sessions")
     if row is None or not row[1]:
         user = row[0] if row else "the admin"
         raise ServerError(
@@ -123,7 +117,7 @@ def check_can_end_sessions(admin_url: str, database: str) -> None:
         )
 
 
-# pg_advisory_lock(TOOL_LOCK_CLASS, hashtext('restore:<service>')): held for a whole restore.
+# The advisory lock (TOOL_LOCK_CLASS, hashtext('restore:<service>')): held for a whole restore.
 def _lock_key(service: str) -> str:
     return f"restore:{service}"
 
@@ -131,21 +125,15 @@ def _lock_key(service: str) -> str:
 @contextmanager
 def restore_lock(admin_url: str, service: str, *, wait: bool) -> Iterator[bool]:
     """Hold the service's restore lock; with ``wait=False`` yield False if a restore has it."""
-    with pg.connect(admin_url, autocommit=True) as conn:
-        function = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
-        row = conn.execute(
-            f"SELECT pg_catalog.{function}(%s, pg_catalog.hashtext(%s))::text",
-            (TOOL_LOCK_CLASS, _lock_key(service)),
-        ).fetchone()
+    key = {"class": TOOL_LOCK_CLASS, "key": _lock_key(service)}
+    with session(admin_url, autocommit=True) as conn:
+        row = pg.fetch_one(conn, "lock" if wait else "try_lock", **key)
         held = wait or (row is not None and row[0] == "true")
         try:
             yield held
         finally:
             if held:
-                conn.execute(
-                    "SELECT pg_catalog.pg_advisory_unlock(%s, pg_catalog.hashtext(%s))",
-                    (TOOL_LOCK_CLASS, _lock_key(service)),
-                )
+                pg.fetch_one(conn, "unlock", **key)
 
 
 def recover(admin_url: str, service: str) -> list[str]:
@@ -161,11 +149,10 @@ def recover(admin_url: str, service: str) -> list[str]:
 def _recover(admin_url: str, service: str) -> list[str]:
     database = naming.database_name(service)
     incoming = scratch_database(service, RESTORE_SUFFIX)
-    with pg.connect(admin_url, autocommit=True) as conn:
+    with session(admin_url, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT datname, datallowconn FROM pg_catalog.pg_database "
-            "WHERE datname = %s OR datname = %s OR starts_with(datname, %s)",
-            (database, incoming, f"{database}__old_"),
+            pg.statement("restore_databases"),
+            {"database": database, "incoming": incoming, "old": f"{database}__old_"},
         ).fetchall()
     found = {str(name): bool(allowed) for name, allowed in rows}
     old = re.compile(re.escape(database) + r"__old_\d{14}")
@@ -193,13 +180,8 @@ def _recover(admin_url: str, service: str) -> list[str]:
 
 def _swapped_in_unconverged(admin_url: str, service: str) -> bool:
     """The live database is a restored copy (owned by the owner role, not yet marked)."""
-    with pg.connect(admin_url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT coalesce(pg_catalog.shobj_description(d.oid, 'pg_database'), ''), "
-            "r.rolname FROM pg_catalog.pg_database d "
-            "JOIN pg_catalog.pg_roles r ON r.oid = d.datdba WHERE d.datname = %s",
-            (naming.database_name(service),),
-        ).fetchone()
+    with session(admin_url, autocommit=True) as conn:
+        row = pg.fetch_one(conn, "live_database", database=naming.database_name(service))
     return row is not None and row[0] != MARKER and row[1] == naming.role_name(service, "owner")
 
 

@@ -18,7 +18,6 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra.backup import fetch, pg
-from infra.backup import restore as restore_module
 from infra.backup import safety as safety_module
 from infra.backup import verify as verify_module
 from infra.backup.storage import FileBucket
@@ -158,7 +157,7 @@ def test_a_restore_killed_at_each_step_is_finished_or_undone_by_the_next_command
     assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
     before = fingerprint(postgres, "users")
     name, call, after = STEPS[step]
-    owner = restore_module if name == "check_restored" else pg
+    owner = verify_module if name == "check_restored" else pg
     monkeypatch.setattr(owner, name, _kill_on_call(owner, name, call, after=after))
     with pytest.raises(Killed):
         cli("restore", *common, "--bucket", bucket, "--service", "users")
