@@ -52,7 +52,7 @@ from tests.servers.postgres import PostgresServer
 
 SERVICE = "events"
 ROW_BYTES = 330  # approximate on-disk size of one generated row
-ROUNDS = 2  # each pair: once ours first, once the plain tool first
+ROUNDS = 2  # each pair: once ours first, once the plain tool first (--rounds: more of them)
 
 PHASES: dict[str, float] = {}
 
@@ -74,8 +74,9 @@ def phase(module: object, name: str) -> None:
 class Bench:
     """One server and the timing discipline: a CHECKPOINT before each timed step."""
 
-    def __init__(self, server: PostgresServer) -> None:
+    def __init__(self, server: PostgresServer, rounds: int) -> None:
         self.server = server
+        self.rounds = rounds
 
     def timed(self, label: str, action: Callable[[], object]) -> float:
         self.server.superuser_psql("CHECKPOINT")
@@ -93,9 +94,9 @@ class Bench:
         plain: tuple[str, Callable[[], object]],
         between: Callable[[], object] = lambda: None,
     ) -> tuple[list[float], list[float]]:
-        """Both, ROUNDS times, alternating which goes first; ``between`` cleans up untimed."""
+        """Both, ``rounds`` times, alternating which goes first; ``between`` cleans up untimed."""
         times: dict[str, list[float]] = {"ours": [], "plain": []}
-        for round_ in range(ROUNDS):
+        for round_ in range(self.rounds):
             order = [("ours", ours), ("plain", plain)]
             for who, (label, action) in order if round_ % 2 == 0 else order[::-1]:
                 times[who].append(self.timed(label, action))
@@ -145,6 +146,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--gib", type=float, default=1.05, help="dataset size in GiB")
     parser.add_argument(
+        "--rounds", type=int, default=ROUNDS, help="runs of each pair (even: alternating order)"
+    )
+    parser.add_argument(
         "--no-readme", action="store_true", help="print the table, leave the README alone"
     )
     args = parser.parse_args()
@@ -163,7 +167,7 @@ def main() -> None:
     try:
         apply(server.admin_url, config, credentials)
         fill(server, credentials, args.gib)
-        bench = Bench(server)
+        bench = Bench(server, args.rounds)
         target = Target(FileBucket(work / "bucket"), None)
         admin = server.admin_url
         dump_file = work / "plain.dump"
@@ -272,7 +276,7 @@ def report(
         ]
     )
     markdown = (
-        f"Dataset: `--gib {args.gib}`; each pair run {ROUNDS} times in alternating order, "
+        f"Dataset: `--gib {args.gib}`; each pair run {args.rounds} times in alternating order, "
         "a CHECKPOINT before each step; ratio = sum(ours) / sum(plain). "
         f"Whole run: {seconds:.0f} s.\n\n"
         + table(["step", "ours (s)", "plain (s)", "plain tool", "ratio"], rows)

@@ -9,6 +9,8 @@ import errno
 import hashlib
 import json
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from infra.backup import safety as safety_module
 from infra.backup import verify as verify_module
 from infra.backup.storage import FileBucket
 from infra.config import StackConfig
+from infra.config.load import REPO_ROOT
 from infra.credentials import Credentials
 from infra.postgres import apply
 from tests.integration.backup_helpers import (
@@ -47,6 +50,14 @@ def _list(bucket: str, service: str = "users") -> list[dict[str, Any]]:
 
 def _states(bucket: str, service: str = "users") -> dict[str, str]:
     return {item["backup_id"]: item["state"] for item in _list(bucket, service)}
+
+
+def _verified_backup(common: list[str], tmp_path: Path) -> str:
+    """A file bucket holding one verified backup of ``users``."""
+    bucket = f"file://{tmp_path / 'bucket'}"
+    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    return bucket
 
 
 def _drop_old_copies(server: PostgresServer) -> None:
@@ -152,9 +163,7 @@ def test_a_restore_killed_at_each_step_is_finished_or_undone_by_the_next_command
     command: str,
 ) -> None:
     _, credentials = dev_rendered
-    bucket = f"file://{tmp_path / 'bucket'}"
-    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
-    assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    bucket = _verified_backup(common, tmp_path)
     before = fingerprint(postgres, "users")
     name, call, after = STEPS[step]
     owner = verify_module if name == "check_restored" else pg
@@ -355,10 +364,8 @@ def test_what_a_restore_replaced_is_kept_until_a_verified_dump_of_it_exists(
     command: str,
 ) -> None:
     _, credentials = dev_rendered
-    bucket = f"file://{tmp_path / 'bucket'}"
     original = fingerprint(postgres, "users")
-    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
-    assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    bucket = _verified_backup(common, tmp_path)
     orders = _damage(postgres, credentials)
     owner, name, call, after = SECURE_STEPS[step]
     monkeypatch.setattr(owner, name, _kill_on_call(owner, name, call, after=after))
@@ -385,10 +392,8 @@ def test_a_safety_dump_that_cannot_be_stored_keeps_what_the_restore_replaced(
     """A full disk (or a failed upload) after the swap: the service is back, nothing is lost,
     and the next backup finishes the job."""
     _, credentials = dev_rendered
-    bucket = f"file://{tmp_path / 'bucket'}"
     original = fingerprint(postgres, "users")
-    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
-    assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    bucket = _verified_backup(common, tmp_path)
     orders = _damage(postgres, credentials)
 
     def full(*args: Any, **kwargs: Any) -> int:
@@ -408,3 +413,36 @@ def test_a_safety_dump_that_cannot_be_stored_keeps_what_the_restore_replaced(
     code, out, err = cli("backup", *common, "--bucket", bucket, "--service", "users")
     assert code == 0, out + err
     _assert_secured(postgres, bucket, orders)
+
+
+def test_two_restores_at_once_take_turns_and_lose_nothing(
+    postgres: PostgresServer,
+    common: list[str],
+    tmp_path: Path,
+    dev_rendered: tuple[Path, Credentials],
+) -> None:
+    """Two processes restore one service together: both succeed, one after the other, and
+    both databases they replaced end up in verified safety backups before being dropped."""
+    _, credentials = dev_rendered
+    original = fingerprint(postgres, "users")
+    bucket = _verified_backup(common, tmp_path)
+    orders = _damage(postgres, credentials)
+    argv = [sys.executable, "-m", "infra", "restore", *common, "--bucket", bucket]
+    runs = [
+        subprocess.Popen(
+            [*argv, "--service", "users"],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        out, err = run.communicate(timeout=600)
+        assert run.returncode == 0, out + err
+    assert fingerprint(postgres, "users") == original
+    _assert_secured(postgres, bucket, orders)
+    safety = [item for item in _list(bucket) if item["purpose"] == "safety"]
+    assert len(safety) == 2, "each restore's replaced database was dumped once"
+    assert {item["state"] for item in safety} == {"verified"}
