@@ -68,10 +68,11 @@ def run_rebuild(args: argparse.Namespace) -> int:
         keep_replaced=True,
         say=lambda line: print(line, flush=True),
     )
+    # Every service is back (the lines above say so): now, off the recovery's critical path,
+    # dump, verify and drop the databases it replaced. The summary stays the last output.
+    fmt = config.backup.format
+    secured = [secure(target, admin_url, name, fmt) for name in report if report[name]["ok"]]
     ok = all(item["ok"] for item in report.values())
     summary = {"ok": ok, "up_s": round(up_seconds, 3), "services": report}
     print(json.dumps(summary, indent=2), flush=True)
-    # Off the recovery's critical path: dump, verify and drop the databases it replaced.
-    fmt = config.backup.format
-    secured = [secure(target, admin_url, name, fmt) for name in report if report[name]["ok"]]
     return 0 if ok and all(secured) else 1
