@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -317,6 +318,27 @@ def test_a_corrupt_manifest_or_record_does_not_break_list_or_prune_for_the_other
     assert "kept 1," in out, out
 
 
+@dataclass(frozen=True)
+class Damaged:
+    """A verified backup of ``users``, then its live data changed (what a restore replaces)."""
+
+    bucket: str
+    original: str  # the fingerprint the backup holds
+    orders: int  # the orders left in the live database
+
+
+@pytest.fixture
+def damaged(
+    postgres: PostgresServer,
+    common: list[str],
+    tmp_path: Path,
+    dev_rendered: tuple[Path, Credentials],
+) -> Damaged:
+    original = fingerprint(postgres, "users")
+    bucket = _verified_backup(common, tmp_path)
+    return Damaged(bucket, original, _damage(postgres, dev_rendered[1]))
+
+
 def _damage(postgres: PostgresServer, credentials: Credentials) -> int:
     """Change the live data through the app login; the orders it still has."""
     with psycopg.connect(login_url(postgres, credentials, "users", "app"), autocommit=True) as c:
@@ -357,16 +379,12 @@ SECURE_STEPS = {
 def test_what_a_restore_replaced_is_kept_until_a_verified_dump_of_it_exists(
     postgres: PostgresServer,
     common: list[str],
-    tmp_path: Path,
-    dev_rendered: tuple[Path, Credentials],
+    damaged: Damaged,
     monkeypatch: pytest.MonkeyPatch,
     step: str,
     command: str,
 ) -> None:
-    _, credentials = dev_rendered
-    original = fingerprint(postgres, "users")
-    bucket = _verified_backup(common, tmp_path)
-    orders = _damage(postgres, credentials)
+    bucket, original = damaged.bucket, damaged.original
     owner, name, call, after = SECURE_STEPS[step]
     monkeypatch.setattr(owner, name, _kill_on_call(owner, name, call, after=after))
     with pytest.raises(Killed):
@@ -379,22 +397,15 @@ def test_what_a_restore_replaced_is_kept_until_a_verified_dump_of_it_exists(
     assert code == 0, out + err
     assert "Traceback" not in err
     assert fingerprint(postgres, "users") == original
-    _assert_secured(postgres, bucket, orders)
+    _assert_secured(postgres, bucket, damaged.orders)
 
 
 def test_a_safety_dump_that_cannot_be_stored_keeps_what_the_restore_replaced(
-    postgres: PostgresServer,
-    common: list[str],
-    tmp_path: Path,
-    dev_rendered: tuple[Path, Credentials],
-    monkeypatch: pytest.MonkeyPatch,
+    postgres: PostgresServer, common: list[str], damaged: Damaged, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A full disk (or a failed upload) after the swap: the service is back, nothing is lost,
     and the next backup finishes the job."""
-    _, credentials = dev_rendered
-    original = fingerprint(postgres, "users")
-    bucket = _verified_backup(common, tmp_path)
-    orders = _damage(postgres, credentials)
+    bucket, original = damaged.bucket, damaged.original
 
     def full(*args: Any, **kwargs: Any) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -412,21 +423,15 @@ def test_a_safety_dump_that_cannot_be_stored_keeps_what_the_restore_replaced(
 
     code, out, err = cli("backup", *common, "--bucket", bucket, "--service", "users")
     assert code == 0, out + err
-    _assert_secured(postgres, bucket, orders)
+    _assert_secured(postgres, bucket, damaged.orders)
 
 
 def test_two_restores_at_once_take_turns_and_lose_nothing(
-    postgres: PostgresServer,
-    common: list[str],
-    tmp_path: Path,
-    dev_rendered: tuple[Path, Credentials],
+    postgres: PostgresServer, common: list[str], damaged: Damaged
 ) -> None:
     """Two processes restore one service together: both succeed, one after the other, and
     both databases they replaced end up in verified safety backups before being dropped."""
-    _, credentials = dev_rendered
-    original = fingerprint(postgres, "users")
-    bucket = _verified_backup(common, tmp_path)
-    orders = _damage(postgres, credentials)
+    bucket, original = damaged.bucket, damaged.original
     argv = [sys.executable, "-m", "infra", "restore", *common, "--bucket", bucket]
     runs = [
         subprocess.Popen(
@@ -442,7 +447,7 @@ def test_two_restores_at_once_take_turns_and_lose_nothing(
         out, err = run.communicate(timeout=600)
         assert run.returncode == 0, out + err
     assert fingerprint(postgres, "users") == original
-    _assert_secured(postgres, bucket, orders)
+    _assert_secured(postgres, bucket, damaged.orders)
     safety = [item for item in _list(bucket) if item["purpose"] == "safety"]
     assert len(safety) == 2, "each restore's replaced database was dumped once"
     assert {item["state"] for item in safety} == {"verified"}
