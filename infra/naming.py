@@ -6,6 +6,7 @@ derived name still fits. Keep new suffixes here so that limit stays true.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 POSTGRES_IDENTIFIER_BYTES = 63
@@ -20,12 +21,15 @@ ROLE_SUFFIXES = (OWNER_KIND, *LOGIN_SUFFIXES)
 # service name, so these can never collide with another service's database.
 VERIFY_SUFFIX = "__verify"
 RESTORE_SUFFIX = "__restore"
-# The database a restore replaced, kept as ``<service>__old_<UTC time>``.
+# The database a restore replaced, kept as ``<service>__old_<UTC time>`` until a verified dump
+# of it exists; ``__safety`` is the one being dumped now (the tool login may reach it, see
+# pg_hba.conf).
 OLD_COPY_PREFIX = "__old_"
 OLD_COPY_TIME_FORMAT = "%Y%m%d%H%M%S"
 # Its longest form (computed from the format, so the byte budget follows any change to it).
 OLD_COPY_SUFFIX = OLD_COPY_PREFIX + datetime.max.strftime(OLD_COPY_TIME_FORMAT)
-SCRATCH_SUFFIXES = (VERIFY_SUFFIX, RESTORE_SUFFIX, OLD_COPY_SUFFIX)
+SAFETY_SUFFIX = "__safety"
+SCRATCH_SUFFIXES = (VERIFY_SUFFIX, RESTORE_SUFFIX, SAFETY_SUFFIX, OLD_COPY_SUFFIX)
 
 # The short-lived login the backup tooling restores, dumps and counts rows as (a member of the
 # owner role only), so a service's own code never runs with the admin's privileges.
@@ -55,14 +59,28 @@ def role_name(service: str, kind: str) -> str:
     return f"{service}_{kind}"
 
 
+def owner_role(service: str) -> str:
+    """The role that owns the service's database and objects (it never logs in)."""
+    return role_name(service, OWNER_KIND)
+
+
 def tool_login(service: str) -> str:
     """The backup tooling's short-lived login for one service (see infra.postgres.tooling)."""
     return f"{service}{TOOL_LOGIN_SUFFIX}"
 
 
 def scratch_databases(service: str) -> list[str]:
-    """The databases the backup tooling may create for a service (not the __old_ copies)."""
-    return [f"{service}{VERIFY_SUFFIX}", f"{service}{RESTORE_SUFFIX}"]
+    """The databases the backup tooling may create or reach for a service (not the __old_ ones).
+
+    The tool login's pg_hba.conf line lists exactly these (PostgreSQL 15 has no wildcards).
+    """
+    return [f"{service}{suffix}" for suffix in (VERIFY_SUFFIX, RESTORE_SUFFIX, SAFETY_SUFFIX)]
+
+
+def old_copy_pattern(service: str) -> str:
+    """A regular expression that matches exactly the service's ``__old_<UTC time>`` copies."""
+    digits = len(datetime.max.strftime(OLD_COPY_TIME_FORMAT))
+    return re.escape(database_name(service) + OLD_COPY_PREFIX) + rf"\d{{{digits}}}"
 
 
 def old_copy(service: str, moment: datetime) -> str:

@@ -4,8 +4,9 @@
 provisioned (databases and roles, no tables) is the prod-dr runbook's target, and it is empty
 in that sense. A database with any table refuses the drill, so it never clobbers live data.
 
-It measures what matters after a disaster: recovery time (convergence plus restore and
-verification, in seconds) and recovery point (how old the restored backup was).
+It measures what matters after a disaster: recovery time (from the start: convergence, then
+each restore and its verification, in seconds) and recovery point (how old the restored backup
+was). The databases it replaces hold no data, so they are dropped, not dumped.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from typing import Any
 
 from infra import naming
 from infra.backup import pg
-from infra.backup.catalog import find, utc_now
 from infra.backup.dump import Target
-from infra.backup.restore import converge, restore
+from infra.backup.recovery import restore_services
+from infra.backup.restore import converge
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
-from infra.errors import PlatformError, UsageError
+from infra.errors import UsageError
 
 
 def drill(
@@ -41,28 +42,9 @@ def drill(
     started = time.monotonic()
     converge(admin_url, config, credentials, None)
     converge_seconds = time.monotonic() - started
-    services: dict[str, Any] = {}
-    for spec in config.services:
-        began = time.monotonic()
-        try:
-            entry = find(target.bucket, "postgres", spec.name, verified_only=True)
-            report = restore(
-                target,
-                entry,
-                admin_url,
-                config,
-                credentials,
-                safety_backup=False,
-                keep_replaced=False,
-            )
-            services[spec.name] = {
-                "ok": True,
-                "backup_id": report.backup_id,
-                "recovery_time_s": round(converge_seconds + time.monotonic() - began, 3),
-                "recovery_point_s": round((utc_now() - entry.manifest.finished).total_seconds(), 3),
-            }
-        except PlatformError as error:
-            services[spec.name] = {"ok": False, "error": str(error)}
+    services = restore_services(
+        target, admin_url, config, credentials, started=started, keep_replaced=False
+    )
     return {
         "ok": all(item["ok"] for item in services.values()),
         "converge_s": round(converge_seconds, 3),

@@ -34,6 +34,7 @@ from infra.backup.progress import track
 from infra.backup.storage import CHUNK_BYTES, Bucket
 from infra.broker.management import ManagementApi
 from infra.errors import BackupError, ServerError
+from infra.postgres.driver import session
 from infra.postgres.tooling import service_login
 
 DUMP_OBJECT = "dump.pgcustom"
@@ -68,24 +69,32 @@ def _stderr_tail(handle: IO[bytes]) -> str:
 
 
 def backup_postgres(
-    target: Target, admin_url: str, service: str, dump_format: str, *, purpose: str = ""
+    target: Target,
+    admin_url: str,
+    service: str,
+    dump_format: str,
+    *,
+    purpose: str = "",
+    database: str | None = None,
+    source: str | None = None,
 ) -> Manifest:
-    """Dump one service database and record what it holds (``purpose="safety"``: restore's
-    copy of the database it is about to replace, never chosen by a restore without --at).
+    """Dump one service database and record what it holds (``purpose="safety"``: a database a
+    restore replaced, dumped from ``database`` and recorded as ``source``; never chosen by a
+    restore without --at).
 
     Dumped and counted as the service's tool login acting as its owner role, never as the
     admin (see infra.postgres.tooling).
     """
-    database = naming.database_name(service)
-    owner = naming.role_name(service, "owner")
+    database = database or naming.database_name(service)
+    owner = naming.owner_role(service)
     started = utc_now()
     backup_id = new_id(started)
     object_name = DUMP_OBJECT if dump_format == "custom" else DUMP_DIR_OBJECT
     name = prefix("postgres", service, backup_id) + object_name
-    with service_login(admin_url, service) as login, pg.connect(login, database) as conn:
+    with service_login(admin_url, service) as login, session(login, database) as conn:
         pg.act_as(conn, owner)
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        conn.execute(pg.statement("snapshot"))
+        row = pg.fetch_one(conn, "export_snapshot")
         snapshot = str(row[0]) if row else ""
         version = pg.server_version(conn)
         found = pg.contents(conn)
@@ -118,7 +127,7 @@ def backup_postgres(
         version,
         "pg_dump",
         service=service,
-        database=database,
+        database=source or database,
         row_counts=found.row_counts,
         sequences=found.sequences,
         large_objects=found.large_objects,

@@ -1,28 +1,38 @@
 """PostgreSQL plumbing for backups: libpq settings, the client binaries, catalog snapshots.
 
-Passwords reach pg_dump/pg_restore only through the environment (PGPASSWORD), never argv.
-Every identifier goes through ``psycopg.sql.Identifier``.
+Connections come from the one driver module (infra.postgres.driver), which maps every error;
+the SQL lives in ``sql/backup.sql``. Passwords reach pg_dump/pg_restore only through the
+environment (PGPASSWORD), never argv. Every identifier goes through ``psycopg.sql.Identifier``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from infra.errors import ServerError, UsageError
+from infra.errors import UsageError
 from infra.postgres import driver
+from infra.postgres.driver import Connection, session
+from infra.postgres.sqlfiles import blocks
 
 PG_BIN_ENV = "PERSISTENCE_PG_BIN"
 DEFAULT_PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def statement(name: str, **slots: sql.Composable) -> sql.SQL | sql.Composed:
+    """A block of ``sql/backup.sql``, its ``{slots}`` filled with Identifier/Literal only."""
+    template = sql.SQL(blocks("backup.sql")[name])
+    return template.format(**slots) if slots else template
+
+
+def fetch_one(conn: Connection, name: str, **values: Any) -> tuple[Any, ...] | None:
+    """The first row of the ``sql/backup.sql`` query ``name``, values bound as parameters."""
+    return conn.execute(statement(name), values or None).fetchone()
 
 
 def binary(name: str) -> str:
@@ -39,33 +49,18 @@ def binary(name: str) -> str:
     return found
 
 
-def _params(url: str) -> dict[str, str]:
-    try:
-        params = conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        raise UsageError(
-            "--admin-url is not a PostgreSQL URL; use postgresql://USER:PASSWORD@HOST:PORT/postgres"
-        ) from None
-    return {key: str(value) for key, value in params.items() if value is not None}
-
-
 def with_password(url: str, password: str) -> str:
     """The admin URL with the stack's admin password filled in when it carries none."""
-    params = _params(url)
-    if "password" not in params:
-        params["password"] = password
-    return make_conninfo("", **params)
+    return url if "password" in driver.params(url) else driver.url_with(url, password=password)
 
 
 def database_url(url: str, database: str) -> str:
-    params = _params(url)
-    params["dbname"] = database
-    return make_conninfo("", **params)
+    return driver.url_with(url, dbname=database)
 
 
 def libpq_environment(url: str, database: str) -> dict[str, str]:
     """Environment for a client binary: the password travels here, not on the command line."""
-    params = _params(url)
+    params = driver.params(url)
     names = {
         "host": "PGHOST",
         "port": "PGPORT",
@@ -84,25 +79,9 @@ def libpq_environment(url: str, database: str) -> dict[str, str]:
     return env
 
 
-@contextmanager
-def connect(
-    url: str, database: str | None = None, *, autocommit: bool = False
-) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
-    """A connection through the one driver module; statement errors become ServerError too."""
-    conn = driver.connect(url, dbname=database, autocommit=autocommit)
-    try:
-        yield conn
-    except psycopg.Error as error:
-        raise ServerError(
-            f"PostgreSQL {driver.describe(url, database)}: {driver.scrub(str(error), url)}"
-        ) from None
-    finally:
-        conn.close()
-
-
-def act_as(conn: psycopg.Connection[tuple[Any, ...]], role: str) -> None:
+def act_as(conn: Connection, role: str) -> None:
     """``SET ROLE`` for the rest of the session (committed, so a later rollback keeps it)."""
-    conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+    conn.execute(statement("set_role", role=sql.Identifier(role)))
     if not conn.autocommit:
         conn.commit()
 
@@ -116,31 +95,21 @@ class Contents:
     large_objects: int
 
 
-def contents(conn: psycopg.Connection[tuple[Any, ...]]) -> Contents:
+def _positions(conn: Connection, listing: str, query: str, slot: str) -> dict[str, int]:
+    """``schema.name`` -> the number ``query`` reads from each object ``listing`` names."""
+    found: dict[str, int] = {}
+    for schema, name in conn.execute(statement(listing)).fetchall():
+        ident = sql.Identifier(str(schema), str(name))
+        row = conn.execute(statement(query, **{slot: ident})).fetchone()
+        found[f"{schema}.{name}"] = int(str(row[0])) if row else 0
+    return found
+
+
+def contents(conn: Connection) -> Contents:
     """Exact row counts per table, sequence positions and the number of large objects."""
-    tables = conn.execute(
-        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-        " AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1, 2"
-    ).fetchall()
-    counts: dict[str, int] = {}
-    for schema, table in tables:
-        query = sql.SQL("SELECT count(*) FROM {}.{}").format(
-            sql.Identifier(str(schema)), sql.Identifier(str(table))
-        )
-        row = conn.execute(query).fetchone()
-        counts[f"{schema}.{table}"] = int(str(row[0])) if row else 0
-    sequences: dict[str, int] = {}
-    for schema, name in conn.execute(
-        "SELECT schemaname, sequencename FROM pg_sequences "
-        "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
-    ).fetchall():
-        query = sql.SQL("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {}.{}").format(
-            sql.Identifier(str(schema)), sql.Identifier(str(name))
-        )
-        row = conn.execute(query).fetchone()
-        sequences[f"{schema}.{name}"] = int(str(row[0])) if row else 0
-    row = conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()
+    counts = _positions(conn, "tables", "count_rows", "table")
+    sequences = _positions(conn, "sequences", "sequence_position", "sequence")
+    row = fetch_one(conn, "large_objects")
     return Contents(counts, sequences, int(str(row[0])) if row else 0)
 
 
@@ -164,15 +133,21 @@ def compare(expected: Contents, actual: Contents) -> list[str]:
     return problems
 
 
-def server_version(conn: psycopg.Connection[tuple[Any, ...]]) -> str:
-    row = conn.execute("SHOW server_version").fetchone()
+def server_version(conn: Connection) -> str:
+    row = fetch_one(conn, "server_version")
     return str(row[0]) if row else "unknown"
 
 
 def database_exists(admin_url: str, database: str) -> bool:
-    with connect(admin_url, autocommit=True) as conn:
-        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
-        return row is not None
+    with session(admin_url, autocommit=True) as conn:
+        return fetch_one(conn, "database_exists", database=database) is not None
+
+
+def database_names(admin_url: str, prefix: str) -> list[str]:
+    """The databases whose names start with ``prefix``."""
+    with session(admin_url, autocommit=True) as conn:
+        rows = conn.execute(statement("database_names"), {"prefix": prefix}).fetchall()
+        return [str(row[0]) for row in rows]
 
 
 def holds_data(admin_url: str, database: str) -> bool:
@@ -181,50 +156,43 @@ def holds_data(admin_url: str, database: str) -> bool:
     Read from the catalog only, so the admin needs no privilege on the service's objects. A
     database ``pulumi up`` just provisioned (roles, default privileges, extensions) holds none.
     """
-    with connect(admin_url, database, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            "  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
-            "  AND n.nspname NOT LIKE 'pg\\_%' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')"
-            "  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass"
-            "    AND d.objid = c.oid AND d.deptype = 'e'))"
-            " OR EXISTS (SELECT 1 FROM pg_largeobject_metadata)"
-        ).fetchone()
+    with session(admin_url, database, autocommit=True) as conn:
+        row = fetch_one(conn, "holds_data")
         return bool(row and row[0])
+
+
+def _run(admin_url: str, name: str, **slots: sql.Composable) -> None:
+    with session(admin_url, autocommit=True) as conn:
+        conn.execute(statement(name, **slots))
 
 
 def drop_database(admin_url: str, database: str) -> None:
     """Drop (force-closing sessions); no-op if it does not exist."""
-    with connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-        )
+    _run(admin_url, "drop_database", database=sql.Identifier(database))
 
 
 def create_database(admin_url: str, database: str, owner: str | None = None) -> None:
     """A scratch database nobody else may connect to: created closed, PUBLIC's rights revoked."""
     ident = sql.Identifier(database)
-    with connect(admin_url, autocommit=True) as conn:
+    with session(admin_url, autocommit=True) as conn:
         if owner is None:
-            conn.execute(sql.SQL("CREATE DATABASE {} ALLOW_CONNECTIONS false").format(ident))
+            conn.execute(statement("create_database", database=ident))
         else:
             conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {} ALLOW_CONNECTIONS false").format(
-                    ident, sql.Identifier(owner)
-                )
+                statement("create_owned_database", database=ident, owner=sql.Identifier(owner))
             )
-        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
-        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(ident))
+        conn.execute(statement("revoke_public", database=ident))
+        conn.execute(statement("allow_connections", database=ident, allowed=sql.Literal(True)))
 
 
 def allow_connections(admin_url: str, database: str, allowed: bool) -> None:
     """Stop (or resume) new sessions, so a rename cannot race a reconnecting client."""
-    with connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
-                sql.Identifier(database), sql.Literal(allowed)
-            )
-        )
+    _run(
+        admin_url,
+        "allow_connections",
+        database=sql.Identifier(database),
+        allowed=sql.Literal(allowed),
+    )
 
 
 def rename_database(admin_url: str, old: str, new: str) -> None:
@@ -234,16 +202,6 @@ def rename_database(admin_url: str, old: str, new: str) -> None:
     to exit): a non-superuser admin may not signal superuser processes, and PostgreSQL's own
     RENAME already stops autovacuum workers on the database itself.
     """
-    with connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(a.pid, 5000) FROM pg_stat_activity a "
-            "JOIN pg_roles r ON r.oid = a.usesysid "
-            "WHERE a.datname = %s AND a.pid <> pg_backend_pid() "
-            "AND a.backend_type = 'client backend' AND NOT r.rolsuper",
-            (old,),
-        )
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                sql.Identifier(old), sql.Identifier(new)
-            )
-        )
+    with session(admin_url, autocommit=True) as conn:
+        conn.execute(statement("end_sessions"), {"database": old})
+        conn.execute(statement("rename_database", old=sql.Identifier(old), new=sql.Identifier(new)))

@@ -1,10 +1,12 @@
 """``restore``: bring a service database back without ever risking the one it replaces.
 
-Order: check the backup's checksum, take a safety backup of the current database, restore into
-``<service>__restore`` (as the service's tool login acting as its owner role, never as the
-admin, without the dump's owners or grants),
-compare it with the manifest, and only then swap names. The old database stays as
-``<service>__old_<time>``. Finally the role convergence re-imposes ownership and privileges.
+Order: check the backup's checksum, restore into ``<service>__restore`` (as the service's tool
+login acting as its owner role, never as the admin, without the dump's owners or grants),
+compare it with the manifest, and only then swap names: the live database is renamed aside to
+``<service>__old_<time>``, and that renamed-aside copy *is* the safety copy of what it held.
+Finally the role convergence re-imposes ownership and privileges, and the service is back.
+Nothing is dumped on this path: ``infra.backup.safety`` dumps the old copy afterwards and drops
+it only once that dump is verified.
 
 A restore killed half way is repaired by the next ``apply``, ``backup`` or ``restore`` of that
 service (``recover``): anything before the second rename is undone (the original database is
@@ -25,16 +27,15 @@ from pathlib import Path
 from infra import naming
 from infra.backup import pg
 from infra.backup.catalog import Entry, utc_now
-from infra.backup.dump import Target, backup_postgres
-from infra.backup.fetch import fetch, pg_restore, private_workdir
-from infra.backup.verify import check_restored, scratch_database
+from infra.backup.dump import Target
+from infra.backup.fetch import fetch, private_workdir
+from infra.backup.verify import restore_checked, scratch_database
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
 from infra.errors import BackupError, PlatformError, ServerError
+from infra.postgres.driver import session
 from infra.postgres.model import MARKER
 from infra.postgres.tooling import TOOL_LOCK_CLASS, service_login
-
-RESTORE_SUFFIX = "__restore"
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,7 @@ class RestoreReport:
     service: str
     backup_id: str
     seconds: float
-    safety_backup: str | None
-    replaced: str | None
+    replaced: str | None  # the renamed-aside original, until infra.backup.safety secures it
 
 
 def converge(
@@ -62,32 +62,24 @@ def restore(
     config: StackConfig,
     credentials: Credentials,
     *,
-    safety_backup: bool = True,
     keep_replaced: bool = True,
 ) -> RestoreReport:
+    """Restore ``entry`` over the service's database; the original is renamed aside, never
+    dumped or dropped here (``keep_replaced=False`` only for a database known to be empty)."""
     manifest = entry.manifest
     service = manifest.service
     database = naming.database_name(service)
-    owner = naming.role_name(service, "owner")
-    incoming = scratch_database(service, RESTORE_SUFFIX)
+    incoming = scratch_database(service, naming.RESTORE_SUFFIX)
     started = time.monotonic()
-    safety: str | None = None
     check_can_end_sessions(admin_url, database)
     with restore_lock(admin_url, service, wait=True), private_workdir() as work:
         _recover(admin_url, service)
         dump = fetch(target.bucket, manifest, Path(work))  # refuses a corrupt object up front
         if not pg.database_exists(admin_url, database):
             converge(admin_url, config, credentials, [service])  # roles first, on a new server
-        if safety_backup:
-            safety = backup_postgres(
-                target, admin_url, service, config.backup.format, purpose="safety"
-            ).backup_id
         with service_login(admin_url, service) as login:
-            pg.drop_database(admin_url, incoming)
-            pg.create_database(admin_url, incoming, owner=owner)
             try:
-                pg_restore(login, incoming, dump, role=owner)
-                problems = check_restored(login, incoming, manifest)
+                problems = restore_checked(admin_url, login, incoming, dump, manifest)
                 if problems:
                     raise BackupError(
                         f"restored copy of {manifest.prefix} does not match its manifest "
@@ -106,17 +98,14 @@ def restore(
         pg.drop_database(admin_url, replaced)
         replaced = None
     return RestoreReport(
-        service, manifest.backup_id, round(time.monotonic() - started, 3), safety, replaced
+        service, manifest.backup_id, round(time.monotonic() - started, 3), replaced
     )
 
 
 def check_can_end_sessions(admin_url: str, database: str) -> None:
     """Restore has to end the service's sessions: say so up front if the admin cannot."""
-    with pg.connect(admin_url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT current_user, rolsuper OR pg_catalog.pg_has_role(current_user, "
-            "'pg_signal_backend', 'MEMBER') FROM pg_catalog.pg_roles WHERE rolname = current_user"
-        ).fetchone()
+    with session(admin_url, autocommit=True) as conn:
+        row = pg.fetch_one(conn, "can_end_sessions")
     if row is None or not row[1]:
         user = row[0] if row else "the admin"
         raise ServerError(
@@ -126,7 +115,7 @@ def check_can_end_sessions(admin_url: str, database: str) -> None:
         )
 
 
-# pg_advisory_lock(TOOL_LOCK_CLASS, hashtext('restore:<service>')): held for a whole restore.
+# The advisory lock (TOOL_LOCK_CLASS, hashtext('restore:<service>')): held for a whole restore.
 def _lock_key(service: str) -> str:
     return f"restore:{service}"
 
@@ -134,21 +123,15 @@ def _lock_key(service: str) -> str:
 @contextmanager
 def restore_lock(admin_url: str, service: str, *, wait: bool) -> Iterator[bool]:
     """Hold the service's restore lock; with ``wait=False`` yield False if a restore has it."""
-    with pg.connect(admin_url, autocommit=True) as conn:
-        function = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
-        row = conn.execute(
-            f"SELECT pg_catalog.{function}(%s, pg_catalog.hashtext(%s))::text",
-            (TOOL_LOCK_CLASS, _lock_key(service)),
-        ).fetchone()
+    key = {"class": TOOL_LOCK_CLASS, "key": _lock_key(service)}
+    with session(admin_url, autocommit=True) as conn:
+        row = pg.fetch_one(conn, "lock" if wait else "try_lock", **key)
         held = wait or (row is not None and row[0] == "true")
         try:
             yield held
         finally:
             if held:
-                conn.execute(
-                    "SELECT pg_catalog.pg_advisory_unlock(%s, pg_catalog.hashtext(%s))",
-                    (TOOL_LOCK_CLASS, _lock_key(service)),
-                )
+                pg.fetch_one(conn, "unlock", **key)
 
 
 def recover(admin_url: str, service: str) -> list[str]:
@@ -163,15 +146,14 @@ def recover(admin_url: str, service: str) -> list[str]:
 
 def _recover(admin_url: str, service: str) -> list[str]:
     database = naming.database_name(service)
-    incoming = scratch_database(service, RESTORE_SUFFIX)
-    with pg.connect(admin_url, autocommit=True) as conn:
+    incoming = scratch_database(service, naming.RESTORE_SUFFIX)
+    with session(admin_url, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT datname, datallowconn FROM pg_catalog.pg_database "
-            "WHERE datname = %s OR datname = %s OR starts_with(datname, %s)",
-            (database, incoming, f"{database}__old_"),
+            pg.statement("restore_databases"),
+            {"database": database, "incoming": incoming, "old": database + naming.OLD_COPY_PREFIX},
         ).fetchall()
     found = {str(name): bool(allowed) for name, allowed in rows}
-    old = re.compile(re.escape(database) + r"__old_\d{14}")
+    old = re.compile(naming.old_copy_pattern(service))
     done: list[str] = []
     if database not in found and incoming in found:
         # Killed between the two renames: the original is the newest __old_ copy.
@@ -196,21 +178,16 @@ def _recover(admin_url: str, service: str) -> list[str]:
 
 def _swapped_in_unconverged(admin_url: str, service: str) -> bool:
     """The live database is a restored copy (owned by the owner role, not yet marked)."""
-    with pg.connect(admin_url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT coalesce(pg_catalog.shobj_description(d.oid, 'pg_database'), ''), "
-            "r.rolname FROM pg_catalog.pg_database d "
-            "JOIN pg_catalog.pg_roles r ON r.oid = d.datdba WHERE d.datname = %s",
-            (naming.database_name(service),),
-        ).fetchone()
-    return row is not None and row[0] != MARKER and row[1] == naming.role_name(service, "owner")
+    with session(admin_url, autocommit=True) as conn:
+        row = pg.fetch_one(conn, "live_database", database=naming.database_name(service))
+    return row is not None and row[0] != MARKER and row[1] == naming.owner_role(service)
 
 
 def old_database_name(admin_url: str, database: str) -> str:
     """``<db>__old_<UTC time>``: the first free second from now, so quick restores never clash."""
     moment = utc_now().replace(microsecond=0)
     while True:
-        name = f"{database}__old_{moment:%Y%m%d%H%M%S}"
+        name = naming.old_copy(database, moment)
         if not pg.database_exists(admin_url, name):
             return name
         moment += timedelta(seconds=1)

@@ -18,9 +18,8 @@ from infra.backup.catalog import Entry, Manifest, Verification, utc_now, write_v
 from infra.backup.fetch import fetch, pg_restore, private_workdir
 from infra.backup.storage import Bucket
 from infra.errors import BackupError, UsageError
+from infra.postgres.driver import session
 from infra.postgres.tooling import service_login
-
-VERIFY_SUFFIX = "__verify"
 
 
 def scratch_database(service: str, suffix: str) -> str:
@@ -34,8 +33,8 @@ def check_restored(login_url: str, database: str, manifest: Manifest) -> list[st
     Counted as the service's owner role over the tool login (see infra.postgres.tooling), like
     the manifest's own counts, so row-level security filters neither.
     """
-    owner = naming.role_name(manifest.service, "owner")
-    with pg.connect(login_url, database) as conn:
+    owner = naming.owner_role(manifest.service)
+    with session(login_url, database) as conn:
         pg.act_as(conn, owner)
         actual = pg.contents(conn)
     expected = pg.Contents(manifest.row_counts, manifest.sequences, manifest.large_objects)
@@ -75,16 +74,24 @@ def verify(bucket: Bucket, entry: Entry, admin_url: str | None) -> Verification:
     return result
 
 
+def restore_checked(
+    admin_url: str, login_url: str, database: str, dump: Path, manifest: Manifest
+) -> list[str]:
+    """Create ``database`` afresh (owned by the service's owner role), restore ``dump`` into it
+    as the tool login acting as that role, and compare it with the manifest: the problems."""
+    owner = naming.owner_role(manifest.service)
+    pg.drop_database(admin_url, database)
+    pg.create_database(admin_url, database, owner=owner)
+    pg_restore(login_url, database, dump, role=owner)
+    return check_restored(login_url, database, manifest)
+
+
 def _verify_postgres(admin_url: str, manifest: Manifest, dump: Path) -> list[str]:
     """Restore as the service's tool login into a scratch database its owner role owns."""
-    scratch = scratch_database(manifest.service, VERIFY_SUFFIX)
-    owner = naming.role_name(manifest.service, "owner")
+    scratch = scratch_database(manifest.service, naming.VERIFY_SUFFIX)
     with service_login(admin_url, manifest.service) as login:
-        pg.drop_database(admin_url, scratch)
-        pg.create_database(admin_url, scratch, owner=owner)
         try:
-            pg_restore(login, scratch, dump, role=owner)
-            return check_restored(login, scratch, manifest)
+            return restore_checked(admin_url, login, scratch, dump, manifest)
         finally:
             pg.drop_database(admin_url, scratch)
 

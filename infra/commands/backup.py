@@ -30,6 +30,7 @@ from infra.backup.dump import (
 from infra.backup.progress import human
 from infra.backup.prune import prune
 from infra.backup.restore import converge, recover, restore
+from infra.backup.safety import secure_replaced
 from infra.backup.schedule import next_run
 from infra.backup.storage import FileBucket, open_bucket
 from infra.backup.verify import verify
@@ -216,6 +217,8 @@ def _backup(
         except PlatformError as error:  # one service's fault never stops the others' backups
             failed.append(name)
             print(f"error: postgres/{name}: {error}", file=sys.stderr, flush=True)
+        if not secure(target, admin_url, name, config.backup.format) and name not in failed:
+            failed.append(name)
     if args.redis_url and args.service is None:
         made.append(
             backup_redis(target, args.redis_url, config.redis.admin_user, credentials.redis_admin)
@@ -299,10 +302,22 @@ def run_restore(args: argparse.Namespace) -> int:
     report = restore(target, entry, admin_url, config, credentials)
     print(
         f"restored {report.service} from {report.backup_id} in {report.seconds:.1f}s "
-        f"(safety backup {report.safety_backup or 'none'}; "
-        f"previous database kept as {report.replaced or 'none'})"
+        f"(previous database kept as {report.replaced or 'none'} until a verified safety "
+        "backup of it exists)",
+        flush=True,
     )
-    return 0
+    return 0 if secure(target, admin_url, args.service, config.backup.format) else 1
+
+
+def secure(target: Target, admin_url: str, service: str, dump_format: str) -> bool:
+    """Dump, verify and drop what restores of ``service`` replaced; False (said) on a failure."""
+    try:
+        for line in secure_replaced(target, admin_url, service, dump_format):
+            print(line, flush=True)
+    except PlatformError as error:
+        print(f"error: postgres/{service}: {error}", file=sys.stderr, flush=True)
+        return False
+    return True
 
 
 def run_prune(args: argparse.Namespace) -> int:

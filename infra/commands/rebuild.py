@@ -4,28 +4,27 @@ restore every service from its newest verified backup, printing recovery time an
     python -m infra rebuild --stack dev
 
 It runs from the project directory with the same backend and passphrase as ``pulumi up``.
-Nothing is overwritten blindly: each restore takes its safety backup first and keeps the
-database it replaces, exactly like ``python -m infra restore``.
+Nothing is overwritten blindly: like ``python -m infra restore``, each restore keeps the
+database it replaces, and once every service is back (and the report printed) each replaced
+database is dumped as a safety backup, verified, and only then dropped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from infra import automation
 from infra.backup import crypto
-from infra.backup.catalog import find, utc_now
 from infra.backup.dump import Target
-from infra.backup.restore import restore
+from infra.backup.recovery import restore_services
 from infra.backup.storage import open_bucket
+from infra.commands.backup import secure
 from infra.config.load import REPO_ROOT, load_file, stack_file
 from infra.credentials import credentials_from_json
-from infra.errors import PlatformError, UsageError
+from infra.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,30 +59,20 @@ def run_rebuild(args: argparse.Namespace) -> int:
     target = Target(open_bucket(bucket_url), crypto.key_from_env())
     up_seconds = time.monotonic() - started
 
-    report: dict[str, Any] = {}
-    for spec in config.services:
-        began = time.monotonic()
-        try:
-            entry = find(target.bucket, "postgres", spec.name, verified_only=True)
-            restored = restore(target, entry, admin_url, config, credentials)
-        except PlatformError as error:
-            report[spec.name] = {"ok": False, "error": str(error)}
-            print(f"{spec.name}: NOT restored: {error}", file=sys.stderr, flush=True)
-            continue
-        report[spec.name] = {
-            "ok": True,
-            "backup_id": restored.backup_id,
-            "restore_s": round(time.monotonic() - began, 3),
-            "recovery_time_s": round(time.monotonic() - started, 3),
-            "recovery_point_s": round((utc_now() - entry.manifest.finished).total_seconds(), 3),
-        }
-        print(
-            f"{spec.name}: restored {restored.backup_id} in {restored.seconds:.1f}s; "
-            f"recovery time {report[spec.name]['recovery_time_s']:.1f}s, "
-            f"recovery point {report[spec.name]['recovery_point_s']:.0f}s",
-            flush=True,
-        )
+    report = restore_services(
+        target,
+        admin_url,
+        config,
+        credentials,
+        started=started,
+        keep_replaced=True,
+        say=lambda line: print(line, flush=True),
+    )
+    # Every service is back (the lines above say so): now, off the recovery's critical path,
+    # dump, verify and drop the databases it replaced. The summary stays the last output.
+    fmt = config.backup.format
+    secured = [secure(target, admin_url, name, fmt) for name in report if report[name]["ok"]]
     ok = all(item["ok"] for item in report.values())
     summary = {"ok": ok, "up_s": round(up_seconds, 3), "services": report}
-    print(json.dumps(summary, indent=2))
-    return 0 if ok else 1
+    print(json.dumps(summary, indent=2), flush=True)
+    return 0 if ok and all(secured) else 1

@@ -1,17 +1,24 @@
-"""The one place psycopg connects: turns connection failures into one clear ServerError line.
+"""The one owner of the PostgreSQL driver: it connects, and it maps every psycopg error.
 
-The message names host, port, user and database, never the password (it is scrubbed even if
-libpq were to echo the connection string).
+Like patroni's ``psycopg.py``: the rest of the code opens connections and runs statements only
+through here, and every driver error leaves as one ServerError line (a URL psycopg cannot parse
+as a UsageError). Messages name host, port, user and database, never the password (it is
+scrubbed even if libpq were to echo the connection string).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from infra.errors import ServerError
+from infra.errors import ServerError, UsageError
+from infra.postgres.statements import Statement
+
+Connection = psycopg.Connection[tuple[Any, ...]]
 
 CONNECT_TIMEOUT_S = 10
 APPLICATION_NAME = "persistence-infra"
@@ -44,9 +51,51 @@ def scrub(message: str, url: str) -> str:
     return line.replace(password, "********") if password else line
 
 
-def connect(
-    url: str, *, dbname: str | None = None, autocommit: bool = False
-) -> psycopg.Connection[tuple[Any, ...]]:
+def params(url: str) -> dict[str, str]:
+    """The URL's connection parameters; a URL libpq cannot parse is the user's mistake."""
+    try:
+        parsed = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise UsageError(
+            "--admin-url is not a PostgreSQL URL; use postgresql://USER:PASSWORD@HOST:PORT/postgres"
+        ) from None
+    return {key: str(value) for key, value in parsed.items() if value is not None}
+
+
+def url_with(url: str, **changes: str) -> str:
+    """``url`` with some parameters replaced (``dbname``, ``user``, ``password``...)."""
+    return make_conninfo("", **{**params(url), **changes})
+
+
+def message(error: psycopg.Error, url: str = "") -> str:
+    """What the server said, in one line, without the password."""
+    return error.diag.message_primary or scrub(str(error), url) or type(error).__name__
+
+
+def execute(conn: Connection, statement: Statement, context: str = "") -> None:
+    """Run one planned statement; a failure names the statement (redacted text) and why."""
+    try:
+        conn.execute(statement.query)
+    except psycopg.Error as error:
+        where = f"{context}: " if context else ""
+        raise ServerError(f"{where}`{statement.text}` failed: {message(error)}") from None
+
+
+@contextmanager
+def session(
+    url: str, dbname: str | None = None, *, autocommit: bool = False
+) -> Iterator[Connection]:
+    """A connection that is closed at the end; any driver error inside becomes a ServerError."""
+    conn = connect(url, dbname=dbname, autocommit=autocommit)
+    try:
+        yield conn
+    except psycopg.Error as error:
+        raise ServerError(f"PostgreSQL {describe(url, dbname)}: {scrub(str(error), url)}") from None
+    finally:
+        conn.close()
+
+
+def connect(url: str, *, dbname: str | None = None, autocommit: bool = False) -> Connection:
     """Open a connection (to ``dbname`` instead of the URL's database, if given)."""
     overrides: dict[str, Any] = {
         "connect_timeout": CONNECT_TIMEOUT_S,

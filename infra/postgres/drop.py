@@ -6,13 +6,12 @@ Never called by ``apply`` or by the Pulumi provider's ``delete``; only by
 
 from __future__ import annotations
 
-import psycopg
 from psycopg import sql
 
 from infra import naming
-from infra.errors import ServerError, UsageError
+from infra.errors import UsageError
 from infra.postgres.catalog import read_cluster
-from infra.postgres.driver import connect
+from infra.postgres.driver import connect, execute
 from infra.postgres.model import MARKER
 from infra.postgres.statements import build
 
@@ -24,7 +23,7 @@ def drop_service(admin_url: str, service: str) -> list[str]:
     executed: list[str] = []
     with connect(admin_url, autocommit=True) as conn:
         cluster = read_cluster(conn, roles, [database])
-        owner_name = naming.role_name(service, naming.OWNER_KIND)
+        owner_name = naming.owner_role(service)
         owner = cluster.roles.get(owner_name)
         if owner is None or not owner.comment.startswith(MARKER):
             raise UsageError(
@@ -49,10 +48,6 @@ def drop_service(admin_url: str, service: str) -> list[str]:
         statements = [build("drop_database", database=sql.Identifier(database))]
         statements += [build("drop_role", role=sql.Identifier(role)) for role in roles]
         for statement in statements:
-            try:
-                conn.execute(statement.query)
-            except psycopg.Error as error:
-                message = error.diag.message_primary or type(error).__name__
-                raise ServerError(f"`{statement.text}` failed: {message}") from None
+            execute(conn, statement)
             executed.append(statement.text)
     return executed

@@ -98,7 +98,7 @@ def service_model(spec: ServiceSpec, passwords: Mapping[str, str], version: int)
 
     owner = RoleSpec(
         kind="owner",
-        name=naming.role_name(spec.name, "owner"),
+        name=naming.owner_role(spec.name),
         login=False,
         connection_limit=-1,
         settings={},

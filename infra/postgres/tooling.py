@@ -22,15 +22,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra import naming
 from infra.errors import ServerError
-from infra.postgres.driver import connect
+from infra.postgres.driver import Connection, connect, execute, url_with
 from infra.postgres.model import MARKER
-from infra.postgres.statements import Statement, build
+from infra.postgres.statements import build
 
 TOOL_MARKER = f"{MARKER} tool-login"
 TOOL_LIFETIME = timedelta(hours=12)
@@ -39,15 +37,7 @@ TOOL_CONNECTIONS = 8
 TOOL_LOCK_CLASS = 0x7E57
 
 
-def _run(conn: psycopg.Connection[tuple[object, ...]], statement: Statement) -> None:
-    try:
-        conn.execute(statement.query)
-    except psycopg.Error as error:
-        message = error.diag.message_primary or type(error).__name__
-        raise ServerError(f"`{statement.text}` failed: {message}") from None
-
-
-def _comment(conn: psycopg.Connection[tuple[object, ...]], role: str) -> str | None:
+def _comment(conn: Connection, role: str) -> str | None:
     row = conn.execute(
         "SELECT coalesce(pg_catalog.shobj_description(oid, 'pg_authid'), '') "
         "FROM pg_catalog.pg_roles WHERE rolname = %s",
@@ -56,15 +46,15 @@ def _comment(conn: psycopg.Connection[tuple[object, ...]], role: str) -> str | N
     return None if row is None else str(row[0])
 
 
-def _drop(conn: psycopg.Connection[tuple[object, ...]], role: str) -> None:
-    _run(conn, build("drop_role", role=sql.Identifier(role)))
+def _drop(conn: Connection, role: str) -> None:
+    execute(conn, build("drop_role", role=sql.Identifier(role)))
 
 
 @contextmanager
 def service_login(admin_url: str, service: str) -> Iterator[str]:
     """A connection URL for ``<service>__tool`` (member of ``<service>_owner`` only)."""
     login = naming.tool_login(service)
-    owner = naming.role_name(service, naming.OWNER_KIND)
+    owner = naming.owner_role(service)
     password = secrets.token_urlsafe(32)
     with connect(admin_url, autocommit=True) as conn:
         conn.execute(
@@ -84,7 +74,7 @@ def service_login(admin_url: str, service: str) -> Iterator[str]:
         until = (datetime.now(UTC) + TOOL_LIFETIME).isoformat()
         ident = sql.Identifier(login)
         with conn.transaction():
-            _run(
+            execute(
                 conn,
                 build(
                     "create_tool_login",
@@ -94,19 +84,13 @@ def service_login(admin_url: str, service: str) -> Iterator[str]:
                     password=password,
                 ),
             )
-            _run(conn, build("comment_role", role=ident, comment=sql.Literal(TOOL_MARKER)))
-            _run(
+            execute(conn, build("comment_role", role=ident, comment=sql.Literal(TOOL_MARKER)))
+            execute(
                 conn,
                 build("grant_membership", group=sql.Identifier(owner), member=ident),
             )
-        params = {
-            key: str(value)
-            for key, value in conninfo_to_dict(admin_url).items()
-            if value is not None
-        }
-        params.update(user=login, password=password)
         try:
-            yield make_conninfo("", **params)
+            yield url_with(admin_url, user=login, password=password)
         finally:
             # If it owns something a planted function made, it stays and expires on its own.
             with suppress(ServerError):

@@ -136,16 +136,23 @@ def test_round_trip_restores_equal_data_and_the_role_model(
         c.execute("UPDATE accounts SET email = 'x' || id")
     assert fingerprint(server, "users") != original
 
+    damaged = fingerprint(server, "users")
     code, out, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
     assert code == 0, err
     assert fingerprint(server, "users") == original
-    kept = [name for name in databases(server) if name.startswith("users__old_")]
-    assert len(kept) == 1, kept
     assert "users__restore" not in databases(server)
-    assert len(_states(bucket, "users")) == 2  # the safety backup taken before the swap
+    # The replaced database was dumped as a safety backup, verified, and only then dropped.
+    states = _states(bucket, "users")
+    (safety,) = set(states) - {backup_id}
+    assert states[safety] == "verified", states
+    assert [n for n in databases(server) if n.startswith(("users__old_", "users__safety"))] == []
     assert_isolation(server, credentials)
     assert_role_model(server, "users", server.admin_url, dev_config, credentials)
-    server.superuser_psql(f'DROP DATABASE "{kept[0]}"')
+    # ... and that backup holds exactly what the restore replaced.
+    assert cli("restore", *common, "--bucket", bucket, "--service", "users", "--at", safety)[0] == 0
+    assert fingerprint(server, "users") == damaged
+    assert cli("restore", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    assert fingerprint(server, "users") == original
 
 
 def test_round_trip_through_gcs_with_encryption(

@@ -5,20 +5,27 @@ The tooling runs as the stack's non-superuser admin; the superuser only sets the
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra.backup import fetch, pg
-from infra.backup import restore as restore_module
+from infra.backup import safety as safety_module
 from infra.backup import verify as verify_module
+from infra.backup.storage import FileBucket
 from infra.config import StackConfig
+from infra.config.load import REPO_ROOT
 from infra.credentials import Credentials
 from infra.postgres import apply
 from tests.integration.backup_helpers import (
@@ -26,6 +33,7 @@ from tests.integration.backup_helpers import (
     cli,
     databases,
     fingerprint,
+    login_url,
 )
 from tests.servers.postgres import PostgresServer
 
@@ -43,6 +51,14 @@ def _list(bucket: str, service: str = "users") -> list[dict[str, Any]]:
 
 def _states(bucket: str, service: str = "users") -> dict[str, str]:
     return {item["backup_id"]: item["state"] for item in _list(bucket, service)}
+
+
+def _verified_backup(common: list[str], tmp_path: Path) -> str:
+    """A file bucket holding one verified backup of ``users``."""
+    bucket = f"file://{tmp_path / 'bucket'}"
+    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    return bucket
 
 
 def _drop_old_copies(server: PostgresServer) -> None:
@@ -148,12 +164,10 @@ def test_a_restore_killed_at_each_step_is_finished_or_undone_by_the_next_command
     command: str,
 ) -> None:
     _, credentials = dev_rendered
-    bucket = f"file://{tmp_path / 'bucket'}"
-    assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
-    assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    bucket = _verified_backup(common, tmp_path)
     before = fingerprint(postgres, "users")
     name, call, after = STEPS[step]
-    owner = restore_module if name == "check_restored" else pg
+    owner = verify_module if name == "check_restored" else pg
     monkeypatch.setattr(owner, name, _kill_on_call(owner, name, call, after=after))
     with pytest.raises(Killed):
         cli("restore", *common, "--bucket", bucket, "--service", "users")
@@ -302,3 +316,138 @@ def test_a_corrupt_manifest_or_record_does_not_break_list_or_prune_for_the_other
     assert code == 0, err
     assert "is not a valid backup manifest" in err
     assert "kept 1," in out, out
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A verified backup of ``users``, then its live data changed (what a restore replaces)."""
+
+    bucket: str
+    original: str  # the fingerprint the backup holds
+    orders: int  # the orders left in the live database
+
+
+@pytest.fixture
+def damaged(
+    postgres: PostgresServer,
+    common: list[str],
+    tmp_path: Path,
+    dev_rendered: tuple[Path, Credentials],
+) -> Damaged:
+    original = fingerprint(postgres, "users")
+    bucket = _verified_backup(common, tmp_path)
+    return Damaged(bucket, original, _damage(postgres, dev_rendered[1]))
+
+
+def _damage(postgres: PostgresServer, credentials: Credentials) -> int:
+    """Change the live data through the app login; the orders it still has."""
+    with psycopg.connect(login_url(postgres, credentials, "users", "app"), autocommit=True) as c:
+        c.execute("DELETE FROM orders WHERE id > 100")
+    return int(postgres.superuser_psql("SELECT count(*) FROM orders", "users"))
+
+
+def _replaced_copies(postgres: PostgresServer) -> list[str]:
+    return sorted(n for n in databases(postgres) if n.startswith(("users__old_", "users__safety")))
+
+
+def _assert_secured(postgres: PostgresServer, bucket: str, orders: int) -> None:
+    """No replaced copy is left, and a verified safety backup holds what it held."""
+    assert _replaced_copies(postgres) == []
+    held = [
+        item
+        for item in _list(bucket)
+        if item["purpose"] == "safety"
+        and item["state"] == "verified"
+        and item["database"].startswith(("users__old_", "users__safety"))
+        and item["row_counts"]["public.orders"] == orders
+    ]
+    assert held, _list(bucket)
+
+
+# Where a kill lands after the swap, while what the restore replaced is being secured:
+# (module, attribute to wrap, which call, after it ran?)
+SECURE_STEPS = {
+    "replaced-not-secured": (pg, "rename_database", 3, False),  # users__old_<time>, closed
+    "renamed-for-its-dump": (safety_module, "backup_postgres", 1, False),  # users__safety
+    "dumped-not-verified": (safety_module, "verify", 1, False),
+    "verified-not-dropped": (safety_module, "verify", 1, True),
+}
+
+
+@pytest.mark.parametrize("command", ["backup", "restore"])
+@pytest.mark.parametrize("step", SECURE_STEPS)
+def test_what_a_restore_replaced_is_kept_until_a_verified_dump_of_it_exists(
+    postgres: PostgresServer,
+    common: list[str],
+    damaged: Damaged,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+    command: str,
+) -> None:
+    bucket, original = damaged.bucket, damaged.original
+    owner, name, call, after = SECURE_STEPS[step]
+    monkeypatch.setattr(owner, name, _kill_on_call(owner, name, call, after=after))
+    with pytest.raises(Killed):
+        cli("restore", *common, "--bucket", bucket, "--service", "users")
+    monkeypatch.undo()
+    assert fingerprint(postgres, "users") == original, "the restore itself was done"
+    assert len(_replaced_copies(postgres)) == 1, "what it replaced is still there"
+
+    code, out, err = cli(command, *common, "--bucket", bucket, "--service", "users")
+    assert code == 0, out + err
+    assert "Traceback" not in err
+    assert fingerprint(postgres, "users") == original
+    _assert_secured(postgres, bucket, damaged.orders)
+
+
+def test_a_safety_dump_that_cannot_be_stored_keeps_what_the_restore_replaced(
+    postgres: PostgresServer, common: list[str], damaged: Damaged, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk (or a failed upload) after the swap: the service is back, nothing is lost,
+    and the next backup finishes the job."""
+    bucket, original = damaged.bucket, damaged.original
+
+    def full(*args: Any, **kwargs: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(FileBucket, "_write", full)
+    code, out, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
+    monkeypatch.undo()
+    assert code == 1, out + err
+    assert "restored users" in out, out
+    assert "No space left on device" in err, err
+    assert "kept as users__safety" in err, err
+    assert "Traceback" not in err
+    assert fingerprint(postgres, "users") == original
+    assert _replaced_copies(postgres) == ["users__safety"]
+
+    code, out, err = cli("backup", *common, "--bucket", bucket, "--service", "users")
+    assert code == 0, out + err
+    _assert_secured(postgres, bucket, damaged.orders)
+
+
+def test_two_restores_at_once_take_turns_and_lose_nothing(
+    postgres: PostgresServer, common: list[str], damaged: Damaged
+) -> None:
+    """Two processes restore one service together: both succeed, one after the other, and
+    both databases they replaced end up in verified safety backups before being dropped."""
+    bucket, original = damaged.bucket, damaged.original
+    argv = [sys.executable, "-m", "infra", "restore", *common, "--bucket", bucket]
+    runs = [
+        subprocess.Popen(
+            [*argv, "--service", "users"],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        out, err = run.communicate(timeout=600)
+        assert run.returncode == 0, out + err
+    assert fingerprint(postgres, "users") == original
+    _assert_secured(postgres, bucket, damaged.orders)
+    safety = [item for item in _list(bucket) if item["purpose"] == "safety"]
+    assert len(safety) == 2, "each restore's replaced database was dumped once"
+    assert {item["state"] for item in safety} == {"verified"}

@@ -58,6 +58,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(commands, "backup_postgres", fake_backup)
     # Finishing an interrupted restore needs a server (test_restore_recovery.py proves it).
     monkeypatch.setattr(commands, "recover", lambda admin_url, name: [])
+    monkeypatch.setattr(commands, "secure_replaced", lambda *args: [])  # no restore ran
     monkeypatch.setattr(commands, "verify", fake_verify)
     argv = [
         "backup-run",
