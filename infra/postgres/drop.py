@@ -11,7 +11,7 @@ from psycopg import sql
 from infra import naming
 from infra.errors import UsageError
 from infra.postgres.catalog import read_cluster
-from infra.postgres.driver import connect, execute
+from infra.postgres.driver import execute, session
 from infra.postgres.model import MARKER
 from infra.postgres.statements import build
 
@@ -21,7 +21,7 @@ def drop_service(admin_url: str, service: str) -> list[str]:
     roles = [naming.role_name(service, kind) for kind in reversed(naming.ROLE_SUFFIXES)]
     database = naming.database_name(service)
     executed: list[str] = []
-    with connect(admin_url, autocommit=True) as conn:
+    with session(admin_url, autocommit=True) as conn:
         cluster = read_cluster(conn, roles, [database])
         owner_name = naming.owner_role(service)
         owner = cluster.roles.get(owner_name)

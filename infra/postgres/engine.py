@@ -40,7 +40,7 @@ from infra.postgres.converge import (
     handover_statements,
     superuser_problems,
 )
-from infra.postgres.driver import connect, password_rejected, scrub
+from infra.postgres.driver import execute, password_rejected, session
 from infra.postgres.model import RoleSpec, ServiceModel, service_model
 from infra.postgres.statements import Statement
 
@@ -237,13 +237,7 @@ def _execute(
             for statement in group:
                 if hook is not None:
                     hook(statement)
-                try:
-                    conn.execute(statement.query)
-                except psycopg.Error as error:
-                    message = error.diag.message_primary or scrub(str(error), "")
-                    raise ServerError(
-                        f"service {service}: `{statement.text}` failed: {message}"
-                    ) from None
+                execute(conn, statement, f"service {service}")
                 executed.append(statement)
     return executed
 
@@ -255,7 +249,7 @@ def _plan_database(
     if not exists:
         return database_statements(model, fresh_database(model.owner), admin), []
     try:
-        with connect(admin_url, dbname=model.database, autocommit=True) as db:
+        with session(admin_url, dbname=model.database, autocommit=True) as db:
             state = _read_database(db, model)
     except ServerError as error:
         return [], [f"{model.database}: not inspected ({error}); apply fixes access"]
@@ -268,7 +262,7 @@ def _apply_database(
     """Read and converge the service's database in one transaction, ownership first (the
     privileges on what is handed over are computed after it)."""
     executed: list[Statement] = []
-    with connect(admin_url, dbname=model.database, autocommit=True) as db, db.transaction():
+    with session(admin_url, dbname=model.database, autocommit=True) as db, db.transaction():
         state = _read_database(db, model)
         if state.owned_by_logins:
             handover = handover_statements(model, state, admin)
@@ -294,7 +288,7 @@ def converge(
     """
     planned: list[tuple[ServiceModel, list[Statement], list[str]]] = []
     parts: list[Future[tuple[list[Statement], list[str]]] | None] = []
-    with connect(admin_url, autocommit=True) as conn, ThreadPoolExecutor(POOL_SIZE) as pool:
+    with session(admin_url, autocommit=True) as conn, ThreadPoolExecutor(POOL_SIZE) as pool:
         if not dry_run:
             conn.execute("SELECT pg_catalog.pg_advisory_lock(%s, %s)", APPLY_LOCK)
         admin = _check_admin(conn)

@@ -26,7 +26,7 @@ from psycopg import sql
 
 from infra import naming
 from infra.errors import ServerError
-from infra.postgres.driver import Connection, connect, execute, url_with
+from infra.postgres.driver import Connection, execute, session, url_with
 from infra.postgres.model import MARKER
 from infra.postgres.statements import build
 
@@ -56,7 +56,7 @@ def service_login(admin_url: str, service: str) -> Iterator[str]:
     login = naming.tool_login(service)
     owner = naming.owner_role(service)
     password = secrets.token_urlsafe(32)
-    with connect(admin_url, autocommit=True) as conn:
+    with session(admin_url, autocommit=True) as conn:
         conn.execute(
             "SELECT pg_catalog.pg_advisory_lock(%s, pg_catalog.hashtext(%s))",
             (TOOL_LOCK_CLASS, service),
