@@ -166,16 +166,26 @@ class E2eStack:
         return {name: output.value for name, output in self.stack.outputs().items()}
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """``python -m infra ARGS`` from the project directory, with the stack's environment."""
-        return subprocess.run(
+        """``python -m infra ARGS`` from the project directory, with the stack's environment.
+
+        With ``check``, a failure raises with the command's own output, so the test report says
+        what went wrong instead of only the exit status.
+        """
+        completed = subprocess.run(
             [sys.executable, "-m", "infra", *args],
             cwd=self.project,
             env={**os.environ, **self.env},
             capture_output=True,
             text=True,
             timeout=900,
-            check=check,
+            check=False,
         )
+        if check and completed.returncode != 0:
+            raise AssertionError(
+                f"python -m infra {' '.join(args)} exited {completed.returncode}\n"
+                f"stdout:\n{completed.stdout}\nstderr:\n{completed.stderr}"
+            )
+        return completed
 
     def env_files(self, out: Path) -> dict[str, dict[str, str]]:
         """Each service's env file, written by ``python -m infra envfiles`` from the outputs."""
