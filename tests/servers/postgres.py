@@ -8,6 +8,7 @@ rendered configuration, so the non-superuser admin is the only way in over TCP.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,8 +131,13 @@ class PostgresServer:
         return result.returncode == 0
 
     def stop(self) -> None:
+        """Fast shutdown (SIGINT, as ``pg_ctl stop -m fast``): sessions are ended and a checkpoint
+        written; SIGTERM's smart shutdown would wait for every client to leave first."""
+        self._stop(signal.SIGINT)
+
+    def _stop(self, sig: int) -> None:
         if self.process is not None:
-            stop_process(self.process)
+            stop_process(self.process, sig=sig)
             self.process = None
 
     def superuser_psql(self, sql: str, database: str = "postgres") -> str:
@@ -170,5 +176,6 @@ class PostgresServer:
         return self.log_file.read_text(errors="replace")
 
     def cleanup(self) -> None:
-        self.stop()
+        """Immediate shutdown (SIGQUIT): the data directory is deleted next, so no checkpoint."""
+        self._stop(signal.SIGQUIT)
         shutil.rmtree(self.root, ignore_errors=True)

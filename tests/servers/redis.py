@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,13 +94,18 @@ class RedisServer:
         )
 
     def stop(self) -> None:
+        """SIGTERM: Redis's own clean shutdown (AOF flushed, RDB saved), as a restart needs."""
+        self._stop(signal.SIGTERM)
+
+    def _stop(self, sig: int) -> None:
         if self.process is not None:
-            stop_process(self.process)
+            stop_process(self.process, sig=sig)
             self.process = None
 
     def log_text(self) -> str:
         return self.log_file.read_text(errors="replace")
 
     def cleanup(self) -> None:
-        self.stop()
+        """SIGKILL: the data directory is deleted next, so nothing needs saving."""
+        self._stop(signal.SIGKILL)
         shutil.rmtree(self.root, ignore_errors=True)
