@@ -81,8 +81,12 @@ class RedisServer:
             raise RuntimeError("redis-server exited")
         return True
 
-    def client(self, user: str, password: str) -> redis.Redis:
-        """A client logged in as ``user``; no retries, so a refusal surfaces at once."""
+    def client(self, user: str | None = None, password: str | None = None) -> redis.Redis:
+        """A client logged in as ``user`` (no user: no AUTH at all).
+
+        No retries, so a refusal surfaces at once: redis-py's default retries a failed AUTH
+        with backoff for about 4 s before raising.
+        """
         return redis.Redis(
             host="127.0.0.1",
             port=self.port,
