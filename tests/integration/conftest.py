@@ -66,22 +66,23 @@ def postgres(
     server.cleanup()
 
 
-@pytest.fixture(scope="session")
-def redis_server(dev_rendered: tuple[Path, Credentials]) -> Iterator[RedisServer]:
-    """A redis-server from the rendered dev redis.conf and users.acl, shared by the session."""
-    rendered, _ = dev_rendered
-    server = RedisServer(rendered).start()
+def _redis(dev_rendered: tuple[Path, Credentials]) -> Iterator[RedisServer]:
+    """A redis-server from the rendered dev redis.conf and users.acl, removed afterwards."""
+    server = RedisServer(dev_rendered[0]).start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_server(dev_rendered: tuple[Path, Credentials]) -> Iterator[RedisServer]:
+    """The session's redis-server, shared by every module that does not need its own."""
+    yield from _redis(dev_rendered)
 
 
 @pytest.fixture(scope="module")
 def fresh_redis_server(dev_rendered: tuple[Path, Credentials]) -> Iterator[RedisServer]:
     """A redis-server of the module's own, for tests that crash, restart or reconfigure it."""
-    rendered, _ = dev_rendered
-    server = RedisServer(rendered).start()
-    yield server
-    server.cleanup()
+    yield from _redis(dev_rendered)
 
 
 @pytest.fixture(scope="session")
