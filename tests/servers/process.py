@@ -21,7 +21,7 @@ class ServerUnavailableError(RuntimeError):
 
 # Ports handed out by free_port, reserved across processes (pytest-xdist workers, other runs of
 # this suite on the machine) with a lock file each, held until the process that took it exits.
-PORT_LOCKS = Path(tempfile.gettempdir()) / "persistence-test-ports"
+PORT_LOCKS = Path("/tmp/persistence-test-ports")  # fixed: not under TMPDIR, which may vary
 _reserved: list[int] = []  # the lock files' descriptors: closing one would free its port
 
 
