@@ -126,15 +126,19 @@ engine:
 images: setup
 	$(BIN)/python -m tests.e2e.images.build
 
-# The dev stack's life cycle under the real engine and a local Docker engine.
+# The dev stack's life cycle under the real engine and a local Docker engine, in one process
+# (-n 0): the tests share fixed container names.
 e2e: setup engine
-	$(BIN)/pytest tests/e2e
+	$(BIN)/pytest -n 0 tests/e2e
 
 integration: setup
 	$(BIN)/pytest tests/integration
 
+# Unit and integration tests in two workers (pytest-xdist, see pyproject.toml), then the
+# end-to-end tests on their own, in one process.
 test: lint engine
-	$(BIN)/pytest
+	$(BIN)/pytest tests/unit tests/integration
+	$(BIN)/pytest -n 0 tests/e2e
 
 bench: setup
 	$(BIN)/python -m benchmarks.bench_converge

@@ -1,4 +1,27 @@
-"""Real servers for integration tests, started from the rendered dev files."""
+"""Real servers for integration tests, started from the rendered dev files.
+
+Which fixture to use (the fast path is the default; a test that needs more says why):
+
+- ``postgres``: a fresh PostgreSQL 15 **per module**. Every module provisions the dev stack's
+  own service names and asserts on the whole server (catalog-wide queries, "the server is
+  empty", every database after a restore), so two modules cannot share one. It is cheap: the
+  data directory is a copy of one bootstrapped per worker (``PostgresServer.initialise``).
+  Tests inside a module share it: use your own service names (``one_service`` configs), or undo
+  what you change. Need a second server (a restore target, a verifier)? ``PostgresServer(...)
+  .initialise()`` and ``cleanup()`` it.
+- ``redis_server``: one redis-server **per session** (per worker). Isolate by ACL user and key
+  prefix; never FLUSHALL, restart, crash it or rewrite its ACL file. A module that must do that
+  overrides ``redis_server`` with ``fresh_redis_server`` (see ``test_redis_durability.py``).
+- ``rabbitmq_server``: one RabbitMQ node **per session** (booting one costs seconds of CPU).
+  Isolate by vhost, queue and user names. A clean restart is allowed (the node comes back with
+  the same state); a node booted from other definitions gets its own ``RabbitmqServer`` (see
+  ``test_rabbitmq_prune.py``).
+- ``gcs``: the GCS emulator, one **per session**; the fixture points google-cloud-storage at it
+  for the test only. Use a bucket prefix of your own (``gs://backups/<your-test>``).
+
+Every server listens on a free loopback port (reserved across workers) and keeps its files in a
+private temporary directory, so pytest-xdist workers never share anything.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +37,7 @@ from tests.integration.backup_helpers import (
     cli_options,
     seed,
 )
+from tests.servers.gcs import EMULATOR_ENV, GcsEmulator
 from tests.servers.postgres import PostgresServer
 from tests.servers.rabbitmq import RabbitmqServer
 from tests.servers.redis import RedisServer
@@ -29,7 +53,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def postgres(
     dev_rendered: tuple[Path, Credentials], dev_config: StackConfig
 ) -> Iterator[PostgresServer]:
-    """A PostgreSQL 15 server from the rendered dev files; statements logged for inspection."""
+    """A PostgreSQL 15 server of the module's own from the rendered dev files; statements
+    logged for inspection."""
     rendered, credentials = dev_rendered
     server = PostgresServer(
         rendered,
@@ -41,26 +66,53 @@ def postgres(
     server.cleanup()
 
 
-@pytest.fixture(scope="module")
-def redis_server(dev_rendered: tuple[Path, Credentials]) -> Iterator[RedisServer]:
-    """A redis-server from the rendered dev redis.conf and users.acl."""
-    rendered, _ = dev_rendered
-    server = RedisServer(rendered).start()
+def _redis(dev_rendered: tuple[Path, Credentials]) -> Iterator[RedisServer]:
+    """A redis-server from the rendered dev redis.conf and users.acl, removed afterwards."""
+    server = RedisServer(dev_rendered[0]).start()
     yield server
     server.cleanup()
 
 
+@pytest.fixture(scope="session")
+def redis_server(dev_rendered: tuple[Path, Credentials]) -> Iterator[RedisServer]:
+    """The session's redis-server, shared by every module that does not need its own."""
+    yield from _redis(dev_rendered)
+
+
 @pytest.fixture(scope="module")
+def fresh_redis_server(dev_rendered: tuple[Path, Credentials]) -> Iterator[RedisServer]:
+    """A redis-server of the module's own, for tests that crash, restart or reconfigure it."""
+    yield from _redis(dev_rendered)
+
+
+@pytest.fixture(scope="session")
 def rabbitmq_server(
     dev_rendered: tuple[Path, Credentials], dev_config: StackConfig
 ) -> Iterator[RabbitmqServer]:
-    """A RabbitMQ node from the rendered dev rabbitmq.conf, enabled_plugins and definitions."""
+    """A RabbitMQ node from the rendered dev rabbitmq.conf, enabled_plugins and definitions,
+    shared by the session."""
     rendered, credentials = dev_rendered
     server = RabbitmqServer(
         rendered, dev_config.rabbitmq.admin_user, credentials.rabbitmq_admin
     ).start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[GcsEmulator]:
+    """The GCS emulator process, shared by the session (in memory; bucket ``backups``)."""
+    emulator = GcsEmulator().start()
+    yield emulator
+    emulator.cleanup()
+
+
+@pytest.fixture
+def gcs(gcs_emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> GcsEmulator:
+    """The shared emulator, with this process's google-cloud-storage clients pointed at it
+    for this test only."""
+    monkeypatch.setenv(EMULATOR_ENV, gcs_emulator.endpoint)
+    return gcs_emulator
 
 
 @pytest.fixture(scope="module")

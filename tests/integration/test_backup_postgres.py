@@ -49,14 +49,6 @@ def stack(
     return postgres, credentials, common
 
 
-@pytest.fixture(scope="module")
-def gcs() -> Iterator[GcsEmulator]:
-    emulator = GcsEmulator().start()
-    emulator.install()
-    yield emulator
-    emulator.cleanup()
-
-
 def _states(bucket_url: str, service: str) -> dict[str, str]:
     code, out, _ = cli("list", "--bucket", bucket_url, "--service", service, "--json")
     assert code == 0

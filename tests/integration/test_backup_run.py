@@ -5,7 +5,6 @@ and optionally a separate verification server that starts with no roles at all."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,14 +20,6 @@ from tests.servers.gcs import GcsEmulator
 from tests.servers.postgres import PostgresServer
 
 SERVICES = ("auth", "authorization", "users", "audit", "events")
-
-
-@pytest.fixture(scope="module")
-def gcs() -> Iterator[GcsEmulator]:
-    emulator = GcsEmulator().start()
-    emulator.install()
-    yield emulator
-    emulator.cleanup()
 
 
 @pytest.fixture(scope="module")

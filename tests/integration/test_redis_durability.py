@@ -28,6 +28,13 @@ from tests.servers.redis import RedisServer
 REMOVED = "audit"
 
 
+@pytest.fixture(scope="module")
+def redis_server(fresh_redis_server: RedisServer) -> RedisServer:
+    """A server of this module's own, not the session's: these tests crash and restart it and
+    rewrite its ACL file."""
+    return fresh_redis_server
+
+
 @pytest.fixture
 def admin(
     redis_server: RedisServer, dev_rendered: tuple[Path, Credentials], dev_config: StackConfig

@@ -85,6 +85,6 @@ def test_redis_runs_the_rendered_durability_settings(
 
 def test_redis_default_user_cannot_authenticate(redis_server: RedisServer) -> None:
     with pytest.raises(redis.exceptions.AuthenticationError):
-        redis.Redis(port=redis_server.port, username="default", password="").ping()
+        redis_server.client("default", "").ping()
     with pytest.raises(redis.exceptions.AuthenticationError):
-        redis.Redis(port=redis_server.port).ping()
+        redis_server.client().ping()

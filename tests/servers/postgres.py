@@ -7,7 +7,10 @@ rendered configuration, so the non-superuser admin is the only way in over TCP.
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +75,21 @@ class PostgresServer:
         return self.url(self.admin_user, self.admin_password)
 
     def initialise(self) -> PostgresServer:
-        """initdb, create the admin from the rendered SQL, and start for real."""
+        """initdb, create the admin from the rendered SQL, and start for real.
+
+        The first two steps run once per process for each distinct set of rendered files and
+        settings (see ``_template``): this server starts from a copy of that stopped data
+        directory, the very bytes initdb and the script would produce again, at a fraction of
+        the cost. The bootstrap's log is copied too, so ``log_text`` still covers it.
+        """
+        template = _template(self)
+        subprocess.run(["cp", "-a", str(template.data), str(self.data)], check=True)
+        with self.log_file.open("ab") as log:
+            log.write(template.log_file.read_bytes())
+        return self.start()
+
+    def bootstrap(self) -> None:
+        """initdb, then run the rendered init-admin.sql as the superuser over a trusted socket."""
         subprocess.run(
             as_user(
                 OS_USER,
@@ -93,7 +110,6 @@ class PostgresServer:
         self.start(hba_file=self.conf / "bootstrap_hba.conf")
         self.superuser_psql_file(self.conf / "init-admin.sql")
         self.stop()
-        return self.start()
 
     def start(self, hba_file: Path | None = None) -> PostgresServer:
         """Start with the rendered config (or a bootstrap hba), plus any test settings."""
@@ -130,8 +146,13 @@ class PostgresServer:
         return result.returncode == 0
 
     def stop(self) -> None:
+        """Fast shutdown (SIGINT, as ``pg_ctl stop -m fast``): sessions are ended and a checkpoint
+        written; SIGTERM's smart shutdown would wait for every client to leave first."""
+        self._stop(signal.SIGINT)
+
+    def _stop(self, sig: int) -> None:
         if self.process is not None:
-            stop_process(self.process)
+            stop_process(self.process, sig=sig)
             self.process = None
 
     def superuser_psql(self, sql: str, database: str = "postgres") -> str:
@@ -170,5 +191,38 @@ class PostgresServer:
         return self.log_file.read_text(errors="replace")
 
     def cleanup(self) -> None:
-        self.stop()
+        """Immediate shutdown (SIGQUIT): the data directory is deleted next, so no checkpoint."""
+        self._stop(signal.SIGQUIT)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+# Stopped, bootstrapped servers that ``initialise`` copies, one per distinct rendered postgres/
+# files and settings, for the life of this process (each pytest-xdist worker has its own).
+_templates: dict[str, PostgresServer] = {}
+
+
+def _template(server: PostgresServer) -> PostgresServer:
+    """The bootstrapped data directory ``server`` starts from, made on first use."""
+    digest = hashlib.sha256(repr(sorted(server.settings.items())).encode())
+    for name in ("postgresql.conf", "pg_hba.conf", "init-admin.sql"):
+        digest.update((server.conf / name).read_bytes())
+    key = digest.hexdigest()
+    if key not in _templates:
+        template = PostgresServer(
+            server.rendered, server.admin_user, server.admin_password, dict(server.settings)
+        )
+        try:
+            template.bootstrap()
+        except BaseException:
+            template.cleanup()
+            raise
+        _templates[key] = template
+        if len(_templates) == 1:
+            atexit.register(_remove_templates)
+    return _templates[key]
+
+
+def _remove_templates() -> None:
+    for template in _templates.values():
+        template.cleanup()
+    _templates.clear()

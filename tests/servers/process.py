@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -17,12 +19,34 @@ class ServerUnavailableError(RuntimeError):
     """A server binary is missing or the server did not come up; tests fail, never skip."""
 
 
+# Ports handed out by free_port, reserved across processes (pytest-xdist workers, other runs of
+# this suite on the machine) with a lock file each, held until the process that took it exits.
+PORT_LOCKS = Path("/tmp/persistence-test-ports")  # fixed: not under TMPDIR, which may vary
+_reserved: list[int] = []  # the lock files' descriptors: closing one would free its port
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now and no other test process took.
+
+    The kernel's answer to ``bind(port 0)`` is free only until someone binds it; a server may
+    take seconds to (RabbitMQ), and with parallel workers another process could be handed the
+    same port in between. So each port is also reserved with a lock file (``flock``), which the
+    kernel releases when this process exits, however it exits.
+    """
+    PORT_LOCKS.mkdir(mode=0o1777, exist_ok=True)
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        lock = os.open(PORT_LOCKS / str(port), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock)
+            continue
+        _reserved.append(lock)
         return port
+    raise ServerUnavailableError("no free TCP port on 127.0.0.1 after 200 tries")
 
 
 def require_binary(path: str, package: str) -> str:
@@ -36,9 +60,15 @@ def require_binary(path: str, package: str) -> str:
 
 
 def as_user(user: str, argv: list[str]) -> list[str]:
-    """Run ``argv`` as ``user`` when we are root (servers refuse or should not run as root)."""
+    """Run ``argv`` as ``user`` when we are root (servers refuse or should not run as root).
+
+    ``setpriv`` changes user and then execs ``argv``, so the process we start *is* the server:
+    a signal reaches it directly and ``wait`` returns when it exits. ``runuser`` would stay in
+    between as a parent that, on any signal, sends SIGTERM, sleeps 2 s and then SIGKILLs the
+    server: every stop cost 2 s and a PostgreSQL shutdown could be cut off half-way.
+    """
     if os.geteuid() == 0:
-        return ["runuser", "-u", user, "--", *argv]
+        return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--", *argv]
     return argv
 
 
@@ -86,11 +116,14 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    """SIGTERM, then SIGKILL if the server does not exit in time."""
+def stop_process(
+    process: subprocess.Popen[bytes], timeout: float = 20, sig: int = signal.SIGTERM
+) -> None:
+    """``sig`` (SIGTERM unless the server has a better stop signal), then SIGKILL if the server
+    does not exit in time."""
     if process.poll() is not None:
         return
-    process.terminate()
+    process.send_signal(sig)
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -202,7 +202,11 @@ class RabbitmqServer:
         return json.loads(text) if text else {}
 
     def stop(self) -> None:
-        """SIGTERM: the start script stops the node cleanly (queues and messages flushed).
+        """SIGTERM: the start script stops the node cleanly (queues and messages flushed)."""
+        self._stop(signal.SIGTERM)
+
+    def _stop(self, sig: int) -> None:
+        """Signal the start script (SIGKILL: its whole process group) and wait for the group.
 
         The script returns before the Erlang VM has exited, so wait for the whole process
         group (the node was started in its own session) before a restart reuses the name.
@@ -210,7 +214,9 @@ class RabbitmqServer:
         if self.process is None:
             return
         group = self.process.pid
-        stop_process(self.process, timeout=60)
+        if sig == signal.SIGKILL:
+            os.killpg(group, signal.SIGKILL)
+        stop_process(self.process, timeout=60, sig=sig)
         self.process = None
         try:
             wait_until(lambda: not _group_alive(group), 60, "rabbitmq-server to exit")
@@ -225,7 +231,8 @@ class RabbitmqServer:
         return text
 
     def cleanup(self) -> None:
-        self.stop()
+        """SIGKILL to the node's process group: the data directory is deleted next."""
+        self._stop(signal.SIGKILL)
         if self.epmd is not None:
             stop_process(self.epmd)
             self.epmd = None

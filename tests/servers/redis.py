@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,8 +81,12 @@ class RedisServer:
             raise RuntimeError("redis-server exited")
         return True
 
-    def client(self, user: str, password: str) -> redis.Redis:
-        """A client logged in as ``user``; no retries, so a refusal surfaces at once."""
+    def client(self, user: str | None = None, password: str | None = None) -> redis.Redis:
+        """A client logged in as ``user`` (no user: no AUTH at all).
+
+        No retries, so a refusal surfaces at once: redis-py's default retries a failed AUTH
+        with backoff for about 4 s before raising.
+        """
         return redis.Redis(
             host="127.0.0.1",
             port=self.port,
@@ -93,13 +98,18 @@ class RedisServer:
         )
 
     def stop(self) -> None:
+        """SIGTERM: Redis's own clean shutdown (AOF flushed, RDB saved), as a restart needs."""
+        self._stop(signal.SIGTERM)
+
+    def _stop(self, sig: int) -> None:
         if self.process is not None:
-            stop_process(self.process)
+            stop_process(self.process, sig=sig)
             self.process = None
 
     def log_text(self) -> str:
         return self.log_file.read_text(errors="replace")
 
     def cleanup(self) -> None:
-        self.stop()
+        """SIGKILL: the data directory is deleted next, so nothing needs saving."""
+        self._stop(signal.SIGKILL)
         shutil.rmtree(self.root, ignore_errors=True)
