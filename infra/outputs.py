@@ -9,12 +9,10 @@ drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pulumi
 import yaml
 
 DOCKER = "docker"
@@ -57,21 +55,6 @@ BY_NAME = {output.name: output for output in OUTPUTS}
 def for_platform(platform: str) -> tuple[StackOutput, ...]:
     """The outputs a stack of ``platform`` exports, in table order."""
     return tuple(output for output in OUTPUTS if platform in output.platforms)
-
-
-def export(platform: str, values: Mapping[str, Any]) -> None:
-    """``pulumi.export`` every output of ``platform``, secret where the table says so."""
-    wanted = {output.name for output in for_platform(platform)}
-    undescribed = sorted(set(values) - wanted)
-    missing = sorted(wanted - set(values))
-    if undescribed or missing:
-        raise pulumi.RunError(
-            f"the {platform} platform's outputs disagree with infra/outputs.py: "
-            f"not described there: {undescribed}; described but not given: {missing}"
-        )
-    for output in for_platform(platform):
-        value = values[output.name]
-        pulumi.export(output.name, pulumi.Output.secret(value) if output.secret else value)
 
 
 def outputs_markdown() -> str:

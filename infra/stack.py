@@ -7,6 +7,8 @@ then run ``main`` (or ``build`` with a config loaded from a stack file).
 from __future__ import annotations
 
 import gc
+from collections.abc import Mapping
+from typing import Any
 
 import pulumi
 
@@ -39,6 +41,21 @@ def build(config: StackConfig) -> PlatformComponent:
     return GcpPlatform("prod", config=config)
 
 
+def export_outputs(platform: str, values: Mapping[str, Any]) -> None:
+    """``pulumi.export`` every output of ``platform``, secret where the table says so."""
+    wanted = {output.name for output in outputs.for_platform(platform)}
+    undescribed = sorted(set(values) - wanted)
+    missing = sorted(wanted - set(values))
+    if undescribed or missing:
+        raise pulumi.RunError(
+            f"the {platform} platform's outputs disagree with infra/outputs.yaml: "
+            f"not described there: {undescribed}; described but not given: {missing}"
+        )
+    for output in outputs.for_platform(platform):
+        value = values[output.name]
+        pulumi.export(output.name, pulumi.Output.secret(value) if output.secret else value)
+
+
 def main() -> PlatformComponent:
     """The program: load the stack's config, declare it, export every output (``infra.outputs``)."""
     young, middle, old = gc.get_threshold()
@@ -49,5 +66,5 @@ def main() -> PlatformComponent:
         # One line per problem, no traceback: the engine shows this as the program's error.
         raise pulumi.RunError(str(error)) from None
     platform = build(config)
-    outputs.export(config.platform, platform.exports)
+    export_outputs(config.platform, platform.exports)
     return platform

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from infra import outputs
+from infra import outputs, stack
 from tests.unit.pulumi_mocks import OUTPUT_HOOKS, ProgramRun, run_program
 
 STACKS = {"dev": outputs.DOCKER, "prod": outputs.GCP, "bootstrap": outputs.BOOTSTRAP}
@@ -67,4 +67,4 @@ def test_the_outputs_reference_is_a_markdown_table_of_every_output() -> None:
 
 def test_an_undescribed_output_stops_the_program() -> None:
     with pytest.raises(Exception, match=r"not described there: \['surprise'\]"):
-        outputs.export(outputs.BOOTSTRAP, {"surprise": 1})
+        stack.export_outputs(outputs.BOOTSTRAP, {"surprise": 1})
