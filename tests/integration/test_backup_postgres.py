@@ -448,7 +448,9 @@ def test_backup_loop_runs_backup_verify_prune_on_schedule(
     waits: list[float] = []
     monkeypatch.setattr(time, "sleep", waits.append)
     bucket = f"file://{tmp_path / 'bucket'}"
-    code, _, err = cli("backup-loop", *common, "--bucket", bucket, "--runs", "1")
+    status = tmp_path / "status.json"  # never the container's default path on this machine
+    argv = ["--bucket", bucket, "--runs", "1", "--status-file", str(status)]
+    code, _, err = cli("backup-loop", *common, *argv)
     assert code == 0, err
     assert "error" not in err
     assert len(waits) == 1
