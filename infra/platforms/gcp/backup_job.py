@@ -233,22 +233,17 @@ def _grant_bucket(
     ctx: GcpContext, bucket: gcp.storage.Bucket, account: gcp.serviceaccount.Account
 ) -> None:
     """A custom role with the four object permissions, bound on the bucket, on the prefix."""
-    role = gcp.projects.IAMCustomRole(
+    role = ctx.custom_role(
         "backup-job-objects-role",
-        project=ctx.project,
-        role_id=names.scoped(
-            "persistenceBackupJob", ctx.stack.replace("-", "_"), names.CUSTOM_ROLE_ID
-        ),
-        title=f"Persistence backup job objects ({ctx.stack})",
-        description="Create, read, list and delete backup objects (granted on one prefix)",
-        permissions=list(OBJECT_PERMISSIONS),
-        stage="GA",
-        opts=ctx.opts(),
+        "persistenceBackupJob",
+        "Persistence backup job objects",
+        "Create, read, list and delete backup objects (granted on one prefix)",
+        list(OBJECT_PERMISSIONS),
     )
     gcp.storage.BucketIAMMember(
         "backups-backup-job-objects",
         bucket=bucket.name,
-        role=role.role_id.apply(lambda role_id: f"projects/{ctx.project}/roles/{role_id}"),
+        role=role,
         member=account.member,
         condition=gcp.storage.BucketIAMMemberConditionArgs(
             title="verified-prefix-only",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_gcp as gcp
 
 from infra.config.model import StackConfig
 from infra.platforms.gcp import names
@@ -54,6 +55,25 @@ class GcpContext:
     ) -> pulumi.ResourceOptions:
         """Resource options with the platform component as parent."""
         return pulumi.ResourceOptions(parent=self.parent, protect=protect, depends_on=depends_on)
+
+    def custom_role(
+        self, resource_name: str, id_base: str, title: str, description: str, permissions: list[str]
+    ) -> pulumi.Output[str]:
+        """A project custom role for this stack; its full name, for an IAM binding.
+
+        The name is built from the role's id, so a binding reads it before the role exists.
+        """
+        role = gcp.projects.IAMCustomRole(
+            resource_name,
+            project=self.project,
+            role_id=names.scoped(id_base, self.stack.replace("-", "_"), names.CUSTOM_ROLE_ID),
+            title=f"{title} ({self.stack})",
+            description=description,
+            permissions=permissions,
+            stage="GA",
+            opts=self.opts(),
+        )
+        return role.role_id.apply(lambda role_id: f"projects/{self.project}/roles/{role_id}")
 
     @property
     def maintenance_day_name(self) -> str:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import pulumi_gcp as gcp
 
 from infra import naming
-from infra.platforms.gcp import names
 from infra.platforms.gcp.context import GcpContext
 
 # Bases of the account ids; ``ctx.account_id`` scopes them by stack (e.g. prod-rabbitmq-vm).
@@ -73,23 +72,17 @@ def declare(ctx: GcpContext) -> Identities:
         description="Runs the scheduled Memorystore export workflow, nothing else",
         opts=ctx.opts(),
     )
-    role = gcp.projects.IAMCustomRole(
+    role = ctx.custom_role(
         "backup-export-role",
-        project=ctx.project,
-        role_id=names.scoped(
-            "persistenceBackupExport", ctx.stack.replace("-", "_"), names.CUSTOM_ROLE_ID
-        ),
-        title=f"Persistence backup export ({ctx.stack})",
-        description="Start and watch Memorystore exports; run the export workflow",
-        permissions=list(BACKUP_PERMISSIONS),
-        stage="GA",
-        opts=ctx.opts(),
+        "persistenceBackupExport",
+        "Persistence backup export",
+        "Start and watch Memorystore exports; run the export workflow",
+        list(BACKUP_PERMISSIONS),
     )
     gcp.projects.IAMMember(
         "backup-export-role-binding",
         project=ctx.project,
-        # The role's full name, built from its id so the grant is readable before the role exists.
-        role=role.role_id.apply(lambda role_id: f"projects/{ctx.project}/roles/{role_id}"),
+        role=role,
         member=backup.member,
         opts=ctx.opts(),
     )
