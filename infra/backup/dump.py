@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import tarfile
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +31,7 @@ from infra.backup.catalog import (
 from infra.backup.hashing import Hashed
 from infra.backup.progress import track
 from infra.backup.storage import CHUNK_BYTES, Bucket
+from infra.backup.workdir import private_workdir
 from infra.broker.management import ManagementApi
 from infra.errors import BackupError, ServerError
 from infra.postgres.driver import session
@@ -106,15 +106,13 @@ def backup_postgres(
             f"--snapshot={snapshot}",
         ]
         with (
-            tempfile.TemporaryDirectory(prefix="pgdump-") as work,
-            Path(work, "stderr").open("w+b") as errors,
+            private_workdir("pgdump") as work,
+            (work / "stderr").open("w+b") as errors,
         ):
             if dump_format == "custom":
                 hashed = _dump_custom(target, argv, login, database, name, errors, service)
             else:
-                hashed = _dump_directory(
-                    target, argv, login, database, name, errors, service, Path(work)
-                )
+                hashed = _dump_directory(target, argv, login, database, name, errors, service, work)
         conn.rollback()
     return _finish(
         target,
@@ -223,8 +221,8 @@ def backup_redis(target: Target, redis_url: str, user: str, password: str) -> Ma
     backup_id = new_id(started)
     name = prefix("redis", SERVER_SCOPE, backup_id) + "dump.rdb"
     env = {**os.environ, "REDISCLI_AUTH": password}
-    with tempfile.TemporaryDirectory(prefix="redis-rdb-") as work:
-        rdb = Path(work, "dump.rdb")
+    with private_workdir("redis") as work:
+        rdb = work / "dump.rdb"
         connection = [
             cli,
             "-h",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,11 +77,6 @@ def fetch(bucket: Bucket, manifest: Manifest, work: Path) -> Path:
         plain.unlink()
         return work / "unpacked" / "dump"
     return plain
-
-
-def private_workdir() -> tempfile.TemporaryDirectory[str]:
-    """A 0700 scratch directory for decrypted dumps (mkdtemp creates it 0700)."""
-    return tempfile.TemporaryDirectory(prefix="persistence-restore-")
 
 
 def pg_restore(

@@ -22,14 +22,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 from infra import naming
 from infra.backup import pg
 from infra.backup.catalog import Entry, utc_now
 from infra.backup.dump import Target
-from infra.backup.fetch import fetch, private_workdir
+from infra.backup.fetch import fetch
 from infra.backup.verify import restore_checked, scratch_database
+from infra.backup.workdir import private_workdir
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
 from infra.errors import BackupError, PlatformError, ServerError
@@ -72,9 +72,9 @@ def restore(
     incoming = scratch_database(service, naming.RESTORE_SUFFIX)
     started = time.monotonic()
     check_can_end_sessions(admin_url, database)
-    with restore_lock(admin_url, service, wait=True), private_workdir() as work:
+    with restore_lock(admin_url, service, wait=True), private_workdir("restore") as work:
         _recover(admin_url, service)
-        dump = fetch(target.bucket, manifest, Path(work))  # refuses a corrupt object up front
+        dump = fetch(target.bucket, manifest, work)  # refuses a corrupt object up front
         if not pg.database_exists(admin_url, database):
             converge(admin_url, config, credentials, [service])  # roles first, on a new server
         with service_login(admin_url, service) as login:

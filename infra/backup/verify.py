@@ -15,8 +15,9 @@ from pathlib import Path
 from infra import naming
 from infra.backup import pg
 from infra.backup.catalog import Entry, Manifest, Verification, utc_now, write_verification
-from infra.backup.fetch import fetch, pg_restore, private_workdir
+from infra.backup.fetch import fetch, pg_restore
 from infra.backup.storage import Bucket
+from infra.backup.workdir import private_workdir
 from infra.errors import BackupError, UsageError
 from infra.postgres.driver import session
 from infra.postgres.tooling import service_login
@@ -51,8 +52,8 @@ def verify(bucket: Bucket, entry: Entry, admin_url: str | None) -> Verification:
     started = time.monotonic()
     problems: list[str] = []
     try:
-        with private_workdir() as work:
-            dump = fetch(bucket, manifest, Path(work))
+        with private_workdir("verify") as work:
+            dump = fetch(bucket, manifest, work)
             if manifest.kind == "postgres":
                 if admin_url is None:
                     raise UsageError("verifying a PostgreSQL backup needs --admin-url")

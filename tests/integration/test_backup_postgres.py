@@ -330,22 +330,13 @@ def test_backup_killed_midway_leaves_nothing_restorable(
         " 'hex') FROM generate_series(1, 32 + g % 2) i) FROM generate_series(1, 40000) g;",
     )
     root = tmp_path / "bucket"
+    scratch = tmp_path / "tmp"  # the backups' TMPDIR: where their plaintext scratch lives
+    scratch.mkdir()
+    argv = [sys.executable, "-m", "infra", "backup", *common, "--bucket", f"file://{root}"]
+    argv += ["--service", "events"]
+    env = {**os.environ, "CI": "1", "TMPDIR": str(scratch)}
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "infra",
-            "backup",
-            *common,
-            "--bucket",
-            f"file://{root}",
-            "--service",
-            "events",
-        ],
-        cwd=REPO,
-        env={**os.environ, "CI": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 60
     partial: list[Path] = []
@@ -364,6 +355,13 @@ def test_backup_killed_midway_leaves_nothing_restorable(
     assert code == 0
     assert "no complete backups" in out
     assert FileBucket(root).names() == []  # only the hidden partial file, never an object
+    left = list(scratch.iterdir())
+    assert [p.name for p in left if f"-{process.pid}-" in p.name], "the killed run's scratch"
+
+    again = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr
+    assert list(scratch.iterdir()) == [], "the next backup sweeps what the killed one left"
+    assert len(_states(f"file://{root}", "events")) == 1
 
 
 def test_failing_upload_writes_no_manifest(
