@@ -7,11 +7,16 @@ registrations carry (what the engine would store in the state), the wall-clock s
 run and the CPU seconds it used (imports excluded; the machines are shared, so both), and the
 process's peak RSS. The growth row divides 200 by 50: a program linear in its services stays
 near 4x. About 195 MB of every peak is the interpreter and its imports: pulumi_gcp loads every
-module of each package the program touches (compute alone is 63 MB), whatever the size. The
-rest is the SDK's objects per resource (about 15 Outputs, each with its futures and a task):
-the peak comes at the end of the declaration, with every registration still pending (about
-70 KB each at 200 services); about 35 KB per resource stays alive until the run ends. What
-the mocks themselves keep (every registration's inputs and state) is about 8 MB at 200.
+module of each package the program touches (compute alone is 63 MB; docstrings ~17 MB of the
+total), whatever the size. The program waits for registrations as it declares the services
+(infra.platforms.pacing), so about two batches of 200 of its resources are pending at a time
+(the services' databases and the platform's own parts are not paced) and the peak comes at
+the end of the run, as what stays alive: about 22 KB of Python objects per resource (~30 KB
+of RSS with the allocator's slack). The SDK keeps every resource (its parent's child set) and
+every output property of each as an Output with a finished task and coroutine (about 13 a
+resource); the mocks' records (every registration's inputs, state and dependencies) are about
+11 MB at 200 services. Measured with every resource paced and the mocks keeping nothing at
+all, the peak is still 298 MB: the 300 MB target is at the limit of what this SDK keeps.
 
 The lower bound is the same program's own 5-service run: there is no plain tool that declares
 this stack. Targets (issue 14): 200 services under 15 s and 300 MB, growth at most ~4.5x.

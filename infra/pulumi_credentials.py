@@ -23,6 +23,7 @@ import pulumi_random as random
 from infra import naming
 from infra.config.model import StackConfig
 from infra.credentials import Credentials, ServiceCredentials
+from infra.platforms.pacing import Pacer
 
 PASSWORD_LENGTH = 40  # letters and digits only: ~238 bits, safe in URLs and config files
 SERVICE_LOGINS = (*naming.LOGIN_SUFFIXES, "redis", "rabbitmq")
@@ -58,7 +59,10 @@ class StackPasswords:
 
 
 def _password(
-    name: str, parent: pulumi.Resource | None, keepers: dict[str, str]
+    name: str,
+    parent: pulumi.Resource | None,
+    keepers: dict[str, str],
+    pacer: Pacer | None = None,
 ) -> pulumi.Output[str]:
     password = random.RandomPassword(
         name,
@@ -71,25 +75,32 @@ def _password(
             parent=parent, aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)]
         ),
     )
+    if pacer is not None:
+        pacer.track(password)
     return pulumi.Output.secret(password.result)
 
 
 def _service_passwords(
-    service: str, version: int, parent: pulumi.Resource | None
+    service: str, version: int, parent: pulumi.Resource | None, pacer: Pacer | None
 ) -> pulumi.Output[ServiceCredentials]:
     keepers = {"password_version": str(version)}
-    logins = {login: _password(f"{service}-{login}", parent, keepers) for login in SERVICE_LOGINS}
+    logins = {
+        login: _password(f"{service}-{login}", parent, keepers, pacer) for login in SERVICE_LOGINS
+    }
     credentials = pulumi.Output.all(**logins).apply(
         lambda values: ServiceCredentials(**values, version=version)
     )
     return pulumi.Output.secret(credentials)
 
 
-def generated_passwords(config: StackConfig, parent: pulumi.Resource | None) -> StackPasswords:
-    """Declare every password of the stack under ``parent``."""
+def generated_passwords(
+    config: StackConfig, parent: pulumi.Resource | None, pacer: Pacer | None = None
+) -> StackPasswords:
+    """Declare every password of the stack under ``parent``; ``pacer`` tracks the services'
+    (``infra.platforms.pacing``: the engine generates a password at once)."""
     admins = {login: _password(login.replace("_", "-"), parent, {}) for login in ADMIN_LOGINS}
     services = {
-        spec.name: _service_passwords(spec.name, spec.password_version, parent)
+        spec.name: _service_passwords(spec.name, spec.password_version, parent, pacer)
         for spec in config.services
     }
     return StackPasswords(**admins, services=services)

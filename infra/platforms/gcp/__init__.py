@@ -71,7 +71,7 @@ class GcpPlatform(PlatformComponent):
 
     def declare(self) -> dict[str, Any]:
         self.ctx = context_for(self.config, self)
-        self.passwords = generated_passwords(self.config, parent=self)
+        self.passwords = generated_passwords(self.config, parent=self, pacer=self.ctx.pacer)
         self.network = network.declare(self.ctx)
         self.identities = identities.declare(self.ctx)
         self._declare_servers()

@@ -6,13 +6,14 @@ that compare it with our own settings happen here, as one-line ``pulumi.RunError
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_gcp as gcp
 
 from infra.config.model import StackConfig
 from infra.platforms.gcp import names
+from infra.platforms.pacing import Pacer
 
 DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 
@@ -26,6 +27,8 @@ class GcpContext:
     region: str
     stack: str
     parent: pulumi.Resource
+    # Paces the per-service loops (see ``infra.platforms.pacing``); one per run.
+    pacer: Pacer = field(default_factory=Pacer, compare=False)
 
     @property
     def zone(self) -> str:

@@ -41,12 +41,14 @@ class Identities:
 def declare(ctx: GcpContext) -> Identities:
     """Declare every service account and its project-level grants."""
     services = {
-        spec.name: gcp.serviceaccount.Account(
-            f"{spec.name}-service-account",
-            account_id=ctx.account_id(naming.service_account_base(spec.name)),
-            display_name=f"{spec.name} service ({ctx.stack})",
-            description=f"Runs the {spec.name} service; reads only its own secrets",
-            opts=ctx.opts(),
+        spec.name: ctx.pacer.track(
+            gcp.serviceaccount.Account(
+                f"{spec.name}-service-account",
+                account_id=ctx.account_id(naming.service_account_base(spec.name)),
+                display_name=f"{spec.name} service ({ctx.stack})",
+                description=f"Runs the {spec.name} service; reads only its own secrets",
+                opts=ctx.opts(),
+            )
         )
         for spec in ctx.config.services
     }

@@ -18,6 +18,7 @@ from infra.credentials import ServiceCredentials
 from infra.platforms.gcp import names
 from infra.platforms.gcp.context import GcpContext
 from infra.platforms.gcp.identities import Identities
+from infra.platforms.pacing import Pacer
 from infra.pulumi_credentials import StackPasswords
 from infra.render import endpoints
 from infra.render.services import amqp_url, postgres_url
@@ -41,7 +42,9 @@ def declare(
 ) -> Secrets:
     """Declare every secret, its current version and its one accessor binding.
 
-    Each service's secrets take that service's passwords only (``passwords.service``)."""
+    Each service's secrets take that service's passwords only (``passwords.service``), and are
+    paced (``ctx.pacer``): they register in seconds. The shared Redis AUTH secret is not: its
+    version waits for Memorystore."""
     stack_endpoints = endpoints.for_stack(ctx.config)
     by_service: dict[str, dict[str, pulumi.Output[str]]] = {}
     for spec in ctx.config.services:
@@ -54,10 +57,10 @@ def declare(
             role = naming.role_name(name, kind)
             url = own.apply(_postgres_url(stack_endpoints, kind, role, database))
             login_id = naming.postgres_secret_id(name, kind)
-            ids[kind] = declare_secret(ctx, login_id, url, {name: member})
+            ids[kind] = declare_secret(ctx, login_id, url, {name: member}, pacer=ctx.pacer)
         amqp = own.apply(_amqp_url(stack_endpoints, name))
         amqp_id = naming.rabbitmq_secret_id(name)
-        ids["rabbitmq"] = declare_secret(ctx, amqp_id, amqp, {name: member})
+        ids["rabbitmq"] = declare_secret(ctx, amqp_id, amqp, {name: member}, pacer=ctx.pacer)
         by_service[name] = ids
     readers = {s.name: identities.services[s.name].member for s in ctx.config.services if s.redis}
     redis_id = declare_secret(ctx, naming.REDIS_AUTH_SECRET_ID, redis_auth, readers)
@@ -88,11 +91,16 @@ def declare_secret(
     secret_id: str,
     value: pulumi.Output[str],
     readers: dict[str, pulumi.Output[str]],
+    *,
+    pacer: Pacer | None = None,
 ) -> pulumi.Output[str]:
     """One secret replicated to the main and the backup region; ``readers`` by service name.
 
     ``secret_id`` is the stack-free base: the physical id carries the stack (``ctx.name``).
+    ``pacer`` tracks the secret, its version and bindings (only when ``value`` is quick to
+    resolve: the pacer waits for them).
     """
+    track = pacer.track if pacer is not None else _untracked
     secret_data: pulumi.Output[str] = pulumi.Output.secret(value)
     secret = gcp.secretmanager.Secret(
         f"secret-{secret_id}",
@@ -108,19 +116,28 @@ def declare_secret(
         ),
         opts=ctx.opts(),
     )
-    gcp.secretmanager.SecretVersion(
-        f"secret-{secret_id}-version",
-        secret=secret.id,
-        secret_data=secret_data,
-        opts=ctx.opts(),
-    )
-    for service, member in readers.items():
-        gcp.secretmanager.SecretIamMember(
-            f"secret-{secret_id}-reader-{service}",
-            project=ctx.project,
-            secret_id=secret.secret_id,
-            role=ACCESSOR,
-            member=member,
+    track(secret)
+    track(
+        gcp.secretmanager.SecretVersion(
+            f"secret-{secret_id}-version",
+            secret=secret.id,
+            secret_data=secret_data,
             opts=ctx.opts(),
         )
+    )
+    for service, member in readers.items():
+        track(
+            gcp.secretmanager.SecretIamMember(
+                f"secret-{secret_id}-reader-{service}",
+                project=ctx.project,
+                secret_id=secret.secret_id,
+                role=ACCESSOR,
+                member=member,
+                opts=ctx.opts(),
+            )
+        )
     return secret.secret_id
+
+
+def _untracked(resource: pulumi.Resource) -> pulumi.Resource:
+    return resource
