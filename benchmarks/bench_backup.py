@@ -8,7 +8,10 @@ Starts its own PostgreSQL 15 from the rendered dev stack, converges the roles, f
   ours  ``backup``  (snapshot + row counts + pg_dump -Fc streamed, hashed, stored, manifest)
         against ``pg_dump -Fc | sha256sum``
   ours  ``verify``  (checksum, pg_restore -j 2 into a scratch db as the tool login, row counts,
-        drop) against ``pg_restore -j 2`` of the same dump into an empty database
+        drop) against ``pg_restore -j 2`` of the same dump into an empty database, and again
+        against the plain tools doing verify's steps (``sha256sum``, that ``pg_restore``,
+        ``count(*)`` of each table with ``psql``, the drop): the first ratio is the price of
+        verifying at all, the second our tooling's own overhead
   ours  ``restore`` (checksum, pg_restore -j 2 into a copy, row counts, swap, converge: the
         service is back) against the same ``pg_restore -j 2``
 
@@ -24,6 +27,7 @@ The table goes into benchmarks/README.md (``benchmarks.report``).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import tempfile
 import time
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from benchmarks.report import table, write_section
 from infra import secrets_file
@@ -207,6 +212,26 @@ def main() -> None:
         verify_times = bench.pair(
             ("ours: verify", lambda: verify(target.bucket, entry, admin)), plain, drop_plain
         )
+        tables = sorted(entry.manifest.row_counts)
+
+        def plain_verify() -> None:
+            """verify's steps with the plain tools: checksum, restore, count, drop."""
+            shell(f"sha256sum {dump_file} > /dev/null", dict(os.environ))
+            plain_restore()
+            argv = [pg.binary("psql"), "-X", "-q", "-d", "plain_restore"]
+            for table in tables:
+                count = sql.SQL("SELECT count(*) FROM {}").format(
+                    sql.Identifier(*table.split(".", 1))
+                )
+                argv += ["-c", count.as_string(None)]
+            env = pg.libpq_environment(admin, "plain_restore")
+            subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+            drop_plain()
+
+        same_steps = bench.pair(
+            ("ours: verify", lambda: verify(target.bucket, entry, admin)),
+            ("plain: verify's steps", plain_verify),
+        )
         secure_times: list[float] = []
 
         def after_restore() -> None:
@@ -228,7 +253,11 @@ def main() -> None:
             after_restore,
         )
         report(
-            args, backup_times, verify_times, restore_times, secure_times, time.monotonic() - began
+            args,
+            {"backup": backup_times, "verify": verify_times, "verify_steps": same_steps},
+            restore_times,
+            secure_times,
+            time.monotonic() - began,
         )
     finally:
         server.cleanup()
@@ -246,8 +275,7 @@ def verified(target: Target) -> Entry:
 
 def report(
     args: argparse.Namespace,
-    backup: tuple[list[float], list[float]],
-    verify_: tuple[list[float], list[float]],
+    pairs: dict[str, tuple[list[float], list[float]]],
     restore_: tuple[list[float], list[float]],
     secure: list[float],
     seconds: float,
@@ -259,8 +287,13 @@ def report(
 
     rows = []
     for label, plain_tool, (ours, plain) in (
-        ("backup", "`pg_dump -Fc \\| sha256sum`", backup),
-        ("verify", "`pg_restore -j 2` into an empty db", verify_),
+        ("backup", "`pg_dump -Fc \\| sha256sum`", pairs["backup"]),
+        ("verify", "`pg_restore -j 2` into an empty db", pairs["verify"]),
+        (
+            "verify, against the same steps",
+            "`sha256sum`, `pg_restore -j 2` into an empty db, `count(*)` per table, `dropdb`",
+            pairs["verify_steps"],
+        ),
         ("restore (until the service is back)", "`pg_restore -j 2` into an empty db", restore_),
     ):
         ratio = sum(ours) / sum(plain)
