@@ -56,6 +56,29 @@ def install_plugins(pulumi_home: Path) -> None:
             link.symlink_to(PLUGINS / f"pulumi-resource-{name}")
 
 
+def engine_environment(root: Path) -> dict[str, str]:
+    """The variables that point the built engine at a state backend, passphrase and
+    ``PULUMI_HOME`` of its own under ``root`` (created here), never a developer's."""
+    state = root / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    passphrase = root / "passphrase"
+    passphrase.write_text(secrets.token_urlsafe(24), encoding="utf-8")
+    passphrase.chmod(0o600)
+    home = root / "pulumi-home"
+    install_plugins(home)
+    # The venv first: the language host runs the `python` it finds on PATH.
+    path = os.pathsep.join([str(REPO / ".venv" / "bin"), str(ENGINE_BIN), os.environ["PATH"]])
+    return {
+        "PATH": path,
+        "PULUMI_HOME": str(home),
+        "PULUMI_BACKEND_URL": f"file://{state}",
+        "PULUMI_CONFIG_PASSPHRASE_FILE": str(passphrase),
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+    }
+
+
 class E2eStack:
     """One isolated stack of the real program; ``services`` is the list in its stack file."""
 
@@ -82,24 +105,7 @@ class E2eStack:
         )
 
     def _environment(self) -> dict[str, str]:
-        state = self.root / "state"
-        state.mkdir(parents=True, exist_ok=True)
-        passphrase = self.root / "passphrase"
-        passphrase.write_text(secrets.token_urlsafe(24), encoding="utf-8")
-        passphrase.chmod(0o600)
-        home = self.root / "pulumi-home"
-        install_plugins(home)
-        # The venv first: the language host runs the `python` it finds on PATH.
-        path = os.pathsep.join([str(REPO / ".venv" / "bin"), str(ENGINE_BIN), os.environ["PATH"]])
-        return {
-            "PATH": path,
-            "PULUMI_HOME": str(home),
-            "PULUMI_BACKEND_URL": f"file://{state}",
-            "PULUMI_CONFIG_PASSPHRASE_FILE": str(passphrase),
-            "PULUMI_SKIP_UPDATE_CHECK": "true",
-            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-            "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
-        }
+        return engine_environment(self.root)
 
     def _create_project(self) -> None:
         self.project.mkdir(parents=True, exist_ok=True)

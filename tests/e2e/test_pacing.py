@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.stack import ENGINE_BIN, REPO, install_plugins, missing_engine
+from tests.e2e.stack import ENGINE_BIN, REPO, engine_environment, missing_engine
 
 COUNT, EVERY = 30, 5
 PROGRAM = f"""
@@ -52,22 +51,7 @@ def _project(root: Path) -> dict[str, str]:
     (project / "__main__.py").write_text(PROGRAM, encoding="utf-8")
     for name in ("infra", ".venv"):
         (project / name).symlink_to(REPO / name)
-    (root / "state").mkdir()
-    passphrase = root / "passphrase"
-    passphrase.write_text(secrets.token_urlsafe(24), encoding="utf-8")
-    passphrase.chmod(0o600)
-    install_plugins(root / "home")
-    path = os.pathsep.join([str(REPO / ".venv" / "bin"), str(ENGINE_BIN), os.environ["PATH"]])
-    return {
-        **os.environ,
-        "PATH": path,
-        "PULUMI_HOME": str(root / "home"),
-        "PULUMI_BACKEND_URL": f"file://{root / 'state'}",
-        "PULUMI_CONFIG_PASSPHRASE_FILE": str(passphrase),
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "PACING_LOG": str(root / "seen.json"),
-    }
+    return {**os.environ, **engine_environment(root), "PACING_LOG": str(root / "seen.json")}
 
 
 def _pulumi(env: dict[str, str], cwd: Path, *args: str) -> str:
