@@ -23,7 +23,7 @@ import pulumi_random as random
 from infra import naming
 from infra.config.model import StackConfig
 from infra.credentials import Credentials, ServiceCredentials
-from infra.platforms.pacing import Pacer
+from infra.platforms.pacing import Pacer, track
 
 PASSWORD_LENGTH = 40  # letters and digits only: ~238 bits, safe in URLs and config files
 SERVICE_LOGINS = (*naming.LOGIN_SUFFIXES, "redis", "rabbitmq")
@@ -75,9 +75,7 @@ def _password(
             parent=parent, aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)]
         ),
     )
-    if pacer is not None:
-        pacer.track(password)
-    return pulumi.Output.secret(password.result)
+    return pulumi.Output.secret(track(pacer, password).result)
 
 
 def _service_passwords(

@@ -54,6 +54,11 @@ class Pacer:
         return resource
 
 
+def track(pacer: Pacer | None, resource: R) -> R:
+    """``pacer.track(resource)``, or ``resource`` as is where nothing paces (the dev stack)."""
+    return pacer.track(resource) if pacer is not None else resource
+
+
 async def _registered(urns: list[pulumi.Output[str]]) -> None:
     """Done when every one of ``urns`` has resolved, i.e. its registration has completed.
 

@@ -18,7 +18,7 @@ from infra.credentials import ServiceCredentials
 from infra.platforms.gcp import names
 from infra.platforms.gcp.context import GcpContext
 from infra.platforms.gcp.identities import Identities
-from infra.platforms.pacing import Pacer
+from infra.platforms.pacing import Pacer, track
 from infra.pulumi_credentials import StackPasswords
 from infra.render import endpoints
 from infra.render.services import amqp_url, postgres_url
@@ -100,7 +100,6 @@ def declare_secret(
     ``pacer`` tracks the secret, its version and bindings (only when ``value`` is quick to
     resolve: the pacer waits for them).
     """
-    track = pacer.track if pacer is not None else _untracked
     secret_data: pulumi.Output[str] = pulumi.Output.secret(value)
     secret = gcp.secretmanager.Secret(
         f"secret-{secret_id}",
@@ -116,17 +115,19 @@ def declare_secret(
         ),
         opts=ctx.opts(),
     )
-    track(secret)
+    track(pacer, secret)
     track(
+        pacer,
         gcp.secretmanager.SecretVersion(
             f"secret-{secret_id}-version",
             secret=secret.id,
             secret_data=secret_data,
             opts=ctx.opts(),
-        )
+        ),
     )
     for service, member in readers.items():
         track(
+            pacer,
             gcp.secretmanager.SecretIamMember(
                 f"secret-{secret_id}-reader-{service}",
                 project=ctx.project,
@@ -134,10 +135,6 @@ def declare_secret(
                 role=ACCESSOR,
                 member=member,
                 opts=ctx.opts(),
-            )
+            ),
         )
     return secret.secret_id
-
-
-def _untracked(resource: pulumi.Resource) -> pulumi.Resource:
-    return resource
