@@ -26,6 +26,7 @@ from infra.config import rules
 from infra.config.model import ConnectionLimits, ServiceSpec
 from infra.errors import ServerError
 from infra.postgres.model import ServiceModel, service_model
+from infra.provisioning.unknowns import is_unknown, known, plain
 
 # Inputs whose change re-runs the engine; the service name is fixed (a rename is a replace).
 TRACKED = (
@@ -42,34 +43,30 @@ PASSWORD_KINDS = naming.LOGIN_SUFFIXES
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
-def _known(value: Any) -> bool:
-    """False for values Pulumi does not know yet (preview): they are checked at apply time."""
-    from pulumi.runtime.rpc import UNKNOWN
-
-    return value is not None and value != UNKNOWN
-
-
 def check_inputs(news: dict[str, Any]) -> list[CheckFailure]:
     """Every problem with the inputs, one per property, instead of raising."""
     failures = []
-    name = news.get("service_name")
-    if not isinstance(name, str) or not name:
+    name = plain(news.get("service_name"))
+    if is_unknown(name):
+        pass  # checked again at apply time, when it is known
+    elif not isinstance(name, str) or not name:
         failures.append(CheckFailure("service_name", "a service name is required, e.g. 'users'"))
     elif (problem := rules.service_name(name)) is not None:
         failures.append(CheckFailure("service_name", problem))
-    port = news.get("admin_port")
-    if _known(port) and not (isinstance(port, int | float) and 0 < int(port) < 65536):
+    port = plain(news.get("admin_port"))
+    if known(port) and not (isinstance(port, int | float) and 0 < int(port) < 65536):
         failures.append(CheckFailure("admin_port", f"{port!r} is not a TCP port (1-65535)"))
     for key in ("admin_host", "admin_user", "admin_password"):
-        if _known(news.get(key)) and not news.get(key):
+        if known(news.get(key)) and not plain(news.get(key)):
             failures.append(CheckFailure(key, f"{key} must not be empty"))
-    if news.get("sslmode") not in SSL_MODES:
+    sslmode = plain(news.get("sslmode"))
+    if not is_unknown(sslmode) and sslmode not in SSL_MODES:
         failures.append(
-            CheckFailure("sslmode", f"{news.get('sslmode')!r} is not one of {', '.join(SSL_MODES)}")
+            CheckFailure("sslmode", f"{sslmode!r} is not one of {', '.join(SSL_MODES)}")
         )
-    passwords = news.get("passwords")
+    passwords = plain(news.get("passwords"))
     complete = isinstance(passwords, dict) and all(passwords.get(k) for k in PASSWORD_KINDS)
-    if _known(passwords) and not complete:
+    if known(passwords) and not complete:
         failures.append(
             CheckFailure("passwords", f"needs non-empty {', '.join(PASSWORD_KINDS)} passwords")
         )

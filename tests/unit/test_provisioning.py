@@ -10,6 +10,7 @@ import base64
 from typing import Any
 
 import dill  # type: ignore[import-untyped]
+import pulumi
 import pytest
 
 from infra.config import load_stack
@@ -110,6 +111,45 @@ def test_check_returns_failures_per_property_instead_of_raising() -> None:
     failed = {failure.property: failure.reason for failure in provider.check({}, bad).failures}
     assert set(failed) == {"service_name", "admin_port", "sslmode", "passwords"}, failed
     assert "Bad-Name" in failed["service_name"]
+
+
+def _unknown_forms() -> dict[str, Any]:
+    """Every form an unknown value reaches a provider in (preview of a new service)."""
+    from pulumi.output import Unknown
+    from pulumi.runtime import rpc
+
+    return {
+        "Unknown object": Unknown(),
+        "wire sentinel": rpc.UNKNOWN,
+        "Output": pulumi.Output.from_input("x").apply(lambda _: "x"),
+        "secret-wrapped Unknown": rpc.wrap_rpc_secret(Unknown()),
+        "secret-wrapped sentinel": rpc.wrap_rpc_secret(rpc.UNKNOWN),
+        "dict holding an Unknown": {"migrator": Unknown(), "app": "b", "readonly": "c"},
+    }
+
+
+@pytest.mark.parametrize("form", list(_unknown_forms()))
+def test_check_accepts_every_form_of_unknown_input(form: str) -> None:
+    """The preview of a fresh stack or a new service: passwords and admin inputs not known."""
+    value = _unknown_forms()[form]
+    news = {
+        **good_inputs(),
+        "passwords": value,
+        "admin_password": value,
+        "admin_host": value,
+        "admin_port": value,
+    }
+    assert ServiceDatabaseProvider().check({}, news).failures == []
+    changed = ServiceDatabaseProvider().diff("auth", good_inputs(), news)
+    assert changed.changes is True, "an unknown input may change: the diff must say so"
+
+
+def test_check_still_refuses_known_bad_values_behind_a_secret() -> None:
+    from pulumi.runtime import rpc
+
+    news = {**good_inputs(), "passwords": rpc.wrap_rpc_secret({"migrator": "a"})}
+    failed = [failure.property for failure in ServiceDatabaseProvider().check({}, news).failures]
+    assert failed == ["passwords"]
 
 
 def test_diff_replaces_a_renamed_service_delete_first_and_updates_on_rotation() -> None:
