@@ -1,5 +1,7 @@
 # The two commands a newcomer needs (see README.md):
-#   make up     set everything up and bring the dev stack up (Docker + Pulumi CLI required)
+#   make up     set everything up and bring the dev stack up (a running Docker engine required;
+#               the Pulumi CLI and the images are taken from the machine when it has them, built
+#               here from Go modules and Debian's packages when it has not)
 #   make test   run the linters and the whole test suite (real servers from Debian's packages)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -11,8 +13,33 @@ STACK ?= dev
 # (prod: PULUMI_BACKEND_URL=gs://<state-bucket>). The passphrase file encrypts dev secrets.
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 export PULUMI_CONFIG_PASSPHRASE_FILE ?= $(CURDIR)/.pulumi-state/passphrase
+export PULUMI_SKIP_UPDATE_CHECK ?= true
 
-.PHONY: setup up env preview plan down rebuild docs test lint actionlint cloud-sql-proxy proxy-start proxy-stop unit integration e2e engine images bench clean
+# The Pulumi CLI: an installed one when the machine has it, otherwise the pinned engine built
+# from Go modules into .tools/bin (`make engine`), with its provider plugins registered in a
+# PULUMI_HOME of the checkout's own, so nothing is ever downloaded. The venv comes first on PATH
+# either way: the language host runs the `python` it finds there.
+INSTALLED_PULUMI := $(shell command -v pulumi 2>/dev/null | grep -v '^$(CURDIR)/.tools/bin/')
+ifeq ($(INSTALLED_PULUMI),)
+PULUMI_CLI := pinned-engine
+export PULUMI_HOME ?= $(CURDIR)/.tools/pulumi-home
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION ?= true
+export PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK ?= true
+export PATH := $(CURDIR)/$(BIN):$(CURDIR)/.tools/bin:$(PATH)
+else
+PULUMI_CLI := installed-pulumi
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+endif
+
+# The Pulumi project directory (the checkout; the end-to-end tests point it at their own) and
+# where `make env` writes the services' env files.
+PROJECT_DIR ?= $(CURDIR)
+ENV_DIR ?= $(PROJECT_DIR)/.envs/$(STACK)
+PULUMI := pulumi --cwd $(PROJECT_DIR) --non-interactive
+# Extra flags for pulumi up/preview/drift/down, e.g. PULUMI_ARGS=--expect-no-changes.
+PULUMI_ARGS ?=
+
+.PHONY: setup up env preview plan down drift rebuild shellenv docs test lint actionlint cloud-sql-proxy proxy-start proxy-stop unit integration e2e engine pinned-engine installed-pulumi stack-images stack-selected images bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -24,44 +51,85 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 setup: $(BIN)/.installed
 
-.pulumi-state/passphrase:
-	@mkdir -p .pulumi-state && chmod 700 .pulumi-state
-	@umask 077 && $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))' > $@
+# The passphrase that encrypts the stack's secrets, generated once (mode 0600) where
+# PULUMI_CONFIG_PASSPHRASE_FILE points (default .pulumi-state/passphrase).
+$(PULUMI_CONFIG_PASSPHRASE_FILE):
+	@mkdir -p "$(dir $@)" && chmod 700 "$(dir $@)"
+	@umask 077 && $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))' > "$@"
 
-up: setup .pulumi-state/passphrase
-	@command -v pulumi >/dev/null || { echo "Install the Pulumi CLI: https://www.pulumi.com/docs/install/" >&2; exit 1; }
-	@command -v docker >/dev/null || { echo "Install Docker and start its engine first" >&2; exit 1; }
-	pulumi stack select $(STACK) --create --non-interactive
-	pulumi up --stack $(STACK) --yes
+installed-pulumi:
+	@true
+
+# The pinned engine, and its plugins linked into PULUMI_HOME's plugin cache at exactly the
+# versions the PyPI SDKs ask for (the engine matches versions there before it would download).
+pinned-engine: setup
+	@command -v go >/dev/null || { echo "No Pulumi CLI on PATH and no Go to build the pinned one: install either (README.md, 'The two commands')" >&2; exit 1; }
+	@tests/e2e/engine/build.sh $(CURDIR)/.tools/bin
+	@for plugin in docker random; do \
+	  version=$$($(BIN)/python -c "from importlib.metadata import version; print(version('pulumi-$$plugin'))"); \
+	  cache="$(PULUMI_HOME)/plugins/resource-$$plugin-v$$version"; \
+	  if [ ! -x "$$cache/pulumi-resource-$$plugin" ]; then \
+	    mkdir -p "$$cache" && ln -sfn "$(CURDIR)/.tools/plugins/pulumi-resource-$$plugin" "$$cache/pulumi-resource-$$plugin"; \
+	    echo "engine: registered the $$plugin plugin v$$version in $(PULUMI_HOME)"; \
+	  fi; \
+	done
+
+# The images a docker stack runs: present locally, pulled, or else built from Debian's packages
+# and tagged with the configured names (infra/images/build.py); nothing for other platforms.
+stack-images: setup
+	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "The Docker engine does not answer: install Docker (docker.io) and start it first" >&2; exit 1; }
+	@$(BIN)/python -m infra.images.build --quiet --stack-file $(PROJECT_DIR)/Pulumi.$(STACK).yaml
+
+up: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(PULUMI_CLI) stack-images
+	@$(PULUMI) stack select $(STACK) --create
+	$(PULUMI) up --stack $(STACK) --yes $(PULUMI_ARGS)
 	@$(MAKE) --no-print-directory env
 
-# Each service's env file (mode 0600) from the running dev stack's outputs.
-env: setup
-	pulumi stack output service_env --stack $(STACK) --show-secrets --json \
-	  | $(BIN)/python -m infra envfiles --out .envs/$(STACK)
+# Each service's env file (mode 0600) from the running stack's outputs.
+env: setup $(PULUMI_CLI)
+	@$(PULUMI) stack output service_env --stack $(STACK) --show-secrets --json \
+	  | $(BIN)/python -m infra envfiles --out $(ENV_DIR)
 
-# The Pulumi project directory (the checkout; the end-to-end tests point it at their own).
-PROJECT_DIR ?= $(CURDIR)
-
-preview: setup .pulumi-state/passphrase
-	pulumi preview --cwd $(PROJECT_DIR) --stack $(STACK) --diff
+preview: stack-selected
+	$(PULUMI) preview --stack $(STACK) --diff $(PULUMI_ARGS)
 
 # Drift: what `pulumi preview` sees after refreshing from the real world; exit 1 on any change.
 # The scheduled drift workflow runs this per stack, and the end-to-end suite runs it last.
-drift: setup
-	pulumi preview --cwd $(PROJECT_DIR) --stack $(STACK) --refresh --expect-no-changes --diff
+drift: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(PULUMI_CLI)
+	$(PULUMI) preview --stack $(STACK) --refresh --expect-no-changes --diff $(PULUMI_ARGS)
+
+# Plain `pulumi` commands from the checkout, with the same backend, passphrase and CLI as make:
+#   eval "$$(make -s shellenv)"
+shellenv: $(PULUMI_CLI)
+	@echo 'export PULUMI_BACKEND_URL="$(PULUMI_BACKEND_URL)"'
+	@echo 'export PULUMI_CONFIG_PASSPHRASE_FILE="$(PULUMI_CONFIG_PASSPHRASE_FILE)"'
+	@echo 'export PULUMI_SKIP_UPDATE_CHECK=true'
+	@if [ "$(PULUMI_CLI)" = pinned-engine ]; then \
+	  echo 'export PULUMI_HOME="$(PULUMI_HOME)"'; \
+	  echo 'export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true'; \
+	  echo 'export PATH="$(CURDIR)/$(BIN):$(CURDIR)/.tools/bin:$$PATH"'; \
+	else \
+	  echo 'export PATH="$(CURDIR)/$(BIN):$$PATH"'; \
+	fi
 
 # What the stack declares, from the stack file alone: the real program under Pulumi's mocks (no
 # backend, no credentials, no secrets). Pull requests from forks get this instead of a preview.
 plan: setup
 	$(BIN)/python -m infra plan --stack $(STACK)
 
-down: setup
-	pulumi destroy --stack $(STACK) --yes
+# Destroys the stack's resources; the data volumes are kept on purpose (retain_on_delete).
+down: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(PULUMI_CLI)
+	$(PULUMI) destroy --stack $(STACK) --yes $(PULUMI_ARGS)
+	@volumes=$$(docker volume ls -q --filter label=persistence.stack=persistence-$(STACK) 2>/dev/null); \
+	if [ -n "$$volumes" ]; then \
+	  echo "The data volumes are kept, so the next 'make up' finds the data again:"; \
+	  echo "$$volumes" | sed 's/^/  /'; \
+	  echo "To delete the data for good: docker volume rm" $$volumes; \
+	fi
 
 # After a disaster: refresh, pulumi up, restore every service from its newest verified backup.
-rebuild: setup .pulumi-state/passphrase
-	$(BIN)/python -m infra rebuild --stack $(STACK)
+rebuild: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(PULUMI_CLI) stack-images
+	$(BIN)/python -m infra rebuild --stack $(STACK) --project-dir $(PROJECT_DIR)
 
 # README.md's configuration reference, generated from infra/config/model.py (the declared
 # defaults, rules and docs); a unit test fails when it is out of date.
@@ -122,9 +190,10 @@ unit: setup
 engine:
 	tests/e2e/engine/build.sh $(CURDIR)/.tools/bin
 
-# The e2e server images, built from Debian's packages on a debootstrap base (nothing is pulled).
+# The stand-in server images, built from Debian's packages on a debootstrap base (nothing is
+# pulled); `make up` builds the ones a stack needs by itself when they cannot be pulled.
 images: setup
-	$(BIN)/python -m tests.e2e.images.build
+	$(BIN)/python -m infra.images.build
 
 # The dev stack's life cycle under the real engine and a local Docker engine, in one process
 # (-n 0): the tests share fixed container names.

@@ -3,11 +3,13 @@
 An ``E2eStack`` is a Pulumi project directory of its own (Pulumi.yaml copied; the entry
 point, ``infra`` and ``.venv`` linked to this checkout), with its own stack file, ports,
 container names, local state backend and PULUMI_HOME, so it never touches a developer's ``dev``
-stack. It is driven through the Automation API, the same one ``python -m infra rebuild`` uses.
+stack. It is driven the way the README tells a user to drive a stack: ``make`` targets and
+``python -m infra`` commands as subprocesses (never the Automation API's shortcuts).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -19,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pulumi import automation
 
 from tests.servers.process import free_port
 
@@ -80,32 +81,48 @@ def engine_environment(root: Path) -> dict[str, str]:
 
 
 class E2eStack:
-    """One isolated stack of the real program; ``services`` is the list in its stack file."""
+    """One isolated stack of the real program, driven only through the README's commands.
 
-    def __init__(self, root: Path, images: Mapping[str, str]) -> None:
+    Every operation is ``make TARGET STACK=e2e PROJECT_DIR=...`` or ``python -m infra ...`` as a
+    subprocess, with the user's environment (the engine and the venv taken off ``PATH``, so
+    ``make`` must find or build them itself) plus the variables the README documents for
+    pointing ``make`` elsewhere: ``PULUMI_BACKEND_URL``, ``PULUMI_CONFIG_PASSPHRASE_FILE`` and
+    ``PULUMI_HOME``. ``services`` is the list in its stack file.
+    """
+
+    def __init__(self, root: Path, images: Mapping[str, str] | None = None) -> None:
         self.root = root
         self.project = root / "project"
         self.backups = root / "backups"
-        self.images = dict(images)
+        self.images = dict(images or {})
         self.ports = {name: free_port() for name in ("postgres", "redis", "amqp", "management")}
         self.services: list[dict[str, Any]] = [
             {"name": "orders", "extensions": ["pgcrypto"], "queues": [{"name": "orders.placed"}]},
             {"name": "billing", "connection_limits": {"app": 5, "migrator": 2, "readonly": 3}},
         ]
         self.env = self._environment()
+        self.env_dir = self.project / ".envs" / STACK
         self._create_project()
-        self.stack = automation.create_or_select_stack(
-            stack_name=STACK,
-            work_dir=str(self.project),
-            opts=automation.LocalWorkspaceOptions(
-                env_vars=self.env,
-                pulumi_home=self.env["PULUMI_HOME"],
-                pulumi_command=automation.PulumiCommand(root=str(ENGINE_BIN.parent)),
-            ),
-        )
 
     def _environment(self) -> dict[str, str]:
-        return engine_environment(self.root)
+        """The user's environment, minus what `make` must set up itself, plus the documented
+        variables that give this stack its own state, passphrase and plugin cache."""
+        state = self.root / "state"
+        state.mkdir(parents=True, exist_ok=True)
+        ours = (str(REPO / ".venv" / "bin"), str(ENGINE_BIN))
+        path = [entry for entry in os.environ["PATH"].split(os.pathsep) if entry not in ours]
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith(("PULUMI_", "VIRTUAL_ENV", "PYTEST_", "COV_"))
+        }
+        return {
+            **env,
+            "PATH": os.pathsep.join(path),
+            "PULUMI_BACKEND_URL": f"file://{state}",
+            "PULUMI_CONFIG_PASSPHRASE_FILE": str(self.root / "passphrase"),
+            "PULUMI_HOME": str(self.root / "pulumi-home"),
+        }
 
     def _create_project(self) -> None:
         self.project.mkdir(parents=True, exist_ok=True)
@@ -118,15 +135,17 @@ class E2eStack:
 
     def write_stack_file(self) -> None:
         """Pulumi.e2e.yaml from the current ``services`` (edit the list, then call this)."""
+        docker_settings: dict[str, Any] = {
+            "ports": self.ports,
+            "backup_dir": str(self.backups),
+            "memory_mb": {"postgres": 512, "redis": 128, "rabbitmq": 512, "backup": 256},
+        }
+        if self.images:
+            docker_settings["images"] = self.images
         settings = {
             "platform": "docker",
             "services": self.services,
-            "docker": {
-                "ports": self.ports,
-                "images": self.images,
-                "backup_dir": str(self.backups),
-                "memory_mb": {"postgres": 512, "redis": 128, "rabbitmq": 512, "backup": 256},
-            },
+            "docker": docker_settings,
             "postgres": {"shared_buffers_mb": 32},
             "backup": {"schedule": "* * * * *"},
         }
@@ -134,80 +153,67 @@ class E2eStack:
         text = yaml.safe_dump(document, sort_keys=False)
         (self.project / f"Pulumi.{STACK}.yaml").write_text(text, encoding="utf-8")
 
-    # The engine's operations, each returning what it did per resource URN.
+    def make(
+        self, target: str, *variables: str, check: bool = True, timeout: float = 900
+    ) -> subprocess.CompletedProcess[str]:
+        """``make TARGET`` of this checkout for this stack, as the README has a user run it.
+
+        With ``check``, a failure raises with the command's own output.
+        """
+        argv = ["make", "--no-print-directory", target, f"STACK={STACK}"]
+        argv += [f"PROJECT_DIR={self.project}", *variables]
+        completed = _run(argv, cwd=REPO, env=self.env, timeout=timeout)
+        if check and completed.returncode != 0:
+            raise AssertionError(_failure(argv, completed))
+        return completed
 
     def up(self) -> dict[str, str]:
-        ops: dict[str, str] = {}
-        self.stack.up(on_event=_collect(ops), color="never", on_output=_echo)
-        return ops
+        """``make up``; what the engine did per resource URN (from the engine's event log)."""
+        log = self.root / "up-events.jsonl"
+        log.unlink(missing_ok=True)
+        self.make("up", f"PULUMI_ARGS=--event-log {log}")
+        return _operations(log)
+
+    def preview(self, *flags: str) -> subprocess.CompletedProcess[str]:
+        """``make preview`` (with extra pulumi flags, e.g. ``--expect-no-changes``)."""
+        return self.make("preview", *([f"PULUMI_ARGS={' '.join(flags)}"] if flags else []))
 
     def preview_expecting_no_changes(self) -> None:
-        self.stack.preview(expect_no_changes=True, color="never", on_output=_echo)
+        self.preview("--expect-no-changes")
 
-    def refresh_expecting_no_changes(self) -> None:
-        self.stack.refresh(expect_no_changes=True, color="never", on_output=_echo)
+    def down(self) -> subprocess.CompletedProcess[str]:
+        return self.make("down")
 
-    def destroy(self) -> None:
-        self.stack.destroy(color="never", on_output=_echo)
-
-    def make(self, target: str) -> subprocess.CompletedProcess[str]:
-        """``make TARGET`` of this checkout, pointed at this stack (as a workflow runs it)."""
-        return subprocess.run(
-            [
-                "make",
-                "--no-print-directory",
-                target,
-                f"STACK={STACK}",
-                f"PROJECT_DIR={self.project}",
-            ],
-            cwd=REPO,
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
+    def shell(self, script: str) -> subprocess.CompletedProcess[str]:
+        """``script`` in bash from the project directory, after the README's one line:
+        ``eval "$(make -s shellenv)"`` (for plain ``pulumi`` commands)."""
+        setup = f'eval "$(make -s -C {REPO} shellenv STACK={STACK} PROJECT_DIR={self.project})"'
+        return _run(["bash", "-c", f"set -e; {setup}; {script}"], self.project, self.env, 300)
 
     def outputs(self) -> dict[str, Any]:
-        return {name: output.value for name, output in self.stack.outputs().items()}
+        """The stack's outputs, secrets shown: plain ``pulumi stack output`` after shellenv."""
+        completed = self.shell(f"pulumi stack output --stack {STACK} --show-secrets --json")
+        assert completed.returncode == 0, completed.stderr
+        outputs: dict[str, Any] = json.loads(completed.stdout)
+        return outputs
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """``python -m infra ARGS`` from the project directory, with the stack's environment.
+        """``python -m infra ARGS`` from the project directory, in the project's venv.
 
         With ``check``, a failure raises with the command's own output, so the test report says
         what went wrong instead of only the exit status.
         """
-        completed = subprocess.run(
-            [sys.executable, "-m", "infra", *args],
-            cwd=self.project,
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
+        argv = [str(REPO / ".venv" / "bin" / "python"), "-m", "infra", *args]
+        completed = _run(argv, cwd=self.project, env=self.env, timeout=900)
         if check and completed.returncode != 0:
-            raise AssertionError(
-                f"python -m infra {' '.join(args)} exited {completed.returncode}\n"
-                f"stdout:\n{completed.stdout}\nstderr:\n{completed.stderr}"
-            )
+            raise AssertionError(_failure(argv, completed))
         return completed
 
-    def env_files(self, out: Path) -> dict[str, dict[str, str]]:
-        """Each service's env file, written by ``python -m infra envfiles`` from the outputs."""
-        import json
-
-        completed = subprocess.run(
-            [sys.executable, "-m", "infra", "envfiles", "--out", str(out)],
-            input=json.dumps(self.outputs()["service_env"]),
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert completed.returncode == 0, completed.stderr
+    def env_files(self) -> dict[str, dict[str, str]]:
+        """Each service's env file, as ``make up``/``make env`` wrote it (mode 0600)."""
         files: dict[str, dict[str, str]] = {}
         for spec in self.services:
-            path = out / "services" / f"{spec['name']}.env"
+            path = self.env_dir / "services" / f"{spec['name']}.env"
             assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
             files[spec["name"]] = dict(
                 line.split("=", 1)
@@ -215,6 +221,40 @@ class E2eStack:
                 if line and not line.startswith("#")
             )
         return files
+
+
+def _run(
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    completed = subprocess.run(
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    sys.stdout.write(completed.stdout[-20000:])  # shown by pytest when the test fails
+    return completed
+
+
+def _failure(argv: Sequence[str], completed: subprocess.CompletedProcess[str]) -> str:
+    return (
+        f"{' '.join(argv)} exited {completed.returncode}\n"
+        f"stdout:\n{completed.stdout[-6000:]}\nstderr:\n{completed.stderr[-4000:]}"
+    )
+
+
+def _operations(log: Path) -> dict[str, str]:
+    """Resource URN -> operation, from a ``--event-log`` file (one JSON engine event a line)."""
+    ops: dict[str, str] = {}
+    for line in log.read_text(encoding="utf-8").splitlines():
+        event = json.loads(line)
+        metadata = (event.get("resourcePreEvent") or {}).get("metadata")
+        if metadata:
+            ops[metadata["urn"]] = metadata["op"]
+    return ops
 
 
 def docker(*args: str, check: bool = True, timeout: float = 300) -> str:
@@ -238,16 +278,3 @@ def container_health(names: Sequence[str]) -> dict[str, str]:
             name,
         )
     return found
-
-
-def _collect(ops: dict[str, str]) -> Any:
-    def on_event(event: automation.EngineEvent) -> None:
-        pre = event.resource_pre_event
-        if pre is not None and pre.metadata is not None:
-            ops[pre.metadata.urn] = str(getattr(pre.metadata.op, "value", pre.metadata.op))
-
-    return on_event
-
-
-def _echo(line: str) -> None:
-    sys.stdout.write(line)

@@ -1,4 +1,4 @@
-"""The test images honour the contract in tests/e2e/images/README.md, on running containers.
+"""The test images honour the contract in infra/images/README.md, on running containers.
 
 Each server runs the way infra/platforms/docker/containers.py runs it: the program's rendered
 files uploaded before the first start (owner 999, the same modes), the same command, environment,

@@ -1,4 +1,6 @@
-"""The dev stack's life cycle under the real Pulumi engine and a real Docker engine.
+"""The dev stack's life cycle under the real Pulumi engine and a real Docker engine, driven by
+the README's commands: ``make up``, ``make preview``, ``make env``, ``make drift``, ``make down``,
+``make rebuild`` and plain ``pulumi`` after ``make shellenv``, as subprocesses.
 
 The tests run in file order and share one stack (module scope): each step starts from where
 the previous one left it, as a team's stack does. Every check goes through real client
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from infra.commands import backup as commands
 from infra.credentials import credentials_from_json
 from infra.platforms.gcp import backup_job
 from tests.e2e.dockerd import DockerEngine
-from tests.e2e.stack import PREFIX, SERVERS, E2eStack, container_health, docker
+from tests.e2e.stack import PREFIX, SERVERS, STACK, E2eStack, container_health, docker
 
 CONTAINERS = [f"{PREFIX}-{server}" for server in SERVERS] + [f"{PREFIX}-backup"]
 SERVICE_DATABASE = "pulumi-python:dynamic:Resource"  # ServiceDatabase, as the engine sees it
@@ -59,7 +62,14 @@ def _connect(url: str) -> psycopg.Connection[Any]:
     return psycopg.connect(url, connect_timeout=10, autocommit=True)
 
 
-def test_first_up_from_nothing_provisions_every_service(stack: E2eStack, env_dir: Path) -> None:
+def test_first_preview_of_a_fresh_stack_succeeds(stack: E2eStack) -> None:
+    """`make preview` before anything exists: every password is unknown until apply."""
+    completed = stack.preview()
+    for spec in stack.services:
+        assert f"{spec['name']}-database" in completed.stdout, completed.stdout[-3000:]
+
+
+def test_first_up_from_nothing_provisions_every_service(stack: E2eStack) -> None:
     ops = stack.up()
     creates = [urn for urn, op in ops.items() if op == "create"]
     databases = _ops_of(ops, SERVICE_DATABASE)
@@ -73,7 +83,7 @@ def test_first_up_from_nothing_provisions_every_service(stack: E2eStack, env_dir
     assert {health[f"{PREFIX}-{s}"] for s in SERVERS} == {"healthy"}, health
     assert health[f"{PREFIX}-backup"] in ("starting", "healthy"), health
 
-    envs = stack.env_files(env_dir)
+    envs = stack.env_files()  # `make up` wrote them
     for name, env in envs.items():
         for variable in ("DATABASE_URL", "MIGRATION_DATABASE_URL", "READONLY_DATABASE_URL"):
             with _connect(env[variable]) as conn:
@@ -84,8 +94,8 @@ def test_first_up_from_nothing_provisions_every_service(stack: E2eStack, env_dir
         connection.close()
 
 
-def test_isolation_holds_against_the_containers(stack: E2eStack, env_dir: Path) -> None:
-    envs = stack.env_files(env_dir)
+def test_isolation_holds_against_the_containers(stack: E2eStack) -> None:
+    envs = stack.env_files()
     orders, billing = envs["orders"], envs["billing"]
     with _connect(orders["MIGRATION_DATABASE_URL"]) as conn:
         conn.execute("create table if not exists ledger (id serial primary key, note text)")
@@ -116,23 +126,68 @@ def test_no_perpetual_diff_right_after_up(stack: E2eStack) -> None:
     stack.preview_expecting_no_changes()
 
 
-def test_adding_a_service_creates_only_its_resources(stack: E2eStack) -> None:
-    stack.services.append({"name": "shipping"})
+def test_plain_pulumi_works_after_the_readmes_one_line(stack: E2eStack) -> None:
+    """README: `eval "$(make -s shellenv)"`, then plain `pulumi` commands from the checkout."""
+    completed = stack.shell(f"pulumi preview --stack {STACK} --expect-no-changes")
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
+    assert "PULUMI_ACCESS_TOKEN" not in completed.stderr
+
+
+def test_make_env_rewrites_the_env_files(stack: E2eStack) -> None:
+    before = stack.env_files()
+    shutil.rmtree(stack.env_dir)
+    stack.make("env")
+    assert stack.env_files() == before  # and each is 0600 (env_files checks)
+
+
+def _container_ids() -> dict[str, str]:
+    return {name: docker("inspect", "--format", "{{.Id}}", name) for name in CONTAINERS}
+
+
+def test_adding_a_service_previews_then_creates_only_its_resources(stack: E2eStack) -> None:
+    """The most common change: a preview (a pull request's) and `make up`, with another
+    service's PostgreSQL session, Redis connection and AMQP consumer open across it."""
+    orders = stack.env_files()["orders"]
+    containers = _container_ids()
+    stack.services.append({"name": "shipping", "queues": [{"name": "shipping.sent"}]})
     stack.write_stack_file()
-    changed = _changed(stack.up())
-    shipping = {name: op for name, op in changed.items() if name.startswith("shipping-")}
-    assert shipping, changed
-    assert set(shipping.values()) == {"create"}, changed
-    for existing in ("orders", "billing"):
-        touched = {name: op for name, op in changed.items() if name.startswith(f"{existing}-")}
-        assert not touched, f"{existing}'s resources changed when shipping was added: {touched}"
-    # The servers' files list every service (pg_hba.conf, users.acl, definitions.json, the
-    # backup loop's stack file), and Docker uploads only at creation: those containers are
-    # replaced, their data stays on the volumes. Nothing else changes.
-    others = {name: op for name, op in changed.items() if name not in shipping}
-    assert set(others) <= {*SERVERS, "backup"}, others
-    assert set(others.values()) <= {"replace", "create-replacement", "delete-replaced"}, others
-    _wait_healthy(CONTAINERS)
+
+    preview = stack.preview()
+    assert "shipping-database" in preview.stdout, preview.stdout[-3000:]
+
+    session = _connect(orders["DATABASE_URL"])
+    backend = session.execute("select pg_backend_pid()").fetchone()
+    client = redis.Redis.from_url(orders["REDIS_URL"], retry=None, socket_timeout=10)
+    client_id = client.client_id()
+    amqp = pika.BlockingConnection(pika.URLParameters(orders["AMQP_URL"]))
+    channel = amqp.channel()
+    channel.basic_consume("orders.placed", lambda *_: None)
+    try:
+        changed = _changed(stack.up())
+        shipping = {name: op for name, op in changed.items() if name.startswith("shipping-")}
+        assert shipping, changed
+        assert set(shipping.values()) == {"create"}, changed
+        for existing in ("orders", "billing"):
+            touched = {n: op for n, op in changed.items() if n.startswith(f"{existing}-")}
+            assert not touched, f"{existing}'s resources changed when shipping was added: {touched}"
+        replaced = {n: op for n, op in changed.items() if "replace" in op or op == "delete"}
+        assert not replaced, f"adding a service replaced: {replaced}"
+        # No server restarted: the same containers, and every open connection still answers.
+        assert _container_ids() == containers
+        assert session.execute("select pg_backend_pid()").fetchone() == backend
+        assert client.client_id() == client_id
+        amqp.process_data_events(time_limit=0)
+        assert channel.is_open
+    finally:
+        session.close()
+        client.close()
+        amqp.close()
+    shipping_env = stack.env_files()["shipping"]  # `make up` wrote the new service's file
+    with _connect(shipping_env["DATABASE_URL"]) as conn:
+        assert conn.execute("select current_database()").fetchone() == ("shipping",)
+    assert redis.Redis.from_url(shipping_env["REDIS_URL"], retry=None, socket_timeout=10).ping()
+    pika.BlockingConnection(pika.URLParameters(shipping_env["AMQP_URL"])).close()
+    stack.preview_expecting_no_changes()
 
 
 def test_changing_one_limit_updates_only_that_database(stack: E2eStack) -> None:
@@ -140,16 +195,15 @@ def test_changing_one_limit_updates_only_that_database(stack: E2eStack) -> None:
     stack.write_stack_file()
     changed = _changed(stack.up())
     assert changed == {"billing-database": "update"}, changed
-    admin = stack.outputs()["postgres_admin_url"]
-    with _connect(admin) as conn:
+    with _connect(stack.outputs()["postgres_admin_url"]) as conn:
         limit = conn.execute(
             "select rolconnlimit from pg_roles where rolname = 'billing_app'"
         ).fetchone()
     assert limit == (6,)
 
 
-def test_removing_a_service_keeps_its_data(stack: E2eStack, env_dir: Path) -> None:
-    shipping_env = stack.env_files(env_dir)["shipping"]
+def test_removing_a_service_keeps_its_data(stack: E2eStack) -> None:
+    shipping_env = stack.env_files()["shipping"]
     with _connect(shipping_env["MIGRATION_DATABASE_URL"]) as conn:
         conn.execute("create table parcels (id int)")
         conn.execute("insert into parcels values (42)")
@@ -162,19 +216,19 @@ def test_removing_a_service_keeps_its_data(stack: E2eStack, env_dir: Path) -> No
         assert conn.execute("select 1 from pg_roles where rolname = 'shipping_migrator'").fetchone()
 
 
-def _ledger(stack: E2eStack, env_dir: Path) -> list[str]:
-    with _connect(stack.env_files(env_dir)["orders"]["READONLY_DATABASE_URL"]) as conn:
+def _ledger(stack: E2eStack) -> list[str]:
+    with _connect(stack.env_files()["orders"]["READONLY_DATABASE_URL"]) as conn:
         return [row[0] for row in conn.execute("select note from ledger order by id")]
 
 
-def test_data_survives_a_container_restart(stack: E2eStack, env_dir: Path) -> None:
+def test_data_survives_a_container_restart(stack: E2eStack) -> None:
     docker("restart", f"{PREFIX}-postgres")
     _wait_healthy(CONTAINERS)
-    assert _ledger(stack, env_dir) == [MARKER]
+    assert _ledger(stack) == [MARKER]
 
 
 def test_data_survives_a_docker_engine_restart(
-    stack: E2eStack, env_dir: Path, docker_engine: DockerEngine
+    stack: E2eStack, docker_engine: DockerEngine
 ) -> None:
     if not docker_engine.started_here:
         if os.environ.get("CI"):
@@ -182,16 +236,19 @@ def test_data_survives_a_docker_engine_restart(
         pytest.skip("the Docker engine was not started by this test run; not restarting it")
     docker_engine.restart()
     _wait_healthy(CONTAINERS)
-    assert _ledger(stack, env_dir) == [MARKER]
+    assert _ledger(stack) == [MARKER]
     stack.preview_expecting_no_changes()
 
 
-def test_data_survives_destroy_and_up(stack: E2eStack, env_dir: Path) -> None:
-    stack.destroy()
+def test_data_survives_make_down_and_up(stack: E2eStack) -> None:
+    down = stack.down()
     volumes = docker("volume", "ls", "-q", "--filter", f"label=persistence.stack={PREFIX}")
     assert set(volumes.split()) == {f"{PREFIX}-{s}-data" for s in SERVERS}, volumes
+    # `make down` says what it kept and how to delete it.
+    assert "data volumes are kept" in down.stdout, down.stdout[-2000:]
+    assert f"docker volume rm {PREFIX}-" in down.stdout, down.stdout[-2000:]
     stack.up()
-    assert _ledger(stack, env_dir) == [MARKER]
+    assert _ledger(stack) == [MARKER]
 
 
 def _verified_backups(stack: E2eStack) -> dict[str, list[dict[str, Any]]]:
@@ -271,38 +328,43 @@ def test_the_prod_jobs_command_runs_from_the_backup_image(stack: E2eStack, tmp_p
     assert all(states[s["name"]] == "verified" for s in stack.services), states
 
 
-def test_disaster_recovery_rebuilds_and_restores_with_one_command(
-    stack: E2eStack, env_dir: Path
-) -> None:
+def test_disaster_recovery_rebuilds_and_restores_with_one_command(stack: E2eStack) -> None:
     # The disaster, behind Pulumi's back: every container and every data volume is gone.
     for name in CONTAINERS:
         docker("rm", "-f", name)
     for server in SERVERS:
         docker("volume", "rm", f"{PREFIX}-{server}-data")
 
-    completed = stack.cli("rebuild", "--stack", "e2e", "--project-dir", str(stack.project))
-    assert completed.returncode == 0, completed.stderr
+    completed = stack.make("rebuild")
+    assert "\r" not in completed.stdout, "progress with carriage returns: one endless CI line"
     report = json.loads(completed.stdout[completed.stdout.index("\n{") :])
     assert report["ok"], report
     for name in ("orders", "billing"):
         assert report["services"][name]["recovery_time_s"] > 0, report
         assert f"{name}: restored" in completed.stdout
-    assert _ledger(stack, env_dir) == [MARKER]
+    assert _ledger(stack) == [MARKER]
     _wait_healthy(CONTAINERS)
 
 
+def _diff_lines(output: str) -> list[str]:
+    """The property lines of a `pulumi preview --diff`: `+ key: value`, `- ...`, `~ ...`."""
+    return [line for line in output.splitlines() if line.strip().startswith(("+ ", "- ", "~ "))]
+
+
 def test_no_drift_after_all_of_that(stack: E2eStack) -> None:
-    stack.refresh_expecting_no_changes()
-    # The very target the scheduled drift workflow runs (.github/workflows/drift.yml).
+    # The very target the scheduled drift workflow runs (.github/workflows/drift.yml): exit 0,
+    # and no refresh noise (normalizations the provider reports back) in its output.
     drift = stack.make("drift")
-    assert drift.returncode == 0, drift.stdout[-3000:] + drift.stderr[-2000:]
+    assert _diff_lines(drift.stdout) == [], drift.stdout[-4000:]
 
 
-def test_the_drift_target_fails_on_drift(stack: E2eStack) -> None:
+def test_the_drift_target_fails_on_drift_and_shows_only_it(stack: E2eStack) -> None:
     docker("stop", f"{PREFIX}-redis")  # changed behind Pulumi's back
     try:
-        drift = stack.make("drift")
+        drift = stack.make("drift", check=False)
         assert drift.returncode != 0, drift.stdout[-3000:]
+        assert "redis" in drift.stdout, drift.stdout[-3000:]
+        assert len(_diff_lines(drift.stdout)) < 20, drift.stdout[-4000:]
     finally:
         docker("start", f"{PREFIX}-redis")
         _wait_healthy(CONTAINERS)

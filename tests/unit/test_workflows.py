@@ -280,8 +280,10 @@ def test_drift_and_drill_run_daily_monthly_and_by_hand() -> None:
     for stack in ("dev", "prod"):
         assert f"make drift STACK={stack}" in scripts
     # The target the e2e suite also runs against the real engine (tests/e2e/test_lifecycle.py).
-    recipe = (REPO / "Makefile").read_text().split("\ndrift:", 1)[1].split("\n\n", 1)[0]
-    assert "pulumi preview" in recipe, recipe
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile.split("\ndrift:", 1)[1].split("\n\n", 1)[0]
+    assert "\nPULUMI := pulumi " in makefile
+    assert "$(PULUMI) preview" in recipe, recipe
     assert "--stack $(STACK) --refresh --expect-no-changes" in recipe, recipe
     assert scripts.count("db plan --check --json") == 2
 

@@ -1,4 +1,7 @@
-"""Build the images the end-to-end tests run, on a machine that cannot pull any image.
+"""Build server images from Debian's packages, for machines that cannot pull any image.
+
+Used two ways: the end-to-end tests run these images, and ``make up`` falls back to them for a
+stack whose configured images cannot be pulled (``--stack-file``, see :func:`ensure_stack_images`).
 
 1. ``persistence-e2e/base:bookworm``: ``debootstrap --variant=minbase`` into a temporary
    directory, then ``docker import``. Done once per Docker engine: the tag existing is the cache.
@@ -10,7 +13,8 @@ The contract the server images honour is README.md in this folder.
 
 Usage (from the repository root, as root for the first debootstrap)::
 
-    python -m tests.e2e.images.build [--only postgres redis ...] [--force] [--network host]
+    python -m infra.images.build [--only postgres redis ...] [--force] [--network host]
+    python -m infra.images.build --stack-file Pulumi.dev.yaml   # what `make up` runs
 
 Pytest fixtures call :func:`ensure_images`.
 """
@@ -31,12 +35,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.errors import PlatformError
+
 HERE = Path(__file__).resolve().parent
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 BASE_TAG = f"persistence-e2e/base:{SUITE}"
 HASH_LABEL = "persistence-e2e.build-hash"
+# A pull that the network refuses fails fast; one that hangs must not hold `make up` for long.
+PULL_TIMEOUT_S = 120
 # Part of every image's hash: bump it when this module changes how an image is built.
 RECIPE_VERSION = "1"
 # `docker import` gives an image no environment; Dockerfiles extend PATH, so the base sets it.
@@ -347,9 +355,83 @@ def ensure_images(
     return ids
 
 
+def _pull(tag: str) -> bool:
+    """True when ``docker pull`` fetched ``tag``."""
+    try:
+        pulled = subprocess.run(
+            ["docker", "pull", "--quiet", tag],
+            capture_output=True,
+            text=True,
+            timeout=PULL_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        _say(f"{tag}: docker pull did not answer in {PULL_TIMEOUT_S}s")
+        return False
+    if pulled.returncode != 0:
+        _say(f"{tag}: cannot be pulled ({_last_line(pulled.stderr)})")
+    return pulled.returncode == 0
+
+
+def stack_images(stack_file: Path) -> dict[str, str]:
+    """Server name -> the image the docker stack in ``stack_file`` runs (nothing for others).
+
+    The backup image is built FROM the configured ``backup`` base, PostgreSQL's client tools.
+    """
+    from infra.config.load import load_file
+
+    config = load_file(stack_file)
+    if config.platform != "docker":
+        return {}
+    images = config.docker.images
+    return {
+        "postgres": images.postgres,
+        "redis": images.redis,
+        "rabbitmq": images.rabbitmq,
+        "backup": images.backup,
+    }
+
+
+def ensure_stack_images(stack_file: Path, *, network: str | None = None) -> dict[str, str]:
+    """Every image the stack runs, present locally: configured tag -> where it came from.
+
+    An image that exists locally is used as it is, one that can be pulled is pulled; for the
+    rest, the Debian-built stand-in is built and tagged with the configured name. It carries
+    the ``persistence-e2e.build-hash`` label; ``docker rmi`` the tag to pull the real image
+    later. The stack file is never edited: plain ``pulumi`` commands see what ``make up`` saw.
+    """
+    wanted = stack_images(stack_file)
+    found: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    for server, tag in wanted.items():
+        if image_id(tag) is not None:
+            found[tag] = "local"
+        elif _pull(tag):
+            found[tag] = "pulled"
+        else:
+            missing[tag] = "postgres" if server == "backup" else server
+    if missing:
+        check_docker()
+        ids = ensure_images(sorted(set(missing.values())), network=network)
+        stand_ins = {image.name: image.tag for image in SERVER_IMAGES}
+        for tag, name in missing.items():
+            built = ids[stand_ins[name]]
+            _tag_stand_in(built, tag)
+            _say(f"{tag}: using the stand-in built from Debian's packages ({stand_ins[name]})")
+            found[tag] = "stand-in"
+    return found
+
+
+def _tag_stand_in(image: str, tag: str) -> None:
+    """Tag the stand-in ``image`` as ``tag`` (it keeps its build-hash label: a stand-in)."""
+    tagged = _run(["docker", "tag", image, tag])
+    if tagged.returncode != 0:
+        raise BuildError(f"docker tag {tag} failed: {_last_line(tagged.stderr)}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.e2e.images.build",
+        prog="python -m infra.images.build",
         description="Build the Debian base and the server images the end-to-end tests run.",
     )
     parser.add_argument(
@@ -361,12 +443,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--network", help="docker build --network (e.g. host); default: $E2E_BUILD_NETWORK"
     )
     parser.add_argument("--quiet", action="store_true", help="show build output only on failure")
+    parser.add_argument(
+        "--stack-file",
+        type=Path,
+        help="make the images this stack file runs available: local, pulled, else stand-ins",
+    )
     args = parser.parse_args(argv)
     try:
+        if args.stack_file is not None:
+            for tag, source in ensure_stack_images(args.stack_file, network=args.network).items():
+                print(f"{tag} {source}")
+            return 0
         ids = ensure_images(
             args.only, force=args.force, network=args.network, verbose=not args.quiet
         )
-    except BuildError as error:
+    except (BuildError, PlatformError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for tag, ident in ids.items():
