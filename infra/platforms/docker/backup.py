@@ -33,6 +33,8 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = Path(__file__).resolve().with_name("backup.Dockerfile")
 # What backup.Dockerfile copies; its hash rebuilds the image when any of it changes.
 BUILD_INPUTS = ("pyproject.toml", "requirements.txt", "infra", "sql", "templates")
+# Left out of the image (.dockerignore) and so of its hash: the stand-in images' build recipes.
+NOT_COPIED = ("infra/images",)
 BACKUP_DIR = "/backups"
 SECRETS_FILE = "/run/secrets/persistence.secrets.json"
 STACK_DIR = "/run/persistence"
@@ -70,7 +72,8 @@ def build_context_hash(root: Path = REPO_ROOT) -> str:
         path = root / name
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         for file in files:
-            if "__pycache__" in file.parts:
+            relative = file.relative_to(root).as_posix()
+            if "__pycache__" in file.parts or relative.startswith(NOT_COPIED):
                 continue
             digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
     return digest.hexdigest()
