@@ -178,7 +178,7 @@ def live_config(ctx: GcpContext, vm: RabbitmqVm, passwords: StackPasswords) -> L
     config = ctx.config
     return LiveConfig.broker(
         "rabbitmq-live-config",
-        server_id=vm.instance.instance_id,
+        server_id=vm.instance.id,
         management_url=f"http://127.0.0.1:{config.gcp.rabbitmq_management_port}",
         admin_user=config.rabbitmq.admin_user,
         admin_password=passwords.rabbitmq_admin,
