@@ -66,7 +66,6 @@ def apply(
         password=admin_password,
         socket_timeout=TIMEOUT_SECONDS,
         socket_connect_timeout=TIMEOUT_SECONDS,
-        retry_on_timeout=False,
     )
     report = AclReport()
     try:
