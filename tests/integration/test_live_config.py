@@ -80,9 +80,11 @@ def test_redis_users_added_changed_removed_live(
     assert other.execute_command("CLIENT", "ID") == client_id, "same connection after a change"
 
     removed = apply(_config(dev_config, OTHER), {OTHER, NEW})
-    assert removed.removed == [NEW] and removed.changed == []
+    assert removed.removed == [NEW]
+    assert removed.changed == []
     users = {u.decode() if isinstance(u, bytes) else u for u in admin_client.acl_users()}
-    assert NEW not in users and {"handmade", "default", admin, OTHER} <= users
+    assert NEW not in users
+    assert {"handmade", "default", admin, OTHER} <= users
     assert other.get(f"{OTHER}:k") in (b"v", "v")
     assert other.execute_command("CLIENT", "ID") == client_id, "same connection after a removal"
 
@@ -97,7 +99,8 @@ def test_redis_live_users_equal_the_acl_file_a_restart_loads(
     config = _config(dev_config, OTHER, NEW)
     text = redis_render.users_acl(config, credentials)
     for name, user in redis_render.service_users(config, credentials).items():
-        assert user["password_hash"] in text and f"user {name} on" in text
+        assert user["password_hash"] in text
+        assert f"user {name} on" in text
 
 
 def _consume(
@@ -141,7 +144,8 @@ def test_broker_vhosts_added_changed_removed_live(
 
     roundtrip(b"before")
     added = apply(_config(dev_config, OTHER, NEW, queues=(QueueSpec(name="liveadd.jobs"),)))
-    assert added.created_vhosts == [NEW] and added.removed == []
+    assert added.created_vhosts == [NEW]
+    assert added.removed == []
     roundtrip(b"after-add")
     changed = apply(
         _config(dev_config, OTHER, NEW, queues=(QueueSpec(name="liveadd.jobs", max_length=5),))
@@ -154,7 +158,9 @@ def test_broker_vhosts_added_changed_removed_live(
     assert removed.removed == [f"user {NEW}", f"vhost {NEW}"]
     roundtrip(b"after-remove")
     vhosts = {v["name"] for v in rabbitmq_server.api("GET", "/api/vhosts")}
-    assert "handmade-live" in vhosts and NEW not in vhosts and OTHER in vhosts
+    assert "handmade-live" in vhosts
+    assert NEW not in vhosts
+    assert OTHER in vhosts
     again = apply(_config(dev_config, OTHER))
     assert again == broker_live.BrokerReport(), "a second run changes nothing"
     roundtrip(b"after-rerun")

@@ -73,7 +73,7 @@ def test_live_config_keeps_its_secrets_secret(runs: tuple[str, ProgramRun, Progr
         for key in ("admin_password", "users", "definitions"):
             if key in resource.raw_inputs:
                 assert is_secret(resource.raw_inputs[key]), f"{resource}: {key} in plaintext"
-        for path, spec in (resource.inputs.get("files") or {}).items():
+        for path, _spec in (resource.inputs.get("files") or {}).items():
             if "secrets" in path or path.endswith(".acl"):
                 assert is_secret(resource.raw_inputs["files"]), f"{resource}: {path}"
         assert "server_id" in resource.inputs, f"{resource}: not re-delivered on replacement"
