@@ -22,6 +22,11 @@ from infra.render import redis as redis_render
 from tests.servers.rabbitmq import RabbitmqServer
 from tests.servers.redis import RedisServer
 
+
+def _cmd(client: redis.Redis, *args: str) -> object:
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
 OTHER = "livekeep"  # the service whose connection must survive
 NEW = "liveadd"
 
@@ -43,7 +48,7 @@ def test_redis_users_added_changed_removed_live(
 ) -> None:
     admin = dev_config.redis.admin_user
     admin_client = redis_server.client(admin, credentials.redis_admin)
-    admin_client.execute_command("ACL", "SETUSER", "handmade", "on", ">pw", "~hand:*", "+get")
+    _cmd(admin_client, "ACL", "SETUSER", "handmade", "on", ">pw", "~hand:*", "+get")
 
     def apply(config: StackConfig, managed: set[str]) -> redis_acl.AclReport:
         users = redis_render.service_users(config, credentials)
@@ -55,7 +60,7 @@ def test_redis_users_added_changed_removed_live(
     assert first.changed == [OTHER]
     other = redis_server.client(OTHER, credentials.for_service(OTHER).redis)
     other.set(f"{OTHER}:k", "v")
-    client_id = other.execute_command("CLIENT", "ID")
+    client_id = _cmd(other, "CLIENT", "ID")
 
     added = apply(_config(dev_config, OTHER, NEW), {OTHER})
     assert added.changed == [NEW], "only the new user changes"
@@ -63,7 +68,7 @@ def test_redis_users_added_changed_removed_live(
     new.set(f"{NEW}:k", "v")
     with pytest.raises(redis.exceptions.NoPermissionError):
         new.get(f"{OTHER}:k")
-    assert other.execute_command("CLIENT", "ID") == client_id, "same connection after an add"
+    assert _cmd(other, "CLIENT", "ID") == client_id, "same connection after an add"
 
     rotated = replace(credentials, services={**credentials.services})
     rotated = rotated.rotated(NEW)
@@ -77,7 +82,7 @@ def test_redis_users_added_changed_removed_live(
     )
     assert changed.changed == [NEW]
     redis_server.client(NEW, rotated.for_service(NEW).redis).ping()
-    assert other.execute_command("CLIENT", "ID") == client_id, "same connection after a change"
+    assert _cmd(other, "CLIENT", "ID") == client_id, "same connection after a change"
 
     removed = apply(_config(dev_config, OTHER), {OTHER, NEW})
     assert removed.removed == [NEW]
@@ -86,11 +91,11 @@ def test_redis_users_added_changed_removed_live(
     assert NEW not in users
     assert {"handmade", "default", admin, OTHER} <= users
     assert other.get(f"{OTHER}:k") in (b"v", "v")
-    assert other.execute_command("CLIENT", "ID") == client_id, "same connection after a removal"
+    assert _cmd(other, "CLIENT", "ID") == client_id, "same connection after a removal"
 
     again = apply(_config(dev_config, OTHER), {OTHER})
     assert again == redis_acl.AclReport(), "a second run changes nothing"
-    admin_client.execute_command("ACL", "DELUSER", "handmade", OTHER)
+    _cmd(admin_client, "ACL", "DELUSER", "handmade", OTHER)
 
 
 def test_redis_live_users_equal_the_acl_file_a_restart_loads(
