@@ -133,11 +133,13 @@ def service_users(config: StackConfig, credentials: Credentials) -> dict[str, di
 
 
 def setuser_rules(user: dict[str, str]) -> list[str]:
-    """``ACL SETUSER`` arguments giving a user exactly its users.acl line (``reset`` first, so a
-    changed password hash, prefix or command set replaces the old one instead of adding to it)."""
+    """``ACL SETUSER`` arguments giving a user exactly its users.acl line: passwords, keys,
+    channels and selectors reset first and ``-@all`` leading the commands, so a changed hash,
+    prefix or command set replaces the old one instead of adding to it. Not ``reset``: it also
+    sets ``sanitize-payload``, which the file's users do not have."""
     prefix = user["prefix"]
-    return ["reset", "on", user["password_hash"], f"~{prefix}*", f"&{prefix}*",
-            *user["commands"].split()]  # fmt: skip
+    return ["on", "resetpass", user["password_hash"], "clearselectors", "resetkeys",
+            "resetchannels", f"~{prefix}*", f"&{prefix}*", *user["commands"].split()]  # fmt: skip
 
 
 def users_acl(config: StackConfig, credentials: Credentials) -> str:

@@ -34,8 +34,9 @@ NEW = "liveadd"
 def _config(
     dev_config: StackConfig, *names: str, queues: tuple[QueueSpec, ...] = ()
 ) -> StackConfig:
+    """The dev services (the shared servers hold them: never removed here) plus ``names``."""
     specs = tuple(ServiceSpec(name=n, queues=queues if n == NEW else ()) for n in names)
-    return replace(dev_config, services=specs)
+    return replace(dev_config, services=(*dev_config.services, *specs))
 
 
 @pytest.fixture
@@ -170,4 +171,5 @@ def test_broker_vhosts_added_changed_removed_live(
     assert again == broker_live.BrokerReport(), "a second run changes nothing"
     roundtrip(b"after-rerun")
     connection.close()
-    rabbitmq_server.api("DELETE", "/api/vhosts/handmade-live")
+    for path in ("/api/vhosts/handmade-live", f"/api/users/{OTHER}", f"/api/vhosts/{OTHER}"):
+        rabbitmq_server.api("DELETE", path)
