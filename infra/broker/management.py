@@ -1,9 +1,10 @@
 """The one client for RabbitMQ's management HTTP API, on the standard library.
 
-Both ``broker prune`` (list and delete users and vhosts) and the RabbitMQ backup (export the
-definitions) go through it, so the URL is checked in one place (``check_url``) and every
-failure reads the same. Credentials travel in the Authorization header and never appear in a
-URL, a log line or an exception message.
+``broker prune`` (list and delete users and vhosts), the RabbitMQ backup (export the
+definitions) and the live apply of the services' definitions (``infra.broker.live``: import
+them into the running broker) all go through it, so the URL is checked in one place
+(``check_url``) and every failure reads the same. Credentials travel in the Authorization
+header and never appear in a URL, a log line or an exception message.
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ class ManagementApi:
         """The body at ``path`` exactly as the broker sent it (a backup keeps it byte for byte)."""
         return self._call("GET", path)
 
+    def post_json(self, path: str, document: Any) -> None:
+        """POST ``document`` as JSON (e.g. definitions to import into the running broker)."""
+        self._call("POST", path, body=json.dumps(document).encode())
+
     def delete(self, path: str) -> None:
         """Delete a resource; one that is already gone counts as deleted."""
         self._call("DELETE", path, missing_ok=True)
@@ -70,13 +75,15 @@ class ManagementApi:
         found = overview.get("rabbitmq_version") if isinstance(overview, dict) else None
         return str(found or "unknown")
 
-    def _call(self, method: str, path: str, missing_ok: bool = False) -> bytes:
+    def _call(
+        self, method: str, path: str, missing_ok: bool = False, body: bytes | None = None
+    ) -> bytes:
         request = urllib.request.Request(  # noqa: S310 - scheme checked in check_url
-            self.base_url + path, method=method, headers=self._headers
+            self.base_url + path, data=body, method=method, headers=self._headers
         )
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
-                body: bytes = response.read()
+                answer: bytes = response.read()
         except urllib.error.HTTPError as error:
             if error.code == 404 and missing_ok:
                 return b""
@@ -85,16 +92,26 @@ class ManagementApi:
                     f"RabbitMQ management API at {self.base_url} refused user {self.user!r} "
                     f"({error.code}); check the admin password in the secrets file"
                 ) from None
+            detail = _reason(error)
             raise ServerError(
                 f"RabbitMQ management API at {self.base_url}: {method} {path} failed "
-                f"with HTTP {error.code}"
+                f"with HTTP {error.code}{f' ({detail})' if detail else ''}"
             ) from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise ServerError(
                 f"RabbitMQ management API at {self.base_url} is unreachable ({reason})"
             ) from None
-        return body
+        return answer
+
+
+def _reason(error: urllib.error.HTTPError) -> str:
+    """The broker's own explanation of a refusal (e.g. an inequivalent queue argument)."""
+    try:
+        found = json.loads(error.read() or b"{}")
+    except (ValueError, OSError):
+        return ""
+    return str(found.get("reason", "")) if isinstance(found, dict) else ""
 
 
 def quote(name: str) -> str:

@@ -48,6 +48,16 @@ def plan(
     keep_users = {naming.rabbitmq_user(s.name) for s in config.services}
     keep_users.add(config.rabbitmq.admin_user)
     keep_vhosts = {naming.rabbitmq_vhost(s.name) for s in config.services}
+    return plan_keeping(keep_users, keep_vhosts, users, vhosts)
+
+
+def plan_keeping(
+    keep_users: set[str],
+    keep_vhosts: set[str],
+    users: list[dict[str, Any]],
+    vhosts: list[dict[str, Any]],
+) -> list[Removal]:
+    """Managed users and vhosts not in ``keep_users``/``keep_vhosts``, users first."""
     removals = [
         Removal("user", user["name"])
         for user in users

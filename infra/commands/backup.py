@@ -57,6 +57,8 @@ VERIFY_ADMIN_URL_ENV = "PERSISTENCE_VERIFY_ADMIN_URL"
 # The structured log line backup-run writes per verified backup; the prod log-based metric
 # (and so the "no verified backup" alert) counts exactly these lines.
 VERIFIED_EVENT = "persistence.backup.verified"
+# The deploy writes the dev backup container's stack file just after the container starts.
+STACK_FILE_WAIT_SECONDS = 600
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -400,6 +402,7 @@ def _verify_url(args: argparse.Namespace, config: StackConfig, credentials: Cred
 
 def run_loop(args: argparse.Namespace) -> int:
     """Sleep until the next cron time, then backup, verify and prune; errors do not stop it."""
+    _wait_for_stack_file(args.stack)
     config = load_stack(args.stack)
     status = health.LoopStatus(started=utc_now())
     health.write_status(args.status_file, status)
@@ -422,6 +425,17 @@ def run_loop(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         runs += 1
     return 0
+
+
+def _wait_for_stack_file(stack: str, seconds: float = STACK_FILE_WAIT_SECONDS) -> None:
+    """The dev container gets its stack file written by the deploy just after it starts
+    (``infra.platforms.docker.backup``): wait for it, bounded; a stack name is not waited on."""
+    path = Path(stack)
+    if path.suffix not in (".yaml", ".yml"):
+        return
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(1)
 
 
 def run_job(args: argparse.Namespace) -> int:

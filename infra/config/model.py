@@ -447,6 +447,13 @@ class GcpSettings:
     provisioning_port: int = setting(
         6432, rule=rules.port, doc="the Cloud SQL Auth Proxy's port on the deploying runner"
     )
+    rabbitmq_management_port: int = setting(
+        15673,
+        rule=rules.port,
+        doc="loopback port where the deploying runner reaches the RabbitMQ VM's management API "
+        "(an IAP tunnel: make broker-tunnel-start); services' vhosts and users are applied "
+        "through it to the running broker",
+    )
     backup_base_image: str = setting(
         "postgres:15.10-bookworm",
         doc="public PostgreSQL image the prod backup job's image is built from (pg_dump 15)",

@@ -6,7 +6,7 @@ into containers and VMs, so what the tests start real servers from is what gets 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
@@ -55,3 +55,18 @@ def server_files(config: StackConfig, credentials: Credentials) -> dict[str, Ren
             rabbitmq.definitions_json(config, credentials), PRIVATE_MODE
         ),
     }
+
+
+def without_services(config: StackConfig) -> StackConfig:
+    """``config`` with no services: what a server's boot files hold (see ``boot_files``)."""
+    return replace(config, services=())
+
+
+def boot_files(config: StackConfig, credentials: Credentials) -> dict[str, RenderedFile]:
+    """The servers' files as their containers (and the prod VM) are created with.
+
+    They do not depend on the service list, so adding, changing or removing a service never
+    changes a container's inputs: the per-service part (ACL users, vhosts, pg_hba lines) is
+    delivered to the running servers by ``infra.live`` instead.
+    """
+    return server_files(without_services(config), credentials)

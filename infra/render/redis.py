@@ -119,18 +119,32 @@ def redis_conf(config: StackConfig, bind: str = "0.0.0.0 -::*") -> str:
     )
 
 
-def users_acl(config: StackConfig, credentials: Credentials) -> str:
-    """Passwords appear only as SHA-256 hashes; ``default`` is switched off."""
-    users = [
-        {
-            "name": naming.redis_user(s.name),
+def service_users(config: StackConfig, credentials: Credentials) -> dict[str, dict[str, str]]:
+    """Each service's ACL user: name -> its password hash, key/channel prefix and commands."""
+    return {
+        naming.redis_user(s.name): {
             "password_hash": hashes.redis_acl_hash(credentials.for_service(s.name).redis),
             "prefix": naming.redis_key_prefix(s.name),
             "commands": SERVICE_COMMANDS,
         }
         for s in config.services
         if s.redis
-    ]
+    }
+
+
+def setuser_rules(user: dict[str, str]) -> list[str]:
+    """``ACL SETUSER`` arguments giving a user exactly its users.acl line: passwords, keys,
+    channels and selectors reset first and ``-@all`` leading the commands, so a changed hash,
+    prefix or command set replaces the old one instead of adding to it. Not ``reset``: it also
+    sets ``sanitize-payload``, which the file's users do not have."""
+    prefix = user["prefix"]
+    return ["on", "resetpass", user["password_hash"], "clearselectors", "resetkeys",
+            "resetchannels", f"~{prefix}*", f"&{prefix}*", *user["commands"].split()]  # fmt: skip
+
+
+def users_acl(config: StackConfig, credentials: Credentials) -> str:
+    """Passwords appear only as SHA-256 hashes; ``default`` is switched off."""
+    users = [{"name": name, **user} for name, user in service_users(config, credentials).items()]
     return render(
         "redis/users.acl.j2",
         admin_user=config.redis.admin_user,

@@ -83,13 +83,16 @@ def test_the_loop_reads_a_stack_file_with_only_what_backups_use(
 ) -> None:
     container = run.one(CONTAINER, "backup").inputs
     stack_file = container["command"][2]
-    (upload,) = [u for u in container["uploads"] if u["file"] == stack_file]
+    assert stack_file not in {u["file"] for u in container["uploads"]}, "delivered live only"
+    live = run.one("pulumi-python:dynamic:Resource", "backup-live-config").inputs
+    assert live["server_id"] == "backup-id", "re-delivered when the container is replaced"
+    content = live["files"][stack_file]["content"]
     written = tmp_path / Path(stack_file).name
-    written.write_text(upload["content"], encoding="utf-8")
+    written.write_text(content, encoding="utf-8")
     loaded = load_file(written)
     assert loaded.backup == dev_config.backup
     assert [s.name for s in loaded.services] == [s.name for s in dev_config.services]
-    assert "connection_limits" not in upload["content"], "a limit change must not replace it"
+    assert "connection_limits" not in content, "only what backups use"
 
 
 def test_credentials_reach_the_container_only_as_a_private_secret_file(run: ProgramRun) -> None:

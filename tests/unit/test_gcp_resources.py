@@ -70,7 +70,9 @@ def test_amqp_is_reachable_only_from_the_subnet(prod: ProdRun, prod_config: Stac
         for allow in r.inputs.get("allows", [])
         for port in allow.get("ports", [])
     }
-    assert ports == {"5672", "22"}, f"only AMQP and IAP SSH may be opened, found {ports}"
+    assert ports == {"5672", "22", str(endpoints.MANAGEMENT_PORT)}, (
+        f"only AMQP, IAP SSH and IAP management may be opened, found {ports}"
+    )
 
 
 def test_cloud_sql_instance(prod: ProdRun) -> None:
@@ -167,13 +169,10 @@ def test_rabbitmq_vm_boots_with_the_rendered_files(prod: ProdRun, prod_config: S
     assert metadata[rabbitmq_vm.CONF_KEY] == rabbitmq.rabbitmq_conf(prod_config)
     assert metadata[rabbitmq_vm.PLUGINS_KEY] == rabbitmq.enabled_plugins()
     definitions = json.loads(metadata[rabbitmq_vm.DEFINITIONS_KEY])
-    assert {v["name"] for v in definitions["vhosts"]} == {
-        naming.rabbitmq_vhost(s.name) for s in prod_config.services
-    }
+    # The boot definitions hold the admin only: the services' arrive over the management API.
+    assert definitions["vhosts"] == []
     users = {u["name"]: u for u in definitions["users"]}
-    assert set(users) == {prod_config.rabbitmq.admin_user} | {
-        naming.rabbitmq_user(s.name) for s in prod_config.services
-    }
+    assert set(users) == {prod_config.rabbitmq.admin_user}
     assert all("password_hash" in u and "password" not in u for u in users.values())
     script = metadata["startup-script"]
     assert script == rabbitmq_vm.startup_script()

@@ -6,9 +6,14 @@ folder (``docker.backup_dir``, default ``.backups/<stack>``): backups outlive th
 the data volumes, and the CLI on the host (``list``, ``restore``, ``rebuild``) reads them
 directly. The container runs as the user who runs ``pulumi up``, so that folder stays theirs.
 
-Passwords arrive as a 0400 secrets file uploaded by the program; the environment carries only
-URLs without passwords. The loop's stack file is uploaded too, reduced to what backups use, so
-that a change to a service's other settings does not replace this container.
+Passwords arrive as a 0400 secrets file; the environment carries only URLs without passwords.
+The loop's stack file is reduced to what backups use. Neither may replace the container when the
+service list changes: the container is created with the admins' passwords only and no stack
+file (the stack loader refuses a stack without services), and ``backup_live_config`` writes the
+full ones into the running container (secrets first, so a reader never finds a service without
+its passwords). The loop waits for its stack file at start, then reads both again at every
+run, and the health check at every call, so a new service is backed up from the next run on,
+with no restart.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pulumi
@@ -25,7 +30,8 @@ import yaml
 
 from infra.commands.backup import ADMIN_URL_ENV, BUCKET_ENV, MANAGEMENT_URL_ENV, REDIS_URL_ENV
 from infra.config.model import PROJECT, StackConfig
-from infra.credentials import credentials_json
+from infra.credentials import Credentials, credentials_json
+from infra.live.resource import LiveConfig, file_spec
 from infra.platforms.docker.containers import Shared
 from infra.render.endpoints import MANAGEMENT_PORT, POSTGRES_PORT, REDIS_PORT
 
@@ -102,8 +108,8 @@ def backup_container(shared: Shared, servers: Sequence[docker.Container]) -> doc
         keep_locally=True,
         opts=child,
     )
-    secrets = shared.passwords.everything.apply(credentials_json)
-    stack_file = f"{STACK_DIR}/Pulumi.{stack}.yaml"
+    secrets = shared.passwords.everything.apply(_admins_only).apply(credentials_json)
+    stack_file = loop_stack_file(stack)
     return docker.Container(
         "backup",
         image=image.image_id,
@@ -124,13 +130,6 @@ def backup_container(shared: Shared, servers: Sequence[docker.Container]) -> doc
                 owner=uid,
                 group=gid,
                 permissions="0400",
-            ),
-            docker.ContainerUploadArgs(
-                file=stack_file,
-                content=backup_stack_file(config),
-                owner=uid,
-                group=gid,
-                permissions="0444",
             ),
         ],
         mounts=[docker.ContainerMountArgs(type="bind", source=str(bucket), target=BACKUP_DIR)],
@@ -163,6 +162,32 @@ def backup_container(shared: Shared, servers: Sequence[docker.Container]) -> doc
         ),
         labels=[docker.ContainerLabelArgs(label="persistence.stack", value=shared.prefix)],
         opts=pulumi.ResourceOptions(parent=shared.parent, depends_on=list(servers)),
+    )
+
+
+def loop_stack_file(stack: str) -> str:
+    """Where the loop and its health check read the stack file, inside the container."""
+    return f"{STACK_DIR}/Pulumi.{stack}.yaml"
+
+
+def _admins_only(credentials: Credentials) -> Credentials:
+    return replace(credentials, services={})
+
+
+def backup_live_config(shared: Shared, backup: docker.Container) -> LiveConfig:
+    """The loop's full secrets and stack files, written into the running backup container."""
+    uid, gid = os.getuid(), os.getgid()
+    secrets = shared.passwords.everything.apply(credentials_json)
+    return LiveConfig.files(
+        "backup-live-config",
+        server_id=backup.id,
+        files={
+            SECRETS_FILE: file_spec(secrets, uid=uid, gid=gid, mode=0o400, secret=True),
+            loop_stack_file(pulumi.get_stack()): file_spec(
+                backup_stack_file(shared.config), uid=uid, gid=gid, mode=0o444
+            ),
+        },
+        opts=pulumi.ResourceOptions(parent=shared.parent, depends_on=[backup]),
     )
 
 

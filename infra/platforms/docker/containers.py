@@ -3,6 +3,25 @@
 Each container gets its rendered config files uploaded by the program itself (no bind mounts of
 a local checkout), a named volume for its data, a health check, a restart policy, a memory
 limit, and host ports published on the loopback address only.
+
+The uploads are the *boot* files (``infra.render.boot_files``): they do not depend on the
+service list, so adding, changing or removing a service never replaces or restarts a container.
+``live_config`` declares, per server, the resource that pushes the services' part to the
+running server through its admin interface:
+
+- PostgreSQL: the full pg_hba.conf is written into the container and the postmaster gets SIGHUP
+  (``pg_reload_conf`` without a login: the admin is no superuser); sessions stay. The per-service
+  lines stay (each service's logins reach only its own database). PostgreSQL 15 cannot express
+  "a login reaches the database of its own service" without naming each pair (no regex, and
+  ``samerole`` would need a role named like each database, which the role model does not have),
+  and a service-independent ``all all`` line would lean on CONNECT privileges alone.
+- Redis: ``ACL SETUSER``/``ACL DELUSER`` for exactly the managed users (``infra.live.redis_acl``),
+  after writing the full users.acl into the container so a restart loads the same users.
+- RabbitMQ: the definitions imported through the management API (``infra.broker.live``), and
+  managed users and vhosts no longer configured removed.
+
+Each takes its container's id as an input: a container replaced for another reason (a new
+image) boots from the boot files and gets the configuration delivered again.
 """
 
 from __future__ import annotations
@@ -14,12 +33,19 @@ import pulumi
 import pulumi_docker as docker
 
 from infra.config.model import StackConfig
+from infra.live.resource import LiveConfig, file_spec
 from infra.pulumi_credentials import StackPasswords
 from infra.render import RenderedFile
 from infra.render import postgres as pg_files
 from infra.render import rabbitmq as mq_files
 from infra.render import redis as redis_files
-from infra.render.endpoints import AMQP_PORT, MANAGEMENT_PORT, POSTGRES_PORT, REDIS_PORT
+from infra.render.endpoints import (
+    AMQP_PORT,
+    MANAGEMENT_PORT,
+    POSTGRES_PORT,
+    REDIS_PORT,
+    for_stack,
+)
 
 # The official images run their servers as uid/gid 999.
 IMAGE_USER = "999"
@@ -56,7 +82,8 @@ class Shared:
     config: StackConfig
     prefix: str
     network: docker.Network
-    files: pulumi.Output[dict[str, RenderedFile]]  # the servers' files (infra.render)
+    files: pulumi.Output[dict[str, RenderedFile]]  # the boot files (infra.render.boot_files)
+    live_files: pulumi.Output[dict[str, RenderedFile]]  # with the services (server_files)
     passwords: StackPasswords
     parent: pulumi.Resource
 
@@ -222,3 +249,52 @@ def rabbitmq(shared: Shared, volume: docker.Volume) -> docker.Container:
         ),
         stop_timeout=60,
     )
+
+
+def _live_file(shared: Shared, rendered: str, *, private: bool) -> dict[str, Any]:
+    """A file of the full (per-service) rendering, as the matching upload places it."""
+    content = shared.live_files.apply(lambda files: files[rendered].content)
+    uid = int(IMAGE_USER)
+    return file_spec(content, uid=uid, gid=uid, mode=0o400 if private else 0o444, secret=private)
+
+
+def live_config(
+    shared: Shared, postgres: docker.Container, redis: docker.Container, rabbit: docker.Container
+) -> dict[str, LiveConfig]:
+    """Per server, the resource that applies the services' configuration to it while it runs."""
+    config = shared.config
+    endpoints = for_stack(config)
+
+    def opts(container: docker.Container) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=shared.parent, depends_on=[container])
+
+    everything = shared.passwords.everything
+    return {
+        "postgres": LiveConfig.files(
+            "postgres-live-config",
+            server_id=postgres.id,
+            files={pg_files.HBA_FILE: _live_file(shared, "postgres/pg_hba.conf", private=False)},
+            signal="HUP",
+            opts=opts(postgres),
+        ),
+        "redis": LiveConfig.redis(
+            "redis-live-config",
+            server_id=redis.id,
+            host=endpoints.redis_host,
+            port=endpoints.redis_port,
+            admin_user=config.redis.admin_user,
+            admin_password=shared.passwords.redis_admin,
+            users=everything.apply(lambda c: redis_files.service_users(config, c)),
+            files={redis_files.ACL_FILE: _live_file(shared, "redis/users.acl", private=True)},
+            opts=opts(redis),
+        ),
+        "rabbitmq": LiveConfig.broker(
+            "rabbitmq-live-config",
+            server_id=rabbit.id,
+            management_url=f"http://{config.docker.bind_address}:{config.docker.ports.management}",
+            admin_user=config.rabbitmq.admin_user,
+            admin_password=shared.passwords.rabbitmq_admin,
+            definitions=everything.apply(lambda c: mq_files.definitions(config, c)),
+            opts=opts(rabbit),
+        ),
+    }

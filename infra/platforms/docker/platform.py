@@ -9,12 +9,17 @@ import pulumi
 import pulumi_docker as docker
 
 from infra.credentials import credentials_json
+from infra.live.resource import LiveConfig
 from infra.platforms.component import PlatformComponent
 from infra.platforms.docker import containers
-from infra.platforms.docker.backup import backup_bucket_url, backup_container
+from infra.platforms.docker.backup import (
+    backup_bucket_url,
+    backup_container,
+    backup_live_config,
+)
 from infra.provisioning import AdminEndpoint, ServiceDatabase
 from infra.pulumi_credentials import StackPasswords, generated_passwords
-from infra.render import server_files
+from infra.render import boot_files, server_files
 from infra.render.endpoints import for_stack
 from infra.render.services import postgres_url, redis_url, service_env
 
@@ -33,13 +38,16 @@ class DockerPlatform(PlatformComponent):
     redis: docker.Container
     rabbitmq: docker.Container
     backup: docker.Container
+    live: dict[str, LiveConfig]
     databases: dict[str, ServiceDatabase]
 
     def declare(self) -> dict[str, Any]:
         self.passwords = generated_passwords(self.config, parent=self)
         shared = self._declare_network()
         self._declare_servers(shared)
+        self.live = containers.live_config(shared, self.postgres, self.redis, self.rabbitmq)
         self.backup = backup_container(shared, [self.postgres, self.redis, self.rabbitmq])
+        self.live["backup"] = backup_live_config(shared, self.backup)
         self._declare_databases()
         return self._outputs()
 
@@ -59,7 +67,8 @@ class DockerPlatform(PlatformComponent):
             config=config,
             prefix=prefix,
             network=self.network,
-            files=self.passwords.everything.apply(lambda c: server_files(config, c)),
+            files=self.passwords.everything.apply(lambda c: boot_files(config, c)),
+            live_files=self.passwords.everything.apply(lambda c: server_files(config, c)),
             passwords=self.passwords,
             parent=self,
         )

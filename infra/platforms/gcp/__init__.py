@@ -15,6 +15,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.credentials import credentials_json
+from infra.live.resource import LiveConfig
 from infra.platforms.component import PlatformComponent
 from infra.platforms.gcp import (
     alerts,
@@ -60,6 +61,7 @@ class GcpPlatform(PlatformComponent):
     redis_auth: pulumi.Output[str]
     secrets: Secrets
     rabbitmq: RabbitmqVm
+    rabbitmq_live: LiveConfig
     dns_zone: gcp.dns.ManagedZone
     bucket: gcp.storage.Bucket
     export_workflow: gcp.workflows.Workflow
@@ -94,6 +96,7 @@ class GcpPlatform(PlatformComponent):
         self.redis = redis.declare(ctx, net)
         self.redis_auth = pulumi.Output.secret(self.redis.auth_string)
         self.rabbitmq = rabbitmq_vm.declare(ctx, net, self.identities.rabbitmq, self.passwords)
+        self.rabbitmq_live = rabbitmq_vm.live_config(ctx, self.rabbitmq, self.passwords)
         self.dns_zone = dns.declare(
             ctx,
             net,

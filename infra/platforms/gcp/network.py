@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pulumi_gcp as gcp
 
 from infra.platforms.gcp.context import GcpContext
-from infra.render.endpoints import AMQP_PORT
+from infra.render.endpoints import AMQP_PORT, MANAGEMENT_PORT
 
 RABBITMQ_TAG = "rabbitmq"
 # Google's Identity-Aware Proxy forwards TCP from this range only (SSH for operators).
@@ -97,7 +97,8 @@ def _nat(ctx: GcpContext, vpc: gcp.compute.Network, subnet: gcp.compute.Subnetwo
 
 
 def _firewall(ctx: GcpContext, vpc: gcp.compute.Network) -> None:
-    """AMQP from the services' subnet, SSH through IAP, everything else denied and logged."""
+    """AMQP from the services' subnet, SSH and the management API through IAP (the deploy
+    applies definitions through it), everything else denied and logged."""
     logged = gcp.compute.FirewallLogConfigArgs(metadata="INCLUDE_ALL_METADATA")
     gcp.compute.Firewall(
         "allow-amqp-from-subnet",
@@ -120,6 +121,20 @@ def _firewall(ctx: GcpContext, vpc: gcp.compute.Network) -> None:
         source_ranges=[IAP_RANGE],
         target_tags=[RABBITMQ_TAG],
         allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=["22"])],
+        log_config=logged,
+        opts=ctx.opts(),
+    )
+    gcp.compute.Firewall(
+        "allow-management-from-iap",
+        name=ctx.name("allow-iap-management"),
+        network=vpc.id,
+        direction="INGRESS",
+        priority=1000,
+        source_ranges=[IAP_RANGE],
+        target_tags=[RABBITMQ_TAG],
+        # The deploy applies the services' definitions to the running broker through an IAP
+        # tunnel to the management API (infra.platforms.gcp.rabbitmq_vm.live_config).
+        allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(MANAGEMENT_PORT)])],
         log_config=logged,
         opts=ctx.opts(),
     )

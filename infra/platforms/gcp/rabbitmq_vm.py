@@ -1,9 +1,16 @@
 """RabbitMQ on Compute Engine: a shielded VM with no external IP and its own data disk.
 
-The broker gets the same rendered ``rabbitmq.conf``, ``enabled_plugins`` and
-``definitions.json`` as the dev container and the tests, delivered as instance metadata and
-installed by a startup script at every boot. The definitions hold only password hashes, but
-they derive from secrets, so that metadata value is a secret Output.
+The broker gets the same rendered ``rabbitmq.conf`` and ``enabled_plugins`` as the dev
+container and the tests, and the *boot* definitions (the admin user only), delivered as instance
+metadata and installed by a startup script at every boot. Nothing in the instance's inputs
+depends on the service list: adding a service changes neither the metadata nor the startup
+script, so the VM is neither recreated nor restarted (and a metadata change would only be an
+in-place update anyway; the script runs at boot only). The services' vhosts, users, queues and
+policies are applied to the running broker through its management API by ``live_config``, from
+the deploying runner, through an IAP tunnel to the management port
+(``gcp.rabbitmq_management_port``, ``make broker-tunnel-start``); they live in the broker's
+node database on the persistent data disk, so a reboot keeps them. The definitions hold only
+password hashes, but they derive from secrets, so that metadata value is a secret Output.
 """
 
 from __future__ import annotations
@@ -14,10 +21,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.live.resource import LiveConfig
 from infra.platforms.gcp.context import GcpContext
 from infra.platforms.gcp.network import RABBITMQ_TAG, Network
 from infra.pulumi_credentials import StackPasswords
-from infra.render import rabbitmq
+from infra.render import rabbitmq, without_services
 from infra.render.environment import render
 
 IMAGE = "debian-cloud/debian-12"
@@ -63,8 +71,10 @@ def startup_script() -> str:
 def metadata(ctx: GcpContext, passwords: StackPasswords) -> dict[str, pulumi.Input[str]]:
     """Instance metadata: the broker's files, the boot script, OS Login instead of SSH keys.
 
-    The definitions hold every service's user, so they take every password (one resource)."""
-    definitions = passwords.everything.apply(lambda c: rabbitmq.definitions_json(ctx.config, c))
+    The boot definitions hold the admin user only (no service), so a service never changes them.
+    """
+    boot = without_services(ctx.config)
+    definitions = passwords.everything.apply(lambda c: rabbitmq.definitions_json(boot, c))
     return {
         CONF_KEY: rabbitmq.rabbitmq_conf(ctx.config),
         PLUGINS_KEY: rabbitmq.enabled_plugins(),
@@ -161,3 +171,17 @@ def declare(
         opts=ctx.opts(protect=True),
     )
     return RabbitmqVm(instance=instance, address=address, data_disk=data_disk)
+
+
+def live_config(ctx: GcpContext, vm: RabbitmqVm, passwords: StackPasswords) -> LiveConfig:
+    """The services' definitions, imported into the running broker over the management API."""
+    config = ctx.config
+    return LiveConfig.broker(
+        "rabbitmq-live-config",
+        server_id=vm.instance.id,
+        management_url=f"http://127.0.0.1:{config.gcp.rabbitmq_management_port}",
+        admin_user=config.rabbitmq.admin_user,
+        admin_password=passwords.rabbitmq_admin,
+        definitions=passwords.everything.apply(lambda c: rabbitmq.definitions(config, c)),
+        opts=ctx.opts(depends_on=[vm.instance]),
+    )
