@@ -24,22 +24,16 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from infra.provisioning.unknowns import is_unknown
+
 KIND_FILES = "files"
 KIND_REDIS = "redis"
 KIND_BROKER = "broker"
 
 
 def unknown(value: Any) -> bool:
-    """True when Pulumi does not know ``value`` (or a part of it) yet: a preview."""
-    from pulumi.runtime.rpc import UNKNOWN
-
-    if value is None or value == UNKNOWN:
-        return True
-    if isinstance(value, dict):
-        return any(unknown(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(unknown(v) for v in value)
-    return False
+    """True when Pulumi does not know ``value`` (or a part of it) yet, or it is missing."""
+    return value is None or is_unknown(value)
 
 
 def _required(news: dict[str, Any], keys: tuple[str, ...]) -> list[CheckFailure]:

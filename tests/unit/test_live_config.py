@@ -8,7 +8,8 @@ import json
 from typing import Any
 
 import pytest
-from pulumi.runtime.rpc import UNKNOWN
+from pulumi.output import Unknown
+from pulumi.runtime.rpc import UNKNOWN, wrap_rpc_secret
 
 from infra.live.provider import LiveConfigProvider, check_inputs, unknown
 from tests.unit.pulumi_mocks import ProgramRun, is_secret, run_program, stack_config
@@ -99,7 +100,16 @@ def test_dev_live_config_carries_the_services(runs: tuple[str, ProgramRun, Progr
 
 
 @pytest.mark.parametrize(
-    "value", [None, UNKNOWN, {"a": UNKNOWN}, [1, None], {"files": {"/x": {"content": UNKNOWN}}}]
+    "value",
+    [
+        None,
+        UNKNOWN,
+        Unknown(),
+        wrap_rpc_secret(Unknown()),
+        {"a": UNKNOWN},
+        [1, Unknown()],
+        {"files": {"/x": {"content": Unknown()}}},
+    ],
 )
 def test_every_form_of_unknown_is_unknown(value: Any) -> None:
     assert unknown(value)
