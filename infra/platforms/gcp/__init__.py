@@ -173,6 +173,8 @@ class GcpPlatform(PlatformComponent):
             "rabbitmq_host": stack_endpoints.amqp_host,
             "rabbitmq_port": stack_endpoints.amqp_port,
             "rabbitmq_private_ip": self.rabbitmq.address.address,
+            "rabbitmq_instance": self.rabbitmq.instance.name,
+            "rabbitmq_zone": self.rabbitmq.instance.zone,
             "rabbitmq_admin_user": config.rabbitmq.admin_user,
             "rabbitmq_admin_password": passwords.rabbitmq_admin,
             "service_accounts": {
