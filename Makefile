@@ -54,7 +54,7 @@ setup: $(BIN)/.installed
 # The passphrase that encrypts the stack's secrets, generated once (mode 0600) where
 # PULUMI_CONFIG_PASSPHRASE_FILE points (default .pulumi-state/passphrase).
 $(PULUMI_CONFIG_PASSPHRASE_FILE):
-	@mkdir -p "$(dir $@)" && chmod 700 "$(dir $@)"
+	@[ -d "$(dir $@)" ] || { mkdir -p "$(dir $@)" && chmod 700 "$(dir $@)"; }
 	@umask 077 && $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))' > "$@"
 
 installed-pulumi:
@@ -80,8 +80,12 @@ stack-images: setup
 	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "The Docker engine does not answer: install Docker (docker.io) and start it first" >&2; exit 1; }
 	@$(BIN)/python -m infra.images.build --quiet --stack-file $(PROJECT_DIR)/Pulumi.$(STACK).yaml
 
-up: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(PULUMI_CLI) stack-images
+# The stack, created on first use with the passphrase secrets provider.
+stack-selected: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(PULUMI_CLI)
+	@case "$(PULUMI_BACKEND_URL)" in file://*) mkdir -p "$(patsubst file://%,%,$(PULUMI_BACKEND_URL))";; esac
 	@$(PULUMI) stack select $(STACK) --create
+
+up: stack-selected stack-images
 	$(PULUMI) up --stack $(STACK) --yes $(PULUMI_ARGS)
 	@$(MAKE) --no-print-directory env
 
