@@ -60,6 +60,10 @@ class ManagementApi:
         """The body at ``path`` exactly as the broker sent it (a backup keeps it byte for byte)."""
         return self._call("GET", path)
 
+    def post_json(self, path: str, document: Any) -> None:
+        """POST a JSON document (e.g. definitions to import)."""
+        self._call("POST", path, data=json.dumps(document).encode())
+
     def delete(self, path: str) -> None:
         """Delete a resource; one that is already gone counts as deleted."""
         self._call("DELETE", path, missing_ok=True)
@@ -70,9 +74,11 @@ class ManagementApi:
         found = overview.get("rabbitmq_version") if isinstance(overview, dict) else None
         return str(found or "unknown")
 
-    def _call(self, method: str, path: str, missing_ok: bool = False) -> bytes:
+    def _call(
+        self, method: str, path: str, missing_ok: bool = False, data: bytes | None = None
+    ) -> bytes:
         request = urllib.request.Request(  # noqa: S310 - scheme checked in check_url
-            self.base_url + path, method=method, headers=self._headers
+            self.base_url + path, method=method, headers=self._headers, data=data
         )
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
@@ -85,9 +91,10 @@ class ManagementApi:
                     f"RabbitMQ management API at {self.base_url} refused user {self.user!r} "
                     f"({error.code}); check the admin password in the secrets file"
                 ) from None
+            detail = _reason(error)
             raise ServerError(
                 f"RabbitMQ management API at {self.base_url}: {method} {path} failed "
-                f"with HTTP {error.code}"
+                f"with HTTP {error.code}{detail}"
             ) from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
@@ -95,6 +102,15 @@ class ManagementApi:
                 f"RabbitMQ management API at {self.base_url} is unreachable ({reason})"
             ) from None
         return body
+
+
+def _reason(error: urllib.error.HTTPError) -> str:
+    """The broker's own reason for a refusal (its JSON ``reason``), shortened; never headers."""
+    try:
+        reason = json.loads(error.read() or b"{}").get("reason")
+    except (ValueError, AttributeError, OSError):
+        return ""
+    return f": {str(reason)[:300]}" if reason else ""
 
 
 def quote(name: str) -> str:
