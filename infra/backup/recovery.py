@@ -95,7 +95,7 @@ def restore_redis(
     except PlatformError as error:
         say(f"redis: NOT restored: {error}")
         return {"ok": False, "error": str(error), "services": {}}
-    with client, private_workdir("restore-redis") as work:
+    with client, private_workdir("redisrestore") as work:
         for name in wanted:
             say(f"redis/{name}: restoring keys")
             try:
@@ -159,7 +159,7 @@ def restore_rabbitmq(
     say("rabbitmq: restoring definitions")
     try:
         entry = find(target.bucket, "rabbitmq", "server", verified_only=True)
-        with private_workdir("restore-rabbitmq") as work:
+        with private_workdir("brokerrestore") as work:
             raw = fetch(target.bucket, entry.manifest, work).read_bytes()
         try:
             document = json.loads(raw)

@@ -28,8 +28,8 @@ from infra.backup.dump import (
     check_redis_url,
 )
 from infra.backup.progress import human
-from infra.backup.redis_keys import backup_keys
 from infra.backup.prune import prune
+from infra.backup.redis_keys import backup_keys
 from infra.backup.restore import converge, recover, restore
 from infra.backup.safety import secure_replaced
 from infra.backup.schedule import next_run
