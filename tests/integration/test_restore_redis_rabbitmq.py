@@ -204,9 +204,11 @@ def test_a_key_outside_the_services_prefix_is_refused(
     shutil.copytree(backed_up, bucket)
     (folder,) = (bucket / "redis" / APP).iterdir()
     admin = fresh_redis_server.client(dev_config.redis.admin_user, credentials.redis_admin)
-    payload = admin.execute_command("DUMP", f"{APP}:queue", NEVER_DECODE=True)
+    payload = admin.execute_command(  # type: ignore[no-untyped-call]
+        "DUMP", f"{APP}:queue", NEVER_DECODE=True
+    )
     assert isinstance(payload, bytes)
-    planted = [
+    planted: list[dict[str, Any]] = [
         {"k": base64.b64encode(k).decode(), "x": None, "v": base64.b64encode(payload).decode()}
         for k in (f"{OTHER}:planted".encode(), b"stray:planted", f"{APP}:legit".encode())
     ]
