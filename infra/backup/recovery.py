@@ -38,14 +38,17 @@ def restore_services(
     started: float,
     keep_replaced: bool,
     say: Callable[[str], None] = lambda line: None,
+    before: datetime | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per service: ``ok``, ``backup_id``, ``restore_s``, ``recovery_time_s`` (since
-    ``started``, a ``time.monotonic()``), ``recovery_point_s``; or ``ok: false`` and ``error``."""
+    ``started``, a ``time.monotonic()``), ``recovery_point_s``; or ``ok: false`` and ``error``.
+    ``before``: only backups started before then (see ``catalog.find``)."""
     report: dict[str, dict[str, Any]] = {}
     for spec in config.services:
         began = time.monotonic()
+        say(f"{spec.name}: restoring its database")
         try:
-            entry = find(target.bucket, "postgres", spec.name, verified_only=True)
+            entry = find(target.bucket, "postgres", spec.name, verified_only=True, before=before)
             restored = restore(
                 target, entry, admin_url, config, credentials, keep_replaced=keep_replaced
             )
@@ -81,6 +84,7 @@ def restore_redis(
     *,
     started: float,
     say: Callable[[str], None] = lambda line: None,
+    before: datetime | None = None,
 ) -> dict[str, Any]:
     """Every Redis service's keys from its newest verified key backup, into the running server.
 
@@ -99,7 +103,7 @@ def restore_redis(
         for name in wanted:
             say(f"redis/{name}: restoring keys")
             try:
-                entry = find(target.bucket, "redis", name, verified_only=True)
+                entry = find(target.bucket, "redis", name, verified_only=True, before=before)
                 if entry.manifest.format != KEYS_FORMAT:
                     raise BackupError(f"{entry.manifest.prefix} is not a key backup")
                 folder = work / name
@@ -148,6 +152,7 @@ def restore_rabbitmq(
     *,
     started: float,
     say: Callable[[str], None] = lambda line: None,
+    before: datetime | None = None,
 ) -> dict[str, Any]:
     """Each managed vhost's queues, exchanges, bindings and policies from the newest verified
     definitions backup (see ``infra.backup.definitions`` for what is never taken from it).
@@ -158,7 +163,7 @@ def restore_rabbitmq(
     """
     say("rabbitmq: restoring definitions")
     try:
-        entry = find(target.bucket, "rabbitmq", "server", verified_only=True)
+        entry = find(target.bucket, "rabbitmq", "server", verified_only=True, before=before)
         with private_workdir("brokerrestore") as work:
             raw = fetch(target.bucket, entry.manifest, work).read_bytes()
         try:

@@ -374,8 +374,19 @@ class RunOutcome:
     failed: list[str] = field(default_factory=list)
 
 
-def run_once(args: argparse.Namespace, config: StackConfig, credentials: Credentials) -> RunOutcome:
+def run_once(
+    args: argparse.Namespace,
+    config: StackConfig,
+    credentials: Credentials,
+    *,
+    prune_after: bool = True,
+) -> RunOutcome:
     """Backup, verify every unverified backup, prune: the one run both schedulers make.
+
+    ``prune_after=False`` (the backup loop's first run, at container start): nothing is
+    deleted. A container that starts during ``rebuild`` backs up servers that are still being
+    restored; pruning then could delete the very backup the rebuild is restoring (the newest of
+    its hour), so the first prune waits for the first scheduled run.
 
     Each step runs even when an earlier one failed (a failed backup must not stop older
     backups from being verified, nor pruning); every failure is named in the outcome.
@@ -398,6 +409,9 @@ def run_once(args: argparse.Namespace, config: StackConfig, credentials: Credent
         outcome.failed += [f"verify {label}" for label in failed]
     except Exception as error:
         outcome.failed.append(f"verify: {error}")
+    if not prune_after:
+        print("prune: skipped on the loop's first run", flush=True)
+        return outcome
     try:
         _prune(target, config, dry_run=False)
     except Exception as error:
@@ -439,7 +453,7 @@ def run_loop(args: argparse.Namespace) -> int:
         failed: list[str] = []
         try:
             config, credentials = load(args)
-            failed = run_once(args, config, credentials).failed
+            failed = run_once(args, config, credentials, prune_after=runs > 0).failed
             for failure in failed:
                 print(f"error: {failure}", file=sys.stderr, flush=True)
         except Exception as error:  # a scheduler must survive one bad run

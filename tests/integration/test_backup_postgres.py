@@ -465,6 +465,7 @@ def test_backup_loop_backs_up_at_once_then_follows_the_schedule(
     assert "error" not in err
     assert waits == []  # the first run does not wait for the schedule
     assert "first backup now" in out
+    assert "prune: skipped on the loop's first run" in out  # a rebuild may be restoring
     states = {e.manifest.service: e.state for e in catalog.entries(open_bucket(bucket))}
     assert states == dict.fromkeys(services, "verified")
     assert json.loads(status.read_text())["failed"] == []
@@ -478,6 +479,7 @@ def test_backup_loop_backs_up_at_once_then_follows_the_schedule(
     taken = re.findall(r"^postgres/users \S+ .* sha256 ", out, re.MULTILINE)
     assert len(taken) == 2, out  # two runs (prune keeps one an hour)
     assert "next backup at" in out
+    assert re.search(r"^kept \d+, deleted \d+", out, re.MULTILINE), out  # then it prunes
 
 
 def test_directory_format_round_trip(
