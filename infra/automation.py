@@ -34,12 +34,23 @@ def select(stack: str, work_dir: Path = REPO_ROOT) -> automation.Stack:
 
 
 def refresh_and_up(stack: automation.Stack, say: Callable[[str], Any]) -> dict[str, Any]:
-    """Bring state in line with reality, then converge; return the stack's outputs (plain)."""
+    """Bring state in line with reality, then converge; return the stack's outputs (plain).
+
+    ``say`` gets one line at a time, without its newline: the engine's output line by line
+    (no colours, no progress dots, no carriage-return redraws), so a CI log reads like a
+    terminal's scrollback instead of one endless line.
+    """
+
+    def lines(chunk: str) -> None:
+        for line in chunk.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+            if line.strip():
+                say(line.rstrip())
+
     try:
-        refreshed = stack.refresh(on_output=say, color="never")
-        say(f"refresh: {_summary(refreshed.summary.resource_changes)}\n")
-        updated = stack.up(on_output=say, color="never")
-        say(f"up: {_summary(updated.summary.resource_changes)}\n")
+        refreshed = stack.refresh(on_output=lines, color="never", suppress_progress=True)
+        say(f"refresh: {_summary(refreshed.summary.resource_changes)}")
+        updated = stack.up(on_output=lines, color="never", suppress_progress=True)
+        say(f"up: {_summary(updated.summary.resource_changes)}")
     except automation.errors.CommandError as error:
         raise EngineError(f"pulumi failed: {_first_line(error)}") from None
     return {name: output.value for name, output in updated.outputs.items()}

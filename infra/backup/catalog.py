@@ -195,15 +195,25 @@ def incomplete_prefixes(bucket: Bucket) -> list[str]:
 
 
 def find(
-    bucket: Bucket, kind: str, service: str, at: str | None = None, *, verified_only: bool = False
+    bucket: Bucket,
+    kind: str,
+    service: str,
+    at: str | None = None,
+    *,
+    verified_only: bool = False,
+    before: datetime | None = None,
 ) -> Entry:
     """The newest usable backup of a service, optionally taken at or before ``at``.
 
     ``at`` is a backup id or an ISO 8601 time (e.g. 2026-11-22T03:00:00Z). Backups whose last
     verification failed are never chosen. Without ``at``, restore's safety backups (copies of
     a database that was about to be replaced, possibly a broken one) are never chosen either.
+    ``before``: only backups started before then (``rebuild`` passes its own start, so a backup
+    the rebuilt stack's backup loop takes of the still empty servers is never chosen).
     """
     usable = [e for e in entries(bucket, kind, service) if e.state != "failed"]
+    if before is not None:
+        usable = [e for e in usable if e.manifest.started < before]
     if at is None:
         usable = [e for e in usable if not e.is_safety]
     candidates = usable

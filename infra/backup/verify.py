@@ -16,6 +16,7 @@ from infra import naming
 from infra.backup import pg
 from infra.backup.catalog import Entry, Manifest, Verification, utc_now, write_verification
 from infra.backup.fetch import fetch, pg_restore
+from infra.backup.redis_keys import KEYS_FORMAT, verify_keys
 from infra.backup.storage import Bucket
 from infra.backup.workdir import private_workdir
 from infra.errors import BackupError, UsageError
@@ -58,6 +59,8 @@ def verify(bucket: Bucket, entry: Entry, admin_url: str | None) -> Verification:
                 if admin_url is None:
                     raise UsageError("verifying a PostgreSQL backup needs --admin-url")
                 problems = _verify_postgres(admin_url, manifest, dump)
+            elif manifest.kind == "redis" and manifest.format == KEYS_FORMAT:
+                problems = verify_keys(dump, manifest)
             elif manifest.kind == "redis":
                 problems = _verify_rdb(dump)
             else:

@@ -95,7 +95,7 @@ class ManagementApi:
             detail = _reason(error)
             raise ServerError(
                 f"RabbitMQ management API at {self.base_url}: {method} {path} failed "
-                f"with HTTP {error.code}{f' ({detail})' if detail else ''}"
+                f"with HTTP {error.code}{detail}"
             ) from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
@@ -106,12 +106,13 @@ class ManagementApi:
 
 
 def _reason(error: urllib.error.HTTPError) -> str:
-    """The broker's own explanation of a refusal (e.g. an inequivalent queue argument)."""
+    """The broker's own reason for a refusal (its JSON ``reason``, e.g. an inequivalent queue
+    argument), shortened; never headers."""
     try:
-        found = json.loads(error.read() or b"{}")
-    except (ValueError, OSError):
+        reason = json.loads(error.read() or b"{}").get("reason")
+    except (ValueError, AttributeError, OSError):
         return ""
-    return str(found.get("reason", "")) if isinstance(found, dict) else ""
+    return f": {str(reason)[:300]}" if reason else ""
 
 
 def quote(name: str) -> str:

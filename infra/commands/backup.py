@@ -29,6 +29,7 @@ from infra.backup.dump import (
 )
 from infra.backup.progress import human
 from infra.backup.prune import prune
+from infra.backup.redis_keys import backup_keys
 from infra.backup.restore import converge, recover, restore
 from infra.backup.safety import secure_replaced
 from infra.backup.schedule import next_run
@@ -199,7 +200,8 @@ def run_backup(args: argparse.Namespace) -> int:
 def _backup(
     args: argparse.Namespace, config: StackConfig, credentials: Credentials
 ) -> tuple[list[Manifest], list[str]]:
-    """Back up every chosen service (and Redis/RabbitMQ); the services that failed, by name."""
+    """Back up every chosen service (and Redis/RabbitMQ); what failed: a service's name for its
+    database, ``redis/<service>`` for its keys."""
     target = _target(args, must_exist=False)  # the first backup creates a file:// bucket
     admin_url = _admin_url(args, credentials)
     if args.redis_url:
@@ -225,6 +227,23 @@ def _backup(
         made.append(
             backup_redis(target, args.redis_url, config.redis.admin_user, credentials.redis_admin)
         )
+        # Each service's keys on their own: what rebuild restores into a running server.
+        for spec in config.services:
+            if not spec.redis:
+                continue
+            try:
+                made.append(
+                    backup_keys(
+                        target,
+                        args.redis_url,
+                        config.redis.admin_user,
+                        credentials.redis_admin,
+                        spec.name,
+                    )
+                )
+            except PlatformError as error:
+                failed.append(f"redis/{spec.name}")
+                print(f"error: redis/{spec.name}: {error}", file=sys.stderr, flush=True)
     if broker is not None and args.service is None:
         made.append(backup_rabbitmq(target, broker))
     for manifest in made:
@@ -357,8 +376,19 @@ class RunOutcome:
     failed: list[str] = field(default_factory=list)
 
 
-def run_once(args: argparse.Namespace, config: StackConfig, credentials: Credentials) -> RunOutcome:
+def run_once(
+    args: argparse.Namespace,
+    config: StackConfig,
+    credentials: Credentials,
+    *,
+    prune_after: bool = True,
+) -> RunOutcome:
     """Backup, verify every unverified backup, prune: the one run both schedulers make.
+
+    ``prune_after=False`` (the backup loop's first run, at container start): nothing is
+    deleted. A container that starts during ``rebuild`` backs up servers that are still being
+    restored; pruning then could delete the very backup the rebuild is restoring (the newest of
+    its hour), so the first prune waits for the first scheduled run.
 
     Each step runs even when an earlier one failed (a failed backup must not stop older
     backups from being verified, nor pruning); every failure is named in the outcome.
@@ -368,7 +398,9 @@ def run_once(args: argparse.Namespace, config: StackConfig, credentials: Credent
     step_args = argparse.Namespace(**{**vars(args), "service": None})
     try:
         _, failed = _backup(step_args, config, credentials)
-        outcome.failed += [f"backup postgres/{name}" for name in failed]
+        outcome.failed += [
+            f"backup {name}" if "/" in name else f"backup postgres/{name}" for name in failed
+        ]
     except Exception as error:  # a scheduler must survive one bad step
         outcome.failed.append(f"backup: {error}")
     try:
@@ -379,6 +411,9 @@ def run_once(args: argparse.Namespace, config: StackConfig, credentials: Credent
         outcome.failed += [f"verify {label}" for label in failed]
     except Exception as error:
         outcome.failed.append(f"verify: {error}")
+    if not prune_after:
+        print("prune: skipped on the loop's first run", flush=True)
+        return outcome
     try:
         _prune(target, config, dry_run=False)
     except Exception as error:
@@ -401,20 +436,27 @@ def _verify_url(args: argparse.Namespace, config: StackConfig, credentials: Cred
 
 
 def run_loop(args: argparse.Namespace) -> int:
-    """Sleep until the next cron time, then backup, verify and prune; errors do not stop it."""
+    """Backup, verify and prune at once, then at every cron time; errors do not stop it.
+
+    The first run does not wait for the schedule: right after `make up` (or a rebuild) there
+    is a verified backup of everything to restore, not an hour later.
+    """
     _wait_for_stack_file(args.stack)
     config = load_stack(args.stack)
     status = health.LoopStatus(started=utc_now())
     health.write_status(args.status_file, status)
     runs = 0
     while args.runs == 0 or runs < args.runs:
-        due = next_run(config.backup.schedule, utc_now())
-        print(f"next backup at {due.isoformat()}", flush=True)
-        time.sleep(max(0.0, (due - utc_now()).total_seconds()))
+        if runs == 0:
+            print("first backup now", flush=True)
+        else:
+            due = next_run(config.backup.schedule, utc_now())
+            print(f"next backup at {due.isoformat()}", flush=True)
+            time.sleep(max(0.0, (due - utc_now()).total_seconds()))
         failed: list[str] = []
         try:
             config, credentials = load(args)
-            failed = run_once(args, config, credentials).failed
+            failed = run_once(args, config, credentials, prune_after=runs > 0).failed
             for failure in failed:
                 print(f"error: {failure}", file=sys.stderr, flush=True)
         except Exception as error:  # a scheduler must survive one bad run

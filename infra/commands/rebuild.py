@@ -1,5 +1,7 @@
 """``rebuild``: the one command for a disaster. Refresh the stack's state, bring it back up, and
-restore every service from its newest verified backup, printing recovery time and point.
+restore every service from its newest verified backups, printing recovery time and point:
+each service's PostgreSQL database, each service's Redis keys, and each service's RabbitMQ
+queues, exchanges, bindings and policies (users, permissions and passwords come from the stack).
 
     python -m infra rebuild --stack dev
 
@@ -15,10 +17,12 @@ import argparse
 import json
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from infra.backup import crypto
+from infra.backup.catalog import utc_now
 from infra.backup.dump import Target
-from infra.backup.recovery import restore_services
+from infra.backup.recovery import restore_rabbitmq, restore_redis, restore_services
 from infra.backup.storage import open_bucket
 from infra.commands.backup import secure
 from infra.config.load import REPO_ROOT, load_file, stack_file
@@ -43,24 +47,43 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run_rebuild)
 
 
+def say(line: str) -> None:
+    """One line of progress, flushed: a CI log shows it as it happens."""
+    print(line, flush=True)
+
+
 def run_rebuild(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    # Only backups from before this command count: the rebuilt stack's backup container takes
+    # its first backup at once, of servers that are still empty until the restore is done.
+    before = utc_now()
     config = load_file(stack_file(args.stack, args.project_dir))
     # Imported here: the Automation API costs every other command ~0.1 s of start-up otherwise.
     from infra import automation
 
     stack = automation.select(args.stack, args.project_dir)
-    outputs = automation.refresh_and_up(stack, lambda line: print(line, end="", flush=True))
+    outputs = automation.refresh_and_up(stack, say)
     bucket_url = args.bucket or outputs.get("backup_bucket")
     if not bucket_url:
         raise UsageError("the stack has no backup_bucket output; give --bucket URL")
-    if "postgres_admin_url" not in outputs or "credentials" not in outputs:
-        raise UsageError("the stack exports no postgres_admin_url/credentials to restore with")
+    missing = [
+        name
+        for name in (
+            "postgres_admin_url",
+            "credentials",
+            "redis_admin_url",
+            "rabbitmq_management_url",
+        )
+        if name not in outputs
+    ]
+    if missing:
+        raise UsageError(f"the stack exports no {', '.join(missing)} to restore with")
     admin_url: str = outputs["postgres_admin_url"]
     credentials = credentials_from_json(outputs["credentials"])
     target = Target(open_bucket(bucket_url), crypto.key_from_env())
     up_seconds = time.monotonic() - started
 
+    say(f"restoring from {bucket_url}: postgres, redis, rabbitmq")
     report = restore_services(
         target,
         admin_url,
@@ -68,13 +91,34 @@ def run_rebuild(args: argparse.Namespace) -> int:
         credentials,
         started=started,
         keep_replaced=True,
-        say=lambda line: print(line, flush=True),
+        say=say,
+        before=before,
     )
+    redis = restore_redis(
+        target, _without_password(outputs["redis_admin_url"]), config, credentials,
+        started=started, say=say, before=before,
+    )  # fmt: skip
+    rabbitmq = restore_rabbitmq(
+        target, outputs["rabbitmq_management_url"], config, credentials,
+        started=started, say=say, before=before,
+    )  # fmt: skip
     # Every service is back (the lines above say so): now, off the recovery's critical path,
     # dump, verify and drop the databases it replaced. The summary stays the last output.
     fmt = config.backup.format
     secured = [secure(target, admin_url, name, fmt) for name in report if report[name]["ok"]]
-    ok = all(item["ok"] for item in report.values())
-    summary = {"ok": ok, "up_s": round(up_seconds, 3), "services": report}
+    ok = all(item["ok"] for item in report.values()) and redis["ok"] and rabbitmq["ok"]
+    summary = {
+        "ok": ok,
+        "up_s": round(up_seconds, 3),
+        "services": report,
+        "redis": redis,
+        "rabbitmq": rabbitmq,
+    }
     print(json.dumps(summary, indent=2), flush=True)
     return 0 if ok and all(secured) else 1
+
+
+def _without_password(url: str) -> str:
+    """``redis://HOST:PORT`` from the stack's admin URL: the password goes in AUTH only."""
+    parsed = urlsplit(url)
+    return f"{parsed.scheme}://{parsed.hostname}:{parsed.port or 6379}"

@@ -436,26 +436,50 @@ def test_prune_keeps_exactly_the_configured_generations(
     assert "kept 27, deleted 46, refused 0" in out
 
 
-def test_backup_loop_runs_backup_verify_prune_on_schedule(
+def test_backup_loop_backs_up_at_once_then_follows_the_schedule(
     stack: tuple[PostgresServer, Credentials, list[str]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """One scheduled run, as the dev backup container does it (the wait itself is skipped)."""
+    """As the dev backup container does it: the first run (backup, verify, prune) as soon as
+    the loop starts, so right after `make up` there is a verified backup to restore; the
+    next one on the schedule (the wait itself is skipped)."""
     _, _, common = stack
-    waits: list[float] = []
-    monkeypatch.setattr(time, "sleep", waits.append)
     bucket = f"file://{tmp_path / 'bucket'}"
     status = tmp_path / "status.json"  # never the container's default path on this machine
-    argv = ["--bucket", bucket, "--runs", "1", "--status-file", str(status)]
-    code, _, err = cli("backup-loop", *common, *argv)
+    services = ("auth", "authorization", "users", "audit", "events")
+
+    waits: list[float] = []
+    seen_before_wait: list[dict[str, str]] = []
+
+    def sleep(seconds: float) -> None:
+        seen_before_wait.append(
+            {e.manifest.service: e.state for e in catalog.entries(open_bucket(bucket))}
+        )
+        waits.append(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    argv = ["--bucket", bucket, "--status-file", str(status)]
+    code, out, err = cli("backup-loop", *common, *argv, "--runs", "1")
     assert code == 0, err
     assert "error" not in err
-    assert len(waits) == 1
-    assert 0 <= waits[0] <= 3600  # dev schedule: hourly
+    assert waits == []  # the first run does not wait for the schedule
+    assert "first backup now" in out
+    assert "prune: skipped on the loop's first run" in out  # a rebuild may be restoring
     states = {e.manifest.service: e.state for e in catalog.entries(open_bucket(bucket))}
-    services = ("auth", "authorization", "users", "audit", "events")
     assert states == dict.fromkeys(services, "verified")
+    assert json.loads(status.read_text())["failed"] == []
+
+    code, out, err = cli("backup-loop", *common, *argv, "--runs", "2")
+    assert code == 0, err
+    assert len(waits) == 1  # then the schedule
+    assert 0 <= waits[0] <= 3600  # dev schedule: hourly
+    # the wait came after the first run had verified its backups
+    assert seen_before_wait[0] == dict.fromkeys(services, "verified")
+    taken = re.findall(r"^postgres/users \S+ .* sha256 ", out, re.MULTILINE)
+    assert len(taken) == 2, out  # two runs (prune keeps one an hour)
+    assert "next backup at" in out
+    assert re.search(r"^kept \d+, deleted \d+", out, re.MULTILINE), out  # then it prunes
 
 
 def test_directory_format_round_trip(

@@ -55,9 +55,10 @@ def test_backup_covers_postgres_redis_and_rabbitmq(
     assert code == 0, err
     found = {(e.manifest.kind, e.manifest.service): e for e in entries(FileBucket(root))}
     assert set(found) == {("postgres", s.name) for s in dev_config.services} | {
-        ("redis", "server"),
-        ("rabbitmq", "server"),
-    }
+        ("redis", s.name) for s in dev_config.services if s.redis
+    } | {("redis", "server"), ("rabbitmq", "server")}
+    keys = found["redis", "users"].manifest  # the service's own keys, what rebuild restores
+    assert (keys.format, keys.row_counts["keys"]) == ("redis-keys", 1)
     rdb = found["redis", "server"].manifest
     rdb_bytes = (root / rdb.object_name).read_bytes()
     assert rdb_bytes.startswith(b"REDIS")
@@ -76,7 +77,9 @@ def test_backup_covers_postgres_redis_and_rabbitmq(
 
     # a flipped byte in the snapshot is caught
     code, _, _ = cli("backup", *common, "--redis-url", f"redis://127.0.0.1:{redis_server.port}")
-    newest = next(e for e in entries(FileBucket(root), "redis") if e.state == "unverified")
+    newest = next(
+        e for e in entries(FileBucket(root), "redis", "server") if e.state == "unverified"
+    )
     path = root / newest.manifest.object_name
     data = bytearray(path.read_bytes())
     data[10] ^= 0xFF
