@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from pulumi.output import Unknown
+from pulumi.output import UNKNOWN as UNKNOWN_VALUE
 from pulumi.runtime.rpc import UNKNOWN, wrap_rpc_secret
 
 from infra.live.provider import LiveConfigProvider, check_inputs, unknown
@@ -104,11 +104,11 @@ def test_dev_live_config_carries_the_services(runs: tuple[str, ProgramRun, Progr
     [
         None,
         UNKNOWN,
-        Unknown(),
-        wrap_rpc_secret(Unknown()),
+        UNKNOWN_VALUE,
+        wrap_rpc_secret(UNKNOWN_VALUE),
         {"a": UNKNOWN},
-        [1, Unknown()],
-        {"files": {"/x": {"content": Unknown()}}},
+        [1, UNKNOWN_VALUE],
+        {"files": {"/x": {"content": UNKNOWN_VALUE}}},
     ],
 )
 def test_every_form_of_unknown_is_unknown(value: Any) -> None:

@@ -115,16 +115,16 @@ def test_check_returns_failures_per_property_instead_of_raising() -> None:
 
 def _unknown_forms() -> dict[str, Any]:
     """Every form an unknown value reaches a provider in (preview of a new service)."""
-    from pulumi.output import Unknown
+    from pulumi.output import UNKNOWN as UNKNOWN_VALUE
     from pulumi.runtime import rpc
 
     return {
-        "Unknown object": Unknown(),
+        "Unknown object": UNKNOWN_VALUE,
         "wire sentinel": rpc.UNKNOWN,
         "Output": pulumi.Output.from_input("x").apply(lambda _: "x"),
-        "secret-wrapped Unknown": rpc.wrap_rpc_secret(Unknown()),
+        "secret-wrapped Unknown": rpc.wrap_rpc_secret(UNKNOWN_VALUE),
         "secret-wrapped sentinel": rpc.wrap_rpc_secret(rpc.UNKNOWN),
-        "dict holding an Unknown": {"migrator": Unknown(), "app": "b", "readonly": "c"},
+        "dict holding an Unknown": {"migrator": UNKNOWN_VALUE, "app": "b", "readonly": "c"},
     }
 
 
