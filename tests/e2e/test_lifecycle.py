@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -328,7 +329,43 @@ def test_the_prod_jobs_command_runs_from_the_backup_image(stack: E2eStack, tmp_p
     assert all(states[s["name"]] == "verified" for s in stack.services), states
 
 
+def _wait_for_backups_after(stack: E2eStack, since: str, parts: set[tuple[str, str]]) -> None:
+    """Until every (kind, service) in ``parts`` has a verified backup started after ``since``."""
+    deadline = time.monotonic() + 300  # the e2e schedule runs every minute
+    while True:
+        listed = json.loads(
+            stack.cli("list", "--bucket", f"file://{stack.backups}", "--json").stdout
+        )
+        fresh = {
+            (item["kind"], item["service"])
+            for item in listed
+            if item["state"] == "verified" and item["started_at"] > since
+        }
+        if parts <= fresh:
+            return
+        if time.monotonic() > deadline:
+            logs = docker("logs", "--tail", "40", f"{PREFIX}-backup", check=False)
+            raise AssertionError(f"no fresh verified backup of {parts - fresh}\n{logs}")
+        time.sleep(5)
+
+
 def test_disaster_recovery_rebuilds_and_restores_with_one_command(stack: E2eStack) -> None:
+    """`make rebuild` brings back every part the backups hold: each service's database, its
+    Redis keys (with their TTLs) and what its application declared in its vhost."""
+    orders = stack.env_files()["orders"]
+    written = datetime.now(UTC)
+    cache = redis.Redis.from_url(orders["REDIS_URL"], retry=None, socket_timeout=10)
+    cache.set("orders:session:1", "alice", ex=3600)
+    cache.hset("orders:cart:1", mapping={"sku": "42", "qty": "2"})
+    with pika.BlockingConnection(pika.URLParameters(orders["AMQP_URL"])) as connection:
+        channel = connection.channel()
+        channel.exchange_declare("e2e.x", exchange_type="direct", durable=True)
+        channel.queue_declare("e2e.q", durable=True)
+        channel.queue_bind("e2e.q", "e2e.x", routing_key="k")
+    _wait_for_backups_after(
+        stack, written, {("postgres", "orders"), ("redis", "orders"), ("rabbitmq", "server")}
+    )
+
     # The disaster, behind Pulumi's back: every container and every data volume is gone.
     for name in CONTAINERS:
         docker("rm", "-f", name)
@@ -343,7 +380,32 @@ def test_disaster_recovery_rebuilds_and_restores_with_one_command(stack: E2eStac
         assert report["services"][name]["recovery_time_s"] > 0, report
         assert f"{name}: restored" in completed.stdout
     assert _ledger(stack) == [MARKER]
+    assert report["redis"]["ok"], report["redis"]
+    assert report["rabbitmq"]["ok"], report["rabbitmq"]
+    assert report["redis"]["services"]["orders"]["restored"] >= 2, report["redis"]
+    assert all(part["refused"] == 0 for part in report["redis"]["services"].values()), report
+    assert report["redis"]["recovery_time_s"] > 0
+    assert report["rabbitmq"]["recovery_time_s"] > 0
+    assert report["rabbitmq"]["recovery_point_s"] >= 0, report["rabbitmq"]
+    declared = report["rabbitmq"]["vhosts"]["orders"]
+    assert declared["queues"] >= 1, declared
+    assert declared["exchanges"] >= 1, declared
+    assert declared["bindings"] >= 1, declared
     _wait_healthy(CONTAINERS)
+
+    # Through the service's own logins: the keys with their TTL, the binding routes again.
+    cache = redis.Redis.from_url(orders["REDIS_URL"], retry=None, socket_timeout=10)
+    assert cache.get("orders:session:1") == b"alice"
+    assert 0 < cache.ttl("orders:session:1") <= 3600
+    assert cache.hgetall("orders:cart:1") == {b"sku": b"42", b"qty": b"2"}
+    with pika.BlockingConnection(pika.URLParameters(orders["AMQP_URL"])) as connection:
+        channel = connection.channel()
+        channel.basic_publish("e2e.x", "k", b"after the disaster")
+        deadline = time.monotonic() + 10
+        while (got := channel.basic_get("e2e.q", auto_ack=True))[2] is None:
+            assert time.monotonic() < deadline, "the restored binding does not route"
+            time.sleep(0.2)
+        assert got[2] == b"after the disaster"
 
 
 def _diff_lines(output: str) -> list[str]:
