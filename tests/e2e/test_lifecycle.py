@@ -329,7 +329,7 @@ def test_the_prod_jobs_command_runs_from_the_backup_image(stack: E2eStack, tmp_p
     assert all(states[s["name"]] == "verified" for s in stack.services), states
 
 
-def _wait_for_backups_after(stack: E2eStack, since: str, parts: set[tuple[str, str]]) -> None:
+def _wait_for_backups_after(stack: E2eStack, since: datetime, parts: set[tuple[str, str]]) -> None:
     """Until every (kind, service) in ``parts`` has a verified backup started after ``since``."""
     deadline = time.monotonic() + 300  # the e2e schedule runs every minute
     while True:
@@ -339,7 +339,7 @@ def _wait_for_backups_after(stack: E2eStack, since: str, parts: set[tuple[str, s
         fresh = {
             (item["kind"], item["service"])
             for item in listed
-            if item["state"] == "verified" and item["started_at"] > since
+            if item["state"] == "verified" and datetime.fromisoformat(item["started_at"]) > since
         }
         if parts <= fresh:
             return
