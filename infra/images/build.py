@@ -404,6 +404,8 @@ def ensure_stack_images(stack_file: Path, *, network: str | None = None) -> dict
     found: dict[str, str] = {}
     missing: dict[str, str] = {}
     for server, tag in wanted.items():
+        if tag in found or tag in missing:
+            continue  # the backup image's base is often the postgres image
         if image_id(tag) is not None:
             found[tag] = "local"
         elif _pull(tag):

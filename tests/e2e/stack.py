@@ -168,11 +168,18 @@ class E2eStack:
         return completed
 
     def up(self) -> dict[str, str]:
-        """``make up``; what the engine did per resource URN (from the engine's event log)."""
-        log = self.root / "up-events.jsonl"
-        log.unlink(missing_ok=True)
-        self.make("up", f"PULUMI_ARGS=--event-log {log}")
-        return _operations(log)
+        """``make preview`` as JSON (what a reviewer approves), then ``make up``; the previewed
+        operation per resource URN. Tests check what really happened on the servers."""
+        planned = self.planned()
+        self.make("up")
+        return planned
+
+    def planned(self) -> dict[str, str]:
+        """Resource URN -> operation, from ``make preview PULUMI_ARGS=--json``."""
+        completed = self.make("preview", "PULUMI_ARGS=--json")
+        output = completed.stdout
+        document = json.loads(output[output.index("\n{") + 1 :])
+        return {step["urn"]: step["op"] for step in document.get("steps", [])}
 
     def preview(self, *flags: str) -> subprocess.CompletedProcess[str]:
         """``make preview`` (with extra pulumi flags, e.g. ``--expect-no-changes``)."""
@@ -244,17 +251,6 @@ def _failure(argv: Sequence[str], completed: subprocess.CompletedProcess[str]) -
         f"{' '.join(argv)} exited {completed.returncode}\n"
         f"stdout:\n{completed.stdout[-6000:]}\nstderr:\n{completed.stderr[-4000:]}"
     )
-
-
-def _operations(log: Path) -> dict[str, str]:
-    """Resource URN -> operation, from a ``--event-log`` file (one JSON engine event a line)."""
-    ops: dict[str, str] = {}
-    for line in log.read_text(encoding="utf-8").splitlines():
-        event = json.loads(line)
-        metadata = (event.get("resourcePreEvent") or {}).get("metadata")
-        if metadata:
-            ops[metadata["urn"]] = metadata["op"]
-    return ops
 
 
 def docker(*args: str, check: bool = True, timeout: float = 300) -> str:
