@@ -80,10 +80,9 @@ def test_live_config_keeps_its_secrets_secret(runs: tuple[str, ProgramRun, Progr
         assert "server_id" in resource.inputs, f"{resource}: not re-delivered on replacement"
 
 
-def test_dev_live_config_carries_the_services(runs: tuple[str, ProgramRun, ProgramRun]) -> None:
-    stack, _, three = runs
-    if stack != "dev":
-        pytest.skip("dev only: prod has no pg_hba, and Memorystore no ACL users")
+def test_dev_live_config_carries_the_services() -> None:
+    """Dev only: prod has no pg_hba, and Memorystore no ACL users."""
+    three = _with_services("dev", 3)
     hba = three.one(DYNAMIC, "postgres-live-config").inputs
     assert hba["signal"] == "HUP"
     (content,) = [f["content"] for f in hba["files"].values()]
