@@ -104,7 +104,8 @@ drift: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(PULUMI_CLI)
 
 # Plain `pulumi` commands from the checkout, with the same backend, passphrase and CLI as make:
 #   eval "$$(make -s shellenv)"
-shellenv: $(PULUMI_CLI)
+# Prints only the exports: run `make up` (or `make engine`) first.
+shellenv:
 	@echo 'export PULUMI_BACKEND_URL="$(PULUMI_BACKEND_URL)"'
 	@echo 'export PULUMI_CONFIG_PASSPHRASE_FILE="$(PULUMI_CONFIG_PASSPHRASE_FILE)"'
 	@echo 'export PULUMI_SKIP_UPDATE_CHECK=true'
