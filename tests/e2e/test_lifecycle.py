@@ -165,7 +165,9 @@ def test_adding_a_service_previews_then_creates_only_its_resources(stack: E2eSta
     channel = amqp.channel()
     channel.basic_consume("orders.placed", lambda *_: None)
     try:
+        started = time.monotonic()
         changed = _changed(stack.up())
+        (stack.root / "add-service-seconds").write_text(f"{time.monotonic() - started:.1f}\n")
         shipping = {name: op for name, op in changed.items() if name.startswith("shipping-")}
         assert shipping, changed
         assert set(shipping.values()) == {"create"}, changed
@@ -376,6 +378,8 @@ def test_disaster_recovery_rebuilds_and_restores_with_one_command(stack: E2eStac
     completed = stack.make("rebuild")
     assert "\r" not in completed.stdout, "progress with carriage returns: one endless CI line"
     report = json.loads(completed.stdout[completed.stdout.index("\n{") :])
+    # Kept with pytest's temporary folders (the last three runs), for the RTO/RPO figures.
+    (stack.root / "rebuild-report.json").write_text(json.dumps(report, indent=2))
     assert report["ok"], report
     for name in ("orders", "billing"):
         assert report["services"][name]["recovery_time_s"] > 0, report
