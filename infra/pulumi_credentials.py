@@ -57,6 +57,21 @@ class StackPasswords:
 
         return pulumi.Output.secret(pulumi.Output.all(*admins, services).apply(assemble))
 
+    @cached_property
+    def admins(self) -> pulumi.Output[Credentials]:
+        """The admin passwords only (no service's), for what a server boots with.
+
+        It must not depend on any service's passwords: during the preview of a new service
+        those are unknown, and a server input built from them would be unknown too, which the
+        engine shows (and applies) as a replacement of the server.
+        """
+        admins = [getattr(self, login) for login in ADMIN_LOGINS]
+
+        def assemble(values: list[Any]) -> Credentials:
+            return Credentials(**dict(zip(ADMIN_LOGINS, values, strict=True)))
+
+        return pulumi.Output.secret(pulumi.Output.all(*admins).apply(assemble))
+
 
 def _password(
     name: str,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import pulumi
@@ -30,7 +30,7 @@ import yaml
 
 from infra.commands.backup import ADMIN_URL_ENV, BUCKET_ENV, MANAGEMENT_URL_ENV, REDIS_URL_ENV
 from infra.config.model import PROJECT, StackConfig
-from infra.credentials import Credentials, credentials_json
+from infra.credentials import credentials_json
 from infra.live.resource import LiveConfig, file_spec
 from infra.platforms.docker.containers import Shared
 from infra.render.endpoints import MANAGEMENT_PORT, POSTGRES_PORT, REDIS_PORT
@@ -108,7 +108,7 @@ def backup_container(shared: Shared, servers: Sequence[docker.Container]) -> doc
         keep_locally=True,
         opts=child,
     )
-    secrets = shared.passwords.everything.apply(_admins_only).apply(credentials_json)
+    secrets = shared.passwords.admins.apply(credentials_json)
     stack_file = loop_stack_file(stack)
     return docker.Container(
         "backup",
@@ -168,10 +168,6 @@ def backup_container(shared: Shared, servers: Sequence[docker.Container]) -> doc
 def loop_stack_file(stack: str) -> str:
     """Where the loop and its health check read the stack file, inside the container."""
     return f"{STACK_DIR}/Pulumi.{stack}.yaml"
-
-
-def _admins_only(credentials: Credentials) -> Credentials:
-    return replace(credentials, services={})
 
 
 def backup_live_config(shared: Shared, backup: docker.Container) -> LiveConfig:

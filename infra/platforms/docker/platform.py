@@ -67,7 +67,7 @@ class DockerPlatform(PlatformComponent):
             config=config,
             prefix=prefix,
             network=self.network,
-            files=self.passwords.everything.apply(lambda c: boot_files(config, c)),
+            files=self.passwords.admins.apply(lambda c: boot_files(config, c)),
             live_files=self.passwords.everything.apply(lambda c: server_files(config, c)),
             passwords=self.passwords,
             parent=self,
@@ -104,7 +104,11 @@ class DockerPlatform(PlatformComponent):
                 service=spec,
                 admin=admin,
                 credentials=self.passwords.service(spec.name),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.postgres]),
+                # After pg_hba.conf lets the service's logins in: the engine proves each
+                # login's password by logging in, and a login the hba refuses proves nothing.
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[self.postgres, self.live["postgres"]]
+                ),
             )
             for spec in self.config.services
         }

@@ -74,7 +74,7 @@ def metadata(ctx: GcpContext, passwords: StackPasswords) -> dict[str, pulumi.Inp
     The boot definitions hold the admin user only (no service), so a service never changes them.
     """
     boot = without_services(ctx.config)
-    definitions = passwords.everything.apply(lambda c: rabbitmq.definitions_json(boot, c))
+    definitions = passwords.admins.apply(lambda c: rabbitmq.definitions_json(boot, c))
     return {
         CONF_KEY: rabbitmq.rabbitmq_conf(ctx.config),
         PLUGINS_KEY: rabbitmq.enabled_plugins(),
