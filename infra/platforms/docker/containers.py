@@ -113,6 +113,30 @@ def _secret_upload(path: str, password: pulumi.Output[str]) -> docker.ContainerU
     )
 
 
+# What the Docker provider reports back on refresh for settings we leave at Docker's defaults.
+# Declared explicitly, so that `make drift` (a preview after a refresh) shows real differences
+# only, not ~180 lines of `+ dns: []`, `+ gwPriority: 0` on a stack that has not drifted.
+REPORTED_DEFAULTS: dict[str, Any] = {
+    "dns": [],
+    "dns_opts": [],
+    "dns_searches": [],
+    "group_adds": [],
+    "device_cgroup_rules": [],
+    "storage_opts": {},
+    "sysctls": {},
+    "tmpfs": {},
+}
+
+
+def network_attachment(
+    shared: Shared, aliases: list[str] | None = None
+) -> docker.ContainerNetworksAdvancedArgs:
+    """The stack's network, as the provider reports it back (gateway priority 0)."""
+    return docker.ContainerNetworksAdvancedArgs(
+        name=shared.network.name, aliases=aliases, gw_priority=0
+    )
+
+
 def _container(
     shared: Shared, server: str, image: str, memory_mb: int, **args: Any
 ) -> docker.Container:
@@ -128,9 +152,7 @@ def _container(
         image=pulled.image_id,
         name=f"{shared.prefix}-{server}",
         hostname=server,  # RabbitMQ's node name, and so its data directory, follow the hostname
-        networks_advanced=[
-            docker.ContainerNetworksAdvancedArgs(name=shared.network.name, aliases=[server])
-        ],
+        networks_advanced=[network_attachment(shared, [server])],
         restart="unless-stopped",
         memory=memory_mb,
         memory_swap=memory_mb,  # no swap; also what Docker would otherwise report back as 2x
@@ -141,6 +163,7 @@ def _container(
         wait_timeout=180,
         labels=[docker.ContainerLabelArgs(label="persistence.stack", value=shared.prefix)],
         opts=pulumi.ResourceOptions(parent=shared.parent),
+        **REPORTED_DEFAULTS,
         **args,
     )
 
@@ -170,7 +193,7 @@ def postgres(shared: Shared, volume: docker.Volume) -> docker.Container:
         ],
         volumes=[
             docker.ContainerVolumeArgs(
-                volume_name=volume.name, container_path="/var/lib/postgresql/data"
+                volume_name=volume.name, container_path="/var/lib/postgresql/data", read_only=False
             )
         ],
         ports=[_port(shared, POSTGRES_PORT, config.docker.ports.postgres)],
@@ -206,7 +229,9 @@ def redis(shared: Shared, volume: docker.Volume) -> docker.Container:
             _secret_upload(REDIS_ADMIN_FILE, shared.passwords.redis_admin),
         ],
         volumes=[
-            docker.ContainerVolumeArgs(volume_name=volume.name, container_path=redis_files.DATA_DIR)
+            docker.ContainerVolumeArgs(
+                volume_name=volume.name, container_path=redis_files.DATA_DIR, read_only=False
+            )
         ],
         ports=[_port(shared, REDIS_PORT, config.docker.ports.redis)],
         healthcheck=docker.ContainerHealthcheckArgs(
@@ -234,7 +259,9 @@ def rabbitmq(shared: Shared, volume: docker.Volume) -> docker.Container:
             _upload(shared, mq_files.DEFINITIONS_FILE, "rabbitmq/definitions.json", private=True),
         ],
         volumes=[
-            docker.ContainerVolumeArgs(volume_name=volume.name, container_path="/var/lib/rabbitmq")
+            docker.ContainerVolumeArgs(
+                volume_name=volume.name, container_path="/var/lib/rabbitmq", read_only=False
+            )
         ],
         ports=[
             _port(shared, AMQP_PORT, config.docker.ports.amqp),
