@@ -73,6 +73,7 @@ def test_backup_container_runs_the_schedule_loop_into_the_host_bucket(
         "type": "bind",
         "source": str(backup_dir(dev_config, "dev")),
         "target": BACKUP_DIR,
+        "readOnly": False,  # the loop writes there
     }
     assert container["user"] == str(os.getuid()), "the bucket stays the user's"
     assert "ports" not in container, "nothing published on the host"

@@ -107,7 +107,11 @@ def test_a_retained_named_volume_per_stateful_server(run: ProgramRun) -> None:
         ("rabbitmq", "/var/lib/rabbitmq"),
     ):
         (volume,) = run.one(CONTAINER, name).inputs["volumes"]
-        assert volume == {"volumeName": f"persistence-dev-{name}-data", "containerPath": mount}
+        assert volume == {
+            "volumeName": f"persistence-dev-{name}-data",
+            "containerPath": mount,
+            "readOnly": False,
+        }
 
 
 def test_images_are_pinned_to_explicit_versions(run: ProgramRun) -> None:
