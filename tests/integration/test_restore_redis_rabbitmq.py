@@ -16,7 +16,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,13 +117,18 @@ def backed_up(
     return bucket
 
 
-def _restore_redis(
-    bucket: Path, server: RedisServer, config: StackConfig, credentials: Credentials
+def _restore(
+    restore: Callable[..., dict[str, Any]],
+    bucket: Path,
+    url: str,
+    config: StackConfig,
+    credentials: Credentials,
 ) -> dict[str, Any]:
+    """``restore`` (rebuild's own function) from a plaintext local bucket; its lines kept."""
     lines: list[str] = []
-    report = restore_redis(
+    report = restore(
         Target(FileBucket(bucket), None),
-        f"redis://127.0.0.1:{server.port}",
+        url,
         config,
         credentials,
         started=time.monotonic(),
@@ -131,6 +136,12 @@ def _restore_redis(
     )
     report["lines"] = lines
     return report
+
+
+def _restore_redis(
+    bucket: Path, server: RedisServer, config: StackConfig, credentials: Credentials
+) -> dict[str, Any]:
+    return _restore(restore_redis, bucket, f"redis://127.0.0.1:{server.port}", config, credentials)
 
 
 def test_redis_keys_come_back_with_their_ttls(
@@ -264,17 +275,7 @@ def test_a_key_backup_that_fails_its_checksum_restores_nothing(
 def _restore_broker(
     bucket: Path, server: RabbitmqServer, config: StackConfig, credentials: Credentials
 ) -> dict[str, Any]:
-    lines: list[str] = []
-    report = restore_rabbitmq(
-        Target(FileBucket(bucket), None),
-        server.management_url,
-        config,
-        credentials,
-        started=time.monotonic(),
-        say=lines.append,
-    )
-    report["lines"] = lines
-    return report
+    return _restore(restore_rabbitmq, bucket, server.management_url, config, credentials)
 
 
 def test_an_applications_queues_exchanges_bindings_and_policies_come_back(
