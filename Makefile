@@ -98,9 +98,14 @@ preview: stack-selected
 	$(PULUMI) preview --stack $(STACK) --diff $(PULUMI_ARGS)
 
 # Drift: what `pulumi preview` sees after refreshing from the real world; exit 1 on any change.
-# The scheduled drift workflow runs this per stack, and the end-to-end suite runs it last.
+# Only the steps `pulumi up` would take are printed (infra/commands/drift.py), not the values the
+# provider merely reports back differently after a refresh. The scheduled drift workflow runs
+# this per stack, and the end-to-end suite runs it after the disaster.
 drift: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(PULUMI_CLI)
-	$(PULUMI) preview --stack $(STACK) --refresh --expect-no-changes --diff $(PULUMI_ARGS)
+	@preview=$$(mktemp); trap 'rm -f "$$preview"' EXIT; \
+	$(PULUMI) preview --stack $(STACK) --refresh --json $(PULUMI_ARGS) > "$$preview" \
+	  || { cat "$$preview"; echo "drift: pulumi preview --refresh failed" >&2; exit 2; }; \
+	$(BIN)/python -m infra drift-report < "$$preview"
 
 # Plain `pulumi` commands from the checkout, with the same backend, passphrase and CLI as make:
 #   eval "$$(make -s shellenv)"

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "infra.commands.rebuild",
     "infra.commands.plan",
     "infra.commands.docs",
+    "infra.commands.drift",
 )
 
 

@@ -283,8 +283,8 @@ def test_drift_and_drill_run_daily_monthly_and_by_hand() -> None:
     makefile = (REPO / "Makefile").read_text()
     recipe = makefile.split("\ndrift:", 1)[1].split("\n\n", 1)[0]
     assert "\nPULUMI := pulumi " in makefile
-    assert "$(PULUMI) preview" in recipe, recipe
-    assert "--stack $(STACK) --refresh --expect-no-changes" in recipe, recipe
+    assert "$(PULUMI) preview --stack $(STACK) --refresh --json" in recipe, recipe
+    assert "python -m infra drift-report" in recipe, recipe
     assert scripts.count("db plan --check --json") == 2
 
 

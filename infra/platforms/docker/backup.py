@@ -32,7 +32,7 @@ from infra.commands.backup import ADMIN_URL_ENV, BUCKET_ENV, MANAGEMENT_URL_ENV,
 from infra.config.model import PROJECT, StackConfig
 from infra.credentials import credentials_json
 from infra.live.resource import LiveConfig, file_spec
-from infra.platforms.docker.containers import REPORTED_DEFAULTS, Shared, network_attachment
+from infra.platforms.docker.containers import Shared, network_attachment
 from infra.render.endpoints import MANAGEMENT_PORT, POSTGRES_PORT, REDIS_PORT
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -138,7 +138,6 @@ def backup_container(shared: Shared, servers: Sequence[docker.Container]) -> doc
             )
         ],
         networks_advanced=[network_attachment(shared)],
-        **REPORTED_DEFAULTS,
         user=uid,  # a bare uid: Docker's uploads cannot resolve "uid:gid"
         restart="unless-stopped",
         memory=config.docker.memory_mb.backup,

@@ -113,25 +113,11 @@ def _secret_upload(path: str, password: pulumi.Output[str]) -> docker.ContainerU
     )
 
 
-# What the Docker provider reports back on refresh for settings we leave at Docker's defaults.
-# Declared explicitly, so that `make drift` (a preview after a refresh) shows real differences
-# only, not ~180 lines of `+ dns: []`, `+ gwPriority: 0` on a stack that has not drifted.
-REPORTED_DEFAULTS: dict[str, Any] = {
-    "dns": [],
-    "dns_opts": [],
-    "dns_searches": [],
-    "group_adds": [],
-    "device_cgroup_rules": [],
-    "storage_opts": {},
-    "sysctls": {},
-    "tmpfs": {},
-}
-
-
 def network_attachment(
     shared: Shared, aliases: list[str] | None = None
 ) -> docker.ContainerNetworksAdvancedArgs:
-    """The stack's network, as the provider reports it back (gateway priority 0)."""
+    """The stack's network, with the gateway priority the provider reports back (0), so a
+    refresh finds the value it stored."""
     return docker.ContainerNetworksAdvancedArgs(
         name=shared.network.name, aliases=aliases, gw_priority=0
     )
@@ -163,7 +149,6 @@ def _container(
         wait_timeout=180,
         labels=[docker.ContainerLabelArgs(label="persistence.stack", value=shared.prefix)],
         opts=pulumi.ResourceOptions(parent=shared.parent),
-        **REPORTED_DEFAULTS,
         **args,
     )
 
