@@ -269,12 +269,15 @@ def scaled_config(stack: str, count: int) -> dict[str, str]:
     return config
 
 
-def run_program(stack: str, config: dict[str, str] | None = None) -> ProgramRun:
+def run_program(
+    stack: str, config: dict[str, str] | None = None, *, preview: bool = False
+) -> ProgramRun:
     """Run the program's ``main`` for ``stack`` under mocks; wait for every registration and
-    every output it exported (read back from the stack resource, as the engine would)."""
+    every output it exported (read back from the stack resource, as the engine would).
+    ``preview``: a dry run, where a mock output of ``rpc.UNKNOWN`` stays unknown."""
     from infra.stack import main
 
-    mocks = install_mocks(stack)
+    mocks = install_mocks(stack, preview=preview)
     pulumi.runtime.set_all_config(config if config is not None else stack_config(stack))
     run = ProgramRun(mocks.declared)
 
