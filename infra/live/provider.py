@@ -126,8 +126,24 @@ def deliver(props: dict[str, Any], olds: dict[str, Any] | None) -> dict[str, Any
     api = ManagementApi(
         str(props["management_url"]), str(props["admin_user"]), str(props["admin_password"])
     )
-    live.apply(api, props["definitions"])
+    live.apply(api, whole_numbers(props["definitions"]))
     return dict(props)
+
+
+def whole_numbers(value: Any) -> Any:
+    """``value`` with every whole float made an int again.
+
+    Pulumi carries numbers as doubles, so a queue's ``max-length: 1000000`` reaches the provider
+    as ``1000000.0``; RabbitMQ refuses that in definitions ("1.0e6 is not a valid maximum
+    length") and refuses the whole import with it.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(item) for item in value]
+    return value
 
 
 class LiveConfigProvider(ResourceProvider):

@@ -97,7 +97,14 @@ class E2eStack:
         self.images = dict(images or {})
         self.ports = {name: free_port() for name in ("postgres", "redis", "amqp", "management")}
         self.services: list[dict[str, Any]] = [
-            {"name": "orders", "extensions": ["pgcrypto"], "queues": [{"name": "orders.placed"}]},
+            {
+                "name": "orders",
+                "extensions": ["pgcrypto"],
+                # Numbers as the stack file gives them (Pulumi carries them as doubles).
+                "queues": [
+                    {"name": "orders.placed", "max_length": 100000, "message_ttl_ms": 86400000}
+                ],
+            },
             {"name": "billing", "connection_limits": {"app": 5, "migrator": 2, "readonly": 3}},
         ]
         self.env = self._environment()
