@@ -103,18 +103,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_stack_options(parser)
     _bucket_option(parser)
     add_admin_url_option(parser)
+    # No environment defaults: $PERSISTENCE_REDIS_URL and $PERSISTENCE_MANAGEMENT_URL name the
+    # servers backups are taken from, never a drill's scratch targets.
     parser.add_argument(
         "--redis-url",
-        default=os.environ.get(REDIS_URL_ENV),
-        help="redis://HOST:PORT of a scratch Redis without service keys: also restore each "
-        f"service's keys (${REDIS_URL_ENV}; without it Redis is not drilled)",
+        help="redis://HOST:PORT of a scratch Redis holding no service's keys: also restore each "
+        "service's keys there (without it, Redis is not drilled)",
     )
     parser.add_argument(
         "--management-url",
-        default=os.environ.get(MANAGEMENT_URL_ENV),
         help="http://HOST:15672 of a scratch broker booted from the stack's rendered "
-        "definitions: also restore each vhost's queues, exchanges, bindings and policies "
-        f"(${MANAGEMENT_URL_ENV}; without it RabbitMQ is not drilled)",
+        "definitions: also restore each vhost's queues, exchanges, bindings and policies there "
+        "(without it, RabbitMQ is not drilled)",
     )
     parser.set_defaults(handler=run_drill)
 

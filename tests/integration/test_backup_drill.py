@@ -55,6 +55,7 @@ def test_dr_drill_rebuilds_every_service_and_reports_rto_rpo(
     dev_rendered: tuple[Path, Credentials],
     dev_config: StackConfig,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rendered, credentials = dev_rendered
     secrets = ["--stack", "dev", "--secrets", str(secrets_path(rendered))]
@@ -76,6 +77,9 @@ def test_dr_drill_rebuilds_every_service_and_reports_rto_rpo(
     # the prod-dr runbook's target: `pulumi up` has provisioned databases and roles, no data
     apply(empty_server.admin_url, dev_config, credentials)
 
+    # the backup commands' server defaults name live servers: never a drill's scratch targets
+    monkeypatch.setenv("PERSISTENCE_REDIS_URL", "redis://127.0.0.1:1")
+    monkeypatch.setenv("PERSISTENCE_MANAGEMENT_URL", "http://127.0.0.1:1")
     code, out, err = cli("dr-drill", *target, "--bucket", bucket)
     assert code == 0, err + out
     report = json.loads(out)
