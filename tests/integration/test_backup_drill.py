@@ -179,7 +179,11 @@ def test_dr_drill_also_restores_redis_keys_and_rabbitmq_definitions(
         "--management-url",
         rabbitmq_server.management_url,
     ]
-    code, _, err = cli("backup", *source, "--bucket", bucket)
+    try:
+        code, _, err = cli("backup", *source, "--bucket", bucket)
+    finally:  # the session's broker is shared: leave the vhost as other modules expect it
+        rabbitmq_server.api("DELETE", f"/api/queues/{APP}/drill.invoices")
+        rabbitmq_server.api("DELETE", f"/api/exchanges/{APP}/drill.orders")
     assert code == 0, err
     code, out, err = cli("verify", *pg_source, "--bucket", bucket)
     assert code == 0, err + out
