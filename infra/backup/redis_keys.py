@@ -44,6 +44,25 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
+def holds_keys(client: RespClient, service: str) -> bool:
+    """Whether the server holds any key under ``service``'s prefix (a SCAN, stopping early)."""
+    key_prefix = naming.redis_key_prefix(service).encode()
+    pattern = _glob_escape(key_prefix.decode()) + "*"
+    cursor = b"0"
+    while True:
+        reply = client.call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+        if not isinstance(reply, list) or len(reply) != 2:
+            raise ServerError(f"Redis at {client.where}: unexpected SCAN reply")
+        cursor_reply, keys = reply
+        if not isinstance(cursor_reply, bytes) or not isinstance(keys, list):
+            raise ServerError(f"Redis at {client.where}: unexpected SCAN reply")
+        if any(isinstance(k, bytes) and k.startswith(key_prefix) for k in keys):
+            return True
+        if cursor_reply == b"0":
+            return False
+        cursor = cursor_reply
+
+
 def _server_ms(client: RespClient) -> int:
     reply = client.call("TIME")
     assert isinstance(reply, list)

@@ -36,6 +36,7 @@ from infra.backup.schedule import next_run
 from infra.backup.storage import FileBucket, open_bucket
 from infra.backup.verify import verify
 from infra.broker.management import ManagementApi
+from infra.broker.management import check_url as check_management_url
 from infra.commands.common import ADMIN_PASSWORD_ENV as ADMIN_PASSWORD_ENV  # re-exported
 from infra.commands.common import ADMIN_URL_ENV as ADMIN_URL_ENV  # re-exported
 from infra.commands.common import (
@@ -96,10 +97,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--dry-run", action="store_true", help="say what would be deleted")
     parser.set_defaults(handler=run_prune)
 
-    parser = subparsers.add_parser("dr-drill", help="rebuild every service on an empty server")
+    parser = subparsers.add_parser(
+        "dr-drill", help="rebuild every service on empty scratch servers"
+    )
     add_stack_options(parser)
     _bucket_option(parser)
     add_admin_url_option(parser)
+    # No environment defaults: $PERSISTENCE_REDIS_URL and $PERSISTENCE_MANAGEMENT_URL name the
+    # servers backups are taken from, never a drill's scratch targets.
+    parser.add_argument(
+        "--redis-url",
+        help="redis://HOST:PORT of a scratch Redis holding no service's keys: also restore each "
+        "service's keys there (without it, Redis is not drilled)",
+    )
+    parser.add_argument(
+        "--management-url",
+        help="http://HOST:15672 of a scratch broker booted from the stack's rendered "
+        "definitions: also restore each vhost's queues, exchanges, bindings and policies there "
+        "(without it, RabbitMQ is not drilled)",
+    )
     parser.set_defaults(handler=run_drill)
 
     parser = subparsers.add_parser(
@@ -363,7 +379,18 @@ def _prune(target: Target, config: StackConfig, *, dry_run: bool) -> None:
 def run_drill(args: argparse.Namespace) -> int:
     config, credentials = load(args)
     target = _target(args)
-    report = drill(target, _admin_url(args, credentials), config, credentials)
+    if args.redis_url:
+        check_redis_url(args.redis_url)
+    if args.management_url:
+        check_management_url(args.management_url)
+    report = drill(
+        target,
+        _admin_url(args, credentials),
+        config,
+        credentials,
+        redis_url=args.redis_url,
+        management_url=args.management_url,
+    )
     print(json.dumps(report, indent=2))
     return 0 if report["ok"] else 1
 

@@ -6,6 +6,7 @@ import contextlib
 import io
 from pathlib import Path
 
+import pika
 import psycopg
 
 from infra import naming
@@ -20,6 +21,7 @@ from tests.integration.postgres_support import (
     assert_public_has_nothing,
 )
 from tests.servers.postgres import PostgresServer
+from tests.servers.rabbitmq import RabbitmqServer
 
 SEED_SQL = """
 CREATE TABLE accounts (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE,
@@ -135,3 +137,15 @@ def cli_options(postgres: PostgresServer, rendered: Path, admin_user: str) -> li
         "--admin-url",
         admin_url_without_password(postgres, admin_user),
     ]
+
+
+def amqp(server: RabbitmqServer, credentials: Credentials, service: str) -> pika.BlockingConnection:
+    """An AMQP connection to ``service``'s vhost through its own login."""
+    params = pika.ConnectionParameters(
+        host="127.0.0.1",
+        port=server.amqp_port,
+        virtual_host=service,
+        credentials=pika.PlainCredentials(service, credentials.for_service(service).rabbitmq),
+        connection_attempts=1,
+    )
+    return pika.BlockingConnection(params)

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pika
 import pytest
 
 from infra.backup import catalog
@@ -29,7 +28,7 @@ from infra.backup.recovery import restore_rabbitmq, restore_redis
 from infra.backup.storage import FileBucket
 from infra.config import StackConfig
 from infra.credentials import Credentials
-from tests.integration.backup_helpers import cli
+from tests.integration.backup_helpers import amqp, cli
 from tests.servers.rabbitmq import RabbitmqServer
 from tests.servers.redis import RedisServer
 
@@ -58,19 +57,6 @@ def target_broker(
     server.cleanup()
 
 
-def _amqp(
-    server: RabbitmqServer, credentials: Credentials, service: str
-) -> pika.BlockingConnection:
-    params = pika.ConnectionParameters(
-        host="127.0.0.1",
-        port=server.amqp_port,
-        virtual_host=service,
-        credentials=pika.PlainCredentials(service, credentials.for_service(service).rabbitmq),
-        connection_attempts=1,
-    )
-    return pika.BlockingConnection(params)
-
-
 @pytest.fixture(scope="module")
 def backed_up(
     common: list[str],
@@ -91,7 +77,7 @@ def backed_up(
     admin = fresh_redis_server.client(dev_config.redis.admin_user, credentials.redis_admin)
     admin.set("stray:key", "no service's")  # outside every managed prefix: never backed up
 
-    with _amqp(rabbitmq_server, credentials, APP) as connection:
+    with amqp(rabbitmq_server, credentials, APP) as connection:
         channel = connection.channel()
         channel.exchange_declare("dr.orders", exchange_type="direct", durable=True)
         channel.queue_declare("dr.invoices", durable=True, arguments={"x-queue-type": "quorum"})
@@ -306,7 +292,7 @@ def test_an_applications_queues_exchanges_bindings_and_policies_come_back(
     policy = target_broker.api("GET", f"/api/policies/{APP}/dr.invoices.ttl")
     assert policy["definition"] == {"message-ttl": 60000}
     # through the application's own login: publish through the restored binding, get it back
-    with _amqp(target_broker, credentials, APP) as connection:
+    with amqp(target_broker, credentials, APP) as connection:
         channel = connection.channel()
         channel.confirm_delivery()
         channel.basic_publish("dr.orders", "invoice", b"after the rebuild", mandatory=True)
