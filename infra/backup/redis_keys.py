@@ -47,8 +47,13 @@ def _glob_escape(text: str) -> str:
 def holds_keys(client: RespClient, service: str) -> bool:
     """Whether the server holds any key under ``service``'s prefix (a SCAN, stopping early)."""
     key_prefix = naming.redis_key_prefix(service).encode()
-    pattern = _glob_escape(key_prefix.decode()) + "*"
+    return any(_scan(client, key_prefix))
+
+
+def _scan(client: RespClient, key_prefix: bytes) -> Iterator[list[bytes]]:
+    """Every key under ``key_prefix``, a SCAN page at a time (pages with none are skipped)."""
     cursor = b"0"
+    pattern = _glob_escape(key_prefix.decode()) + "*"
     while True:
         reply = client.call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
         if not isinstance(reply, list) or len(reply) != 2:
@@ -56,10 +61,11 @@ def holds_keys(client: RespClient, service: str) -> bool:
         cursor_reply, keys = reply
         if not isinstance(cursor_reply, bytes) or not isinstance(keys, list):
             raise ServerError(f"Redis at {client.where}: unexpected SCAN reply")
-        if any(isinstance(k, bytes) and k.startswith(key_prefix) for k in keys):
-            return True
+        wanted = [k for k in keys if isinstance(k, bytes) and k.startswith(key_prefix)]
+        if wanted:
+            yield wanted
         if cursor_reply == b"0":
-            return False
+            return
         cursor = cursor_reply
 
 
@@ -72,17 +78,7 @@ def _server_ms(client: RespClient) -> int:
 
 def _lines(client: RespClient, key_prefix: bytes, counted: list[int]) -> Iterator[bytes]:
     """Each key under ``key_prefix`` as one JSON line; ``counted[0]`` counts them."""
-    cursor = b"0"
-    pattern = _glob_escape(key_prefix.decode()) + "*"
-    while True:
-        reply = client.call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
-        if not isinstance(reply, list) or len(reply) != 2:
-            raise ServerError(f"Redis at {client.where}: unexpected SCAN reply")
-        cursor_reply, keys = reply
-        if not isinstance(cursor_reply, bytes) or not isinstance(keys, list):
-            raise ServerError(f"Redis at {client.where}: unexpected SCAN reply")
-        cursor = cursor_reply
-        wanted = [k for k in keys if isinstance(k, bytes) and k.startswith(key_prefix)]
+    for wanted in _scan(client, key_prefix):
         for start in range(0, len(wanted), BATCH):
             batch = wanted[start : start + BATCH]
             commands: list[list[bytes | str | int]] = [["TIME"]]
@@ -106,8 +102,6 @@ def _lines(client: RespClient, key_prefix: bytes, counted: list[int]) -> Iterato
                 }
                 counted[0] += 1
                 yield json.dumps(record, separators=(",", ":")).encode() + b"\n"
-        if cursor == b"0":
-            return
 
 
 def backup_keys(target: Target, redis_url: str, user: str, password: str, service: str) -> Manifest:

@@ -103,6 +103,14 @@ def backed_up(
     return bucket
 
 
+def _copy_of_backup(backed_up: Path, tmp_path: Path, kind: str, service: str) -> tuple[Path, Path]:
+    """A copy of the bucket to tamper with, and the folder of its one ``kind/service`` backup."""
+    bucket = tmp_path / "bucket"
+    shutil.copytree(backed_up, bucket)
+    (folder,) = (bucket / kind / service).iterdir()
+    return bucket, folder
+
+
 def _restore(
     restore: Callable[..., dict[str, Any]],
     bucket: Path,
@@ -197,9 +205,7 @@ def test_a_key_outside_the_services_prefix_is_refused(
     tmp_path: Path,
 ) -> None:
     _, credentials = dev_rendered
-    bucket = tmp_path / "bucket"
-    shutil.copytree(backed_up, bucket)
-    (folder,) = (bucket / "redis" / APP).iterdir()
+    bucket, folder = _copy_of_backup(backed_up, tmp_path, "redis", APP)
     admin = fresh_redis_server.client(dev_config.redis.admin_user, credentials.redis_admin)
     payload = admin.execute_command(  # type: ignore[no-untyped-call]
         "DUMP", f"{APP}:queue", NEVER_DECODE=True
@@ -242,9 +248,7 @@ def test_a_key_backup_that_fails_its_checksum_restores_nothing(
     tmp_path: Path,
 ) -> None:
     _, credentials = dev_rendered
-    bucket = tmp_path / "bucket"
-    shutil.copytree(backed_up, bucket)
-    (folder,) = (bucket / "redis" / APP).iterdir()
+    bucket, folder = _copy_of_backup(backed_up, tmp_path, "redis", APP)
     data = (folder / "keys.jsonl").read_bytes()
     (folder / "keys.jsonl").write_bytes(data.replace(b'"x":null', b'"x":1    ', 1))
     server = RedisServer(dev_rendered[0]).start()
@@ -311,9 +315,7 @@ def test_a_forged_definitions_file_grants_nothing(
     tmp_path: Path,
 ) -> None:
     _, credentials = dev_rendered
-    bucket = tmp_path / "bucket"
-    shutil.copytree(backed_up, bucket)
-    (folder,) = (bucket / "rabbitmq" / "server").iterdir()
+    bucket, folder = _copy_of_backup(backed_up, tmp_path, "rabbitmq", "server")
     document = json.loads((folder / "definitions.json").read_bytes())
     document["users"].append(
         {"name": "mallory", "password": "mallory-pass", "tags": ["administrator"], "limits": {}}
@@ -376,9 +378,7 @@ def test_a_definitions_backup_that_fails_its_checksum_is_not_imported(
     tmp_path: Path,
 ) -> None:
     _, credentials = dev_rendered
-    bucket = tmp_path / "bucket"
-    shutil.copytree(backed_up, bucket)
-    (folder,) = (bucket / "rabbitmq" / "server").iterdir()
+    bucket, folder = _copy_of_backup(backed_up, tmp_path, "rabbitmq", "server")
     document = json.loads((folder / "definitions.json").read_bytes())
     document["queues"].append(
         {"vhost": APP, "name": "tampered", "durable": True, "auto_delete": False, "arguments": {}}
