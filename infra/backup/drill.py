@@ -26,12 +26,12 @@ from infra.backup import pg
 from infra.backup.dump import Target
 from infra.backup.recovery import restore_rabbitmq, restore_redis, restore_services
 from infra.backup.redis_keys import holds_keys
-from infra.backup.resp import RespClient
 from infra.backup.restore import converge
 from infra.broker.management import ManagementApi
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
 from infra.errors import PlatformError, UsageError
+from infra.redis_client import RedisClient
 
 
 def drill(
@@ -86,7 +86,7 @@ def drill(
 
 def _refuse_live_redis(redis_url: str, config: StackConfig, credentials: Credentials) -> None:
     """A scratch Redis must hold no key under any service's prefix: a drill never mixes in."""
-    with RespClient(redis_url, config.redis.admin_user, credentials.redis_admin) as client:
+    with RedisClient(redis_url, config.redis.admin_user, credentials.redis_admin) as client:
         present = [s.name for s in config.services if holds_keys(client, s.name)]
     if present:
         prefixes = ", ".join(naming.redis_key_prefix(name) for name in present)

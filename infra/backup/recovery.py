@@ -20,13 +20,13 @@ from infra.backup.definitions import restore_definitions
 from infra.backup.dump import Target
 from infra.backup.fetch import fetch
 from infra.backup.redis_keys import KEYS_FORMAT, restore_keys
-from infra.backup.resp import RespClient
 from infra.backup.restore import restore
 from infra.backup.workdir import private_workdir
 from infra.broker.management import ManagementApi
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
 from infra.errors import BackupError, PlatformError
+from infra.redis_client import RedisClient
 
 
 def restore_services(
@@ -95,7 +95,7 @@ def restore_redis(
     services: dict[str, dict[str, Any]] = {}
     wanted = [spec.name for spec in config.services if spec.redis]
     try:
-        client = RespClient(redis_url, config.redis.admin_user, credentials.redis_admin)
+        client = RedisClient(redis_url, config.redis.admin_user, credentials.redis_admin)
     except PlatformError as error:
         say(f"redis: NOT restored: {error}")
         return {"ok": False, "error": str(error), "services": {}}

@@ -32,8 +32,8 @@ from pathlib import Path
 from infra import naming
 from infra.backup.catalog import Manifest, new_id, prefix, utc_now
 from infra.backup.dump import Target, _finish, _store, check_redis_url
-from infra.backup.resp import RedisReplyError, Reply, RespClient
 from infra.errors import BackupError, ServerError
+from infra.redis_client import RedisClient, RedisReplyError, Reply
 
 KEYS_OBJECT = "keys.jsonl"
 KEYS_FORMAT = "redis-keys"
@@ -44,13 +44,13 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-def holds_keys(client: RespClient, service: str) -> bool:
+def holds_keys(client: RedisClient, service: str) -> bool:
     """Whether the server holds any key under ``service``'s prefix (a SCAN, stopping early)."""
     key_prefix = naming.redis_key_prefix(service).encode()
     return any(_scan(client, key_prefix))
 
 
-def _scan(client: RespClient, key_prefix: bytes) -> Iterator[list[bytes]]:
+def _scan(client: RedisClient, key_prefix: bytes) -> Iterator[list[bytes]]:
     """Every key under ``key_prefix``, a SCAN page at a time (pages with none are skipped)."""
     cursor = b"0"
     pattern = _glob_escape(key_prefix.decode()) + "*"
@@ -69,14 +69,14 @@ def _scan(client: RespClient, key_prefix: bytes) -> Iterator[list[bytes]]:
         cursor = cursor_reply
 
 
-def _server_ms(client: RespClient) -> int:
+def _server_ms(client: RedisClient) -> int:
     reply = client.call("TIME")
     assert isinstance(reply, list)
     seconds, micros = (int(item) for item in reply if isinstance(item, bytes))
     return seconds * 1000 + micros // 1000
 
 
-def _lines(client: RespClient, key_prefix: bytes, counted: list[int]) -> Iterator[bytes]:
+def _lines(client: RedisClient, key_prefix: bytes, counted: list[int]) -> Iterator[bytes]:
     """Each key under ``key_prefix`` as one JSON line; ``counted[0]`` counts them."""
     for wanted in _scan(client, key_prefix):
         for start in range(0, len(wanted), BATCH):
@@ -111,7 +111,7 @@ def backup_keys(target: Target, redis_url: str, user: str, password: str, servic
     backup_id = new_id(started)
     name = prefix("redis", service, backup_id) + KEYS_OBJECT
     counted = [0]
-    with RespClient(redis_url, user, password) as client:
+    with RedisClient(redis_url, user, password) as client:
         info = client.call("INFO", "server")
         version = "unknown"
         if isinstance(info, bytes):
@@ -198,7 +198,7 @@ class KeysRestored:
     rejected: list[str] = field(default_factory=list)  # payloads the server refused
 
 
-def restore_keys(client: RespClient, path: Path, manifest: Manifest, service: str) -> KeysRestored:
+def restore_keys(client: RedisClient, path: Path, manifest: Manifest, service: str) -> KeysRestored:
     """Put ``service``'s keys from a fetched backup back into the server ``client`` is on."""
     if manifest.kind != "redis" or manifest.format != KEYS_FORMAT or manifest.service != service:
         raise BackupError(

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import redis
 
 from infra.errors import ServerError
+from infra.redis_client import RedisClient
 from infra.render.redis import setuser_rules
 
-TIMEOUT_SECONDS = 10
 NEVER_TOUCHED = frozenset({"default"})
 
 
@@ -33,14 +30,11 @@ class AclReport:
     removed: list[str] = field(default_factory=list)
 
 
-def _command(client: redis.Redis, *args: str) -> Any:
-    return client.execute_command(*args)  # type: ignore[no-untyped-call]
-
-
-def _acl_lines(client: redis.Redis) -> dict[str, str]:
+def _acl_lines(client: RedisClient) -> dict[str, str]:
     """User name -> its ``ACL LIST`` line, as the server normalises it."""
     lines: dict[str, str] = {}
-    for raw in _command(client, "ACL", "LIST"):
+    listed = client.call("ACL", "LIST")
+    for raw in listed if isinstance(listed, list) else []:
         line = raw.decode() if isinstance(raw, bytes) else str(raw)
         parts = line.split(" ", 2)
         if len(parts) >= 2 and parts[0] == "user":
@@ -59,28 +53,24 @@ def apply(
     """Make the server's service users exactly ``users`` (``infra.render.redis.service_users``);
     delete the ``managed`` ones no longer in it. Idempotent: a second run reports nothing."""
     protected = NEVER_TOUCHED | {admin_user}
-    client = redis.Redis(
-        host=host,
-        port=port,
-        username=admin_user,
-        password=admin_password,
-        socket_timeout=TIMEOUT_SECONDS,
-        socket_connect_timeout=TIMEOUT_SECONDS,
-    )
     report = AclReport()
+    try:
+        client = RedisClient(f"redis://{host}:{port}", admin_user, admin_password)
+    except ServerError as error:
+        raise ServerError(f"applying the ACL users failed: {error}") from None
     try:
         before = _acl_lines(client)
         for name, user in sorted(users.items()):
             if name in protected:
                 raise ServerError(f"Redis user {name!r} is reserved; rename the service")
-            _command(client, "ACL", "SETUSER", name, *setuser_rules(dict(user)))
+            client.call("ACL", "SETUSER", name, *setuser_rules(dict(user)))
         after = _acl_lines(client)
         report.changed = [name for name in sorted(users) if before.get(name) != after.get(name)]
         for name in sorted(set(managed) - set(users) - protected):
             if name in after:
-                _command(client, "ACL", "DELUSER", name)
+                client.call("ACL", "DELUSER", name)
                 report.removed.append(name)
-    except redis.RedisError as error:
+    except ServerError as error:
         raise ServerError(
             f"Redis at {host}:{port}: applying the ACL users failed ({error})"
         ) from None
