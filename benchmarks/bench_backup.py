@@ -186,7 +186,7 @@ def main() -> None:
             ),
         )
         shell(f"{pg_dump} -Fc > {dump_file}", pg.libpq_environment(admin, SERVICE))
-        entry = entries(target.bucket, "postgres", SERVICE)[-1]
+        entry = entries(target.bucket, "postgres", SERVICE, key=None)[-1]
         print(f"backup object: {entry.manifest.size / 1024**2:.0f} MiB", flush=True)
 
         for name in ("pg_restore", "check_restored"):
@@ -210,7 +210,7 @@ def main() -> None:
 
         plain = ("plain: pg_restore -j 2", plain_restore)
         verify_times = bench.pair(
-            ("ours: verify", lambda: verify(target.bucket, entry, admin)), plain, drop_plain
+            ("ours: verify", lambda: verify(target.bucket, entry, admin, None)), plain, drop_plain
         )
         tables = sorted(entry.manifest.row_counts)
 
@@ -229,7 +229,7 @@ def main() -> None:
             drop_plain()
 
         same_steps = bench.pair(
-            ("ours: verify", lambda: verify(target.bucket, entry, admin)),
+            ("ours: verify", lambda: verify(target.bucket, entry, admin, None)),
             ("plain: verify's steps", plain_verify),
         )
         secure_times: list[float] = []
@@ -268,7 +268,7 @@ def verified(target: Target) -> Entry:
     """The newest verified backup that is not a safety one (what ``restore`` would pick)."""
     return next(
         e
-        for e in entries(target.bucket, "postgres", SERVICE)
+        for e in entries(target.bucket, "postgres", SERVICE, key=None)
         if e.state == "verified" and not e.is_safety
     )
 

@@ -3,115 +3,51 @@
 Layout: ``<kind>/<service>/<backup id>/`` holding the data object, ``manifest.json`` (written
 last: without it the backup is incomplete and never listed) and one
 ``verification-<time>.json`` per verify run (new objects, since buckets never overwrite).
+What is read back is proven first (``infra.backup.records``): the folder decides what a backup
+is, and a manifest that disagrees with it, or fails authentication, is refused.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
+from infra.backup.records import ID_FORMAT as ID_FORMAT
+from infra.backup.records import KINDS as KINDS
+from infra.backup.records import SERVER_SCOPE as SERVER_SCOPE
+from infra.backup.records import VERIFICATION_PREFIX as VERIFICATION_PREFIX
+from infra.backup.records import Kind as Kind
+from infra.backup.records import Manifest as Manifest
+from infra.backup.records import (
+    RecordError,
+    read_manifest,
+    read_verification,
+    sign_manifest,
+    sign_verification,
+)
+from infra.backup.records import Verification as Verification
+from infra.backup.records import new_id as new_id
+from infra.backup.records import parse_id as parse_id
+from infra.backup.records import prefix as prefix
 from infra.backup.storage import Bucket, read_bytes
 from infra.errors import BackupError
 
-Kind = Literal["postgres", "redis", "rabbitmq"]
-KINDS: tuple[Kind, ...] = ("postgres", "redis", "rabbitmq")
-SERVER_SCOPE = "server"  # the "service" of Redis and RabbitMQ backups: the whole server
 MANIFEST = "manifest.json"
-VERIFICATION_PREFIX = "verification-"
-ID_FORMAT = "%Y%m%dT%H%M%S.%fZ"
-
-
-def new_id(now: datetime) -> str:
-    """A unique, sortable backup id from the UTC start time (microseconds keep it unique)."""
-    return now.astimezone(UTC).strftime(ID_FORMAT)
-
-
-def parse_id(backup_id: str) -> datetime:
-    return datetime.strptime(backup_id, ID_FORMAT).replace(tzinfo=UTC)
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def prefix(kind: str, service: str, backup_id: str) -> str:
-    return f"{kind}/{service}/{backup_id}/"
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """Everything needed to trust, verify and restore one backup."""
-
-    kind: Kind
-    service: str
-    backup_id: str
-    object: str
-    format: str
-    started_at: str
-    finished_at: str
-    size: int
-    sha256: str
-    server_version: str
-    database: str = ""
-    row_counts: dict[str, int] = field(default_factory=dict)
-    sequences: dict[str, int] = field(default_factory=dict)
-    large_objects: int = 0
-    encrypted: bool = False
-    key_id: str | None = None
-    tool: str = ""
-    purpose: str = ""  # "safety": taken by restore before a swap, never a default choice
-
-    @property
-    def prefix(self) -> str:
-        return prefix(self.kind, self.service, self.backup_id)
-
-    @property
-    def object_name(self) -> str:
-        return self.prefix + self.object
-
-    @property
-    def finished(self) -> datetime:
-        return datetime.fromisoformat(self.finished_at)
-
-    @property
-    def started(self) -> datetime:
-        return datetime.fromisoformat(self.started_at)
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=2, sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes, where: str) -> Manifest:
-        try:
-            raw: dict[str, Any] = json.loads(data)
-            return cls(**raw)
-        except (ValueError, TypeError) as error:
-            raise BackupError(f"{where} is not a valid backup manifest: {error}") from None
-
-
-@dataclass(frozen=True)
-class Verification:
-    """The outcome of one ``verify`` run, stored beside the backup."""
-
-    backup_id: str
-    checked_at: str
-    ok: bool
-    problems: list[str]
-    seconds: float
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=2, sort_keys=True).encode()
-
-
 @dataclass(frozen=True)
 class Entry:
-    """A complete backup and its verification history."""
+    """A complete, proven backup, the folder it was read from, and its verification history."""
 
     manifest: Manifest
     verifications: tuple[Verification, ...]
-    newest_record_unreadable: bool = False  # a corrupt newest record proves nothing either way
+    folder: str  # where it was read: verification records go here, never to a computed path
+    newest_record_unreadable: bool = False  # a bad newest record proves nothing either way
 
     @property
     def state(self) -> Literal["verified", "failed", "unverified"]:
@@ -124,32 +60,56 @@ class Entry:
         return self.manifest.purpose == "safety"
 
 
-def write_manifest(bucket: Bucket, manifest: Manifest) -> None:
-    bucket.write(manifest.prefix + MANIFEST, [manifest.to_json()])
+def write_manifest(bucket: Bucket, manifest: Manifest, key: bytes | None) -> Manifest:
+    """Store the manifest (signed with the backup key, if any) in its own folder."""
+    signed = sign_manifest(manifest, key)
+    bucket.write(signed.prefix + MANIFEST, [signed.to_json()])
+    return signed
 
 
-def write_verification(bucket: Bucket, manifest: Manifest, result: Verification) -> None:
-    stamp = new_id(datetime.fromisoformat(result.checked_at))
-    bucket.write(f"{manifest.prefix}{VERIFICATION_PREFIX}{stamp}.json", [result.to_json()])
+def write_verification(
+    bucket: Bucket, entry: Entry, result: Verification, key: bytes | None
+) -> None:
+    """Store a verification record in the folder the backup was read from, and only there."""
+    signed = sign_verification(result, entry.folder, key)
+    bucket.write(entry.folder + signed.leaf, [signed.to_json()])
 
 
-def entries(bucket: Bucket, kind: str | None = None, service: str | None = None) -> list[Entry]:
-    """Complete backups (those with a manifest), newest first; unreadable ones are skipped."""
-    return scan(bucket, kind, service)[0]
+def entries(
+    bucket: Bucket,
+    kind: str | None = None,
+    service: str | None = None,
+    *,
+    key: bytes | None,
+) -> list[Entry]:
+    """Complete, proven backups, newest first; the others are skipped (see ``scan``)."""
+    return scan(bucket, kind, service, key=key)[0]
+
+
+def is_backup_folder(head: str) -> bool:
+    """``<kind>/<service>/<backup id>/``: the only place a manifest can be."""
+    parts = head.split("/")
+    return len(parts) == 4 and parts[0] in KINDS and all(parts[1:3]) and not parts[3]
 
 
 def scan(
-    bucket: Bucket, kind: str | None = None, service: str | None = None
+    bucket: Bucket,
+    kind: str | None = None,
+    service: str | None = None,
+    *,
+    key: bytes | None,
+    now: datetime | None = None,
 ) -> tuple[list[Entry], list[str]]:
-    """(complete backups newest first, one line per manifest or record that cannot be read).
+    """(complete, proven backups newest first, one line per manifest or record refused).
 
-    A corrupt ``manifest.json`` skips that backup only; a corrupt verification record is
-    reported and, if it is the newest one, leaves the backup unverified (verify it again).
+    A manifest that is malformed, misplaced, future-dated or (with ``key``) not authentic skips
+    that backup only: it is never listed, verified, restored or counted for retention. A bad
+    verification record is ignored and, if it is the newest one, leaves the backup unverified.
     """
+    now = now or utc_now()
     start = "" if kind is None else f"{kind}/" + ("" if service is None else f"{service}/")
-    names = bucket.names(start)
     by_prefix: dict[str, list[str]] = {}
-    for name in names:
+    for name in bucket.names(start):
         head, _, leaf = name.rpartition("/")
         by_prefix.setdefault(head + "/", []).append(leaf)
     found = []
@@ -157,31 +117,29 @@ def scan(
     for head, leaves in by_prefix.items():
         if MANIFEST not in leaves:
             continue
+        where = f"{bucket.url}/{head}{MANIFEST}"
         try:
-            manifest = Manifest.from_json(
-                read_bytes(bucket, head + MANIFEST), bucket.url + "/" + head + MANIFEST
-            )
+            if not is_backup_folder(head):
+                raise RecordError(f"{where}: not in a <kind>/<service>/<backup id>/ folder")
+            manifest = read_manifest(read_bytes(bucket, head + MANIFEST), head, where, key, now)
         except BackupError as error:
-            problems.append(f"skipped: {error}")
+            problems.append(f"refused: {error}")
             continue
         if manifest.object not in leaves:
             continue  # data object removed (e.g. a half-finished prune): not restorable
         checks = []
         newest_unreadable = False
         for leaf in sorted(leaf for leaf in leaves if leaf.startswith(VERIFICATION_PREFIX)):
+            where = f"{bucket.url}/{head}{leaf}"
             try:
-                raw = json.loads(read_bytes(bucket, head + leaf))
-                checks.append(Verification(**raw))
+                data = read_bytes(bucket, head + leaf)
+                checks.append(read_verification(data, head, leaf, where, key, now))
                 newest_unreadable = False
-            except (ValueError, TypeError) as error:
-                problems.append(
-                    f"ignored: {bucket.url}/{head}{leaf} is not a valid verification record "
-                    f"({error})"
-                )
+            except BackupError as error:
+                problems.append(f"ignored: {error}")
                 newest_unreadable = True
-        checks.sort(key=lambda v: v.checked_at)
-        found.append(Entry(manifest, tuple(checks), newest_unreadable))
-    found.sort(key=lambda e: (e.manifest.started_at, e.manifest.backup_id), reverse=True)
+        found.append(Entry(manifest, tuple(checks), head, newest_unreadable))
+    found.sort(key=lambda e: e.manifest.backup_id, reverse=True)
     return found, problems
 
 
@@ -202,6 +160,7 @@ def find(
     *,
     verified_only: bool = False,
     before: datetime | None = None,
+    key: bytes | None,
 ) -> Entry:
     """The newest usable backup of a service, optionally taken at or before ``at``.
 
@@ -211,7 +170,7 @@ def find(
     ``before``: only backups started before then (``rebuild`` passes its own start, so a backup
     the rebuilt stack's backup loop takes of the still empty servers is never chosen).
     """
-    usable = [e for e in entries(bucket, kind, service) if e.state != "failed"]
+    usable = [e for e in entries(bucket, kind, service, key=key) if e.state != "failed"]
     if before is not None:
         usable = [e for e in usable if e.manifest.started < before]
     if at is None:

@@ -56,7 +56,7 @@ def _stream_file(handle: IO[bytes]) -> Iterator[bytes]:
 
 def _store(target: Target, name: str, plain: Iterable[bytes], label: str) -> Hashed:
     """Encrypt (if keyed), hash the stored bytes, and stream them into a new object."""
-    sealed = plain if target.key is None else crypto.encrypt(plain, target.key)
+    sealed = plain if target.key is None else crypto.encrypt(plain, target.key, name)
     hashed = Hashed(track(sealed, label))
     target.bucket.write(name, hashed)
     return hashed
@@ -298,7 +298,8 @@ def _finish(
     service: str = SERVER_SCOPE,
     **details: Any,
 ) -> Manifest:
-    """Write the manifest, last: only now does the backup exist for list, verify and restore."""
+    """Write the manifest (signed with the key, if any), last: only now does the backup exist
+    for list, verify and restore."""
     manifest = Manifest(
         kind=kind,
         service=service,
@@ -315,5 +316,4 @@ def _finish(
         tool=tool,
         **details,
     )
-    write_manifest(target.bucket, manifest)
-    return manifest
+    return write_manifest(target.bucket, manifest, target.key)

@@ -40,8 +40,12 @@ def _chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def fetch(bucket: Bucket, manifest: Manifest, work: Path) -> Path:
-    """Download, check the checksum, decrypt; returns the plaintext dump (file or directory)."""
+def fetch(bucket: Bucket, manifest: Manifest, work: Path, key: bytes | None) -> Path:
+    """Download, check the checksum, decrypt; returns the plaintext dump (file or directory).
+
+    ``manifest`` comes from ``catalog.scan``, which proved it belongs to its folder (and, with
+    ``key``, that it is authentic and encrypted); the object is decrypted under its own name.
+    """
     stored = work / "stored"
     digest = hashlib.sha256()
     size = 0
@@ -57,10 +61,16 @@ def fetch(bucket: Bucket, manifest: Manifest, work: Path) -> Path:
             f"{manifest.sha256[:16]}...): refusing to use it"
         )
     plain = stored
+    if key is not None and not manifest.encrypted:
+        raise BackupError(
+            f"{bucket.url}/{manifest.object_name} is not encrypted, but a backup key is set: "
+            "a plaintext backup is refused"
+        )
     if manifest.encrypted:
-        key = crypto.key_from_env()
         if key is None:
-            raise UsageError(f"{manifest.prefix} is encrypted: set {crypto.KEY_ENV}")
+            raise UsageError(
+                f"{manifest.prefix} is encrypted: set {crypto.KEY_ENV} or {crypto.KEY_FILE_ENV}"
+            )
         if crypto.key_id(key) != manifest.key_id:
             raise UsageError(
                 f"{manifest.prefix} was encrypted with key {manifest.key_id}; "
@@ -68,7 +78,7 @@ def fetch(bucket: Bucket, manifest: Manifest, work: Path) -> Path:
             )
         plain = work / "plain"
         with plain.open("wb") as handle:
-            for chunk in crypto.decrypt(_chunks(stored), key):
+            for chunk in crypto.decrypt(_chunks(stored), key, manifest.object_name):
                 handle.write(chunk)
         stored.unlink()
     if manifest.format == "directory":

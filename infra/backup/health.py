@@ -60,8 +60,10 @@ def problems(
     schedule: str,
     status: LoopStatus | None,
     now: datetime,
+    key: bytes | None,
 ) -> list[str]:
-    """Everything that makes the loop unhealthy; empty when it is healthy."""
+    """Everything that makes the loop unhealthy; empty when it is healthy (only proven backups
+    count, see ``catalog.scan``)."""
     allowed = 2 * longest_gap_seconds(schedule)
     found = []
     if status is None:
@@ -69,7 +71,9 @@ def problems(
     elif status.failed:
         found.append(f"the last run failed: {'; '.join(status.failed)}")
     for service in services:
-        verified = [e for e in entries(bucket, "postgres", service) if e.state == "verified"]
+        verified = [
+            e for e in entries(bucket, "postgres", service, key=key) if e.state == "verified"
+        ]
         newest = max((e.manifest.finished for e in verified), default=None)
         if newest is not None:
             age = (now - newest).total_seconds()

@@ -14,6 +14,7 @@ from infra.backup.catalog import (
     MANIFEST,
     Entry,
     incomplete_prefixes,
+    is_backup_folder,
     parse_id,
     scan,
 )
@@ -48,11 +49,19 @@ def plan(backups: list[Entry], generations: KeepGenerations) -> tuple[list[Entry
 
 
 def prune(
-    bucket: Bucket, generations: KeepGenerations, now: datetime, *, dry_run: bool = False
+    bucket: Bucket,
+    generations: KeepGenerations,
+    now: datetime,
+    *,
+    key: bytes | None,
+    dry_run: bool = False,
 ) -> PruneReport:
+    """Only proven backups (``catalog.scan`` with ``key``) are counted or deleted: a refused
+    manifest's folder is reported and left alone, so planted entries can neither fill a
+    generation nor be taken over; folders without a manifest that are not ours are ignored."""
     report = PruneReport()
     groups: dict[tuple[str, str], list[Entry]] = {}
-    found, report.problems = scan(bucket)
+    found, report.problems = scan(bucket, key=key, now=now)
     for entry in found:
         groups.setdefault((entry.manifest.kind, entry.manifest.service), []).append(entry)
     for backups in groups.values():
@@ -61,6 +70,8 @@ def prune(
         for entry in drop:
             _delete_folder(bucket, entry.manifest.prefix, report, dry_run)
     for head in incomplete_prefixes(bucket):
+        if not is_backup_folder(head):
+            continue  # not ours
         try:
             started = parse_id(head.rstrip("/").rsplit("/", 1)[-1])
         except ValueError:

@@ -48,7 +48,14 @@ def restore_services(
         began = time.monotonic()
         say(f"{spec.name}: restoring its database")
         try:
-            entry = find(target.bucket, "postgres", spec.name, verified_only=True, before=before)
+            entry = find(
+                target.bucket,
+                "postgres",
+                spec.name,
+                verified_only=True,
+                before=before,
+                key=target.key,
+            )
             restored = restore(
                 target, entry, admin_url, config, credentials, keep_replaced=keep_replaced
             )
@@ -103,13 +110,18 @@ def restore_redis(
         for name in wanted:
             say(f"redis/{name}: restoring keys")
             try:
-                entry = find(target.bucket, "redis", name, verified_only=True, before=before)
+                entry = find(
+                    target.bucket, "redis", name, verified_only=True, before=before, key=target.key
+                )
                 if entry.manifest.format != KEYS_FORMAT:
                     raise BackupError(f"{entry.manifest.prefix} is not a key backup")
                 folder = work / name
                 folder.mkdir()
                 done = restore_keys(
-                    client, fetch(target.bucket, entry.manifest, folder), entry.manifest, name
+                    client,
+                    fetch(target.bucket, entry.manifest, folder, target.key),
+                    entry.manifest,
+                    name,
                 )
             except PlatformError as error:
                 services[name] = {"ok": False, "error": str(error)}
@@ -163,9 +175,11 @@ def restore_rabbitmq(
     """
     say("rabbitmq: restoring definitions")
     try:
-        entry = find(target.bucket, "rabbitmq", "server", verified_only=True, before=before)
+        entry = find(
+            target.bucket, "rabbitmq", "server", verified_only=True, before=before, key=target.key
+        )
         with private_workdir("brokerrestore") as work:
-            raw = fetch(target.bucket, entry.manifest, work).read_bytes()
+            raw = fetch(target.bucket, entry.manifest, work, target.key).read_bytes()
         try:
             document = json.loads(raw)
         except ValueError as error:

@@ -74,7 +74,7 @@ def restore(
     check_can_end_sessions(admin_url, database)
     with restore_lock(admin_url, service, wait=True), private_workdir("restore") as work:
         _recover(admin_url, service)
-        dump = fetch(target.bucket, manifest, work)  # refuses a corrupt object up front
+        dump = fetch(target.bucket, manifest, work, target.key)  # refuses a corrupt object
         if not pg.database_exists(admin_url, database):
             converge(admin_url, config, credentials, [service])  # roles first, on a new server
         with service_login(admin_url, service) as login:

@@ -61,7 +61,8 @@ def _secure(target: Target, admin_url: str, service: str, copy: str, dump_format
         manifest = backup_postgres(
             target, admin_url, service, dump_format, purpose="safety", database=safety, source=copy
         )
-        result = verify(target.bucket, Entry(manifest, ()), admin_url)
+        # The manifest this run just wrote, in the folder it wrote it to.
+        result = verify(target.bucket, Entry(manifest, (), manifest.prefix), admin_url, target.key)
     except (BackupError, ServerError) as error:
         raise type(error)(f"safety backup of {copy} failed ({error}); {kept}") from None
     if not result.ok:

@@ -43,18 +43,19 @@ def check_restored(login_url: str, database: str, manifest: Manifest) -> list[st
     return pg.compare(expected, actual)
 
 
-def verify(bucket: Bucket, entry: Entry, admin_url: str | None) -> Verification:
+def verify(bucket: Bucket, entry: Entry, admin_url: str | None, key: bytes | None) -> Verification:
     """Checksum, restore into a scratch database, compare, drop it, record the result.
 
     Only the backup's own faults (checksum, decryption, restore, contents) are recorded as a
     failed verification; a missing key or an unreachable server raises and records nothing.
+    The record (signed with ``key``, if any) goes to the folder the backup was read from.
     """
     manifest = entry.manifest
     started = time.monotonic()
     problems: list[str] = []
     try:
         with private_workdir("verify") as work:
-            dump = fetch(bucket, manifest, work)
+            dump = fetch(bucket, manifest, work, key)
             if manifest.kind == "postgres":
                 if admin_url is None:
                     raise UsageError("verifying a PostgreSQL backup needs --admin-url")
@@ -74,7 +75,7 @@ def verify(bucket: Bucket, entry: Entry, admin_url: str | None) -> Verification:
         problems=problems,
         seconds=round(time.monotonic() - started, 3),
     )
-    write_verification(bucket, manifest, result)
+    write_verification(bucket, entry, result, key)
     return result
 
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from infra.backup import crypto, health
-from infra.backup.catalog import Entry, Manifest, entries, find, scan, utc_now
+from infra.backup.catalog import Entry, Manifest, find, scan, utc_now
 from infra.backup.drill import drill
 from infra.backup.dump import (
     Target,
@@ -272,7 +272,7 @@ def _backup(
 
 def run_list(args: argparse.Namespace) -> int:
     target = _target(args)
-    scanned, problems = scan(target.bucket)
+    scanned, problems = scan(target.bucket, key=target.key)
     for problem in problems:  # one corrupt backup never hides the others
         print(problem, file=sys.stderr)
     found = [e for e in scanned if args.service is None or e.manifest.service == args.service]
@@ -293,7 +293,7 @@ def run_verify(args: argparse.Namespace) -> int:
     admin_url = _admin_url(args, credentials) if args.admin_url else None
     chosen: list[Entry] = [
         e
-        for e in entries(target.bucket)
+        for e in _proven(target)
         if (args.service is None or e.manifest.service == args.service)
         and (e.manifest.backup_id == args.backup if args.backup else e.state == "unverified")
     ]
@@ -308,6 +308,14 @@ def run_verify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _proven(target: Target) -> list[Entry]:
+    """Every backup in the bucket that proves to be what it claims; one line per refusal."""
+    found, problems = scan(target.bucket, key=target.key)
+    for problem in problems:
+        print(problem, file=sys.stderr, flush=True)
+    return found
+
+
 def _verify(
     target: Target, chosen: list[Entry], admin_url: str | None
 ) -> tuple[list[Manifest], list[str]]:
@@ -315,7 +323,7 @@ def _verify(
     verified: list[Manifest] = []
     failed: list[str] = []
     for entry in chosen:
-        result = verify(target.bucket, entry, admin_url)
+        result = verify(target.bucket, entry, admin_url, target.key)
         m = entry.manifest
         state = "verified" if result.ok else "FAILED"
         print(f"{m.kind}/{m.service} {m.backup_id} {state} in {result.seconds:.1f}s")
@@ -335,7 +343,16 @@ def run_restore(args: argparse.Namespace) -> int:
     admin_url = _admin_url(args, credentials)
     # Without --at, only a verified backup will do: never an unverified one, never a safety
     # backup (the copy of a database restore was about to replace, perhaps a broken one).
-    entry = find(target.bucket, "postgres", args.service, args.at, verified_only=args.at is None)
+    for problem in scan(target.bucket, "postgres", args.service, key=target.key)[1]:
+        print(problem, file=sys.stderr)
+    entry = find(
+        target.bucket,
+        "postgres",
+        args.service,
+        args.at,
+        verified_only=args.at is None,
+        key=target.key,
+    )
     report = restore(target, entry, admin_url, config, credentials)
     print(
         f"restored {report.service} from {report.backup_id} in {report.seconds:.1f}s "
@@ -365,7 +382,7 @@ def run_prune(args: argparse.Namespace) -> int:
 
 def _prune(target: Target, config: StackConfig, *, dry_run: bool) -> None:
     """Prune outside the kept generations and say what happened."""
-    report = prune(target.bucket, config.backup.keep, utc_now(), dry_run=dry_run)
+    report = prune(target.bucket, config.backup.keep, utc_now(), key=target.key, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     for problem in report.problems:
         print(problem, file=sys.stderr)
@@ -432,7 +449,7 @@ def run_once(
         outcome.failed.append(f"backup: {error}")
     try:
         verify_url = _verify_url(args, config, credentials)
-        chosen = [e for e in entries(target.bucket) if e.state == "unverified"]
+        chosen = [e for e in _proven(target) if e.state == "unverified"]
         verified, failed = _verify(target, chosen, verify_url)
         outcome.verified += verified
         outcome.failed += [f"verify {label}" for label in failed]
@@ -548,6 +565,7 @@ def run_health(args: argparse.Namespace) -> int:
         config.backup.schedule,
         health.read_status(args.status_file),
         utc_now(),
+        crypto.key_from_env(),
     )
     for problem in found:
         print(f"unhealthy: {problem}")

@@ -159,7 +159,7 @@ def test_round_trip_through_gcs_with_encryption(
     assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
     backup_id = _only_backup(bucket, "users")
     stored = b"".join(open_bucket(bucket).read(f"postgres/users/{backup_id}/dump.pgcustom"))
-    assert stored.startswith(b"PPBACKUP-AESGCM-1")
+    assert stored.startswith(b"PPBACKUP-AESGCM-2")
     assert b"accounts" not in stored  # table names would show in a plaintext custom dump
 
     monkeypatch.delenv("PERSISTENCE_BACKUP_KEY")
@@ -168,9 +168,10 @@ def test_round_trip_through_gcs_with_encryption(
     assert "is encrypted: set PERSISTENCE_BACKUP_KEY" in err
     assert _states(bucket, "users") == {backup_id: "unverified"}  # not the backup's fault
     monkeypatch.setenv("PERSISTENCE_BACKUP_KEY", "B" * 43 + "=")
-    code, _, err = cli("verify", *common, "--bucket", bucket)
-    assert code == 2, err
-    assert "was encrypted with key" in err
+    code, out, err = cli("verify", *common, "--bucket", bucket)
+    assert code == 0, err  # another key's backup is refused (one line), never verified
+    assert f"users/{backup_id}/manifest.json: written with backup key" in err, err
+    assert "verified" not in out
 
     monkeypatch.setenv("PERSISTENCE_BACKUP_KEY", "A" * 43 + "=")
     code, _, err = cli("verify", *common, "--bucket", bucket, "--backup", backup_id)
@@ -232,7 +233,12 @@ def test_restore_that_fails_leaves_the_original_intact(
     target.mkdir()
     (target / "dump.pgcustom").write_bytes((source / "dump.pgcustom").read_bytes())
     manifest = json.loads((source / "manifest.json").read_text())
-    manifest.update(backup_id=bad, row_counts={**manifest["row_counts"], "public.orders": 499})
+    manifest.update(
+        backup_id=bad,
+        started_at=catalog.parse_id(bad).isoformat(),
+        finished_at=catalog.parse_id(bad).isoformat(),
+        row_counts={**manifest["row_counts"], "public.orders": 499},
+    )
     (target / "manifest.json").write_text(json.dumps(manifest))
     with psycopg.connect(server.admin_url.replace("/postgres", "/users")) as conn:
         conn.execute("SET ROLE users_owner")
@@ -381,7 +387,7 @@ def test_failing_upload_writes_no_manifest(
     bucket = BrokenBucket(tmp_path / "bucket")
     with pytest.raises(BackupError, match="network went away"):
         backup_postgres(Target(bucket, None), server.admin_url, "users", "custom")
-    assert catalog.entries(bucket) == []
+    assert catalog.entries(bucket, key=None) == []
     assert not list((tmp_path / "bucket").rglob("manifest.json"))
 
 
@@ -416,7 +422,11 @@ def test_prune_keeps_exactly_the_configured_generations(
         )
         (folder / "manifest.json").write_text(json.dumps(manifest))
         if hours == 60:  # the only verified one: old, but the newest verified
-            shutil.copy(verification, folder)
+            record = json.loads(verification.read_text())
+            checked = moment + timedelta(minutes=2)
+            record.update(backup_id=backup_id, checked_at=checked.isoformat())
+            name = f"verification-{catalog.new_id(checked)}.json"
+            (folder / name).write_text(json.dumps(record))
     stale = root / "postgres" / "users" / catalog.new_id(base - timedelta(days=5))
     stale.mkdir()
     (stale / "dump.pgcustom").write_bytes(b"interrupted")
@@ -454,7 +464,7 @@ def test_backup_loop_backs_up_at_once_then_follows_the_schedule(
 
     def sleep(seconds: float) -> None:
         seen_before_wait.append(
-            {e.manifest.service: e.state for e in catalog.entries(open_bucket(bucket))}
+            {e.manifest.service: e.state for e in catalog.entries(open_bucket(bucket), key=None)}
         )
         waits.append(seconds)
 
@@ -466,7 +476,7 @@ def test_backup_loop_backs_up_at_once_then_follows_the_schedule(
     assert waits == []  # the first run does not wait for the schedule
     assert "first backup now" in out
     assert "prune: skipped on the loop's first run" in out  # a rebuild may be restoring
-    states = {e.manifest.service: e.state for e in catalog.entries(open_bucket(bucket))}
+    states = {e.manifest.service: e.state for e in catalog.entries(open_bucket(bucket), key=None)}
     assert states == dict.fromkeys(services, "verified")
     assert json.loads(status.read_text())["failed"] == []
 
@@ -494,10 +504,10 @@ def test_directory_format_round_trip(
     manifest = backup_postgres(Target(bucket, None), server.admin_url, "users", "directory")
     assert manifest.format == "directory"
     assert manifest.object == "dump.pgdir.tar"
-    (entry,) = catalog.entries(bucket)
-    result = verify(bucket, entry, server.admin_url)
+    (entry,) = catalog.entries(bucket, key=None)
+    result = verify(bucket, entry, server.admin_url, None)
     assert result.ok, result.problems
-    assert catalog.entries(bucket)[0].state == "verified"
+    assert catalog.entries(bucket, key=None)[0].state == "verified"
 
 
 def test_gcs_bucket_never_overwrites_and_an_interrupted_upload_leaves_no_object(

@@ -53,7 +53,7 @@ def test_backup_run_verifies_every_service_into_gcs_with_the_password_from_the_e
     assert code == 0, err + out
     lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     assert sorted(x["service"] for x in lines if x["event"] == VERIFIED_EVENT) == sorted(SERVICES)
-    states = {e.manifest.service: e.state for e in catalog.entries(open_bucket(bucket))}
+    states = {e.manifest.service: e.state for e in catalog.entries(open_bucket(bucket), key=None)}
     assert states == dict.fromkeys(SERVICES, "verified")
     assert not (tmp_path / "home").exists(), "the job must not write a secrets file"
 
@@ -95,7 +95,9 @@ def test_verification_on_a_separate_server_converges_roles_there_first(
         before = set(databases(server))
         code, out, err = cli(*args)
         assert code == 0, err + out
-        states = {e.manifest.service: e.state for e in catalog.entries(open_bucket(bucket))}
+        states = {
+            e.manifest.service: e.state for e in catalog.entries(open_bucket(bucket), key=None)
+        }
         assert states == dict.fromkeys(SERVICES, "verified")
         assert set(databases(server)) == before, "nothing restored on the backed-up server"
         assert not [n for n in databases(verifier) if "__verify" in n], "scratch left behind"

@@ -60,7 +60,7 @@ def test_backup_covers_postgres_redis_and_rabbitmq(
         rabbitmq_server.management_url,
     )
     assert code == 0, err
-    found = {(e.manifest.kind, e.manifest.service): e for e in entries(FileBucket(root))}
+    found = {(e.manifest.kind, e.manifest.service): e for e in entries(FileBucket(root), key=None)}
     assert set(found) == {("postgres", s.name) for s in dev_config.services} | {
         ("redis", s.name) for s in dev_config.services if s.redis
     } | {("redis", "server"), ("rabbitmq", "server")}
@@ -80,12 +80,12 @@ def test_backup_covers_postgres_redis_and_rabbitmq(
 
     code, out, err = cli("verify", *common)
     assert code == 0, err + out
-    assert {e.state for e in entries(FileBucket(root))} == {"verified"}
+    assert {e.state for e in entries(FileBucket(root), key=None)} == {"verified"}
 
     # a flipped byte in the snapshot is caught
     code, _, _ = cli("backup", *common, "--redis-url", f"redis://127.0.0.1:{redis_server.port}")
     newest = next(
-        e for e in entries(FileBucket(root), "redis", "server") if e.state == "unverified"
+        e for e in entries(FileBucket(root), "redis", "server", key=None) if e.state == "unverified"
     )
     path = root / newest.manifest.object_name
     data = bytearray(path.read_bytes())

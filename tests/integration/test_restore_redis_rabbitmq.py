@@ -183,7 +183,7 @@ def _forge(folder: Path, name: str, content: bytes, **changes: Any) -> Path:
     (forged / name).write_bytes(content)
     manifest.update(
         backup_id=stamp,
-        started_at=catalog.utc_now().isoformat(),
+        started_at=catalog.parse_id(stamp).isoformat(),
         finished_at=catalog.utc_now().isoformat(),
         size=len(content),
         sha256=hashlib.sha256(content).hexdigest(),

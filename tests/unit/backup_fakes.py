@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
+from infra.backup import crypto
 from infra.backup.catalog import (
+    Entry,
     Manifest,
     Verification,
     new_id,
@@ -16,7 +18,11 @@ from infra.backup.storage import FileBucket
 
 
 def add_backup(
-    bucket: FileBucket, moment: datetime, verified: bool | None = None, manifest: bool = True
+    bucket: FileBucket,
+    moment: datetime,
+    verified: bool | None = None,
+    manifest: bool = True,
+    key: bytes | None = None,
 ) -> str:
     """A small backup of ``users`` taken at ``moment``; optionally verified or incomplete.
 
@@ -36,12 +42,17 @@ def add_backup(
         sha256=hashlib.sha256(content).hexdigest(),
         server_version="15.0",
         database="users",
+        encrypted=key is not None,
+        key_id=None if key is None else crypto.key_id(key),
     )
     bucket.write(written.object_name, [content])
     if manifest:
-        write_manifest(bucket, written)
+        write_manifest(bucket, written, key)
     if verified is not None:
         write_verification(
-            bucket, written, Verification(backup_id, moment.isoformat(), verified, [], 0.1)
+            bucket,
+            Entry(written, (), written.prefix),
+            Verification(backup_id, moment.isoformat(), verified, [], 0.1),
+            key,
         )
     return backup_id

@@ -30,25 +30,27 @@ def started(hours_ago: float, failed: tuple[str, ...] = ()) -> health.LoopStatus
 
 def test_a_recent_verified_backup_and_a_clean_run_are_healthy(bucket: FileBucket) -> None:
     add_backup(bucket, NOW - timedelta(minutes=50), verified=True)
-    assert health.problems(bucket, ["users"], HOURLY, started(5), NOW) == []
+    assert health.problems(bucket, ["users"], HOURLY, started(5), NOW, None) == []
 
 
 def test_a_failed_last_run_is_unhealthy_even_with_recent_backups(bucket: FileBucket) -> None:
     add_backup(bucket, NOW - timedelta(minutes=50), verified=True)
-    found = health.problems(bucket, ["users"], HOURLY, started(5, ("backup postgres/users",)), NOW)
+    found = health.problems(
+        bucket, ["users"], HOURLY, started(5, ("backup postgres/users",)), NOW, None
+    )
     assert found == ["the last run failed: backup postgres/users"]
 
 
 def test_backups_older_than_two_periods_are_unhealthy(bucket: FileBucket) -> None:
     add_backup(bucket, NOW - timedelta(hours=2, minutes=1), verified=True)
     add_backup(bucket, NOW - timedelta(minutes=10), verified=False)  # not verified: not counted
-    (problem,) = health.problems(bucket, ["users"], HOURLY, started(5), NOW)
+    (problem,) = health.problems(bucket, ["users"], HOURLY, started(5), NOW, None)
     assert problem.startswith("users: the newest verified backup is 7260s old"), problem
 
 
 def test_no_backup_is_fine_only_within_two_periods_of_the_start(bucket: FileBucket) -> None:
-    assert health.problems(bucket, ["users"], HOURLY, started(1.5), NOW) == []
-    (problem,) = health.problems(bucket, ["users"], HOURLY, started(2.5), NOW)
+    assert health.problems(bucket, ["users"], HOURLY, started(1.5), NOW, None) == []
+    (problem,) = health.problems(bucket, ["users"], HOURLY, started(2.5), NOW, None)
     assert problem == "users: no verified backup 7200s after the loop started"
 
 
@@ -56,7 +58,7 @@ def test_no_status_means_the_loop_is_not_running(bucket: FileBucket, tmp_path: P
     assert health.read_status(tmp_path / "missing.json") is None
     (tmp_path / "corrupt.json").write_text("{not json", encoding="utf-8")
     assert health.read_status(tmp_path / "corrupt.json") is None, "a corrupt status is no status"
-    found = health.problems(bucket, ["users"], HOURLY, None, NOW)
+    found = health.problems(bucket, ["users"], HOURLY, None, NOW, None)
     assert found == ["the backup loop has written no status: is it running?"]
 
 

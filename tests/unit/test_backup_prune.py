@@ -33,11 +33,11 @@ def test_prune_keeps_the_asked_generations_and_reports_retention_refusals(
 ) -> None:
     bucket = LockedBucket(tmp_path, locked_after=NOW - timedelta(hours=3))
     ids = [add_backup(bucket, NOW - timedelta(hours=h)) for h in range(8)]
-    report = prune(bucket, KeepGenerations(hourly=2, daily=0, weekly=0, monthly=0), NOW)
+    report = prune(bucket, KeepGenerations(hourly=2, daily=0, weekly=0, monthly=0), NOW, key=None)
     assert sorted(report.kept) == sorted(f"postgres/users/{i}/" for i in ids[:2])
     # the 2-hour-old backup is still locked: reported, not fatal, and still complete
     assert [line.split(":")[0] for line in report.refused] == [f"postgres/users/{ids[2]}/"]
-    assert {e.manifest.backup_id for e in entries(bucket)} == {ids[0], ids[1], ids[2]}
+    assert {e.manifest.backup_id for e in entries(bucket, key=None)} == {ids[0], ids[1], ids[2]}
     assert sorted(report.deleted) == sorted(f"postgres/users/{i}/" for i in ids[3:])
 
 
@@ -52,7 +52,7 @@ def test_prune_removes_partial_files_left_by_killed_backups(tmp_path: Path) -> N
     os.utime(old, (0, 0))
     fresh = folder / ".dump.pgcustom.partial-5e6f7a8b"
     fresh.write_bytes(b"still being written")
-    report = prune(bucket, KeepGenerations(), datetime.now(UTC))
+    report = prune(bucket, KeepGenerations(), datetime.now(UTC), key=None)
     assert not old.exists()
     assert fresh.exists()
     assert report.deleted == [old.relative_to(tmp_path).as_posix()]
@@ -66,7 +66,7 @@ def test_a_failed_backup_never_fills_a_kept_generation(tmp_path: Path) -> None:
     unverified = add_backup(bucket, NOW - timedelta(minutes=20))
     failed = add_backup(bucket, NOW - timedelta(minutes=10), verified=False)
     older_failed = add_backup(bucket, NOW - timedelta(hours=5), verified=False)
-    report = prune(bucket, KeepGenerations(hourly=1, daily=0, weekly=0, monthly=0), NOW)
+    report = prune(bucket, KeepGenerations(hourly=1, daily=0, weekly=0, monthly=0), NOW, key=None)
     assert sorted(report.kept) == sorted(f"postgres/users/{i}/" for i in (good, unverified))
     assert sorted(report.deleted) == sorted(f"postgres/users/{i}/" for i in (failed, older_failed))
-    assert {e.manifest.backup_id for e in entries(bucket)} == {good, unverified}
+    assert {e.manifest.backup_id for e in entries(bucket, key=None)} == {good, unverified}

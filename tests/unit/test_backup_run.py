@@ -46,13 +46,19 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         if name == "orders":
             raise PlatformError("permission denied for table orders")
         backup_id = add_backup(FileBucket(bucket_dir), datetime.now(UTC))
-        return next(e.manifest for e in entries(target.bucket) if e.manifest.backup_id == backup_id)
+        return next(
+            e.manifest
+            for e in entries(target.bucket, key=None)
+            if e.manifest.backup_id == backup_id
+        )
 
-    def fake_verify(bucket: Any, entry: Entry, admin_url: str | None) -> Verification:
+    def fake_verify(
+        bucket: Any, entry: Entry, admin_url: str | None, key: bytes | None
+    ) -> Verification:
         result = Verification(
             entry.manifest.backup_id, datetime.now(UTC).isoformat(), True, [], 0.1
         )
-        write_verification(bucket, entry.manifest, result)
+        write_verification(bucket, entry, result, key)
         return result
 
     monkeypatch.setattr(commands, "backup_postgres", fake_backup)
