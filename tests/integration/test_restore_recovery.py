@@ -310,11 +310,11 @@ def test_a_corrupt_manifest_or_record_does_not_break_list_or_prune_for_the_other
     assert "postgres/auth" in out, out
     assert auth_id in out, out
     assert "unverified" in out, "a corrupt newest record proves nothing"
-    assert "users/" + users_id + "/manifest.json is not a valid backup manifest" in err, err
-    assert "not a valid verification record" in err, err
+    assert f"refused: {bucket}/postgres/users/{users_id}/manifest.json: not JSON" in err, err
+    assert f"ignored: {bucket}/postgres/auth/{auth_id}/verification-" in err, err
     code, out, err = cli("prune", "--stack", "dev", "--bucket", bucket, "--dry-run")
     assert code == 0, err
-    assert "is not a valid backup manifest" in err
+    assert f"users/{users_id}/manifest.json: not JSON" in err
     assert "kept 1," in out, out
 
 

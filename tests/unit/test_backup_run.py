@@ -8,7 +8,7 @@ what is tested is the run's bookkeeping: every failure named, exit 1, and the st
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +114,37 @@ def test_a_clean_run_exits_0(
     stack = Path(setup["argv"][2])
     stack.write_text(STACK.replace("    - name: orders\n", ""), encoding="utf-8")
     assert main(setup["argv"]) == 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"started_at": "garbage"},
+        {"sha256": 12345},
+        {"size": "2766"},
+        {"row_counts": None},
+        {"format": "tar"},
+    ],
+    ids=lambda change: next(iter(change)),
+)
+def test_a_malformed_manifest_never_fails_the_run(
+    setup: dict[str, Any], change: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 20, class 2: one bad record used to fail every scheduled run, for every service
+    (prune's traceback). It is reported in one line and the run goes on."""
+    stack = Path(setup["argv"][2])
+    stack.write_text(STACK.replace("    - name: orders\n", ""), encoding="utf-8")
+    bucket = FileBucket(setup["bucket"])
+    bad = add_backup(bucket, datetime.now(UTC) - timedelta(hours=3), verified=True)
+    manifest = setup["bucket"] / "postgres" / "users" / bad / "manifest.json"
+    document = {**json.loads(manifest.read_bytes()), **change}
+    manifest.unlink()
+    manifest.write_text(json.dumps(document))
+    assert main(setup["argv"]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert f"postgres/users/{bad}/manifest.json: {next(iter(change))}" in captured.err, captured.err
+    assert manifest.exists(), "never pruned: not proven ours"
+    assert [json.loads(x)["service"] for x in captured.out.splitlines() if x.startswith("{")] == [
+        "users"
+    ]
