@@ -285,8 +285,8 @@ def read_manifest(
         )
     if manifest.finished < started:
         raise RecordError(f"{where}: finished_at is before started_at")
-    if started > now + FUTURE_TOLERANCE:
-        raise RecordError(f"{where}: dated {manifest.started_at}, in the future: not counted")
+    if max(started, manifest.finished) > now + FUTURE_TOLERANCE:
+        raise RecordError(f"{where}: dated {manifest.finished_at}, in the future: not counted")
     if manifest.encrypted != (manifest.key_id is not None):
         raise RecordError(f"{where}: encrypted and key_id disagree")
     if key is not None:

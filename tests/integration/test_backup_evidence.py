@@ -335,11 +335,9 @@ def test_a_forged_failed_record_cannot_condemn_a_verified_backup(
 def test_an_encrypted_object_moved_beside_another_manifest_fails_to_decrypt(
     seeded: list[str], tmp_path: Path, keyed: None
 ) -> None:
-    """New attack: keep users' authentic manifest, swap in auth's object with the manifest's
-    size and checksum rewritten... impossible without the key; so the attacker swaps the data
-    object of one of users' own backups for another of users' backups (same key, both
-    authentic): the checksum catches it, and the chunk's associated data (the object's full
-    name) would too."""
+    """New attack: an authentic encrypted object copied into another folder (another backup id
+    here) beside a manifest that would accept its checksum: the chunks' associated data is the
+    object's full name, so it does not open there even with the right key."""
     root = tmp_path / "bucket"
     bucket = f"file://{root}"
     first = _backup(seeded, bucket, "users", verify=False)
@@ -354,3 +352,34 @@ def test_an_encrypted_object_moved_beside_another_manifest_fails_to_decrypt(
     assert key is not None
     with pytest.raises(Exception, match="authentication"):
         b"".join(crypto.decrypt(store.read(moved + "dump.pgcustom"), key, moved + "dump.pgcustom"))
+
+
+def test_a_malformed_record_never_stops_verify_or_restore_for_the_rest(
+    postgres: PostgresServer, seeded: list[str], tmp_path: Path, unkeyed: None
+) -> None:
+    """Issue 20, class 2 on a real server: ``row_counts: null`` in one manifest used to crash
+    verify (a traceback) before the other services' backups were verified."""
+    root = tmp_path / "bucket"
+    bucket = f"file://{root}"
+    good = _backup(seeded, bucket, "users")
+    bad = _backup(seeded, bucket, "users", verify=False)
+    auth_id = _backup(seeded, bucket, "auth", verify=False)
+    manifest = root / "postgres" / "users" / bad / "manifest.json"
+    document = {**json.loads(manifest.read_bytes()), "row_counts": None}
+    manifest.unlink()
+    manifest.write_text(json.dumps(document))
+    code, _, err = cli("verify", *seeded, "--bucket", bucket)
+    assert code == 0, err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if bad in line]
+    assert "row_counts is null" in line, line
+    assert _list(bucket, "auth") == {auth_id: "verified"}
+    try:
+        code, err = _restore(seeded, bucket, "users")
+        assert code == 0, err
+        assert bad in err
+    finally:
+        _drop_old_copies(postgres)
+    states = _list(bucket, "users")  # with the safety backup of what the restore replaced
+    assert states[good] == "verified"
+    assert bad not in states

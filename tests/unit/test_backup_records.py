@@ -140,10 +140,12 @@ def test_a_backup_dated_in_the_future_is_refused(tmp_path: Path) -> None:
     bucket = FileBucket(tmp_path)
     add_backup(bucket, NOW + timedelta(minutes=4))  # clock skew: tolerated
     add_backup(bucket, NOW + timedelta(minutes=6))
+    finished_later = add_backup(bucket, NOW - timedelta(hours=1))
+    _rewrite(tmp_path, finished_later, finished_at=(NOW + timedelta(days=30)).isoformat())
     found, problems = scan(bucket, key=None)
     assert len(found) == 1
-    (line,) = problems
-    assert "in the future" in line
+    assert len(problems) == 2
+    assert all("in the future" in line for line in problems)
 
 
 def test_with_a_key_only_authentic_records_count(tmp_path: Path) -> None:
