@@ -46,6 +46,21 @@ def fetch(bucket: Bucket, manifest: Manifest, work: Path, key: bytes | None) -> 
     ``manifest`` comes from ``catalog.scan``, which proved it belongs to its folder (and, with
     ``key``, that it is authentic and encrypted); the object is decrypted under its own name.
     """
+    if key is not None and not manifest.encrypted:
+        raise BackupError(
+            f"{bucket.url}/{manifest.object_name} is not encrypted, but a backup key is set: "
+            "a plaintext backup is refused"
+        )
+    if manifest.encrypted:
+        if key is None:
+            raise UsageError(
+                f"{manifest.prefix} is encrypted: set {crypto.KEY_ENV} or {crypto.KEY_FILE_ENV}"
+            )
+        if crypto.key_id(key) != manifest.key_id:
+            raise UsageError(
+                f"{manifest.prefix} was encrypted with key {manifest.key_id}; "
+                f"the backup key is {crypto.key_id(key)}"
+            )
     stored = work / "stored"
     digest = hashlib.sha256()
     size = 0
@@ -61,21 +76,7 @@ def fetch(bucket: Bucket, manifest: Manifest, work: Path, key: bytes | None) -> 
             f"{manifest.sha256[:16]}...): refusing to use it"
         )
     plain = stored
-    if key is not None and not manifest.encrypted:
-        raise BackupError(
-            f"{bucket.url}/{manifest.object_name} is not encrypted, but a backup key is set: "
-            "a plaintext backup is refused"
-        )
-    if manifest.encrypted:
-        if key is None:
-            raise UsageError(
-                f"{manifest.prefix} is encrypted: set {crypto.KEY_ENV} or {crypto.KEY_FILE_ENV}"
-            )
-        if crypto.key_id(key) != manifest.key_id:
-            raise UsageError(
-                f"{manifest.prefix} was encrypted with key {manifest.key_id}; "
-                f"{crypto.KEY_ENV} holds key {crypto.key_id(key)}"
-            )
+    if key is not None:  # checked above: with a key, the object is encrypted
         plain = work / "plain"
         with plain.open("wb") as handle:
             for chunk in crypto.decrypt(_chunks(stored), key, manifest.object_name):

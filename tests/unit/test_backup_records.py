@@ -39,6 +39,7 @@ MALFORMED: dict[str, Any] = {
     "kind": "mysql",
     "sequences": {"public.s": "7"},
     "purpose": "anything",
+    "object": "../../auth/20261122T030000.000000Z/dump.pgcustom",
 }
 
 
