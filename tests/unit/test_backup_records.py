@@ -139,10 +139,11 @@ def test_without_a_key_the_path_still_decides_what_a_backup_is(tmp_path: Path) -
 
 def test_a_backup_dated_in_the_future_is_refused(tmp_path: Path) -> None:
     bucket = FileBucket(tmp_path)
-    add_backup(bucket, NOW + timedelta(minutes=4))  # clock skew: tolerated
-    add_backup(bucket, NOW + timedelta(minutes=6))
-    finished_later = add_backup(bucket, NOW - timedelta(hours=1))
-    _rewrite(tmp_path, finished_later, finished_at=(NOW + timedelta(days=30)).isoformat())
+    now = datetime.now(UTC)  # not the module's NOW: a slow suite must not age the test
+    add_backup(bucket, now + timedelta(minutes=2))  # clock skew: tolerated
+    add_backup(bucket, now + timedelta(minutes=30))
+    finished_later = add_backup(bucket, now - timedelta(hours=1))
+    _rewrite(tmp_path, finished_later, finished_at=(now + timedelta(days=30)).isoformat())
     found, problems = scan(bucket, key=None)
     assert len(found) == 1
     assert len(problems) == 2
