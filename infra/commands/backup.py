@@ -50,7 +50,7 @@ from infra.commands.common import (
 from infra.config import StackConfig, load_stack
 from infra.config.load import stack_name
 from infra.credentials import Credentials
-from infra.errors import PlatformError, UsageError
+from infra.errors import BackupError, PlatformError, ServerError, UsageError
 
 BUCKET_ENV = "PERSISTENCE_BACKUP_BUCKET"
 REDIS_URL_ENV = "PERSISTENCE_REDIS_URL"
@@ -331,7 +331,7 @@ def _verify(
         m = entry.manifest
         try:
             result = verify(target.bucket, entry, admin_url)
-        except PlatformError as error:  # one backup's failure never stops the others'
+        except (ServerError, BackupError) as error:  # one backup's never stops the others'
             print(f"error: {m.kind}/{m.service} {m.backup_id}: {error}", file=sys.stderr)
             failed.append(f"{m.kind}/{m.service}")
             continue

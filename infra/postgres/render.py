@@ -47,8 +47,8 @@ STEPS = (
     "database_connection_limit",
     "reset_role_setting_in_database",
     "set_role_setting_in_database",
-    "allow_connections",
     "register_database",
+    "allow_connections",
     # Inside the service's database:
     "reassign_owned",
     "create_extension",
