@@ -25,7 +25,8 @@ import pytest
 from infra import naming
 from infra.config import StackConfig
 from infra.credentials import Credentials
-from infra.postgres import apply, plan
+from infra.errors import ServerError
+from infra.postgres import apply, plan, registry
 from tests.integration.backup_helpers import cli, login_url, seed
 from tests.integration.postgres_support import catalog
 from tests.servers.postgres import PostgresServer
@@ -337,3 +338,28 @@ def test_an_existing_stack_is_registered_by_its_next_apply(
     registered = postgres.superuser_psql("SELECT count(*) FROM public.databases", TOOLING)
     assert registered == str(len(dev_config.services))
     assert apply(postgres.admin_url, dev_config, converged).executed == ()
+
+
+def test_a_tooling_database_that_is_not_the_admins_is_refused_and_public_is_shut_out(
+    postgres: PostgresServer,
+    converged: Credentials,
+    dev_config: StackConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    admin = dev_config.postgres.admin_user
+    monkeypatch.setattr(registry, "_ready", set())  # as a new process would see the server
+    postgres.superuser_psql(f"GRANT CONNECT ON DATABASE {TOOLING} TO PUBLIC")
+    apply(postgres.admin_url, dev_config, converged)
+    granted = catalog(
+        postgres, "SELECT has_database_privilege('users_app', {db}, 'CONNECT')", db=TOOLING
+    )
+    assert granted == "f", "PUBLIC's CONNECT on the tooling database was left in place"
+    monkeypatch.setattr(registry, "_ready", set())
+    postgres.superuser_psql(
+        f"CREATE ROLE squatter NOLOGIN; ALTER DATABASE {TOOLING} OWNER TO squatter"
+    )
+    try:
+        with pytest.raises(ServerError, match=f"^database {TOOLING} is owned by squatter, not by"):
+            apply(postgres.admin_url, dev_config, converged)
+    finally:
+        postgres.superuser_psql(f"ALTER DATABASE {TOOLING} OWNER TO {admin}; DROP ROLE squatter")
