@@ -28,8 +28,6 @@ CONNECTION_LOST = (
     "the database system is shutting down",
     "the database system is starting up",
     "could not receive data from server",
-    # A service's session held a lock past lock_timeout (infra.postgres.driver): not the backup.
-    "canceling statement due to lock timeout",
     "could not send data to server",
     "connection refused",
     "ssl syscall",

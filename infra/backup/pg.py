@@ -76,8 +76,6 @@ def libpq_environment(url: str, database: str) -> dict[str, str]:
     env.update({names[key]: value for key, value in params.items() if key in names})
     env["PGDATABASE"] = database
     env.setdefault("PGCONNECT_TIMEOUT", "10")
-    # Lock waits bounded like the tool's own sessions (pg_dump also gets --lock-wait-timeout).
-    env["PGOPTIONS"] = f"-c lock_timeout={driver.lock_timeout_ms()}"
     return env
 
 
