@@ -198,7 +198,7 @@ def main() -> None:
         phase(pg, "drop_database")
 
         def plain_restore() -> None:
-            pg.create_database(admin, "plain_restore")
+            pg.create_database(admin, "plain_restore", SERVICE)
             shell(
                 f"{pg.binary('pg_restore')} -j 2 --no-owner --no-privileges "
                 f"-d plain_restore {dump_file}",
@@ -206,7 +206,7 @@ def main() -> None:
             )
 
         def drop_plain() -> None:
-            pg.drop_database(admin, "plain_restore")
+            pg.drop_database(admin, "plain_restore", SERVICE)
 
         plain = ("plain: pg_restore -j 2", plain_restore)
         verify_times = bench.pair(

@@ -31,6 +31,11 @@ OLD_COPY_SUFFIX = OLD_COPY_PREFIX + datetime.max.strftime(OLD_COPY_TIME_FORMAT)
 SAFETY_SUFFIX = "__safety"
 SCRATCH_SUFFIXES = (VERIFY_SUFFIX, RESTORE_SUFFIX, SAFETY_SUFFIX, OLD_COPY_SUFFIX)
 
+# The tool's own database (owned by the admin, CONNECT revoked from PUBLIC): the registry of the
+# databases it created (bound to their OIDs) and its advisory locks live there, where no service
+# login can connect, write or take a lock (see infra.postgres.registry).
+TOOLING_DATABASE = "persistence_tooling"
+
 # The short-lived login the backup tooling restores, dumps and counts rows as (a member of the
 # owner role only), so a service's own code never runs with the admin's privileges.
 TOOL_LOGIN_SUFFIX = "__tool"

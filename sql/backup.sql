@@ -1,5 +1,5 @@
 -- What the backup tooling runs (infra/backup/pg.py, restore.py, dump.py): catalog snapshots,
--- scratch databases, renames and locks. Values are bound as %(name)s parameters; {name} slots
+-- scratch databases and renames (locks: sql/tooling.sql). Values are bound as %(name)s parameters; {name} slots
 -- are filled with psycopg.sql.Identifier or Literal only. Every session that runs these pins
 -- search_path to pg_catalog, pg_temp (infra/postgres/driver.py), so no name here can be
 -- shadowed by an object a service planted.
@@ -69,14 +69,6 @@ SELECT EXISTS (
                              AND d.deptype = 'e'))
        OR EXISTS (SELECT 1 FROM pg_largeobject_metadata)
 
--- name: live_database
--- The live database's marker comment and owner: a restored copy is owned by the owner role
--- and carries no marker until the convergence sets it.
-SELECT coalesce(shobj_description(d.oid, 'pg_database'), ''), r.rolname
-FROM pg_database d
-JOIN pg_roles r ON r.oid = d.datdba
-WHERE d.datname = %(database)s
-
 -- name: can_end_sessions
 SELECT current_user, rolsuper OR pg_has_role(current_user, 'pg_signal_backend', 'MEMBER')
 FROM pg_roles
@@ -84,6 +76,10 @@ WHERE rolname = current_user
 
 -- name: drop_database
 DROP DATABASE IF EXISTS {database} WITH (FORCE)
+
+-- name: not_template
+-- A template cannot be dropped; the service's owner role may have made it one.
+ALTER DATABASE {database} WITH IS_TEMPLATE false
 
 -- name: create_database
 -- Created closed; opened only once PUBLIC's rights are revoked.
@@ -111,13 +107,3 @@ WHERE a.datname = %(database)s
 
 -- name: rename_database
 ALTER DATABASE {old} RENAME TO {new}
-
--- name: lock
--- pg_advisory_lock(class, key): the class keeps our locks apart from anyone else's.
-SELECT pg_advisory_lock(%(class)s, hashtext(%(key)s))::text
-
--- name: try_lock
-SELECT pg_try_advisory_lock(%(class)s, hashtext(%(key)s))::text
-
--- name: unlock
-SELECT pg_advisory_unlock(%(class)s, hashtext(%(key)s))::text

@@ -32,7 +32,8 @@ SELECT json_build_object(
                     coalesce(shobj_description(d.oid, 'pg_database'), ''),
                     d.datallowconn, d.datconnlimit,
                     coalesce((SELECT s.setconfig FROM pg_db_role_setting s
-                              WHERE s.setdatabase = d.oid AND s.setrole = 0), '{}'))), '[]')
+                              WHERE s.setdatabase = d.oid AND s.setrole = 0), '{}'),
+                    d.datistemplate)), '[]')
                 FROM pg_database d WHERE d.datname = ANY(%(databases)s))
 )
 

@@ -49,9 +49,18 @@ REVOKE {group} FROM {member}
 -- marker is on it (see database_cluster_statements in infra/postgres/converge.py).
 CREATE DATABASE {database} OWNER {owner} ALLOW_CONNECTIONS false
 
--- name: comment_database
--- Marks the database as ours: apply, restore and drop touch only databases carrying it.
-COMMENT ON DATABASE {database} IS {comment}
+-- name: register_database
+-- Marks the database as ours, by OID, in the tooling database's registry (run there; see
+-- infra/postgres/registry.py): apply, restore and drop touch only databases registered there.
+-- A comment would not do: the service's owner role may rewrite its database's comment.
+INSERT INTO public.databases (oid, service, purpose)
+SELECT d.oid, {service}, {purpose} FROM pg_catalog.pg_database d WHERE d.datname = {database}
+ON CONFLICT (oid) DO UPDATE SET purpose = EXCLUDED.purpose
+WHERE databases.service = EXCLUDED.service
+
+-- name: database_is_template
+-- A template (IS_TEMPLATE, which the owner may set) cannot be dropped: drift, set back.
+ALTER DATABASE {database} WITH IS_TEMPLATE {template}
 
 -- name: allow_connections
 ALTER DATABASE {database} WITH ALLOW_CONNECTIONS {allowed}

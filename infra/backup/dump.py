@@ -34,7 +34,7 @@ from infra.backup.storage import CHUNK_BYTES, Bucket
 from infra.backup.workdir import private_workdir
 from infra.broker.management import ManagementApi
 from infra.errors import BackupError, ServerError
-from infra.postgres.driver import session
+from infra.postgres.driver import lock_timeout_ms, session
 from infra.postgres.tooling import service_login
 
 DUMP_OBJECT = "dump.pgcustom"
@@ -104,6 +104,7 @@ def backup_postgres(
             "--no-privileges",
             f"--role={owner}",
             f"--snapshot={snapshot}",
+            f"--lock-wait-timeout={lock_timeout_ms()}",
         ]
         with (
             private_workdir("pgdump") as work,

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from psycopg import sql
+from psycopg import errors, sql
 
-from infra.errors import UsageError
-from infra.postgres import driver
+from infra.errors import ServerError, UsageError
+from infra.postgres import driver, registry
 from infra.postgres.driver import Connection, session
 from infra.postgres.sqlfiles import blocks
 
@@ -100,7 +100,11 @@ def _positions(conn: Connection, listing: str, query: str, slot: str) -> dict[st
     found: dict[str, int] = {}
     for schema, name in conn.execute(statement(listing)).fetchall():
         ident = sql.Identifier(str(schema), str(name))
-        row = conn.execute(statement(query, **{slot: ident})).fetchone()
+        try:
+            row = conn.execute(statement(query, **{slot: ident})).fetchone()
+        except errors.LockNotAvailable:  # a service's session holds it: bounded, then named
+            where = f"reading {conn.info.dbname}.{schema}.{name}"
+            raise ServerError(driver.lock_wait_hint(where)) from None
         found[f"{schema}.{name}"] = int(str(row[0])) if row else 0
     return found
 
@@ -166,13 +170,22 @@ def _run(admin_url: str, name: str, **slots: sql.Composable) -> None:
         conn.execute(statement(name, **slots))
 
 
-def drop_database(admin_url: str, database: str) -> None:
-    """Drop (force-closing sessions); no-op if it does not exist."""
-    _run(admin_url, "drop_database", database=sql.Identifier(database))
+def drop_database(admin_url: str, database: str, service: str) -> None:
+    """Drop (force-closing sessions) a database this tool made for ``service``; no-op if it does
+    not exist, refused in one line if it is not ours (infra.postgres.registry). A template
+    (IS_TEMPLATE, which its owner may set) is made an ordinary database first."""
+    if not registry.check_ours(admin_url, database, service):
+        return
+    ident = sql.Identifier(database)
+    with session(admin_url, autocommit=True) as conn:
+        if registry.is_template(conn, database):
+            conn.execute(statement("not_template", database=ident))
+        conn.execute(statement("drop_database", database=ident))
 
 
-def create_database(admin_url: str, database: str, owner: str | None = None) -> None:
-    """A scratch database nobody else may connect to: created closed, PUBLIC's rights revoked."""
+def create_database(admin_url: str, database: str, service: str, owner: str | None = None) -> None:
+    """A scratch database nobody else may connect to: created closed, PUBLIC's rights revoked,
+    registered as made by this tool for ``service`` before it opens."""
     ident = sql.Identifier(database)
     with session(admin_url, autocommit=True) as conn:
         if owner is None:
@@ -182,6 +195,7 @@ def create_database(admin_url: str, database: str, owner: str | None = None) -> 
                 statement("create_owned_database", database=ident, owner=sql.Identifier(owner))
             )
         conn.execute(statement("revoke_public", database=ident))
+        registry.register(admin_url, database, service, registry.SCRATCH)
         conn.execute(statement("allow_connections", database=ident, allowed=sql.Literal(True)))
 
 
@@ -195,13 +209,16 @@ def allow_connections(admin_url: str, database: str, allowed: bool) -> None:
     )
 
 
-def rename_database(admin_url: str, old: str, new: str) -> None:
-    """Rename after closing the sessions on it (a rename needs the database idle).
+def rename_database(admin_url: str, old: str, new: str, service: str) -> None:
+    """Rename after closing the sessions on it (a rename needs the database idle); only a
+    database this tool made for ``service`` (infra.postgres.registry).
 
     Only client sessions of non-superuser roles are ours to end (waiting up to 5 s each for them
     to exit): a non-superuser admin may not signal superuser processes, and PostgreSQL's own
     RENAME already stops autovacuum workers on the database itself.
     """
+    if not registry.check_ours(admin_url, old, service):
+        raise ServerError(f"database {old} does not exist; nothing renamed")
     with session(admin_url, autocommit=True) as conn:
         conn.execute(statement("end_sessions"), {"database": old})
         conn.execute(statement("rename_database", old=sql.Identifier(old), new=sql.Identifier(new)))

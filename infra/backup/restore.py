@@ -33,9 +33,9 @@ from infra.backup.workdir import private_workdir
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
 from infra.errors import BackupError, PlatformError, ServerError
+from infra.postgres import registry
 from infra.postgres.driver import session
-from infra.postgres.model import MARKER
-from infra.postgres.tooling import TOOL_LOCK_CLASS, service_login
+from infra.postgres.tooling import service_login
 
 
 @dataclass(frozen=True)
@@ -86,16 +86,16 @@ def restore(
                         f"({'; '.join(problems[:3])}); {database} was left untouched"
                     )
             except PlatformError:
-                pg.drop_database(admin_url, incoming)
+                pg.drop_database(admin_url, incoming, service)
                 raise
         try:
-            replaced: str | None = _swap(admin_url, database, incoming)
+            replaced: str | None = _swap(admin_url, service, incoming)
         except PlatformError:
-            pg.drop_database(admin_url, incoming)  # the original is back in place; no copy
+            pg.drop_database(admin_url, incoming, service)  # the original is back in place; no copy
             raise
     converge(admin_url, config, credentials, [service])
     if replaced is not None and not keep_replaced:
-        pg.drop_database(admin_url, replaced)
+        pg.drop_database(admin_url, replaced, service)
         replaced = None
     return RestoreReport(
         service, manifest.backup_id, round(time.monotonic() - started, 3), replaced
@@ -115,23 +115,12 @@ def check_can_end_sessions(admin_url: str, database: str) -> None:
         )
 
 
-# The advisory lock (TOOL_LOCK_CLASS, hashtext('restore:<service>')): held for a whole restore.
-def _lock_key(service: str) -> str:
-    return f"restore:{service}"
-
-
 @contextmanager
 def restore_lock(admin_url: str, service: str, *, wait: bool) -> Iterator[bool]:
-    """Hold the service's restore lock; with ``wait=False`` yield False if a restore has it."""
-    key = {"class": TOOL_LOCK_CLASS, "key": _lock_key(service)}
-    with session(admin_url, autocommit=True) as conn:
-        row = pg.fetch_one(conn, "lock" if wait else "try_lock", **key)
-        held = wait or (row is not None and row[0] == "true")
-        try:
-            yield held
-        finally:
-            if held:
-                pg.fetch_one(conn, "unlock", **key)
+    """Hold the service's restore lock (in the tooling database, out of every service's reach);
+    with ``wait=False`` yield False if a restore has it."""
+    with registry.advisory_lock(admin_url, f"restore:{service}", wait=wait) as held:
+        yield held
 
 
 def recover(admin_url: str, service: str) -> list[str]:
@@ -152,21 +141,26 @@ def _recover(admin_url: str, service: str) -> list[str]:
             pg.statement("restore_databases"),
             {"database": database, "incoming": incoming, "old": database + naming.OLD_COPY_PREFIX},
         ).fetchall()
-    found = {str(name): bool(allowed) for name, allowed in rows}
+    # Only what this tool made for the service: anything else under these names is left alone.
+    found = {
+        str(name): bool(allowed)
+        for name, allowed in rows
+        if registry.is_ours(admin_url, str(name), service)
+    }
     old = re.compile(naming.old_copy_pattern(service))
     done: list[str] = []
     if database not in found and incoming in found:
         # Killed between the two renames: the original is the newest __old_ copy.
         olds = sorted(name for name in found if old.fullmatch(name))
         if olds:
-            pg.rename_database(admin_url, olds[-1], database)
+            pg.rename_database(admin_url, olds[-1], database, service)
             found[database] = found.pop(olds[-1])
             done.append(f"{service}: interrupted restore undone: {olds[-1]} renamed back")
     if database in found and not found[database]:
         pg.allow_connections(admin_url, database, True)
         done.append(f"{service}: interrupted restore undone: {database} accepts connections")
     if incoming in found and database in found:
-        pg.drop_database(admin_url, incoming)
+        pg.drop_database(admin_url, incoming, service)
         done.append(f"{service}: interrupted restore undone: {incoming} dropped")
     if database in found and _swapped_in_unconverged(admin_url, service):
         done.append(
@@ -177,10 +171,11 @@ def _recover(admin_url: str, service: str) -> list[str]:
 
 
 def _swapped_in_unconverged(admin_url: str, service: str) -> bool:
-    """The live database is a restored copy (owned by the owner role, not yet marked)."""
-    with session(admin_url, autocommit=True) as conn:
-        row = pg.fetch_one(conn, "live_database", database=naming.database_name(service))
-    return row is not None and row[0] != MARKER and row[1] == naming.owner_role(service)
+    """The live database is a restored copy: registered as a scratch database, not yet as the
+    service's own (the convergence does that)."""
+    database = naming.database_name(service)
+    found = registry.read(admin_url, [service], [database]).get(database)
+    return found is not None and found == (service, registry.SCRATCH)
 
 
 def old_database_name(admin_url: str, database: str) -> str:
@@ -193,19 +188,20 @@ def old_database_name(admin_url: str, database: str) -> str:
         moment += timedelta(seconds=1)
 
 
-def _swap(admin_url: str, database: str, incoming: str) -> str:
+def _swap(admin_url: str, service: str, incoming: str) -> str:
     """Move the verified copy in; put the original back if the second rename fails."""
+    database = naming.database_name(service)
     old = old_database_name(admin_url, database)
     pg.allow_connections(admin_url, database, False)
     try:
-        pg.rename_database(admin_url, database, old)
+        pg.rename_database(admin_url, database, old, service)
     except PlatformError:
         pg.allow_connections(admin_url, database, True)
         raise
     try:
-        pg.rename_database(admin_url, incoming, database)
+        pg.rename_database(admin_url, incoming, database, service)
     except PlatformError:
-        pg.rename_database(admin_url, old, database)
+        pg.rename_database(admin_url, old, database, service)
         pg.allow_connections(admin_url, database, True)
         raise
     return old

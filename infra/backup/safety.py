@@ -26,15 +26,21 @@ from infra.backup.dump import Target, backup_postgres
 from infra.backup.restore import restore_lock
 from infra.backup.verify import scratch_database, verify
 from infra.errors import BackupError, ServerError
+from infra.postgres import registry
 
 
 def pending_copies(admin_url: str, service: str) -> list[str]:
-    """Replaced databases still waiting for a verified dump: ``__safety`` first, oldest next."""
+    """Replaced databases still waiting for a verified dump: ``__safety`` first, oldest next;
+    only the ones this tool made (infra.postgres.registry), never a stranger's under our names."""
     database = naming.database_name(service)
     safety = scratch_database(service, naming.SAFETY_SUFFIX)
     old = re.compile(naming.old_copy_pattern(service))
-    names = pg.database_names(admin_url, f"{database}__")
-    return [n for n in names if n == safety] + sorted(n for n in names if old.fullmatch(n))
+    names = [
+        name
+        for name in pg.database_names(admin_url, f"{database}__")
+        if (name == safety or old.fullmatch(name)) and registry.is_ours(admin_url, name, service)
+    ]
+    return [n for n in names if n == safety] + sorted(n for n in names if n != safety)
 
 
 def secure_replaced(target: Target, admin_url: str, service: str, dump_format: str) -> list[str]:
@@ -54,7 +60,7 @@ def secure_replaced(target: Target, admin_url: str, service: str, dump_format: s
 def _secure(target: Target, admin_url: str, service: str, copy: str, dump_format: str) -> str:
     safety = scratch_database(service, naming.SAFETY_SUFFIX)
     if copy != safety:
-        pg.rename_database(admin_url, copy, safety)
+        pg.rename_database(admin_url, copy, safety, service)
     pg.allow_connections(admin_url, safety, True)
     kept = f"the replaced database {copy} is kept as {safety}; the next backup or restore retries"
     try:
@@ -70,5 +76,5 @@ def _secure(target: Target, admin_url: str, service: str, copy: str, dump_format
             f"safety backup {manifest.backup_id} of {copy} failed its verification "
             f"({'; '.join(result.problems[:3])}); {kept}"
         )
-    pg.drop_database(admin_url, safety)
+    pg.drop_database(admin_url, safety, service)
     return f"{service}: {copy} saved as safety backup {manifest.backup_id} (verified), dropped"

@@ -85,8 +85,8 @@ def restore_checked(
     """Create ``database`` afresh (owned by the service's owner role), restore ``dump`` into it
     as the tool login acting as that role, and compare it with the manifest: the problems."""
     owner = naming.owner_role(manifest.service)
-    pg.drop_database(admin_url, database)
-    pg.create_database(admin_url, database, owner=owner)
+    pg.drop_database(admin_url, database, manifest.service)
+    pg.create_database(admin_url, database, manifest.service, owner=owner)
     pg_restore(login_url, database, dump, role=owner)
     return check_restored(login_url, database, manifest)
 
@@ -98,7 +98,7 @@ def _verify_postgres(admin_url: str, manifest: Manifest, dump: Path) -> list[str
         try:
             return restore_checked(admin_url, login, scratch, dump, manifest)
         finally:
-            pg.drop_database(admin_url, scratch)
+            pg.drop_database(admin_url, scratch, manifest.service)
 
 
 def _verify_rdb(dump: Path) -> list[str]:

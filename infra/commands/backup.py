@@ -50,7 +50,7 @@ from infra.commands.common import (
 from infra.config import StackConfig, load_stack
 from infra.config.load import stack_name
 from infra.credentials import Credentials
-from infra.errors import PlatformError, UsageError
+from infra.errors import BackupError, PlatformError, ServerError, UsageError
 
 BUCKET_ENV = "PERSISTENCE_BACKUP_BUCKET"
 REDIS_URL_ENV = "PERSISTENCE_REDIS_URL"
@@ -240,9 +240,15 @@ def _backup(
         if not secure(target, admin_url, name, config.backup.format) and name not in failed:
             failed.append(name)
     if args.redis_url and args.service is None:
-        made.append(
-            backup_redis(target, args.redis_url, config.redis.admin_user, credentials.redis_admin)
-        )
+        try:
+            made.append(
+                backup_redis(
+                    target, args.redis_url, config.redis.admin_user, credentials.redis_admin
+                )
+            )
+        except PlatformError as error:
+            failed.append("redis/server")
+            print(f"error: redis/server: {error}", file=sys.stderr, flush=True)
         # Each service's keys on their own: what rebuild restores into a running server.
         for spec in config.services:
             if not spec.redis:
@@ -261,7 +267,11 @@ def _backup(
                 failed.append(f"redis/{spec.name}")
                 print(f"error: redis/{spec.name}: {error}", file=sys.stderr, flush=True)
     if broker is not None and args.service is None:
-        made.append(backup_rabbitmq(target, broker))
+        try:
+            made.append(backup_rabbitmq(target, broker))
+        except PlatformError as error:
+            failed.append("rabbitmq/server")
+            print(f"error: rabbitmq/server: {error}", file=sys.stderr, flush=True)
     for manifest in made:
         print(
             f"{manifest.kind}/{manifest.service} {manifest.backup_id} {human(manifest.size)} "
@@ -305,7 +315,10 @@ def run_verify(args: argparse.Namespace) -> int:
             "restored into a scratch database"
         )
     _, failed = _verify(target, chosen, admin_url)
-    return 1 if failed else 0
+    if failed:
+        print(f"error: verify failed for {', '.join(sorted(set(failed)))}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _proven(target: Target) -> list[Entry]:
@@ -323,8 +336,13 @@ def _verify(
     verified: list[Manifest] = []
     failed: list[str] = []
     for entry in chosen:
-        result = verify(target.bucket, entry, admin_url, target.key)
         m = entry.manifest
+        try:
+            result = verify(target.bucket, entry, admin_url, target.key)
+        except (ServerError, BackupError) as error:  # one backup's never stops the others'
+            print(f"error: {m.kind}/{m.service} {m.backup_id}: {error}", file=sys.stderr)
+            failed.append(f"{m.kind}/{m.service}")
+            continue
         state = "verified" if result.ok else "FAILED"
         print(f"{m.kind}/{m.service} {m.backup_id} {state} in {result.seconds:.1f}s")
         for problem in result.problems:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from infra import postgres, secrets_file
@@ -21,9 +22,11 @@ from infra.commands.common import (
 )
 from infra.config import StackConfig
 from infra.config.load import stack_name
-from infra.errors import UsageError
+from infra.credentials import Credentials
+from infra.errors import PlatformError, UsageError
+from infra.postgres.driver import session
 from infra.postgres.drop import drop_service
-from infra.postgres.engine import ApplyReport, Plan
+from infra.postgres.engine import ApplyFailedError, ApplyReport, Plan
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -117,19 +120,42 @@ def run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def recover_restores(url: str, config: StackConfig, services: list[str] | None = None) -> None:
-    """Finish or undo restores killed half way, before anything else touches the services."""
+def recover_restores(url: str, config: StackConfig, services: list[str] | None = None) -> list[str]:
+    """Finish or undo restores killed half way, before anything else touches the services;
+    one service's failure here is said and never stops the others (the failed lines)."""
+    failed = []
     for service in services or [spec.name for spec in config.services]:
-        for line in recover(url, service):
-            print(line, flush=True)
+        try:
+            for line in recover(url, service):
+                print(line, flush=True)
+        except PlatformError as error:
+            failed.append(f"service {service}: interrupted restore not recovered: {error}")
+            print(f"error: {failed[-1]}", file=sys.stderr, flush=True)
+    return failed
+
+
+def apply_and_report(
+    url: str, config: StackConfig, credentials: Credentials, services: list[str] | None = None
+) -> int:
+    """Apply, print what ran (also when some services failed), and exit 1 naming those."""
+    with session(url, autocommit=True):
+        pass  # a server that is down is one line, not one per service
+    failed = recover_restores(url, config, services)
+    try:
+        print_report(postgres.apply(url, config, credentials, services=services))
+    except ApplyFailedError as error:
+        print_report(error.result.report())
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 1
+    if failed:
+        print(f"error: {'; '.join(failed)}", file=sys.stderr, flush=True)
+        return 1
+    return 0
 
 
 def run_apply(args: argparse.Namespace) -> int:
     config, credentials = load(args)
-    url = admin_url(args, credentials)
-    recover_restores(url, config)
-    print_report(postgres.apply(url, config, credentials))
-    return 0
+    return apply_and_report(admin_url(args, credentials), config, credentials)
 
 
 def run_rotate(args: argparse.Namespace) -> int:
@@ -141,15 +167,13 @@ def run_rotate(args: argparse.Namespace) -> int:
     # Saved first: if the apply below fails, the next apply still sees the new version.
     secrets_file.write(path, rotated)
     url = admin_url(args, rotated)
-    recover_restores(url, config, [args.service])
-    report = postgres.apply(url, config, rotated, services=[args.service])
-    print_report(report)
+    code = apply_and_report(url, config, rotated, [args.service])
     print(
         f"rotated {args.service} to password version "
         f"{rotated.for_service(args.service).version}; re-render its env file with "
         f"`python -m infra render --stack {args.stack} --out DIR`"
     )
-    return 0
+    return code
 
 
 def run_drop(args: argparse.Namespace) -> int:

@@ -40,7 +40,7 @@ def allows(allowed: str) -> Callable[[Check], Rule]:
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 # Names that PostgreSQL, Cloud SQL, Redis, RabbitMQ or pg_hba.conf treat specially, plus the
-# platform's own admin login.
+# platform's own admin login and the tool's own database.
 RESERVED_NAMES = frozenset(
     {
         "postgres",
@@ -71,6 +71,7 @@ RESERVED_NAMES = frozenset(
         "cloudsqliamserviceaccount",
         "cloudsqlimportexport",
         "information_schema",
+        naming.TOOLING_DATABASE,
     }
 )
 

@@ -59,6 +59,7 @@ class DatabaseRow:
     allow_connections: bool = True
     connection_limit: int = -1
     settings: tuple[str, ...] = ()  # ALTER DATABASE ... SET, as 'name=value'
+    is_template: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class ClusterState:
     groups: dict[str, frozenset[str]] = field(default_factory=dict)  # member -> its groups
     settings: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     databases: dict[str, DatabaseRow] = field(default_factory=dict)
+    # The tooling database's registry: database name -> (service, purpose) (infra.postgres.registry)
+    registry: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def groups_of(self, member: str) -> frozenset[str]:
         return self.groups.get(member, frozenset())
@@ -137,7 +140,6 @@ def fresh_database_row(name: str, owner: str) -> DatabaseRow:
         name=name,
         owner=owner,
         grants=frozenset({(owner, "CREATE"), (owner, "CONNECT"), (owner, "TEMPORARY")}),
-        comment=MARKER,
     )
 
 
@@ -169,7 +171,14 @@ def read_cluster(
         settings=settings,
         databases={
             row[0]: DatabaseRow(
-                row[0], row[1], parse_grants(row[2]), row[3], row[4], row[5], tuple(row[6] or ())
+                row[0],
+                row[1],
+                parse_grants(row[2]),
+                row[3],
+                row[4],
+                row[5],
+                tuple(row[6] or ()),
+                bool(row[7]),
             )
             for row in found["databases"]
         },

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from infra import naming
+from infra.postgres import registry
 from infra.postgres.catalog import ClusterState, DatabaseRow, DatabaseState
 from infra.postgres.model import (
     DEFAULT_PRIVILEGES,
@@ -57,9 +58,10 @@ SUPERUSER_ONLY = (
 def foreign_objects(model: ServiceModel, cluster: ClusterState) -> list[str]:
     """Objects under the service's names that this tool did not create: never taken over.
 
-    A role is ours only with our marker comment. A database is ours with our marker, or, if it
-    has no comment at all (made before databases were marked), when its owner is our marked
-    owner role.
+    A role is ours only with our marker comment (COMMENT ON ROLE needs CREATEROLE, which no
+    service role has). A database is ours when the tooling database's registry holds it (by
+    OID) for this service, or, not registered at all (made before the registry), when our
+    marked owner role owns it; its comment proves nothing (its owner may rewrite it).
     """
     found = []
     for role in model.roles:
@@ -67,25 +69,35 @@ def foreign_objects(model: ServiceModel, cluster: ClusterState) -> list[str]:
         if state is not None and not state.comment.startswith(MARKER):
             found.append(
                 f"role {role.name} exists but was not created by this tool (no '{MARKER}' "
-                f"comment); refusing to take it over for service {model.service}: drop or "
-                "rename it"
+                f"comment); refusing to take it over for service {model.service}: rename it "
+                f"(ALTER ROLE {role.name} RENAME TO ...) and apply again"
             )
     row = cluster.databases.get(model.database)
-    owner = cluster.roles.get(model.owner)
-    ours_by_owner = (
-        row is not None
-        and row.comment == ""
-        and row.owner == model.owner
-        and owner is not None
-        and owner.comment.startswith(MARKER)
-    )
-    if row is not None and not row.comment.startswith(MARKER) and not ours_by_owner:
+    if row is not None and not database_is_ours(model, cluster):
+        registered = cluster.registry.get(model.database)
+        why = (
+            f"registered for service {registered[0]}"
+            if registered is not None
+            else f"owner {row.owner}, not in {naming.TOOLING_DATABASE}'s registry"
+        )
         found.append(
-            f"database {model.database} exists but was not created by this tool (owner "
-            f"{row.owner}, no '{MARKER}' comment); refusing to take it over for service "
-            f"{model.service}: drop or rename it"
+            f"database {model.database} exists but was not created by this tool for service "
+            f"{model.service} ({why}); refusing to take it over: rename it (ALTER DATABASE "
+            f"{model.database} RENAME TO ...) and apply again"
         )
     return found
+
+
+def database_is_ours(model: ServiceModel, cluster: ClusterState) -> bool:
+    """Registered for this service, or unregistered and owned by our marked owner role."""
+    row = cluster.databases.get(model.database)
+    registered = cluster.registry.get(model.database)
+    if row is None:
+        return False
+    if registered is not None:
+        return registered[0] == model.service
+    owner = cluster.roles.get(model.owner)
+    return row.owner == model.owner and owner is not None and owner.comment.startswith(MARKER)
 
 
 def superuser_problems(model: ServiceModel, cluster: ClusterState) -> list[str]:
@@ -131,7 +143,8 @@ def wanted_cluster(model: ServiceModel, admin: str) -> set[Value]:
         Membership(owner, migrator),
         Database(db),
         DatabaseAttribute(db, "owner", owner),
-        DatabaseAttribute(db, "comment", MARKER),
+        DatabaseAttribute(db, "registered", registry.LIVE),
+        DatabaseAttribute(db, "is_template", "false"),
         DatabaseAttribute(db, "connection_limit", "-1"),
         DatabaseAttribute(db, "allow_connections", "true"),
         RoleSetting(migrator, "role", owner, database=db),
@@ -170,7 +183,9 @@ def _current_role(
     yield from (Membership(role.name, member) for member in cluster.members_of(role.name))
 
 
-def _current_database(model: ServiceModel, row: DatabaseRow | None) -> Iterator[Value]:
+def _current_database(
+    model: ServiceModel, row: DatabaseRow | None, registered: tuple[str, str] | None
+) -> Iterator[Value]:
     db = model.database
     if row is None:  # as CREATE DATABASE ... ALLOW_CONNECTIONS false will leave it
         row = DatabaseRow(
@@ -182,7 +197,9 @@ def _current_database(model: ServiceModel, row: DatabaseRow | None) -> Iterator[
     else:
         yield Database(db)
     yield DatabaseAttribute(db, "owner", row.owner)
-    yield DatabaseAttribute(db, "comment", row.comment)
+    if registered is not None and registered[0] == model.service:
+        yield DatabaseAttribute(db, "registered", registered[1])
+    yield DatabaseAttribute(db, "is_template", str(row.is_template).lower())
     yield DatabaseAttribute(db, "connection_limit", str(row.connection_limit))
     yield DatabaseAttribute(db, "allow_connections", str(row.allow_connections).lower())
     for setting in row.settings:
@@ -200,7 +217,11 @@ def current_cluster(
     current: set[Value] = set()
     for role in model.roles:
         current.update(_current_role(role, model, cluster, stale))
-    current.update(_current_database(model, cluster.databases.get(model.database)))
+    current.update(
+        _current_database(
+            model, cluster.databases.get(model.database), cluster.registry.get(model.database)
+        )
+    )
     return current
 
 

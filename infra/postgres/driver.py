@@ -8,11 +8,13 @@ scrubbed even if libpq were to echo the connection string).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra.errors import ServerError, UsageError
@@ -27,6 +29,36 @@ APPLICATION_NAME = "persistence-infra"
 # shadow one the tooling calls. Set at connection start-up, it also overrides any
 # ``ALTER DATABASE/ROLE ... SET search_path`` a service made.
 SAFE_OPTIONS = "-c search_path=pg_catalog,pg_temp"
+# Every wait on a lock a service's session can hold (a table its migrator locked, its database)
+# ends after this many seconds: one service never stalls the tooling's work for the others.
+LOCK_TIMEOUT_ENV = "PERSISTENCE_LOCK_TIMEOUT_S"
+DEFAULT_LOCK_TIMEOUT_S = 30.0
+
+
+def lock_timeout_s() -> float:
+    """The bound on lock waits: ``$PERSISTENCE_LOCK_TIMEOUT_S`` seconds, else 30."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "")
+    try:
+        value = float(raw) if raw else DEFAULT_LOCK_TIMEOUT_S
+    except ValueError:
+        raise UsageError(
+            f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds; use e.g. 30"
+        ) from None
+    if value <= 0:
+        raise UsageError(f"{LOCK_TIMEOUT_ENV}={raw!r} must be more than 0 seconds, e.g. 30")
+    return value
+
+
+def lock_timeout_ms() -> int:
+    return max(1, round(lock_timeout_s() * 1000))
+
+
+def lock_wait_hint(where: str) -> str:
+    """The one line for a lock wait that ran out: what waited, the bound, and the fix."""
+    return (
+        f"{where}: a session holds a lock it needs; gave up after {lock_timeout_s():g} s "
+        f"({LOCK_TIMEOUT_ENV}); end that session (pg_terminate_backend, see pg_locks) or rerun"
+    )
 
 
 def describe(url: str, dbname: str | None = None) -> str:
@@ -76,6 +108,9 @@ def execute(conn: Connection, statement: Statement, context: str = "") -> None:
     """Run one planned statement; a failure names the statement (redacted text) and why."""
     try:
         conn.execute(statement.query)
+    except errors.LockNotAvailable:
+        where = f"{context}: " if context else ""
+        raise ServerError(lock_wait_hint(f"{where}`{statement.text}`")) from None
     except psycopg.Error as error:
         where = f"{context}: " if context else ""
         raise ServerError(f"{where}`{statement.text}` failed: {message(error)}") from None
@@ -83,20 +118,29 @@ def execute(conn: Connection, statement: Statement, context: str = "") -> None:
 
 @contextmanager
 def session(
-    url: str, dbname: str | None = None, *, autocommit: bool = False
+    url: str, dbname: str | None = None, *, autocommit: bool = False, wait_on_locks: bool = False
 ) -> Iterator[Connection]:
-    """A connection that is closed at the end; any driver error inside becomes a ServerError."""
-    conn = connect(url, dbname=dbname, autocommit=autocommit)
+    """A connection that is closed at the end; any driver error inside becomes a ServerError.
+
+    Lock waits are bounded (``lock_timeout``) unless ``wait_on_locks``: only for the tool's own
+    database, where no service login can hold a lock.
+    """
+    conn = connect(url, dbname=dbname, autocommit=autocommit, wait_on_locks=wait_on_locks)
     try:
         yield conn
+    except errors.LockNotAvailable:
+        raise ServerError(lock_wait_hint(f"PostgreSQL {describe(url, dbname)}")) from None
     except psycopg.Error as error:
         raise ServerError(f"PostgreSQL {describe(url, dbname)}: {scrub(str(error), url)}") from None
     finally:
         conn.close()
 
 
-def connect(url: str, *, dbname: str | None = None, autocommit: bool = False) -> Connection:
-    """Open a connection (to ``dbname`` instead of the URL's database, if given)."""
+def connect(
+    url: str, *, dbname: str | None = None, autocommit: bool = False, wait_on_locks: bool = False
+) -> Connection:
+    """Open a connection (to ``dbname`` instead of the URL's database, if given), its lock
+    waits bounded by ``lock_timeout`` unless ``wait_on_locks``."""
     overrides: dict[str, Any] = {
         "connect_timeout": CONNECT_TIMEOUT_S,
         "application_name": APPLICATION_NAME,
@@ -105,7 +149,8 @@ def connect(url: str, *, dbname: str | None = None, autocommit: bool = False) ->
         given = str(conninfo_to_dict(url).get("options") or "")
     except psycopg.ProgrammingError:
         given = ""
-    overrides["options"] = f"{given} {SAFE_OPTIONS}".strip()
+    timeout = 0 if wait_on_locks else lock_timeout_ms()
+    overrides["options"] = f"{given} {SAFE_OPTIONS} -c lock_timeout={timeout}".strip()
     if dbname is not None:
         overrides["dbname"] = dbname
     try:

@@ -10,6 +10,7 @@ from psycopg import sql
 
 from infra import naming
 from infra.errors import UsageError
+from infra.postgres import registry
 from infra.postgres.catalog import read_cluster
 from infra.postgres.driver import execute, session
 from infra.postgres.model import MARKER
@@ -36,16 +37,23 @@ def drop_service(admin_url: str, service: str) -> list[str]:
             if r in cluster.roles and not cluster.roles[r].comment.startswith(MARKER)
         ]
         row = cluster.databases.get(database)
-        if row is not None and not (
-            row.comment.startswith(MARKER) or (row.comment == "" and row.owner == owner_name)
-        ):
-            foreign.append(f"database {database} (owner {row.owner})")
+        if row is not None and not registry.is_ours(admin_url, database, service):
+            foreign.append(f"database {database} (owner {row.owner}, not in its registry)")
         if foreign:
             raise UsageError(
-                f"service {service!r}: {', '.join(foreign)} not created by this tool (no "
-                f"'{MARKER}' comment); nothing dropped"
+                f"service {service!r}: {', '.join(foreign)} not created by this tool; nothing "
+                "dropped"
             )
-        statements = [build("drop_database", database=sql.Identifier(database))]
+        statements = []
+        if row is not None and row.is_template:  # a template cannot be dropped
+            statements.append(
+                build(
+                    "database_is_template",
+                    database=sql.Identifier(database),
+                    template=sql.Literal(False),
+                )
+            )
+        statements.append(build("drop_database", database=sql.Identifier(database)))
         statements += [build("drop_role", role=sql.Identifier(role)) for role in roles]
         for statement in statements:
             execute(conn, statement)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
-from dataclasses import dataclass
+from contextlib import ExitStack, nullcontext
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -25,6 +25,7 @@ from infra import naming
 from infra.config.model import ServiceSpec, StackConfig
 from infra.credentials import Credentials
 from infra.errors import ServerError, UsageError
+from infra.postgres import registry
 from infra.postgres.catalog import (
     ClusterState,
     DatabaseState,
@@ -49,8 +50,8 @@ StatementHook = Callable[[Statement], None]
 # Connections used at once besides the admin's: enough to hide a proxy's round trips, few
 # enough for a small server's connection budget.
 POOL_SIZE = 4
-# pg_advisory_lock(class, key) held by an apply for its whole run: a second apply waits.
-APPLY_LOCK = (0x7E57, 0)
+# The tooling database's advisory lock an apply holds for its whole run: a second apply waits.
+APPLY_LOCK_KEY = "apply"
 
 
 @dataclass(frozen=True)
@@ -171,13 +172,6 @@ def _refuse_unavailable_extensions(conn: Connection, models: Sequence[ServiceMod
         raise ServerError("\n".join(lines))
 
 
-def _refuse_foreign(models: Sequence[ServiceModel], cluster: ClusterState) -> None:
-    """Stop before anything changes when one of our names is taken by something we did not make."""
-    found = [line for model in models for line in foreign_objects(model, cluster)]
-    if found:
-        raise ServerError("\n".join(found))
-
-
 def _logins(model: ServiceModel) -> list[str]:
     """Roles that must own nothing in the service's database: its logins and the tool login."""
     return [role.name for role in model.logins] + [naming.tool_login(model.service)]
@@ -273,6 +267,36 @@ def _apply_database(
     return executed, []
 
 
+def _execute_cluster(
+    conn: Connection,
+    tool: Connection | None,
+    statements: Sequence[Statement],
+    service: str,
+    hook: StatementHook | None,
+) -> list[Statement]:
+    """The cluster part: over the admin's connection, the registry's rows over ``tool``."""
+    executed: list[Statement] = []
+    for database, group in itertools.groupby(statements, key=lambda s: s.database):
+        if database == naming.TOOLING_DATABASE:
+            assert tool is not None, "apply holds a tooling connection"
+            executed += _execute(tool, database, list(group), service, hook)
+        else:
+            executed += _execute(conn, database, list(group), service, hook)
+    return executed
+
+
+def _cluster(conn: Connection, admin_url: str, models: Sequence[ServiceModel]) -> ClusterState:
+    """The catalog's cluster facts and the tooling database's registry for the services."""
+    state = _read_cluster(conn, models)
+    found = registry.read(admin_url, [m.service for m in models], [m.database for m in models])
+    return replace(state, registry=found)
+
+
+def _refusals(model: ServiceModel, cluster: ClusterState) -> list[str]:
+    """Why this service is left alone this run (the others are converged all the same)."""
+    return foreign_objects(model, cluster) or superuser_problems(model, cluster)
+
+
 def converge(
     admin_url: str,
     models: Sequence[ServiceModel],
@@ -283,22 +307,27 @@ def converge(
     """Converge (or, with ``dry_run``, only plan) the given services on the server.
 
     ``on_statement`` is called before each statement (tests use it to interrupt an apply).
-    Services whose roles carry attributes only a superuser can remove are skipped; an apply
-    reports them in one ServerError after the others were applied.
+    One service's refusal (a name we did not create, an attribute only a superuser can
+    remove) or failure (a statement refused, a lock held past ``lock_timeout``) never stops the
+    others: an apply converges the rest, then raises one ApplyFailedError naming each such service.
+    Two applies serialize on a lock in the tooling database, where no service can take it.
     """
     planned: list[tuple[ServiceModel, list[Statement], list[str]]] = []
     parts: list[Future[tuple[list[Statement], list[str]]] | None] = []
-    with session(admin_url, autocommit=True) as conn, ThreadPoolExecutor(POOL_SIZE) as pool:
-        if not dry_run:
-            conn.execute("SELECT pg_catalog.pg_advisory_lock(%s, %s)", APPLY_LOCK)
+    with ExitStack() as stack:
+        conn = stack.enter_context(session(admin_url, autocommit=True))
         admin = _check_admin(conn)
         _refuse_unavailable_extensions(conn, models)
-        cluster = _read_cluster(conn, models)
-        _refuse_foreign(models, cluster)
+        tool: Connection | None = None
+        if not dry_run:
+            tool = stack.enter_context(registry.tooling_session(admin_url))
+            registry.lock(tool, APPLY_LOCK_KEY)
+        pool = stack.enter_context(ThreadPoolExecutor(POOL_SIZE))
+        cluster = _cluster(conn, admin_url, models)
         managed = tuple(managed_services(conn)) if dry_run else ()
         stale = _stale_passwords(pool, admin_url, models, cluster)
         for model in models:
-            problems = superuser_problems(model, cluster)
+            problems = _refusals(model, cluster)
             if problems:
                 planned.append((model, [], problems))
                 parts.append(None)
@@ -308,24 +337,44 @@ def converge(
             if dry_run:
                 parts.append(pool.submit(_plan_database, admin_url, model, admin, exists))
             else:
-                statements = _execute(conn, None, statements, model.service, on_statement)
+                try:
+                    statements = _execute_cluster(
+                        conn, tool, statements, model.service, on_statement
+                    )
+                except ServerError as error:
+                    planned.append((model, [], [str(error)]))
+                    parts.append(None)
+                    continue
                 if statements:
                     # What this service changed (e.g. revoking another service's login from its
                     # roles) must not be done a second time from a stale read.
-                    cluster = _read_cluster(conn, models)
+                    cluster = _cluster(conn, admin_url, models)
                 parts.append(pool.submit(_apply_database, admin_url, model, admin, on_statement))
             planned.append((model, statements, problems))
         services = []
         for (model, statements, problems), part in zip(planned, parts, strict=True):
-            inside, found = part.result() if part is not None else ([], [])
+            try:
+                inside, found = part.result() if part is not None else ([], [])
+            except ServerError as error:
+                inside, found = [], [str(error)]
             services.append(
                 ServicePlan(model.service, tuple(statements + inside), tuple(problems + found))
             )
     result = Converged(tuple(services), managed)
-    problems = [problem for service in services for problem in service.problems]
-    if problems and not dry_run:
-        raise ServerError("\n".join(problems))
+    if not dry_run and any(service.problems for service in services):
+        raise ApplyFailedError(result)
     return result
+
+
+class ApplyFailedError(ServerError):
+    """Some services could not be converged; the others were. Carries what was executed."""
+
+    def __init__(self, result: Converged) -> None:
+        self.result = result
+        failed = [service for service in result.services if service.problems]
+        lines = [problem for service in failed for problem in service.problems]
+        names = ", ".join(service.service for service in failed)
+        super().__init__("\n".join([*lines, f"apply failed for {names}; the others converged"]))
 
 
 def plan(

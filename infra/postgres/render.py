@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from psycopg import sql
 
+from infra import naming
 from infra.postgres import values as v
 from infra.postgres.model import ServiceModel
 from infra.postgres.statements import Statement, build, fill, grantee, keyword, privileges
@@ -41,11 +42,12 @@ STEPS = (
     "alter_database_owner",
     "revoke_database",
     "grant_database",
-    "comment_database",
+    "database_is_template",
     "reset_database_settings",
     "database_connection_limit",
     "reset_role_setting_in_database",
     "set_role_setting_in_database",
+    "register_database",
     "allow_connections",
     # Inside the service's database:
     "reassign_owned",
@@ -94,15 +96,23 @@ def _setting(value: v.RoleSetting, grant: bool) -> tuple[str, Statement]:
     return name, fill(name, parts)
 
 
-def _database_value(value: v.DatabaseAttribute) -> tuple[str, Statement]:
+def _database_value(model: ServiceModel, value: v.DatabaseAttribute) -> tuple[str, Statement]:
     database = sql.Identifier(value.database)
     if value.name == "owner":
         step = "alter_database_owner"
         return step, build(step, database=database, owner=sql.Identifier(value.value))
-    if value.name == "comment":
-        return "comment_database", build(
-            "comment_database", database=database, comment=sql.Literal(value.value)
+    if value.name == "registered":  # in the tooling database's registry, by OID
+        step = "register_database"
+        return step, build(
+            step,
+            in_database=naming.TOOLING_DATABASE,
+            database=sql.Literal(value.database),
+            service=sql.Literal(model.service),
+            purpose=sql.Literal(value.value),
         )
+    if value.name == "is_template":
+        step = "database_is_template"
+        return step, build(step, database=database, template=sql.Literal(value.value == "true"))
     if value.name == "connection_limit":
         step = "database_connection_limit"
         return step, build(step, database=database, limit=sql.Literal(int(value.value)))
@@ -201,7 +211,7 @@ def render(changes: v.Changes, model: ServiceModel, admin: str) -> list[Statemen
                 )
             )
         elif isinstance(value, v.DatabaseAttribute):
-            step, statement = _database_value(value)
+            step, statement = _database_value(model, value)
             steps[step].append(statement)
         elif isinstance(value, v.DatabaseSetting) and not steps["reset_database_settings"]:
             steps["reset_database_settings"].append(

@@ -8,11 +8,11 @@ memberships, and ``pg_restore --role`` alone does not help: a planted function c
 that is a member of the service's owner role and of nothing else: whatever runs there can do no
 more than the service's migrator already can.
 
-One run at a time per service holds the role (a session advisory lock on the admin's
-connection), so two verifies or a backup and a verify of one service never collide on it or on
-the scratch databases. The role expires on its own (VALID UNTIL) if a run is killed before it
-drops it; the next run drops the leftover first. A role under that name without our marker is
-refused, never taken over.
+One run at a time per service holds the role (an advisory lock in the tooling database, where
+no service login can take it: infra.postgres.registry), so two verifies or a backup and a verify
+of one service never collide on it or on the scratch databases. The role expires on its own
+(VALID UNTIL) if a run is killed before it drops it; the next run drops the leftover first. A
+role under that name without our marker is refused, never taken over.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from psycopg import sql
 
 from infra import naming
 from infra.errors import ServerError
+from infra.postgres import registry
 from infra.postgres.driver import Connection, execute, session, url_with
 from infra.postgres.model import MARKER
 from infra.postgres.statements import build
@@ -33,8 +34,6 @@ from infra.postgres.statements import build
 TOOL_MARKER = f"{MARKER} tool-login"
 TOOL_LIFETIME = timedelta(hours=12)
 TOOL_CONNECTIONS = 8
-# pg_advisory_lock(class, key): the class keeps our locks apart from anyone else's.
-TOOL_LOCK_CLASS = 0x7E57
 
 
 def _comment(conn: Connection, role: str) -> str | None:
@@ -56,11 +55,10 @@ def service_login(admin_url: str, service: str) -> Iterator[str]:
     login = naming.tool_login(service)
     owner = naming.owner_role(service)
     password = secrets.token_urlsafe(32)
-    with session(admin_url, autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_catalog.pg_advisory_lock(%s, pg_catalog.hashtext(%s))",
-            (TOOL_LOCK_CLASS, service),
-        )
+    with (
+        registry.advisory_lock(admin_url, f"tool:{service}"),
+        session(admin_url, autocommit=True) as conn,
+    ):
         comment = _comment(conn, login)
         if comment is not None and not comment.startswith(TOOL_MARKER):
             raise ServerError(

@@ -126,7 +126,9 @@ def pending(props: dict[str, Any]) -> int:
 
     admin_url, model = _engine_inputs(props)
     result = postgres.converge(admin_url, [model], dry_run=True)
-    return sum(len(service.statements) for service in result.services)
+    # A refusal (a name this tool did not create) counts: preview must not say "no change"
+    # for a service the next up will refuse.
+    return sum(len(service.statements) + len(service.problems) for service in result.services)
 
 
 def outputs_for(service: str) -> dict[str, str]:

@@ -35,10 +35,11 @@ def _planned(server: PostgresServer, config: StackConfig, credentials: Credentia
     return [s.text for s in pg_engine.plan(server.admin_url, config, credentials).statements]
 
 
-def test_a_hand_made_login_under_our_name_stops_plan_and_apply_before_any_change(
+def test_a_hand_made_login_under_our_name_stops_only_its_own_service(
     postgres: PostgresServer, dev_config: StackConfig, dev_rendered: Rendered
 ) -> None:
-    """Runs first, on the empty server: a squatted name stops everything, for every service."""
+    """Runs first, on the empty server: a squatted name leaves its service alone, and only it;
+    every other service is converged, and apply names the ones it left."""
     _, credentials = dev_rendered
     postgres.superuser_psql("CREATE ROLE users_app LOGIN PASSWORD 'squatter'")
     verifier = "SELECT rolpassword FROM pg_authid WHERE rolname = 'users_app'"
@@ -46,23 +47,38 @@ def test_a_hand_made_login_under_our_name_stops_plan_and_apply_before_any_change
     postgres.superuser_psql("CREATE ROLE mallory LOGIN")
     postgres.superuser_psql("CREATE DATABASE audit OWNER mallory")
     try:
-        with pytest.raises(ServerError) as planned:
-            pg_engine.plan(postgres.admin_url, dev_config, credentials)
-        lines = str(planned.value).splitlines()
-        assert any(line.startswith("role users_app exists but was not created") for line in lines)
-        assert any(line.startswith("database audit exists but was not created") for line in lines)
-        with pytest.raises(ServerError, match="role users_app exists but was not created"):
+        planned = pg_engine.plan(postgres.admin_url, dev_config, credentials)
+        problems = {s.service: s.problems for s in planned.services if s.problems}
+        assert sorted(problems) == ["audit", "users"], problems
+        assert problems["users"][0].startswith("role users_app exists but was not created")
+        assert problems["audit"][0].startswith("database audit exists but was not created")
+        assert "drop" not in " ".join(problems["audit"]), "advice must never be to drop data"
+        with pytest.raises(ServerError, match="apply failed for users, audit") as failed:
             pg_engine.apply(postgres.admin_url, dev_config, credentials)
-        assert _roles(postgres) == "", "apply changed something before refusing"
+        assert "role users_app exists but was not created" in str(failed.value)
+        assert _roles(postgres) == "auth_owner,authorization_owner,events_owner", (
+            "the other services were not converged"
+        )
         assert postgres.superuser_psql(verifier) == before, "the squatter's password was replaced"
+        assert (
+            postgres.superuser_psql(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'audit'"
+            )
+            == "mallory"
+        ), "apply took the stranger's database over"
     finally:
         postgres.superuser_psql("DROP DATABASE audit")
         postgres.superuser_psql("DROP ROLE users_app")
     pg_engine.apply(postgres.admin_url, dev_config, credentials)
-    marker = postgres.superuser_psql(
-        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'audit'"
+    registered = postgres.superuser_psql(
+        "SELECT string_agg(d.datname || ':' || r.service || ':' || r.purpose, ',' "
+        "ORDER BY d.datname) FROM public.databases r JOIN pg_database d ON d.oid = r.oid",
+        "persistence_tooling",
     )
-    assert marker == "managed-by=persistence"
+    assert registered == (
+        "audit:audit:live,auth:auth:live,authorization:authorization:live,"
+        "events:events:live,users:users:live"
+    )
 
 
 def test_db_drop_refuses_a_database_it_did_not_make(

@@ -146,6 +146,7 @@ def test_bad_values_name_the_key_and_what_is_allowed(
         ("template1", "reserved name"),
         ("public", "reserved name"),
         ("cloudsqlsuperuser", "reserved name"),
+        ("persistence_tooling", "reserved name"),
         ("pg_users", "names starting with 'pg_' belong to PostgreSQL"),
         ("user__profiles", "no double or trailing underscores"),
         ("a" * 44, "may be at most 43 bytes"),

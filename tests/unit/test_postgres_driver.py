@@ -42,3 +42,19 @@ def test_a_refused_connection_is_one_line_without_the_password() -> None:
 def test_a_server_message_is_scrubbed_of_the_password() -> None:
     error = psycopg.OperationalError("could not connect: password=s3cret-pw rejected\nDETAIL")
     assert driver.message(error, URL) == "could not connect: password=******** rejected"
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5"])
+def test_a_bad_lock_timeout_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv(driver.LOCK_TIMEOUT_ENV, value)
+    with pytest.raises(UsageError, match=rf"^PERSISTENCE_LOCK_TIMEOUT_S='{value}' .* e\.g\. 30"):
+        driver.lock_timeout_s()
+
+
+def test_the_lock_timeout_defaults_to_thirty_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(driver.LOCK_TIMEOUT_ENV, raising=False)
+    assert driver.lock_timeout_ms() == 30_000
+    monkeypatch.setenv(driver.LOCK_TIMEOUT_ENV, "2.5")
+    assert driver.lock_timeout_ms() == 2_500

@@ -8,6 +8,7 @@ diff asks for the right ones, and for nothing outside what the tool manages.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from infra.config.model import ServiceSpec
 from infra.postgres.catalog import ClusterState, DatabaseRow, RoleState, fresh_database
@@ -15,6 +16,7 @@ from infra.postgres.converge import (
     cluster_statements,
     current_cluster,
     database_statements,
+    foreign_objects,
     scope_of,
     wanted_cluster,
 )
@@ -155,7 +157,8 @@ def test_nothing_outside_the_managed_scope_is_revoked() -> None:
 def test_from_empty_roles_come_first_and_the_database_opens_last() -> None:
     statements = cluster_statements(MODEL, ClusterState(), ADMIN)
     text = [s.text for s in statements]
-    assert all(s.database is None for s in statements)
+    # Everything over the admin's connection but the registration, in the tooling database.
+    assert [s.database for s in statements if s.database is not None] == ["persistence_tooling"]
     creates = [t for t in text if t.startswith("CREATE ROLE")]
     assert text[: len(creates)] == creates
     assert len(creates) == len(MODEL.roles)
@@ -164,6 +167,7 @@ def test_from_empty_roles_come_first_and_the_database_opens_last() -> None:
     assert not statements[create].transactional
     assert text.index('GRANT "svc_owner" TO "platform_admin"') < create
     assert text.index('REVOKE CONNECT, TEMPORARY ON DATABASE "svc" FROM PUBLIC') > create
+    assert text[-2].startswith("INSERT INTO public.databases (oid, service, purpose)")
     assert text[-1] == 'ALTER DATABASE "svc" WITH ALLOW_CONNECTIONS true'
     # CREATE ROLE sets the password and attributes: nothing re-sets them.
     assert not any(
@@ -201,6 +205,7 @@ def converged_cluster() -> ClusterState:
         groups={ADMIN: frozenset({owner}), "svc_migrator": frozenset({owner})},
         settings=settings,
         databases={"svc": DatabaseRow("svc", owner, frozenset(grants), MARKER)},
+        registry={"svc": ("svc", "live")},
     )
 
 
@@ -210,6 +215,27 @@ def test_a_converged_cluster_needs_nothing_and_a_changed_password_is_set_again()
     assert cluster_statements(MODEL, cluster, ADMIN) == []
     stale = cluster_statements(MODEL, cluster, ADMIN, frozenset({"svc_app"}))
     assert [s.text for s in stale] == ["ALTER ROLE \"svc_app\" PASSWORD '[REDACTED]'"]
+
+
+def test_a_template_database_is_drift_and_a_comment_is_not() -> None:
+    """IS_TEMPLATE (the owner may set it) is set back; the comment (the owner may rewrite it)
+    proves nothing and changes nothing; a scratch registration becomes the live one."""
+    cluster = converged_cluster()
+    row = cluster.databases["svc"]
+    relabelled = replace(row, comment="not ours any more", is_template=True)
+    swapped = replace(cluster, databases={"svc": relabelled}, registry={"svc": ("svc", "scratch")})
+    text = [s.text for s in cluster_statements(MODEL, swapped, ADMIN)]
+    assert text[0] == 'ALTER DATABASE "svc" WITH IS_TEMPLATE false'
+    assert len(text) == 2
+    assert "'live'" in text[1]
+    assert foreign_objects(MODEL, swapped) == []
+
+
+def test_a_database_registered_for_another_service_is_foreign() -> None:
+    cluster = replace(converged_cluster(), registry={"svc": ("other", "live")})
+    (line,) = foreign_objects(MODEL, cluster)
+    assert line.startswith("database svc exists but was not created by this tool for service svc")
+    assert "registered for service other" in line
 
 
 def test_the_step_order_names_every_template_once() -> None:
