@@ -10,6 +10,7 @@ its key prefix, and never SCRIPT DEBUG or FUNCTION management.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from infra import naming
 from infra.config import StackConfig
 from infra.credentials import Credentials
 from tests.conftest import render_to
+from tests.servers.process import wait_until
 from tests.servers.redis import RedisServer
 
 SCRIPTED = "users"  # the service that opts in here
@@ -182,3 +184,45 @@ def test_only_the_opted_in_service_gets_scripting(
             with pytest.raises(redis.exceptions.NoPermissionError):
                 connection.eval("return 1", 0)
         connection.close()
+
+
+def test_the_opt_ins_residual_risk_is_what_the_readme_says(
+    opted_in: tuple[RedisServer, StackConfig],
+    dev_rendered: tuple[Path, Credentials],
+    dev_config: StackConfig,
+) -> None:
+    """Runs last: it ends the module's server. An opted-in service's script that writes and
+    then loops freezes Redis for everyone: SCRIPT KILL answers UNKILLABLE, and only SHUTDOWN
+    NOSAVE ends it. (``busy-reply-threshold`` is lowered so the test waits 0.1 s, not 5 s.)"""
+    server, _ = opted_in
+    credentials = dev_rendered[1]
+    admin = server.client(dev_config.redis.admin_user, credentials.redis_admin)
+    admin.config_set("busy-reply-threshold", 100)
+    looping = login(server, credentials, SCRIPTED)
+    stuck = threading.Thread(target=loop_until_shutdown, args=(looping,), daemon=True)
+    stuck.start()
+    bystander = login(server, credentials, PLAIN)
+    wait_until(lambda: busy(bystander), 10, "Redis to report the script as busy")
+    with pytest.raises(redis.exceptions.ResponseError, match="UNKILLABLE"):
+        admin.script_kill()
+    admin.shutdown(nosave=True)  # redis-py takes the dropped connection as success
+    stuck.join(10)
+    assert server.process is not None
+    assert server.process.wait(10) == 0
+
+
+def loop_until_shutdown(connection: redis.Redis) -> None:
+    """The attacker's call: it returns only when the server goes away."""
+    with pytest.raises(redis.exceptions.ConnectionError):
+        run(connection, SCRIPTED, ["EVAL", LOOP_FOREVER, "1", "{own}"])
+
+
+def busy(connection: redis.Redis) -> bool:
+    """True once Redis answers BUSY: a script has run past busy-reply-threshold."""
+    try:
+        connection.ping()
+    except redis.exceptions.BusyLoadingError:
+        return False
+    except redis.exceptions.ResponseError as error:
+        return "BUSY" in str(error)
+    return False
