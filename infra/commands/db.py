@@ -169,7 +169,9 @@ def run_rotate(args: argparse.Namespace) -> int:
     recover_restores(url, config, [args.service])
     report = postgres.apply(url, config, rotated, services=[args.service])
     print_report(report)
-    done = ["PostgreSQL logins", *(f"{logins.SERVERS[kind][0]} user" for kind in given)]
+    has = {"redis": config.service(args.service).redis, "rabbitmq": True}
+    pushed = [f"{logins.SERVERS[kind][0]} user" for kind in given if has[kind]]
+    done = ["PostgreSQL logins", *pushed]
     print(
         f"rotated {args.service} to password version "
         f"{rotated.for_service(args.service).version}: {', '.join(done)}; re-render its env file "
