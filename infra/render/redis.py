@@ -17,7 +17,7 @@ DATA_DIR = "/data"
 SAVE_POINTS = ((3600, 1), (300, 100), (60, 10000))
 
 # An application's command set, in ACL rule order (later rules win): data types,
-# transactions, scripting and pub/sub; then everything administrative or dangerous is taken
+# transactions and pub/sub; then everything administrative or dangerous is taken
 # away, and with it every command a key or channel pattern cannot confine, because those
 # would reveal or destroy other services' data (KEYS, SCAN, FLUSHALL, PUBSUB CHANNELS...).
 # No scripting by default (``-@scripting`` last): a script that writes and then loops cannot be
