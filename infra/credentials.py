@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -86,11 +87,16 @@ class Credentials:
                 services[spec.name] = ServiceCredentials.generate(spec.password_version)
         return replace(self, services=services)
 
-    def rotated(self, service: str) -> Credentials:
-        """New passwords for one service, one version up: the old ones stop working on apply."""
+    def rotated(self, service: str, keep: Collection[str] = ()) -> Credentials:
+        """New passwords for one service, one version up: the old ones stop working on apply.
+
+        ``keep`` names logins (``redis``, ``rabbitmq``) whose password stays: one that cannot be
+        pushed to its server now must not be replaced in the file by one the server refuses.
+        """
         current = self.services[service]
+        fresh = ServiceCredentials.generate(current.version + 1)
         services = dict(self.services)
-        services[service] = ServiceCredentials.generate(current.version + 1)
+        services[service] = replace(fresh, **{login: getattr(current, login) for login in keep})
         return replace(self, services=services)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from infra import postgres, secrets_file
 from infra.backup.restore import recover
+from infra.commands import logins
 from infra.commands.common import (
     add_admin_url_option,
     add_stack_options,
@@ -35,7 +36,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     for name, handler, text in (
         ("plan", run_plan, "print the statements apply would run (passwords redacted)"),
         ("apply", run_apply, "converge every service's database and roles"),
-        ("rotate", run_rotate, "new passwords for one service, applied at once"),
+        (
+            "rotate",
+            run_rotate,
+            "new passwords for one service, applied at once to PostgreSQL and to the Redis and "
+            "RabbitMQ servers given (a password with no server to push to is kept)",
+        ),
         ("drop", run_drop, "drop a removed service's database and roles (data is lost)"),
     ):
         action = actions.add_parser(name, help=text, description=text)
@@ -53,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                 action="store_true",
                 help="print the plan as one JSON document (for the drift job) instead of text",
             )
+        if name in ("apply", "rotate"):
+            logins.add_options(action)
         if name in ("rotate", "drop"):
             action.add_argument("--service", required=True, help="the service's name")
         if name == "drop":
@@ -153,27 +161,52 @@ def apply_and_report(
     return 0
 
 
+def finish_push(report: logins.PushReport) -> int:
+    """Print what reached Redis and RabbitMQ; 1 when a server refused (each named, with the fix)."""
+    for line in report.lines:
+        print(line)
+    for failure in report.failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    return 1 if report.failures else 0
+
+
 def run_apply(args: argparse.Namespace) -> int:
     config, credentials = load(args)
-    return apply_and_report(admin_url(args, credentials), config, credentials)
+    given = logins.targets(args)
+    url = admin_url(args, credentials)
+    code = apply_and_report(url, config, credentials)
+    for kind in logins.missing(given):
+        print(logins.not_pushed_line(kind, f"{logins.SERVERS[kind][0]} users not applied"))
+    retry = "run db apply again with the same options once it is back"
+    names = [spec.name for spec in config.services]
+    return max(code, finish_push(logins.push_logins(given, config, credentials, names, retry)))
 
 
 def run_rotate(args: argparse.Namespace) -> int:
     config, credentials = load(args)
     if args.service not in credentials.services:
         raise UsageError(f"unknown service {args.service!r}: it is not in the stack's config")
+    given = logins.targets(args)
     path: Path = secrets_path(args)
-    rotated = credentials.rotated(args.service)
-    # Saved first: if the apply below fails, the next apply still sees the new version.
+    kept = logins.missing(given)
+    rotated = credentials.rotated(args.service, keep=kept)
+    # Saved first: if an apply below fails, the next apply still sees (and pushes) the new ones.
     secrets_file.write(path, rotated)
     url = admin_url(args, rotated)
     code = apply_and_report(url, config, rotated, [args.service])
+    has = {"redis": config.service(args.service).redis, "rabbitmq": True}
+    pushed = [f"{logins.SERVERS[kind][0]} user" for kind in given if has[kind]]
+    done = ["PostgreSQL logins", *pushed]
     print(
         f"rotated {args.service} to password version "
-        f"{rotated.for_service(args.service).version}; re-render its env file with "
-        f"`python -m infra render --stack {args.stack} --out DIR`"
+        f"{rotated.for_service(args.service).version}: {', '.join(done)}; re-render its env file "
+        f"with `python -m infra render --stack {args.stack} --out DIR`"
     )
-    return code
+    for kind in kept:
+        print(logins.not_pushed_line(kind, f"kept the {logins.SERVERS[kind][0]} password"))
+    retry = "the secrets file already holds the new password: push it with db apply and the same "
+    retry += "server options once the server is back"
+    return max(code, finish_push(logins.push_logins(given, config, rotated, [args.service], retry)))
 
 
 def run_drop(args: argparse.Namespace) -> int:

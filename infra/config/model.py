@@ -110,9 +110,22 @@ class ServiceSpec:
     redis: bool = setting(
         True, doc="give the service a Redis ACL user and REDIS_URL; false: no Redis access at all"
     )
+    redis_scripting: bool = setting(
+        False,
+        doc="let the service's Redis user run Lua scripts (EVAL, EVALSHA, their _RO forms, "
+        "FCALL, SCRIPT LOAD/EXISTS), still confined to its keys; a script that writes and then "
+        "loops freezes Redis for every service until SHUTDOWN NOSAVE (see the README)",
+    )
     queues: tuple[QueueSpec, ...] = setting(
         (), doc="durable queues in the service's vhost (see the table below)"
     )
+
+    def __post_init__(self) -> None:
+        if self.redis_scripting and not self.redis:
+            raise ValueError(
+                "redis_scripting needs a Redis user; remove it or set redis: true "
+                "(e.g. {name: users, redis: true, redis_scripting: true})"
+            )
 
 
 @dataclass(frozen=True)

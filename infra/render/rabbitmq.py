@@ -17,6 +17,8 @@ DEFINITIONS_FILE = f"{CONFIG_DIR}/definitions.json"
 PLUGINS_FILE = f"{CONFIG_DIR}/enabled_plugins"
 PLUGINS = ("rabbitmq_management", "rabbitmq_prometheus")
 HASHING = "rabbit_password_hashing_sha256"
+# The metrics listener has no authentication: loopback only, inside the container or on the VM.
+PROMETHEUS_IP = "127.0.0.1"
 
 # Marks the users and vhosts this tool manages, so ``broker prune`` can tell a service that
 # left the config from something an operator created by hand (which it never touches).
@@ -31,6 +33,7 @@ def rabbitmq_conf(config: StackConfig, definitions_file: str = DEFINITIONS_FILE)
         amqp_port=AMQP_PORT,
         management_port=MANAGEMENT_PORT,
         prometheus_port=PROMETHEUS_PORT,
+        prometheus_ip=PROMETHEUS_IP,
         definitions_file=definitions_file,
         disk_free_limit_mb=config.rabbitmq.disk_free_limit_mb,
         memory_high_watermark=config.rabbitmq.memory_high_watermark,
@@ -41,7 +44,7 @@ def rabbitmq_conf(config: StackConfig, definitions_file: str = DEFINITIONS_FILE)
 
 
 def enabled_plugins() -> str:
-    """Management (operations) and Prometheus (metrics) stay on."""
+    """Management (operations) and Prometheus (metrics, on the broker's loopback) stay on."""
     return render("rabbitmq/enabled_plugins.j2", plugins=PLUGINS)
 
 

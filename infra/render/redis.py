@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from infra import hashes, naming
-from infra.config.model import StackConfig
+from infra.config.model import ServiceSpec, StackConfig
 from infra.credentials import Credentials
 from infra.render.endpoints import REDIS_PORT
 from infra.render.environment import render
@@ -17,10 +17,12 @@ DATA_DIR = "/data"
 SAVE_POINTS = ((3600, 1), (300, 100), (60, 10000))
 
 # An application's command set, in ACL rule order (later rules win): data types,
-# transactions, scripting and pub/sub; then everything administrative or dangerous is taken
+# transactions and pub/sub; then everything administrative or dangerous is taken
 # away, and with it every command a key or channel pattern cannot confine, because those
 # would reveal or destroy other services' data (KEYS, SCAN, FLUSHALL, PUBSUB CHANNELS...).
-# Lua scripts stay allowed: Redis 7 checks each redis.call() against the same key patterns.
+# No scripting by default (``-@scripting`` last): a script that writes and then loops cannot be
+# killed (SCRIPT KILL answers UNKILLABLE) and SCRIPT DEBUG SYNC blocks the server, so either
+# freezes Redis for every service. ``redis_scripting: true`` gives back ``SCRIPTING_COMMANDS``.
 # Only categories and commands Redis 7.0 knows (the dev image and the tests run 7.0.15):
 # an unknown name makes the server refuse the whole ACL file.
 SERVICE_CATEGORIES = (
@@ -38,12 +40,12 @@ SERVICE_CATEGORIES = (
     "+@stream",
     "+@pubsub",
     "+@transaction",
-    "+@scripting",
     "+@connection",
     "+@fast",
     "+@slow",
     "-@admin",
     "-@dangerous",
+    "-@scripting",
 )
 FORBIDDEN_COMMANDS = (
     # Not confined by key patterns: list, scan or wipe the whole keyspace.
@@ -96,6 +98,20 @@ ALLOWED_SUBCOMMANDS = (
     "client|id",
     "client|info",
 )
+# The opt-in: running scripts (each redis.call() is checked against the user's key and channel
+# patterns, and so are the keys EVAL is given), loading them (redis-py's Script does SCRIPT LOAD
+# after a NOSCRIPT) and calling functions the admin loaded. Never SCRIPT DEBUG, FLUSH or KILL,
+# nor FUNCTION LOAD/DELETE/FLUSH/RESTORE/KILL: that is server-wide state, shared by all.
+SCRIPTING_COMMANDS = (
+    "eval",
+    "evalsha",
+    "eval_ro",
+    "evalsha_ro",
+    "fcall",
+    "fcall_ro",
+    "script|load",
+    "script|exists",
+)
 SERVICE_COMMANDS = " ".join(
     [
         *SERVICE_CATEGORIES,
@@ -103,6 +119,14 @@ SERVICE_COMMANDS = " ".join(
         *(f"+{command}" for command in ALLOWED_SUBCOMMANDS),
     ]
 )
+SCRIPTING_SERVICE_COMMANDS = " ".join(
+    [SERVICE_COMMANDS, *(f"+{command}" for command in SCRIPTING_COMMANDS)]
+)
+
+
+def service_commands(service: ServiceSpec) -> str:
+    """The service's ACL command rules: the default set, plus scripting if it opted in."""
+    return SCRIPTING_SERVICE_COMMANDS if service.redis_scripting else SERVICE_COMMANDS
 
 
 def redis_conf(config: StackConfig, bind: str = "0.0.0.0 -::*") -> str:
@@ -125,7 +149,7 @@ def service_users(config: StackConfig, credentials: Credentials) -> dict[str, di
         naming.redis_user(s.name): {
             "password_hash": hashes.redis_acl_hash(credentials.for_service(s.name).redis),
             "prefix": naming.redis_key_prefix(s.name),
-            "commands": SERVICE_COMMANDS,
+            "commands": service_commands(s),
         }
         for s in config.services
         if s.redis

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -269,6 +270,40 @@ def test_watermarks_and_plugins_from_the_rendered_config(
     url = f"http://127.0.0.1:{rabbitmq_server.prometheus_port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as response:
         assert b"rabbitmq_" in response.read()
+
+
+# Another address of this machine than the one the metrics listener is bound to: where a
+# service on the docker network (or the VPC) would knock, as opposed to the broker's own loopback.
+SERVICE_SIDE = "127.0.0.2"
+METRICS_PATHS = (
+    "/metrics",
+    "/metrics/per-object",
+    "/metrics/detailed?family=queue_coarse_metrics&family=queue_metrics",
+)
+
+
+@pytest.mark.parametrize("path", METRICS_PATHS)
+def test_metrics_are_not_served_where_services_connect(
+    rabbitmq_server: RabbitmqServer, path: str
+) -> None:
+    """rabbitmq_prometheus has no login in 3.10, and its per-object and detailed endpoints list
+    every vhost's queues and their depths: it listens on the broker's loopback only."""
+    url = f"http://{SERVICE_SIDE}:{rabbitmq_server.prometheus_port}{path}"
+    with pytest.raises(urllib.error.URLError, match="Connection refused"):
+        urllib.request.urlopen(url, timeout=10)
+
+
+def test_the_metrics_a_local_agent_reads_name_no_vhost_or_queue(
+    rabbitmq_server: RabbitmqServer,
+) -> None:
+    url = f"http://127.0.0.1:{rabbitmq_server.prometheus_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    assert "rabbitmq_queue_messages" in text, "aggregated queue metrics are still there"
+    assert 'vhost="' not in text
+    assert 'queue="' not in text
+    for _service, queue in QUEUES:
+        assert queue.name not in text
 
 
 def test_persistent_message_survives_a_broker_restart(

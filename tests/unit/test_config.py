@@ -187,6 +187,25 @@ def test_a_queue_may_not_take_the_generated_dead_letter_name(tmp_path: Path) -> 
     assert "generated dead-letter queue" in line
 
 
+def test_redis_scripting_is_off_by_default_and_a_boolean_opt_in(tmp_path: Path) -> None:
+    config = load_file(write_stack(tmp_path, VALID, name="ok"))
+    assert config.services[0].redis_scripting is False
+    opted = load_file(write_stack(tmp_path, VALID + "      redis_scripting: true\n", name="on"))
+    assert opted.services[0].redis_scripting is True
+    (line,) = problems(tmp_path, VALID + "      redis_scripting: 'yes'\n")
+    assert line == (
+        "Pulumi.bad.yaml: persistence:services[0].redis_scripting: expected true or false, "
+        "got 'yes'"
+    )
+
+
+def test_redis_scripting_without_a_redis_user_is_refused(tmp_path: Path) -> None:
+    body = VALID + "      redis: false\n      redis_scripting: true\n"
+    (line,) = problems(tmp_path, body)
+    assert line.startswith("Pulumi.bad.yaml: persistence:services[0]: redis_scripting needs ")
+    assert "set redis: true" in line
+
+
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     body = """\
     config:

@@ -54,7 +54,7 @@ def test_bad_config_stops_the_program_with_one_line_per_problem() -> None:
         "(e.g. 'user_profiles')",
         "Pulumi.dev.yaml: persistence:services[1].colour: unknown key; allowed keys: "
         "connection_limits, extensions, idle_in_transaction_session_timeout_ms, "
-        "migrator_statement_timeout_ms, name, password_version, queues, redis, "
+        "migrator_statement_timeout_ms, name, password_version, queues, redis, redis_scripting, "
         "statement_timeout_ms",
     ]
 

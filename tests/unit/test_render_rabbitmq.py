@@ -185,6 +185,16 @@ def test_rabbitmq_conf_loads_definitions_and_sets_alarms(dev_config: StackConfig
     assert not any(key.startswith(("default_user", "default_pass")) for key in settings)
 
 
+def test_the_metrics_listener_is_bound_to_loopback_without_per_object_metrics(
+    dev_config: StackConfig,
+) -> None:
+    """Both the dev container and the prod VM boot this file: services never reach metrics."""
+    settings = key_values(mq_files.rabbitmq_conf(dev_config))
+    assert settings["prometheus.tcp.ip"] == "127.0.0.1"
+    assert settings["prometheus.return_per_object_metrics"] == "false"
+    assert "management.tcp.ip" not in settings, "the deploy reaches the management API"
+
+
 def test_management_and_prometheus_plugins_are_enabled() -> None:
     text = mq_files.enabled_plugins().strip()
     assert text.startswith("[")

@@ -179,3 +179,22 @@ def test_redis_conf_settings_come_from_the_stack(dev_config: StackConfig) -> Non
     ]
     # Users live only in the ACL file: Redis refuses to start with both.
     assert not any(re.match(r"^user\s", line) for line in lines)
+
+
+def test_scripting_is_taken_away_after_every_grant_by_default() -> None:
+    words = redis_files.SERVICE_COMMANDS.split()
+    last_grant = max(i for i, w in enumerate(words) if w.startswith("+@"))
+    assert words.index("-@scripting") > last_grant
+    assert not [w for w in words if w.lstrip("+").split("|")[0] in ("eval", "script", "fcall")]
+
+
+def test_the_scripting_opt_in_gives_back_scripts_but_never_the_debugger(
+    dev_config: StackConfig,
+) -> None:
+    spec = dataclasses.replace(dev_config.services[0], redis_scripting=True)
+    words = redis_files.service_commands(spec).split()
+    assert {"+eval", "+evalsha", "+script|load"} <= set(words)
+    granted = {w for w in words if w.startswith("+")}
+    assert not granted & {"+@scripting", "+script", "+script|debug", "+script|flush",
+                          "+script|kill", "+function"}  # fmt: skip
+    assert redis_files.service_commands(dev_config.services[0]) == redis_files.SERVICE_COMMANDS
