@@ -31,6 +31,10 @@ OLD_COPY_SUFFIX = OLD_COPY_PREFIX + datetime.max.strftime(OLD_COPY_TIME_FORMAT)
 SAFETY_SUFFIX = "__safety"
 SCRATCH_SUFFIXES = (VERIFY_SUFFIX, RESTORE_SUFFIX, SAFETY_SUFFIX, OLD_COPY_SUFFIX)
 
+# The database that holds the tooling's own coordination (markers, locks): no service may be
+# called this, so no service login can ever own it.
+TOOLING_DATABASE = "persistence_tooling"
+
 # The short-lived login the backup tooling restores, dumps and counts rows as (a member of the
 # owner role only), so a service's own code never runs with the admin's privileges.
 TOOL_LOGIN_SUFFIX = "__tool"
@@ -86,6 +90,31 @@ def old_copy_pattern(service: str) -> str:
 def old_copy(service: str, moment: datetime) -> str:
     """The name a restore keeps the replaced database under: ``<service>__old_<UTC time>``."""
     return f"{database_name(service)}{OLD_COPY_PREFIX}{moment:{OLD_COPY_TIME_FORMAT}}"
+
+
+def postgres_names(service: str) -> frozenset[str]:
+    """Every PostgreSQL database and role the tool derives from a service name."""
+    return frozenset(
+        {
+            database_name(service),
+            *(role_name(service, kind) for kind in ROLE_SUFFIXES),
+            tool_login(service),
+            *scratch_databases(service),
+        }
+    )
+
+
+def derived_names(service: str) -> frozenset[str]:
+    """Every name on any of the three servers that belongs to the service.
+
+    An admin login must not take one of them: Redis refuses to start with two ``user`` lines of
+    one name, and a RabbitMQ user of the service's name would replace the administrator.
+    """
+    return postgres_names(service) | {
+        redis_user(service),
+        rabbitmq_user(service),
+        rabbitmq_vhost(service),
+    }
 
 
 def redis_user(service: str) -> str:
