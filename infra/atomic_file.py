@@ -4,31 +4,79 @@ The file is created with its final mode (no window where a secret is world-reada
 to a temporary name beside it, synced, then renamed over the old one, so a crash or a full disk
 never leaves a half-written file. Any OS failure (an unwritable directory, a full disk) is one
 line, never a traceback.
+
+The folder matters as much as the file: whoever can write a folder can swap a rendered
+``pg_hba.conf`` or secrets file in it after we leave. So folders we create are 0700 whatever
+the umask, and an existing folder (or the one ours are created in) that another user owns, or
+that group or others can write without the sticky bit, is refused (never "fixed": it may be
+someone else's on purpose).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from infra.errors import FileError
 
+PRIVATE_DIR_MODE = 0o700
 
-def write_text(path: Path, text: str, mode: int, *, parent_mode: int = 0o777) -> None:
+
+def write_text(path: Path, text: str, mode: int, *, private_parent: bool = True) -> None:
+    """Write ``text`` to ``path`` with ``mode``; ``private_parent=False`` only for a file that
+    is neither secret nor read by a server (a status file in a container's own /tmp)."""
     temporary: str | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=parent_mode)
+        if private_parent:
+            private_directory(path.parent)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        os.replace(temporary, path)  # replaces a planted symlink itself, never its target
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise FileError(f"cannot write {path}: {reason}; nothing was changed there") from None
     finally:
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
+
+
+def private_directory(folder: Path) -> None:
+    """Create the missing folders of ``folder`` 0700 (whatever the umask), or refuse an
+    existing one that is not private to us (root's own folders are trusted, as ssh does)."""
+    missing: list[Path] = []
+    current = folder
+    while not os.path.lexists(current):
+        missing.append(current)
+        current = current.parent
+    check_private_directory(current)  # the folder itself, or the one we create ours in
+    for created in reversed(missing):
+        os.mkdir(created, PRIVATE_DIR_MODE)
+        os.chmod(created, PRIVATE_DIR_MODE)  # mkdir's mode is masked by the umask
+
+
+def check_private_directory(folder: Path) -> None:
+    """Refuse a folder another user owns, or that group or others may write into, unless it
+    is sticky like /tmp (there nobody else may rename or delete what we create)."""
+    info = os.stat(folder)
+    if not stat.S_ISDIR(info.st_mode):
+        raise FileError(f"cannot write into {folder}: not a directory; give a directory path")
+    if info.st_uid not in (os.getuid(), 0):
+        raise FileError(
+            f"cannot write into {folder}: owned by uid {info.st_uid}, not you "
+            f"(uid {os.getuid()}): its owner could swap the files written there; choose a "
+            "directory of your own"
+        )
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o022 and not mode & stat.S_ISVTX:
+        raise FileError(
+            f"cannot write into {folder}: mode {mode:04o} lets other users replace the files "
+            f"written there; run `chmod go-w {folder}` or choose a private directory"
+        )

@@ -99,3 +99,77 @@ def test_a_redis_admin_named_like_a_service_stops_redis_and_is_refused(
         line
     )
     assert not out.exists()
+
+
+def _modes(root: Path) -> dict[str, int]:
+    """Every path under ``root`` (and ``root`` itself) with its permission bits."""
+    found = {".": root.stat().st_mode & 0o7777}
+    for path in root.rglob("*"):
+        found[str(path.relative_to(root))] = path.stat().st_mode & 0o7777
+    return found
+
+
+def test_render_under_umask_000_creates_private_directories_and_files(tmp_path: Path) -> None:
+    out, secrets = tmp_path / "out" / "dev", tmp_path / "keys" / "dev.secrets.json"
+    result = infra(
+        "render", "--stack", "dev", "--out", str(out), "--secrets", str(secrets), umask=0
+    )
+    assert result.returncode == 0, result.stderr
+    for root in (tmp_path / "out", secrets.parent):
+        for name, mode in _modes(root).items():
+            if (root / name).is_dir():
+                assert mode == 0o700, (root / name, oct(mode))
+            else:
+                assert mode in (0o600, 0o644), (root / name, oct(mode))
+    assert _modes(out)["redis/users.acl"] == 0o600
+
+
+def test_envfiles_under_umask_000_creates_a_private_directory(tmp_path: Path) -> None:
+    out = tmp_path / "envs"
+    result = infra("envfiles", "--out", str(out), stdin='{"users": "X=1\\n"}', umask=0)
+    assert result.returncode == 0, result.stderr
+    assert _modes(out) == {".": 0o700, "services": 0o700, "services/users.env": 0o600}
+
+
+def test_an_out_directory_others_can_write_or_own_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    secrets = tmp_path / "s.json"
+    result = infra("render", "--stack", "dev", "--out", str(shared), "--secrets", str(secrets))
+    assert result.returncode == 1, result.stderr
+    line = one_line(result)
+    assert f"{shared}: mode 0777 lets other users replace the files" in line, line
+    assert f"chmod go-w {shared}" in line, line
+    assert list(shared.iterdir()) == []
+    if os.getuid() != 0:
+        return
+    foreign = tmp_path / "foreign"
+    foreign.mkdir(mode=0o755)
+    os.chown(foreign, 65534, 65534)  # nobody
+    result = infra("envfiles", "--out", str(foreign), stdin='{"users": "X=1\\n"}')
+    assert result.returncode == 1, result.stderr
+    assert f"{foreign}: owned by uid 65534, not you" in one_line(result)
+    assert list(foreign.iterdir()) == []
+
+
+def test_a_secrets_file_another_user_owns_or_a_planted_link_is_refused(tmp_path: Path) -> None:
+    secrets = tmp_path / "dev.secrets.json"
+    out = tmp_path / "out"
+    assert (
+        infra("render", "--stack", "dev", "--out", str(out), "--secrets", str(secrets)).returncode
+        == 0
+    )
+    # A symlink planted in place of the file, to a 0600 file of ours that an attacker chose.
+    link = tmp_path / "link.secrets.json"
+    link.symlink_to(secrets)
+    result = infra("render", "--stack", "dev", "--out", str(out), "--secrets", str(link))
+    assert result.returncode == 1, result.stderr
+    assert f"{link}: is a symbolic link" in one_line(result)
+    if os.getuid() != 0:
+        return
+    os.chown(secrets, 65534, 65534)
+    result = infra("render", "--stack", "dev", "--out", str(out), "--secrets", str(secrets))
+    assert result.returncode == 1, result.stderr
+    line = one_line(result)
+    assert f"{secrets}: owned by uid 65534, not you" in line, line
