@@ -16,7 +16,7 @@ from infra.backup import crypto, pg
 from infra.backup.catalog import Manifest
 from infra.backup.progress import track
 from infra.backup.storage import CHUNK_BYTES, Bucket
-from infra.errors import BackupError, ServerError, UsageError
+from infra.errors import BackupError, FileError, ServerError, UsageError
 
 # libpq's words for a session the server or the network cut off: not the archive's fault.
 CONNECTION_LOST = (
@@ -41,7 +41,22 @@ def _chunks(path: Path) -> Iterator[bytes]:
 
 
 def fetch(bucket: Bucket, manifest: Manifest, work: Path) -> Path:
-    """Download, check the checksum, decrypt; returns the plaintext dump (file or directory)."""
+    """Download, check the checksum, decrypt; returns the plaintext dump (file or directory).
+
+    A full or unwritable scratch folder is this machine's problem, not the backup's: one line
+    naming the folder (a FileError, never recorded against the backup).
+    """
+    try:
+        return _fetch(bucket, manifest, work)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise FileError(
+            f"cannot fetch {bucket.url}/{manifest.object_name} into {work}: {reason}; free "
+            "space there or point TMPDIR at a larger folder"
+        ) from None
+
+
+def _fetch(bucket: Bucket, manifest: Manifest, work: Path) -> Path:
     stored = work / "stored"
     digest = hashlib.sha256()
     size = 0
@@ -101,10 +116,20 @@ def pg_restore(
     )
     if result.returncode != 0:
         text = result.stderr.decode(errors="replace").strip()
-        tail = " | ".join(text.splitlines()[-3:])
+        cause = first_error(text)
         if any(words in text.lower() for words in CONNECTION_LOST):
             raise ServerError(
                 f"pg_restore into {database} was cut off by the server or the network "
-                f"({tail}); that is not the backup's fault: nothing was recorded against it"
+                f"({cause}); that is not the backup's fault: nothing was recorded against it"
             )
-        raise BackupError(f"pg_restore into {database} failed: {tail}")
+        raise BackupError(f"pg_restore into {database} failed: {cause}")
+
+
+def first_error(stderr: str) -> str:
+    """pg_restore's first ``error:`` line: the cause. What follows is its detail, the failed
+    command's text, and (with --jobs) "a worker process died unexpectedly", never the cause."""
+    lines = stderr.splitlines()
+    for line in lines:
+        if line.startswith("pg_restore: error:"):
+            return " ".join(line.removeprefix("pg_restore: error:").split())
+    return " | ".join(lines[-3:]) or "no error output"

@@ -27,11 +27,23 @@ def stack_file(stack: str, root: Path = REPO_ROOT) -> Path:
     return root / f"Pulumi.{stack}.yaml"
 
 
+def stack_path(stack: str, root: Path = REPO_ROOT) -> Path:
+    """The file ``--stack`` means, for every command alike: a stack name (``dev``: the
+    repository's ``Pulumi.dev.yaml``) or the path of a stack file (``ends in .yaml``, or has a
+    ``/``)."""
+    if is_path(stack):
+        return Path(stack)
+    return stack_file(stack, root)
+
+
+def is_path(stack: str) -> bool:
+    """Whether ``--stack`` was given as a stack file's path rather than a stack's name."""
+    return stack.endswith((".yaml", ".yml")) or "/" in stack
+
+
 def load_stack(stack: str, root: Path = REPO_ROOT) -> StackConfig:
     """Load and validate a stack by name (``dev``, ``prod``), or by the path of its stack file."""
-    if stack.endswith((".yaml", ".yml")) or "/" in stack:
-        return load_file(Path(stack))
-    return load_file(stack_file(stack, root))
+    return load_file(stack_path(stack, root))
 
 
 def stack_name(stack: str) -> str:
@@ -46,13 +58,20 @@ def load_file(path: Path) -> StackConfig:
     if not path.is_file():
         raise ConfigError([f"{path}: no such stack file (expected Pulumi.<stack>.yaml)"])
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader
     except UnicodeDecodeError as error:
         raise ConfigError(
             [f"{label}: not UTF-8 text (byte {error.start} is {error.object[error.start]:#04x})"]
         ) from None
     except OSError as error:
         raise ConfigError([f"{label}: cannot be read ({error.strerror})"]) from None
+    except DuplicateKeyError as error:
+        raise ConfigError(
+            [
+                f"{label}: line {error.line}: duplicate key {error.key!r} (first at line "
+                f"{error.first}); each key may appear once in a mapping: remove one"
+            ]
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -62,6 +81,33 @@ def load_file(path: Path) -> StackConfig:
     if not isinstance(document, Mapping) or not isinstance(document.get("config", {}), Mapping):
         raise ConfigError([f"{label}: expected a mapping with a 'config:' section"])
     return from_raw(namespace(document.get("config") or {}), label)
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping names one key twice: YAML says keys are unique, PyYAML keeps the last."""
+
+    def __init__(self, key: str, line: int, first: int) -> None:
+        super().__init__(f"duplicate key {key!r} at line {line}")
+        self.key, self.line, self.first = key, line, first
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a repeated key, as Pulumi's own YAML reader does.
+
+    Only explicit keys count: a key given after a ``<<`` merge overrides it on purpose.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise DuplicateKeyError(str(key), line, seen[key])
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_pulumi() -> StackConfig:

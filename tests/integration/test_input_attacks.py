@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import resource
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from infra.config import StackConfig
 from infra.credentials import Credentials
 from infra.render import redis as redis_render
+from tests.integration.backup_helpers import seed
+from tests.servers.postgres import PostgresServer
 from tests.servers.process import free_port, require_binary
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,3 +178,136 @@ def test_a_secrets_file_another_user_owns_or_a_planted_link_is_refused(tmp_path:
     assert result.returncode == 1, result.stderr
     line = one_line(result)
     assert f"{secrets}: owned by uid 65534, not you" in line, line
+
+
+def test_list_into_a_reader_that_closes_early_exits_quietly(tmp_path: Path) -> None:
+    """``list | head``: the reader is gone before the first line; no BrokenPipeError."""
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra", "list", "--bucket", f"file://{bucket}"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # the reader closes before anything is written
+    _, err = process.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    assert err == ""
+    assert process.returncode == 141  # 128 + SIGPIPE, as a shell tool killed by it
+
+
+def test_plan_accepts_a_stack_file_path_like_every_command(tmp_path: Path) -> None:
+    stack = tmp_path / "Pulumi.review.yaml"
+    stack.write_text(ONE_SERVICE)
+    result = infra("plan", "--stack", str(stack))
+    assert result.returncode == 0, result.stderr
+    assert f"declared by stack '{stack}'" in result.stdout, result.stdout
+    assert "persistence:docker:Platform" in result.stdout
+    missing = tmp_path / "Pulumi.gone.yaml"
+    result = infra("plan", "--stack", str(missing))
+    assert result.returncode == 2
+    assert f"{missing}: no such stack file" in one_line(result)
+
+
+def test_rebuild_names_the_project_directory_for_a_stack_file_outside_it(tmp_path: Path) -> None:
+    """Pulumi reads Pulumi.<stack>.yaml from the project directory, so a file elsewhere is not
+    the one it would deploy: refused in one line (it used to become 'Pulumi./tmp/...yaml.yaml')."""
+    stack = tmp_path / "Pulumi.dev.yaml"
+    stack.write_text((REPO / "Pulumi.dev.yaml").read_text())
+    result = infra("rebuild", "--stack", str(stack))
+    assert result.returncode == 2, result.stderr
+    line = one_line(result)
+    assert f"--stack {stack}: Pulumi reads a stack's file from the project directory" in line
+    assert f"pass --stack dev with --project-dir {tmp_path}" in line, line
+
+
+def test_a_duplicate_key_in_a_stack_file_is_one_line(tmp_path: Path) -> None:
+    stack = tmp_path / "Pulumi.dup.yaml"
+    stack.write_text(ONE_SERVICE + "  persistence:platform: gcp\n")
+    result = infra("render", "--stack", str(stack), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stderr
+    assert one_line(result) == (
+        "error: Pulumi.dup.yaml: line 5: duplicate key 'persistence:platform' (first at line "
+        "2); each key may appear once in a mapping: remove one"
+    )
+
+
+# A CHECK that holds only in the database it was written in: the dump is valid, and its data
+# load fails in a pg_restore worker, whose cause used to scroll out under "a worker process died
+# unexpectedly" and the error's DETAIL and CONTEXT lines.
+UNRESTORABLE_SQL = """
+CREATE FUNCTION home_only() RETURNS boolean LANGUAGE sql
+    AS $$ SELECT current_database() = 'audit' $$;
+CREATE TABLE pinned (id int PRIMARY KEY, note text CHECK (home_only()));
+INSERT INTO pinned SELECT g, 'row ' || g FROM generate_series(1, 50) g;
+"""
+
+
+def test_a_failing_pg_restore_reports_its_cause_not_the_dead_worker(
+    postgres: PostgresServer, common: list[str], dev_rendered: tuple[Path, Credentials],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    _, credentials = dev_rendered
+    seed(postgres, credentials, "audit", UNRESTORABLE_SQL)
+    bucket = ["--bucket", f"file://{tmp_path / 'bucket'}"]
+    taken = infra("backup", *common, *bucket, "--service", "audit")
+    assert taken.returncode == 0, taken.stderr
+    result = infra("verify", *common, *bucket, "--service", "audit")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "postgres/audit" in result.stdout, result.stdout
+    assert "FAILED" in result.stdout, result.stdout
+    (problem,) = [line for line in result.stderr.splitlines() if "pg_restore" in line]
+    cause = 'COPY failed for table "pinned": ERROR: new row for relation "pinned" violates'
+    assert cause in problem, problem
+    assert "worker process died" not in problem, problem
+    assert "CONTEXT" not in problem, problem
+
+
+@contextmanager
+def tiny_tmpdir(tmp_path: Path) -> Iterator[tuple[Path, Callable[[], None] | None]]:
+    """A TMPDIR that fills up after a few KiB: a 16 KiB tmpfs when we are root (CI is), else a
+    file-size limit in the child (writes then fail with EFBIG instead of ENOSPC)."""
+    folder = tmp_path / "tiny"
+    folder.mkdir(mode=0o700)
+    if os.geteuid() != 0:
+
+        def limit() -> None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, 16 * 1024))
+
+        yield folder, limit
+        return
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k,mode=0700", "tmpfs", str(folder)],
+                   check=True)  # fmt: skip
+    try:
+        yield folder, None
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_tmpdir_while_fetching_is_one_line_and_records_nothing(
+    postgres: PostgresServer, common: list[str], dev_rendered: tuple[Path, Credentials],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    _, credentials = dev_rendered
+    bulk = "CREATE TABLE bulk AS SELECT g, md5(g::text) AS h FROM generate_series(1, 5000) g"
+    seed(postgres, credentials, "events", bulk)  # a dump far larger than the 16 KiB TMPDIR
+    bucket = ["--bucket", f"file://{tmp_path / 'bucket'}"]
+    taken = infra("backup", *common, *bucket, "--service", "events")
+    assert taken.returncode == 0, taken.stderr
+    with tiny_tmpdir(tmp_path) as (folder, limit):
+        result = infra(
+            "verify", *common, *bucket, "--service", "events",
+            env={"TMPDIR": str(folder)}, preexec=limit,
+        )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    line = one_line(result)
+    assert line.startswith("error: cannot fetch file://"), line
+    assert "No space left on device" in line or "File too large" in line, line
+    assert "point TMPDIR at a larger folder" in line, line
+    listed = infra("list", *bucket, "--service", "events")
+    assert "unverified" in listed.stdout, listed.stdout  # the machine's fault, not the backup's

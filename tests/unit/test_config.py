@@ -324,10 +324,10 @@ def test_the_bootstrap_stack_needs_its_repository_and_no_services(tmp_path: Path
 def test_bootstrap_values_that_would_widen_the_identity_are_refused(
     tmp_path: Path, key: str, value: str, says: str
 ) -> None:
-    body = (
-        "config:\n  persistence:platform: bootstrap\n  persistence:bootstrap:\n"
-        f'    github_repository: example-org/persistence\n    {key}: "{value}"\n'
-    )
+    body = "config:\n  persistence:platform: bootstrap\n  persistence:bootstrap:\n"
+    if key != "github_repository":  # a key given twice is refused on its own
+        body += "    github_repository: example-org/persistence\n"
+    body += f'    {key}: "{value}"\n'
     found = problems(tmp_path, body)
     assert any(
         line.startswith(f"Pulumi.bad.yaml: persistence:bootstrap.{key}: ") and says in line
@@ -422,3 +422,41 @@ def test_distinct_admin_names_on_each_server_are_accepted(tmp_path: Path) -> Non
     config = load_file(write_stack(tmp_path, body))
     assert (config.postgres.admin_user, config.redis.admin_user) == ("sql_ops", "cache_ops")
     assert config.rabbitmq.admin_user == "users_admin"
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "key", "first"),
+    [
+        (VALID + "  persistence:platform: gcp\n", 5, "persistence:platform", 2),
+        (VALID + "      name: orders\n", 5, "name", 4),
+        (
+            VALID + "  persistence:redis:\n    admin_user: a\n    maxmemory_mb: 64\n"
+            "    admin_user: b\n",
+            8,
+            "admin_user",
+            6,
+        ),
+    ],
+)
+def test_a_duplicate_yaml_key_is_refused_with_its_line(
+    tmp_path: Path, body: str, line: int, key: str, first: int
+) -> None:
+    """PyYAML keeps the last of two equal keys silently; Pulumi's reader refuses them."""
+    (found,) = problems(tmp_path, body)
+    assert found == (
+        f"Pulumi.bad.yaml: line {line}: duplicate key {key!r} (first at line {first}); "
+        "each key may appear once in a mapping: remove one"
+    )
+
+
+def test_a_key_after_a_yaml_merge_still_overrides_it(tmp_path: Path) -> None:
+    body = VALID.replace(
+        "    - name: users\n",
+        "    - &base {name: users, statement_timeout_ms: 5000}\n"
+        "    - <<: *base\n      name: orders\n",
+    )
+    config = load_file(write_stack(tmp_path, body))
+    assert [(s.name, s.statement_timeout_ms) for s in config.services] == [
+        ("users", 5000),
+        ("orders", 5000),
+    ]
