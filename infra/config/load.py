@@ -15,7 +15,7 @@ import yaml
 
 from infra import naming
 from infra.config.model import PROJECT, StackConfig
-from infra.config.reserved import admin_collisions
+from infra.config.reserved import name_collisions
 from infra.config.schema import Problems, parse
 from infra.errors import ConfigError
 
@@ -135,7 +135,7 @@ def from_raw(raw: Mapping[str, Any], label: str) -> StackConfig:
     config = parse(StackConfig, raw, "", problems)
     _platform_keys(raw, problems)
     _collisions(raw, problems)
-    admin_collisions(raw, problems)
+    name_collisions(raw, problems)
     if problems.lines:
         raise ConfigError([f"{label}: {PROJECT}:{line}" for line in problems.lines])
     return config

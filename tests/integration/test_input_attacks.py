@@ -311,3 +311,30 @@ def test_a_full_tmpdir_while_fetching_is_one_line_and_records_nothing(
     assert "point TMPDIR at a larger folder" in line, line
     listed = infra("list", *bucket, "--service", "events")
     assert "unverified" in listed.stdout, listed.stdout  # the machine's fault, not the backup's
+
+
+def test_a_fifo_in_place_of_the_secrets_file_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """A 0600 FIFO passed the mode check, and reading it blocked the command forever."""
+    fifo = tmp_path / "dev.secrets.json"
+    os.mkfifo(fifo, 0o600)
+    result = infra("render", "--stack", "dev", "--out", str(tmp_path / "out"), "--secrets",
+                   str(fifo))  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert f"{fifo}: not a regular file" in one_line(result)
+
+
+def test_render_replaces_a_planted_link_and_never_writes_through_it(tmp_path: Path) -> None:
+    """Guard: the atomic rename replaces a symlink planted at an output path, never its target."""
+    out, secrets = tmp_path / "out", tmp_path / "s.json"
+    assert infra("render", "--stack", "dev", "--out", str(out), "--secrets",
+                 str(secrets)).returncode == 0  # fmt: skip
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    planted = out / "services" / "users.env"
+    planted.unlink()
+    planted.symlink_to(victim)
+    result = infra("render", "--stack", "dev", "--out", str(out), "--secrets", str(secrets))
+    assert result.returncode == 0, result.stderr
+    assert victim.read_text() == "untouched\n"
+    assert not planted.is_symlink()
+    assert planted.stat().st_mode & 0o777 == 0o600

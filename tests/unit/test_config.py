@@ -460,3 +460,16 @@ def test_a_key_after_a_yaml_merge_still_overrides_it(tmp_path: Path) -> None:
         ("users", 5000),
         ("orders", 5000),
     ]
+
+
+@pytest.mark.parametrize("suffix", ["owner", "migrator", "app", "readonly"])
+def test_a_service_may_not_be_named_like_another_services_role(tmp_path: Path, suffix: str) -> None:
+    """``users_app`` next to ``users``: a database and a role of one name, two services."""
+    for order in ((f"users_{suffix}", "users"), ("users", f"users_{suffix}")):
+        body = VALID.replace("    - name: users\n", "".join(f"    - name: {n}\n" for n in order))
+        (line,) = problems(tmp_path, body)
+        index = order.index(f"users_{suffix}")
+        assert line.startswith(
+            f"Pulumi.bad.yaml: persistence:services[{index}].name: 'users_{suffix}' is already "
+            f"a name of service 'users' (services[{1 - index}])"
+        ), line
