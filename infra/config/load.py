@@ -78,6 +78,13 @@ def load_file(path: Path) -> StackConfig:
         raise ConfigError(
             [f"{label}:{where}: not valid YAML ({error.__class__.__name__})"]
         ) from None
+    if expands_beyond(document, MAX_VALUES):
+        raise ConfigError(
+            [
+                f"{label}: expands to more than {MAX_VALUES} values through YAML aliases (an "
+                "alias bomb?); write the values out instead of nesting aliases"
+            ]
+        )
     if not isinstance(document, Mapping) or not isinstance(document.get("config", {}), Mapping):
         raise ConfigError([f"{label}: expected a mapping with a 'config:' section"])
     return from_raw(namespace(document.get("config") or {}), label)
@@ -108,6 +115,30 @@ class UniqueKeyLoader(yaml.SafeLoader):
                 raise DuplicateKeyError(str(key), line, seen[key])
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
+
+
+# A stack file holds hundreds of values; YAML aliases can make a few lines stand for billions
+# (each alias is a reference, so they cost nothing until something walks them: the validator,
+# or ``plan``'s JSON for the mocks, which a fork's pull request runs).
+MAX_VALUES = 100_000
+
+
+def expands_beyond(document: Any, limit: int) -> bool:
+    """Whether walking ``document`` (aliases counted every time they occur) exceeds ``limit``
+    values; stops as soon as it does, so the walk itself is bounded."""
+    pending = [document]
+    seen = 0
+    while pending:
+        value = pending.pop()
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(value, Mapping):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def load_pulumi() -> StackConfig:

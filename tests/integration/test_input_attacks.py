@@ -40,6 +40,7 @@ def infra(
     umask: int | None = None,
     env: dict[str, str] | None = None,
     preexec: Callable[[], None] | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """``python -m infra ARGV`` from the repository root, as a user types it."""
 
@@ -56,7 +57,7 @@ def infra(
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
         preexec_fn=before,  # only os calls, before exec
     )
@@ -338,3 +339,18 @@ def test_render_replaces_a_planted_link_and_never_writes_through_it(tmp_path: Pa
     assert victim.read_text() == "untouched\n"
     assert not planted.is_symlink()
     assert planted.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_yaml_alias_bomb_in_a_stack_file_is_refused_at_once(tmp_path: Path) -> None:
+    """Nine lines standing for 9**9 strings: ``plan`` (what a fork's pull request runs) walked
+    them into JSON for the mocks until the runner gave out."""
+    lines = [ONE_SERVICE, '  l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n']
+    lines += [f"  l{i}: &l{i} [{','.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 9)]
+    stack = tmp_path / "Pulumi.bomb.yaml"
+    stack.write_text("".join(lines))
+    result = infra("plan", "--stack", str(stack), timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert one_line(result) == (
+        "error: Pulumi.bomb.yaml: expands to more than 100000 values through YAML aliases (an "
+        "alias bomb?); write the values out instead of nesting aliases"
+    )
