@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import dataclasses
+import grp
 import os
 import resource
 import signal
@@ -354,3 +355,40 @@ def test_a_yaml_alias_bomb_in_a_stack_file_is_refused_at_once(tmp_path: Path) ->
         "error: Pulumi.bomb.yaml: expands to more than 100000 values through YAML aliases (an "
         "alias bomb?); write the values out instead of nesting aliases"
     )
+
+
+def test_backup_under_umask_000_keeps_every_bucket_folder_private(
+    common: list[str], tmp_path: Path
+) -> None:
+    """A world-writable folder in a local bucket lets anyone plant or swap backups there."""
+    bucket = tmp_path / "bucket"
+    result = infra("backup", *common, "--bucket", f"file://{bucket}", "--service", "users", umask=0)
+    assert result.returncode == 0, result.stderr
+    modes = _modes(bucket)
+    assert len(modes) > 3, modes
+    for name, mode in modes.items():
+        assert mode == (0o700 if (bucket / name).is_dir() else 0o600), (name, oct(mode))
+
+
+def test_a_group_writable_folder_is_refused_unless_the_group_is_ours_alone(
+    tmp_path: Path,
+) -> None:
+    """umask 002 with user-private groups (Debian's default for people) leaves checkouts 0775:
+    still private. A folder another group may write is not."""
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    ours.chmod(0o770)
+    os.chown(ours, -1, os.getgid())
+    envs = '{"users": "X=1\\\\n"}'
+    result = infra("envfiles", "--out", str(ours), stdin=envs)
+    shared_group = bool(grp.getgrgid(os.getgid()).gr_mem)  # then it is not ours alone
+    assert result.returncode == (1 if shared_group else 0), result.stderr
+    if os.getuid() != 0:
+        return
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    theirs.chmod(0o770)
+    os.chown(theirs, -1, 65534)  # nogroup
+    result = infra("envfiles", "--out", str(theirs), stdin=envs)
+    assert result.returncode == 1, result.stderr
+    assert f"{theirs}: mode 0770 lets other users replace the files" in one_line(result)
