@@ -17,6 +17,7 @@ from infra import naming
 from infra.config.model import PROJECT, StackConfig
 from infra.config.reserved import name_collisions
 from infra.config.schema import Problems, parse
+from infra.config.yaml_file import MAX_VALUES, DuplicateKeyError, expands_beyond, read_yaml
 from infra.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +59,7 @@ def load_file(path: Path) -> StackConfig:
     if not path.is_file():
         raise ConfigError([f"{path}: no such stack file (expected Pulumi.<stack>.yaml)"])
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader
+        document = read_yaml(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as error:
         raise ConfigError(
             [f"{label}: not UTF-8 text (byte {error.start} is {error.object[error.start]:#04x})"]
@@ -88,57 +89,6 @@ def load_file(path: Path) -> StackConfig:
     if not isinstance(document, Mapping) or not isinstance(document.get("config", {}), Mapping):
         raise ConfigError([f"{label}: expected a mapping with a 'config:' section"])
     return from_raw(namespace(document.get("config") or {}), label)
-
-
-class DuplicateKeyError(yaml.YAMLError):
-    """A mapping names one key twice: YAML says keys are unique, PyYAML keeps the last."""
-
-    def __init__(self, key: str, line: int, first: int) -> None:
-        super().__init__(f"duplicate key {key!r} at line {line}")
-        self.key, self.line, self.first = key, line, first
-
-
-class UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a repeated key, as Pulumi's own YAML reader does.
-
-    Only explicit keys count: a key given after a ``<<`` merge overrides it on purpose.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
-                continue
-            key = self.construct_object(key_node)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise DuplicateKeyError(str(key), line, seen[key])
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-# A stack file holds hundreds of values; YAML aliases can make a few lines stand for billions
-# (each alias is a reference, so they cost nothing until something walks them: the validator,
-# or ``plan``'s JSON for the mocks, which a fork's pull request runs).
-MAX_VALUES = 100_000
-
-
-def expands_beyond(document: Any, limit: int) -> bool:
-    """Whether walking ``document`` (aliases counted every time they occur) exceeds ``limit``
-    values; stops as soon as it does, so the walk itself is bounded."""
-    pending = [document]
-    seen = 0
-    while pending:
-        value = pending.pop()
-        seen += 1
-        if seen > limit:
-            return True
-        if isinstance(value, Mapping):
-            pending.extend(value.keys())
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-    return False
 
 
 def load_pulumi() -> StackConfig:
