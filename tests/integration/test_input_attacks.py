@@ -392,3 +392,34 @@ def test_a_group_writable_folder_is_refused_unless_the_group_is_ours_alone(
     result = infra("envfiles", "--out", str(theirs), stdin=envs)
     assert result.returncode == 1, result.stderr
     assert f"{theirs}: mode 0770 lets other users replace the files" in one_line(result)
+
+
+def test_a_full_tmpdir_while_backing_up_is_one_line_per_service(
+    postgres: PostgresServer, common: list[str], dev_rendered: tuple[Path, Credentials],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Guard (it held already): a directory-format dump into a full TMPDIR fails that service in
+    one line. pg_dump's own message is lost: it goes to a file in the same full TMPDIR."""
+    _, credentials = dev_rendered
+    bulk = "CREATE TABLE bulk AS SELECT g, md5(g::text) AS h FROM generate_series(1, 5000) g"
+    seed(postgres, credentials, "authorization", bulk)
+    bucket = ["--bucket", f"file://{tmp_path / 'bucket'}"]
+    stack = tmp_path / "Pulumi.dev.yaml"  # the directory format dumps into TMPDIR first
+    stack.write_text(
+        (REPO / "Pulumi.dev.yaml")
+        .read_text()
+        .replace("  persistence:backup:\n", "  persistence:backup:\n    format: directory\n")
+    )
+    options = ["--stack", str(stack), *common[2:]]
+    with tiny_tmpdir(tmp_path) as (folder, limit):
+        result = infra(
+            "backup", *options, *bucket, "--service", "authorization",
+            env={"TMPDIR": str(folder)}, preexec=limit,
+        )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines() == [
+        "error: postgres/authorization: pg_dump failed: no message",
+        "error: backup failed for authorization",
+    ]
+    assert not [p for p in (tmp_path / "bucket").rglob("*") if p.is_file()]  # nothing kept
