@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -49,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at exit
+    except BrokenPipeError:
+        return _reader_went_away()
     except PlatformError as error:
         for line in str(error).splitlines() or [error.__class__.__name__]:
             sys.stderr.write(f"error: {line}\n")
@@ -57,3 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("interrupted; re-run the same command to finish\n")
         return 130
     return code
+
+
+def _reader_went_away() -> int:
+    """``list | head``: the reader closed the pipe, so stop quietly as Unix tools do.
+
+    Python would complain again when it flushes stdout at exit; point stdout at /dev/null
+    first. The status is a SIGPIPE death's (128 + 13), which only ``pipefail`` looks at.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE

@@ -19,7 +19,7 @@ from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.config.load import stack_file, stack_name
+from infra.config.load import stack_name, stack_path
 from infra.config.model import PROJECT
 
 
@@ -51,7 +51,7 @@ class _Recorder(pulumi.runtime.Mocks):
 
 def engine_config(stack: str) -> dict[str, str]:
     """The stack file's config as the engine passes it: JSON text for anything not a string."""
-    document = yaml.safe_load(stack_file(stack).read_text(encoding="utf-8")) or {}
+    document = yaml.safe_load(stack_path(stack).read_text(encoding="utf-8")) or {}
     return {
         key: value if isinstance(value, str) else json.dumps(value)
         for key, value in (document.get("config") or {}).items()

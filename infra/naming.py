@@ -93,6 +93,31 @@ def old_copy(service: str, moment: datetime) -> str:
     return f"{database_name(service)}{OLD_COPY_PREFIX}{moment:{OLD_COPY_TIME_FORMAT}}"
 
 
+def postgres_names(service: str) -> frozenset[str]:
+    """Every PostgreSQL database and role the tool derives from a service name."""
+    return frozenset(
+        {
+            database_name(service),
+            *(role_name(service, kind) for kind in ROLE_SUFFIXES),
+            tool_login(service),
+            *scratch_databases(service),
+        }
+    )
+
+
+def derived_names(service: str) -> frozenset[str]:
+    """Every name on any of the three servers that belongs to the service.
+
+    An admin login must not take one of them: Redis refuses to start with two ``user`` lines of
+    one name, and a RabbitMQ user of the service's name would replace the administrator.
+    """
+    return postgres_names(service) | {
+        redis_user(service),
+        rabbitmq_user(service),
+        rabbitmq_vhost(service),
+    }
+
+
 def redis_user(service: str) -> str:
     """The service's Redis ACL user."""
     return service

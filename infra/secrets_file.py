@@ -1,11 +1,13 @@
 """The ``--secrets FILE`` of the command line: generated credentials kept between runs.
 
 Created with mode 0600 when missing, reused afterwards so renders are stable. A file that
-others can read is refused rather than silently used.
+others can read, that another user owns, or a symlink in its place is refused rather than used.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import stat
 from pathlib import Path
 
@@ -32,16 +34,38 @@ def load_or_create(path: Path, config: StackConfig) -> Credentials:
 
 
 def read(path: Path) -> Credentials:
-    """Parse a secrets file; refuse one that group or others can read."""
+    """Parse a secrets file; refuse a symlink, a file another user owns, or one others can read.
+
+    Opened with O_NOFOLLOW and checked on the open descriptor, so what is checked is what is
+    read: a link planted in place of the file is never followed to someone else's passwords.
+    """
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        text = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise SecretsError(
+                f"{path}: is a symbolic link; pass the real file with --secrets (a planted link "
+                "is never followed)"
+            ) from None
         raise SecretsError(f"cannot read {path}: {error.strerror}") from None
-    if mode & 0o077:
-        raise SecretsError(
-            f"{path}: mode {mode:04o} lets other users read credentials; run `chmod 600 {path}`"
-        )
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise SecretsError(f"{path}: not a regular file; pass a secrets file with --secrets")
+        if info.st_uid != os.getuid():
+            raise SecretsError(
+                f"{path}: owned by uid {info.st_uid}, not you (uid {os.getuid()}): its owner could "
+                f"have chosen these credentials; run `chown {os.getuid()} {path}` if it is yours"
+            )
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            raise SecretsError(
+                f"{path}: mode {mode:04o} lets other users read credentials; run `chmod 600 {path}`"
+            )
+        try:
+            text = handle.read()
+        except OSError as error:
+            raise SecretsError(f"cannot read {path}: {error.strerror}") from None
     try:
         return credentials_from_json(text.decode("utf-8"))
     except (ValueError, TypeError, KeyError, AttributeError) as error:
@@ -53,4 +77,4 @@ def read(path: Path) -> Credentials:
 
 def write(path: Path, credentials: Credentials) -> None:
     """Write atomically with mode 0600, so a crash never leaves a half-written file."""
-    atomic_file.write_text(path, credentials_json(credentials), PRIVATE_MODE, parent_mode=0o700)
+    atomic_file.write_text(path, credentials_json(credentials), PRIVATE_MODE)

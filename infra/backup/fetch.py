@@ -16,7 +16,7 @@ from infra.backup import crypto, pg
 from infra.backup.catalog import Manifest
 from infra.backup.progress import track
 from infra.backup.storage import CHUNK_BYTES, Bucket
-from infra.errors import BackupError, ServerError, UsageError
+from infra.errors import BackupError, FileError, ServerError, UsageError
 
 # libpq's words for a session the server or the network cut off: not the archive's fault.
 CONNECTION_LOST = (
@@ -45,6 +45,8 @@ def fetch(bucket: Bucket, manifest: Manifest, work: Path, key: bytes | None) -> 
 
     ``manifest`` comes from ``catalog.scan``, which proved it belongs to its folder (and, with
     ``key``, that it is authentic and encrypted); the object is decrypted under its own name.
+    A full or unwritable scratch folder is this machine's problem, not the backup's: one line
+    naming the folder (a FileError, never recorded against the backup).
     """
     if key is not None and not manifest.encrypted:
         raise BackupError(
@@ -61,6 +63,17 @@ def fetch(bucket: Bucket, manifest: Manifest, work: Path, key: bytes | None) -> 
                 f"{manifest.prefix} was encrypted with key {manifest.key_id}; "
                 f"the backup key is {crypto.key_id(key)}"
             )
+    try:
+        return _fetch(bucket, manifest, work, key)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise FileError(
+            f"cannot fetch {bucket.url}/{manifest.object_name} into {work}: {reason}; free "
+            "space there or point TMPDIR at a larger folder"
+        ) from None
+
+
+def _fetch(bucket: Bucket, manifest: Manifest, work: Path, key: bytes | None) -> Path:
     stored = work / "stored"
     digest = hashlib.sha256()
     size = 0
@@ -112,10 +125,20 @@ def pg_restore(
     )
     if result.returncode != 0:
         text = result.stderr.decode(errors="replace").strip()
-        tail = " | ".join(text.splitlines()[-3:])
+        cause = first_error(text)
         if any(words in text.lower() for words in CONNECTION_LOST):
             raise ServerError(
                 f"pg_restore into {database} was cut off by the server or the network "
-                f"({tail}); that is not the backup's fault: nothing was recorded against it"
+                f"({cause}); that is not the backup's fault: nothing was recorded against it"
             )
-        raise BackupError(f"pg_restore into {database} failed: {tail}")
+        raise BackupError(f"pg_restore into {database} failed: {cause}")
+
+
+def first_error(stderr: str) -> str:
+    """pg_restore's first ``error:`` line: the cause. What follows is its detail, the failed
+    command's text, and (with --jobs) "a worker process died unexpectedly", never the cause."""
+    lines = stderr.splitlines()
+    for line in lines:
+        if line.startswith("pg_restore: error:"):
+            return " ".join(line.removeprefix("pg_restore: error:").split())
+    return " | ".join(lines[-3:]) or "no error output"

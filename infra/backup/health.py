@@ -37,7 +37,7 @@ def write_status(path: Path, status: LoopStatus) -> None:
         "last_run": status.last_run.isoformat() if status.last_run else None,
         "failed": list(status.failed),
     }
-    atomic_file.write_text(path, json.dumps(document) + "\n", 0o644)
+    atomic_file.write_text(path, json.dumps(document) + "\n", 0o644, private_parent=False)
 
 
 def read_status(path: Path) -> LoopStatus | None:

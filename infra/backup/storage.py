@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
+from infra import atomic_file
 from infra.errors import BackupError, UsageError
 
 CHUNK_BYTES = 1024 * 1024
@@ -82,7 +83,7 @@ class FileBucket:
             ) from None
 
     def _write(self, path: Path, name: str, chunks: Iterable[bytes]) -> int:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_file.create_private_dirs(path.parent)  # 0700 under any umask
         partial = path.parent / f".{path.name}.partial-{secrets.token_hex(4)}"
         size = 0
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -92,7 +92,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run_restore)
 
     parser = subparsers.add_parser("prune", help="drop backups outside the kept generations")
-    parser.add_argument("--stack", required=True, help="stack name (backup.keep is read)")
+    parser.add_argument(
+        "--stack", required=True, help="stack name or stack file path (backup.keep is read)"
+    )
     _bucket_option(parser)
     parser.add_argument("--dry-run", action="store_true", help="say what would be deleted")
     parser.set_defaults(handler=run_prune)

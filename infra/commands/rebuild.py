@@ -25,7 +25,7 @@ from infra.backup.dump import Target
 from infra.backup.recovery import restore_rabbitmq, restore_redis, restore_services
 from infra.backup.storage import open_bucket
 from infra.commands.backup import secure
-from infra.config.load import REPO_ROOT, load_file, stack_file
+from infra.config.load import REPO_ROOT, is_path, load_stack, stack_name, stack_path
 from infra.credentials import credentials_from_json
 from infra.errors import UsageError
 
@@ -34,7 +34,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "rebuild", help="after a disaster: refresh, pulumi up, restore every service"
     )
-    parser.add_argument("--stack", required=True, help="the Pulumi stack to rebuild, e.g. dev")
+    parser.add_argument(
+        "--stack",
+        required=True,
+        help="the Pulumi stack to rebuild, e.g. dev, or its stack file in the project directory",
+    )
     parser.add_argument(
         "--project-dir",
         type=Path,
@@ -57,11 +61,12 @@ def run_rebuild(args: argparse.Namespace) -> int:
     # Only backups from before this command count: the rebuilt stack's backup container takes
     # its first backup at once, of servers that are still empty until the restore is done.
     before = utc_now()
-    config = load_file(stack_file(args.stack, args.project_dir))
+    config = load_stack(args.stack, args.project_dir)
+    name = _pulumi_stack(args.stack, args.project_dir)
     # Imported here: the Automation API costs every other command ~0.1 s of start-up otherwise.
     from infra import automation
 
-    stack = automation.select(args.stack, args.project_dir)
+    stack = automation.select(name, args.project_dir)
     outputs = automation.refresh_and_up(stack, say)
     bucket_url = args.bucket or outputs.get("backup_bucket")
     if not bucket_url:
@@ -116,6 +121,21 @@ def run_rebuild(args: argparse.Namespace) -> int:
     }
     print(json.dumps(summary, indent=2), flush=True)
     return 0 if ok and all(secured) else 1
+
+
+def _pulumi_stack(stack: str, project_dir: Path) -> str:
+    """The Pulumi stack's name; a stack file must be the one Pulumi reads for it, in the
+    project directory, or the config checked here would not be the one deployed."""
+    if not is_path(stack):
+        return stack
+    path = stack_path(stack)
+    if path.resolve().parent != project_dir.resolve():
+        raise UsageError(
+            f"--stack {stack}: Pulumi reads a stack's file from the project directory "
+            f"({project_dir}), not {path.resolve().parent}; pass --stack {stack_name(stack)} "
+            f"with --project-dir {path.resolve().parent}"
+        )
+    return stack_name(stack)
 
 
 def _without_password(url: str) -> str:

@@ -15,7 +15,9 @@ import yaml
 
 from infra import naming
 from infra.config.model import PROJECT, StackConfig
+from infra.config.reserved import name_collisions
 from infra.config.schema import Problems, parse
+from infra.config.yaml_file import MAX_VALUES, DuplicateKeyError, expands_beyond, read_yaml
 from infra.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,11 +28,23 @@ def stack_file(stack: str, root: Path = REPO_ROOT) -> Path:
     return root / f"Pulumi.{stack}.yaml"
 
 
+def stack_path(stack: str, root: Path = REPO_ROOT) -> Path:
+    """The file ``--stack`` means, for every command alike: a stack name (``dev``: the
+    repository's ``Pulumi.dev.yaml``) or the path of a stack file (``ends in .yaml``, or has a
+    ``/``)."""
+    if is_path(stack):
+        return Path(stack)
+    return stack_file(stack, root)
+
+
+def is_path(stack: str) -> bool:
+    """Whether ``--stack`` was given as a stack file's path rather than a stack's name."""
+    return stack.endswith((".yaml", ".yml")) or "/" in stack
+
+
 def load_stack(stack: str, root: Path = REPO_ROOT) -> StackConfig:
     """Load and validate a stack by name (``dev``, ``prod``), or by the path of its stack file."""
-    if stack.endswith((".yaml", ".yml")) or "/" in stack:
-        return load_file(Path(stack))
-    return load_file(stack_file(stack, root))
+    return load_file(stack_path(stack, root))
 
 
 def stack_name(stack: str) -> str:
@@ -45,19 +59,33 @@ def load_file(path: Path) -> StackConfig:
     if not path.is_file():
         raise ConfigError([f"{path}: no such stack file (expected Pulumi.<stack>.yaml)"])
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        document = read_yaml(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as error:
         raise ConfigError(
             [f"{label}: not UTF-8 text (byte {error.start} is {error.object[error.start]:#04x})"]
         ) from None
     except OSError as error:
         raise ConfigError([f"{label}: cannot be read ({error.strerror})"]) from None
+    except DuplicateKeyError as error:
+        raise ConfigError(
+            [
+                f"{label}: line {error.line}: duplicate key {error.key!r} (first at line "
+                f"{error.first}); each key may appear once in a mapping: remove one"
+            ]
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(
             [f"{label}:{where}: not valid YAML ({error.__class__.__name__})"]
         ) from None
+    if expands_beyond(document, MAX_VALUES):
+        raise ConfigError(
+            [
+                f"{label}: expands to more than {MAX_VALUES} values through YAML aliases (an "
+                "alias bomb?); write the values out instead of nesting aliases"
+            ]
+        )
     if not isinstance(document, Mapping) or not isinstance(document.get("config", {}), Mapping):
         raise ConfigError([f"{label}: expected a mapping with a 'config:' section"])
     return from_raw(namespace(document.get("config") or {}), label)
@@ -88,6 +116,7 @@ def from_raw(raw: Mapping[str, Any], label: str) -> StackConfig:
     config = parse(StackConfig, raw, "", problems)
     _platform_keys(raw, problems)
     _collisions(raw, problems)
+    name_collisions(raw, problems)
     if problems.lines:
         raise ConfigError([f"{label}: {PROJECT}:{line}" for line in problems.lines])
     return config

@@ -134,7 +134,7 @@ class PostgresSettings:
 
     admin_user: str = setting(
         "platform_admin",
-        rule=rules.identifier("platform_admin"),
+        rule=rules.admin_name("platform_admin"),
         doc="non-superuser admin login (CREATEROLE CREATEDB) that provisions services, runs "
         "backups and restores",
     )
@@ -170,7 +170,7 @@ class RedisSettings:
 
     admin_user: str = setting(
         "platform_admin",
-        rule=rules.identifier("platform_admin"),
+        rule=rules.admin_name("platform_admin"),
         doc="Redis ACL user for operations and backups (the only one with admin commands)",
     )
     maxmemory_mb: int = setting(
@@ -200,7 +200,7 @@ class RabbitmqSettings:
 
     admin_user: str = setting(
         "platform_admin",
-        rule=rules.identifier("platform_admin"),
+        rule=rules.admin_name("platform_admin"),
         doc="RabbitMQ administrator user for operations, backups and broker prune (the only "
         "administrator)",
     )

@@ -39,9 +39,9 @@ def allows(allowed: str) -> Callable[[Check], Rule]:
 
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
-# Names that PostgreSQL, Cloud SQL, Redis, RabbitMQ or pg_hba.conf treat specially, plus the
-# platform's own admin login and the tool's own database.
-RESERVED_NAMES = frozenset(
+# Names that PostgreSQL, Cloud SQL, Redis, RabbitMQ or pg_hba.conf treat specially, and the
+# tooling's own database: no service and no admin login may take them.
+BUILTIN_NAMES = frozenset(
     {
         "postgres",
         "template0",
@@ -60,9 +60,6 @@ RESERVED_NAMES = frozenset(
         "user",
         "default",
         "guest",
-        "admin",
-        "platform",
-        "platform_admin",
         "cloudsqladmin",
         "cloudsqlagent",
         "cloudsqlsuperuser",
@@ -74,6 +71,8 @@ RESERVED_NAMES = frozenset(
         naming.TOOLING_DATABASE,
     }
 )
+# Service names may not take the admin logins' usual names either.
+RESERVED_NAMES = BUILTIN_NAMES | {"admin", "platform", "platform_admin"}
 
 
 @allows(
@@ -194,6 +193,33 @@ def identifier(example: str) -> Rule:
         check,
         "lowercase letters, digits and underscores, starting with a letter; at most "
         f"{naming.POSTGRES_IDENTIFIER_BYTES} bytes",
+    )
+
+
+def admin_name(example: str) -> Rule:
+    """An admin login: an identifier that is not a name the servers or the tool keep."""
+    plain = identifier(example)
+
+    def check(value: str) -> str | None:
+        problem = plain(value)
+        if problem is not None:
+            return problem
+        if value in BUILTIN_NAMES or value.startswith("pg_"):
+            return (
+                f"{value!r} is a name PostgreSQL, Cloud SQL, Redis or RabbitMQ keep for "
+                f"themselves (postgres, default, guest, pg_...); choose another, e.g. {example!r}"
+            )
+        if "__" in value:
+            return (
+                f"{value!r} is not allowed: '__' marks names the tool derives for services "
+                f"(e.g. 'users__tool'); choose another, e.g. {example!r}"
+            )
+        return None
+
+    return Rule(
+        check,
+        plain.allowed + "; no double underscore; not a built-in name (postgres, default, guest, "
+        "pg_...) nor any name derived from a service's name",
     )
 
 

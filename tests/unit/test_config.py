@@ -344,10 +344,10 @@ def test_the_bootstrap_stack_needs_its_repository_and_no_services(tmp_path: Path
 def test_bootstrap_values_that_would_widen_the_identity_are_refused(
     tmp_path: Path, key: str, value: str, says: str
 ) -> None:
-    body = (
-        "config:\n  persistence:platform: bootstrap\n  persistence:bootstrap:\n"
-        f'    github_repository: example-org/persistence\n    {key}: "{value}"\n'
-    )
+    body = "config:\n  persistence:platform: bootstrap\n  persistence:bootstrap:\n"
+    if key != "github_repository":  # a key given twice is refused on its own
+        body += "    github_repository: example-org/persistence\n"
+    body += f'    {key}: "{value}"\n'
     found = problems(tmp_path, body)
     assert any(
         line.startswith(f"Pulumi.bad.yaml: persistence:bootstrap.{key}: ") and says in line
@@ -374,3 +374,122 @@ def test_alert_emails_and_verification_tier_are_validated(tmp_path: Path) -> Non
         for line in found
     ), found
     assert any("persistence:gcp.verify_instance_tier: 'huge'" in line for line in found), found
+
+
+@pytest.mark.parametrize("server", ["postgres", "redis", "rabbitmq"])
+@pytest.mark.parametrize(
+    "admin", ["users", "users_owner", "users_migrator", "users_app", "users_readonly"]
+)
+def test_an_admin_user_may_not_take_a_name_a_service_derives(
+    tmp_path: Path, server: str, admin: str
+) -> None:
+    """Two ``user users`` lines stop Redis from starting; a RabbitMQ user named like a service
+    loses the administrator (see tests/integration/test_input_attacks.py for the real server)."""
+    body = VALID + f"  persistence:{server}:\n    admin_user: {admin}\n"
+    (line,) = problems(tmp_path, body)
+    assert line.startswith(f"Pulumi.bad.yaml: persistence:{server}.admin_user: '{admin}' is a ")
+    assert "service 'users' (services[0])" in line, line
+    assert "e.g. 'platform_admin'" in line, line
+
+
+@pytest.mark.parametrize(
+    ("server", "admin", "says"),
+    [
+        ("postgres", "postgres", "keep for themselves"),
+        ("postgres", "pg_monitor", "keep for themselves"),
+        ("postgres", "cloudsqlsuperuser", "keep for themselves"),
+        ("redis", "default", "keep for themselves"),
+        ("rabbitmq", "guest", "keep for themselves"),
+        ("postgres", "persistence_tooling", "keep for themselves"),
+        ("redis", "ops__tool", "'__' marks names the tool derives"),
+        ("rabbitmq", "Ops", "lowercase letters"),
+    ],
+)
+def test_an_admin_user_may_not_take_a_built_in_name(
+    tmp_path: Path, server: str, admin: str, says: str
+) -> None:
+    body = VALID + f"  persistence:{server}:\n    admin_user: {admin}\n"
+    (line,) = problems(tmp_path, body)
+    assert line.startswith(f"Pulumi.bad.yaml: persistence:{server}.admin_user: '{admin}' ")
+    assert says in line, line
+
+
+def test_the_default_admin_name_is_still_refused_for_a_service_under_another_admin(
+    tmp_path: Path,
+) -> None:
+    """Renaming the admins frees no name: 'platform_admin' stays reserved for services."""
+    body = (
+        VALID.replace("name: users", "name: platform_admin")
+        + "".join(f"  persistence:{s}:\n    admin_user: ops\n" for s in ("postgres", "redis"))
+        + "  persistence:rabbitmq:\n    admin_user: ops\n"
+    )
+    (line,) = problems(tmp_path, body)
+    assert line.startswith("Pulumi.bad.yaml: persistence:services[0].name: 'platform_admin'")
+
+
+def test_the_tooling_database_name_is_no_service_name(tmp_path: Path) -> None:
+    (line,) = problems(tmp_path, VALID.replace("name: users", "name: persistence_tooling"))
+    assert line.startswith("Pulumi.bad.yaml: persistence:services[0].name: ")
+    assert "reserved name" in line, line
+
+
+def test_distinct_admin_names_on_each_server_are_accepted(tmp_path: Path) -> None:
+    body = VALID + (
+        "  persistence:postgres:\n    admin_user: sql_ops\n"
+        + "  persistence:redis:\n    admin_user: cache_ops\n"
+        + "  persistence:rabbitmq:\n    admin_user: users_admin\n"
+    )
+    config = load_file(write_stack(tmp_path, body))
+    assert (config.postgres.admin_user, config.redis.admin_user) == ("sql_ops", "cache_ops")
+    assert config.rabbitmq.admin_user == "users_admin"
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "key", "first"),
+    [
+        (VALID + "  persistence:platform: gcp\n", 5, "persistence:platform", 2),
+        (VALID + "      name: orders\n", 5, "name", 4),
+        (
+            VALID + "  persistence:redis:\n    admin_user: a\n    maxmemory_mb: 64\n"
+            "    admin_user: b\n",
+            8,
+            "admin_user",
+            6,
+        ),
+    ],
+)
+def test_a_duplicate_yaml_key_is_refused_with_its_line(
+    tmp_path: Path, body: str, line: int, key: str, first: int
+) -> None:
+    """PyYAML keeps the last of two equal keys silently; Pulumi's reader refuses them."""
+    (found,) = problems(tmp_path, body)
+    assert found == (
+        f"Pulumi.bad.yaml: line {line}: duplicate key {key!r} (first at line {first}); "
+        "each key may appear once in a mapping: remove one"
+    )
+
+
+def test_a_key_after_a_yaml_merge_still_overrides_it(tmp_path: Path) -> None:
+    body = VALID.replace(
+        "    - name: users\n",
+        "    - &base {name: users, statement_timeout_ms: 5000}\n"
+        "    - <<: *base\n      name: orders\n",
+    )
+    config = load_file(write_stack(tmp_path, body))
+    assert [(s.name, s.statement_timeout_ms) for s in config.services] == [
+        ("users", 5000),
+        ("orders", 5000),
+    ]
+
+
+@pytest.mark.parametrize("suffix", ["owner", "migrator", "app", "readonly"])
+def test_a_service_may_not_be_named_like_another_services_role(tmp_path: Path, suffix: str) -> None:
+    """``users_app`` next to ``users``: a database and a role of one name, two services."""
+    for order in ((f"users_{suffix}", "users"), ("users", f"users_{suffix}")):
+        body = VALID.replace("    - name: users\n", "".join(f"    - name: {n}\n" for n in order))
+        (line,) = problems(tmp_path, body)
+        index = order.index(f"users_{suffix}")
+        assert line.startswith(
+            f"Pulumi.bad.yaml: persistence:services[{index}].name: 'users_{suffix}' is already "
+            f"a name of service 'users' (services[{1 - index}])"
+        ), line

@@ -96,3 +96,19 @@ def test_rebuild_prints_line_by_line_and_reports_every_part(
     assert summary["services"]["users"]["recovery_time_s"] == 2.0
     assert summary["redis"]["recovery_point_s"] == 61.0
     assert summary["rabbitmq"] == {"ok": False, "error": "no verified backup of rabbitmq/server"}
+
+
+def test_a_stack_file_in_the_project_directory_selects_its_stack(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--stack Pulumi.dev.yaml`` (or its full path) is stack 'dev', as for every command."""
+    selected: list[tuple[str, Any]] = []
+
+    def select(name: str, work_dir: Any) -> Any:
+        selected.append((name, work_dir))
+        raise automation.EngineError("stop here")
+
+    monkeypatch.setattr(automation, "select", select)
+    assert main(["rebuild", "--stack", str(REPO_ROOT / "Pulumi.dev.yaml")]) == 1
+    assert selected == [("dev", REPO_ROOT)]
+    assert capsys.readouterr().err == "error: stop here\n"
