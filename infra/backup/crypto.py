@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from infra.errors import BackupError, UsageError
 
 KEY_ENV = "PERSISTENCE_BACKUP_KEY"
+KEY_FILE_ENV = "PERSISTENCE_BACKUP_KEY_FILE"  # placeholder until h-evidence lands
 MAGIC = b"PPBACKUP-AESGCM-1\n"
 SALT_BYTES = 32
 CHUNK_BYTES = 1024 * 1024

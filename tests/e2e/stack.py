@@ -121,7 +121,7 @@ class E2eStack:
         env = {
             name: value
             for name, value in os.environ.items()
-            if not name.startswith(("PULUMI_", "VIRTUAL_ENV", "PYTEST_", "COV_"))
+            if not name.startswith(("PULUMI_", "PERSISTENCE_", "VIRTUAL_ENV", "PYTEST_", "COV_"))
         }
         return {
             **env,
