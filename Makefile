@@ -14,6 +14,15 @@ STACK ?= dev
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 export PULUMI_CONFIG_PASSPHRASE_FILE ?= $(CURDIR)/.pulumi-state/passphrase
 export PULUMI_SKIP_UPDATE_CHECK ?= true
+# The backup key that seals and authenticates every backup (README.md, 'What a backup proves'):
+# generated once beside the passphrase, unless PERSISTENCE_BACKUP_KEY holds one (CI's secret).
+# Keep it with the passphrase: without it no backup of the stack can be restored.
+ifeq ($(PERSISTENCE_BACKUP_KEY),)
+export PERSISTENCE_BACKUP_KEY_FILE ?= $(dir $(PULUMI_CONFIG_PASSPHRASE_FILE))backup-key
+BACKUP_KEY := $(PERSISTENCE_BACKUP_KEY_FILE)
+else
+BACKUP_KEY :=
+endif
 
 # The Pulumi CLI: an installed one when the machine has it, otherwise the pinned engine built
 # from Go modules into .tools/bin (`make engine`), with its provider plugins registered in a
@@ -57,6 +66,14 @@ $(PULUMI_CONFIG_PASSPHRASE_FILE):
 	@[ -d "$(dir $@)" ] || { mkdir -p "$(dir $@)" && chmod 700 "$(dir $@)"; }
 	@umask 077 && $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))' > "$@"
 
+# The backup key file, generated once (mode 0600): 32 random bytes in URL-safe base64.
+ifneq ($(BACKUP_KEY),)
+$(BACKUP_KEY):
+	@[ -d "$(dir $@)" ] || { mkdir -p "$(dir $@)" && chmod 700 "$(dir $@)"; }
+	@umask 077 && $(PYTHON) -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())' > "$@"
+	@echo "Generated the backup key $@: keep a copy with the passphrase; backups cannot be restored without it"
+endif
+
 installed-pulumi:
 	@true
 
@@ -81,7 +98,7 @@ stack-images: setup
 	@$(BIN)/python -m infra.images.build --quiet --stack-file $(PROJECT_DIR)/Pulumi.$(STACK).yaml
 
 # The stack, created on first use with the passphrase secrets provider.
-stack-selected: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(PULUMI_CLI)
+stack-selected: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(BACKUP_KEY) $(PULUMI_CLI)
 	@case "$(PULUMI_BACKEND_URL)" in file://*) mkdir -p "$(patsubst file://%,%,$(PULUMI_BACKEND_URL))";; esac
 	@$(PULUMI) stack select $(STACK) --create
 
@@ -101,7 +118,7 @@ preview: stack-selected
 # Only the steps `pulumi up` would take are printed (infra/commands/drift.py), not the values the
 # provider merely reports back differently after a refresh. The scheduled drift workflow runs
 # this per stack, and the end-to-end suite runs it after the disaster.
-drift: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(PULUMI_CLI)
+drift: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(BACKUP_KEY) $(PULUMI_CLI)
 	@preview=$$(mktemp); trap 'rm -f "$$preview"' EXIT; \
 	$(PULUMI) preview --stack $(STACK) --refresh --json $(PULUMI_ARGS) > "$$preview" \
 	  || { cat "$$preview"; echo "drift: pulumi preview --refresh failed" >&2; exit 2; }; \
@@ -114,6 +131,7 @@ shellenv:
 	@echo 'export PULUMI_BACKEND_URL="$(PULUMI_BACKEND_URL)"'
 	@echo 'export PULUMI_CONFIG_PASSPHRASE_FILE="$(PULUMI_CONFIG_PASSPHRASE_FILE)"'
 	@echo 'export PULUMI_SKIP_UPDATE_CHECK=true'
+	@if [ -n "$(BACKUP_KEY)" ]; then echo 'export PERSISTENCE_BACKUP_KEY_FILE="$(PERSISTENCE_BACKUP_KEY_FILE)"'; fi
 	@if [ "$(PULUMI_CLI)" = pinned-engine ]; then \
 	  echo 'export PULUMI_HOME="$(PULUMI_HOME)"'; \
 	  echo 'export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true'; \
@@ -128,7 +146,7 @@ plan: setup
 	$(BIN)/python -m infra plan --stack $(STACK)
 
 # Destroys the stack's resources; the data volumes are kept on purpose (retain_on_delete).
-down: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(PULUMI_CLI)
+down: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(BACKUP_KEY) $(PULUMI_CLI)
 	$(PULUMI) destroy --stack $(STACK) --yes $(PULUMI_ARGS)
 	@volumes=$$(docker volume ls -q --filter label=persistence.stack=persistence-$(STACK) 2>/dev/null); \
 	if [ -n "$$volumes" ]; then \
@@ -138,7 +156,7 @@ down: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(PULUMI_CLI)
 	fi
 
 # After a disaster: refresh, pulumi up, restore every service from its newest verified backup.
-rebuild: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(PULUMI_CLI) stack-images
+rebuild: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(BACKUP_KEY) $(PULUMI_CLI) stack-images
 	$(BIN)/python -m infra rebuild --stack $(STACK) --project-dir $(PROJECT_DIR)
 
 # README.md's configuration reference, generated from infra/config/model.py (the declared

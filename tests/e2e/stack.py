@@ -121,7 +121,7 @@ class E2eStack:
         env = {
             name: value
             for name, value in os.environ.items()
-            if not name.startswith(("PULUMI_", "VIRTUAL_ENV", "PYTEST_", "COV_"))
+            if not name.startswith(("PULUMI_", "PERSISTENCE_", "VIRTUAL_ENV", "PYTEST_", "COV_"))
         }
         return {
             **env,
@@ -212,12 +212,15 @@ class E2eStack:
         return outputs
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """``python -m infra ARGS`` from the project directory, in the project's venv.
+        """``python -m infra ARGS`` from the project directory, in the project's venv, after
+        the README's one line (which names the backup key the stack's backups are sealed with).
 
         With ``check``, a failure raises with the command's own output, so the test report says
         what went wrong instead of only the exit status.
         """
-        argv = [str(REPO / ".venv" / "bin" / "python"), "-m", "infra", *args]
+        setup = f'eval "$(make -s -C {REPO} shellenv STACK={STACK} PROJECT_DIR={self.project})"'
+        python = REPO / ".venv" / "bin" / "python"
+        argv = ["bash", "-c", f'set -e; {setup}; exec {python} -m infra "$@"', "infra", *args]
         completed = _run(argv, cwd=self.project, env=self.env, timeout=900)
         if check and completed.returncode != 0:
             raise AssertionError(_failure(argv, completed))

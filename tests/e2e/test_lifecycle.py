@@ -275,6 +275,15 @@ def test_the_backup_container_takes_verified_backups(stack: E2eStack) -> None:
             logs = docker("logs", "--tail", "40", f"{PREFIX}-backup", check=False)
             raise AssertionError(f"no verified backup of every service: {verified}\n{logs}")
         time.sleep(5)
+    # Sealed with the key the first `make up` generated beside the passphrase (mode 0600).
+    key_file = stack.root / "backup-key"
+    assert key_file.stat().st_mode & 0o777 == 0o600, oct(key_file.stat().st_mode)
+    manifests = sorted(stack.backups.glob("*/*/*/manifest.json"))
+    assert manifests, f"no manifest under {stack.backups}"
+    for path in manifests:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        assert manifest["encrypted"] is True, f"{path}: not encrypted"
+        assert manifest.get("mac"), f"{path}: not authenticated"
 
 
 def _wait_for_health(name: str, wanted: str, seconds: float) -> None:

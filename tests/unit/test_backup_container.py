@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -9,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from infra.backup import crypto
 from infra.config.load import load_file
 from infra.config.model import StackConfig
 from infra.platforms.docker.backup import (
     BACKUP_DIR,
     BUILD_INPUTS,
     DOCKERFILE,
+    KEY_FILE,
     REPO_ROOT,
     SECRETS_FILE,
     backup_dir,
@@ -110,6 +113,38 @@ def test_credentials_reach_the_container_only_as_a_private_secret_file(run: Prog
         credentials["rabbitmq_admin"],
     ):
         assert password not in everything
+
+
+def test_the_backup_key_reaches_the_loop_as_a_private_file_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`make up` exports PERSISTENCE_BACKUP_KEY_FILE: the program hands the key to the loop."""
+    key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+    key_file = tmp_path / "backup-key"
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    monkeypatch.delenv(crypto.KEY_ENV, raising=False)
+    monkeypatch.setenv(crypto.KEY_FILE_ENV, str(key_file))
+    declared = run_program("dev").one(CONTAINER, "backup")
+    (upload,) = [u for u in declared.inputs["uploads"] if u["file"] == KEY_FILE]
+    assert upload["content"] == key
+    assert upload["permissions"] == "0400"
+    assert upload["owner"] == str(os.getuid())
+    assert is_secret(declared.raw_inputs["uploads"]), "the key stays a Pulumi secret in state"
+    assert f"{crypto.KEY_FILE_ENV}={KEY_FILE}" in declared.inputs["envs"]
+    everything = repr(declared.inputs["envs"]) + repr(declared.inputs["command"])
+    assert key not in everything, "the key itself never travels in the environment"
+
+
+def test_without_a_key_the_loop_gets_none_and_the_program_still_evaluates(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv(crypto.KEY_ENV, raising=False)
+    monkeypatch.delenv(crypto.KEY_FILE_ENV, raising=False)
+    declared = run_program("dev").one(CONTAINER, "backup")
+    assert "no backup key" in caplog.text, "the deployer is told, not left to find out"
+    assert KEY_FILE not in [u["file"] for u in declared.inputs["uploads"]]
+    assert not [e for e in declared.inputs["envs"] if e.startswith("PERSISTENCE_BACKUP_KEY")]
 
 
 def test_the_container_is_unhealthy_when_backups_stop(run: ProgramRun) -> None:

@@ -4,11 +4,14 @@ point at (the declared VPC, secret, account, job), so a wrong wire fails, not on
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 from typing import Any
 
 import pytest
 
+from infra.backup import crypto
 from infra.commands.backup import (
     ADMIN_PASSWORD_ENV,
     ADMIN_URL_ENV,
@@ -128,6 +131,43 @@ def test_the_job_reads_its_admin_password_from_secret_manager_never_plaintext(
         f"secret-{backup_job.ADMIN_SECRET}-version",
     )
     assert version.input_is_secret("secretData"), f"{version}"
+
+
+def test_the_job_reads_the_backup_key_from_a_secret_only_its_account_may_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deploy passes PERSISTENCE_BACKUP_KEY; the job gets it from Secret Manager."""
+    key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+    monkeypatch.setenv(crypto.KEY_ENV, key)
+    monkeypatch.delenv(crypto.KEY_FILE_ENV, raising=False)
+    keyed = run_prod()
+    job = keyed.run.one(RUN_JOB)
+    ref = envs(job)[crypto.KEY_ENV]["valueSource"]["secretKeyRef"]
+    secret = keyed.run.one("gcp:secretmanager/secret:Secret", f"secret-{backup_job.KEY_SECRET}")
+    assert ref == {"secret": secret.inputs["secretId"], "version": "latest"}, f"{job}: {ref}"
+    assert key not in json.dumps(job.inputs), f"{job}: the key in the job's inputs"
+    version = keyed.run.one(
+        "gcp:secretmanager/secretVersion:SecretVersion", f"secret-{backup_job.KEY_SECRET}-version"
+    )
+    assert version.input_is_secret("secretData"), f"{version}"
+    assert version.inputs["secretData"] == key
+    readers = [
+        r.inputs["member"]
+        for r in keyed.run.of_type("gcp:secretmanager/secretIamMember:SecretIamMember")
+        if r.inputs["secretId"] == secret.inputs["secretId"]
+    ]
+    assert readers == [member("backup-job")], f"who may read the backup key: {readers}"
+
+
+def test_without_a_key_the_job_has_none_and_the_program_still_evaluates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(crypto.KEY_ENV, raising=False)
+    monkeypatch.delenv(crypto.KEY_FILE_ENV, raising=False)
+    unkeyed = run_prod()
+    assert crypto.KEY_ENV not in envs(unkeyed.run.one(RUN_JOB))
+    secrets = [s.name for s in unkeyed.run.of_type("gcp:secretmanager/secret:Secret")]
+    assert f"secret-{backup_job.KEY_SECRET}" not in secrets
 
 
 def test_the_job_runs_as_its_own_account_with_exactly_its_grants(

@@ -6,7 +6,8 @@ folder (``docker.backup_dir``, default ``.backups/<stack>``): backups outlive th
 the data volumes, and the CLI on the host (``list``, ``restore``, ``rebuild``) reads them
 directly. The container runs as the user who runs ``pulumi up``, so that folder stays theirs.
 
-Passwords arrive as a 0400 secrets file; the environment carries only URLs without passwords.
+Passwords arrive as a 0400 secrets file, and the backup key (``infra.platforms.backup_key``) as
+a 0400 key file the environment names; the environment carries only URLs without passwords.
 The loop's stack file is reduced to what backups use. Neither may replace the container when the
 service list changes: the container is created with the admins' passwords only and no stack
 file (the stack loader refuses a stack without services), and ``backup_live_config`` writes the
@@ -28,6 +29,7 @@ import pulumi
 import pulumi_docker as docker
 import yaml
 
+from infra.backup import crypto
 from infra.commands.backup import ADMIN_URL_ENV, BUCKET_ENV, MANAGEMENT_URL_ENV, REDIS_URL_ENV
 from infra.config.model import PROJECT, StackConfig
 from infra.credentials import credentials_json
@@ -43,6 +45,7 @@ BUILD_INPUTS = ("pyproject.toml", "requirements.txt", "infra", "sql", "templates
 NOT_COPIED = ("infra/images",)
 BACKUP_DIR = "/backups"
 SECRETS_FILE = "/run/secrets/persistence.secrets.json"
+KEY_FILE = "/run/secrets/persistence.backup-key"
 STACK_DIR = "/run/persistence"
 
 
@@ -85,8 +88,13 @@ def build_context_hash(root: Path = REPO_ROOT) -> str:
     return digest.hexdigest()
 
 
-def backup_container(shared: Shared, servers: Sequence[docker.Container]) -> docker.Container:
-    """Declare the backup image and the scheduler container writing into the host bucket."""
+def backup_container(
+    shared: Shared, servers: Sequence[docker.Container], key: pulumi.Output[str] | None
+) -> docker.Container:
+    """Declare the backup image and the scheduler container writing into the host bucket.
+
+    With a backup ``key``, every backup the loop writes is sealed and authenticated with it.
+    """
     config = shared.config
     stack = pulumi.get_stack()
     child = pulumi.ResourceOptions(parent=shared.parent)
@@ -110,6 +118,23 @@ def backup_container(shared: Shared, servers: Sequence[docker.Container]) -> doc
     )
     secrets = shared.passwords.admins.apply(credentials_json)
     stack_file = loop_stack_file(stack)
+    uploads = [
+        docker.ContainerUploadArgs(
+            file=SECRETS_FILE,
+            content=pulumi.Output.secret(secrets),
+            owner=uid,
+            group=gid,
+            permissions="0400",
+        )
+    ]
+    key_env = []
+    if key is not None:
+        uploads.append(
+            docker.ContainerUploadArgs(
+                file=KEY_FILE, content=key, owner=uid, group=gid, permissions="0400"
+            )
+        )
+        key_env.append(f"{crypto.KEY_FILE_ENV}={KEY_FILE}")
     return docker.Container(
         "backup",
         image=image.image_id,
@@ -122,16 +147,9 @@ def backup_container(shared: Shared, servers: Sequence[docker.Container]) -> doc
             f"{REDIS_URL_ENV}=redis://redis:{REDIS_PORT}",
             f"{MANAGEMENT_URL_ENV}=http://rabbitmq:{MANAGEMENT_PORT}",
             "CI=1",  # no progress redraws in container logs
+            *key_env,
         ],
-        uploads=[
-            docker.ContainerUploadArgs(
-                file=SECRETS_FILE,
-                content=pulumi.Output.secret(secrets),
-                owner=uid,
-                group=gid,
-                permissions="0400",
-            ),
-        ],
+        uploads=uploads,
         mounts=[
             docker.ContainerMountArgs(
                 type="bind", source=str(bucket), target=BACKUP_DIR, read_only=False

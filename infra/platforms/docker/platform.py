@@ -10,6 +10,7 @@ import pulumi_docker as docker
 
 from infra.credentials import credentials_json
 from infra.live.resource import LiveConfig
+from infra.platforms.backup_key import stack_backup_key
 from infra.platforms.component import PlatformComponent
 from infra.platforms.docker import containers
 from infra.platforms.docker.backup import (
@@ -46,7 +47,9 @@ class DockerPlatform(PlatformComponent):
         shared = self._declare_network()
         self._declare_servers(shared)
         self.live = containers.live_config(shared, self.postgres, self.redis, self.rabbitmq)
-        self.backup = backup_container(shared, [self.postgres, self.redis, self.rabbitmq])
+        self.backup = backup_container(
+            shared, [self.postgres, self.redis, self.rabbitmq], stack_backup_key()
+        )
         self.live["backup"] = backup_live_config(shared, self.backup)
         self._declare_databases()
         return self._outputs()

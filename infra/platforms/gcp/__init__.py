@@ -16,6 +16,7 @@ import pulumi_gcp as gcp
 
 from infra.credentials import credentials_json
 from infra.live.resource import LiveConfig
+from infra.platforms.backup_key import stack_backup_key
 from infra.platforms.component import PlatformComponent
 from infra.platforms.gcp import (
     alerts,
@@ -142,6 +143,7 @@ class GcpPlatform(PlatformComponent):
             sql_instances=[sql.instance_name(ctx)]
             + ([verify_instance.instance_name(ctx)] if verifier else []),
             verify_host=verifier.instance.private_ip_address if verifier else None,
+            backup_key=stack_backup_key(),
         )
 
     def _outputs(self) -> dict[str, Any]:

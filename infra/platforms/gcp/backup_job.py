@@ -8,9 +8,10 @@ the private DNS name the services use.
 
 Two identities, each with exactly what it uses:
 
-- the job's account reads two secrets (the admin password, the job's stack file), may create,
-  read, list and delete objects under ``verified/`` only (retention still refuses early
-  deletes), and is a Cloud SQL client of the instances it backs up and verifies on;
+- the job's account reads its secrets (the admin password, the job's stack file and, when the
+  deploy has one, the backup key), may create, read, list and delete objects under
+  ``verified/`` only (retention still refuses early deletes), and is a Cloud SQL client of the
+  instances it backs up and verifies on;
 - the trigger's account (Cloud Scheduler's OAuth identity) may run this one job, nothing else.
 
 Memorystore is not in this job: Memorystore refuses replication (``redis-cli --rdb``), so its
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.backup import crypto
 from infra.commands.backup import (
     ADMIN_PASSWORD_ENV,
     ADMIN_URL_ENV,
@@ -55,6 +57,7 @@ OBJECT_PERMISSIONS = (
 )
 ADMIN_SECRET = "backup-job-admin-password"  # noqa: S105 - a secret's id, not its value
 STACK_SECRET = "backup-job-stack-file"  # noqa: S105 - a secret's id, not its value
+KEY_SECRET = "backup-job-backup-key"  # noqa: S105 - a secret's id, not its value
 
 
 @dataclass(frozen=True)
@@ -97,13 +100,18 @@ def declare(
     admin_password: pulumi.Output[str],
     sql_instances: list[str],
     verify_host: pulumi.Input[str] | None = None,
+    backup_key: pulumi.Output[str] | None = None,
 ) -> BackupJob:
-    """Declare both accounts, their grants, the job's secrets, the job and its schedule."""
+    """Declare both accounts, their grants, the job's secrets, the job and its schedule.
+
+    With a ``backup_key`` (``infra.platforms.backup_key``), the job seals and authenticates
+    every backup with it, read from a secret only the job's account may access.
+    """
     account = gcp.serviceaccount.Account(
         "backup-job-service-account",
         account_id=ctx.account_id("backup-job"),
         display_name=f"Backup job ({ctx.stack})",
-        description="Runs backup-run: reads its two secrets, writes verified/ in the bucket",
+        description="Runs backup-run: reads its secrets, writes verified/ in the bucket",
         opts=ctx.opts(),
     )
     trigger = gcp.serviceaccount.Account(
@@ -125,16 +133,12 @@ def declare(
     envs = [
         _env(BUCKET_ENV, bucket.name.apply(lambda b: f"gs://{b}/{JOB_PREFIX}")),
         _env(ADMIN_URL_ENV, admin_url(ctx, stack_endpoints.postgres_host)),
-        gcp.cloudrunv2.JobTemplateTemplateContainerEnvArgs(
-            name=ADMIN_PASSWORD_ENV,
-            value_source=gcp.cloudrunv2.JobTemplateTemplateContainerEnvValueSourceArgs(
-                secret_key_ref=gcp.cloudrunv2.JobTemplateTemplateContainerEnvValueSourceSecretKeyRefArgs(
-                    secret=admin_secret, version="latest"
-                )
-            ),
-        ),
+        _secret_env(ADMIN_PASSWORD_ENV, admin_secret),
         _env("CI", "1"),  # no progress redraws in the job's logs
     ]
+    if backup_key is not None:
+        key_secret = secrets.declare_secret(ctx, KEY_SECRET, backup_key, readers)
+        envs.append(_secret_env(crypto.KEY_ENV, key_secret))
     if verify_host is not None:
         envs.append(
             _env(
@@ -219,6 +223,20 @@ def declare(
 
 def _env(name: str, value: pulumi.Input[str]) -> gcp.cloudrunv2.JobTemplateTemplateContainerEnvArgs:
     return gcp.cloudrunv2.JobTemplateTemplateContainerEnvArgs(name=name, value=value)
+
+
+def _secret_env(
+    name: str, secret: pulumi.Input[str]
+) -> gcp.cloudrunv2.JobTemplateTemplateContainerEnvArgs:
+    """An environment variable read from a secret's latest version when the job starts."""
+    return gcp.cloudrunv2.JobTemplateTemplateContainerEnvArgs(
+        name=name,
+        value_source=gcp.cloudrunv2.JobTemplateTemplateContainerEnvValueSourceArgs(
+            secret_key_ref=gcp.cloudrunv2.JobTemplateTemplateContainerEnvValueSourceSecretKeyRefArgs(
+                secret=secret, version="latest"
+            )
+        ),
+    )
 
 
 def object_condition(bucket: str) -> str:
