@@ -6,15 +6,13 @@ others can read, that another user owns, or a symlink in its place is refused ra
 
 from __future__ import annotations
 
-import errno
-import os
-import stat
 from pathlib import Path
 
 from infra import atomic_file
 from infra.config.model import StackConfig
 from infra.credentials import Credentials, credentials_from_json, credentials_json
 from infra.errors import SecretsError
+from infra.private_file import PrivateFileError, read_private
 
 PRIVATE_MODE = 0o600
 
@@ -40,32 +38,9 @@ def read(path: Path) -> Credentials:
     read: a link planted in place of the file is never followed to someone else's passwords.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise SecretsError(
-                f"{path}: is a symbolic link; pass the real file with --secrets (a planted link "
-                "is never followed)"
-            ) from None
-        raise SecretsError(f"cannot read {path}: {error.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise SecretsError(f"{path}: not a regular file; pass a secrets file with --secrets")
-        if info.st_uid != os.getuid():
-            raise SecretsError(
-                f"{path}: owned by uid {info.st_uid}, not you (uid {os.getuid()}): its owner could "
-                f"have chosen these credentials; run `chown {os.getuid()} {path}` if it is yours"
-            )
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
-            raise SecretsError(
-                f"{path}: mode {mode:04o} lets other users read credentials; run `chmod 600 {path}`"
-            )
-        try:
-            text = handle.read()
-        except OSError as error:
-            raise SecretsError(f"cannot read {path}: {error.strerror}") from None
+        text = read_private(path)
+    except PrivateFileError as error:
+        raise SecretsError(str(error)) from None
     try:
         return credentials_from_json(text.decode("utf-8"))
     except (ValueError, TypeError, KeyError, AttributeError) as error:

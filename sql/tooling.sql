@@ -4,10 +4,12 @@
 -- Values are bound as %(name)s parameters; {name} slots take psycopg.sql.Identifier only.
 
 -- name: tooling_database
--- Its owner, and whether anyone but the owner may connect (PUBLIC or another grantee).
+-- Its owner, whether anyone but the owner may connect (PUBLIC or another grantee), and whether
+-- it is open (a creator killed between creating it closed and opening it leaves it closed).
 SELECT pg_get_userbyid(d.datdba),
        EXISTS (SELECT 1 FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
-               WHERE a.privilege_type = 'CONNECT' AND a.grantee <> d.datdba)
+               WHERE a.privilege_type = 'CONNECT' AND a.grantee <> d.datdba),
+       d.datallowconn
 FROM pg_database d
 WHERE d.datname = %(database)s
 

@@ -21,7 +21,6 @@ import binascii
 import hashlib
 import hmac
 import os
-import stat
 import struct
 from collections.abc import Iterable, Iterator
 
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from infra.errors import BackupError, UsageError
+from infra.private_file import PrivateFileError, read_private
 
 KEY_ENV = "PERSISTENCE_BACKUP_KEY"
 KEY_FILE_ENV = "PERSISTENCE_BACKUP_KEY_FILE"
@@ -59,23 +59,10 @@ def key_from_env() -> bytes | None:
 def _read_key_file(path: str) -> str:
     """The key file's text; refused unless it is ours and private (like ssh's private keys)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as error:
-        raise UsageError(f"{KEY_FILE_ENV} {path}: cannot read it ({error.strerror})") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if info.st_uid != os.geteuid():
-            raise UsageError(
-                f"{KEY_FILE_ENV} {path} is owned by uid {info.st_uid}, not by this user "
-                f"(uid {os.geteuid()}): anyone who owns it can swap the key; chown it"
-            )
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
-            raise UsageError(
-                f"{KEY_FILE_ENV} {path}: mode {mode:04o} lets others read or change the key; "
-                f"run `chmod 600 {path}`"
-            )
-        return handle.read(4096).decode("ascii", errors="replace").strip()
+        text = read_private(path, f"{KEY_FILE_ENV} ", limit=4096)
+    except PrivateFileError as error:
+        raise UsageError(str(error)) from None
+    return text.decode("ascii", errors="replace").strip()
 
 
 def _parse(text: str, where: str) -> bytes:

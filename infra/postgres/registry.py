@@ -51,8 +51,8 @@ def _create(conn: Connection) -> None:
     ident = sql.Identifier(TOOLING)
     try:
         conn.execute(statement("create_tooling_database", database=ident))
-    except errors.DuplicateDatabase:
-        return  # another run made it at the same moment
+    except (errors.DuplicateDatabase, errors.UniqueViolation):
+        return  # another run made it at the same moment (it opens it; `ensure` checks)
     conn.execute(statement("revoke_all", database=ident))
     conn.execute(statement("open_database", database=ident))
 
@@ -74,8 +74,10 @@ def ensure(admin_url: str) -> None:
                 "be the tool's own; as a superuser rename it (ALTER DATABASE "
                 f"{TOOLING} RENAME TO ...) and rerun"
             )
-        if row[1]:  # someone may connect besides the admin: only the admin may
+        if row[1] or not row[2]:  # others may connect, or a creator was killed before opening
             conn.execute(statement("revoke_all", database=sql.Identifier(TOOLING)))
+        if not row[2]:
+            conn.execute(statement("open_database", database=sql.Identifier(TOOLING)))
     with _opened(admin_url) as tool:
         key = {"class": LOCK_CLASS, "key": "registry"}
         _fetch(tool, "lock", **key)

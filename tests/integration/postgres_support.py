@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -10,6 +14,28 @@ from psycopg import sql
 
 from infra import naming
 from tests.servers.postgres import PostgresServer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, unset: Iterable[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """``python -m infra ARGS`` as a user runs it, without PGPASSWORD or the ``unset`` names
+    from the test's environment (so only what the test passes reaches the command)."""
+    dropped = {"PGPASSWORD", *unset}
+    environment = {k: v for k, v in os.environ.items() if k not in dropped}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "infra", *args],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
 
 URL_KEYS = {
     "app": "DATABASE_URL",

@@ -18,8 +18,8 @@ import pytest
 from infra import secrets_file
 from infra.config import StackConfig
 from infra.credentials import Credentials
-from tests.integration.postgres_support import service_url
-from tests.integration.test_postgres_cli import admin_url_without_password, cli
+from tests.integration.postgres_support import cli, service_url
+from tests.integration.test_postgres_cli import admin_url_without_password
 from tests.integration.test_postgres_drift import DRIFTS, Drift
 from tests.servers.postgres import PostgresServer
 

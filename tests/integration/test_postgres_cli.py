@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,26 +10,12 @@ import pytest
 from infra import secrets_file
 from infra.config import StackConfig
 from infra.credentials import Credentials
-from tests.integration.postgres_support import login_error, service_url
+from tests.integration.postgres_support import cli, login_error, service_url
 from tests.servers.postgres import PostgresServer
 from tests.servers.process import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 Rendered = tuple[Path, Credentials]
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "infra", *args],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

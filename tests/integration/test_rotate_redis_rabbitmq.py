@@ -10,9 +10,7 @@ service's open connections keep working throughout.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import yaml
 from infra import naming, secrets_file
 from infra.config import StackConfig, load_stack
 from infra.credentials import Credentials
+from tests.integration import postgres_support
 from tests.servers.postgres import PostgresServer
 from tests.servers.process import free_port
 from tests.servers.rabbitmq import RabbitmqServer
@@ -40,17 +39,7 @@ REFUSED_AMQP = (pika.exceptions.ProbableAuthenticationError,)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k not in UNSET}
-    environment.pop("RABBITMQ_ADMIN_PASSWORD", None)
-    return subprocess.run(
-        [sys.executable, "-m", "infra", *args],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return postgres_support.cli(*args, unset=(*UNSET, "RABBITMQ_ADMIN_PASSWORD"))
 
 
 def write_stack(path: Path, password_version: int = 1) -> Path:

@@ -106,7 +106,24 @@ def test_the_key_file_must_be_private(tmp_path: Path, monkeypatch: pytest.Monkey
         crypto.key_from_env()
     monkeypatch.delenv(crypto.KEY_ENV)
     monkeypatch.setenv(crypto.KEY_FILE_ENV, str(tmp_path / "missing"))
-    with pytest.raises(UsageError, match="cannot read it"):
+    with pytest.raises(UsageError, match=r"cannot read PERSISTENCE_BACKUP_KEY_FILE .*missing"):
+        crypto.key_from_env()
+
+
+def test_a_link_or_a_fifo_in_place_of_the_key_file_is_refused_not_followed_or_waited_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = _key_file(tmp_path, 0o600)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    monkeypatch.delenv(crypto.KEY_ENV, raising=False)
+    monkeypatch.setenv(crypto.KEY_FILE_ENV, str(link))
+    with pytest.raises(UsageError, match="is a symbolic link"):
+        crypto.key_from_env()
+    monkeypatch.setenv(crypto.KEY_FILE_ENV, str(fifo))
+    with pytest.raises(UsageError, match="not a regular file"):
         crypto.key_from_env()
 
 
@@ -119,6 +136,7 @@ def test_a_key_file_owned_by_someone_else_is_refused(
     if os.geteuid() == 0:
         os.chown(path, 4242, 4242)  # root reads it anyway: only ownership can refuse it
     else:
-        monkeypatch.setattr(os, "geteuid", lambda: os.getuid() + 1)
-    with pytest.raises(UsageError, match=r"owned by uid .* chown it"):
+        real_uid = os.getuid()
+        monkeypatch.setattr(os, "getuid", lambda: real_uid + 1)
+    with pytest.raises(UsageError, match=r"owned by uid .* run `chown"):
         crypto.key_from_env()
