@@ -38,7 +38,7 @@ def test_runs_creating_it_at_the_same_moment_all_succeed(
         start.wait()
         try:
             registry.ensure(postgres.admin_url)
-        except BaseException as error:  # noqa: BLE001 - every failure is the finding
+        except BaseException as error:  # every failure is the finding
             failures.append(error)
 
     # Each run checks for itself, as separate processes would.
