@@ -14,9 +14,11 @@ from pathlib import Path
 
 from infra.backup import crypto, pg
 from infra.backup.catalog import Manifest
+from infra.backup.lock_watch import bounded_lock_waits
 from infra.backup.progress import track
 from infra.backup.storage import CHUNK_BYTES, Bucket
 from infra.errors import BackupError, FileError, ServerError, UsageError
+from infra.postgres import driver
 
 # libpq's words for a session the server or the network cut off: not the archive's fault.
 CONNECTION_LOST = (
@@ -117,15 +119,18 @@ def pg_restore(
     ]
     if role is not None:
         argv.append(f"--role={role}")
-    result = subprocess.run(
-        [*argv, str(dump)],
-        env=pg.libpq_environment(admin_url, database),
-        capture_output=True,
-        check=False,
-    )
+    env = pg.libpq_environment(admin_url, database)
+    with bounded_lock_waits(admin_url, database) as watch:
+        env["PGAPPNAME"] = watch.application_name
+        result = subprocess.run([*argv, str(dump)], env=env, capture_output=True, check=False)
     if result.returncode != 0:
         text = result.stderr.decode(errors="replace").strip()
         cause = first_error(text)
+        if watch.cancelled:
+            raise ServerError(
+                driver.lock_wait_hint(f"pg_restore into {database}")
+                + "; not the backup's fault: nothing was recorded against it"
+            )
         if any(words in text.lower() for words in CONNECTION_LOST):
             raise ServerError(
                 f"pg_restore into {database} was cut off by the server or the network "

@@ -12,6 +12,7 @@ services and exit non-zero naming the one that failed.
 from __future__ import annotations
 
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ import psycopg
 import pytest
 
 from infra import naming
+from infra.backup import fetch, pg
 from infra.config import StackConfig
 from infra.credentials import Credentials
 from infra.errors import ServerError
@@ -363,3 +365,40 @@ def test_a_tooling_database_that_is_not_the_admins_is_refused_and_public_is_shut
             apply(postgres.admin_url, dev_config, converged)
     finally:
         postgres.superuser_psql(f"ALTER DATABASE {TOOLING} OWNER TO {admin}; DROP ROLE squatter")
+
+
+def test_a_lock_held_on_a_table_pg_restore_loads_is_bounded_too(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """pg_restore runs the archive's own `SET lock_timeout = 0`: where a service's login can
+    reach the database restored into (its scratch databases on Cloud SQL), only the watcher
+    bounds the wait. Here another session holds the table the data is loaded into."""
+    database = "lock_watch_target"
+    admin = postgres.admin_url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {database}")
+    target_url = admin.rsplit("/", 1)[0] + f"/{database}"
+    with psycopg.connect(target_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 1000)")
+    dump = tmp_path / "data.dump"
+    subprocess.run(
+        [pg.binary("pg_dump"), "--data-only", "--format=custom", f"--file={dump}"],
+        env=pg.libpq_environment(admin, database),
+        check=True,
+    )
+    holder = psycopg.connect(target_url)
+    try:
+        holder.execute("TRUNCATE t")
+        holder.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")  # held: the transaction stays open
+        with pytest.raises(ServerError) as refused:
+            _finishes(lambda: fetch.pg_restore(admin, database, dump, jobs=1))
+        _says(
+            str(refused.value),
+            f"pg_restore into {database}: a session holds a lock it needs; gave up after 2 s",
+            "nothing was recorded against it",
+        )
+    finally:
+        holder.rollback()
+        holder.close()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {database} WITH (FORCE)")
