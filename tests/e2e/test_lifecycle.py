@@ -22,6 +22,7 @@ import psycopg
 import pytest
 import redis
 
+from infra.backup import crypto
 from infra.commands import backup as commands
 from infra.credentials import credentials_from_json
 from infra.platforms.gcp import backup_job
@@ -278,8 +279,13 @@ def test_the_backup_container_takes_verified_backups(stack: E2eStack) -> None:
     # Sealed with the key the first `make up` generated beside the passphrase (mode 0600).
     key_file = stack.root / "backup-key"
     assert key_file.stat().st_mode & 0o777 == 0o600, oct(key_file.stat().st_mode)
-    manifests = sorted(stack.backups.glob("*/*/*/manifest.json"))
-    assert manifests, f"no manifest under {stack.backups}"
+    _assert_sealed(stack.backups)
+
+
+def _assert_sealed(bucket: Path) -> None:
+    """Every backup in ``bucket`` is encrypted and its manifest authenticated (a MAC)."""
+    manifests = sorted(bucket.glob("*/*/*/manifest.json"))
+    assert manifests, f"no manifest under {bucket}"
     for path in manifests:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         assert manifest["encrypted"] is True, f"{path}: not encrypted"
@@ -322,7 +328,9 @@ def test_the_prod_jobs_command_runs_from_the_backup_image(stack: E2eStack, tmp_p
     env_file.write_text(
         f"{commands.BUCKET_ENV}=file:///backups\n"
         f"{commands.ADMIN_URL_ENV}=postgresql://platform_admin@postgres:5432/postgres\n"
-        f"{commands.ADMIN_PASSWORD_ENV}={admin}\nCI=1\n",
+        f"{commands.ADMIN_PASSWORD_ENV}={admin}\nCI=1\n"
+        # The job reads the deploy's backup key from Secret Manager: here, the one make made.
+        f"{crypto.KEY_ENV}={(stack.root / 'backup-key').read_text(encoding='utf-8').strip()}\n",
         encoding="utf-8",
     )
     image = docker("inspect", "--format", "{{.Image}}", f"{PREFIX}-backup")
@@ -339,6 +347,7 @@ def test_the_prod_jobs_command_runs_from_the_backup_image(stack: E2eStack, tmp_p
     listed = stack.cli("list", "--bucket", f"file://{bucket}", "--json")
     states = {item["service"]: item["state"] for item in json.loads(listed.stdout)}
     assert all(states[s["name"]] == "verified" for s in stack.services), states
+    _assert_sealed(bucket)
 
 
 def _wait_for_backups_after(stack: E2eStack, since: datetime, parts: set[tuple[str, str]]) -> None:
