@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from infra.errors import ServerError
 from infra.postgres import driver
 
 POLL_S = 0.5
@@ -45,7 +46,11 @@ def bounded_lock_waits(url: str, database: str) -> Iterator[LockWatch]:
     watch = LockWatch(f"persistence-restore-{uuid.uuid4().hex[:12]}")
     bound = driver.lock_timeout_s()
     stop = threading.Event()
-    conn = driver.connect(url, dbname=database, autocommit=True)
+    try:
+        conn = driver.connect(url, dbname=database, autocommit=True)
+    except ServerError:  # unreachable: the binary fails on its own and says why
+        yield watch
+        return
 
     def run() -> None:
         try:

@@ -64,9 +64,8 @@ def ensure(admin_url: str) -> None:
     with session(admin_url, autocommit=True) as conn:
         if _fetch(conn, "tooling_database", database=TOOLING) is None:
             _create(conn)
-        row = _fetch(conn, "tooling_database", database=TOOLING)
+        row = _settled(conn)
         admin = conn.execute("SELECT current_user").fetchone()
-        assert row is not None
         assert admin is not None
         if row[0] != admin[0]:
             raise ServerError(
@@ -75,9 +74,9 @@ def ensure(admin_url: str) -> None:
                 f"{TOOLING} RENAME TO ...) and rerun"
             )
         if row[1] or not row[2]:  # others may connect, or a creator was killed before opening
-            conn.execute(statement("revoke_all", database=sql.Identifier(TOOLING)))
+            _alter(conn, "revoke_all")
         if not row[2]:
-            conn.execute(statement("open_database", database=sql.Identifier(TOOLING)))
+            _alter(conn, "open_database")
     with _opened(admin_url) as tool:
         key = {"class": LOCK_CLASS, "key": "registry"}
         _fetch(tool, "lock", **key)
@@ -85,6 +84,31 @@ def ensure(admin_url: str) -> None:
         tool.execute(statement("forget_dropped"))
         _fetch(tool, "unlock", **key)
     _ready.add(admin_url)
+
+
+def _settled(conn: Connection) -> tuple[Any, ...]:
+    """The tooling database's row once it is open; after OPEN_WAIT_S, as it is (a creator
+    killed between creating it closed and opening it never opens it: the caller finishes)."""
+    deadline = time.monotonic() + OPEN_WAIT_S
+    while True:
+        row = _fetch(conn, "tooling_database", database=TOOLING)
+        assert row is not None  # created above, and only a superuser could have dropped it
+        if row[2] or time.monotonic() > deadline:
+            return row
+        time.sleep(0.2)
+
+
+def _alter(conn: Connection, name: str) -> None:
+    """A REVOKE or ALTER of the tooling database. Two runs changing its catalog row at once
+    make one fail with "tuple concurrently updated": the other did the same, so try again."""
+    for attempt in range(5):
+        try:
+            conn.execute(statement(name, database=sql.Identifier(TOOLING)))
+            return
+        except errors.InternalError_ as error:
+            if "tuple concurrently updated" not in str(error) or attempt == 4:
+                raise
+            time.sleep(0.1 * (attempt + 1))
 
 
 @contextmanager

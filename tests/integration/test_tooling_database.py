@@ -13,7 +13,8 @@ from tests.integration.postgres_support import catalog
 from tests.servers.postgres import PostgresServer
 
 TOOLING = "persistence_tooling"
-RUNS = 6
+RUNS = 8
+ROUNDS = 5  # a race lost once in a few rounds is still a bug
 
 
 @pytest.fixture
@@ -28,8 +29,12 @@ def _is_closed_to_public(postgres: PostgresServer) -> bool:
     return catalog(postgres, query, db=TOOLING) == "f"
 
 
+@pytest.mark.parametrize("round_", range(ROUNDS))
 def test_runs_creating_it_at_the_same_moment_all_succeed(
-    postgres: PostgresServer, no_tooling_database: None, monkeypatch: pytest.MonkeyPatch
+    postgres: PostgresServer,
+    no_tooling_database: None,
+    monkeypatch: pytest.MonkeyPatch,
+    round_: int,
 ) -> None:
     start = threading.Barrier(RUNS)
     failures: list[BaseException] = []
@@ -53,8 +58,9 @@ def test_runs_creating_it_at_the_same_moment_all_succeed(
 
 
 def test_a_creator_killed_before_opening_it_is_finished_by_the_next_run(
-    postgres: PostgresServer, no_tooling_database: None
+    postgres: PostgresServer, no_tooling_database: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(registry, "OPEN_WAIT_S", 1.0)  # how long a creator may take to open it
     # What a run killed right after CREATE DATABASE ... ALLOW_CONNECTIONS false leaves behind.
     admin = postgres.admin_user
     postgres.superuser_psql(f"CREATE DATABASE {TOOLING} OWNER {admin} ALLOW_CONNECTIONS false")
