@@ -17,9 +17,11 @@ export PULUMI_SKIP_UPDATE_CHECK ?= true
 # The backup key that seals and authenticates every backup (README.md, 'What a backup proves'):
 # generated once beside the passphrase, unless PERSISTENCE_BACKUP_KEY holds one (CI's secret).
 # Keep it with the passphrase: without it no backup of the stack can be restored.
+# Exported only to the targets that run the program (the tests choose their own keys).
 ifeq ($(PERSISTENCE_BACKUP_KEY),)
-export PERSISTENCE_BACKUP_KEY_FILE ?= $(dir $(PULUMI_CONFIG_PASSPHRASE_FILE))backup-key
+PERSISTENCE_BACKUP_KEY_FILE ?= $(dir $(PULUMI_CONFIG_PASSPHRASE_FILE))backup-key
 BACKUP_KEY := $(PERSISTENCE_BACKUP_KEY_FILE)
+stack-selected up preview drift down rebuild: export PERSISTENCE_BACKUP_KEY_FILE := $(BACKUP_KEY)
 else
 BACKUP_KEY :=
 endif

@@ -25,10 +25,15 @@ from pathlib import Path
 import pytest
 
 from infra import secrets_file
+from infra.backup import crypto
 from infra.commands.render import write_file
 from infra.config import StackConfig, load_stack
 from infra.credentials import Credentials
 from infra.render import render_all
+
+# The suite starts without a backup key whatever the shell holds: tests that need one set it.
+for _name in (crypto.KEY_ENV, crypto.KEY_FILE_ENV):
+    os.environ.pop(_name, None)
 
 E2E = Path(__file__).resolve().parent / "e2e"
 RAM = Path("/dev/shm")
