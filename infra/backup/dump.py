@@ -203,7 +203,12 @@ def _dump_directory(
 def check_redis_url(redis_url: str) -> ParseResult:
     """``redis://HOST:PORT`` only: the admin password must not ride on the command line."""
     parsed = urlparse(redis_url)
-    if parsed.scheme not in ("redis", "rediss") or not parsed.hostname or parsed.password:
+    if parsed.password:  # refused without echoing it
+        raise BackupError(
+            "--redis-url must not contain a password: use redis://HOST:PORT (the admin password "
+            "comes from the secrets file, never the command line)"
+        )
+    if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
         raise BackupError(
             f"--redis-url {redis_url!r}: use redis://HOST:PORT (the admin password comes from "
             "the secrets file, never the command line)"

@@ -12,7 +12,6 @@ import argparse
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from infra.backup.dump import check_redis_url
 from infra.broker.management import check_url
@@ -20,7 +19,7 @@ from infra.commands.backup import MANAGEMENT_URL_ENV, REDIS_URL_ENV
 from infra.commands.common import RABBITMQ_PASSWORD_ENV
 from infra.config import StackConfig
 from infra.credentials import Credentials
-from infra.errors import PlatformError, UsageError
+from infra.errors import PlatformError
 from infra.live import push
 
 # login kind (ServiceCredentials field) -> (server's name, option, environment variable)
@@ -51,11 +50,6 @@ def targets(args: argparse.Namespace) -> dict[str, str]:
     """Login kind -> the URL it is pushed to, for the servers given; bad URLs refused first."""
     found: dict[str, str] = {}
     if args.redis_url:
-        if urlsplit(args.redis_url).password:  # named without echoing the password
-            raise UsageError(
-                "--redis-url must not contain a password: use redis://HOST:PORT (the Redis "
-                "admin's password comes from the secrets file)"
-            )
         check_redis_url(args.redis_url)
         found["redis"] = args.redis_url
     if args.management_url:

@@ -128,13 +128,17 @@ class ServiceSpec:
             )
 
 
+# The admin login of each server when the stack names none.
+DEFAULT_ADMIN = "platform_admin"
+
+
 @dataclass(frozen=True)
 class PostgresSettings:
     """Server-wide PostgreSQL settings."""
 
     admin_user: str = setting(
-        "platform_admin",
-        rule=rules.admin_name("platform_admin"),
+        DEFAULT_ADMIN,
+        rule=rules.admin_name(DEFAULT_ADMIN),
         doc="non-superuser admin login (CREATEROLE CREATEDB) that provisions services, runs "
         "backups and restores",
     )
@@ -169,8 +173,8 @@ class RedisSettings:
     """Server-wide Redis settings."""
 
     admin_user: str = setting(
-        "platform_admin",
-        rule=rules.admin_name("platform_admin"),
+        DEFAULT_ADMIN,
+        rule=rules.admin_name(DEFAULT_ADMIN),
         doc="Redis ACL user for operations and backups (the only one with admin commands)",
     )
     maxmemory_mb: int = setting(
@@ -199,8 +203,8 @@ class RabbitmqSettings:
     """Server-wide RabbitMQ settings."""
 
     admin_user: str = setting(
-        "platform_admin",
-        rule=rules.admin_name("platform_admin"),
+        DEFAULT_ADMIN,
+        rule=rules.admin_name(DEFAULT_ADMIN),
         doc="RabbitMQ administrator user for operations, backups and broker prune (the only "
         "administrator)",
     )

@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from infra import naming
+from infra.config.model import DEFAULT_ADMIN
 from infra.config.schema import Problems
 
-# The admin logins a stack can name, and the default each one has when it is left out.
+# The sections whose admin login a stack can name (each defaults to DEFAULT_ADMIN).
 ADMIN_KEYS = ("postgres", "redis", "rabbitmq")
-DEFAULT_ADMIN = "platform_admin"
 
 
 def name_collisions(raw: Mapping[str, Any], problems: Problems) -> None:

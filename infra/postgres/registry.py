@@ -77,7 +77,7 @@ def ensure(admin_url: str) -> None:
             _alter(conn, "revoke_all")
         if not row[2]:
             _alter(conn, "open_database")
-    with _opened(admin_url) as tool:
+    with _named_errors(_connect(admin_url)) as tool:
         key = {"class": LOCK_CLASS, "key": "registry"}
         _fetch(tool, "lock", **key)
         tool.execute(statement("create_registry"))
@@ -111,19 +111,14 @@ def _alter(conn: Connection, name: str) -> None:
             time.sleep(0.1 * (attempt + 1))
 
 
+def _connect(admin_url: str) -> Connection:
+    """The admin's connection to the tooling database (open: ``ensure`` waited for that)."""
+    return connect(admin_url, dbname=TOOLING, autocommit=True, wait_on_locks=True)
+
+
 @contextmanager
-def _opened(admin_url: str) -> Iterator[Connection]:
-    """The first connection, waiting briefly while a concurrent run (Pulumi converges services
-    in parallel) has just created the database and not opened it yet."""
-    deadline = time.monotonic() + OPEN_WAIT_S
-    while True:
-        try:
-            conn = connect(admin_url, dbname=TOOLING, autocommit=True, wait_on_locks=True)
-            break
-        except ServerError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+def _named_errors(conn: Connection) -> Iterator[Connection]:
+    """Use ``conn`` and close it; a server error inside is one line naming the database."""
     with conn:
         try:
             yield conn
@@ -136,17 +131,13 @@ def tooling_session(admin_url: str) -> Iterator[Connection]:
     """The admin's connection to the tooling database (created first if missing)."""
     ensure(admin_url)
     try:
-        conn = connect(admin_url, dbname=TOOLING, autocommit=True, wait_on_locks=True)
+        conn = _connect(admin_url)
     except ServerError:  # gone since this process checked it (a server rebuilt on that URL)
         _ready.discard(admin_url)
         ensure(admin_url)
-        conn = connect(admin_url, dbname=TOOLING, autocommit=True, wait_on_locks=True)
-    try:
+        conn = _connect(admin_url)
+    with _named_errors(conn):
         yield conn
-    except psycopg.Error as error:
-        raise ServerError(f"PostgreSQL {TOOLING}: {error.diag.message_primary}") from None
-    finally:
-        conn.close()
 
 
 def lock(conn: Connection, key: str) -> None:
