@@ -22,11 +22,13 @@ from infra.errors import ServerError
 from infra.postgres import driver
 
 POLL_S = 0.5
-# Our statements (by their application_name) waiting on a lock for longer than the bound.
+# Our statements waiting on a lock for longer than the bound: by their application_name and by
+# our own login (anyone may read an application_name and take it; a session of another login
+# would make pg_cancel_backend fail and the watcher stop).
 _OVERDUE = """
 SELECT l.pid, pg_catalog.pg_cancel_backend(l.pid)
 FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-WHERE NOT l.granted AND a.application_name = %(name)s
+WHERE NOT l.granted AND a.application_name = %(name)s AND a.usename = session_user
   AND l.waitstart < pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => %(bound)s)
 """
 
