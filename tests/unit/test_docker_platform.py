@@ -12,6 +12,7 @@ from infra.config.model import StackConfig
 from infra.credentials import Credentials, ServiceCredentials
 from infra.pulumi_credentials import SERVICE_LOGINS
 from infra.render import boot_files
+from infra.render.endpoints import MANAGEMENT_PORT
 from tests.unit.pulumi_mocks import OUTPUT_HOOKS, ProgramRun, is_secret, run_program, stack_config
 
 CONTAINER = "docker:index/container:Container"
@@ -136,7 +137,10 @@ def test_three_server_containers_with_health_checks(
     # Through TCP: the init scripts' temporary server listens on the socket only, so a socket
     # check would pass while it runs and provisioning would race it.
     assert args[args.index("-h") + 1] == "127.0.0.1", args
-    assert checks["rabbitmq"] == ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
+    # The management listener, which the live apply uses right after: not the node's `ping`.
+    assert checks["rabbitmq"] == [
+        "CMD", "rabbitmq-diagnostics", "-q", "check_port_listener", str(MANAGEMENT_PORT),
+    ]  # fmt: skip
     kind, script = checks["redis"]
     assert kind == "CMD-SHELL"
     assert f"--user {dev_config.redis.admin_user} ping" in script, "the Redis ping authenticates"

@@ -60,6 +60,12 @@ SYNC_ADMIN_SQL = "/etc/postgresql/sync-admin.sql"
 POSTGRES_HEALTH_CHECK = [
     "CMD", "pg_isready", "-h", "127.0.0.1", "-p", str(POSTGRES_PORT), "-d", "postgres",
 ]  # fmt: skip
+# Healthy once the management listener accepts, not once the Erlang node answers (`ping`): the
+# broker and its plugins boot seconds after that, and the live apply that follows the container
+# talks to the management API at once (a `ping` check let it meet a reset connection).
+RABBITMQ_HEALTH_CHECK = [
+    "CMD", "rabbitmq-diagnostics", "-q", "check_port_listener", str(MANAGEMENT_PORT),
+]  # fmt: skip
 PGDATA = "/var/lib/postgresql/data/pgdata"
 # Before every start on an initialised volume: set the admin's password from the stack, in
 # single-user mode as the server's own user (no network, no password needed), then hand over to
@@ -253,7 +259,7 @@ def rabbitmq(shared: Shared, volume: docker.Volume) -> docker.Container:
             _port(shared, MANAGEMENT_PORT, config.docker.ports.management),
         ],
         healthcheck=docker.ContainerHealthcheckArgs(
-            tests=["CMD", "rabbitmq-diagnostics", "-q", "ping"],
+            tests=RABBITMQ_HEALTH_CHECK,
             interval="15s",
             timeout="10s",
             retries=5,
