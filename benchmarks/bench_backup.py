@@ -1,56 +1,54 @@
-"""Backup, verify and restore of a large database, next to the plain tools doing the same work.
+"""``backup``, ``verify``, ``restore`` and ``dr-drill`` timed as a user runs them, next to the
+plain PostgreSQL tools doing the same work.
 
-Run: .venv/bin/python -m benchmarks.bench_backup [--gib 1.05]
+Run: .venv/bin/python -m benchmarks.bench_backup [--gib 1.05] [--rounds 2]
 
-Starts its own PostgreSQL 15 from the rendered dev stack, converges the roles, fills the
-``events`` database (``--gib``, default a little over 1 GiB), then compares in one run:
+Starts its own PostgreSQL 15 from the rendered dev stack (``Pulumi.dev.yaml``: five services),
+converges it with ``python -m infra db apply``, fills the ``events`` database (``--gib``,
+default a little over 1 GiB; the other services hold no tables), then compares, each command
+being ``python -m infra ...`` in a fresh process, start to exit, with the dev stack's backup key
+(sealed backups, as ``make`` sets up):
 
-  ours  ``backup``  (snapshot + row counts + pg_dump -Fc streamed, hashed, stored, manifest)
-        against ``pg_dump -Fc | sha256sum``
-  ours  ``verify``  (checksum, pg_restore -j 2 into a scratch db as the tool login, row counts,
-        drop) against ``pg_restore -j 2`` of the same dump into an empty database, and again
-        against the plain tools doing verify's steps (``sha256sum``, that ``pg_restore``,
-        ``count(*)`` of each table with ``psql``, the drop): the first ratio is the price of
-        verifying at all, the second our tooling's own overhead
-  ours  ``restore`` (checksum, pg_restore -j 2 into a copy, row counts, swap, converge: the
-        service is back) against the same ``pg_restore -j 2``
+  ``backup`` (every service)     against ``pg_dump -Fc | tee FILE | sha256sum`` per database
+  ``verify`` (every service)     against ``createdb``, ``pg_restore -j 2``, ``dropdb`` per dump
+  ``restore --service events``   against ``createdb`` and ``pg_restore -j 2`` of the same dump:
+                                 twice, "service back" (the moment the command prints that it
+                                 restored the service) and "done" (the command's exit)
+  ``dr-drill`` (every service,   against ``createdb`` and ``pg_restore -j 2`` of every dump on
+  onto a fresh server)           another fresh server; the drill's own recovery time per
+                                 service (RTO) is reported from its JSON
 
-and reports, apart, the step that follows a restore off its critical path: the dump,
-verification and drop of the database it replaced.
+and, apart, the ``backup --service events`` that follows a restore: it first secures the
+database the restore replaced (dump, verify, drop) and then backs up, which is the price the
+restore no longer makes its user wait for.
 
-Honest by construction: the bulk load is followed by VACUUM ANALYZE and a CHECKPOINT (no
-pg_restore runs right after it); every timed step starts after a CHECKPOINT; each pair runs
-twice, once ours first and once the plain tool first, and the ratio is of the summed times.
-The table goes into benchmarks/README.md (``benchmarks.report``).
+Honest by construction: the bulk load is followed by VACUUM ANALYZE and a CHECKPOINT; every
+timed step starts after a CHECKPOINT; each pair runs ``--rounds`` times, alternating which goes
+first; the ratio is of the summed times. The table goes into benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
+import secrets
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psycopg
-from psycopg import sql
 
+from benchmarks import command
 from benchmarks.report import table, write_section
-from infra import secrets_file
+from infra import atomic_file, naming, secrets_file
 from infra.backup import pg
-from infra.backup import restore as restore_module
-from infra.backup import verify as verify_module
-from infra.backup.catalog import Entry, entries
-from infra.backup.dump import Target, backup_postgres
-from infra.backup.restore import restore
-from infra.backup.safety import secure_replaced
-from infra.backup.storage import FileBucket
-from infra.backup.verify import verify
-from infra.config import load_stack
-from infra.postgres import apply
+from infra.config import StackConfig, load_stack
+from infra.credentials import Credentials
 from tests.conftest import render_to
 from tests.integration.backup_helpers import login_url, seed
 from tests.servers.postgres import PostgresServer
@@ -58,65 +56,83 @@ from tests.servers.postgres import PostgresServer
 SERVICE = "events"
 ROW_BYTES = 330  # approximate on-disk size of one generated row
 ROUNDS = 2  # each pair: once ours first, once the plain tool first (--rounds: more of them)
-
-PHASES: dict[str, float] = {}
-
-
-def phase(module: object, name: str) -> None:
-    """Wrap ``module.name`` so its time is added to PHASES (a breakdown of our commands)."""
-    original = getattr(module, name)
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        started = time.monotonic()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            PHASES[name] = PHASES.get(name, 0.0) + time.monotonic() - started
-
-    setattr(module, name, wrapper)
+SERVER_SETTINGS = {"max_wal_size": "4GB", "checkpoint_timeout": "30min"}
 
 
+def shell(command_line: str, env: dict[str, str]) -> None:
+    subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command_line],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+@dataclass
 class Bench:
-    """One server and the timing discipline: a CHECKPOINT before each timed step."""
+    """The dev stack on one server, its files, and the timing discipline."""
 
-    def __init__(self, server: PostgresServer, rounds: int) -> None:
-        self.server = server
-        self.rounds = rounds
+    work: Path
+    config: StackConfig
+    credentials: Credentials
+    server: PostgresServer
+    rounds: int
+
+    @property
+    def secrets(self) -> Path:
+        return self.work / "dev.secrets.json"
+
+    @property
+    def bucket(self) -> str:
+        return f"file://{self.work / 'bucket'}"
+
+    def admin_url(self, server: PostgresServer | None = None) -> str:
+        """The admin's URL without its password (the command reads it from the secrets file)."""
+        port = (server or self.server).port
+        return f"postgresql://{self.config.postgres.admin_user}@127.0.0.1:{port}/postgres"
+
+    def env(self) -> dict[str, str]:
+        return command.clean_environment(
+            {"PERSISTENCE_BACKUP_KEY_FILE": str(self.work / "backup-key")}
+        )
+
+    def ours(self, *args: str, server: PostgresServer | None = None) -> command.Run:
+        """``python -m infra ARGS --stack dev`` against the bench's server and bucket."""
+        argv = [*args, "--stack", "dev", "--secrets", str(self.secrets)]
+        argv += ["--bucket", self.bucket, "--admin-url", self.admin_url(server)]
+        return command.run(argv, self.env())
+
+    def plain_env(self, database: str, server: PostgresServer | None = None) -> dict[str, str]:
+        return pg.libpq_environment((server or self.server).admin_url, database)
 
     def timed(self, label: str, action: Callable[[], object]) -> float:
         self.server.superuser_psql("CHECKPOINT")
-        PHASES.clear()
-        started = time.monotonic()
+        started = time.perf_counter()
         action()
-        seconds = time.monotonic() - started
-        parts = ", ".join(f"{k} {v:.1f}" for k, v in PHASES.items())
-        print(f"{label:<40} {seconds:7.1f} s  {parts}", flush=True)
+        seconds = time.perf_counter() - started
+        print(f"{label:<44} {seconds:7.1f} s", flush=True)
         return seconds
 
     def pair(
         self,
         ours: tuple[str, Callable[[], object]],
         plain: tuple[str, Callable[[], object]],
-        between: Callable[[], object] = lambda: None,
+        between: Callable[[str], object] = lambda who: None,
     ) -> tuple[list[float], list[float]]:
-        """Both, ``rounds`` times, alternating which goes first; ``between`` cleans up untimed."""
+        """Both, ``rounds`` times, alternating which goes first; ``between(who)`` cleans up
+        after each, untimed."""
         times: dict[str, list[float]] = {"ours": [], "plain": []}
         for round_ in range(self.rounds):
             order = [("ours", ours), ("plain", plain)]
             for who, (label, action) in order if round_ % 2 == 0 else order[::-1]:
                 times[who].append(self.timed(label, action))
-                between()
+                between(who)
         return times["ours"], times["plain"]
 
 
-def shell(command: str, env: dict[str, str]) -> None:
-    subprocess.run(
-        ["bash", "-o", "pipefail", "-c", command], env=env, check=True, stdout=subprocess.DEVNULL
-    )
-
-
-def fill(server: PostgresServer, credentials: Any, gib: float) -> None:
+def fill(bench: Bench, gib: float) -> None:
     """The dataset, then VACUUM ANALYZE and a CHECKPOINT: nothing timed follows a bulk load."""
+    server, credentials = bench.server, bench.credentials
     rows = int(gib * 1024**3 / ROW_BYTES)
     started = time.monotonic()
     seed(
@@ -147,6 +163,183 @@ def fill(server: PostgresServer, credentials: Any, gib: float) -> None:
     )
 
 
+def start(work: Path, rounds: int) -> Bench:
+    config = load_stack("dev")
+    credentials = secrets_file.load_or_create(work / "dev.secrets.json", config)
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    atomic_file.write_text(work / "backup-key", key + "\n", 0o600)
+    rendered = render_to(work / "rendered", config, credentials)
+    server = PostgresServer(
+        rendered, config.postgres.admin_user, credentials.postgres_admin, settings=SERVER_SETTINGS
+    ).initialise()
+    bench = Bench(work, config, credentials, server, rounds)
+    argv = ["db", "apply", "--stack", "dev", "--secrets", str(bench.secrets)]
+    command.run([*argv, "--admin-url", bench.admin_url()], bench.env())
+    return bench
+
+
+def plain_restore(
+    bench: Bench, dump: Path, database: str, server: PostgresServer | None = None
+) -> None:
+    """``createdb`` and ``pg_restore -j 2`` of ``dump`` into it, as the admin."""
+    env = bench.plain_env("postgres", server)
+    subprocess.run([pg.binary("createdb"), database], env=env, check=True)
+    shell(
+        f"{pg.binary('pg_restore')} -j 2 --no-owner --no-privileges -d {database} {dump}",
+        bench.plain_env(database, server),
+    )
+
+
+def dropdb(bench: Bench, database: str, server: PostgresServer | None = None) -> None:
+    env = bench.plain_env("postgres", server)
+    subprocess.run([pg.binary("dropdb"), "--if-exists", database], env=env, check=True)
+
+
+@dataclass
+class Results:
+    pairs: dict[str, tuple[list[float], list[float]]]
+    restore_back: list[float]
+    secure_next_backup: list[float]
+    drill_rto: dict[str, list[float]]
+    seconds: float
+
+
+def run(bench: Bench) -> Results:
+    services = [spec.name for spec in bench.config.services]
+    dumps = bench.work / "plain"
+    dumps.mkdir()
+    pg_dump = pg.binary("pg_dump")
+
+    def plain_backup() -> None:
+        for name in services:
+            target = dumps / f"{name}.dump"
+            shell(f"{pg_dump} -Fc | tee {target} | sha256sum", bench.plain_env(name))
+
+    backup = bench.pair(
+        ("ours: backup", lambda: bench.ours("backup")), ("plain: pg_dump", plain_backup)
+    )
+
+    def plain_verify() -> None:
+        for name in services:
+            plain_restore(bench, dumps / f"{name}.dump", "plain_verify")
+            dropdb(bench, "plain_verify")
+
+    # `verify` takes every unverified backup: leave exactly one per service before each run.
+    bench.ours("verify")
+    bench.ours("backup")
+
+    def next_unverified(who: str) -> None:
+        if who == "ours":
+            bench.ours("backup")
+
+    verify = bench.pair(
+        ("ours: verify", lambda: bench.ours("verify")),
+        ("plain: restore, drop", plain_verify),
+        next_unverified,
+    )
+
+    back: list[float] = []
+    secure: list[float] = []
+
+    def ours_restore() -> None:
+        run = bench.ours("restore", "--service", SERVICE)
+        back.append(run.first_line_with(f"restored {SERVICE} from"))
+
+    def after_restore(who: str) -> None:
+        if who == "plain":
+            dropdb(bench, "plain_restore")
+        elif pg.database_names(bench.server.admin_url, naming.database_name(SERVICE) + "__old_"):
+            secure.append(
+                bench.timed(
+                    "ours: the next backup (secures the replaced db)",
+                    lambda: bench.ours("backup", "--service", SERVICE),
+                )
+            )
+
+    restore = bench.pair(
+        ("ours: restore", ours_restore),
+        (
+            "plain: pg_restore -j 2",
+            lambda: plain_restore(bench, dumps / f"{SERVICE}.dump", "plain_restore"),
+        ),
+        after_restore,
+    )
+
+    rto: dict[str, list[float]] = {}
+    scratch: list[PostgresServer] = []
+
+    def fresh() -> PostgresServer:
+        rendered = bench.work / "rendered"
+        admin, password = bench.config.postgres.admin_user, bench.credentials.postgres_admin
+        server = PostgresServer(rendered, admin, password, settings=SERVER_SETTINGS).initialise()
+        scratch.append(server)
+        return server
+
+    def ours_drill() -> None:
+        run = bench.ours("dr-drill", server=scratch[-1])
+        report = json.loads(run.stdout[run.stdout.index("{") :])
+        for name, item in report["services"].items():
+            rto.setdefault(name, []).append(float(item["recovery_time_s"]))
+
+    def plain_drill() -> None:
+        for name in services:
+            plain_restore(bench, dumps / f"{name}.dump", name, server=scratch[-1])
+
+    def next_server(who: str) -> None:
+        scratch.pop().cleanup()
+        fresh()
+
+    fresh()
+    try:
+        drill = bench.pair(
+            ("ours: dr-drill", ours_drill), ("plain: restore every dump", plain_drill), next_server
+        )
+    finally:
+        for server in scratch:
+            server.cleanup()
+    pairs = {"backup": backup, "verify": verify, "restore": restore, "drill": drill}
+    return Results(pairs, back, secure, rto, 0.0)
+
+
+def report(args: argparse.Namespace, results: Results) -> str:
+    """The table, with the ratios of summed times."""
+
+    def runs(times: list[float]) -> str:
+        return " / ".join(f"{t:.1f}" for t in times)
+
+    def ratio(ours: list[float], plain: list[float]) -> str:
+        return f"{sum(ours) / sum(plain):.2f}"
+
+    pairs = results.pairs
+    restore_ours, restore_plain = pairs["restore"]
+    rows = [
+        ["`backup`, every service", runs(pairs["backup"][0]), runs(pairs["backup"][1]),
+         "`pg_dump -Fc \\| tee FILE \\| sha256sum` per database", ratio(*pairs["backup"])],
+        ["`verify`, every service", runs(pairs["verify"][0]), runs(pairs["verify"][1]),
+         "`createdb`, `pg_restore -j 2`, `dropdb` per dump", ratio(*pairs["verify"])],
+        [f"`restore --service {SERVICE}`: service back", runs(results.restore_back),
+         runs(restore_plain), "`createdb`, `pg_restore -j 2`",
+         ratio(results.restore_back, restore_plain)],
+        [f"`restore --service {SERVICE}`: command done", runs(restore_ours), runs(restore_plain),
+         "`createdb`, `pg_restore -j 2`", ratio(restore_ours, restore_plain)],
+        ["`dr-drill` onto a fresh server, every service", runs(pairs["drill"][0]),
+         runs(pairs["drill"][1]), "`createdb`, `pg_restore -j 2` per dump",
+         ratio(*pairs["drill"])],
+        [f"after a restore: the next `backup --service {SERVICE}` (secures the replaced db)",
+         runs(results.secure_next_backup), "", "", ""],
+    ]  # fmt: skip
+    rto = ", ".join(f"{name} {runs(times)}" for name, times in sorted(results.drill_rto.items()))
+    return (
+        f"Dataset: `--gib {args.gib}` in `{SERVICE}`, the dev stack's five services; each pair run "
+        f"{args.rounds} times in alternating order, a CHECKPOINT before each step; every `ours` is "
+        "the command `python -m infra ...`, start to exit (sealed backups); ratio = sum(ours) / "
+        f"sum(plain). Whole run: {results.seconds:.0f} s.\n\n"
+        + table(["step", "ours (s)", "plain (s)", "plain tool", "ratio"], rows)
+        + "\n\n`dr-drill` recovery time (RTO) per service, seconds from the command's start: "
+        + f"{rto}."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--gib", type=float, default=1.05, help="dataset size in GiB")
@@ -157,163 +350,18 @@ def main() -> None:
         "--no-readme", action="store_true", help="print the table, leave the README alone"
     )
     args = parser.parse_args()
-    config = load_stack("dev")
     work = Path(tempfile.mkdtemp(prefix="bench-backup-"))
-    credentials = secrets_file.load_or_create(work / "dev.secrets.json", config)
-    rendered = render_to(work / "rendered", config, credentials)
-    server = PostgresServer(
-        rendered,
-        config.postgres.admin_user,
-        credentials.postgres_admin,
-        settings={"max_wal_size": "4GB", "checkpoint_timeout": "30min"},
-    )
-    server.initialise()
+    os.chmod(work, 0o700)
     began = time.monotonic()
+    bench = start(work, args.rounds)
     try:
-        apply(server.admin_url, config, credentials)
-        fill(server, credentials, args.gib)
-        bench = Bench(server, args.rounds)
-        target = Target(FileBucket(work / "bucket"), None)
-        admin = server.admin_url
-        dump_file = work / "plain.dump"
-        pg_dump = pg.binary("pg_dump")
-
-        backup_times = bench.pair(
-            ("ours: backup", lambda: backup_postgres(target, admin, SERVICE, "custom")),
-            (
-                "plain: pg_dump -Fc | sha256sum",
-                lambda: shell(f"{pg_dump} -Fc | sha256sum", pg.libpq_environment(admin, SERVICE)),
-            ),
-        )
-        shell(f"{pg_dump} -Fc > {dump_file}", pg.libpq_environment(admin, SERVICE))
-        entry = entries(target.bucket, "postgres", SERVICE, key=None)[-1]
-        print(f"backup object: {entry.manifest.size / 1024**2:.0f} MiB", flush=True)
-
-        for name in ("pg_restore", "check_restored"):
-            phase(verify_module, name)
-        for module in (verify_module, restore_module):
-            phase(module, "fetch")
-        phase(restore_module, "converge")
-        phase(restore_module, "_swap")
-        phase(pg, "drop_database")
-
-        def plain_restore() -> None:
-            pg.create_database(admin, "plain_restore", SERVICE)
-            shell(
-                f"{pg.binary('pg_restore')} -j 2 --no-owner --no-privileges "
-                f"-d plain_restore {dump_file}",
-                pg.libpq_environment(admin, "plain_restore"),
-            )
-
-        def drop_plain() -> None:
-            pg.drop_database(admin, "plain_restore", SERVICE)
-
-        plain = ("plain: pg_restore -j 2", plain_restore)
-        verify_times = bench.pair(
-            ("ours: verify", lambda: verify(target.bucket, entry, admin, None)), plain, drop_plain
-        )
-        tables = sorted(entry.manifest.row_counts)
-
-        def plain_verify() -> None:
-            """verify's steps with the plain tools: checksum, restore, count, drop."""
-            shell(f"sha256sum {dump_file} > /dev/null", dict(os.environ))
-            plain_restore()
-            argv = [pg.binary("psql"), "-X", "-q", "-d", "plain_restore"]
-            for table in tables:
-                count = sql.SQL("SELECT count(*) FROM {}").format(
-                    sql.Identifier(*table.split(".", 1))
-                )
-                argv += ["-c", count.as_string(None)]
-            env = pg.libpq_environment(admin, "plain_restore")
-            subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
-            drop_plain()
-
-        same_steps = bench.pair(
-            ("ours: verify", lambda: verify(target.bucket, entry, admin, None)),
-            ("plain: verify's steps", plain_verify),
-        )
-        secure_times: list[float] = []
-
-        def after_restore() -> None:
-            drop_plain()
-            if pg.database_names(admin, f"{SERVICE}__old_"):
-                secure_times.append(
-                    bench.timed(
-                        "ours: secure the replaced db (off path)",
-                        lambda: secure_replaced(target, admin, SERVICE, "custom"),
-                    )
-                )
-
-        restore_times = bench.pair(
-            (
-                "ours: restore",
-                lambda: restore(target, verified(target), admin, config, credentials),
-            ),
-            plain,
-            after_restore,
-        )
-        report(
-            args,
-            {"backup": backup_times, "verify": verify_times, "verify_steps": same_steps},
-            restore_times,
-            secure_times,
-            time.monotonic() - began,
-        )
+        fill(bench, args.gib)
+        results = run(bench)
+        results.seconds = time.monotonic() - began
     finally:
-        server.cleanup()
+        bench.server.cleanup()
         subprocess.run(["rm", "-rf", str(work)], check=False)
-
-
-def verified(target: Target) -> Entry:
-    """The newest verified backup that is not a safety one (what ``restore`` would pick)."""
-    return next(
-        e
-        for e in entries(target.bucket, "postgres", SERVICE, key=None)
-        if e.state == "verified" and not e.is_safety
-    )
-
-
-def report(
-    args: argparse.Namespace,
-    pairs: dict[str, tuple[list[float], list[float]]],
-    restore_: tuple[list[float], list[float]],
-    secure: list[float],
-    seconds: float,
-) -> None:
-    """Print the ratios and write the table into benchmarks/README.md."""
-
-    def runs(times: list[float]) -> str:
-        return " / ".join(f"{t:.1f}" for t in times)
-
-    rows = []
-    for label, plain_tool, (ours, plain) in (
-        ("backup", "`pg_dump -Fc \\| sha256sum`", pairs["backup"]),
-        ("verify", "`pg_restore -j 2` into an empty db", pairs["verify"]),
-        (
-            "verify, against the same steps",
-            "`sha256sum`, `pg_restore -j 2` into an empty db, `count(*)` per table, `dropdb`",
-            pairs["verify_steps"],
-        ),
-        ("restore (until the service is back)", "`pg_restore -j 2` into an empty db", restore_),
-    ):
-        ratio = sum(ours) / sum(plain)
-        rows.append([label, runs(ours), runs(plain), plain_tool, f"{ratio:.2f}"])
-        print(f"  {label:<38} ours/plain {ratio:.2f}", flush=True)
-    rows.append(
-        [
-            "after a restore, off its critical path: dump, verify, drop the replaced db",
-            runs(secure),
-            "",
-            "",
-            "",
-        ]
-    )
-    markdown = (
-        f"Dataset: `--gib {args.gib}`; each pair run {args.rounds} times in alternating order, "
-        "a CHECKPOINT before each step; ratio = sum(ours) / sum(plain). "
-        f"Whole run: {seconds:.0f} s.\n\n"
-        + table(["step", "ours (s)", "plain (s)", "plain tool", "ratio"], rows)
-    )
+    markdown = report(args, results)
     print(markdown)
     if not args.no_readme:
         write_section("backup", markdown)
