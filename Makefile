@@ -260,9 +260,10 @@ test: lint engine
 	$(BIN)/pytest tests/unit tests/integration
 	$(BIN)/pytest -n 0 tests/e2e
 
-bench: setup
+bench: setup engine
 	$(BIN)/python -m benchmarks.bench_converge
 	$(BIN)/python -m benchmarks.bench_backup
+	$(BIN)/python -m benchmarks.bench_rebuild
 	$(BIN)/python -m benchmarks.bench_program
 
 clean:
