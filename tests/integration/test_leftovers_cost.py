@@ -18,30 +18,52 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
-from infra import naming
+from infra import naming, secrets_file
 from infra.backup import leftovers
 from infra.commands.db import recover_restores
 from infra.config import StackConfig
+from infra.config.load import REPO_ROOT
 from infra.config.model import ServiceSpec
 from infra.credentials import Credentials
 from infra.postgres import apply
+from tests.conftest import render_to
+from tests.integration.backup_helpers import admin_url_without_password, cli
 from tests.servers.postgres import PostgresServer
 
 COUNT = 12
 
 
 @pytest.fixture(scope="module")
+def stack(
+    dev_config: StackConfig, dev_rendered: tuple[Path, Credentials]
+) -> tuple[StackConfig, Credentials]:
+    """COUNT services (their names are this module's own)."""
+    services = tuple(ServiceSpec(name=f"cost_{i:02d}") for i in range(COUNT))
+    limits = sum(
+        s.connection_limits.app + s.connection_limits.migrator + s.connection_limits.readonly
+        for s in services
+    )  # the config refuses a max_connections that does not cover every service's limits
+    needed = limits + dev_config.postgres.reserved_connections
+    settings = replace(dev_config.postgres, max_connections=needed)
+    config = replace(dev_config, services=services, postgres=settings)
+    return config, dev_rendered[1].completed_for(config)
+
+
+@pytest.fixture(scope="module")
 def postgres(
-    dev_rendered: tuple[Path, Credentials], dev_config: StackConfig
+    stack: tuple[StackConfig, Credentials], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PostgresServer]:
-    """The module's own server, every connection logged."""
-    rendered, credentials = dev_rendered
+    """The module's own server, from the files rendered for its services (pg_hba.conf names
+    each one's backup login), every connection and statement logged."""
+    config, credentials = stack
+    rendered = render_to(tmp_path_factory.mktemp("leftovers-rendered"), config, credentials)
     server = PostgresServer(
         rendered,
-        dev_config.postgres.admin_user,
+        config.postgres.admin_user,
         credentials.postgres_admin,
-        settings={"log_connections": "on"},
+        settings={"log_connections": "on", "log_statement": "all"},
     ).initialise()
     yield server
     server.cleanup()
@@ -49,15 +71,33 @@ def postgres(
 
 @pytest.fixture(scope="module")
 def many(
-    postgres: PostgresServer, dev_config: StackConfig, dev_rendered: tuple[Path, Credentials]
+    postgres: PostgresServer, stack: tuple[StackConfig, Credentials]
 ) -> tuple[StackConfig, Credentials]:
-    """COUNT converged services (their names are this module's own)."""
-    services = tuple(ServiceSpec(name=f"cost_{i:02d}") for i in range(COUNT))
-    settings = replace(dev_config.postgres, max_connections=1000)
-    config = replace(dev_config, services=services, postgres=settings)
-    credentials = dev_rendered[1].completed_for(config)
+    """The COUNT services, converged."""
+    config, credentials = stack
     apply(postgres.admin_url, config, credentials)
     return config, credentials
+
+
+@pytest.fixture(scope="module")
+def options(
+    postgres: PostgresServer,
+    many: tuple[StackConfig, Credentials],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> list[str]:
+    """The CLI's options for the COUNT services: their stack file, secrets and admin URL."""
+    config, credentials = many
+    root = tmp_path_factory.mktemp("leftovers")
+    document = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text(encoding="utf-8"))
+    document["config"]["persistence:services"] = [{"name": s.name} for s in config.services]
+    document["config"]["persistence:postgres"] = {
+        "max_connections": config.postgres.max_connections
+    }
+    stack = root / "Pulumi.leftovers.yaml"
+    stack.write_text(yaml.safe_dump(document), encoding="utf-8")
+    secrets_file.write(root / "secrets.json", credentials)
+    url = admin_url_without_password(postgres, config.postgres.admin_user)
+    return ["--stack", str(stack), "--secrets", str(root / "secrets.json"), "--admin-url", url]
 
 
 class Connections:
@@ -68,8 +108,14 @@ class Connections:
         self.start = len(server.log_text())
 
     def opened(self) -> list[str]:
-        text = self.server.log_text()[self.start :]
-        return re.findall(r"connection authorized: user=\S+ database=(\S+)", text)
+        return re.findall(r"connection authorized: user=\S+ database=(\S+)", self.text())
+
+    def restore_locks(self) -> list[str]:
+        """The services whose restore lock was tried or taken (the lock key is a parameter)."""
+        return re.findall(r"'restore:([^']+)'", self.text())
+
+    def text(self) -> str:
+        return self.server.log_text()[self.start :]
 
 
 def _datallowconn(server: PostgresServer, database: str) -> str:
@@ -111,6 +157,18 @@ def test_only_the_service_with_a_killed_restore_takes_its_lock_and_is_recovered(
     finally:
         postgres.superuser_psql(f'DROP DATABASE IF EXISTS "{stranger}"')
         postgres.superuser_psql(f'ALTER DATABASE "{victim}" WITH ALLOW_CONNECTIONS true')
+
+
+def test_a_backup_of_every_service_with_nothing_left_behind_takes_no_restore_lock(
+    postgres: PostgresServer, options: list[str], tmp_path: Path
+) -> None:
+    seen = Connections(postgres)
+    code, out, err = cli("backup", *options, "--bucket", f"file://{tmp_path / 'bucket'}")
+    assert code == 0, out + err
+    assert out.count("postgres/cost_") == COUNT, out
+    # Recovery and the safety step used to take each service's restore lock (two tooling
+    # connections and a catalog read each) just to find nothing.
+    assert seen.restore_locks() == [], seen.restore_locks()
 
 
 def test_replaced_copies_waiting_for_a_safety_dump_are_found_in_one_look(

@@ -67,7 +67,9 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(dump, "backup_postgres", fake_backup)
     # Finding and finishing an interrupted restore needs a server (test_restore_recovery.py and
     # test_leftovers_cost.py prove it): no restore ran here.
-    monkeypatch.setattr(leftovers, "find", lambda admin_url, names: Leftovers.everywhere([]))
+    monkeypatch.setattr(
+        leftovers, "find", lambda admin_url, names: Leftovers(frozenset(), frozenset())
+    )
     monkeypatch.setattr(verify, "verify", fake_verify)
     argv = [
         "backup-run",
