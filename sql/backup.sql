@@ -54,6 +54,16 @@ SELECT datname, datallowconn
 FROM pg_database
 WHERE datname = %(database)s OR datname = %(incoming)s OR starts_with(datname, %(old)s)
 
+-- name: service_databases
+-- Every database named after a service: its own and the ones derived from its name
+-- (``<db>__...``: "__" cannot occur in a service name), with whether it accepts connections and
+-- its owner; and the tooling database's row, if it exists (infra.backup.leftovers).
+SELECT d.datname, d.datallowconn, pg_get_userbyid(d.datdba)
+FROM pg_database d
+WHERE d.datname = ANY(%(databases)s)
+   OR split_part(d.datname, '__', 1) = ANY(%(databases)s)
+   OR d.datname = %(tooling)s
+
 -- name: holds_data
 -- Any table, view, sequence, foreign table or large object of its own (extension members
 -- aside): read from the catalog only, so the admin needs no privilege on them.

@@ -19,8 +19,6 @@ from infra.backup.catalog import entries
 from infra.backup.schedule import longest_gap_seconds
 from infra.backup.storage import Bucket
 
-STATUS_FILE = Path("/tmp/persistence-backup-status.json")  # noqa: S108 - the container's own tmp
-
 
 @dataclass(frozen=True)
 class LoopStatus:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from infra import naming
-from infra.backup import pg
+from infra.backup import leftovers, pg
 from infra.backup.catalog import Entry, utc_now
 from infra.backup.dump import Target
 from infra.backup.fetch import fetch
@@ -73,7 +73,8 @@ def restore(
     started = time.monotonic()
     check_can_end_sessions(admin_url, database)
     with restore_lock(admin_url, service, wait=True), private_workdir("restore") as work:
-        _recover(admin_url, service)
+        if service in leftovers.find(admin_url, [service]).interrupted:
+            _recover(admin_url, service)
         dump = fetch(target.bucket, manifest, work, target.key)  # refuses a corrupt object
         if not pg.database_exists(admin_url, database):
             converge(admin_url, config, credentials, [service])  # roles first, on a new server

@@ -16,27 +16,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from infra.backup import crypto, health
-from infra.backup.catalog import Entry, Manifest, find, scan, utc_now
-from infra.backup.drill import drill
-from infra.backup.dump import (
-    Target,
-    backup_postgres,
-    backup_rabbitmq,
-    backup_redis,
-    check_redis_url,
-)
-from infra.backup.progress import human
-from infra.backup.prune import prune
-from infra.backup.redis_keys import backup_keys
-from infra.backup.restore import converge, recover, restore
-from infra.backup.safety import secure_replaced
-from infra.backup.schedule import next_run
-from infra.backup.storage import FileBucket, open_bucket
-from infra.backup.verify import verify
-from infra.broker.management import ManagementApi
-from infra.broker.management import check_url as check_management_url
 from infra.commands.common import ADMIN_PASSWORD_ENV as ADMIN_PASSWORD_ENV  # re-exported
 from infra.commands.common import ADMIN_URL_ENV as ADMIN_URL_ENV  # re-exported
 from infra.commands.common import (
@@ -47,10 +28,16 @@ from infra.commands.common import (
     load_admin_only,
     resolve_admin_url,
 )
-from infra.config import StackConfig, load_stack
-from infra.config.load import stack_name
-from infra.credentials import Credentials
 from infra.errors import BackupError, PlatformError, ServerError, UsageError
+
+# The backup tooling (database driver, Redis and GCS clients) is imported by the handlers that
+# run it, never here: building the parser stays cheap (tests/unit/test_cli_startup.py).
+if TYPE_CHECKING:
+    from infra.backup.catalog import Entry, Manifest
+    from infra.backup.dump import Target
+    from infra.backup.leftovers import Leftovers
+    from infra.config import StackConfig
+    from infra.credentials import Credentials
 
 BUCKET_ENV = "PERSISTENCE_BACKUP_BUCKET"
 REDIS_URL_ENV = "PERSISTENCE_REDIS_URL"
@@ -59,6 +46,8 @@ VERIFY_ADMIN_URL_ENV = "PERSISTENCE_VERIFY_ADMIN_URL"
 # The structured log line backup-run writes per verified backup; the prod log-based metric
 # (and so the "no verified backup" alert) counts exactly these lines.
 VERIFIED_EVENT = "persistence.backup.verified"
+# Where backup-loop records its runs and backup-health reads them (infra.backup.health).
+STATUS_FILE = Path("/tmp/persistence-backup-status.json")  # noqa: S108 - the container's own tmp
 # The deploy writes the dev backup container's stack file just after the container starts.
 STACK_FILE_WAIT_SECONDS = 600
 
@@ -156,8 +145,8 @@ def _status_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--status-file",
         type=Path,
-        default=health.STATUS_FILE,
-        help=f"where backup-loop records its runs (default: {health.STATUS_FILE})",
+        default=STATUS_FILE,
+        help=f"where backup-loop records its runs (default: {STATUS_FILE})",
     )
 
 
@@ -187,6 +176,10 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
 
 def _target(args: argparse.Namespace, *, must_exist: bool = True) -> Target:
     """The bucket; one that must already hold backups (all but ``backup``) must exist."""
+    from infra.backup import crypto
+    from infra.backup.dump import Target
+    from infra.backup.storage import FileBucket, open_bucket
+
     if not args.bucket:
         raise UsageError(f"--bucket is required (or set {BUCKET_ENV}), e.g. file:///var/backups")
     bucket = open_bucket(args.bucket)
@@ -220,6 +213,12 @@ def _backup(
 ) -> tuple[list[Manifest], list[str]]:
     """Back up every chosen service (and Redis/RabbitMQ); what failed: a service's name for its
     database, ``redis/<service>`` for its keys."""
+    from infra.backup.dump import backup_postgres, backup_rabbitmq, backup_redis, check_redis_url
+    from infra.backup.progress import human
+    from infra.backup.redis_keys import backup_keys
+    from infra.backup.restore import recover
+    from infra.broker.management import ManagementApi
+
     target = _target(args, must_exist=False)  # the first backup creates a file:// bucket
     admin_url = _admin_url(args, credentials)
     if args.redis_url:
@@ -231,15 +230,20 @@ def _backup(
     )
     made = []
     failed: list[str] = []
-    for name in _services(config, args.service):
+    names = _services(config, args.service)
+    found = _leftovers(admin_url, names)
+    for name in names:
         try:
-            for line in recover(admin_url, name):  # a restore killed half way, first
-                print(line, flush=True)
+            if name in found.interrupted:  # a restore killed half way, first
+                for line in recover(admin_url, name):
+                    print(line, flush=True)
             made.append(backup_postgres(target, admin_url, name, config.backup.format))
         except PlatformError as error:  # one service's fault never stops the others' backups
             failed.append(name)
             print(f"error: postgres/{name}: {error}", file=sys.stderr, flush=True)
-        if not secure(target, admin_url, name, config.backup.format) and name not in failed:
+        pending = name in found.unsecured or name in found.interrupted
+        secured = not pending or secure(target, admin_url, name, config.backup.format)
+        if not secured and name not in failed:
             failed.append(name)
     if args.redis_url and args.service is None:
         try:
@@ -282,7 +286,21 @@ def _backup(
     return made, failed
 
 
+def _leftovers(admin_url: str, services: list[str]) -> Leftovers:
+    """What restores left behind, from one look for every service; if that look fails, every
+    service is looked at on its own (and its failure said there, never stopping the others)."""
+    from infra.backup import leftovers
+
+    try:
+        return leftovers.find(admin_url, services)
+    except PlatformError:
+        return leftovers.Leftovers.everywhere(services)
+
+
 def run_list(args: argparse.Namespace) -> int:
+    from infra.backup.catalog import scan
+    from infra.backup.progress import human
+
     target = _target(args)
     scanned, problems = scan(target.bucket, key=target.key)
     for problem in problems:  # one corrupt backup never hides the others
@@ -325,6 +343,8 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def _proven(target: Target) -> list[Entry]:
     """Every backup in the bucket that proves to be what it claims; one line per refusal."""
+    from infra.backup.catalog import scan
+
     found, problems = scan(target.bucket, key=target.key)
     for problem in problems:
         print(problem, file=sys.stderr, flush=True)
@@ -335,6 +355,8 @@ def _verify(
     target: Target, chosen: list[Entry], admin_url: str | None
 ) -> tuple[list[Manifest], list[str]]:
     """Verify each chosen backup; the verified manifests and the failed ``kind/service``s."""
+    from infra.backup.verify import verify
+
     verified: list[Manifest] = []
     failed: list[str] = []
     for entry in chosen:
@@ -357,6 +379,9 @@ def _verify(
 
 
 def run_restore(args: argparse.Namespace) -> int:
+    from infra.backup.catalog import find, scan
+    from infra.backup.restore import restore
+
     config, credentials = load(args)
     _services(config, args.service)
     target = _target(args)
@@ -385,6 +410,8 @@ def run_restore(args: argparse.Namespace) -> int:
 
 def secure(target: Target, admin_url: str, service: str, dump_format: str) -> bool:
     """Dump, verify and drop what restores of ``service`` replaced; False (said) on a failure."""
+    from infra.backup.safety import secure_replaced
+
     try:
         for line in secure_replaced(target, admin_url, service, dump_format):
             print(line, flush=True)
@@ -395,6 +422,8 @@ def secure(target: Target, admin_url: str, service: str, dump_format: str) -> bo
 
 
 def run_prune(args: argparse.Namespace) -> int:
+    from infra.config import load_stack
+
     config = load_stack(args.stack)
     _prune(_target(args), config, dry_run=args.dry_run)
     return 0
@@ -402,6 +431,9 @@ def run_prune(args: argparse.Namespace) -> int:
 
 def _prune(target: Target, config: StackConfig, *, dry_run: bool) -> None:
     """Prune outside the kept generations and say what happened."""
+    from infra.backup.catalog import utc_now
+    from infra.backup.prune import prune
+
     report = prune(target.bucket, config.backup.keep, utc_now(), key=target.key, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     for problem in report.problems:
@@ -414,6 +446,10 @@ def _prune(target: Target, config: StackConfig, *, dry_run: bool) -> None:
 
 
 def run_drill(args: argparse.Namespace) -> int:
+    from infra.backup.drill import drill
+    from infra.backup.dump import check_redis_url
+    from infra.broker.management import check_url as check_management_url
+
     config, credentials = load(args)
     target = _target(args)
     if args.redis_url:
@@ -491,6 +527,9 @@ def _verify_url(args: argparse.Namespace, config: StackConfig, credentials: Cred
     A separate server holds no service data, so its roles are converged first with throwaway
     passwords: verification restores as each service's owner role, which must exist there.
     """
+    from infra.backup.restore import converge
+    from infra.credentials import Credentials
+
     verify_admin = getattr(args, "verify_admin_url", None)
     if not verify_admin:
         return _admin_url(args, credentials)
@@ -505,6 +544,11 @@ def run_loop(args: argparse.Namespace) -> int:
     The first run does not wait for the schedule: right after `make up` (or a rebuild) there
     is a verified backup of everything to restore, not an hour later.
     """
+    from infra.backup import health
+    from infra.backup.catalog import utc_now
+    from infra.backup.schedule import next_run
+    from infra.config import load_stack
+
     _wait_for_stack_file(args.stack)
     config = load_stack(args.stack)
     status = health.LoopStatus(started=utc_now())
@@ -550,6 +594,8 @@ def run_job(args: argparse.Namespace) -> int:
     Writes one structured log line per verified backup (Cloud Logging parses JSON lines on
     stdout); the "no verified backup" alert counts those lines. Exit 1 names every failure.
     """
+    from infra.config.load import stack_name
+
     config, credentials = load_admin_only(args)
     outcome = run_once(args, config, credentials)
     for manifest in outcome.verified:
@@ -578,6 +624,10 @@ def verified_log_line(manifest: Manifest, stack: str) -> str:
 
 def run_health(args: argparse.Namespace) -> int:
     """The backup container's health check: one line, exit 1 when backups stopped or fail."""
+    from infra.backup import crypto, health
+    from infra.backup.catalog import utc_now
+    from infra.config import load_stack
+
     config = load_stack(args.stack)
     found = health.problems(
         _target(args).bucket,

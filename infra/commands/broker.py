@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from infra.broker import prune
-from infra.broker.management import ManagementApi, check_url
 from infra.commands.common import add_stack_options, rabbitmq_admin_password
-from infra.config import load_stack
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_prune(args: argparse.Namespace) -> int:
+    from infra.broker import prune
+    from infra.broker.management import ManagementApi, check_url
+    from infra.config import load_stack
+
     config = load_stack(args.stack)
     check_url(args.management_url)  # a bad URL is named before a missing secrets file
     api = ManagementApi(

@@ -11,13 +11,17 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from infra import secrets_file
-from infra.backup import pg
-from infra.config import StackConfig, load_stack
-from infra.config.load import stack_name
-from infra.credentials import Credentials
 from infra.errors import UsageError
+
+if TYPE_CHECKING:
+    from infra.config import StackConfig
+    from infra.credentials import Credentials
+
+# What the commands need only once they run (the database driver, the stack's YAML, the
+# backup tooling) is imported there, never here: building the parser stays cheap
+# (tests/unit/test_cli_startup.py).
 
 ADMIN_URL_ENV = "PERSISTENCE_ADMIN_URL"
 # The prod backup job gets the admin password from Secret Manager as this variable (never a file).
@@ -53,6 +57,9 @@ def add_admin_url_option(parser: argparse.ArgumentParser) -> None:
 
 def load(args: argparse.Namespace) -> tuple[StackConfig, Credentials]:
     """Validate the stack first, then read or create its credentials."""
+    from infra import secrets_file
+    from infra.config import load_stack
+
     config = load_stack(args.stack)
     return config, secrets_file.load_or_create(secrets_path(args), config)
 
@@ -63,6 +70,9 @@ def load_admin_only(args: argparse.Namespace) -> tuple[StackConfig, Credentials]
     The prod job reads only the admin login's secret: it never sees any service's passwords,
     and never writes a secrets file inside a read-only container.
     """
+    from infra.config import load_stack
+    from infra.credentials import Credentials
+
     password = os.environ.get(ADMIN_PASSWORD_ENV)
     if not password:
         return load(args)
@@ -74,12 +84,17 @@ def load_admin_only(args: argparse.Namespace) -> tuple[StackConfig, Credentials]
 
 def secrets_path(args: argparse.Namespace) -> Path:
     """``--secrets``, or the per-user default for the stack: the one place it is decided."""
+    from infra import secrets_file
+    from infra.config.load import stack_name
+
     path: Path = args.secrets or secrets_file.default_path(stack_name(args.stack))
     return path
 
 
 def existing_secrets(args: argparse.Namespace, alternative: str) -> Credentials:
     """The stack's secrets file, which must exist: a fresh password would only be refused."""
+    from infra import secrets_file
+
     path = secrets_path(args)
     if not path.exists():
         raise UsageError(
@@ -105,6 +120,8 @@ def resolve_admin_url(url: str, credentials: Credentials) -> str:
     The URL's own password, else PGPASSWORD, else the secrets file's admin password; it is
     carried in the URL itself, so the client binaries and every connection see the same one.
     """
+    from infra.backup import pg
+
     return pg.with_password(url, os.environ.get("PGPASSWORD") or credentials.postgres_admin)
 
 

@@ -10,9 +10,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from infra import postgres, secrets_file
-from infra.backup.restore import recover
 from infra.commands import logins
 from infra.commands.common import (
     add_admin_url_option,
@@ -21,13 +20,12 @@ from infra.commands.common import (
     load,
     secrets_path,
 )
-from infra.config import StackConfig
-from infra.config.load import stack_name
-from infra.credentials import Credentials
 from infra.errors import PlatformError, UsageError
-from infra.postgres.driver import session
-from infra.postgres.drop import drop_service
-from infra.postgres.engine import ApplyFailedError, ApplyReport, Plan
+
+if TYPE_CHECKING:  # the handlers import what they run: building the parser stays cheap
+    from infra.config import StackConfig
+    from infra.credentials import Credentials
+    from infra.postgres.engine import ApplyReport, Plan
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -114,6 +112,9 @@ def print_report(report: ApplyReport) -> None:
 
 def run_plan(args: argparse.Namespace) -> int:
     """Print the plan; with ``--check`` the exit code says whether the server has drifted."""
+    from infra import postgres
+    from infra.config.load import stack_name
+
     config, credentials = load(args)
     result = postgres.plan(admin_url(args, credentials), config, credentials)
     if args.json:
@@ -131,8 +132,11 @@ def run_plan(args: argparse.Namespace) -> int:
 def recover_restores(url: str, config: StackConfig, services: list[str] | None = None) -> list[str]:
     """Finish or undo restores killed half way, before anything else touches the services;
     one service's failure here is said and never stops the others (the failed lines)."""
+    names = services or [spec.name for spec in config.services]
     failed = []
-    for service in services or [spec.name for spec in config.services]:
+    for service in sorted(_interrupted(url, names), key=names.index):
+        from infra.backup.restore import recover  # the restore tooling, only when needed
+
         try:
             for line in recover(url, service):
                 print(line, flush=True)
@@ -142,10 +146,25 @@ def recover_restores(url: str, config: StackConfig, services: list[str] | None =
     return failed
 
 
+def _interrupted(url: str, services: list[str]) -> frozenset[str]:
+    """The services that may hold a restore killed half way, from one look for all of them;
+    if that look fails, every service, so each one's own recovery says what went wrong."""
+    from infra.backup import leftovers
+
+    try:
+        return leftovers.find(url, services).interrupted
+    except PlatformError:
+        return frozenset(services)
+
+
 def apply_and_report(
     url: str, config: StackConfig, credentials: Credentials, services: list[str] | None = None
 ) -> int:
     """Apply, print what ran (also when some services failed), and exit 1 naming those."""
+    from infra import postgres
+    from infra.postgres.driver import session
+    from infra.postgres.engine import ApplyFailedError
+
     with session(url, autocommit=True):
         pass  # a server that is down is one line, not one per service
     failed = recover_restores(url, config, services)
@@ -183,6 +202,8 @@ def run_apply(args: argparse.Namespace) -> int:
 
 
 def run_rotate(args: argparse.Namespace) -> int:
+    from infra import secrets_file
+
     config, credentials = load(args)
     if args.service not in credentials.services:
         raise UsageError(f"unknown service {args.service!r}: it is not in the stack's config")
@@ -210,6 +231,8 @@ def run_rotate(args: argparse.Namespace) -> int:
 
 
 def run_drop(args: argparse.Namespace) -> int:
+    from infra.postgres.drop import drop_service
+
     config, credentials = load(args)
     if args.confirm != args.service:
         raise UsageError(f"--confirm must repeat the service name ({args.service!r}) exactly")

@@ -14,20 +14,19 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from infra import atomic_file
-from infra.config.load import REPO_ROOT
-from infra.config.reference import config_reference
 from infra.errors import UsageError
-from infra.markdown import replace_section
-from infra.outputs import outputs_markdown
 
-README = REPO_ROOT / "README.md"
+# The checkout's README (infra.config.load.REPO_ROOT, not imported here: building the parser
+# stays cheap).
+README = Path(__file__).resolve().parents[2] / "README.md"
 
-# Every generated section of the README: marker name -> what writes its Markdown.
-SECTIONS: dict[str, Callable[[], str]] = {
-    "config-reference": config_reference,
-    "outputs-reference": outputs_markdown,
-}
+
+def sections() -> dict[str, Callable[[], str]]:
+    """Every generated section of the README: marker name -> what writes its Markdown."""
+    from infra.config.reference import config_reference
+    from infra.outputs import outputs_markdown
+
+    return {"config-reference": config_reference, "outputs-reference": outputs_markdown}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def generated(text: str) -> str:
     """``text`` with every generated section rewritten."""
-    for name, write in SECTIONS.items():
+    from infra.markdown import replace_section
+
+    for name, write in sections().items():
         try:
             text = replace_section(text, name, write())
         except ValueError as error:
@@ -60,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{path} is up to date")
         return 0
     if wanted != current:
+        from infra import atomic_file
+
         atomic_file.write_text(path, wanted, 0o644)
     print(f"{'rewrote' if wanted != current else 'unchanged:'} {path}")
     return 0

@@ -13,10 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from infra.commands.render import write_file
-from infra.config.rules import service_name
 from infra.errors import UsageError
-from infra.render import PRIVATE_MODE, RenderedFile
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from infra.commands.render import write_file
+    from infra.config.rules import service_name
+    from infra.render import PRIVATE_MODE, RenderedFile
+
     try:
         envs = json.load(sys.stdin)
     except json.JSONDecodeError:

@@ -12,15 +12,15 @@ import argparse
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from infra.backup.dump import check_redis_url
-from infra.broker.management import check_url
 from infra.commands.backup import MANAGEMENT_URL_ENV, REDIS_URL_ENV
 from infra.commands.common import RABBITMQ_PASSWORD_ENV
-from infra.config import StackConfig
-from infra.credentials import Credentials
 from infra.errors import PlatformError
-from infra.live import push
+
+if TYPE_CHECKING:  # imported where used: building the parser stays cheap
+    from infra.config import StackConfig
+    from infra.credentials import Credentials
 
 # login kind (ServiceCredentials field) -> (server's name, option, environment variable)
 SERVERS = {
@@ -49,10 +49,14 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 def targets(args: argparse.Namespace) -> dict[str, str]:
     """Login kind -> the URL it is pushed to, for the servers given; bad URLs refused first."""
     found: dict[str, str] = {}
-    if args.redis_url:
+    if args.redis_url:  # the backup tooling's check, imported only when there is a URL
+        from infra.backup.dump import check_redis_url
+
         check_redis_url(args.redis_url)
         found["redis"] = args.redis_url
     if args.management_url:
+        from infra.broker.management import check_url
+
         found["rabbitmq"] = check_url(args.management_url)
     return found
 
@@ -85,6 +89,10 @@ def push_logins(
     """Push the services' logins to every server given; one server failing does not stop the
     other. ``retry`` is the command that pushes again once the server is back."""
     report = PushReport()
+    if not given:
+        return report  # nowhere to push: no need for the Redis and RabbitMQ clients
+    from infra.live import push
+
     with_redis = [s.name for s in config.services if s.name in services and s.redis]
     if "redis" in given and with_redis:
         try:

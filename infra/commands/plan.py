@@ -10,7 +10,6 @@ import argparse
 import json
 from collections import Counter
 
-from infra.config import load_stack
 from infra.errors import ConfigError
 
 
@@ -24,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from infra.config import load_stack
+
     load_stack(args.stack)  # every config problem at once, before the program runs
     # Imported here: Pulumi's SDK costs every other command ~0.2 s of start-up otherwise.
     import pulumi

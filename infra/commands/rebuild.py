@@ -19,14 +19,6 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from infra.backup import crypto
-from infra.backup.catalog import utc_now
-from infra.backup.dump import Target
-from infra.backup.recovery import restore_rabbitmq, restore_redis, restore_services
-from infra.backup.storage import open_bucket
-from infra.commands.backup import secure
-from infra.config.load import REPO_ROOT, is_path, load_stack, stack_name, stack_path
-from infra.credentials import credentials_from_json
 from infra.errors import UsageError
 
 
@@ -42,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--project-dir",
         type=Path,
-        default=REPO_ROOT,
+        default=None,
         help="the Pulumi project directory (default: this checkout)",
     )
     parser.add_argument(
@@ -57,6 +49,18 @@ def say(line: str) -> None:
 
 
 def run_rebuild(args: argparse.Namespace) -> int:
+    # The backup tooling (and its drivers) is imported here: building the parser stays cheap.
+    from infra.backup import crypto
+    from infra.backup.catalog import utc_now
+    from infra.backup.dump import Target
+    from infra.backup.recovery import restore_rabbitmq, restore_redis, restore_services
+    from infra.backup.storage import open_bucket
+    from infra.commands.backup import secure
+    from infra.config.load import REPO_ROOT, load_stack
+    from infra.credentials import credentials_from_json
+
+    args.project_dir = args.project_dir or REPO_ROOT
+
     started = time.monotonic()
     # Only backups from before this command count: the rebuilt stack's backup container takes
     # its first backup at once, of servers that are still empty until the restore is done.
@@ -126,6 +130,8 @@ def run_rebuild(args: argparse.Namespace) -> int:
 def _pulumi_stack(stack: str, project_dir: Path) -> str:
     """The Pulumi stack's name; a stack file must be the one Pulumi reads for it, in the
     project directory, or the config checked here would not be the one deployed."""
+    from infra.config.load import is_path, stack_name, stack_path
+
     if not is_path(stack):
         return stack
     path = stack_path(stack)

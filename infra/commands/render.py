@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from infra import atomic_file
 from infra.commands.common import add_stack_options, load
-from infra.render import RenderedFile, render_all
+
+if TYPE_CHECKING:  # imported where used: building the parser stays cheap (no jinja2)
+    from infra.render import RenderedFile
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from infra.render import render_all
+
     config, credentials = load(args)
     files = render_all(config, credentials)
     for relative, rendered in sorted(files.items()):
@@ -28,4 +32,6 @@ def run(args: argparse.Namespace) -> int:
 
 def write_file(path: Path, rendered: RenderedFile) -> None:
     """Create with the final mode from the start (no window where a secret is world-readable)."""
+    from infra import atomic_file
+
     atomic_file.write_text(path, rendered.content, rendered.mode)

@@ -6,7 +6,7 @@ expand a few lines into billions of values are refused here, before anything wal
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -24,7 +24,15 @@ class DuplicateKeyError(yaml.YAMLError):
         self.key, self.line, self.first = key, line, first
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it (it reads a 200-service stack file ten times faster, and
+# every command reads one first); the same safe constructor either way.
+if TYPE_CHECKING:
+    _SafeLoader = yaml.SafeLoader
+else:
+    _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class UniqueKeyLoader(_SafeLoader):
     """SafeLoader that refuses a repeated key, as Pulumi's own YAML reader does.
 
     Only explicit keys count: a key given after a ``<<`` merge overrides it on purpose.

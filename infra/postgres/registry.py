@@ -172,6 +172,14 @@ def read(
     registered under ``databases``); empty (nothing created) before the tooling database is."""
     if not exists(admin_url):
         return {}
+    return read_existing(admin_url, services, databases)
+
+
+def read_existing(
+    admin_url: str, services: Sequence[str], databases: Sequence[str] = ()
+) -> dict[str, tuple[str, str]]:
+    """``read`` for a caller that already saw the tooling database in the catalog: one
+    connection, to the tooling database, and one query."""
     try:
         with session(admin_url, TOOLING, autocommit=True, wait_on_locks=True) as conn:
             rows = conn.execute(

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from infra.backup import dump, leftovers, verify
 from infra.backup.catalog import Entry, Manifest, Verification, entries, write_verification
+from infra.backup.leftovers import Leftovers
 from infra.backup.storage import FileBucket
 from infra.cli import main
 from infra.commands import backup as commands
@@ -61,11 +63,14 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         write_verification(bucket, entry, result, key)
         return result
 
-    monkeypatch.setattr(commands, "backup_postgres", fake_backup)
-    # Finishing an interrupted restore needs a server (test_restore_recovery.py proves it).
-    monkeypatch.setattr(commands, "recover", lambda admin_url, name: [])
-    monkeypatch.setattr(commands, "secure_replaced", lambda *args: [])  # no restore ran
-    monkeypatch.setattr(commands, "verify", fake_verify)
+    # The command imports these when it runs (not at start-up), so they are replaced at home.
+    monkeypatch.setattr(dump, "backup_postgres", fake_backup)
+    # Finding and finishing an interrupted restore needs a server (test_restore_recovery.py and
+    # test_leftovers_cost.py prove it): no restore ran here.
+    monkeypatch.setattr(
+        leftovers, "find", lambda admin_url, names: Leftovers(frozenset(), frozenset())
+    )
+    monkeypatch.setattr(verify, "verify", fake_verify)
     argv = [
         "backup-run",
         "--stack",

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from infra import automation
+from infra.backup import recovery
 from infra.cli import main
-from infra.commands import rebuild
+from infra.commands import backup as backup_commands
 from infra.config.load import REPO_ROOT
 from infra.credentials import Credentials, credentials_json
 
@@ -70,10 +71,11 @@ def test_rebuild_prints_line_by_line_and_reports_every_part(
         say("rabbitmq/users: 1 queues, 1 exchanges, 1 bindings, 1 policies restored")
         return {"ok": False, "error": "no verified backup of rabbitmq/server"}
 
-    monkeypatch.setattr(rebuild, "restore_services", services)
-    monkeypatch.setattr(rebuild, "restore_redis", redis)
-    monkeypatch.setattr(rebuild, "restore_rabbitmq", rabbitmq)
-    monkeypatch.setattr(rebuild, "secure", lambda *args: True)
+    # rebuild imports these when it runs (not at start-up), so they are replaced at home.
+    monkeypatch.setattr(recovery, "restore_services", services)
+    monkeypatch.setattr(recovery, "restore_redis", redis)
+    monkeypatch.setattr(recovery, "restore_rabbitmq", rabbitmq)
+    monkeypatch.setattr(backup_commands, "secure", lambda *args: True)
 
     code = main(["rebuild", "--stack", "dev", "--project-dir", str(REPO_ROOT)])
     out = capsys.readouterr().out
