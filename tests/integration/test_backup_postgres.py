@@ -129,7 +129,9 @@ def test_round_trip_restores_equal_data_and_the_role_model(
     assert fingerprint(server, "users") != original
 
     damaged = fingerprint(server, "users")
-    code, out, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
+    code, out, err = cli(
+        "restore", *common, "--bucket", bucket, "--service", "users", "--secure-replaced"
+    )
     assert code == 0, err
     assert fingerprint(server, "users") == original
     assert "users__restore" not in databases(server)
