@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import re
 import socket
 import subprocess
@@ -533,3 +534,35 @@ def test_a_restore_killed_after_the_swap_loses_nothing_and_the_next_backup_secur
     assert cli("db", "apply", *common)[0] == 0
     assert fingerprint(postgres, "users") == original
     assert_role_model(postgres, "users", postgres.admin_url, dev_config, dev_rendered[1])
+
+
+def test_a_file_bucket_dump_is_read_in_place_and_refused_if_written_to_meanwhile(
+    postgres: PostgresServer,
+    common: list[str],
+    damaged: Damaged,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No copy of the dump: pg_restore reads the descriptor the checksum was taken through.
+    Touched while it was read (its inode changed), it is refused before the swap."""
+    bucket = damaged.bucket
+    (backup_id,) = _states(bucket)
+    (dump,) = Path(bucket.removeprefix("file://")).glob(f"postgres/users/{backup_id}/dump.*")
+    real = verify_module.pg_restore
+    seen: list[Path] = []
+
+    def touching(login: str, database: str, path: Path, **kwargs: Any) -> None:
+        seen.append(path)
+        real(login, database, path, **kwargs)
+        os.utime(dump)  # the same bytes, but someone wrote to the object while it was read
+
+    monkeypatch.setattr(verify_module, "pg_restore", touching)
+    before = databases(postgres)
+    code, out, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
+    monkeypatch.undo()
+    assert code == 1, out + err
+    assert "was written to while it was read" in err, err
+    assert "Traceback" not in err
+    (read,) = seen
+    assert read.parent == Path("/dev/fd"), read
+    assert databases(postgres) == before, "the live database is untouched, no copy is left"
+    assert int(postgres.superuser_psql("SELECT count(*) FROM orders", "users")) == damaged.orders
