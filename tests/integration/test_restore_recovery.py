@@ -547,7 +547,7 @@ def test_a_file_bucket_dump_is_read_in_place_and_refused_if_written_to_meanwhile
     bucket = damaged.bucket
     (backup_id,) = _states(bucket)
     (dump,) = Path(bucket.removeprefix("file://")).glob(f"postgres/users/{backup_id}/dump.*")
-    real = verify_module.pg_restore
+    real = fetch.pg_restore
     seen: list[Path] = []
 
     def touching(login: str, database: str, path: Path, **kwargs: Any) -> None:
