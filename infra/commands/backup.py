@@ -19,7 +19,6 @@ from pathlib import Path
 
 from infra.backup import crypto, health
 from infra.backup.catalog import Entry, Manifest, find, scan, utc_now
-from infra.backup.drill import drill
 from infra.backup.dump import (
     Target,
     backup_postgres,
@@ -447,6 +446,9 @@ def run_drill(args: argparse.Namespace) -> int:
         check_redis_url(args.redis_url)
     if args.management_url:
         check_management_url(args.management_url)
+    # Imported here: the drill's Redis and RabbitMQ parts cost every other command start-up.
+    from infra.backup.drill import drill
+
     report = drill(
         target,
         _admin_url(args, credentials),

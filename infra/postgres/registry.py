@@ -169,8 +169,12 @@ def read(
     admin_url: str, services: Sequence[str], databases: Sequence[str] = ()
 ) -> dict[str, tuple[str, str]]:
     """``{database name: (service, purpose)}`` for the services' registered databases (and any
-    registered under ``databases``); empty (nothing created) before the tooling database is."""
-    if not exists(admin_url):
+    registered under ``databases``); empty (nothing created) before the tooling database is.
+
+    Once ``ensure`` has seen the tooling database, it is not looked up again before each read
+    (a connection saved on every one of the many checks a restore makes)."""
+    known = admin_url in _ready
+    if not known and not exists(admin_url):
         return {}
     try:
         with session(admin_url, TOOLING, autocommit=True, wait_on_locks=True) as conn:
@@ -179,6 +183,9 @@ def read(
                 {"services": list(services), "databases": list(databases)},
             ).fetchall()
     except ServerError:
+        if known and not exists(admin_url):  # gone since (a server rebuilt on that URL)
+            _ready.discard(admin_url)
+            return {}
         if admin_url in _ready:
             raise
         return {}  # the registry table is not there yet: nothing is registered
