@@ -403,9 +403,9 @@ def run_restore(args: argparse.Namespace) -> int:
 def kept_line(service: str, replaced: str) -> str:
     """What a restore left for the next backup to secure, in one line."""
     return (
-        f"kept: the database {service} replaced, as {replaced}, until the next `python -m infra "
-        "backup` (or backup-run, or the backup loop) saves it as a verified safety backup and "
-        "drops it (restore --secure-replaced does that before exiting)"
+        f"kept: the replaced database of {service} as {replaced}, until the next `python -m "
+        "infra backup` (or backup-run, or the backup loop) saves it as a verified safety backup "
+        "and drops it; `restore --secure-replaced` does that before exiting"
     )
 
 
