@@ -16,17 +16,34 @@ from collections.abc import Sequence
 
 from infra.errors import PlatformError
 
-COMMAND_MODULES = (
-    "infra.commands.render",
-    "infra.commands.broker",
-    "infra.commands.envfiles",
-    "infra.commands.backup",
-    "infra.commands.db",
-    "infra.commands.rebuild",
-    "infra.commands.plan",
-    "infra.commands.docs",
-    "infra.commands.drift",
-)
+# The module that registers each command. ``main`` imports only the one it runs: importing
+# them all (Jinja, the broker and Redis clients, ...) cost every command a noticeable part of a
+# second. Help, and a command that is not here, load them all (tests/unit keeps this complete).
+COMMANDS = {
+    "render": "infra.commands.render",
+    "broker": "infra.commands.broker",
+    "envfiles": "infra.commands.envfiles",
+    **dict.fromkeys(
+        (
+            "backup",
+            "list",
+            "verify",
+            "restore",
+            "prune",
+            "dr-drill",
+            "backup-loop",
+            "backup-health",
+            "backup-run",
+        ),
+        "infra.commands.backup",
+    ),
+    "db": "infra.commands.db",
+    "rebuild": "infra.commands.rebuild",
+    "plan": "infra.commands.plan",
+    "docs": "infra.commands.docs",
+    "drift-report": "infra.commands.drift",
+}
+COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,16 +55,19 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or only of the module that registers ``command``."""
     parser = _Parser(prog="python -m infra", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for module_name in COMMAND_MODULES:
+    modules = (COMMANDS[command],) if command in COMMANDS else COMMAND_MODULES
+    for module_name in modules:
         importlib.import_module(module_name).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)

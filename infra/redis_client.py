@@ -14,8 +14,6 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlparse
 
-import redis
-
 from infra.errors import ServerError
 
 TIMEOUT_SECONDS = 60
@@ -30,6 +28,8 @@ class RedisClient:
     """One connection to ``redis://HOST:PORT`` (or ``rediss://``), logged in as ``user``."""
 
     def __init__(self, url: str, user: str, password: str) -> None:
+        import redis  # here: redis-py costs every command ~0.2 s of start-up, most never use it
+
         parsed = urlparse(url)
         self.where = f"{parsed.hostname}:{parsed.port or 6379}"
         self._client = redis.Redis(
@@ -76,6 +76,8 @@ class RedisClient:
         self, commands: Sequence[Sequence[bytes | str | int]]
     ) -> list[Reply | RedisReplyError]:
         """Send every command, then read every reply (errors are returned, not raised)."""
+        import redis
+
         batch = self._client.pipeline(transaction=False)
         for command in commands:
             batch.execute_command(*command)  # type: ignore[no-untyped-call]

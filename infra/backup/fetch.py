@@ -2,21 +2,29 @@
 
 Nothing is restored from an object whose SHA-256 or size differs from its manifest: the whole
 object is hashed before pg_restore sees a byte.
+
+An object of a ``file://`` bucket is not copied (``fetched``): it is opened once, hashed
+through that descriptor, and pg_restore reads the very same open file (``/dev/fd/N``), so a
+file renamed over it in between is never read. Its inode's change time (which every write and
+every ``utime`` moves, and no one can set back) is compared once more after use: an object
+written to in place while it was read is refused before anything uses what was restored.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import tarfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from infra.backup import crypto, pg
 from infra.backup.catalog import Manifest
 from infra.backup.lock_watch import bounded_lock_waits
 from infra.backup.progress import track
-from infra.backup.storage import CHUNK_BYTES, Bucket
+from infra.backup.storage import CHUNK_BYTES, Bucket, FileBucket
 from infra.errors import BackupError, FileError, ServerError, UsageError
 from infra.postgres import driver
 
@@ -50,6 +58,95 @@ def fetch(bucket: Bucket, manifest: Manifest, work: Path, key: bytes | None) -> 
     A full or unwritable scratch folder is this machine's problem, not the backup's: one line
     naming the folder (a FileError, never recorded against the backup).
     """
+    _check_key(bucket, manifest, key)
+    try:
+        return _fetch(bucket, manifest, work, key)
+    except OSError as error:
+        raise _scratch_error(bucket, manifest, work, error) from None
+
+
+@contextmanager
+def fetched(bucket: Bucket, manifest: Manifest, work: Path, key: bytes | None) -> Iterator[Path]:
+    """``fetch``, without the copy where the bucket is a local folder (see the module's
+    docstring); BackupError on leaving if the object changed while it was in use. Only
+    PostgreSQL dumps (the large ones) are read in place: only ``pg_restore`` is handed the
+    descriptor."""
+    _check_key(bucket, manifest, key)
+    if not isinstance(bucket, FileBucket) or not Path("/dev/fd").is_dir():
+        yield fetch(bucket, manifest, work, key)
+        return
+    if manifest.kind != "postgres":
+        yield fetch(bucket, manifest, work, key)
+        return
+    try:
+        fd = os.open(bucket.object_path(manifest.object_name), os.O_RDONLY)
+    except FileNotFoundError:
+        raise BackupError(f"{bucket.url}/{manifest.object_name} does not exist") from None
+    except OSError as error:
+        raise BackupError(
+            f"cannot read {bucket.url}/{manifest.object_name}: "
+            f"{error.strerror or type(error).__name__}"
+        ) from None
+    try:
+        before = _identity(fd)
+        try:
+            _check_sum(bucket, manifest, _descriptor_chunks(fd))
+            dump = _open_in_place(fd, manifest, work, key)
+        except OSError as error:
+            raise _scratch_error(bucket, manifest, work, error) from None
+        yield dump
+        if _identity(fd) != before:
+            raise BackupError(
+                f"{bucket.url}/{manifest.object_name} was written to while it was read: "
+                "refusing what was read from it"
+            )
+    finally:
+        os.close(fd)
+
+
+def _identity(fd: int) -> tuple[int, ...]:
+    found = os.fstat(fd)
+    return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
+
+
+def _descriptor_chunks(fd: int) -> Iterator[bytes]:
+    """The whole file from its start, whatever the descriptor's offset."""
+    offset = 0
+    while chunk := os.pread(fd, CHUNK_BYTES, offset):
+        offset += len(chunk)
+        yield chunk
+
+
+def _open_in_place(fd: int, manifest: Manifest, work: Path, key: bytes | None) -> Path:
+    """The plaintext dump from the checked descriptor: the descriptor itself for a plain
+    custom-format dump; otherwise decrypted and unpacked from it into ``work``."""
+    if key is None and manifest.format != "directory":
+        return Path(f"/dev/fd/{fd}")
+    if key is None:
+        with os.fdopen(os.dup(fd), "rb") as packed, tarfile.open(fileobj=packed) as tar:
+            tar.extractall(work / "unpacked", filter="data")
+        return work / "unpacked" / "dump"
+    plain = work / "plain"
+    with plain.open("wb") as handle:
+        for chunk in crypto.decrypt(_descriptor_chunks(fd), key, manifest.object_name):
+            handle.write(chunk)
+    if manifest.format == "directory":
+        with tarfile.open(plain) as tar:
+            tar.extractall(work / "unpacked", filter="data")
+        plain.unlink()
+        return work / "unpacked" / "dump"
+    return plain
+
+
+def _scratch_error(bucket: Bucket, manifest: Manifest, work: Path, error: OSError) -> FileError:
+    reason = error.strerror or type(error).__name__
+    return FileError(
+        f"cannot fetch {bucket.url}/{manifest.object_name} into {work}: {reason}; free "
+        "space there or point TMPDIR at a larger folder"
+    )
+
+
+def _check_key(bucket: Bucket, manifest: Manifest, key: bytes | None) -> None:
     if key is not None and not manifest.encrypted:
         raise BackupError(
             f"{bucket.url}/{manifest.object_name} is not encrypted, but a backup key is set: "
@@ -65,31 +162,33 @@ def fetch(bucket: Bucket, manifest: Manifest, work: Path, key: bytes | None) -> 
                 f"{manifest.prefix} was encrypted with key {manifest.key_id}; "
                 f"the backup key is {crypto.key_id(key)}"
             )
-    try:
-        return _fetch(bucket, manifest, work, key)
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise FileError(
-            f"cannot fetch {bucket.url}/{manifest.object_name} into {work}: {reason}; free "
-            "space there or point TMPDIR at a larger folder"
-        ) from None
 
 
-def _fetch(bucket: Bucket, manifest: Manifest, work: Path, key: bytes | None) -> Path:
-    stored = work / "stored"
+def _check_sum(bucket: Bucket, manifest: Manifest, chunks: Iterator[bytes]) -> None:
+    """Hash ``chunks`` (written nowhere); BackupError unless size and SHA-256 match."""
     digest = hashlib.sha256()
     size = 0
-    with stored.open("wb") as handle:
-        for chunk in track(bucket.read(manifest.object_name), f"fetch {manifest.prefix}"):
-            digest.update(chunk)
-            size += len(chunk)
-            handle.write(chunk)
+    for chunk in track(chunks, f"fetch {manifest.prefix}"):
+        digest.update(chunk)
+        size += len(chunk)
     if size != manifest.size or digest.hexdigest() != manifest.sha256:
         raise BackupError(
             f"{bucket.url}/{manifest.object_name} fails its checksum (size {size}, manifest "
             f"{manifest.size}; sha256 {digest.hexdigest()[:16]}..., manifest "
             f"{manifest.sha256[:16]}...): refusing to use it"
         )
+
+
+def _fetch(bucket: Bucket, manifest: Manifest, work: Path, key: bytes | None) -> Path:
+    stored = work / "stored"
+
+    def copied() -> Iterator[bytes]:
+        with stored.open("wb") as handle:
+            for chunk in bucket.read(manifest.object_name):
+                handle.write(chunk)
+                yield chunk
+
+    _check_sum(bucket, manifest, copied())
     plain = stored
     if key is not None:  # checked above: with a key, the object is encrypted
         plain = work / "plain"
@@ -120,9 +219,13 @@ def pg_restore(
     if role is not None:
         argv.append(f"--role={role}")
     env = pg.libpq_environment(admin_url, database)
+    # A dump read in place (``fetched``) is an open descriptor pg_restore inherits.
+    inherited = (int(dump.name),) if dump.parent == Path("/dev/fd") else ()
     with bounded_lock_waits(admin_url, database) as watch:
         env["PGAPPNAME"] = watch.application_name
-        result = subprocess.run([*argv, str(dump)], env=env, capture_output=True, check=False)
+        result = subprocess.run(
+            [*argv, str(dump)], env=env, capture_output=True, check=False, pass_fds=inherited
+        )
     if result.returncode != 0:
         text = result.stderr.decode(errors="replace").strip()
         cause = first_error(text)

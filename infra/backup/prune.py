@@ -60,10 +60,14 @@ def prune(
     manifest's folder is reported and left alone, so planted entries can neither fill a
     generation nor be taken over; folders without a manifest that are not ours are ignored."""
     report = PruneReport()
-    groups: dict[tuple[str, str], list[Entry]] = {}
+    groups: dict[tuple[str, str, str], list[Entry]] = {}
     found, report.problems = scan(bucket, key=key, now=now)
+    # Safety backups (what restores replaced, dumped by the next backup run, right next to
+    # the service's own backup) are generations of their own: they never fill a period or
+    # count as the newest verified backup in place of a backup of the live database.
     for entry in found:
-        groups.setdefault((entry.manifest.kind, entry.manifest.service), []).append(entry)
+        m = entry.manifest
+        groups.setdefault((m.kind, m.service, str(entry.is_safety)), []).append(entry)
     for backups in groups.values():
         keep, drop = plan(backups, generations)
         report.kept += [e.manifest.prefix for e in keep]

@@ -5,8 +5,8 @@ login acting as its owner role, never as the admin, without the dump's owners or
 compare it with the manifest, and only then swap names: the live database is renamed aside to
 ``<service>__old_<time>``, and that renamed-aside copy *is* the safety copy of what it held.
 Finally the role convergence re-imposes ownership and privileges, and the service is back.
-Nothing is dumped on this path: ``infra.backup.safety`` dumps the old copy afterwards and drops
-it only once that dump is verified.
+Nothing is dumped on this path: ``infra.backup.safety`` dumps the old copy later (the next
+``backup``, or ``restore --secure-replaced``) and drops it only once that dump is verified.
 
 A restore killed half way is repaired by the next ``apply``, ``backup`` or ``restore`` of that
 service (``recover``): anything before the second rename is undone (the original database is
@@ -27,7 +27,7 @@ from infra import naming
 from infra.backup import leftovers, pg
 from infra.backup.catalog import Entry, utc_now
 from infra.backup.dump import Target
-from infra.backup.fetch import fetch
+from infra.backup.fetch import fetched
 from infra.backup.verify import restore_checked, scratch_database
 from infra.backup.workdir import private_workdir
 from infra.config.model import StackConfig
@@ -75,12 +75,14 @@ def restore(
     with restore_lock(admin_url, service, wait=True), private_workdir("restore") as work:
         if service in leftovers.find(admin_url, [service]).interrupted:
             _recover(admin_url, service)
-        dump = fetch(target.bucket, manifest, work, target.key)  # refuses a corrupt object
         if not pg.database_exists(admin_url, database):
             converge(admin_url, config, credentials, [service])  # roles first, on a new server
         with service_login(admin_url, service) as login:
             try:
-                problems = restore_checked(admin_url, login, incoming, dump, manifest)
+                # Refuses a corrupt object before pg_restore reads it, and one that changed
+                # while it was read before anything is swapped.
+                with fetched(target.bucket, manifest, work, target.key) as dump:
+                    problems = restore_checked(admin_url, login, incoming, dump, manifest)
                 if problems:
                     raise BackupError(
                         f"restored copy of {manifest.prefix} does not match its manifest "

@@ -2,17 +2,18 @@
 
 A restore renames the live database aside to ``<service>__old_<time>`` and is done: that copy
 is the safety copy, and dumping it is kept off the restore's critical path. This step runs
-after it (at the end of the ``restore`` and ``rebuild`` commands, and first in every
-``backup``): each old copy is renamed to ``<service>__safety`` (the one name the tool login may
-reach besides the scratch databases), dumped as a backup with ``"purpose": "safety"``, that
-backup is verified by restoring it, and only a verified dump lets the copy be dropped.
+later: in every ``backup`` (so ``backup-run`` and the backup loop), before the service's own
+backup; at the end of ``rebuild``; and at the end of ``restore --secure-replaced``. Each copy
+is renamed to ``<service>__safety`` (the one name the tool login may reach besides the scratch
+databases), dumped as a backup with ``"purpose": "safety"``, that backup is verified by
+restoring it, and only a verified dump lets the copy be dropped.
 
 Killed or failed at any point, nothing is lost: the copy stays under its old name or as
 ``__safety``, and the next run starts again from there (killed between the verification and
 the drop, it dumps the copy once more: names of old copies can recur, so an earlier dump is
 never taken as proof for a copy). It runs under
 the service's restore lock, so it never touches a copy a running restore may still rename
-back; when a restore holds the lock, that restore secures the copies itself.
+back; when a restore holds the lock, the copies wait for the next run.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def secure_replaced(target: Target, admin_url: str, service: str, dump_format: s
     """
     with restore_lock(admin_url, service, wait=False) as held:
         if not held:
-            return []  # a restore is running: it secures them when it is done
+            return []  # a restore is running: the next run secures them
         return [
             _secure(target, admin_url, service, copy, dump_format)
             for copy in pending_copies(admin_url, service)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from croniter import croniter
-
 
 def next_run(schedule: str, after: datetime) -> datetime:
     """The first time strictly after ``after`` that matches ``schedule``."""
+    from croniter import croniter  # here: every backup command imports this module to start
+
     moment: datetime = croniter(schedule, after.astimezone(UTC)).get_next(datetime)
     return moment.astimezone(UTC)
 

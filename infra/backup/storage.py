@@ -67,6 +67,10 @@ class FileBucket:
         self.root = root
         self.url = f"file://{root}"
 
+    def object_path(self, name: str) -> Path:
+        """Where the object ``name`` lives (read in place by ``fetch.fetched``)."""
+        return self._path(name)
+
     def _path(self, name: str) -> Path:
         if name.startswith("/") or ".." in name.split("/"):
             raise BackupError(f"object name {name!r} escapes the bucket")

@@ -15,7 +15,7 @@ from pathlib import Path
 from infra import naming
 from infra.backup import pg
 from infra.backup.catalog import Entry, Manifest, Verification, utc_now, write_verification
-from infra.backup.fetch import fetch, pg_restore
+from infra.backup.fetch import fetched, pg_restore
 from infra.backup.redis_keys import KEYS_FORMAT, verify_keys
 from infra.backup.storage import Bucket
 from infra.backup.workdir import private_workdir
@@ -54,8 +54,7 @@ def verify(bucket: Bucket, entry: Entry, admin_url: str | None, key: bytes | Non
     started = time.monotonic()
     problems: list[str] = []
     try:
-        with private_workdir("verify") as work:
-            dump = fetch(bucket, manifest, work, key)
+        with private_workdir("verify") as work, fetched(bucket, manifest, work, key) as dump:
             if manifest.kind == "postgres":
                 if admin_url is None:
                     raise UsageError("verifying a PostgreSQL backup needs --admin-url")

@@ -78,6 +78,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_admin_url_option(parser)
     parser.add_argument("--service", required=True)
     parser.add_argument("--at", help="backup id, or the newest backup at/before an ISO time")
+    parser.add_argument(
+        "--secure-replaced",
+        action="store_true",
+        help="before exiting, dump, verify and drop the database the restore replaced (by "
+        "default it is kept as <service>__old_<time> and the next backup does that)",
+    )
     parser.set_defaults(handler=run_restore)
 
     parser = subparsers.add_parser("prune", help="drop backups outside the kept generations")
@@ -237,12 +243,21 @@ def _backup(
             if name in found.interrupted:  # a restore killed half way, first
                 for line in recover(admin_url, name):
                     print(line, flush=True)
-            made.append(backup_postgres(target, admin_url, name, config.backup.format))
+            recovered = True
         except PlatformError as error:  # one service's fault never stops the others' backups
+            recovered = False
             failed.append(name)
             print(f"error: postgres/{name}: {error}", file=sys.stderr, flush=True)
+        # What restores replaced, before the service's own backup (a failure here never stops
+        # that backup): the service's backup is then the newest of its hour.
         pending = name in found.unsecured or name in found.interrupted
         secured = not pending or secure(target, admin_url, name, config.backup.format)
+        if recovered:
+            try:
+                made.append(backup_postgres(target, admin_url, name, config.backup.format))
+            except PlatformError as error:
+                failed.append(name)
+                print(f"error: postgres/{name}: {error}", file=sys.stderr, flush=True)
         if not secured and name not in failed:
             failed.append(name)
     if args.redis_url and args.service is None:
@@ -379,6 +394,9 @@ def _verify(
 
 
 def run_restore(args: argparse.Namespace) -> int:
+    """Restore, and say what was kept: the replaced database is the safety copy, and securing
+    it (a full dump and a verifying restore) is left to the next backup unless asked for, so
+    the command is done when the service is back."""
     from infra.backup.catalog import find, scan
     from infra.backup.restore import restore
 
@@ -399,13 +417,21 @@ def run_restore(args: argparse.Namespace) -> int:
         key=target.key,
     )
     report = restore(target, entry, admin_url, config, credentials)
-    print(
-        f"restored {report.service} from {report.backup_id} in {report.seconds:.1f}s "
-        f"(previous database kept as {report.replaced or 'none'} until a verified safety "
-        "backup of it exists)",
-        flush=True,
+    print(f"restored {report.service} from {report.backup_id} in {report.seconds:.1f}s", flush=True)
+    if args.secure_replaced:
+        return 0 if secure(target, admin_url, args.service, config.backup.format) else 1
+    if report.replaced is not None:
+        print(kept_line(report.service, report.replaced), flush=True)
+    return 0
+
+
+def kept_line(service: str, replaced: str) -> str:
+    """What a restore left for the next backup to secure, in one line."""
+    return (
+        f"kept: the replaced database of {service} as {replaced}, until the next `python -m "
+        "infra backup` (or backup-run, or the backup loop) saves it as a verified safety backup "
+        "and drops it; `restore --secure-replaced` does that before exiting"
     )
-    return 0 if secure(target, admin_url, args.service, config.backup.format) else 1
 
 
 def secure(target: Target, admin_url: str, service: str, dump_format: str) -> bool:

@@ -169,10 +169,14 @@ def read(
     admin_url: str, services: Sequence[str], databases: Sequence[str] = ()
 ) -> dict[str, tuple[str, str]]:
     """``{database name: (service, purpose)}`` for the services' registered databases (and any
-    registered under ``databases``); empty (nothing created) before the tooling database is."""
-    if not exists(admin_url):
+    registered under ``databases``); empty (nothing created) before the tooling database is.
+
+    Once ``ensure`` has seen the tooling database, it is not looked up again before each read
+    (a connection saved on every one of the many checks a restore makes)."""
+    known = admin_url in _ready
+    if not known and not exists(admin_url):
         return {}
-    return read_existing(admin_url, services, databases)
+    return _read(admin_url, services, databases, known=known)
 
 
 def read_existing(
@@ -180,6 +184,13 @@ def read_existing(
 ) -> dict[str, tuple[str, str]]:
     """``read`` for a caller that already saw the tooling database in the catalog: one
     connection, to the tooling database, and one query."""
+    return _read(admin_url, services, databases, known=True)
+
+
+def _read(
+    admin_url: str, services: Sequence[str], databases: Sequence[str], *, known: bool
+) -> dict[str, tuple[str, str]]:
+    """The registry's rows; ``known``: the tooling database was there a moment ago."""
     try:
         with session(admin_url, TOOLING, autocommit=True, wait_on_locks=True) as conn:
             rows = conn.execute(
@@ -187,6 +198,9 @@ def read_existing(
                 {"services": list(services), "databases": list(databases)},
             ).fetchall()
     except ServerError:
+        if known and not exists(admin_url):  # gone since (a server rebuilt on that URL)
+            _ready.discard(admin_url)
+            return {}
         if admin_url in _ready:
             raise
         return {}  # the registry table is not there yet: nothing is registered

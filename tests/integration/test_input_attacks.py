@@ -298,20 +298,23 @@ def test_a_full_tmpdir_while_fetching_is_one_line_and_records_nothing(
     _, credentials = dev_rendered
     bulk = "CREATE TABLE bulk AS SELECT g, md5(g::text) AS h FROM generate_series(1, 5000) g"
     seed(postgres, credentials, "events", bulk)  # a dump far larger than the 16 KiB TMPDIR
+    # A plain dump in a file:// bucket is read in place and needs no scratch space; a sealed
+    # one is decrypted into TMPDIR first, and that is what fills it here.
+    key = {"PERSISTENCE_BACKUP_KEY": "A" * 43 + "="}
     bucket = ["--bucket", f"file://{tmp_path / 'bucket'}"]
-    taken = infra("backup", *common, *bucket, "--service", "events")
+    taken = infra("backup", *common, *bucket, "--service", "events", env=key)
     assert taken.returncode == 0, taken.stderr
     with tiny_tmpdir(tmp_path) as (folder, limit):
         result = infra(
             "verify", *common, *bucket, "--service", "events",
-            env={"TMPDIR": str(folder)}, preexec=limit,
+            env={**key, "TMPDIR": str(folder)}, preexec=limit,
         )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
     line = one_line(result)
     assert line.startswith("error: cannot fetch file://"), line
     assert "No space left on device" in line or "File too large" in line, line
     assert "point TMPDIR at a larger folder" in line, line
-    listed = infra("list", *bucket, "--service", "events")
+    listed = infra("list", *bucket, "--service", "events", env=key)
     assert "unverified" in listed.stdout, listed.stdout  # the machine's fault, not the backup's
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,9 +22,10 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from infra.backup import fetch, pg
+from infra.backup import fetch, health, pg
 from infra.backup import safety as safety_module
 from infra.backup import verify as verify_module
+from infra.backup.catalog import utc_now
 from infra.backup.storage import FileBucket
 from infra.config import StackConfig
 from infra.config.load import REPO_ROOT
@@ -76,7 +79,9 @@ def test_restore_without_at_takes_the_newest_verified_backup_never_a_safety_one(
     (verified,) = _states(bucket)
     assert cli("backup", *common, "--bucket", bucket, "--service", "users")[0] == 0
     unverified = next(i for i, s in _states(bucket).items() if s == "unverified")
-    code, out, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
+    code, out, err = cli(
+        "restore", *common, "--bucket", bucket, "--service", "users", "--secure-replaced"
+    )
     assert code == 0, err
     assert f"from {verified}" in out, out
     items = {item["backup_id"]: item for item in _list(bucket)}
@@ -388,12 +393,13 @@ def test_what_a_restore_replaced_is_kept_until_a_verified_dump_of_it_exists(
     owner, name, call, after = SECURE_STEPS[step]
     monkeypatch.setattr(owner, name, _kill_on_call(owner, name, call, after=after))
     with pytest.raises(Killed):
-        cli("restore", *common, "--bucket", bucket, "--service", "users")
+        cli("restore", *common, "--bucket", bucket, "--service", "users", "--secure-replaced")
     monkeypatch.undo()
     assert fingerprint(postgres, "users") == original, "the restore itself was done"
     assert len(_replaced_copies(postgres)) == 1, "what it replaced is still there"
 
-    code, out, err = cli(command, *common, "--bucket", bucket, "--service", "users")
+    secure_now = ["--secure-replaced"] if command == "restore" else []
+    code, out, err = cli(command, *common, "--bucket", bucket, "--service", "users", *secure_now)
     assert code == 0, out + err
     assert "Traceback" not in err
     assert fingerprint(postgres, "users") == original
@@ -411,7 +417,9 @@ def test_a_safety_dump_that_cannot_be_stored_keeps_what_the_restore_replaced(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(FileBucket, "_write", full)
-    code, out, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
+    code, out, err = cli(
+        "restore", *common, "--bucket", bucket, "--service", "users", "--secure-replaced"
+    )
     monkeypatch.undo()
     assert code == 1, out + err
     assert "restored users" in out, out
@@ -435,7 +443,7 @@ def test_two_restores_at_once_take_turns_and_lose_nothing(
     argv = [sys.executable, "-m", "infra", "restore", *common, "--bucket", bucket]
     runs = [
         subprocess.Popen(
-            [*argv, "--service", "users"],
+            [*argv, "--service", "users", "--secure-replaced"],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -451,3 +459,110 @@ def test_two_restores_at_once_take_turns_and_lose_nothing(
     safety = [item for item in _list(bucket) if item["purpose"] == "safety"]
     assert len(safety) == 2, "each restore's replaced database was dumped once"
     assert {item["state"] for item in safety} == {"verified"}
+
+
+def _healthy(bucket: str, status: Path) -> str:
+    """backup-health's one line, for a loop that has just run and failed nothing."""
+    now = utc_now()
+    health.write_status(status, health.LoopStatus(started=now, last_run=now))
+    code, out, err = cli("backup-health", "--stack", "dev", "--bucket", bucket, "--status-file",
+                         str(status))  # fmt: skip
+    assert code == 0, out + err
+    return out.strip()
+
+
+def test_restore_is_done_when_the_service_is_back_and_the_next_backup_secures_the_copy(
+    postgres: PostgresServer, common: list[str], damaged: Damaged, tmp_path: Path
+) -> None:
+    """Issue 22: no dump of the replaced database inside the command. It stays, registered as
+    ours, under its __old_ name (the output says so and names the command that secures it);
+    the backup container stays healthy meanwhile; the next backup saves it as a verified
+    safety backup and drops it, and prune keeps both that and the service's own backups."""
+    bucket, original = damaged.bucket, damaged.original
+    (before,) = _states(bucket)
+    status = tmp_path / "status.json"
+    assert _healthy(bucket, status) == "healthy"
+
+    code, out, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
+    assert code == 0, out + err
+    assert fingerprint(postgres, "users") == original
+    (copy,) = _replaced_copies(postgres)
+    assert re.fullmatch(r"users__old_\d{14}", copy), copy
+    assert safety_module.pending_copies(postgres.admin_url, "users") == [copy]
+    (line,) = [line for line in out.splitlines() if line.startswith("kept:")]
+    assert copy in line, line
+    assert "python -m infra backup" in line, line
+    assert "--secure-replaced" in line, line
+    assert list(_states(bucket)) == [before], "nothing was dumped inside the command"
+    assert _healthy(bucket, status) == "healthy", "a waiting copy is no unhealthy backup"
+
+    code, out, err = cli("backup", *common, "--bucket", bucket, "--service", "users")
+    assert code == 0, out + err
+    assert f"{copy} saved as safety backup" in out, out
+    _assert_secured(postgres, bucket, damaged.orders)
+    assert fingerprint(postgres, "users") == original
+    (safety,) = [item["backup_id"] for item in _list(bucket) if item["purpose"] == "safety"]
+    (own,) = set(_states(bucket)) - {before, safety}
+    # Taken in the same run, so in the same hour: the safety backup must not take the hour's
+    # place of the service's own backup (or be the "newest verified" that is always kept).
+    assert cli("verify", *common, "--bucket", bucket, "--service", "users")[0] == 0
+    code, out, err = cli("prune", "--stack", "dev", "--bucket", bucket)
+    assert code == 0, err
+    assert set(_states(bucket)) >= {own, safety}, out
+    assert _healthy(bucket, status) == "healthy"
+
+
+def test_a_restore_killed_after_the_swap_loses_nothing_and_the_next_backup_secures_it(
+    postgres: PostgresServer,
+    common: list[str],
+    damaged: Damaged,
+    monkeypatch: pytest.MonkeyPatch,
+    dev_rendered: tuple[Path, Credentials],
+    dev_config: StackConfig,
+) -> None:
+    bucket, original = damaged.bucket, damaged.original
+    monkeypatch.setattr(pg, "rename_database", _kill_on_call(pg, "rename_database", 2, after=True))
+    with pytest.raises(Killed):
+        cli("restore", *common, "--bucket", bucket, "--service", "users")
+    monkeypatch.undo()
+    assert fingerprint(postgres, "users") == original
+    assert len(_replaced_copies(postgres)) == 1, "what it replaced is still there"
+
+    code, out, err = cli("backup", *common, "--bucket", bucket, "--service", "users")
+    assert code == 0, out + err
+    _assert_secured(postgres, bucket, damaged.orders)
+    assert cli("db", "apply", *common)[0] == 0
+    assert fingerprint(postgres, "users") == original
+    assert_role_model(postgres, "users", postgres.admin_url, dev_config, dev_rendered[1])
+
+
+def test_a_file_bucket_dump_is_read_in_place_and_refused_if_written_to_meanwhile(
+    postgres: PostgresServer,
+    common: list[str],
+    damaged: Damaged,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No copy of the dump: pg_restore reads the descriptor the checksum was taken through.
+    Touched while it was read (its inode changed), it is refused before the swap."""
+    bucket = damaged.bucket
+    (backup_id,) = _states(bucket)
+    (dump,) = Path(bucket.removeprefix("file://")).glob(f"postgres/users/{backup_id}/dump.*")
+    real = fetch.pg_restore
+    seen: list[Path] = []
+
+    def touching(login: str, database: str, path: Path, **kwargs: Any) -> None:
+        seen.append(path)
+        real(login, database, path, **kwargs)
+        os.utime(dump)  # the same bytes, but someone wrote to the object while it was read
+
+    monkeypatch.setattr(verify_module, "pg_restore", touching)
+    before = databases(postgres)
+    code, out, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
+    monkeypatch.undo()
+    assert code == 1, out + err
+    assert "was written to while it was read" in err, err
+    assert "Traceback" not in err
+    (read,) = seen
+    assert read.parent == Path("/dev/fd"), read
+    assert databases(postgres) == before, "the live database is untouched, no copy is left"
+    assert int(postgres.superuser_psql("SELECT count(*) FROM orders", "users")) == damaged.orders

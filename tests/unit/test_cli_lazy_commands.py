@@ -1,0 +1,52 @@
+"""``python -m infra CMD`` imports only the module that registers CMD (start-up time is part of
+every command a user times, a restore's included): the table that says which module that is
+must name every command, each with the module that really registers it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+
+from infra import cli
+from infra.config.load import REPO_ROOT
+
+
+def _registered(module: str) -> list[str]:
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers()
+    importlib.import_module(module).register(subparsers)
+    return list(subparsers.choices)
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    (found,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return list(found.choices)
+
+
+def test_every_command_is_in_the_table_with_the_module_that_registers_it() -> None:
+    found = {name: module for module in cli.COMMAND_MODULES for name in _registered(module)}
+    assert found == cli.COMMANDS
+    assert _commands(cli.build_parser()) == list(cli.COMMANDS)
+
+
+def test_a_command_parses_with_only_its_own_module_and_help_lists_them_all() -> None:
+    module = cli.COMMANDS["restore"]
+    assert _commands(cli.build_parser("restore")) == _registered(module)
+    assert _commands(cli.build_parser("--help")) == list(cli.COMMANDS)
+    assert _commands(cli.build_parser("no-such-command")) == list(cli.COMMANDS)
+
+
+def test_restore_does_not_import_what_it_never_uses() -> None:
+    code = (
+        "import sys\n"
+        "from infra import cli\n"
+        "cli.build_parser('restore')\n"
+        "unused = ('redis', 'jinja2', 'croniter', 'infra.render')\n"
+        "print(' '.join(m for m in unused if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""
