@@ -77,7 +77,8 @@ def leftovers() -> None:
     """Whatever an earlier, interrupted run of this stack left in Docker (its label)."""
     label = f"label=persistence.stack={PREFIX}"
     for kind in ("container", "volume", "network"):
-        names = docker(kind, "ls", "-q", "--filter", label).split()
+        every = ["-a"] if kind == "container" else []  # stopped containers hold their names too
+        names = docker(kind, "ls", "-q", *every, "--filter", label).split()
         if names:
             docker(kind, "rm", "-f", *names, check=False)
 

@@ -45,6 +45,9 @@ def stack(
     """
     # The stack file names the default (official) images, as a user's does: `make up` itself
     # must find that they cannot be pulled here and fall back to the Debian-built stand-ins.
+    # What an interrupted earlier run (or `make bench`'s rebuild benchmark, which drives the
+    # same stack) left behind would clash with the names `make up` creates: clear it first.
+    _remove_leftovers()
     e2e = E2eStack(tmp_path_factory.mktemp("e2e"))
     yield e2e
     _remove_everything(e2e)
@@ -54,9 +57,16 @@ def _remove_everything(e2e: E2eStack) -> None:
     try:
         e2e.make("down", check=False)
     finally:
-        label = f"label=persistence.stack={PREFIX}"
-        for name in docker("container", "ls", "-aq", "--filter", label).split():
-            docker("container", "rm", "-f", name, check=False)
-        for name in docker("volume", "ls", "-q", "--filter", label).split():
-            docker("volume", "rm", "-f", name, check=False)
+        _remove_leftovers()
         docker("image", "rm", "-f", f"{PREFIX}-backup:latest", check=False)
+
+
+def _remove_leftovers() -> None:
+    """Every container (running or not), volume and network carrying the e2e stack's label."""
+    label = f"label=persistence.stack={PREFIX}"
+    for name in docker("container", "ls", "-aq", "--filter", label).split():
+        docker("container", "rm", "-f", name, check=False)
+    for name in docker("volume", "ls", "-q", "--filter", label).split():
+        docker("volume", "rm", "-f", name, check=False)
+    for name in docker("network", "ls", "-q", "--filter", label).split():
+        docker("network", "rm", name, check=False)
