@@ -1,11 +1,11 @@
 """``backup``, ``verify``, ``restore`` and ``dr-drill`` timed as a user runs them, next to the
 plain PostgreSQL tools doing the same work.
 
-Run: .venv/bin/python -m benchmarks.bench_backup [--gib 1.05] [--rounds 2]
+Run: .venv/bin/python -m benchmarks.bench_backup [--gib 0.4] [--rounds 2]
 
 Starts its own PostgreSQL 15 from the rendered dev stack (``Pulumi.dev.yaml``: five services),
 converges it with ``python -m infra db apply``, fills the ``events`` database (``--gib``,
-default a little over 1 GiB; the other services hold no tables), then compares, each command
+default 0.4 GiB, about 1.3 M rows; the other services hold no tables), then compares, each command
 being ``python -m infra ...`` in a fresh process, start to exit, with the dev stack's backup key
 (sealed backups, as ``make`` sets up):
 
@@ -342,7 +342,9 @@ def report(args: argparse.Namespace, results: Results) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--gib", type=float, default=1.05, help="dataset size in GiB")
+    parser.add_argument(
+        "--gib", type=float, default=0.4, help="dataset size in GiB (0.4: about 1.3 M rows)"
+    )
     parser.add_argument(
         "--rounds", type=int, default=ROUNDS, help="runs of each pair (even: alternating order)"
     )
