@@ -57,7 +57,6 @@ CONTAINERS = [f"{PREFIX}-{server}" for server in SERVERS] + [f"{PREFIX}-backup"]
 SERVICE = "orders"
 ROWS = 1_200_000
 ROUNDS = 2
-BACKUP_WAIT_S = 300
 
 
 def say(line: str) -> None:
@@ -106,27 +105,6 @@ def fill(stack: E2eStack, rows: int) -> None:
         channel.exchange_declare("bench.x", exchange_type="direct", durable=True)
         channel.queue_declare("bench.q", durable=True)
         channel.queue_bind("bench.q", "bench.x", routing_key="k")
-
-
-def wait_for_backups(stack: E2eStack, since: datetime) -> None:
-    """Until postgres/orders, redis/orders and rabbitmq/server have a verified backup started
-    after ``since`` (the backup container's schedule)."""
-    wanted = {("postgres", SERVICE), ("redis", SERVICE), ("rabbitmq", "server")}
-    deadline = time.monotonic() + BACKUP_WAIT_S
-    while True:
-        listed = json.loads(
-            stack.cli("list", "--bucket", f"file://{stack.backups}", "--json").stdout
-        )
-        fresh = {
-            (item["kind"], item["service"])
-            for item in listed
-            if item["state"] == "verified" and datetime.fromisoformat(item["started_at"]) > since
-        }
-        if wanted <= fresh:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no fresh verified backup of {wanted - fresh} in {BACKUP_WAIT_S}s")
-        time.sleep(5)
 
 
 def migrator_environment(stack: E2eStack) -> dict[str, str]:
@@ -253,7 +231,9 @@ def main() -> None:
         stack.make("up")
         fill(stack, args.rows)
         since = datetime.now(UTC)
-        wait_for_backups(stack, since)
+        stack.wait_for_verified_backups(
+            since, {("postgres", SERVICE), ("redis", SERVICE), ("rabbitmq", "server")}
+        )
         dump = Path(root) / f"{SERVICE}.dump"
         plain_dump(stack, dump)
         rounds = Rounds(stack, dump)

@@ -130,12 +130,7 @@ def _open_in_place(fd: int, manifest: Manifest, work: Path, key: bytes | None) -
     with plain.open("wb") as handle:
         for chunk in crypto.decrypt(_descriptor_chunks(fd), key, manifest.object_name):
             handle.write(chunk)
-    if manifest.format == "directory":
-        with tarfile.open(plain) as tar:
-            tar.extractall(work / "unpacked", filter="data")
-        plain.unlink()
-        return work / "unpacked" / "dump"
-    return plain
+    return _unpacked(plain, work, manifest)
 
 
 def _scratch_error(bucket: Bucket, manifest: Manifest, work: Path, error: OSError) -> FileError:
@@ -196,12 +191,7 @@ def _fetch(bucket: Bucket, manifest: Manifest, work: Path, key: bytes | None) ->
             for chunk in crypto.decrypt(_chunks(stored), key, manifest.object_name):
                 handle.write(chunk)
         stored.unlink()
-    if manifest.format == "directory":
-        with tarfile.open(plain) as tar:
-            tar.extractall(work / "unpacked", filter="data")
-        plain.unlink()
-        return work / "unpacked" / "dump"
-    return plain
+    return _unpacked(plain, work, manifest)
 
 
 def pg_restore(
@@ -250,3 +240,14 @@ def first_error(stderr: str) -> str:
         if line.startswith("pg_restore: error:"):
             return " ".join(line.removeprefix("pg_restore: error:").split())
     return " | ".join(lines[-3:]) or "no error output"
+
+
+def _unpacked(plain: Path, work: Path, manifest: Manifest) -> Path:
+    """The dump pg_restore reads: a directory-format dump's folder, unpacked from its tar (the
+    tar then deleted), or the plain file itself."""
+    if manifest.format == "directory":
+        with tarfile.open(plain) as tar:
+            tar.extractall(work / "unpacked", filter="data")
+        plain.unlink()
+        return work / "unpacked" / "dump"
+    return plain

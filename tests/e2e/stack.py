@@ -15,7 +15,9 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -225,6 +227,29 @@ class E2eStack:
         if check and completed.returncode != 0:
             raise AssertionError(_failure(argv, completed))
         return completed
+
+    def wait_for_verified_backups(
+        self, since: datetime, parts: set[tuple[str, str]], timeout_s: float = 300
+    ) -> None:
+        """Until every (kind, service) in ``parts`` has a verified backup started after
+        ``since`` (the stack's backup container runs every minute), read with ``list``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            listed = json.loads(
+                self.cli("list", "--bucket", f"file://{self.backups}", "--json").stdout
+            )
+            fresh = {
+                (item["kind"], item["service"])
+                for item in listed
+                if item["state"] == "verified"
+                and datetime.fromisoformat(item["started_at"]) > since
+            }
+            if parts <= fresh:
+                return
+            if time.monotonic() > deadline:
+                logs = docker("logs", "--tail", "40", f"{PREFIX}-backup", check=False)
+                raise AssertionError(f"no fresh verified backup of {parts - fresh}\n{logs}")
+            time.sleep(5)
 
     def env_files(self) -> dict[str, dict[str, str]]:
         """Each service's env file, as ``make up``/``make env`` wrote it (mode 0600)."""

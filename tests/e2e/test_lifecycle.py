@@ -350,26 +350,6 @@ def test_the_prod_jobs_command_runs_from_the_backup_image(stack: E2eStack, tmp_p
     _assert_sealed(bucket)
 
 
-def _wait_for_backups_after(stack: E2eStack, since: datetime, parts: set[tuple[str, str]]) -> None:
-    """Until every (kind, service) in ``parts`` has a verified backup started after ``since``."""
-    deadline = time.monotonic() + 300  # the e2e schedule runs every minute
-    while True:
-        listed = json.loads(
-            stack.cli("list", "--bucket", f"file://{stack.backups}", "--json").stdout
-        )
-        fresh = {
-            (item["kind"], item["service"])
-            for item in listed
-            if item["state"] == "verified" and datetime.fromisoformat(item["started_at"]) > since
-        }
-        if parts <= fresh:
-            return
-        if time.monotonic() > deadline:
-            logs = docker("logs", "--tail", "40", f"{PREFIX}-backup", check=False)
-            raise AssertionError(f"no fresh verified backup of {parts - fresh}\n{logs}")
-        time.sleep(5)
-
-
 def test_disaster_recovery_rebuilds_and_restores_with_one_command(stack: E2eStack) -> None:
     """`make rebuild` brings back every part the backups hold: each service's database, its
     Redis keys (with their TTLs) and what its application declared in its vhost."""
@@ -383,8 +363,8 @@ def test_disaster_recovery_rebuilds_and_restores_with_one_command(stack: E2eStac
         channel.exchange_declare("e2e.x", exchange_type="direct", durable=True)
         channel.queue_declare("e2e.q", durable=True)
         channel.queue_bind("e2e.q", "e2e.x", routing_key="k")
-    _wait_for_backups_after(
-        stack, written, {("postgres", "orders"), ("redis", "orders"), ("rabbitmq", "server")}
+    stack.wait_for_verified_backups(
+        written, {("postgres", "orders"), ("redis", "orders"), ("rabbitmq", "server")}
     )
 
     # The disaster, behind Pulumi's back: every container and every data volume is gone.
