@@ -51,7 +51,7 @@ from infra.backup import pg
 from infra.backup.storage import FileBucket
 from infra.images.build import ensure_images
 from tests.e2e.dockerd import ensure_docker
-from tests.e2e.stack import PREFIX, SERVERS, E2eStack, docker
+from tests.e2e.stack import PREFIX, SERVERS, E2eStack, docker, remove_leftovers
 
 CONTAINERS = [f"{PREFIX}-{server}" for server in SERVERS] + [f"{PREFIX}-backup"]
 SERVICE = "orders"
@@ -70,16 +70,6 @@ def disaster() -> None:
         docker("rm", "-f", name, check=False)
     for server in SERVERS:
         docker("volume", "rm", "-f", f"{PREFIX}-{server}-data", check=False)
-
-
-def leftovers() -> None:
-    """Whatever an earlier, interrupted run of this stack left in Docker (its label)."""
-    label = f"label=persistence.stack={PREFIX}"
-    for kind in ("container", "volume", "network"):
-        every = ["-a"] if kind == "container" else []  # stopped containers hold their names too
-        names = docker(kind, "ls", "-q", *every, "--filter", label).split()
-        if names:
-            docker(kind, "rm", "-f", *names, check=False)
 
 
 def fill(stack: E2eStack, rows: int) -> None:
@@ -224,9 +214,9 @@ def main() -> None:
         engine = ensure_docker()
         cleanup.callback(engine.stop)  # stops only a dockerd started here
         ensure_images()
-        leftovers()
+        remove_leftovers()
         stack = E2eStack(Path(root))
-        cleanup.callback(leftovers)
+        cleanup.callback(remove_leftovers)
         cleanup.callback(stack.make, "down", check=False)
         stack.make("up")
         fill(stack, args.rows)

@@ -13,7 +13,7 @@ import pytest
 
 from infra.images.build import ensure_images
 from tests.e2e.dockerd import DockerEngine, ensure_docker
-from tests.e2e.stack import PREFIX, E2eStack, docker
+from tests.e2e.stack import PREFIX, E2eStack, docker, remove_leftovers
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,7 +47,7 @@ def stack(
     # must find that they cannot be pulled here and fall back to the Debian-built stand-ins.
     # What an interrupted earlier run (or `make bench`'s rebuild benchmark, which drives the
     # same stack) left behind would clash with the names `make up` creates: clear it first.
-    _remove_leftovers()
+    remove_leftovers()
     e2e = E2eStack(tmp_path_factory.mktemp("e2e"))
     yield e2e
     _remove_everything(e2e)
@@ -57,16 +57,5 @@ def _remove_everything(e2e: E2eStack) -> None:
     try:
         e2e.make("down", check=False)
     finally:
-        _remove_leftovers()
+        remove_leftovers()
         docker("image", "rm", "-f", f"{PREFIX}-backup:latest", check=False)
-
-
-def _remove_leftovers() -> None:
-    """Every container (running or not), volume and network carrying the e2e stack's label."""
-    label = f"label=persistence.stack={PREFIX}"
-    for name in docker("container", "ls", "-aq", "--filter", label).split():
-        docker("container", "rm", "-f", name, check=False)
-    for name in docker("volume", "ls", "-q", "--filter", label).split():
-        docker("volume", "rm", "-f", name, check=False)
-    for name in docker("network", "ls", "-q", "--filter", label).split():
-        docker("network", "rm", name, check=False)

@@ -298,6 +298,17 @@ def docker(*args: str, check: bool = True, timeout: float = 300) -> str:
     return completed.stdout.strip()
 
 
+def remove_leftovers() -> None:
+    """Every container (running or not), volume and network carrying the e2e stack's label."""
+    label = f"label=persistence.stack={PREFIX}"
+    for name in docker("container", "ls", "-aq", "--filter", label).split():
+        docker("container", "rm", "-f", name, check=False)
+    for name in docker("volume", "ls", "-q", "--filter", label).split():
+        docker("volume", "rm", "-f", name, check=False)
+    for name in docker("network", "ls", "-q", "--filter", label).split():
+        docker("network", "rm", name, check=False)
+
+
 def container_health(names: Sequence[str]) -> dict[str, str]:
     """``docker inspect``'s health (or state, for containers without a health check)."""
     found = {}
