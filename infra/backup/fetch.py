@@ -8,6 +8,10 @@ through that descriptor, and pg_restore reads the very same open file (``/dev/fd
 file renamed over it in between is never read. Its inode's change time (which every write and
 every ``utime`` moves, and no one can set back) is compared once more after use: an object
 written to in place while it was read is refused before anything uses what was restored.
+
+Restores and verifications wait for a fetch, so it takes both cores: an encrypted object is
+hashed and decrypted side by side (the plaintext is used only once the checksum matches), and
+``fetching`` runs the whole fetch while the caller prepares the database it restores into.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import hashlib
 import os
 import subprocess
 import tarfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from infra.backup import crypto, pg
@@ -90,8 +95,7 @@ def fetched(bucket: Bucket, manifest: Manifest, work: Path, key: bytes | None) -
     try:
         before = _identity(fd)
         try:
-            _check_sum(bucket, manifest, _descriptor_chunks(fd))
-            dump = _open_in_place(fd, manifest, work, key)
+            dump = _checked_in_place(bucket, manifest, fd, work, key)
         except OSError as error:
             raise _scratch_error(bucket, manifest, work, error) from None
         yield dump
@@ -102,6 +106,40 @@ def fetched(bucket: Bucket, manifest: Manifest, work: Path, key: bytes | None) -
             )
     finally:
         os.close(fd)
+
+
+@contextmanager
+def fetching(
+    bucket: Bucket, manifest: Manifest, work: Path, key: bytes | None
+) -> Iterator[Callable[[], Path]]:
+    """``fetched`` in a background thread, so the caller prepares its database meanwhile: call
+    the yielded function for the dump (it waits, and raises what the fetch raised). A wrong
+    or missing key is refused at once, before the caller changes anything."""
+    _check_key(bucket, manifest, key)
+    with ExitStack() as stack, ThreadPoolExecutor(1, thread_name_prefix="fetch") as pool:
+        pending = pool.submit(stack.enter_context, fetched(bucket, manifest, work, key))
+        yield pending.result
+
+
+def _checked_in_place(
+    bucket: Bucket, manifest: Manifest, fd: int, work: Path, key: bytes | None
+) -> Path:
+    """The checksum of the whole object, then ``_open_in_place``; for an encrypted object the
+    two run side by side (hashing releases the GIL, and decryption writes only what it has
+    authenticated), and a checksum failure is the error reported, whatever decryption made of
+    it. An unencrypted archive is not unpacked before its checksum matches."""
+    if key is None:
+        _check_sum(bucket, manifest, _descriptor_chunks(fd))
+        return _open_in_place(fd, manifest, work, key)
+    with ThreadPoolExecutor(1, thread_name_prefix="checksum") as pool:
+        checksum = pool.submit(_check_sum, bucket, manifest, _descriptor_chunks(fd))
+        try:
+            dump = _open_in_place(fd, manifest, work, key)
+        except Exception:
+            checksum.result()
+            raise
+        checksum.result()
+    return dump
 
 
 def _identity(fd: int) -> tuple[int, ...]:

@@ -27,7 +27,7 @@ from infra import naming
 from infra.backup import leftovers, pg
 from infra.backup.catalog import Entry, utc_now
 from infra.backup.dump import Target
-from infra.backup.fetch import fetched
+from infra.backup.fetch import fetching
 from infra.backup.verify import restore_checked, scratch_database
 from infra.backup.workdir import private_workdir
 from infra.config.model import StackConfig
@@ -77,20 +77,22 @@ def restore(
             _recover(admin_url, service)
         if not pg.database_exists(admin_url, database):
             converge(admin_url, config, credentials, [service])  # roles first, on a new server
-        with service_login(admin_url, service) as login:
-            try:
-                # Refuses a corrupt object before pg_restore reads it, and one that changed
-                # while it was read before anything is swapped.
-                with fetched(target.bucket, manifest, work, target.key) as dump:
-                    problems = restore_checked(admin_url, login, incoming, dump, manifest)
-                if problems:
-                    raise BackupError(
-                        f"restored copy of {manifest.prefix} does not match its manifest "
-                        f"({'; '.join(problems[:3])}); {database} was left untouched"
-                    )
-            except PlatformError:
-                pg.drop_database(admin_url, incoming, service)
-                raise
+        try:
+            # Refuses a corrupt object before pg_restore reads it, and one that changed while
+            # it was read before anything is swapped; fetched while the copy's database is made.
+            with (
+                fetching(target.bucket, manifest, work, target.key) as dump,
+                service_login(admin_url, service) as login,
+            ):
+                problems = restore_checked(admin_url, login, incoming, dump, manifest)
+            if problems:
+                raise BackupError(
+                    f"restored copy of {manifest.prefix} does not match its manifest "
+                    f"({'; '.join(problems[:3])}); {database} was left untouched"
+                )
+        except PlatformError:
+            pg.drop_database(admin_url, incoming, service)
+            raise
         try:
             replaced: str | None = _swap(admin_url, service, incoming)
         except PlatformError:

@@ -10,12 +10,13 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from infra import naming
 from infra.backup import pg
 from infra.backup.catalog import Entry, Manifest, Verification, utc_now, write_verification
-from infra.backup.fetch import fetched, pg_restore
+from infra.backup.fetch import fetched, fetching, pg_restore
 from infra.backup.redis_keys import KEYS_FORMAT, verify_keys
 from infra.backup.storage import Bucket
 from infra.backup.workdir import private_workdir
@@ -54,17 +55,14 @@ def verify(bucket: Bucket, entry: Entry, admin_url: str | None, key: bytes | Non
     started = time.monotonic()
     problems: list[str] = []
     try:
-        with private_workdir("verify") as work, fetched(bucket, manifest, work, key) as dump:
-            if manifest.kind == "postgres":
-                if admin_url is None:
-                    raise UsageError("verifying a PostgreSQL backup needs --admin-url")
-                problems = _verify_postgres(admin_url, manifest, dump)
-            elif manifest.kind == "redis" and manifest.format == KEYS_FORMAT:
-                problems = verify_keys(dump, manifest)
-            elif manifest.kind == "redis":
-                problems = _verify_rdb(dump)
-            else:
-                problems = _verify_definitions(dump)
+        if manifest.kind == "postgres":
+            if admin_url is None:
+                raise UsageError("verifying a PostgreSQL backup needs --admin-url")
+            with private_workdir("verify") as work:
+                problems = _verify_postgres(admin_url, manifest, bucket, work, key)
+        else:
+            with private_workdir("verify") as work, fetched(bucket, manifest, work, key) as dump:
+                problems = _verify_other(manifest, dump)
     except BackupError as error:
         problems = [str(error)]
     result = Verification(
@@ -79,25 +77,44 @@ def verify(bucket: Bucket, entry: Entry, admin_url: str | None, key: bytes | Non
 
 
 def restore_checked(
-    admin_url: str, login_url: str, database: str, dump: Path, manifest: Manifest
+    admin_url: str,
+    login_url: str,
+    database: str,
+    dump: Callable[[], Path],
+    manifest: Manifest,
 ) -> list[str]:
-    """Create ``database`` afresh (owned by the service's owner role), restore ``dump`` into it
-    as the tool login acting as that role, and compare it with the manifest: the problems."""
+    """Create ``database`` afresh (owned by the service's owner role), restore the dump into it
+    as the tool login acting as that role, and compare it with the manifest: the problems.
+    ``dump`` waits for the fetch (``fetch.fetching``), which runs while the database is made."""
     owner = naming.owner_role(manifest.service)
     pg.drop_database(admin_url, database, manifest.service)
     pg.create_database(admin_url, database, manifest.service, owner=owner)
-    pg_restore(login_url, database, dump, role=owner)
+    pg_restore(login_url, database, dump(), role=owner)
     return check_restored(login_url, database, manifest)
 
 
-def _verify_postgres(admin_url: str, manifest: Manifest, dump: Path) -> list[str]:
+def _verify_postgres(
+    admin_url: str, manifest: Manifest, bucket: Bucket, work: Path, key: bytes | None
+) -> list[str]:
     """Restore as the service's tool login into a scratch database its owner role owns."""
     scratch = scratch_database(manifest.service, naming.VERIFY_SUFFIX)
-    with service_login(admin_url, manifest.service) as login:
+    with (
+        fetching(bucket, manifest, work, key) as dump,
+        service_login(admin_url, manifest.service) as login,
+    ):
         try:
             return restore_checked(admin_url, login, scratch, dump, manifest)
         finally:
             pg.drop_database(admin_url, scratch, manifest.service)
+
+
+def _verify_other(manifest: Manifest, dump: Path) -> list[str]:
+    """A Redis snapshot or key dump, or RabbitMQ definitions: read, nothing restored."""
+    if manifest.kind == "redis" and manifest.format == KEYS_FORMAT:
+        return verify_keys(dump, manifest)
+    if manifest.kind == "redis":
+        return _verify_rdb(dump)
+    return _verify_definitions(dump)
 
 
 def _verify_rdb(dump: Path) -> list[str]:

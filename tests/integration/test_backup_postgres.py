@@ -193,10 +193,18 @@ def test_round_trip_through_gcs_with_encryption(
             server.superuser_psql(f'DROP DATABASE "{name}"')
 
 
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
 def test_flipped_byte_fails_verify_and_restore_refuses_it(
-    stack: tuple[PostgresServer, Credentials, list[str]], tmp_path: Path
+    stack: tuple[PostgresServer, Credentials, list[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    encrypted: bool,
 ) -> None:
+    """An encrypted object is hashed and decrypted side by side: the checksum, not the
+    decryption, is what refuses it, and nothing is restored or left behind."""
     server, _, common = stack
+    if encrypted:
+        monkeypatch.setenv("PERSISTENCE_BACKUP_KEY", "A" * 43 + "=")
     root = tmp_path / "bucket"
     bucket = f"file://{root}"
     before = fingerprint(server, "users")
@@ -220,6 +228,7 @@ def test_flipped_byte_fails_verify_and_restore_refuses_it(
     code, _, err = cli("restore", *common, "--bucket", bucket, "--service", "users")
     assert code == 1, err
     assert "no backup of postgres/users" in err
+    assert not [name for name in databases(server) if name.startswith("users__")]
     assert fingerprint(server, "users") == before
     assert not [n for n in databases(server) if n.startswith("users__")]
 
