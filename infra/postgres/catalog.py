@@ -83,6 +83,48 @@ class ClusterState:
         """``{name: value}`` set for the role (globally, or in ``database``)."""
         return self.settings.get((role, database), {})
 
+    def updated(
+        self,
+        fresh: ClusterState,
+        roles: Iterable[str],
+        databases: Iterable[str],
+        services: Iterable[str],
+    ) -> ClusterState:
+        """This state with everything about ``roles``, ``databases`` and the registry rows of
+        ``services`` replaced by ``fresh``, a read of just those names (``read_cluster``):
+        what one service's statements can change, without reading every service again."""
+        names, dbs, owners = frozenset(roles), frozenset(databases), frozenset(services)
+        groups: dict[str, set[str]] = {
+            member: set(found - names)
+            for member, found in self.groups.items()
+            if member not in names
+        }
+        for member, found in fresh.groups.items():
+            groups.setdefault(member, set()).update(found)
+        return ClusterState(
+            roles={
+                **{name: row for name, row in self.roles.items() if name not in names},
+                **fresh.roles,
+            },
+            groups={member: frozenset(found) for member, found in groups.items() if found},
+            settings={
+                **{key: value for key, value in self.settings.items() if key[0] not in names},
+                **fresh.settings,
+            },
+            databases={
+                **{name: row for name, row in self.databases.items() if name not in dbs},
+                **fresh.databases,
+            },
+            registry={
+                **{
+                    name: row
+                    for name, row in self.registry.items()
+                    if name not in dbs and row[0] not in owners
+                },
+                **fresh.registry,
+            },
+        )
+
 
 @dataclass(frozen=True)
 class Relation:
