@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -71,33 +71,33 @@ def restore(
     database = naming.database_name(service)
     incoming = scratch_database(service, naming.RESTORE_SUFFIX)
     started = time.monotonic()
-    check_can_end_sessions(admin_url, database)
-    with restore_lock(admin_url, service, wait=True), private_workdir("restore") as work:
-        if service in leftovers.find(admin_url, [service]).interrupted:
-            _recover(admin_url, service)
-        if not pg.database_exists(admin_url, database):
-            converge(admin_url, config, credentials, [service])  # roles first, on a new server
-        try:
-            # Refuses a corrupt object before pg_restore reads it, and one that changed while
-            # it was read before anything is swapped; fetched while the copy's database is made.
-            with (
-                fetching(target.bucket, manifest, work, target.key) as dump,
-                service_login(admin_url, service) as login,
-            ):
-                problems = restore_checked(admin_url, login, incoming, dump, manifest)
-            if problems:
-                raise BackupError(
-                    f"restored copy of {manifest.prefix} does not match its manifest "
-                    f"({'; '.join(problems[:3])}); {database} was left untouched"
-                )
-        except PlatformError:
-            pg.drop_database(admin_url, incoming, service)
-            raise
-        try:
-            replaced: str | None = _swap(admin_url, service, incoming)
-        except PlatformError:
-            pg.drop_database(admin_url, incoming, service)  # the original is back in place; no copy
-            raise
+    with private_workdir("restore") as work, ExitStack() as reading:
+        # Checksum and decryption run while the checks below are made and the copy's database
+        # is created; pg_restore gets the dump only once its checksum matched.
+        dump = reading.enter_context(fetching(target.bucket, manifest, work, target.key))
+        check_can_end_sessions(admin_url, database)
+        with restore_lock(admin_url, service, wait=True):
+            if service in leftovers.find(admin_url, [service]).interrupted:
+                _recover(admin_url, service)
+            if not pg.database_exists(admin_url, database):
+                converge(admin_url, config, credentials, [service])  # roles first, on a new server
+            try:
+                with service_login(admin_url, service) as login:
+                    problems = restore_checked(admin_url, login, incoming, dump, manifest)
+                reading.close()  # refuses an object that changed while it was read
+                if problems:
+                    raise BackupError(
+                        f"restored copy of {manifest.prefix} does not match its manifest "
+                        f"({'; '.join(problems[:3])}); {database} was left untouched"
+                    )
+            except PlatformError:
+                pg.drop_database(admin_url, incoming, service)
+                raise
+            try:
+                replaced: str | None = _swap(admin_url, service, incoming)
+            except PlatformError:
+                pg.drop_database(admin_url, incoming, service)  # the original is back; no copy
+                raise
     converge(admin_url, config, credentials, [service])
     if replaced is not None and not keep_replaced:
         pg.drop_database(admin_url, replaced, service)
