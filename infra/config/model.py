@@ -218,6 +218,21 @@ class RabbitmqSettings:
         rule=rules.between(0.1, 0.9),
         doc="publishers are blocked when the broker uses this fraction of the machine's memory",
     )
+    nodes: int | None = setting(
+        None,
+        rule=rules.quorum_nodes,
+        doc="RabbitMQ nodes: 1 (a single node) or 3 or 5 (a cluster whose quorum queues and "
+        "pause_minority survive losing a minority of nodes); unset: the platform's default, 1 "
+        "on both platforms for now (prod's default becomes 3 when the prod cluster lands); "
+        "neither platform builds a cluster yet, so 3 and 5 are refused until it does",
+    )
+
+
+# How many RabbitMQ nodes each platform can build today. The cluster's parts (rendered
+# cluster_formation config, the fault-tested harness, ``infra.broker.cluster``) exist; a
+# platform's entry grows when it can place that many nodes, and its default with it.
+RABBITMQ_NODES_BUILT: dict[str, tuple[int, ...]] = {"docker": (1,), "gcp": (1,), "bootstrap": (1,)}
+RABBITMQ_DEFAULT_NODES: dict[str, int] = {"docker": 1, "gcp": 1, "bootstrap": 1}
 
 
 def _generation(default: int, periods: str) -> Any:
@@ -605,6 +620,14 @@ class StackConfig:
             if spec.name == name:
                 return spec
         raise KeyError(name)
+
+    @property
+    def rabbitmq_nodes(self) -> int:
+        """How many RabbitMQ nodes this stack runs: ``rabbitmq.nodes``, or the platform's
+        default when unset. Everything that sizes the broker reads this, never the raw key."""
+        if self.rabbitmq.nodes is not None:
+            return self.rabbitmq.nodes
+        return RABBITMQ_DEFAULT_NODES[self.platform]
 
     @property
     def connections_needed(self) -> int:

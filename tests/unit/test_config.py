@@ -493,3 +493,48 @@ def test_a_service_may_not_be_named_like_another_services_role(tmp_path: Path, s
             f"Pulumi.bad.yaml: persistence:services[{index}].name: 'users_{suffix}' is already "
             f"a name of service 'users' (services[{1 - index}])"
         ), line
+
+
+@pytest.mark.parametrize("nodes", [0, 2, 4, 6, 7, -1])
+def test_an_even_or_out_of_range_rabbitmq_node_count_is_refused_saying_why(
+    tmp_path: Path, nodes: int
+) -> None:
+    body = VALID + f"  persistence:rabbitmq: {{nodes: {nodes}}}\n"
+    (line,) = problems(tmp_path, body)
+    assert line == (
+        f"Pulumi.bad.yaml: persistence:rabbitmq.nodes: {nodes} is not allowed: an odd number "
+        "for quorum: 1, 3 or 5 (e.g. 3)"
+    )
+
+
+@pytest.mark.parametrize("platform", ["docker", "gcp"])
+@pytest.mark.parametrize("nodes", [3, 5])
+def test_a_cluster_the_platform_cannot_build_yet_is_refused_not_ignored(
+    tmp_path: Path, platform: str, nodes: int
+) -> None:
+    body = VALID.replace("platform: docker", f"platform: {platform}")
+    body += f"  persistence:rabbitmq: {{nodes: {nodes}}}\n"
+    found = [line for line in problems(tmp_path, body) if "rabbitmq" in line]
+    assert found == [
+        f"Pulumi.bad.yaml: persistence:rabbitmq.nodes: platform {platform!r} cannot build a "
+        f"{nodes}-node RabbitMQ cluster yet (it builds 1 for now); remove the key or set it "
+        "to 1 (e.g. rabbitmq: {nodes: 1})"
+    ]
+
+
+def test_rabbitmq_nodes_defaults_to_one_on_both_platforms_and_one_is_accepted(
+    tmp_path: Path,
+) -> None:
+    for stack in ("dev", "prod"):
+        config = load_stack(stack)
+        assert config.rabbitmq.nodes is None
+        assert config.rabbitmq_nodes == 1
+    explicit = load_file(write_stack(tmp_path, VALID + "  persistence:rabbitmq: {nodes: 1}\n"))
+    assert explicit.rabbitmq.nodes == 1
+    assert explicit.rabbitmq_nodes == 1
+
+
+def test_rabbitmq_nodes_must_be_a_whole_number(tmp_path: Path) -> None:
+    for value in ("three", "3.0", "true"):
+        (line,) = problems(tmp_path, VALID + f"  persistence:rabbitmq: {{nodes: {value}}}\n")
+        assert line.startswith("Pulumi.bad.yaml: persistence:rabbitmq.nodes: expected"), line
