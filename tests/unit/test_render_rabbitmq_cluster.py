@@ -27,10 +27,11 @@ def fixed_credentials(config: StackConfig) -> Credentials:
     """Fixed passwords: the hashes in definitions.json are deterministic for a password."""
     services = {
         s.name: ServiceCredentials(
-            *(
-                f"{s.name}-{login}-pw"
-                for login in ("migrator", "app", "readonly", "redis", "rabbitmq")
-            )
+            migrator=f"{s.name}-migrator-pw",
+            app=f"{s.name}-app-pw",
+            readonly=f"{s.name}-readonly-pw",
+            redis=f"{s.name}-redis-pw",
+            rabbitmq=f"{s.name}-rabbitmq-pw",
         )
         for s in config.services
     }
