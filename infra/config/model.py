@@ -222,17 +222,22 @@ class RabbitmqSettings:
         None,
         rule=rules.quorum_nodes,
         doc="RabbitMQ nodes: 1 (a single node) or 3 or 5 (a cluster whose quorum queues and "
-        "pause_minority survive losing a minority of nodes); unset: the platform's default, 1 "
-        "on both platforms for now (prod's default becomes 3 when the prod cluster lands); "
-        "neither platform builds a cluster yet, so 3 and 5 are refused until it does",
+        "pause_minority survive losing a minority of nodes); unset: the platform's default, 3 "
+        "in prod (one VM per zone, behind an internal load balancer) and 1 in dev; a prod stack "
+        "deployed before the cluster sets 1 to keep its single VM; dev cannot build a cluster "
+        "yet, so 3 and 5 are refused there until it does",
     )
 
 
 # How many RabbitMQ nodes each platform can build today. The cluster's parts (rendered
 # cluster_formation config, the fault-tested harness, ``infra.broker.cluster``) exist; a
 # platform's entry grows when it can place that many nodes, and its default with it.
-RABBITMQ_NODES_BUILT: dict[str, tuple[int, ...]] = {"docker": (1,), "gcp": (1,), "bootstrap": (1,)}
-RABBITMQ_DEFAULT_NODES: dict[str, int] = {"docker": 1, "gcp": 1, "bootstrap": 1}
+RABBITMQ_NODES_BUILT: dict[str, tuple[int, ...]] = {
+    "docker": (1,),
+    "gcp": (1, 3, 5),
+    "bootstrap": (1,),
+}
+RABBITMQ_DEFAULT_NODES: dict[str, int] = {"docker": 1, "gcp": 3, "bootstrap": 1}
 
 
 def _generation(default: int, periods: str) -> Any:

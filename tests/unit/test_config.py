@@ -507,7 +507,7 @@ def test_an_even_or_out_of_range_rabbitmq_node_count_is_refused_saying_why(
     )
 
 
-@pytest.mark.parametrize("platform", ["docker", "gcp"])
+@pytest.mark.parametrize("platform", ["docker"])
 @pytest.mark.parametrize("nodes", [3, 5])
 def test_a_cluster_the_platform_cannot_build_yet_is_refused_not_ignored(
     tmp_path: Path, platform: str, nodes: int
@@ -522,16 +522,23 @@ def test_a_cluster_the_platform_cannot_build_yet_is_refused_not_ignored(
     ]
 
 
-def test_rabbitmq_nodes_defaults_to_one_on_both_platforms_and_one_is_accepted(
+def test_rabbitmq_nodes_defaults_to_three_in_prod_one_in_dev_and_one_is_accepted(
     tmp_path: Path,
 ) -> None:
-    for stack in ("dev", "prod"):
+    for stack, default in (("dev", 1), ("prod", 3)):
         config = load_stack(stack)
         assert config.rabbitmq.nodes is None
-        assert config.rabbitmq_nodes == 1
+        assert config.rabbitmq_nodes == default, stack
     explicit = load_file(write_stack(tmp_path, VALID + "  persistence:rabbitmq: {nodes: 1}\n"))
     assert explicit.rabbitmq.nodes == 1
     assert explicit.rabbitmq_nodes == 1
+
+
+@pytest.mark.parametrize("nodes", [1, 3, 5])
+def test_prod_builds_one_three_or_five_nodes(tmp_path: Path, nodes: int) -> None:
+    body = VALID.replace("platform: docker", "platform: gcp")
+    body += f"  persistence:rabbitmq: {{nodes: {nodes}}}\n"
+    assert load_file(write_stack(tmp_path, body)).rabbitmq_nodes == nodes
 
 
 def test_rabbitmq_nodes_must_be_a_whole_number(tmp_path: Path) -> None:
