@@ -26,7 +26,8 @@ SERVERS = {
     "dev": [(CONTAINER, name) for name in ("postgres", "redis", "rabbitmq", "backup")]
     + [("docker:index/remoteImage:RemoteImage", f"{n}-image") for n in ("postgres", "redis")],
     "prod": [
-        ("gcp:compute/instance:Instance", "rabbitmq"),
+        # Prod's default is a three-node cluster: every node's VM.
+        *[("gcp:compute/instance:Instance", f"rabbitmq-{n}") for n in (1, 2, 3)],
         ("gcp:sql/databaseInstance:DatabaseInstance", "postgres"),
         ("gcp:redis/instance:Instance", "redis"),
     ],
