@@ -447,12 +447,13 @@ class GcpSettings:
         5, rule=rules.between(1, 300), doc="Memorystore for Redis capacity in GB"
     )
     rabbitmq_machine_type: str = setting(
-        "e2-standard-2", doc="Compute Engine machine type of the RabbitMQ VM, e.g. 'e2-standard-2'"
+        "e2-standard-2",
+        doc="Compute Engine machine type of each RabbitMQ VM (one per node), e.g. 'e2-standard-2'",
     )
     rabbitmq_disk_size_gb: int = setting(
         50,
         rule=rules.between(10, 65_536),
-        doc="size of the RabbitMQ VM's data disk in GB (kept when the VM is replaced)",
+        doc="size of each RabbitMQ VM's data disk in GB (kept when the VM is replaced)",
     )
     maintenance_day: int = setting(
         7,
@@ -469,7 +470,8 @@ class GcpSettings:
     zone_suffix: str = setting(
         "b",
         rule=rules.one_of("a", "b", "c", "d", "f"),
-        doc="zone of the RabbitMQ VM and its data disk: <gcp:region>-<suffix>",
+        doc="zone of the RabbitMQ VM and its data disk (a cluster's node 1; the other nodes go "
+        "to two other zones of the region): <gcp:region>-<suffix>",
     )
     redis_snapshot_period: str = setting(
         "ONE_HOUR",
