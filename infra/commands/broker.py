@@ -64,6 +64,7 @@ def run_rolling_restart(args: argparse.Namespace) -> int:
     from infra.errors import UsageError
 
     config = load_stack(args.stack)
+    password = rabbitmq_admin_password(args)  # resolved like every command's, before anything
     if config.platform != "gcp":
         raise UsageError(
             f"broker rolling-restart restarts prod's VMs (platform gcp); {args.stack} is "
@@ -77,7 +78,7 @@ def run_rolling_restart(args: argparse.Namespace) -> int:
             f"{args.stack}`"
         ) from error
     nodes = rolling.parse_nodes(document)
-    fleet = rolling.GcloudFleet(nodes, config.rabbitmq.admin_user, rabbitmq_admin_password(args))
+    fleet = rolling.GcloudFleet(nodes, config.rabbitmq.admin_user, password)
     try:
         took = rolling.rolling_restart(nodes, fleet, args.timeout)
     finally:

@@ -126,6 +126,7 @@ def test_the_command_refuses_a_dev_stack_and_bad_input(
 ) -> None:
     from infra.cli import main
 
+    monkeypatch.setenv("RABBITMQ_ADMIN_PASSWORD", "from-the-environment")
     monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps([])))
     assert main(["broker", "rolling-restart", "--stack", "dev"]) != 0
     assert "platform gcp" in capsys.readouterr().err
