@@ -234,6 +234,7 @@ broker-tunnel-start:
 	    --zone "$$zone" > .tools/broker-tunnel.log 2>&1 & echo $$! > .tools/broker-tunnel.pid; \
 	  for _ in $$(seq 30); do \
 	    (exec 3<>/dev/tcp/127.0.0.1/$(BROKER_PORT)) 2>/dev/null && { echo "broker tunnel to $$vm listening on 127.0.0.1:$(BROKER_PORT)"; exit 0; }; \
+	    kill -0 "$$(cat .tools/broker-tunnel.pid)" 2>/dev/null || break; \
 	    sleep 1; \
 	  done; \
 	  kill "$$(cat .tools/broker-tunnel.pid)" 2>/dev/null || true; rm -f .tools/broker-tunnel.pid; \
