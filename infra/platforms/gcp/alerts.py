@@ -13,6 +13,9 @@ the person woken up by it. Policies:
 - the RabbitMQ VM down: its hypervisor ``uptime`` metric stops (stopped, crashed, deleted,
   preempted). It needs no agent and no firewall hole; it does not see the broker process
   dying on a running VM (a private TCP uptime check through Service Directory would).
+- a RabbitMQ cluster (``rabbitmq.nodes`` 3 or 5) instead: a node down (each VM's uptime), a
+  partition, quorum lost and a memory or disk alarm, the last three in PromQL over the
+  brokers' own Prometheus metrics, which the nodes' Ops Agent scrapes (``cluster_queries``).
 """
 
 from __future__ import annotations
