@@ -224,8 +224,9 @@ class RabbitmqSettings:
         doc="RabbitMQ nodes: 1 (a single node) or 3 or 5 (a cluster whose quorum queues and "
         "pause_minority survive losing a minority of nodes); unset: the platform's default, 3 "
         "in prod (one VM per zone, behind an internal load balancer) and 1 in dev; a prod stack "
-        "deployed before the cluster sets 1 to keep its single VM; dev cannot build a cluster "
-        "yet, so 3 and 5 are refused there until it does",
+        "deployed before the cluster sets 1 to keep its single VM; in dev, 3 or 5 run one "
+        "container per node, node N publishing AMQP on docker.ports.amqp + N - 1 and the "
+        "management API on docker.ports.management + N - 1",
     )
 
 
@@ -233,7 +234,7 @@ class RabbitmqSettings:
 # cluster_formation config, the fault-tested harness, ``infra.broker.cluster``) exist; a
 # platform's entry grows when it can place that many nodes, and its default with it.
 RABBITMQ_NODES_BUILT: dict[str, tuple[int, ...]] = {
-    "docker": (1,),
+    "docker": (1, 3, 5),
     "gcp": (1, 3, 5),
     "bootstrap": (1,),
 }
@@ -636,6 +637,20 @@ class StackConfig:
             return self.rabbitmq.nodes
         return RABBITMQ_DEFAULT_NODES[self.platform]
 
+    def _check_docker_cluster_ports(self) -> None:
+        ports = self.docker.ports
+        taken = [ports.postgres, ports.redis]
+        taken += [port for pair in self.docker_rabbitmq_ports() for port in pair]
+        if len(set(taken)) != len(taken) or max(taken) > 65535:
+            last = self.rabbitmq_nodes - 1
+            raise ValueError(
+                f"docker.ports: a {self.rabbitmq_nodes}-node RabbitMQ cluster publishes AMQP on "
+                f"{ports.amqp}-{ports.amqp + last} and the management API on "
+                f"{ports.management}-{ports.management + last} (node N on the port plus N - 1); "
+                "these ranges must not overlap each other or the postgres and redis ports "
+                "(e.g. docker: {ports: {amqp: 15672, management: 16672}})"
+            )
+
     @property
     def connections_needed(self) -> int:
         """Every service's connection limits plus the reserve for admin work."""
@@ -646,7 +661,15 @@ class StackConfig:
         )
         return per_service + self.postgres.reserved_connections
 
+    def docker_rabbitmq_ports(self) -> list[tuple[int, int]]:
+        """Each dev RabbitMQ node's host ports (AMQP, management), node 1 first: node N
+        publishes on ``docker.ports.amqp`` and ``docker.ports.management`` plus N - 1."""
+        ports = self.docker.ports
+        return [(ports.amqp + i, ports.management + i) for i in range(self.rabbitmq_nodes)]
+
     def __post_init__(self) -> None:
+        if self.platform == "docker" and self.rabbitmq_nodes > 1:
+            self._check_docker_cluster_ports()
         needed = self.connections_needed
         if needed > self.postgres.max_connections:
             raise ValueError(

@@ -507,7 +507,7 @@ def test_an_even_or_out_of_range_rabbitmq_node_count_is_refused_saying_why(
     )
 
 
-@pytest.mark.parametrize("platform", ["docker"])
+@pytest.mark.parametrize("platform", ["bootstrap"])
 @pytest.mark.parametrize("nodes", [3, 5])
 def test_a_cluster_the_platform_cannot_build_yet_is_refused_not_ignored(
     tmp_path: Path, platform: str, nodes: int
@@ -545,3 +545,37 @@ def test_rabbitmq_nodes_must_be_a_whole_number(tmp_path: Path) -> None:
     for value in ("three", "3.0", "true"):
         (line,) = problems(tmp_path, VALID + f"  persistence:rabbitmq: {{nodes: {value}}}\n")
         assert line.startswith("Pulumi.bad.yaml: persistence:rabbitmq.nodes: expected"), line
+
+
+@pytest.mark.parametrize("nodes", [3, 5])
+def test_dev_runs_a_cluster_when_asked_with_one_port_pair_per_node(
+    tmp_path: Path, nodes: int
+) -> None:
+    body = VALID + f"  persistence:rabbitmq: {{nodes: {nodes}}}\n"
+    config = load_file(write_stack(tmp_path, body, "cluster"))
+    assert config.rabbitmq_nodes == nodes
+    pairs = config.docker_rabbitmq_ports()
+    assert pairs[0] == (config.docker.ports.amqp, config.docker.ports.management)
+    assert [amqp for amqp, _ in pairs] == list(range(15672, 15672 + nodes))
+    assert [management for _, management in pairs] == list(range(16672, 16672 + nodes))
+
+
+def test_a_dev_cluster_whose_node_ports_overlap_is_refused_naming_the_ranges(
+    tmp_path: Path,
+) -> None:
+    # Node 2's AMQP port (20001) would be the management port of node 1.
+    body = VALID + (
+        "  persistence:rabbitmq: {nodes: 3}\n"
+        "  persistence:docker: {ports: {amqp: 20000, management: 20001}}\n"
+    )
+    (line,) = problems(tmp_path, body)
+    assert "docker.ports: a 3-node RabbitMQ cluster publishes AMQP on 20000-20002" in line
+    assert "the management API on 20001-20003" in line
+    assert "(e.g. docker: {ports: {amqp: 15672, management: 16672}})" in line
+
+
+def test_the_same_ports_are_fine_for_a_single_dev_node(tmp_path: Path) -> None:
+    body = VALID + "  persistence:docker: {ports: {amqp: 20000, management: 20001}}\n"
+    assert load_file(write_stack(tmp_path, body, "single")).docker_rabbitmq_ports() == [
+        (20000, 20001)
+    ]
