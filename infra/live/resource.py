@@ -103,7 +103,7 @@ class LiveConfig(pulumi.dynamic.Resource):
         once every node runs. Left out for one endpoint, so a single node's inputs stay as
         they were.
         """
-        props = {
+        props: dict[str, Any] = {
             "kind": KIND_BROKER,
             "server_id": server_id,
             "management_url": management_url,
