@@ -22,8 +22,10 @@ import pytest
 from infra.backup.dump import Target
 from infra.backup.recovery import restore_rabbitmq
 from infra.backup.storage import FileBucket
+from infra.broker.management import LoginRefusedError, any_live_node
 from infra.config import StackConfig
 from infra.credentials import Credentials
+from infra.errors import ServerError
 from infra.live.push import push_broker
 from tests.integration.backup_helpers import cli
 from tests.servers.rabbitmq import RabbitmqCluster, RabbitmqServer
@@ -50,38 +52,66 @@ def connect(node: RabbitmqServer, credentials: Credentials) -> pika.BlockingConn
 
 
 @pytest.fixture(scope="module")
+def first(
+    cluster_config: StackConfig, dev_rendered: tuple[Path, Credentials]
+) -> Iterator[RabbitmqCluster]:
+    """The cluster that is lost: running until the module is done."""
+    cluster = RabbitmqCluster(cluster_config, dev_rendered[1])
+    try:
+        yield cluster.start()
+    finally:
+        cluster.cleanup()
+
+
+@pytest.fixture(scope="module")
 def backed_up(
+    first: RabbitmqCluster,
     common: list[str],
-    cluster_config: StackConfig,
     dev_rendered: tuple[Path, Credentials],
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Path]:
+) -> Path:
     """The first cluster's definitions, backed up through node 2 after node 1 was killed."""
     _, credentials = dev_rendered
-    first = RabbitmqCluster(cluster_config, credentials)
-    try:
-        first.start()
-        with connect(first[0], credentials) as connection:
-            channel = connection.channel()
-            channel.exchange_declare("dr.orders", exchange_type="direct", durable=True)
-            channel.queue_declare("dr.invoices", durable=True, arguments={"x-queue-type": "quorum"})
-            channel.queue_bind("dr.invoices", "dr.orders", routing_key="invoice")
-        first[0].kill()
-        bucket = tmp_path_factory.mktemp("cluster-bucket")
-        backup = ["--bucket", f"file://{bucket}", "--management-url", first[1].management_url]
-        code, out, err = cli("backup", *common, *backup)
-        assert code == 0, err + out
-        code, out, err = cli("verify", *common, "--bucket", f"file://{bucket}")
-        assert code == 0, err + out
-        yield bucket
-    finally:
-        first.cleanup()
+    with connect(first[0], credentials) as connection:
+        channel = connection.channel()
+        channel.exchange_declare("dr.orders", exchange_type="direct", durable=True)
+        channel.queue_declare("dr.invoices", durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_bind("dr.invoices", "dr.orders", routing_key="invoice")
+    first[0].kill()
+    bucket = tmp_path_factory.mktemp("cluster-bucket")
+    backup = ["--bucket", f"file://{bucket}", "--management-url", first[1].management_url]
+    code, out, err = cli("backup", *common, *backup)
+    assert code == 0, err + out
+    code, out, err = cli("verify", *common, "--bucket", f"file://{bucket}")
+    assert code == 0, err + out
+    return bucket
+
+
+def test_the_tooling_reaches_the_cluster_through_the_first_node_that_answers(
+    first: RabbitmqCluster, backed_up: Path, dev_rendered: tuple[Path, Credentials]
+) -> None:
+    """What a cluster's live apply does before importing: node 1 is dead (killed above)."""
+    _, credentials = dev_rendered
+    urls = [node.management_url for node in first.nodes]
+    api = any_live_node(urls, first.admin_user, credentials.rabbitmq_admin)
+    assert api.base_url == urls[1]
+    assert api.get(f"/api/vhosts/{APP}")["name"] == APP
+    # A refused login is an answer, not a dead node: said at once, not hidden behind node 3.
+    with pytest.raises(LoginRefusedError):
+        any_live_node(urls, first.admin_user, "not-the-password")
+    with pytest.raises(ServerError, match="no RabbitMQ node answers") as nobody:
+        any_live_node(urls[:1], first.admin_user, credentials.rabbitmq_admin)
+    assert urls[0] in str(nobody.value)
 
 
 def test_a_new_cluster_gets_the_backed_up_definitions_with_a_member_on_every_node(
-    backed_up: Path, cluster_config: StackConfig, dev_rendered: tuple[Path, Credentials]
+    first: RabbitmqCluster,
+    backed_up: Path,
+    cluster_config: StackConfig,
+    dev_rendered: tuple[Path, Credentials],
 ) -> None:
     _, credentials = dev_rendered
+    first.cleanup()  # the disaster: every node and its data gone
     second = RabbitmqCluster(cluster_config, credentials)
     try:
         second.start()

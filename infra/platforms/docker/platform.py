@@ -26,7 +26,6 @@ from infra.render.endpoints import for_stack
 from infra.render.services import postgres_url, redis_url, service_env
 
 TYPE_TOKEN = "persistence:docker:Platform"  # noqa: S105 - a Pulumi type token, not a secret
-STATEFUL_SERVERS = ("postgres", "redis", "rabbitmq")
 
 
 class DockerPlatform(PlatformComponent):
@@ -88,7 +87,7 @@ class DockerPlatform(PlatformComponent):
             else ["rabbitmq"]
         )
         self.volumes = {
-            server: self._volume(shared, server) for server in (*STATEFUL_SERVERS[:-1], *brokers)
+            server: self._volume(shared, server) for server in ("postgres", "redis", *brokers)
         }
         self.postgres = containers.postgres(shared, self.volumes["postgres"])
         self.redis = containers.redis(shared, self.volumes["redis"])
