@@ -9,18 +9,28 @@ service or another test run. The management HTTP API (as the admin user) is how 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pika
+
+from infra.config.model import StackConfig
+from infra.credentials import Credentials
+from infra.render import rabbitmq as mq_files
 from tests.servers.process import (
     as_user,
     chown_tree,
@@ -80,6 +90,12 @@ class RabbitmqServer:
     management_port: int = field(default_factory=free_port)
     prometheus_port: int = field(default_factory=free_port)
     epmd_port: int = field(default_factory=free_port)
+    # A cluster's nodes: their own node name, one epmd and one Erlang cookie for all of them
+    # (``RabbitmqCluster`` runs that epmd), and test-only rabbitmq.conf overrides.
+    node: str = ""
+    own_epmd: bool = True
+    cookie: str | None = None
+    overrides: dict[str, str] = field(default_factory=dict)
     root: Path = field(init=False)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     epmd: subprocess.Popen[bytes] | None = field(default=None, init=False)
@@ -107,9 +123,14 @@ class RabbitmqServer:
                     # Only the port: the rendered prometheus.tcp.ip is what the tests check.
                     "prometheus.tcp.port": str(self.prometheus_port),
                     "definitions.local.path": str(self.definitions_file),
+                    **self.overrides,
                 },
             )
         )
+        if self.cookie is not None:
+            cookie = self.home / ".erlang.cookie"
+            cookie.write_text(self.cookie)
+            cookie.chmod(0o400)
         chown_tree(self.root, OS_USER)
 
     def install_definitions(self, source: Path) -> None:
@@ -120,7 +141,7 @@ class RabbitmqServer:
 
     @property
     def nodename(self) -> str:
-        return f"rabbit-test-{self.amqp_port}@localhost"
+        return self.node or f"rabbit-test-{self.amqp_port}@localhost"
 
     @property
     def management_url(self) -> str:
@@ -146,22 +167,14 @@ class RabbitmqServer:
 
     def start(self) -> RabbitmqServer:
         """Start our own epmd (once) and the node; wait until definitions are loaded."""
-        if self.epmd is None:
-            self.epmd = subprocess.Popen(
-                as_user(
-                    OS_USER,
-                    [
-                        require_binary(EPMD, "erlang-base"),
-                        "-port",
-                        str(self.epmd_port),
-                        "-address",
-                        "127.0.0.1",
-                    ],
-                ),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            wait_until(lambda: port_open(self.epmd_port), 10, f"epmd on port {self.epmd_port}")
+        self.launch()
+        self.wait_ready()
+        return self
+
+    def launch(self) -> None:
+        """Start the node without waiting for it (a cluster's nodes boot together)."""
+        if self.own_epmd and self.epmd is None:
+            self.epmd = start_epmd(self.epmd_port)
         argv = ["env", *self._environment(), require_binary(SERVER, "rabbitmq-server")]
         log = self.log_file.open("ab")
         self.process = subprocess.Popen(
@@ -171,10 +184,10 @@ class RabbitmqServer:
             cwd=self.root,
             start_new_session=True,
         )
-        wait_until(
-            self._ready, BOOT_TIMEOUT, f"rabbitmq-server on port {self.amqp_port}", self.log_file
-        )
-        return self
+
+    def wait_ready(self, timeout: float = BOOT_TIMEOUT) -> None:
+        """Until AMQP accepts and the management API says every vhost is up."""
+        wait_until(self._ready, timeout, f"{self.nodename} on port {self.amqp_port}", self.log_file)
 
     def _ready(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
@@ -204,6 +217,25 @@ class RabbitmqServer:
     def stop(self) -> None:
         """SIGTERM: the start script stops the node cleanly (queues and messages flushed)."""
         self._stop(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL to the whole node (start script and Erlang VM): a crash, nothing flushed."""
+        self._stop(signal.SIGKILL)
+
+    def freeze(self) -> None:
+        """SIGSTOP to the whole node: it neither answers nor knows time passes (a VM paused,
+        a long GC, a network that drops everything), until ``thaw``."""
+        assert self.process is not None, f"{self.nodename} is not running"
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT: the frozen node runs on from where it stopped."""
+        assert self.process is not None, f"{self.nodename} is not running"
+        os.killpg(self.process.pid, signal.SIGCONT)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def _stop(self, sig: int) -> None:
         """Signal the start script (SIGKILL: its whole process group) and wait for the group.
@@ -237,3 +269,150 @@ class RabbitmqServer:
             stop_process(self.epmd)
             self.epmd = None
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_epmd(port: int) -> subprocess.Popen[bytes]:
+    """An epmd of our own on loopback ``port``, as the rabbitmq user."""
+    epmd = subprocess.Popen(
+        as_user(
+            OS_USER,
+            [require_binary(EPMD, "erlang-base"), "-port", str(port), "-address", "127.0.0.1"],
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: port_open(port), 10, f"epmd on port {port}")
+    return epmd
+
+
+class RabbitmqCluster:
+    """``size`` real RabbitMQ nodes on loopback that form one cluster by themselves.
+
+    Every node boots from the same rendered rabbitmq.conf (``rabbitmq_conf`` with the cluster's
+    node list: classic_config peer discovery, pause_minority) and definitions.json (quorum
+    queues sized to the cluster), with only its ports and paths rewritten like the single node's
+    (``local_conf``) plus ``overrides`` (test-only settings such as a short ``net_ticktime``).
+    The nodes share one epmd and one Erlang cookie, as the hosts of a real cluster share a
+    cookie and each run an epmd on the same well-known port. Nobody runs ``join_cluster``.
+    """
+
+    def __init__(
+        self,
+        config: StackConfig,
+        credentials: Credentials,
+        size: int = 3,
+        overrides: dict[str, str] | None = None,
+    ) -> None:
+        self.admin_user = config.rabbitmq.admin_user
+        self.admin_password = credentials.rabbitmq_admin
+        self.names = [f"rabbit{i}@localhost" for i in range(1, size + 1)]
+        self.rendered = Path(tempfile.mkdtemp(prefix="rabbitmq-cluster-"))
+        files = self.rendered / "rabbitmq"
+        files.mkdir()
+        (files / "rabbitmq.conf").write_text(
+            mq_files.rabbitmq_conf(config, cluster_nodes=self.names)
+        )
+        (files / "enabled_plugins").write_text(mq_files.enabled_plugins())
+        (files / "definitions.json").write_text(
+            mq_files.definitions_json(config, credentials, cluster_size=size)
+        )
+        self.epmd_port = free_port()
+        self.epmd: subprocess.Popen[bytes] | None = None
+        cookie = secrets.token_hex(20).upper()
+        self.nodes = [
+            RabbitmqServer(
+                self.rendered,
+                self.admin_user,
+                self.admin_password,
+                epmd_port=self.epmd_port,
+                node=name,
+                own_epmd=False,
+                cookie=cookie,
+                overrides=dict(overrides or {}),
+            )
+            for name in self.names
+        ]
+
+    def __getitem__(self, index: int) -> RabbitmqServer:
+        return self.nodes[index]
+
+    def node(self, name: str) -> RabbitmqServer:
+        """The node called ``name`` (e.g. a queue's ``leader`` from the management API)."""
+        return self.nodes[self.names.index(name)]
+
+    def start(self, order: Sequence[int] | None = None, gap: float = 0.0) -> RabbitmqCluster:
+        """Launch every node in ``order`` (``gap`` seconds apart), then wait until all run as
+        one cluster: any order works, as it must after a whole-cluster stop."""
+        if self.epmd is None:
+            self.epmd = start_epmd(self.epmd_port)
+        for position, index in enumerate(order or range(len(self.nodes))):
+            if position and gap:
+                time.sleep(gap)
+            self.nodes[index].launch()
+        for node in self.nodes:
+            node.wait_ready(timeout=BOOT_TIMEOUT * 2)
+        self.wait_formed()
+        return self
+
+    def restart(self, index: int) -> None:
+        """Start one stopped or killed node again and wait until the cluster has it back."""
+        self.nodes[index].start()
+        self.wait_formed()
+
+    def stop_all(self, order: Sequence[int] | None = None) -> None:
+        """A clean stop of every node, one after another in ``order``."""
+        for index in order or range(len(self.nodes)):
+            self.nodes[index].stop()
+
+    def wait_formed(self, timeout: float = 120) -> None:
+        """Until every running node sees every node of the cluster running, with no partition."""
+
+        def formed() -> bool:
+            for node in self.nodes:
+                if not node.running:
+                    continue
+                seen = node.api("GET", "/api/nodes") or []
+                running = sorted(n["name"] for n in seen if n.get("running"))
+                if running != sorted(self.names) or any(n.get("partitions") for n in seen):
+                    return False
+            return True
+
+        wait_until(formed, timeout, f"cluster {self.names} to form", self.nodes[0].log_file)
+
+    def any_running(self, but: RabbitmqServer | None = None) -> RabbitmqServer:
+        """A running node (other than ``but``), to ask the management API through."""
+        for node in self.nodes:
+            if node.running and node is not but:
+                return node
+        raise AssertionError("no running node")
+
+    def connection_parameters(
+        self, vhost: str, user: str, password: str, first: RabbitmqServer | None = None
+    ) -> list[pika.ConnectionParameters]:
+        """One entry per node (``first`` first): the client-side node list a service is given,
+        so a reconnect goes to whichever node is up."""
+        nodes = sorted(self.nodes, key=lambda node: node is not first)
+        return [
+            pika.ConnectionParameters(
+                host="127.0.0.1",
+                port=node.amqp_port,
+                virtual_host=vhost,
+                credentials=pika.PlainCredentials(user, password),
+                connection_attempts=1,
+                socket_timeout=5,
+                blocked_connection_timeout=30,
+                heartbeat=10,
+            )
+            for node in nodes
+        ]
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
+            if node.running and node.process is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(node.process.pid, signal.SIGCONT)
+            node.cleanup()
+        if self.epmd is not None:
+            stop_process(self.epmd)
+            self.epmd = None
+        shutil.rmtree(self.rendered, ignore_errors=True)

@@ -34,6 +34,10 @@ DATA_DIR = "/var/lib/rabbitmq"
 CONF_KEY = "rabbitmq-conf"
 PLUGINS_KEY = "rabbitmq-enabled-plugins"
 DEFINITIONS_KEY = "rabbitmq-definitions"
+# A cluster node's own metadata (``rabbitmq_cluster``); the single VM has none of these.
+NODENAME_KEY = "rabbitmq-nodename"
+COOKIE_SECRET_KEY = "rabbitmq-cookie-secret"  # noqa: S105 - a metadata key
+OPS_AGENT_KEY = "rabbitmq-ops-agent-config"
 SNAPSHOT_START_TIME = "02:00"  # UTC
 
 
@@ -54,9 +58,24 @@ class RabbitmqVm:
     address: gcp.compute.Address
     data_disk: gcp.compute.Disk
 
+    @property
+    def instances(self) -> list[gcp.compute.Instance]:
+        return [self.instance]
 
-def startup_script() -> str:
-    """The boot script; static apart from paths and metadata keys."""
+    @property
+    def endpoint_ip(self) -> pulumi.Output[str]:
+        """Where ``rabbitmq.<zone>`` points: the VM itself."""
+        return self.address.address
+
+    def dns_records(self) -> dict[str, pulumi.Input[str]]:
+        """No name of its own beyond ``rabbitmq.<zone>``."""
+        return {}
+
+
+def startup_script(*, cluster: bool = False) -> str:
+    """The boot script; static apart from paths and metadata keys. A cluster node's also sets
+    its node name, fetches the Erlang cookie and runs the Ops Agent (the single VM's script
+    is exactly what it always was)."""
     return render(
         "gcp/rabbitmq-startup.sh.j2",
         data_device=DATA_DEVICE,
@@ -65,6 +84,10 @@ def startup_script() -> str:
         conf_key=CONF_KEY,
         plugins_key=PLUGINS_KEY,
         definitions_key=DEFINITIONS_KEY,
+        cluster=cluster,
+        nodename_key=NODENAME_KEY,
+        cookie_secret_key=COOKIE_SECRET_KEY,
+        ops_agent_key=OPS_AGENT_KEY,
     )
 
 
