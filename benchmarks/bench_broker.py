@@ -10,9 +10,10 @@ definitions.json; the cluster's from the clustered rendering: classic_config pee
 pause_minority). Both stay up for the whole run, so the two sides run in the same conditions.
 
 Throughput and latency: PerfTest 2.22.1 (``make perf-test``) as the ``events`` service's own
-login on its vhost, connected to one node (the cluster's first, where a quorum queue it declares
-gets its leader), one producer and one consumer, publisher confirms (``--confirm 100``: at most
-100 unconfirmed), persistent 1 kB messages, a fresh durable queue per run (deleted after):
+login on its vhost, connected to one node (the cluster's first; RabbitMQ 3.10 places a quorum
+queue's leader itself, and the table says on which node it was), one producer and one consumer,
+publisher confirms (``--confirm 100``: at most 100 unconfirmed), persistent 1 kB messages, a
+fresh durable queue per run (deleted after):
 
   max    as fast as the confirms allow, ``--seconds`` per run: sent and received msg/s
          (PerfTest's "sending/receiving rate avg") and confirm latency p50/p99 (its end-of-run
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -63,11 +65,11 @@ import pika.exceptions
 from benchmarks.command import REPO
 from benchmarks.report import table, write_section
 from infra import naming, secrets_file
-from infra.config import StackConfig, load_stack
+from infra.config import load_stack
 from infra.credentials import Credentials
 from tests.conftest import render_to
 from tests.servers.process import ServerUnavailableError, wait_until
-from tests.servers.rabbitmq import RabbitmqCluster, RabbitmqServer
+from tests.servers.rabbitmq import BOOT_TIMEOUT, RabbitmqCluster, RabbitmqServer
 
 PERF_TEST_DIR = REPO / ".tools" / "perf-test"
 PERF_TEST_MAIN = "com.rabbitmq.perf.PerfTest"
@@ -118,6 +120,7 @@ class Cell:
     received: float
     confirm_p50_ms: float
     confirm_p99_ms: float
+    leader: str = ""  # a quorum queue's leader node, from the management API
 
 
 def parse_summary(output: str) -> Cell:
@@ -174,14 +177,17 @@ class Broker:
             )
         finally:
             path = f"/api/queues/{urllib.parse.quote(self.vhost, safe='')}/{queue}"
+            info = None
             with contextlib.suppress(Exception):
+                info = self.entry.api("GET", path)
                 self.entry.api("DELETE", path)
         if done.returncode != 0:
             raise RuntimeError(
                 f"PerfTest exited {done.returncode} against {self.nodes} node(s):\n"
                 f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
             )
-        return parse_summary(done.stdout)
+        leader = str(info.get("leader", "")) if isinstance(info, dict) else ""
+        return dataclasses.replace(parse_summary(done.stdout), leader=leader)
 
 
 @dataclass
@@ -191,6 +197,7 @@ class Results:
     # "leader" / "follower" -> seconds from the kill to the first confirm of a later publish
     recovery: dict[str, list[float]] = field(default_factory=dict)
     reconnects: dict[str, list[int]] = field(default_factory=dict)
+    entry: str = ""  # the cluster node PerfTest connects to
     seconds: float = 0.0
 
 
@@ -213,6 +220,7 @@ def measure(brokers: dict[int, Broker], args: argparse.Namespace, results: Resul
                         f"sent {cell.sent:7.0f} msg/s, received {cell.received:7.0f} msg/s, "
                         f"confirm p50 {cell.confirm_p50_ms:7.1f} ms, "
                         f"p99 {cell.confirm_p99_ms:7.1f} ms"
+                        + (f", leader {cell.leader}" if cell.leader else "")
                     )
 
 
@@ -274,7 +282,10 @@ def kill_leader(leader: RabbitmqServer, publisher: Publisher) -> tuple[float, in
         )
         back = publisher.confirmed_after(killed_at)
         assert back is not None
-        return back - killed_at, sum(1 for at, _ in publisher.failures if at > killed_at)
+        failures = [name for at, name in publisher.failures if at > killed_at]
+        if failures:
+            say(f"  publisher: {', '.join(failures)}")
+        return back - killed_at, len(failures)
     finally:
         publisher.stopping.set()
         publisher.join(timeout=30)
@@ -324,19 +335,17 @@ def recovery(
             cluster.any_running().api("DELETE", path)
 
 
-def start_cluster(config: StackConfig, credentials: Credentials) -> RabbitmqCluster:
-    """Three nodes formed into one cluster; one more try from scratch if they do not form (on
-    a loaded machine a node's boot can stall), with the first failure on the terminal."""
-    for attempt in (1, 2):
-        cluster = RabbitmqCluster(config, credentials, size=3)
-        try:
-            return cluster.start()
-        except ServerUnavailableError as error:
-            cluster.cleanup()
-            if attempt == 2:
-                raise
-            say(f"the cluster did not form, starting a new one: {str(error)[:2000]}")
-    raise AssertionError("unreachable")
+def start_cluster(cluster: RabbitmqCluster) -> None:
+    """Three nodes formed into one cluster. On a machine loaded by other work a node's boot can
+    outlast the harness's wait (seen: 160 s to the listener at a load of 17 on two cores): the
+    nodes are launched by then, so wait for them once more, as long again, before giving up."""
+    try:
+        cluster.start()
+    except ServerUnavailableError as error:
+        say(f"the cluster is slow to boot, waiting longer: {str(error).splitlines()[0]}")
+        for node in cluster.nodes:
+            node.wait_ready(timeout=BOOT_TIMEOUT * 3)
+        cluster.wait_formed(timeout=300)
 
 
 def report(args: argparse.Namespace, results: Results) -> str:
@@ -371,14 +380,20 @@ def report(args: argparse.Namespace, results: Results) -> str:
         for connected in ("leader", "follower")
         if connected in results.recovery
     ]
+    leaders = [
+        cell.leader for mode in ("max", "rate") for cell in results.cells[(mode, "quorum", 3)]
+    ]
+    local = sum(1 for leader in leaders if leader == results.entry)
     return (
         f"PerfTest 2.22.1 (`make perf-test`), one producer and one consumer as the `{SERVICE}` "
         f"service on one node (the cluster's first), `--confirm {CONFIRM_WINDOW}`, persistent "
         f"{MESSAGE_BYTES}-byte messages, a fresh durable queue per run; max: `--time "
         f"{args.seconds}`, rate: `--rate {args.rate} --time {args.rate_seconds}`. Each cell "
         f"{args.rounds} runs, node-count order alternating; ratio = sum(three nodes) / sum(one "
-        "node). Three nodes and PerfTest share one machine's two cores, which other agents' "
-        f"tests were loading during the run: quote the ratios. Whole run: {results.seconds:.0f} s."
+        "node). The quorum queue's leader (placed by RabbitMQ) was on the node PerfTest "
+        f"connects to in {local} of the {len(leaders)} three-node runs. Three nodes and PerfTest "
+        "share one machine's two cores, which other agents' tests were loading during the run: "
+        f"quote the ratios. Whole run: {results.seconds:.0f} s."
         "\n\n"
         + table(["queue", "load", "figure", "one node", "three nodes", "three / one"], rows)
         + "\n\nRecovery after SIGKILL of the quorum queue's leader (three nodes, a pika publisher "
@@ -413,11 +428,11 @@ def main() -> None:
     credentials = secrets_file.load_or_create(work / "dev.secrets.json", config)
     rendered = render_to(work / "rendered", config, credentials)
     single = RabbitmqServer(rendered, config.rabbitmq.admin_user, credentials.rabbitmq_admin)
-    cluster: RabbitmqCluster | None = None
+    cluster = RabbitmqCluster(config, credentials, size=3)
     results = Results()
     try:
         single.start()
-        cluster = start_cluster(config, credentials)
+        start_cluster(cluster)
         say(f"one node and a three-node cluster up in {time.monotonic() - began:.0f} s")
         user, vhost = naming.rabbitmq_user(SERVICE), naming.rabbitmq_vhost(SERVICE)
         password = credentials.for_service(SERVICE).rabbitmq
@@ -425,13 +440,13 @@ def main() -> None:
             1: Broker(1, single, user, password, vhost, classpath),
             3: Broker(3, cluster[0], user, password, vhost, classpath),
         }
+        results.entry = cluster[0].nodename
         measure(brokers, args, results)
         single.cleanup()  # idle from here on: its CPU back for the recovery runs
         recovery(cluster, credentials, args.kills, results)
         results.seconds = time.monotonic() - began
     finally:
-        if cluster is not None:
-            cluster.cleanup()
+        cluster.cleanup()
         single.cleanup()
         shutil.rmtree(work, ignore_errors=True)
     markdown = report(args, results)
