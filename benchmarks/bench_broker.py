@@ -201,6 +201,7 @@ class Results:
     recovery: dict[str, list[float]] = field(default_factory=dict)
     reconnects: dict[str, list[int]] = field(default_factory=dict)
     entry: str = ""  # the cluster node PerfTest connects to
+    loads: list[float] = field(default_factory=list)  # 1-minute load average after each run
     seconds: float = 0.0
 
 
@@ -221,6 +222,7 @@ def measure(brokers: dict[int, Broker], args: argparse.Namespace, results: Resul
                 for nodes in counts:
                     cell = brokers[nodes].perf_test(queue_type, seconds, rate)
                     results.cells.setdefault((mode, queue_type, nodes), []).append(cell)
+                    results.loads.append(os.getloadavg()[0])
                     say(
                         f"round {round_ + 1}, {nodes} node(s), {queue_type:<7} {mode:<4}: "
                         f"sent {cell.sent:7.0f} msg/s, received {cell.received:7.0f} msg/s, "
@@ -405,8 +407,9 @@ def report(args: argparse.Namespace, results: Results) -> str:
         "alternates); ratio = sum(three nodes) / sum(one node). The quorum queue's leader "
         "(placed by the rendered `queue_leader_locator = balanced`) was on the node PerfTest "
         f"connects to in {local} of the {len(leaders)} three-node runs. Three nodes and PerfTest "
-        "share one machine's two cores, which other agents' tests were loading during the run: "
-        f"quote the ratios. Whole run: {results.seconds:.0f} s."
+        f"share one machine's {os.cpu_count()} cores, whose 1-minute load average (read after "
+        f"each run) went from {min(results.loads):.1f} to {max(results.loads):.1f}: quote the "
+        f"ratios. Whole run: {results.seconds:.0f} s."
         "\n\n"
         + table(["queue", "load", "figure", "one node", "three nodes", "three / one"], rows)
         + "\n\nRecovery after SIGKILL of the quorum queue's leader (three nodes, a pika publisher "
