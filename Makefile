@@ -50,7 +50,7 @@ PULUMI := pulumi --cwd $(PROJECT_DIR) --non-interactive
 # Extra flags for pulumi up/preview/drift/down, e.g. PULUMI_ARGS=--expect-no-changes.
 PULUMI_ARGS ?=
 
-.PHONY: setup up env preview plan down drift rebuild shellenv docs test lint actionlint cloud-sql-proxy proxy-start proxy-stop broker-tunnel-start broker-tunnel-stop broker-rolling-restart unit integration e2e engine pinned-engine installed-pulumi stack-images stack-selected images bench clean
+.PHONY: setup up env preview plan down drift rebuild shellenv docs test lint actionlint cloud-sql-proxy proxy-start proxy-stop broker-tunnel-start broker-tunnel-stop broker-rolling-restart unit integration e2e engine perf-test pinned-engine installed-pulumi stack-images stack-selected images bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -282,11 +282,25 @@ test: lint engine
 	$(BIN)/pytest tests/unit tests/integration
 	$(BIN)/pytest -n 0 tests/e2e
 
-bench: setup engine
+# PerfTest, RabbitMQ's own load generator (com.rabbitmq:perf-test, pinned in
+# benchmarks/perftest/pom.xml), the reference client of bench_broker: Maven copies its jar and
+# runtime dependencies from Maven Central into .tools/perf-test/ (git-ignored), the classpath the
+# benchmark runs it from. Once; again when the pom changes. Needs Java 11+ and Maven.
+PERF_TEST_DIR := .tools/perf-test
+perf-test: $(PERF_TEST_DIR)/.installed
+$(PERF_TEST_DIR)/.installed: benchmarks/perftest/pom.xml
+	@command -v java >/dev/null && command -v mvn >/dev/null || { echo "PerfTest needs Java and Maven: apt-get install -y openjdk-17-jre-headless maven" >&2; exit 1; }
+	rm -rf $(PERF_TEST_DIR) && mkdir -p $(PERF_TEST_DIR)
+	mvn -q -B -Dstyle.color=never -f benchmarks/perftest/pom.xml dependency:copy-dependencies \
+	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(PERF_TEST_DIR)
+	@touch $@
+
+bench: setup engine perf-test
 	$(BIN)/python -m benchmarks.bench_converge
 	$(BIN)/python -m benchmarks.bench_backup
 	$(BIN)/python -m benchmarks.bench_rebuild
 	$(BIN)/python -m benchmarks.bench_program
+	$(BIN)/python -m benchmarks.bench_broker
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache
