@@ -28,10 +28,14 @@ from typing import Any
 
 import pika
 
+from infra.broker.cluster import wait_for_full_membership
+from infra.broker.management import ManagementApi
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
+from infra.errors import ServerError
 from infra.render import rabbitmq as mq_files
 from tests.servers.process import (
+    ServerUnavailableError,
     as_user,
     chown_tree,
     free_port,
@@ -99,6 +103,7 @@ class RabbitmqServer:
     root: Path = field(init=False)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     epmd: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    frozen: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.root = private_dir("rabbitmq-", OS_USER)
@@ -227,11 +232,13 @@ class RabbitmqServer:
         a long GC, a network that drops everything), until ``thaw``."""
         assert self.process is not None, f"{self.nodename} is not running"
         os.killpg(self.process.pid, signal.SIGSTOP)
+        self.frozen = True
 
     def thaw(self) -> None:
         """SIGCONT: the frozen node runs on from where it stopped."""
         assert self.process is not None, f"{self.nodename} is not running"
         os.killpg(self.process.pid, signal.SIGCONT)
+        self.frozen = False
 
     @property
     def running(self) -> bool:
@@ -246,6 +253,11 @@ class RabbitmqServer:
         if self.process is None:
             return
         group = self.process.pid
+        if self.frozen:
+            # A stopped process ignores SIGTERM until it runs again.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGCONT)
+            self.frozen = False
         if sig == signal.SIGKILL:
             os.killpg(group, signal.SIGKILL)
         stop_process(self.process, timeout=60, sig=sig)
@@ -369,7 +381,7 @@ class RabbitmqCluster:
 
         def formed() -> bool:
             for node in self.nodes:
-                if not node.running:
+                if not node.running or node.frozen:
                     continue
                 seen = node.api("GET", "/api/nodes") or []
                 running = sorted(n["name"] for n in seen if n.get("running"))
@@ -379,10 +391,66 @@ class RabbitmqCluster:
 
         wait_until(formed, timeout, f"cluster {self.names} to form", self.nodes[0].log_file)
 
+    def management(self, node: RabbitmqServer) -> ManagementApi:
+        """The cluster's management API through ``node``, as the admin user (the client the
+        rolling restart and ``broker`` commands use)."""
+        return ManagementApi(node.management_url, self.admin_user, self.admin_password)
+
+    def wait_whole(self, timeout: float = 180, via: RabbitmqServer | None = None) -> float:
+        """Until the cluster is whole as ``via`` (default: any running node) sees it: every
+        node running, no partition, every quorum queue led with all members online (the
+        rolling restart's own check, ``wait_for_full_membership``). The seconds it took."""
+        watcher = via or self.any_running()
+        try:
+            return wait_for_full_membership(self.management(watcher), timeout, poll=0.5)
+        except ServerError as error:
+            raise ServerUnavailableError(f"{error}\n{self.log_tails()}") from error
+
+    def wait_seen_down(self, node: RabbitmqServer, timeout: float = 90) -> float:
+        """Until every other running node's management API reports ``node`` as not running
+        (a killed node at once; a frozen one after net_ticktime). The seconds it took."""
+        start = time.monotonic()
+
+        def seen_down() -> bool:
+            for other in self.nodes:
+                if other is node or not other.running or other.frozen:
+                    continue
+                listed = {n["name"]: n for n in other.api("GET", "/api/nodes") or []}
+                if listed.get(node.nodename, {}).get("running", True):
+                    return False
+            return True
+
+        wait_until(seen_down, timeout, f"{node.nodename} to be seen down", self.nodes[0].log_file)
+        return time.monotonic() - start
+
+    def heal(self, timeout: float = 240) -> None:
+        """Back to full health whatever a test left: thaw frozen nodes, start stopped ones
+        (together, as after a whole-cluster stop), then wait until the cluster is whole."""
+        for node in self.nodes:
+            if node.frozen:
+                node.thaw()
+        if self.epmd is None or self.epmd.poll() is not None:
+            self.epmd = start_epmd(self.epmd_port)
+        stopped = [node for node in self.nodes if not node.running]
+        for node in stopped:
+            node.launch()
+        for node in stopped:
+            node.wait_ready(timeout=BOOT_TIMEOUT * 2)
+        self.wait_formed(timeout)
+        self.wait_whole(timeout)
+
+    def log_tails(self, lines: int = 15) -> str:
+        """The last lines of every node's log, to explain a timeout."""
+        parts = []
+        for node in self.nodes:
+            tail = node.log_text().splitlines()[-lines:] if node.log_file.exists() else []
+            parts.append(f"--- {node.nodename}\n" + "\n".join(tail))
+        return "\n".join(parts)
+
     def any_running(self, but: RabbitmqServer | None = None) -> RabbitmqServer:
         """A running node (other than ``but``), to ask the management API through."""
         for node in self.nodes:
-            if node.running and node is not but:
+            if node.running and not node.frozen and node is not but:
                 return node
         raise AssertionError("no running node")
 
