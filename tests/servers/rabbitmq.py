@@ -50,6 +50,8 @@ OS_USER = "rabbitmq"
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 EPMD = "/usr/bin/epmd"
 BOOT_TIMEOUT = 90
+# Boots of one cluster node before a failure is final (systemd would go on every 10 s).
+BOOT_ATTEMPTS = 3
 
 
 def local_conf(rendered: str, replacements: dict[str, str]) -> str:
@@ -160,6 +162,12 @@ class RabbitmqServer:
             f"RABBITMQ_NODE_PORT={self.amqp_port}",
             f"RABBITMQ_DIST_PORT={self.dist_port}",
             f"ERL_EPMD_PORT={self.epmd_port}",
+            # Never an epmd of the node's own: the harness starts the only one and stops it by
+            # PID. Erlang's default (the boot's "epmd-starter" runs ``epmd -daemon``) detaches
+            # from the node's process group, listens on every interface and outlives the run
+            # when the node boots while the harness's epmd is not listening. ERL_AFLAGS reaches
+            # every erl the node runs, that starter included.
+            "ERL_AFLAGS=-start_epmd false",
             f"RABBITMQ_CONFIG_FILE={self.conf_dir / 'rabbitmq.conf'}",
             f"RABBITMQ_ENABLED_PLUGINS_FILE={self.conf_dir / 'enabled_plugins'}",
             f"RABBITMQ_MNESIA_BASE={self.mnesia}",
@@ -259,14 +267,17 @@ class RabbitmqServer:
                 os.killpg(group, signal.SIGCONT)
             self.frozen = False
         if sig == signal.SIGKILL:
-            os.killpg(group, signal.SIGKILL)
+            # The group is gone already when the node exited by itself (a failed boot).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
         stop_process(self.process, timeout=60, sig=sig)
         self.process = None
         try:
             wait_until(lambda: not _group_alive(group), 60, "rabbitmq-server to exit")
         finally:
             if _group_alive(group):
-                os.killpg(group, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, signal.SIGKILL)
 
     def log_text(self) -> str:
         text = self.log_file.read_text(errors="replace")
@@ -283,6 +294,15 @@ class RabbitmqServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def boot_error(node: RabbitmqServer) -> str:
+    """Why a node's boot failed, in one line from its log."""
+    lines = node.log_text().splitlines() if node.log_file.exists() else []
+    for line in reversed(lines):
+        if "init terminating in do_boot" in line or "ERROR:" in line:
+            return line.strip()[:300]
+    return "exited (no error line in its log)"
+
+
 def start_epmd(port: int) -> subprocess.Popen[bytes]:
     """An epmd of our own on loopback ``port``, as the rabbitmq user."""
     epmd = subprocess.Popen(
@@ -293,7 +313,11 @@ def start_epmd(port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_until(lambda: port_open(port), 10, f"epmd on port {port}")
+    try:
+        wait_until(lambda: port_open(port), 30, f"epmd on port {port}")
+    except ServerUnavailableError:
+        stop_process(epmd)
+        raise
     return epmd
 
 
@@ -330,6 +354,7 @@ class RabbitmqCluster:
         )
         self.epmd_port = free_port()
         self.epmd: subprocess.Popen[bytes] | None = None
+        self.boot_failures: list[str] = []
         cookie = secrets.token_hex(20).upper()
         self.nodes = [
             RabbitmqServer(
@@ -357,18 +382,61 @@ class RabbitmqCluster:
         one cluster: any order works, as it must after a whole-cluster stop."""
         if self.epmd is None:
             self.epmd = start_epmd(self.epmd_port)
+        launched = []
         for position, index in enumerate(order or range(len(self.nodes))):
             if position and gap:
                 time.sleep(gap)
             self.nodes[index].launch()
-        for node in self.nodes:
-            node.wait_ready(timeout=BOOT_TIMEOUT * 2)
+            launched.append(self.nodes[index])
+        self.boot(launched)
         self.wait_formed()
         return self
 
+    def boot(self, nodes: Sequence[RabbitmqServer], timeout: float = BOOT_TIMEOUT * 2) -> None:
+        """Until every one of ``nodes`` (launched) is ready, each relaunched when its boot
+        fails, as the prod VMs' systemd unit does (Debian's rabbitmq-server.service:
+        ``Restart=on-failure``).
+
+        RabbitMQ 3.10 can fail the boot of the node that imports the definitions at a first
+        formation: a quorum queue's new leader on a node that has joined but not yet loaded
+        its tables crashes (badarg on ets rabbit_queue in
+        rabbit_quorum_queue:file_handle_leader_reservation) and the import's call to it fails
+        the boot. Started again, the node rejoins and imports. Each relaunch is kept in
+        ``boot_failures``; a node that fails ``BOOT_ATTEMPTS`` times fails the wait, as does
+        a node not ready within ``timeout``. A dead node is seen at once, never waited out.
+        """
+        deadline = time.monotonic() + timeout
+        pending = list(nodes)
+        while pending:
+            for node in list(pending):
+                if not node.running:
+                    failed = [f for f in self.boot_failures if f.startswith(node.nodename + ":")]
+                    self.boot_failures.append(f"{node.nodename}: {boot_error(node)}")
+                    if len(failed) + 1 >= BOOT_ATTEMPTS:
+                        raise ServerUnavailableError(
+                            f"{node.nodename} failed to boot {BOOT_ATTEMPTS} times: "
+                            + "; ".join(self.boot_failures)
+                        )
+                    node.kill()  # what is left of its process group
+                    node.launch()
+                    continue
+                try:
+                    ready = node._ready()
+                except Exception:  # not answering yet, or it just exited: seen next round
+                    ready = False
+                if ready:
+                    pending.remove(node)
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(node.nodename for node in pending)
+                raise ServerUnavailableError(
+                    f"{names} not ready within {timeout:g} s\n{self.log_tails()}"
+                )
+            time.sleep(0.2)
+
     def restart(self, index: int) -> None:
         """Start one stopped or killed node again and wait until the cluster has it back."""
-        self.nodes[index].start()
+        self.nodes[index].launch()
+        self.boot([self.nodes[index]])
         self.wait_formed()
 
     def stop_all(self, order: Sequence[int] | None = None) -> None:
@@ -434,8 +502,7 @@ class RabbitmqCluster:
         stopped = [node for node in self.nodes if not node.running]
         for node in stopped:
             node.launch()
-        for node in stopped:
-            node.wait_ready(timeout=BOOT_TIMEOUT * 2)
+        self.boot(stopped)
         self.wait_formed(timeout)
         self.wait_whole(timeout)
 
@@ -475,12 +542,17 @@ class RabbitmqCluster:
         ]
 
     def cleanup(self) -> None:
+        """Kill every node, then stop the epmd this cluster started (by its PID), whatever
+        fails on the way: one node's error must not leave the others or the epmd running."""
+        errors = []
         for node in self.nodes:
-            if node.running and node.process is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(node.process.pid, signal.SIGCONT)
-            node.cleanup()
+            try:
+                node.cleanup()
+            except Exception as error:  # the others still get cleaned up; raised below
+                errors.append(error)
         if self.epmd is not None:
             stop_process(self.epmd)
             self.epmd = None
         shutil.rmtree(self.rendered, ignore_errors=True)
+        if errors:
+            raise errors[0]
