@@ -41,8 +41,9 @@ NET_TICKTIME = 10
 # Generous bounds for a loaded 2-core machine; each is a ceiling, never a sleep.
 TRAFFIC_SECONDS = 90
 DRAIN_SECONDS = 120
-# The minority's own log line once it sees it cannot reach a majority (rabbit_node_monitor).
-PAUSED = "minority"
+# The minority's own log line when it finds it cannot see a majority and stops serving
+# (rabbit_node_monitor, pause_minority), before it waits for the majority and rejoins.
+PAUSED = "Cluster minority/secondary status detected - awaiting recovery"
 
 Record = Callable[[str, object], None]
 
@@ -63,10 +64,13 @@ def cluster(
 
 
 @pytest.fixture(autouse=True)
-def healthy(cluster: RabbitmqCluster) -> RabbitmqCluster:
-    """Every test starts from a whole cluster, whatever the previous one left."""
+def healthy(cluster: RabbitmqCluster, record_property: Record) -> Iterator[RabbitmqCluster]:
+    """Every test starts from a whole cluster, whatever the previous one left. Boots that
+    failed and were relaunched (``RabbitmqCluster.boot``) are reported, never hidden."""
     cluster.heal()
-    return cluster
+    yield cluster
+    if cluster.boot_failures:
+        record_property("measured:boot-relaunches", list(cluster.boot_failures))
 
 
 @pytest.fixture
@@ -328,7 +332,9 @@ class LoopbackFleet:
     def restart(self, node: Node) -> None:
         server = self.cluster.node(node.instance)
         server.stop()
-        server.start()
+        server.launch()
+        # Returns once the node has booted, like ``systemctl restart`` of a Type=notify unit.
+        self.cluster.boot([server])
 
 
 def test_rolling_restart_under_load_loses_no_confirmed_message(
