@@ -229,12 +229,25 @@ def test_a_frozen_node_is_a_paused_minority_and_the_majority_serves(
     new_leader = leader_of(cluster, vhost, quorum_queue, majority)
     assert new_leader not in ("", victim.nodename), f"leader {new_leader!r} while frozen"
 
-    victim.thaw()
-    wait_for(
-        lambda: PAUSED in victim.log_text()[log_mark:],
-        TRAFFIC_SECONDS,
-        f"{victim.nodename} logging that it paused as a minority",
-    )
+    # A node cut off by a real partition wakes to a network where the majority is still out of
+    # reach. A SIGSTOP'd node wakes to a working one: it can reconnect before its node monitor
+    # counts who is left, then never pauses, and both sides keep a recorded partition that
+    # pause_minority does not heal (seen in one run of five on a loaded machine). So the
+    # majority is frozen while the minority wakes (a few seconds, well under net_ticktime for
+    # the two of them), and thawed once the minority has paused.
+    others = [node for node in cluster.nodes if node is not victim]
+    for node in others:
+        node.freeze()
+    try:
+        victim.thaw()
+        wait_for(
+            lambda: PAUSED in victim.log_text()[log_mark:],
+            NET_TICKTIME * 3,
+            f"{victim.nodename} logging that it paused as a minority",
+        )
+    finally:
+        for node in others:
+            node.thaw()
     healed = cluster.wait_whole(via=majority)
     cluster.wait_formed()
     record_property("measured:partition:healed-after-thaw-s", round(healed, 2))
