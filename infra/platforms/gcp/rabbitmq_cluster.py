@@ -37,19 +37,18 @@ import pulumi_gcp as gcp
 import pulumi_random as random
 
 from infra.live.resource import LiveConfig
-from infra.platforms.gcp import names
+from infra.platforms.gcp import names, secrets
 from infra.platforms.gcp.context import GcpContext
 from infra.platforms.gcp.network import RABBITMQ_TAG, Network
 from infra.platforms.gcp.rabbitmq_vm import (
     CONF_KEY,
     COOKIE_SECRET_KEY,
-    DATA_DEVICE,
     DEFINITIONS_KEY,
-    IMAGE,
     NODENAME_KEY,
     OPS_AGENT_KEY,
     PLUGINS_KEY,
-    SNAPSHOT_START_TIME,
+    broker_instance,
+    snapshotted_disk,
     startup_script,
 )
 from infra.pulumi_credentials import StackPasswords
@@ -219,14 +218,7 @@ def _cookie(
         f"secret-{COOKIE_SECRET_ID}",
         secret_id=_cookie_secret_id(ctx),
         labels=ctx.labels,
-        replication=gcp.secretmanager.SecretReplicationArgs(
-            user_managed=gcp.secretmanager.SecretReplicationUserManagedArgs(
-                replicas=[
-                    gcp.secretmanager.SecretReplicationUserManagedReplicaArgs(location=region)
-                    for region in (ctx.region, ctx.config.gcp.backup_region)
-                ]
-            )
-        ),
+        replication=secrets.replication(ctx),
         opts=ctx.opts(),
     )
     version = gcp.secretmanager.SecretVersion(
@@ -276,71 +268,17 @@ def _node(
         labels=ctx.labels,
         opts=ctx.opts(),
     )
-    snapshots = gcp.compute.ResourcePolicy(
-        f"{base}-data-snapshots",
-        name=ctx.name(f"{base}-data-snapshots"),
-        region=ctx.region,
-        snapshot_schedule_policy=gcp.compute.ResourcePolicySnapshotSchedulePolicyArgs(
-            schedule=gcp.compute.ResourcePolicySnapshotSchedulePolicyScheduleArgs(
-                daily_schedule=gcp.compute.ResourcePolicySnapshotSchedulePolicyScheduleDailyScheduleArgs(
-                    days_in_cycle=1, start_time=SNAPSHOT_START_TIME
-                )
-            ),
-            retention_policy=gcp.compute.ResourcePolicySnapshotSchedulePolicyRetentionPolicyArgs(
-                max_retention_days=ctx.config.backup.retention_days,
-                on_source_disk_delete="KEEP_AUTO_SNAPSHOTS",
-            ),
-            snapshot_properties=gcp.compute.ResourcePolicySnapshotSchedulePolicySnapshotPropertiesArgs(
-                storage_locations=gcp_settings.backup_region,
-                labels=ctx.labels,
-            ),
-        ),
-        opts=ctx.opts(),
-    )
-    data_disk = gcp.compute.Disk(
-        f"{base}-data",
-        name=ctx.name(f"{base}-data"),
-        zone=zone,
-        type="pd-ssd",
-        size=gcp_settings.rabbitmq_disk_size_gb,
-        resource_policies=[snapshots.id],
-        labels=ctx.labels,
-        opts=ctx.opts(protect=True),
-    )
-    instance = gcp.compute.Instance(
+    snapshots, data_disk = snapshotted_disk(ctx, base, zone)
+    instance = broker_instance(
+        ctx,
         base,
-        name=ctx.name(base),
         zone=zone,
         hostname=host,
-        machine_type=gcp_settings.rabbitmq_machine_type,
-        tags=[RABBITMQ_TAG],
-        labels=ctx.labels,
-        boot_disk=gcp.compute.InstanceBootDiskArgs(
-            auto_delete=True,
-            initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
-                image=IMAGE, size=20, type="pd-balanced"
-            ),
-        ),
-        attached_disks=[
-            gcp.compute.InstanceAttachedDiskArgs(
-                source=data_disk.id, device_name=DATA_DEVICE, mode="READ_WRITE"
-            )
-        ],
-        network_interfaces=[
-            # No access_configs: no external IP; packages come through Cloud NAT.
-            gcp.compute.InstanceNetworkInterfaceArgs(
-                subnetwork=network.subnet.id, network_ip=address.address
-            )
-        ],
-        shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(
-            enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True
-        ),
-        service_account=gcp.compute.InstanceServiceAccountArgs(
-            email=service_account.email, scopes=["cloud-platform"]
-        ),
+        network=network,
+        address=address,
+        disk=data_disk,
+        service_account=service_account,
         metadata={**shared, NODENAME_KEY: node_name},
-        deletion_protection=True,
-        allow_stopping_for_update=True,
         # The first boot reads the cookie: its version and its reader exist before the VM.
         opts=ctx.opts(protect=True, depends_on=cookie_ready),
     )
