@@ -50,7 +50,7 @@ PULUMI := pulumi --cwd $(PROJECT_DIR) --non-interactive
 # Extra flags for pulumi up/preview/drift/down, e.g. PULUMI_ARGS=--expect-no-changes.
 PULUMI_ARGS ?=
 
-.PHONY: setup up env preview plan down drift rebuild shellenv docs test lint actionlint cloud-sql-proxy proxy-start proxy-stop broker-tunnel-start broker-tunnel-stop unit integration e2e engine pinned-engine installed-pulumi stack-images stack-selected images bench clean
+.PHONY: setup up env preview plan down drift rebuild shellenv docs test lint actionlint cloud-sql-proxy proxy-start proxy-stop broker-tunnel-start broker-tunnel-stop broker-rolling-restart unit integration e2e engine perf-test pinned-engine installed-pulumi stack-images stack-selected images bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -213,21 +213,43 @@ proxy-stop:
 
 # The prod broker's management API for the deploy (rabbitmq-live-config applies the services'
 # vhosts, users and queues through it, so no VM restarts): an IAP tunnel from
-# 127.0.0.1:$(BROKER_PORT) (gcp.rabbitmq_management_port) to port 15672 of the broker VM. Before
-# the first deploy there is no VM yet: then it says so and starts nothing.
+# 127.0.0.1:$(BROKER_PORT) (gcp.rabbitmq_management_port) to port 15672 of a broker VM. A
+# cluster's nodes (the rabbitmq_nodes output) are tried in order and the first that answers
+# serves: any live node's management API speaks for the whole cluster, so the deploy and the
+# definitions backup go on with a node down. Before the first deploy there is no VM yet: then
+# it says so and starts nothing.
 BROKER_PORT ?= 15673
 broker-tunnel-start:
 	@mkdir -p .tools; \
-	vm=$$(pulumi stack output rabbitmq_instance --stack $(STACK) 2>/dev/null) || vm=""; \
-	zone=$$(pulumi stack output rabbitmq_zone --stack $(STACK) 2>/dev/null) || zone=""; \
-	if [ -z "$$vm" ]; then echo "no RabbitMQ VM in $(STACK) yet: tunnel not started"; exit 0; fi; \
-	gcloud compute start-iap-tunnel "$$vm" 15672 --local-host-port=127.0.0.1:$(BROKER_PORT) \
-	  --zone "$$zone" > .tools/broker-tunnel.log 2>&1 & echo $$! > .tools/broker-tunnel.pid; \
-	for _ in $$(seq 60); do \
-	  (exec 3<>/dev/tcp/127.0.0.1/$(BROKER_PORT)) 2>/dev/null && { echo "broker tunnel listening on 127.0.0.1:$(BROKER_PORT)"; exit 0; }; \
-	  sleep 1; \
-	done; \
+	nodes=$$(pulumi stack output rabbitmq_nodes --json --stack $(STACK) 2>/dev/null | \
+	  $(BIN)/python -c 'import json, sys; [print(n["instance"], n["zone"]) for n in json.load(sys.stdin)]' 2>/dev/null) || nodes=""; \
+	if [ -z "$$nodes" ]; then \
+	  vm=$$(pulumi stack output rabbitmq_instance --stack $(STACK) 2>/dev/null) || vm=""; \
+	  zone=$$(pulumi stack output rabbitmq_zone --stack $(STACK) 2>/dev/null) || zone=""; \
+	  [ -n "$$vm" ] && nodes="$$vm $$zone"; \
+	fi; \
+	if [ -z "$$nodes" ]; then echo "no RabbitMQ VM in $(STACK) yet: tunnel not started"; exit 0; fi; \
+	echo "$$nodes" | while read -r vm zone; do \
+	  gcloud compute start-iap-tunnel "$$vm" 15672 --local-host-port=127.0.0.1:$(BROKER_PORT) \
+	    --zone "$$zone" > .tools/broker-tunnel.log 2>&1 & echo $$! > .tools/broker-tunnel.pid; \
+	  for _ in $$(seq 30); do \
+	    (exec 3<>/dev/tcp/127.0.0.1/$(BROKER_PORT)) 2>/dev/null && { echo "broker tunnel to $$vm listening on 127.0.0.1:$(BROKER_PORT)"; exit 0; }; \
+	    kill -0 "$$(cat .tools/broker-tunnel.pid)" 2>/dev/null || break; \
+	    sleep 1; \
+	  done; \
+	  kill "$$(cat .tools/broker-tunnel.pid)" 2>/dev/null || true; rm -f .tools/broker-tunnel.pid; \
+	  echo "no tunnel to $$vm, trying the next node" >&2; \
+	done && [ -f .tools/broker-tunnel.pid ] && exit 0; \
 	echo "the IAP tunnel to the broker did not start:" >&2; cat .tools/broker-tunnel.log >&2; exit 1
+
+# A prod cluster's rolling restart (upgrades, config changes): one node at a time, waiting for
+# every quorum queue to be back at full membership in between (python -m infra broker
+# rolling-restart; README, RabbitMQ in prod).
+broker-rolling-restart: setup
+	@RABBITMQ_ADMIN_PASSWORD="$$(pulumi stack output rabbitmq_admin_password --show-secrets --stack $(STACK))" && \
+	export RABBITMQ_ADMIN_PASSWORD && \
+	pulumi stack output rabbitmq_nodes --json --stack $(STACK) | \
+	  $(BIN)/python -m infra broker rolling-restart --stack $(STACK)
 
 broker-tunnel-stop:
 	@if [ -f .tools/broker-tunnel.pid ]; then kill "$$(cat .tools/broker-tunnel.pid)" 2>/dev/null || true; rm -f .tools/broker-tunnel.pid; fi
@@ -260,11 +282,25 @@ test: lint engine
 	$(BIN)/pytest tests/unit tests/integration
 	$(BIN)/pytest -n 0 tests/e2e
 
-bench: setup engine
+# PerfTest, RabbitMQ's own load generator (com.rabbitmq:perf-test, pinned in
+# benchmarks/perftest/pom.xml), the reference client of bench_broker: Maven copies its jar and
+# runtime dependencies from Maven Central into .tools/perf-test/ (git-ignored), the classpath the
+# benchmark runs it from. Once; again when the pom changes. Needs Java 11+ and Maven.
+PERF_TEST_DIR := .tools/perf-test
+perf-test: $(PERF_TEST_DIR)/.installed
+$(PERF_TEST_DIR)/.installed: benchmarks/perftest/pom.xml
+	@command -v java >/dev/null && command -v mvn >/dev/null || { echo "PerfTest needs Java and Maven: apt-get install -y openjdk-17-jre-headless maven" >&2; exit 1; }
+	rm -rf $(PERF_TEST_DIR) && mkdir -p $(PERF_TEST_DIR)
+	mvn -q -B -Dstyle.color=never -f benchmarks/perftest/pom.xml dependency:copy-dependencies \
+	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(PERF_TEST_DIR)
+	@touch $@
+
+bench: setup engine perf-test
 	$(BIN)/python -m benchmarks.bench_converge
 	$(BIN)/python -m benchmarks.bench_backup
 	$(BIN)/python -m benchmarks.bench_rebuild
 	$(BIN)/python -m benchmarks.bench_program
+	$(BIN)/python -m benchmarks.bench_broker
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache

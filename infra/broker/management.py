@@ -23,6 +23,10 @@ TIMEOUT_SECONDS = 60
 EXAMPLE_URL = "http://127.0.0.1:15672"
 
 
+class LoginRefusedError(ServerError):
+    """The API answered, and refused the admin's login (a wrong password, not a dead node)."""
+
+
 def check_url(base_url: str) -> str:
     """``base_url`` without a trailing slash, or UsageError: http(s), a host, no credentials."""
     parsed = urllib.parse.urlsplit(base_url)
@@ -88,7 +92,7 @@ class ManagementApi:
             if error.code == 404 and missing_ok:
                 return b""
             if error.code in (401, 403):
-                raise ServerError(
+                raise LoginRefusedError(
                     f"RabbitMQ management API at {self.base_url} refused user {self.user!r} "
                     f"({error.code}); check the admin password in the secrets file"
                 ) from None
@@ -118,3 +122,24 @@ def _reason(error: urllib.error.HTTPError) -> str:
 def quote(name: str) -> str:
     """A user or vhost name as one path segment (``/`` and spaces escaped)."""
     return urllib.parse.quote(name, safe="")
+
+
+def any_live_node(base_urls: list[str], user: str, password: str) -> ManagementApi:
+    """The management API of the first node in ``base_urls`` that answers (a cluster's nodes
+    share one set of definitions, so any live node imports and exports for the whole cluster).
+
+    A refused login is not a dead node: it is raised at once. When none answers, ServerError
+    names every node and why.
+    """
+    unreachable = []
+    for base_url in base_urls:
+        api = ManagementApi(base_url, user, password)
+        try:
+            api.get("/api/overview")
+        except LoginRefusedError:
+            raise
+        except ServerError as error:
+            unreachable.append(str(error))
+            continue
+        return api
+    raise ServerError("no RabbitMQ node answers: " + "; ".join(unreachable))

@@ -14,8 +14,9 @@ from typing import Any
 import yaml
 
 from infra import naming
-from infra.config.model import PROJECT, StackConfig
+from infra.config.model import PROJECT, RABBITMQ_NODES_BUILT, StackConfig
 from infra.config.reserved import name_collisions
+from infra.config.rules import QUORUM_NODE_COUNTS
 from infra.config.schema import Problems, parse
 from infra.config.yaml_file import MAX_VALUES, DuplicateKeyError, expands_beyond, read_yaml
 from infra.errors import ConfigError
@@ -132,6 +133,7 @@ def _platform_keys(raw: Mapping[str, Any], problems: Problems) -> None:
     the parser.
     """
     platform = raw.get("platform")
+    _rabbitmq_nodes(raw, platform, problems)
     if platform in SERVICE_PLATFORMS:
         if "services" not in raw:
             problems.add(
@@ -157,6 +159,29 @@ def _platform_keys(raw: Mapping[str, Any], problems: Problems) -> None:
                 "required for platform 'bootstrap': the repository whose workflows may "
                 "authenticate (e.g. 'example-org/persistence')",
             )
+
+
+def _rabbitmq_nodes(raw: Mapping[str, Any], platform: Any, problems: Problems) -> None:
+    """A node count the rule accepts but the platform cannot build yet is refused, not ignored:
+    a stack that says 3 must never quietly run 1."""
+    section = raw.get("rabbitmq")
+    nodes = section.get("nodes") if isinstance(section, Mapping) else None
+    built = RABBITMQ_NODES_BUILT.get(platform) if isinstance(platform, str) else None
+    if (
+        built is None
+        or not isinstance(nodes, int)
+        or isinstance(nodes, bool)
+        or nodes not in QUORUM_NODE_COUNTS
+        or nodes in built
+    ):
+        return
+    can = " or ".join(str(n) for n in built)
+    problems.add(
+        "rabbitmq.nodes",
+        f"platform {platform!r} cannot build a {nodes}-node RabbitMQ cluster yet (it builds "
+        f"{can} for now); remove the key or set it to {built[-1]} "
+        f"(e.g. rabbitmq: {{nodes: {built[-1]}}})",
+    )
 
 
 def _collisions(raw: Mapping[str, Any], problems: Problems) -> None:

@@ -218,6 +218,27 @@ class RabbitmqSettings:
         rule=rules.between(0.1, 0.9),
         doc="publishers are blocked when the broker uses this fraction of the machine's memory",
     )
+    nodes: int | None = setting(
+        None,
+        rule=rules.quorum_nodes,
+        doc="RabbitMQ nodes: 1 (a single node) or 3 or 5 (a cluster whose quorum queues and "
+        "pause_minority survive losing a minority of nodes); unset: the platform's default, 3 "
+        "in prod (one VM per zone, behind an internal load balancer) and 1 in dev; a prod stack "
+        "deployed before the cluster sets 1 to keep its single VM; in dev, 3 or 5 run one "
+        "container per node, node N publishing AMQP on docker.ports.amqp + N - 1 and the "
+        "management API on docker.ports.management + N - 1",
+    )
+
+
+# How many RabbitMQ nodes each platform can build today. The cluster's parts (rendered
+# cluster_formation config, the fault-tested harness, ``infra.broker.cluster``) exist; a
+# platform's entry grows when it can place that many nodes, and its default with it.
+RABBITMQ_NODES_BUILT: dict[str, tuple[int, ...]] = {
+    "docker": (1, 3, 5),
+    "gcp": (1, 3, 5),
+    "bootstrap": (1,),
+}
+RABBITMQ_DEFAULT_NODES: dict[str, int] = {"docker": 1, "gcp": 3, "bootstrap": 1}
 
 
 def _generation(default: int, periods: str) -> Any:
@@ -427,12 +448,13 @@ class GcpSettings:
         5, rule=rules.between(1, 300), doc="Memorystore for Redis capacity in GB"
     )
     rabbitmq_machine_type: str = setting(
-        "e2-standard-2", doc="Compute Engine machine type of the RabbitMQ VM, e.g. 'e2-standard-2'"
+        "e2-standard-2",
+        doc="Compute Engine machine type of each RabbitMQ VM (one per node), e.g. 'e2-standard-2'",
     )
     rabbitmq_disk_size_gb: int = setting(
         50,
         rule=rules.between(10, 65_536),
-        doc="size of the RabbitMQ VM's data disk in GB (kept when the VM is replaced)",
+        doc="size of each RabbitMQ VM's data disk in GB (kept when the VM is replaced)",
     )
     maintenance_day: int = setting(
         7,
@@ -449,7 +471,8 @@ class GcpSettings:
     zone_suffix: str = setting(
         "b",
         rule=rules.one_of("a", "b", "c", "d", "f"),
-        doc="zone of the RabbitMQ VM and its data disk: <gcp:region>-<suffix>",
+        doc="zone of the RabbitMQ VM and its data disk (a cluster's node 1; the other nodes go "
+        "to two other zones of the region): <gcp:region>-<suffix>",
     )
     redis_snapshot_period: str = setting(
         "ONE_HOUR",
@@ -607,6 +630,28 @@ class StackConfig:
         raise KeyError(name)
 
     @property
+    def rabbitmq_nodes(self) -> int:
+        """How many RabbitMQ nodes this stack runs: ``rabbitmq.nodes``, or the platform's
+        default when unset. Everything that sizes the broker reads this, never the raw key."""
+        if self.rabbitmq.nodes is not None:
+            return self.rabbitmq.nodes
+        return RABBITMQ_DEFAULT_NODES[self.platform]
+
+    def _check_docker_cluster_ports(self) -> None:
+        ports = self.docker.ports
+        taken = [ports.postgres, ports.redis]
+        taken += [port for pair in self.docker_rabbitmq_ports() for port in pair]
+        if len(set(taken)) != len(taken) or max(taken) > 65535:
+            last = self.rabbitmq_nodes - 1
+            raise ValueError(
+                f"docker.ports: a {self.rabbitmq_nodes}-node RabbitMQ cluster publishes AMQP on "
+                f"{ports.amqp}-{ports.amqp + last} and the management API on "
+                f"{ports.management}-{ports.management + last} (node N on the port plus N - 1); "
+                "these ranges must not overlap each other or the postgres and redis ports "
+                "(e.g. docker: {ports: {amqp: 15672, management: 16672}})"
+            )
+
+    @property
     def connections_needed(self) -> int:
         """Every service's connection limits plus the reserve for admin work."""
         per_service = sum(
@@ -616,7 +661,15 @@ class StackConfig:
         )
         return per_service + self.postgres.reserved_connections
 
+    def docker_rabbitmq_ports(self) -> list[tuple[int, int]]:
+        """Each dev RabbitMQ node's host ports (AMQP, management), node 1 first: node N
+        publishes on ``docker.ports.amqp`` and ``docker.ports.management`` plus N - 1."""
+        ports = self.docker.ports
+        return [(ports.amqp + i, ports.management + i) for i in range(self.rabbitmq_nodes)]
+
     def __post_init__(self) -> None:
+        if self.platform == "docker" and self.rabbitmq_nodes > 1:
+            self._check_docker_cluster_ports()
         needed = self.connections_needed
         if needed > self.postgres.max_connections:
             raise ValueError(

@@ -124,6 +124,20 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
+# RabbitMQ cluster sizes: quorum queues and pause_minority need a strict majority to survive a
+# node loss, so an even count buys nothing over the odd count below it; more than 5 replicas
+# slow every quorum queue's writes for little extra safety (RabbitMQ's own advice).
+QUORUM_NODE_COUNTS = (1, 3, 5)
+
+
+@allows("1, 3 or 5 (an odd number for quorum)")
+def quorum_nodes(value: int) -> str | None:
+    """How many RabbitMQ nodes: one, or an odd cluster that keeps a majority after a loss."""
+    if value in QUORUM_NODE_COUNTS:
+        return None
+    return f"{value!r} is not allowed: an odd number for quorum: 1, 3 or 5 (e.g. 3)"
+
+
 @allows("1024 to 65535")
 def port(value: int) -> str | None:
     """A TCP port a non-root process may publish."""

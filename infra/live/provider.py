@@ -29,6 +29,9 @@ from infra.provisioning.unknowns import is_unknown
 KIND_FILES = "files"
 KIND_REDIS = "redis"
 KIND_BROKER = "broker"
+# How long a cluster's live apply waits for every node to run (a first boot of three nodes on a
+# busy machine, or a node restarting); then it fails naming the missing nodes.
+CLUSTER_WAIT_SECONDS = 300
 
 
 def unknown(value: Any) -> bool:
@@ -72,9 +75,11 @@ def check_inputs(news: dict[str, Any]) -> list[CheckFailure]:
         failures = _required(
             news, ("server_id", "management_url", "admin_user", "admin_password", "definitions")
         )
-        url = news.get("management_url")
-        if not unknown(url) and not str(url).startswith(("http://", "https://")):
-            failures.append(CheckFailure("management_url", f"{url!r} is not an http(s) URL"))
+        urls = [("management_url", news.get("management_url"))]
+        urls += [("management_urls", url) for url in news.get("management_urls") or []]
+        for key, url in urls:
+            if not unknown(url) and not str(url).startswith(("http://", "https://")):
+                failures.append(CheckFailure(key, f"{url!r} is not an http(s) URL"))
         return failures
     kinds = ", ".join((KIND_FILES, KIND_REDIS, KIND_BROKER))
     return [CheckFailure("kind", f"{kind!r} is not one of {kinds}")]
@@ -120,12 +125,18 @@ def deliver(props: dict[str, Any], olds: dict[str, Any] | None) -> dict[str, Any
             managed=previous,
         )
         return {**props, "managed": sorted(props.get("users") or {})}
-    from infra.broker import live
-    from infra.broker.management import ManagementApi
+    from infra.broker import cluster, live
+    from infra.broker.management import ManagementApi, any_live_node
 
-    api = ManagementApi(
-        str(props["management_url"]), str(props["admin_user"]), str(props["admin_password"])
-    )
+    user, password = str(props["admin_user"]), str(props["admin_password"])
+    nodes = [str(url) for url in props.get("management_urls") or []]
+    if nodes:
+        # A cluster: through whichever node answers, once every node runs, so each quorum
+        # queue the import declares gets its member on every node (3.10 never adds one later).
+        api = any_live_node(nodes, user, password)
+        cluster.wait_for_full_membership(api, timeout=CLUSTER_WAIT_SECONDS)
+    else:
+        api = ManagementApi(str(props["management_url"]), user, password)
     live.apply(api, whole_numbers(props["definitions"]))
     return dict(props)
 

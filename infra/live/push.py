@@ -52,7 +52,9 @@ def push_broker(
 ) -> list[str]:
     """Import the services' definitions; the users pushed. The admin user is left out: its
     password is the broker's own business, not this file's."""
-    document = mq_render.definitions(only(config, services), credentials)
+    # Sized like the live apply's (quorum queues with one member per node): what the cluster
+    # declared. RabbitMQ 3.10 accepts either size on an existing queue; the document says the same.
+    document = mq_render.definitions(only(config, services), credentials, config.rabbitmq_nodes)
     admin = config.rabbitmq.admin_user
     document["users"] = [user for user in document["users"] if user["name"] != admin]
     api = ManagementApi(check_url(management_url), admin, admin_password)

@@ -94,9 +94,16 @@ class LiveConfig(pulumi.dynamic.Resource):
         admin_password: pulumi.Input[str],
         definitions: pulumi.Input[dict[str, Any]],
         opts: pulumi.ResourceOptions,
+        cluster_urls: list[str] | None = None,
     ) -> LiveConfig:
-        """The services' definitions, imported into the live broker; managed leftovers removed."""
-        props = {
+        """The services' definitions, imported into the live broker; managed leftovers removed.
+
+        ``cluster_urls``: every node's management API, for a cluster whose nodes the program
+        reaches one by one (dev's containers): the import goes through the first that answers,
+        once every node runs. Left out for one endpoint, so a single node's inputs stay as
+        they were.
+        """
+        props: dict[str, Any] = {
             "kind": KIND_BROKER,
             "server_id": server_id,
             "management_url": management_url,
@@ -104,4 +111,6 @@ class LiveConfig(pulumi.dynamic.Resource):
             "admin_password": pulumi.Output.secret(admin_password),
             "definitions": pulumi.Output.secret(definitions),
         }
+        if cluster_urls:
+            props["management_urls"] = list(cluster_urls)
         return cls(resource_name, props, opts)

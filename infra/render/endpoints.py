@@ -18,6 +18,10 @@ class Endpoints:
     redis_tls: bool
     amqp_host: str
     amqp_port: int
+    # Where a client can reach the broker when the first is gone: every node's AMQP port, the
+    # first being ``amqp_host:amqp_port``. Empty when services have one endpoint only (a single
+    # node, or prod's load balancer in front of a cluster).
+    amqp_nodes: tuple[tuple[str, int], ...] = ()
 
 
 # Ports the servers listen on inside their container or VM.
@@ -33,6 +37,7 @@ def for_stack(config: StackConfig) -> Endpoints:
     """dev: the loopback ports Docker publishes; prod: names in the stack's private DNS zone."""
     if config.platform == "docker":
         host = config.docker.bind_address
+        nodes = config.docker_rabbitmq_ports()
         return Endpoints(
             postgres_host=host,
             postgres_port=config.docker.ports.postgres,
@@ -41,6 +46,7 @@ def for_stack(config: StackConfig) -> Endpoints:
             redis_tls=False,
             amqp_host=host,
             amqp_port=config.docker.ports.amqp,
+            amqp_nodes=tuple((host, amqp) for amqp, _ in nodes) if len(nodes) > 1 else (),
         )
     zone = config.gcp.dns_zone.rstrip(".")
     return Endpoints(

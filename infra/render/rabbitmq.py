@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from infra import hashes, naming, versions
@@ -25,9 +27,47 @@ PROMETHEUS_IP = "127.0.0.1"
 MANAGED_TAG = "persistence-managed"
 SERVICE_PERMISSIONS = {"configure": ".*", "write": ".*", "read": ".*"}
 
+# The node name's prefix on every host: one node per host (VM or container), as RabbitMQ's
+# clustering guide advises.
+NODE_PREFIX = "rabbit"
+_NODE_NAME = re.compile(r"^[A-Za-z0-9_-]+@[A-Za-z0-9][A-Za-z0-9.-]*$")
+CLUSTER_SIZES = (3, 5)
+# A quorum queue's members at declaration (3.10 has no config key for it; its default is 3).
+QUORUM_GROUP_SIZE = "x-quorum-initial-group-size"
 
-def rabbitmq_conf(config: StackConfig, definitions_file: str = DEFINITIONS_FILE) -> str:
-    """Loads the definitions at boot; alarms for disk and memory."""
+
+def node_name(host: str) -> str:
+    """The Erlang node name of the broker on ``host`` (``rabbit@<host>``)."""
+    return f"{NODE_PREFIX}@{host}"
+
+
+def check_cluster_nodes(nodes: Sequence[str]) -> tuple[str, ...]:
+    """``nodes`` as a tuple: none or one (a single node), or 3 or 5 distinct node names."""
+    names = tuple(nodes)
+    if len(names) <= 1:
+        return names
+    if len(names) not in CLUSTER_SIZES:
+        raise ValueError(f"a cluster has 3 or 5 nodes (an odd number for quorum), not {len(names)}")
+    for name in names:
+        if not _NODE_NAME.match(name):
+            raise ValueError(f"{name!r} is not a node name; expected e.g. 'rabbit@broker-1'")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a node is listed twice in {list(names)}")
+    return names
+
+
+def rabbitmq_conf(
+    config: StackConfig,
+    definitions_file: str = DEFINITIONS_FILE,
+    cluster_nodes: Sequence[str] = (),
+) -> str:
+    """Loads the definitions at boot; alarms for disk and memory.
+
+    ``cluster_nodes`` (node names, e.g. ``node_name(host)`` for each host the platform places a
+    node on) makes the nodes form one cluster by themselves; none or one: a single node, whose
+    file is exactly what it always was.
+    """
+    nodes = check_cluster_nodes(cluster_nodes)
     return render(
         "rabbitmq/rabbitmq.conf.j2",
         amqp_port=AMQP_PORT,
@@ -40,6 +80,7 @@ def rabbitmq_conf(config: StackConfig, definitions_file: str = DEFINITIONS_FILE)
         password_hashing_module=HASHING,
         version=versions.RABBITMQ_VERSION,
         oldest_version=versions.RABBITMQ_OLDEST_VERSION,
+        cluster_nodes=nodes if len(nodes) > 1 else (),
     )
 
 
@@ -48,8 +89,20 @@ def enabled_plugins() -> str:
     return render("rabbitmq/enabled_plugins.j2", plugins=PLUGINS)
 
 
-def definitions(config: StackConfig, credentials: Credentials) -> dict[str, Any]:
-    """The broker's desired state, as RabbitMQ's definitions document."""
+def definitions(
+    config: StackConfig, credentials: Credentials, cluster_size: int = 1
+) -> dict[str, Any]:
+    """The broker's desired state, as RabbitMQ's definitions document.
+
+    On a cluster (``cluster_size`` 3 or 5) every quorum queue is declared with one member per
+    node; RabbitMQ 3.10's default is 3 whatever the cluster's size, and no rabbitmq.conf key
+    changes it. A single node's document is exactly what it always was.
+    """
+    if cluster_size != 1 and cluster_size not in CLUSTER_SIZES:
+        raise ValueError(
+            f"a cluster has 3 or 5 nodes (an odd number for quorum), not {cluster_size}"
+        )
+    group = cluster_size if cluster_size > 1 else None
     admin = config.rabbitmq.admin_user
     users = [_user(admin, credentials.rabbitmq_admin, tags=["administrator"])]  # implies management
     vhosts: list[dict[str, Any]] = []
@@ -69,7 +122,7 @@ def definitions(config: StackConfig, credentials: Credentials) -> dict[str, Any]
         permissions.append({"user": user, "vhost": vhost, **SERVICE_PERMISSIONS})
         permissions.append({"user": admin, "vhost": vhost, **SERVICE_PERMISSIONS})
         exchanges.extend(_exchanges(service))
-        queues.append(_dead_letter_queue(service))
+        queues.append(_dead_letter_queue(service, group))
         bindings.append(
             {
                 "source": naming.dead_letter_exchange(service.name),
@@ -81,7 +134,7 @@ def definitions(config: StackConfig, credentials: Credentials) -> dict[str, Any]
             }
         )
         for queue in service.queues:
-            queues.append(_queue(service, queue))
+            queues.append(_queue(service, queue, group))
             bindings.append(
                 {
                     "source": service.name,
@@ -109,9 +162,10 @@ def definitions(config: StackConfig, credentials: Credentials) -> dict[str, Any]
     }
 
 
-def definitions_json(config: StackConfig, credentials: Credentials) -> str:
+def definitions_json(config: StackConfig, credentials: Credentials, cluster_size: int = 1) -> str:
     """definitions.json through a JSON serializer, never built as text."""
-    return json.dumps(definitions(config, credentials), indent=2, sort_keys=True) + "\n"
+    document = definitions(config, credentials, cluster_size)
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
 def _user(name: str, password: str, tags: list[str]) -> dict[str, Any]:
@@ -150,11 +204,13 @@ def _exchanges(service: ServiceSpec) -> list[dict[str, Any]]:
     ]
 
 
-def _queue(service: ServiceSpec, queue: QueueSpec) -> dict[str, Any]:
+def _queue(service: ServiceSpec, queue: QueueSpec, group: int | None) -> dict[str, Any]:
     arguments: dict[str, Any] = {
         "x-queue-type": queue.type,
         "x-dead-letter-exchange": naming.dead_letter_exchange(service.name),
     }
+    if group is not None and queue.type == "quorum":
+        arguments[QUORUM_GROUP_SIZE] = group
     return {
         "name": queue.name,
         "vhost": naming.rabbitmq_vhost(service.name),
@@ -164,14 +220,17 @@ def _queue(service: ServiceSpec, queue: QueueSpec) -> dict[str, Any]:
     }
 
 
-def _dead_letter_queue(service: ServiceSpec) -> dict[str, Any]:
+def _dead_letter_queue(service: ServiceSpec, group: int | None) -> dict[str, Any]:
     """Where rejected and expired messages end up, instead of being dropped."""
+    arguments: dict[str, Any] = {"x-queue-type": "quorum"}
+    if group is not None:
+        arguments[QUORUM_GROUP_SIZE] = group
     return {
         "name": naming.dead_letter_queue(service.name),
         "vhost": naming.rabbitmq_vhost(service.name),
         "durable": True,
         "auto_delete": False,
-        "arguments": {"x-queue-type": "quorum"},
+        "arguments": arguments,
     }
 
 

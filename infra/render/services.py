@@ -28,11 +28,14 @@ def redis_url(endpoints: Endpoints, user: str, password: str) -> str:
     )
 
 
-def amqp_url(endpoints: Endpoints, user: str, password: str, vhost: str) -> str:
-    """An AMQP URL whose path is the service's own vhost."""
+def amqp_url(
+    endpoints: Endpoints, user: str, password: str, vhost: str, node: tuple[str, int] | None = None
+) -> str:
+    """An AMQP URL whose path is the service's own vhost (at ``node``, default the endpoint)."""
+    host, port = node or (endpoints.amqp_host, endpoints.amqp_port)
     return (
         f"amqp://{quote(user, safe='')}:{quote(password, safe='')}"
-        f"@{endpoints.amqp_host}:{endpoints.amqp_port}/{quote(vhost, safe='')}"
+        f"@{host}:{port}/{quote(vhost, safe='')}"
     )
 
 
@@ -44,6 +47,7 @@ def service_env(service: ServiceSpec, credentials: ServiceCredentials, endpoints
         role = naming.role_name(service.name, kind)
         return postgres_url(endpoints, role, credentials.postgres_password(kind), database)
 
+    user, vhost = naming.rabbitmq_user(service.name), naming.rabbitmq_vhost(service.name)
     return render(
         "services/service.env.j2",
         service=service.name,
@@ -57,11 +61,13 @@ def service_env(service: ServiceSpec, credentials: ServiceCredentials, endpoints
         ),
         redis_key_prefix=naming.redis_key_prefix(service.name),
         redis_session_prefix=naming.redis_session_prefix(service.name),
-        amqp_url=amqp_url(
-            endpoints,
-            naming.rabbitmq_user(service.name),
-            credentials.rabbitmq,
-            naming.rabbitmq_vhost(service.name),
+        amqp_url=amqp_url(endpoints, user, credentials.rabbitmq, vhost),
+        # Every node's URL, comma-separated (percent-encoding leaves no comma in a URL): a
+        # client that loses its node reconnects to the next. Only where the nodes are the
+        # endpoints themselves (the dev cluster); a single URL stays AMQP_URL alone.
+        amqp_urls=",".join(
+            amqp_url(endpoints, user, credentials.rabbitmq, vhost, node)
+            for node in endpoints.amqp_nodes
         ),
         amqp_exchange=service.name,
     )

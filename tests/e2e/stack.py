@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from tests.servers.process import free_port
+from tests.servers.process import free_port, free_port_range
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_BIN = REPO / ".tools" / "bin"
@@ -92,12 +92,20 @@ class E2eStack:
     ``PULUMI_HOME``. ``services`` is the list in its stack file.
     """
 
-    def __init__(self, root: Path, images: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, images: Mapping[str, str] | None = None, rabbitmq_nodes: int = 1
+    ) -> None:
         self.root = root
         self.project = root / "project"
         self.backups = root / "backups"
         self.images = dict(images or {})
-        self.ports = {name: free_port() for name in ("postgres", "redis", "amqp", "management")}
+        self.rabbitmq_nodes = rabbitmq_nodes
+        self.ports = {name: free_port() for name in ("postgres", "redis")}
+        # A cluster's node N publishes on the configured AMQP and management ports plus N - 1.
+        for name in ("amqp", "management"):
+            self.ports[name] = (
+                free_port() if rabbitmq_nodes == 1 else free_port_range(rabbitmq_nodes)
+            )
         self.services: list[dict[str, Any]] = [
             {
                 "name": "orders",
@@ -158,6 +166,8 @@ class E2eStack:
             "postgres": {"shared_buffers_mb": 32},
             "backup": {"schedule": "* * * * *"},
         }
+        if self.rabbitmq_nodes != 1:
+            settings["rabbitmq"] = {"nodes": self.rabbitmq_nodes}
         document = {"config": {f"persistence:{key}": value for key, value in settings.items()}}
         text = yaml.safe_dump(document, sort_keys=False)
         (self.project / f"Pulumi.{STACK}.yaml").write_text(text, encoding="utf-8")

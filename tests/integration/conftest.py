@@ -43,6 +43,23 @@ from tests.servers.rabbitmq import RabbitmqServer
 from tests.servers.redis import RedisServer
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print what tests measured (``record_property("measured:...", value)``), e.g. the
+    cluster's recovery time after a node loss; properties reach here from xdist workers too."""
+    lines = []
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            for name, value in getattr(report, "user_properties", []):
+                if str(name).startswith("measured:"):
+                    lines.append(f"{report.nodeid}: {name[len('measured:') :]} = {value}")
+    if lines:
+        terminalreporter.section("measured")
+        for line in sorted(lines):
+            terminalreporter.line(line)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.path):

@@ -49,6 +49,39 @@ def free_port() -> int:
     raise ServerUnavailableError("no free TCP port on 127.0.0.1 after 200 tries")
 
 
+def free_port_range(count: int) -> int:
+    """The first of ``count`` consecutive free ports, each reserved as ``free_port`` reserves
+    one (a dev RabbitMQ cluster publishes node N on a configured port plus N - 1)."""
+    for _ in range(200):
+        first = free_port()
+        locks = []
+        for port in range(first + 1, first + count):
+            if port > 65535 or not _bindable(port):
+                break
+            lock = os.open(PORT_LOCKS / str(port), os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(lock)
+                break
+            locks.append(lock)
+        else:
+            _reserved.extend(locks)
+            return first
+        for lock in locks:
+            os.close(lock)
+    raise ServerUnavailableError(f"no {count} consecutive free TCP ports on 127.0.0.1")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def require_binary(path: str, package: str) -> str:
     """The absolute path of a server binary, or a failure naming the package to install."""
     found = (

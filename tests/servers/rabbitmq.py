@@ -9,19 +9,33 @@ service or another test run. The management HTTP API (as the admin user) is how 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pika
+
+from infra.broker.cluster import wait_for_full_membership
+from infra.broker.management import ManagementApi
+from infra.config.model import StackConfig
+from infra.credentials import Credentials
+from infra.errors import ServerError
+from infra.render import rabbitmq as mq_files
 from tests.servers.process import (
+    ServerUnavailableError,
     as_user,
     chown_tree,
     free_port,
@@ -36,6 +50,8 @@ OS_USER = "rabbitmq"
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 EPMD = "/usr/bin/epmd"
 BOOT_TIMEOUT = 90
+# Boots of one cluster node before a failure is final (systemd would go on every 10 s).
+BOOT_ATTEMPTS = 3
 
 
 def local_conf(rendered: str, replacements: dict[str, str]) -> str:
@@ -80,9 +96,16 @@ class RabbitmqServer:
     management_port: int = field(default_factory=free_port)
     prometheus_port: int = field(default_factory=free_port)
     epmd_port: int = field(default_factory=free_port)
+    # A cluster's nodes: their own node name, one epmd and one Erlang cookie for all of them
+    # (``RabbitmqCluster`` runs that epmd), and test-only rabbitmq.conf overrides.
+    node: str = ""
+    own_epmd: bool = True
+    cookie: str | None = None
+    overrides: dict[str, str] = field(default_factory=dict)
     root: Path = field(init=False)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     epmd: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    frozen: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.root = private_dir("rabbitmq-", OS_USER)
@@ -107,9 +130,14 @@ class RabbitmqServer:
                     # Only the port: the rendered prometheus.tcp.ip is what the tests check.
                     "prometheus.tcp.port": str(self.prometheus_port),
                     "definitions.local.path": str(self.definitions_file),
+                    **self.overrides,
                 },
             )
         )
+        if self.cookie is not None:
+            cookie = self.home / ".erlang.cookie"
+            cookie.write_text(self.cookie)
+            cookie.chmod(0o400)
         chown_tree(self.root, OS_USER)
 
     def install_definitions(self, source: Path) -> None:
@@ -120,7 +148,7 @@ class RabbitmqServer:
 
     @property
     def nodename(self) -> str:
-        return f"rabbit-test-{self.amqp_port}@localhost"
+        return self.node or f"rabbit-test-{self.amqp_port}@localhost"
 
     @property
     def management_url(self) -> str:
@@ -134,6 +162,12 @@ class RabbitmqServer:
             f"RABBITMQ_NODE_PORT={self.amqp_port}",
             f"RABBITMQ_DIST_PORT={self.dist_port}",
             f"ERL_EPMD_PORT={self.epmd_port}",
+            # Never an epmd of the node's own: the harness starts the only one and stops it by
+            # PID. Erlang's default (the boot's "epmd-starter" runs ``epmd -daemon``) detaches
+            # from the node's process group, listens on every interface and outlives the run
+            # when the node boots while the harness's epmd is not listening. ERL_AFLAGS reaches
+            # every erl the node runs, that starter included.
+            "ERL_AFLAGS=-start_epmd false",
             f"RABBITMQ_CONFIG_FILE={self.conf_dir / 'rabbitmq.conf'}",
             f"RABBITMQ_ENABLED_PLUGINS_FILE={self.conf_dir / 'enabled_plugins'}",
             f"RABBITMQ_MNESIA_BASE={self.mnesia}",
@@ -146,22 +180,14 @@ class RabbitmqServer:
 
     def start(self) -> RabbitmqServer:
         """Start our own epmd (once) and the node; wait until definitions are loaded."""
-        if self.epmd is None:
-            self.epmd = subprocess.Popen(
-                as_user(
-                    OS_USER,
-                    [
-                        require_binary(EPMD, "erlang-base"),
-                        "-port",
-                        str(self.epmd_port),
-                        "-address",
-                        "127.0.0.1",
-                    ],
-                ),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            wait_until(lambda: port_open(self.epmd_port), 10, f"epmd on port {self.epmd_port}")
+        self.launch()
+        self.wait_ready()
+        return self
+
+    def launch(self) -> None:
+        """Start the node without waiting for it (a cluster's nodes boot together)."""
+        if self.own_epmd and self.epmd is None:
+            self.epmd = start_epmd(self.epmd_port)
         argv = ["env", *self._environment(), require_binary(SERVER, "rabbitmq-server")]
         log = self.log_file.open("ab")
         self.process = subprocess.Popen(
@@ -171,10 +197,10 @@ class RabbitmqServer:
             cwd=self.root,
             start_new_session=True,
         )
-        wait_until(
-            self._ready, BOOT_TIMEOUT, f"rabbitmq-server on port {self.amqp_port}", self.log_file
-        )
-        return self
+
+    def wait_ready(self, timeout: float = BOOT_TIMEOUT) -> None:
+        """Until AMQP accepts and the management API says every vhost is up."""
+        wait_until(self._ready, timeout, f"{self.nodename} on port {self.amqp_port}", self.log_file)
 
     def _ready(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
@@ -205,6 +231,27 @@ class RabbitmqServer:
         """SIGTERM: the start script stops the node cleanly (queues and messages flushed)."""
         self._stop(signal.SIGTERM)
 
+    def kill(self) -> None:
+        """SIGKILL to the whole node (start script and Erlang VM): a crash, nothing flushed."""
+        self._stop(signal.SIGKILL)
+
+    def freeze(self) -> None:
+        """SIGSTOP to the whole node: it neither answers nor knows time passes (a VM paused,
+        a long GC, a network that drops everything), until ``thaw``."""
+        assert self.process is not None, f"{self.nodename} is not running"
+        os.killpg(self.process.pid, signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        """SIGCONT: the frozen node runs on from where it stopped."""
+        assert self.process is not None, f"{self.nodename} is not running"
+        os.killpg(self.process.pid, signal.SIGCONT)
+        self.frozen = False
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def _stop(self, sig: int) -> None:
         """Signal the start script (SIGKILL: its whole process group) and wait for the group.
 
@@ -214,15 +261,23 @@ class RabbitmqServer:
         if self.process is None:
             return
         group = self.process.pid
+        if self.frozen:
+            # A stopped process ignores SIGTERM until it runs again.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGCONT)
+            self.frozen = False
         if sig == signal.SIGKILL:
-            os.killpg(group, signal.SIGKILL)
+            # The group is gone already when the node exited by itself (a failed boot).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
         stop_process(self.process, timeout=60, sig=sig)
         self.process = None
         try:
             wait_until(lambda: not _group_alive(group), 60, "rabbitmq-server to exit")
         finally:
             if _group_alive(group):
-                os.killpg(group, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, signal.SIGKILL)
 
     def log_text(self) -> str:
         text = self.log_file.read_text(errors="replace")
@@ -237,3 +292,267 @@ class RabbitmqServer:
             stop_process(self.epmd)
             self.epmd = None
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def boot_error(node: RabbitmqServer) -> str:
+    """Why a node's boot failed, in one line from its log."""
+    lines = node.log_text().splitlines() if node.log_file.exists() else []
+    for line in reversed(lines):
+        if "init terminating in do_boot" in line or "ERROR:" in line:
+            return line.strip()[:300]
+    return "exited (no error line in its log)"
+
+
+def start_epmd(port: int) -> subprocess.Popen[bytes]:
+    """An epmd of our own on loopback ``port``, as the rabbitmq user."""
+    epmd = subprocess.Popen(
+        as_user(
+            OS_USER,
+            [require_binary(EPMD, "erlang-base"), "-port", str(port), "-address", "127.0.0.1"],
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: port_open(port), 30, f"epmd on port {port}")
+    except ServerUnavailableError:
+        stop_process(epmd)
+        raise
+    return epmd
+
+
+class RabbitmqCluster:
+    """``size`` real RabbitMQ nodes on loopback that form one cluster by themselves.
+
+    Every node boots from the same rendered rabbitmq.conf (``rabbitmq_conf`` with the cluster's
+    node list: classic_config peer discovery, pause_minority) and definitions.json (quorum
+    queues sized to the cluster), with only its ports and paths rewritten like the single node's
+    (``local_conf``) plus ``overrides`` (test-only settings such as a short ``net_ticktime``).
+    The nodes share one epmd and one Erlang cookie, as the hosts of a real cluster share a
+    cookie and each run an epmd on the same well-known port. Nobody runs ``join_cluster``.
+    """
+
+    def __init__(
+        self,
+        config: StackConfig,
+        credentials: Credentials,
+        size: int = 3,
+        overrides: dict[str, str] | None = None,
+    ) -> None:
+        self.admin_user = config.rabbitmq.admin_user
+        self.admin_password = credentials.rabbitmq_admin
+        self.names = [f"rabbit{i}@localhost" for i in range(1, size + 1)]
+        self.rendered = Path(tempfile.mkdtemp(prefix="rabbitmq-cluster-"))
+        files = self.rendered / "rabbitmq"
+        files.mkdir()
+        (files / "rabbitmq.conf").write_text(
+            mq_files.rabbitmq_conf(config, cluster_nodes=self.names)
+        )
+        (files / "enabled_plugins").write_text(mq_files.enabled_plugins())
+        (files / "definitions.json").write_text(
+            mq_files.definitions_json(config, credentials, cluster_size=size)
+        )
+        self.epmd_port = free_port()
+        self.epmd: subprocess.Popen[bytes] | None = None
+        self.boot_failures: list[str] = []
+        cookie = secrets.token_hex(20).upper()
+        self.nodes = [
+            RabbitmqServer(
+                self.rendered,
+                self.admin_user,
+                self.admin_password,
+                epmd_port=self.epmd_port,
+                node=name,
+                own_epmd=False,
+                cookie=cookie,
+                overrides=dict(overrides or {}),
+            )
+            for name in self.names
+        ]
+
+    def __getitem__(self, index: int) -> RabbitmqServer:
+        return self.nodes[index]
+
+    def node(self, name: str) -> RabbitmqServer:
+        """The node called ``name`` (e.g. a queue's ``leader`` from the management API)."""
+        return self.nodes[self.names.index(name)]
+
+    def start(self, order: Sequence[int] | None = None, gap: float = 0.0) -> RabbitmqCluster:
+        """Launch every node in ``order`` (``gap`` seconds apart), then wait until all run as
+        one cluster: any order works, as it must after a whole-cluster stop."""
+        if self.epmd is None:
+            self.epmd = start_epmd(self.epmd_port)
+        launched = []
+        for position, index in enumerate(order or range(len(self.nodes))):
+            if position and gap:
+                time.sleep(gap)
+            self.nodes[index].launch()
+            launched.append(self.nodes[index])
+        self.boot(launched)
+        self.wait_formed()
+        return self
+
+    def boot(self, nodes: Sequence[RabbitmqServer], timeout: float = BOOT_TIMEOUT * 2) -> None:
+        """Until every one of ``nodes`` (launched) is ready, each relaunched when its boot
+        fails, as the prod VMs' systemd unit does (Debian's rabbitmq-server.service:
+        ``Restart=on-failure``).
+
+        RabbitMQ 3.10 can fail the boot of the node that imports the definitions at a first
+        formation: a quorum queue's new leader on a node that has joined but not yet loaded
+        its tables crashes (badarg on ets rabbit_queue in
+        rabbit_quorum_queue:file_handle_leader_reservation) and the import's call to it fails
+        the boot. Started again, the node rejoins and imports. Each relaunch is kept in
+        ``boot_failures``; a node that fails ``BOOT_ATTEMPTS`` times fails the wait, as does
+        a node not ready within ``timeout``. A dead node is seen at once, never waited out.
+        """
+        deadline = time.monotonic() + timeout
+        pending = list(nodes)
+        while pending:
+            for node in list(pending):
+                if not node.running:
+                    failed = [f for f in self.boot_failures if f.startswith(node.nodename + ":")]
+                    self.boot_failures.append(f"{node.nodename}: {boot_error(node)}")
+                    if len(failed) + 1 >= BOOT_ATTEMPTS:
+                        raise ServerUnavailableError(
+                            f"{node.nodename} failed to boot {BOOT_ATTEMPTS} times: "
+                            + "; ".join(self.boot_failures)
+                        )
+                    node.kill()  # what is left of its process group
+                    node.launch()
+                    continue
+                try:
+                    ready = node._ready()
+                except Exception:  # not answering yet, or it just exited: seen next round
+                    ready = False
+                if ready:
+                    pending.remove(node)
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(node.nodename for node in pending)
+                raise ServerUnavailableError(
+                    f"{names} not ready within {timeout:g} s\n{self.log_tails()}"
+                )
+            time.sleep(0.2)
+
+    def restart(self, index: int) -> None:
+        """Start one stopped or killed node again and wait until the cluster has it back."""
+        self.nodes[index].launch()
+        self.boot([self.nodes[index]])
+        self.wait_formed()
+
+    def stop_all(self, order: Sequence[int] | None = None) -> None:
+        """A clean stop of every node, one after another in ``order``."""
+        for index in order or range(len(self.nodes)):
+            self.nodes[index].stop()
+
+    def wait_formed(self, timeout: float = 120) -> None:
+        """Until every running node sees every node of the cluster running, with no partition."""
+
+        def formed() -> bool:
+            for node in self.nodes:
+                if not node.running or node.frozen:
+                    continue
+                seen = node.api("GET", "/api/nodes") or []
+                running = sorted(n["name"] for n in seen if n.get("running"))
+                if running != sorted(self.names) or any(n.get("partitions") for n in seen):
+                    return False
+            return True
+
+        wait_until(formed, timeout, f"cluster {self.names} to form", self.nodes[0].log_file)
+
+    def management(self, node: RabbitmqServer) -> ManagementApi:
+        """The cluster's management API through ``node``, as the admin user (the client the
+        rolling restart and ``broker`` commands use)."""
+        return ManagementApi(node.management_url, self.admin_user, self.admin_password)
+
+    def wait_whole(self, timeout: float = 180, via: RabbitmqServer | None = None) -> float:
+        """Until the cluster is whole as ``via`` (default: any running node) sees it: every
+        node running, no partition, every quorum queue led with all members online (the
+        rolling restart's own check, ``wait_for_full_membership``). The seconds it took."""
+        watcher = via or self.any_running()
+        try:
+            return wait_for_full_membership(self.management(watcher), timeout, poll=0.5)
+        except ServerError as error:
+            raise ServerUnavailableError(f"{error}\n{self.log_tails()}") from error
+
+    def wait_seen_down(self, node: RabbitmqServer, timeout: float = 90) -> float:
+        """Until every other running node's management API reports ``node`` as not running
+        (a killed node at once; a frozen one after net_ticktime). The seconds it took."""
+        start = time.monotonic()
+
+        def seen_down() -> bool:
+            for other in self.nodes:
+                if other is node or not other.running or other.frozen:
+                    continue
+                listed = {n["name"]: n for n in other.api("GET", "/api/nodes") or []}
+                if listed.get(node.nodename, {}).get("running", True):
+                    return False
+            return True
+
+        wait_until(seen_down, timeout, f"{node.nodename} to be seen down", self.nodes[0].log_file)
+        return time.monotonic() - start
+
+    def heal(self, timeout: float = 240) -> None:
+        """Back to full health whatever a test left: thaw frozen nodes, start stopped ones
+        (together, as after a whole-cluster stop), then wait until the cluster is whole."""
+        for node in self.nodes:
+            if node.frozen:
+                node.thaw()
+        if self.epmd is None or self.epmd.poll() is not None:
+            self.epmd = start_epmd(self.epmd_port)
+        stopped = [node for node in self.nodes if not node.running]
+        for node in stopped:
+            node.launch()
+        self.boot(stopped)
+        self.wait_formed(timeout)
+        self.wait_whole(timeout)
+
+    def log_tails(self, lines: int = 15) -> str:
+        """The last lines of every node's log, to explain a timeout."""
+        parts = []
+        for node in self.nodes:
+            tail = node.log_text().splitlines()[-lines:] if node.log_file.exists() else []
+            parts.append(f"--- {node.nodename}\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+    def any_running(self, but: RabbitmqServer | None = None) -> RabbitmqServer:
+        """A running node (other than ``but``), to ask the management API through."""
+        for node in self.nodes:
+            if node.running and not node.frozen and node is not but:
+                return node
+        raise AssertionError("no running node")
+
+    def connection_parameters(
+        self, vhost: str, user: str, password: str, first: RabbitmqServer | None = None
+    ) -> list[pika.ConnectionParameters]:
+        """One entry per node (``first`` first): the client-side node list a service is given,
+        so a reconnect goes to whichever node is up."""
+        nodes = sorted(self.nodes, key=lambda node: node is not first)
+        return [
+            pika.ConnectionParameters(
+                host="127.0.0.1",
+                port=node.amqp_port,
+                virtual_host=vhost,
+                credentials=pika.PlainCredentials(user, password),
+                connection_attempts=1,
+                socket_timeout=5,
+                blocked_connection_timeout=30,
+                heartbeat=10,
+            )
+            for node in nodes
+        ]
+
+    def cleanup(self) -> None:
+        """Kill every node, then stop the epmd this cluster started (by its PID), whatever
+        fails on the way: one node's error must not leave the others or the epmd running."""
+        errors = []
+        for node in self.nodes:
+            try:
+                node.cleanup()
+            except Exception as error:  # the others still get cleaned up; raised below
+                errors.append(error)
+        if self.epmd is not None:
+            stop_process(self.epmd)
+            self.epmd = None
+        shutil.rmtree(self.rendered, ignore_errors=True)
+        if errors:
+            raise errors[0]

@@ -31,6 +31,14 @@ def _account_email(name: str, inputs: dict[str, Any]) -> str:
     return f"{inputs.get('accountId', name)}@example-project.iam.gserviceaccount.com"
 
 
+def _self_link(kind: str, inputs: dict[str, Any]) -> str:
+    """A zonal resource's URL, as Compute Engine reports it."""
+    return (
+        "https://www.googleapis.com/compute/v1/projects/example-project/zones/"
+        f"{inputs.get('zone')}/{kind}/{inputs.get('name')}"
+    )
+
+
 # Outputs that real providers compute and the program reads back (everything else echoes inputs).
 OutputHook = Callable[[str, dict[str, Any]], dict[str, Any]]
 OUTPUT_HOOKS: dict[str, OutputHook] = {
@@ -58,6 +66,10 @@ OUTPUT_HOOKS: dict[str, OutputHook] = {
         "network_interfaces": [
             {**iface, "network_ip": "10.20.0.10"} for iface in inputs.get("networkInterfaces", [])
         ],
+        "self_link": _self_link("instances", inputs),
+    },
+    "gcp:compute/instanceGroup:InstanceGroup": lambda name, inputs: {
+        "self_link": _self_link("instanceGroups", inputs),
     },
     "gcp:iam/workloadIdentityPool:WorkloadIdentityPool": lambda name, inputs: {
         "name": "projects/123456789/locations/global/workloadIdentityPools/"

@@ -493,3 +493,89 @@ def test_a_service_may_not_be_named_like_another_services_role(tmp_path: Path, s
             f"Pulumi.bad.yaml: persistence:services[{index}].name: 'users_{suffix}' is already "
             f"a name of service 'users' (services[{1 - index}])"
         ), line
+
+
+@pytest.mark.parametrize("nodes", [0, 2, 4, 6, 7, -1])
+def test_an_even_or_out_of_range_rabbitmq_node_count_is_refused_saying_why(
+    tmp_path: Path, nodes: int
+) -> None:
+    body = VALID + f"  persistence:rabbitmq: {{nodes: {nodes}}}\n"
+    (line,) = problems(tmp_path, body)
+    assert line == (
+        f"Pulumi.bad.yaml: persistence:rabbitmq.nodes: {nodes} is not allowed: an odd number "
+        "for quorum: 1, 3 or 5 (e.g. 3)"
+    )
+
+
+@pytest.mark.parametrize("platform", ["bootstrap"])
+@pytest.mark.parametrize("nodes", [3, 5])
+def test_a_cluster_the_platform_cannot_build_yet_is_refused_not_ignored(
+    tmp_path: Path, platform: str, nodes: int
+) -> None:
+    body = VALID.replace("platform: docker", f"platform: {platform}")
+    body += f"  persistence:rabbitmq: {{nodes: {nodes}}}\n"
+    found = [line for line in problems(tmp_path, body) if "rabbitmq" in line]
+    assert found == [
+        f"Pulumi.bad.yaml: persistence:rabbitmq.nodes: platform {platform!r} cannot build a "
+        f"{nodes}-node RabbitMQ cluster yet (it builds 1 for now); remove the key or set it "
+        "to 1 (e.g. rabbitmq: {nodes: 1})"
+    ]
+
+
+def test_rabbitmq_nodes_defaults_to_three_in_prod_one_in_dev_and_one_is_accepted(
+    tmp_path: Path,
+) -> None:
+    for stack, default in (("dev", 1), ("prod", 3)):
+        config = load_stack(stack)
+        assert config.rabbitmq.nodes is None
+        assert config.rabbitmq_nodes == default, stack
+    explicit = load_file(write_stack(tmp_path, VALID + "  persistence:rabbitmq: {nodes: 1}\n"))
+    assert explicit.rabbitmq.nodes == 1
+    assert explicit.rabbitmq_nodes == 1
+
+
+@pytest.mark.parametrize("nodes", [1, 3, 5])
+def test_prod_builds_one_three_or_five_nodes(tmp_path: Path, nodes: int) -> None:
+    body = VALID.replace("platform: docker", "platform: gcp")
+    body += f"  persistence:rabbitmq: {{nodes: {nodes}}}\n"
+    assert load_file(write_stack(tmp_path, body)).rabbitmq_nodes == nodes
+
+
+def test_rabbitmq_nodes_must_be_a_whole_number(tmp_path: Path) -> None:
+    for value in ("three", "3.0", "true"):
+        (line,) = problems(tmp_path, VALID + f"  persistence:rabbitmq: {{nodes: {value}}}\n")
+        assert line.startswith("Pulumi.bad.yaml: persistence:rabbitmq.nodes: expected"), line
+
+
+@pytest.mark.parametrize("nodes", [3, 5])
+def test_dev_runs_a_cluster_when_asked_with_one_port_pair_per_node(
+    tmp_path: Path, nodes: int
+) -> None:
+    body = VALID + f"  persistence:rabbitmq: {{nodes: {nodes}}}\n"
+    config = load_file(write_stack(tmp_path, body, "cluster"))
+    assert config.rabbitmq_nodes == nodes
+    pairs = config.docker_rabbitmq_ports()
+    assert pairs[0] == (config.docker.ports.amqp, config.docker.ports.management)
+    assert [amqp for amqp, _ in pairs] == list(range(15672, 15672 + nodes))
+    assert [management for _, management in pairs] == list(range(16672, 16672 + nodes))
+
+
+def test_a_dev_cluster_whose_node_ports_overlap_is_refused_naming_the_ranges(
+    tmp_path: Path,
+) -> None:
+    # Node 2's AMQP port (20001) would be the management port of node 1.
+    body = VALID + (
+        "  persistence:rabbitmq: {nodes: 3}\n"
+        "  persistence:docker: {ports: {amqp: 20000, management: 20001}}\n"
+    )
+    (line,) = problems(tmp_path, body)
+    assert "docker.ports: a 3-node RabbitMQ cluster publishes AMQP on 20000-20002" in line
+    assert "the management API on 20001-20003" in line
+    assert "(e.g. docker: {ports: {amqp: 15672, management: 16672}})" in line
+
+
+def test_the_same_ports_are_fine_for_a_single_dev_node(tmp_path: Path) -> None:
+    body = VALID + "  persistence:docker: {ports: {amqp: 20000, management: 20001}}\n"
+    assert load_file(write_stack(tmp_path, body, "single")).docker_rabbitmq_ports() == [
+        (20000, 20001)
+    ]

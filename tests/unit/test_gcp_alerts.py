@@ -106,15 +106,44 @@ def test_cloud_sql_thresholds_come_from_the_config(prod: ProdRun, prod_config: S
 
 def test_memorystore_and_rabbitmq(prod: ProdRun) -> None:
     redis = prod.run.one("gcp:redis/instance:Instance")
-    vm = prod.run.one("gcp:compute/instance:Instance")
+    vms = sorted(prod.run.of_type("gcp:compute/instance:Instance"), key=lambda vm: vm.name)
     memory = only_condition(policy(prod, "redis-memory"))["conditionThreshold"]
     assert isinstance(memory, dict)
     assert "redis.googleapis.com/stats/memory/usage_ratio" in memory["filter"]
     assert f'/instances/{redis.inputs["name"]}"' in memory["filter"]
-    down = only_condition(policy(prod, "rabbitmq-down"))["conditionAbsent"]
-    assert isinstance(down, dict)
-    assert "compute.googleapis.com/instance/uptime" in down["filter"]
-    assert f'metric.label.instance_name = "{vm.inputs["name"]}"' in down["filter"]
+    # Prod's default cluster: one uptime condition per node.
+    conditions = policy(prod, "rabbitmq-down").inputs["conditions"]
+    assert len(conditions) == len(vms) == 3, [c["displayName"] for c in conditions]
+    for vm, condition in zip(vms, conditions, strict=True):
+        down = condition["conditionAbsent"]
+        assert "compute.googleapis.com/instance/uptime" in down["filter"]
+        assert f'metric.label.instance_name = "{vm.inputs["name"]}"' in down["filter"], vm
+
+
+def test_rabbitmq_cluster_alerts_read_the_brokers_own_metrics(prod: ProdRun) -> None:
+    """Partition, quorum and alarms query the Ops Agent's scrape of the nodes (PromQL), scoped
+    to this stack's scrape job, so two stacks in one project never see each other's."""
+    for key, metric in (
+        ("rabbitmq-partition", "erlang_vm_dist_node_state"),
+        ("rabbitmq-quorum", "rabbitmq_identity_info"),
+        ("rabbitmq-alarm", "rabbitmq_alarms_memory_used_watermark"),
+        ("rabbitmq-alarm", "rabbitmq_alarms_free_disk_space_watermark"),
+    ):
+        query = only_condition(policy(prod, key))["conditionPrometheusQueryLanguage"]
+        assert isinstance(query, dict)
+        assert f'{metric}{{job="persistence-prod-rabbitmq"}}' in query["query"], key
+    quorum = only_condition(policy(prod, "rabbitmq-quorum"))["conditionPrometheusQueryLanguage"]
+    assert isinstance(quorum, dict)
+    assert quorum["query"].endswith("< 2"), quorum["query"]
+
+
+def test_the_ops_agent_scrapes_what_the_alerts_query(prod: ProdRun) -> None:
+    from infra.platforms.gcp import rabbitmq_vm
+
+    for vm in prod.run.of_type("gcp:compute/instance:Instance"):
+        config = vm.inputs["metadata"][rabbitmq_vm.OPS_AGENT_KEY]
+        assert "job_name: persistence-prod-rabbitmq" in config, vm
+        assert '"127.0.0.1:15692"' in config, vm
 
 
 def test_the_gcp_platform_needs_an_alert_address() -> None:

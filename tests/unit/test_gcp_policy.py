@@ -15,7 +15,7 @@ import pytest
 
 from infra import naming
 from infra.config import StackConfig
-from infra.platforms.gcp import backup_job, identities, names
+from infra.platforms.gcp import backup_job, identities, names, rabbitmq_cluster
 from tests.unit.gcp_program import ProdRun, run_prod
 from tests.unit.pulumi_mocks import Declared
 
@@ -51,6 +51,11 @@ STATELESS = {
     "gcp:compute/routerNat:RouterNat",
     "gcp:compute/firewall:Firewall",
     "gcp:compute/resourcePolicy:ResourcePolicy",
+    # The RabbitMQ cluster's internal load balancer: configuration only, rebuilt from code.
+    "gcp:compute/instanceGroup:InstanceGroup",
+    "gcp:compute/regionHealthCheck:RegionHealthCheck",
+    "gcp:compute/regionBackendService:RegionBackendService",
+    "gcp:compute/forwardingRule:ForwardingRule",
     "gcp:servicenetworking/connection:Connection",
     "gcp:dns/managedZone:ManagedZone",
     "gcp:dns/recordSet:RecordSet",
@@ -156,7 +161,8 @@ def test_no_ingress_from_the_internet_except_deny(prod: ProdRun) -> None:
             assert "0.0.0.0/0" not in inputs.get("sourceRanges", []), (
                 f"{rule}: allows traffic from anywhere"
             )
-            assert inputs.get("sourceRanges") or inputs.get("sourceTags"), (
+            sources = ("sourceRanges", "sourceTags", "sourceServiceAccounts")
+            assert any(inputs.get(key) for key in sources), (
                 f"{rule}: an allow rule needs an explicit source"
             )
 
@@ -251,6 +257,9 @@ def test_each_secret_is_readable_by_exactly_its_services(
     }
     for job_secret in (backup_job.ADMIN_SECRET, backup_job.STACK_SECRET):
         expected[prod_secret_id(job_secret)] = {sa_member("backup-job")}
+    if prod_config.rabbitmq_nodes > 1:
+        # The cluster's Erlang cookie: the broker VMs only.
+        expected[prod_secret_id(rabbitmq_cluster.COOKIE_SECRET_ID)] = {sa_member("rabbitmq-vm")}
     declared = {s.inputs["secretId"] for s in prod.run.of_type(SECRET)}
     assert declared == set(expected), f"secrets: {sorted(declared ^ set(expected))}"
     for secret_id, members in expected.items():

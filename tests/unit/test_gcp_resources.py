@@ -15,6 +15,7 @@ from infra.platforms.gcp import rabbitmq_vm
 from infra.render import endpoints, rabbitmq
 from tests.unit.gcp_program import ProdRun, run_prod
 from tests.unit.pulumi_mocks import Declared
+from tests.unit.test_gcp_rabbitmq_single_node import single_node_config
 
 REGION = "europe-west1"  # Pulumi.prod.yaml's placeholder gcp:region
 PROJECT_ID = "example-project"
@@ -23,6 +24,13 @@ PROJECT_ID = "example-project"
 @pytest.fixture(scope="module")
 def prod() -> ProdRun:
     return run_prod()
+
+
+@pytest.fixture(scope="module")
+def single() -> ProdRun:
+    """The prod stack with ``rabbitmq.nodes: 1``: one broker VM (a stack from before the
+    cluster)."""
+    return run_prod(single_node_config())
 
 
 def one(prod: ProdRun, token: str, name: str | None = None) -> Declared:
@@ -53,7 +61,9 @@ def test_cloud_nat_serves_only_the_subnet(prod: ProdRun) -> None:
     assert len(nat.inputs["subnetworks"]) == 1, f"{nat}"
 
 
-def test_amqp_is_reachable_only_from_the_subnet(prod: ProdRun, prod_config: StackConfig) -> None:
+def test_amqp_is_reachable_only_from_the_subnet(single: ProdRun, prod_config: StackConfig) -> None:
+    """The single VM's rules (a cluster's: test_gcp_rabbitmq_cluster)."""
+    prod = single
     amqp_rules = [
         r
         for r in prod.run.of_type("gcp:compute/firewall:Firewall")
@@ -128,7 +138,8 @@ def test_memorystore(prod: ProdRun) -> None:
     assert set(inputs["redisConfigs"]) == {"maxmemory-policy"}, f"{redis}"
 
 
-def test_rabbitmq_vm(prod: ProdRun) -> None:
+def test_rabbitmq_vm(single: ProdRun) -> None:
+    prod = single
     vm = one(prod, "gcp:compute/instance:Instance")
     inputs = vm.inputs
     shielded = inputs["shieldedInstanceConfig"]
@@ -153,17 +164,26 @@ def test_rabbitmq_vm(prod: ProdRun) -> None:
     assert retention["onSourceDiskDelete"] == "KEEP_AUTO_SNAPSHOTS", f"{policy}"
 
 
-def test_rabbitmq_vm_account_only_writes_logs_and_metrics(prod: ProdRun) -> None:
+@pytest.mark.parametrize("nodes", [1, 3])
+def test_rabbitmq_vm_account_only_writes_logs_and_metrics(
+    nodes: int, prod: ProdRun, single: ProdRun
+) -> None:
+    """Project-wide, logs and metrics only; a cluster's nodes also read the cookie's secret,
+    through a binding on that one secret."""
+    run = single if nodes == 1 else prod
     member = f"serviceAccount:prod-rabbitmq-vm@{PROJECT_ID}.iam.gserviceaccount.com"
-    roles = {
-        r.inputs["role"]
-        for r in prod.run
-        if r.type.startswith("gcp:") and r.inputs.get("member") == member
-    }
-    assert roles == {"roles/logging.logWriter", "roles/monitoring.metricWriter"}, roles
+    grants = [r for r in run.run if r.type.startswith("gcp:") and r.inputs.get("member") == member]
+    project = {r.inputs["role"] for r in grants if r.type == "gcp:projects/iAMMember:IAMMember"}
+    assert project == {"roles/logging.logWriter", "roles/monitoring.metricWriter"}, project
+    secrets = [r for r in grants if r.type != "gcp:projects/iAMMember:IAMMember"]
+    expected = [] if nodes == 1 else ["persistence-prod-rabbitmq-erlang-cookie"]
+    assert [r.inputs["secretId"] for r in secrets] == expected, [str(r) for r in secrets]
 
 
-def test_rabbitmq_vm_boots_with_the_rendered_files(prod: ProdRun, prod_config: StackConfig) -> None:
+def test_rabbitmq_vm_boots_with_the_rendered_files(
+    single: ProdRun, prod_config: StackConfig
+) -> None:
+    prod = single
     vm = one(prod, "gcp:compute/instance:Instance")
     metadata = vm.inputs["metadata"]
     assert metadata[rabbitmq_vm.CONF_KEY] == rabbitmq.rabbitmq_conf(prod_config)
@@ -181,9 +201,55 @@ def test_rabbitmq_vm_boots_with_the_rendered_files(prod: ProdRun, prod_config: S
     assert metadata["enable-oslogin"] == "TRUE"
 
 
-def test_private_dns_names_match_the_service_endpoints(
+def test_cluster_nodes_boot_with_the_rendered_files(
     prod: ProdRun, prod_config: StackConfig
 ) -> None:
+    vms = prod.run.of_type("gcp:compute/instance:Instance")
+    zone = prod_config.gcp.dns_zone.rstrip(".")
+    names = [f"rabbit@rabbitmq-{n}.{zone}" for n in (1, 2, 3)]
+    for vm in vms:
+        metadata = vm.inputs["metadata"]
+        conf = rabbitmq.rabbitmq_conf(prod_config, cluster_nodes=names)
+        assert metadata[rabbitmq_vm.CONF_KEY] == conf, f"{vm}"
+        assert metadata[rabbitmq_vm.NODENAME_KEY] == f"rabbit@{vm.inputs['hostname']}", f"{vm}"
+        assert metadata[rabbitmq_vm.COOKIE_SECRET_KEY] == (
+            f"projects/{PROJECT_ID}/secrets/persistence-prod-rabbitmq-erlang-cookie"
+        ), f"{vm}"
+        definitions = json.loads(metadata[rabbitmq_vm.DEFINITIONS_KEY])
+        assert definitions["vhosts"] == [], f"{vm}: services in the boot definitions"
+        script = metadata["startup-script"]
+        assert script == rabbitmq_vm.startup_script(cluster=True)
+        for key in (
+            rabbitmq_vm.CONF_KEY,
+            rabbitmq_vm.DEFINITIONS_KEY,
+            rabbitmq_vm.NODENAME_KEY,
+            rabbitmq_vm.COOKIE_SECRET_KEY,
+            rabbitmq_vm.OPS_AGENT_KEY,
+        ):
+            assert key in script, f"startup script never fetches {key}"
+    assert sorted(vm.inputs["hostname"] for vm in vms) == [n.split("@")[1] for n in names]
+
+
+def test_the_cluster_startup_script_keeps_the_cookie_out_of_logs_and_arguments() -> None:
+    """The cookie goes from Secret Manager's answer into a 0400 file owned by rabbitmq, before
+    the node starts; the token reaches curl on stdin (a header argument shows in ps)."""
+    script = rabbitmq_vm.startup_script(cluster=True)
+    assert "set -x" not in script
+    assert 'curl -fsS -H @- "https://secretmanager.googleapis.com/v1/' in script
+    assert "Bearer $" not in script.replace("Bearer %s", "")
+    cookie = script.index('mv -f "$COOKIE_FILE.new" "$COOKIE_FILE"')
+    assert script.index('chmod 0400 "$COOKIE_FILE.new"') < cookie
+    assert script.index('chown rabbitmq:rabbitmq "$COOKIE_FILE.new"') < cookie
+    assert cookie < script.index("systemctl restart rabbitmq-server")
+    assert "USE_LONGNAME=true" in script
+    assert rabbitmq_vm.startup_script() == rabbitmq_vm.startup_script(cluster=False)
+    assert "COOKIE" not in rabbitmq_vm.startup_script()
+
+
+def test_private_dns_names_match_the_service_endpoints(
+    single: ProdRun, prod_config: StackConfig
+) -> None:
+    prod = single
     zone = one(prod, "gcp:dns/managedZone:ManagedZone")
     assert zone.inputs["visibility"] == "private", f"{zone}"
     assert zone.inputs["privateVisibilityConfig"]["networks"], f"{zone}: not on the VPC"
@@ -194,6 +260,24 @@ def test_private_dns_names_match_the_service_endpoints(
         f"{stack.postgres_host}.": ["10.30.0.3"],
         f"{stack.redis_host}.": ["10.30.1.4"],
         f"{stack.amqp_host}.": [rabbitmq_vm.broker_ip(prod_config.gcp.subnet_cidr)],
+    }
+
+
+def test_cluster_dns_names_the_endpoint_and_every_node(
+    prod: ProdRun, prod_config: StackConfig
+) -> None:
+    records = prod.run.of_type("gcp:dns/recordSet:RecordSet")
+    names = {r.inputs["name"]: r.inputs["rrdatas"] for r in records}
+    stack = endpoints.for_stack(prod_config)
+    zone = prod_config.gcp.dns_zone
+    assert names == {
+        f"{stack.postgres_host}.": ["10.30.0.3"],
+        f"{stack.redis_host}.": ["10.30.1.4"],
+        # The internal load balancer's address, then each node's own.
+        f"{stack.amqp_host}.": ["10.20.0.20"],
+        f"rabbitmq-1.{zone}": ["10.20.0.11"],
+        f"rabbitmq-2.{zone}": ["10.20.0.12"],
+        f"rabbitmq-3.{zone}": ["10.20.0.13"],
     }
 
 

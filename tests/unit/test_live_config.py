@@ -26,7 +26,8 @@ SERVERS = {
     "dev": [(CONTAINER, name) for name in ("postgres", "redis", "rabbitmq", "backup")]
     + [("docker:index/remoteImage:RemoteImage", f"{n}-image") for n in ("postgres", "redis")],
     "prod": [
-        ("gcp:compute/instance:Instance", "rabbitmq"),
+        # Prod's default is a three-node cluster: every node's VM.
+        *[("gcp:compute/instance:Instance", f"rabbitmq-{n}") for n in (1, 2, 3)],
         ("gcp:sql/databaseInstance:DatabaseInstance", "postgres"),
         ("gcp:redis/instance:Instance", "redis"),
     ],
@@ -134,6 +135,21 @@ def test_check_accepts_unknowns_and_reports_bad_inputs() -> None:
     bad = {**preview, "port": 70000, "files": {"relative/path": {}}, "admin_user": ""}
     assert {f.property for f in check_inputs(bad)} == {"port", "files", "admin_user"}
     assert [f.property for f in check_inputs({"kind": "nope"})] == ["kind"]
+
+
+def test_check_names_a_bad_node_url_of_a_cluster() -> None:
+    broker = {
+        "kind": "broker",
+        "server_id": "a,b,c",
+        "management_url": "http://127.0.0.1:16672",
+        "management_urls": ["http://127.0.0.1:16672", UNKNOWN, "127.0.0.1:16674"],
+        "admin_user": "admin",
+        "admin_password": UNKNOWN,
+        "definitions": UNKNOWN,
+    }
+    (failure,) = check_inputs(broker)
+    assert failure.property == "management_urls"
+    assert "'127.0.0.1:16674' is not an http(s) URL" in failure.reason
 
 
 def test_diff_sees_a_new_or_unknown_server_and_nothing_else() -> None:

@@ -35,7 +35,7 @@ import pulumi_docker as docker
 from infra.config.model import StackConfig
 from infra.live.resource import LiveConfig, file_spec
 from infra.pulumi_credentials import StackPasswords
-from infra.render import RenderedFile
+from infra.render import RenderedFile, without_services
 from infra.render import postgres as pg_files
 from infra.render import rabbitmq as mq_files
 from infra.render import redis as redis_files
@@ -66,6 +66,16 @@ POSTGRES_HEALTH_CHECK = [
 RABBITMQ_HEALTH_CHECK = [
     "CMD", "rabbitmq-diagnostics", "-q", "check_port_listener", str(MANAGEMENT_PORT),
 ]  # fmt: skip
+RABBITMQ_DATA_DIR = "/var/lib/rabbitmq"
+# A cluster's Erlang cookie: uploaded here (0400, the server's user), then copied by the start
+# command to $HOME/.erlang.cookie, where the node and the CLI tools (the health check) read it.
+# The image's HOME is the data directory; the official image's entrypoint drops to its user.
+ERLANG_COOKIE_UPLOAD = f"{SECRETS_DIR}/rabbitmq-erlang-cookie"
+RABBITMQ_CLUSTER_START = f"""set -eu
+install -o {IMAGE_USER} -g {IMAGE_USER} -m 0400 \\
+  {ERLANG_COOKIE_UPLOAD} {RABBITMQ_DATA_DIR}/.erlang.cookie
+exec docker-entrypoint.sh rabbitmq-server
+"""
 PGDATA = "/var/lib/postgresql/data/pgdata"
 # Before every start on an initialised volume: set the admin's password from the stack, in
 # single-user mode as the server's own user (no network, no password needed), then hand over to
@@ -108,6 +118,19 @@ def _upload(
     )
 
 
+def _file_upload(
+    path: str, content: pulumi.Input[str], *, private: bool = False
+) -> docker.ContainerUploadArgs:
+    """Content rendered for this container alone, placed as ``_upload`` places a boot file."""
+    return docker.ContainerUploadArgs(
+        file=path,
+        content=pulumi.Output.secret(content) if private else content,
+        owner=IMAGE_USER,
+        group=IMAGE_USER,
+        permissions="0400" if private else "0444",
+    )
+
+
 def _secret_upload(path: str, password: pulumi.Output[str]) -> docker.ContainerUploadArgs:
     """A password file for the server's own use (entrypoint, health check), never an env var."""
     return docker.ContainerUploadArgs(
@@ -129,22 +152,36 @@ def network_attachment(
     )
 
 
-def _container(
-    shared: Shared, server: str, image: str, memory_mb: int, **args: Any
-) -> docker.Container:
-    """A server container with the settings every server shares, plus its own ``args``."""
-    pulled = docker.RemoteImage(
+def _image(shared: Shared, server: str, image: str) -> docker.RemoteImage:
+    return docker.RemoteImage(
         f"{server}-image",
         name=image,
         keep_locally=True,
         opts=pulumi.ResourceOptions(parent=shared.parent),
     )
+
+
+def _container(
+    shared: Shared,
+    server: str,
+    image: str | docker.RemoteImage,
+    memory_mb: int,
+    aliases: list[str] | None = None,
+    wait_timeout: int = 180,
+    **args: Any,
+) -> docker.Container:
+    """A server container with the settings every server shares, plus its own ``args``.
+
+    ``server`` is the resource's name, the container's (after the stack's prefix) and its
+    hostname; ``aliases`` are its names on the stack's network (default: ``server``).
+    """
+    pulled = _image(shared, server, image) if isinstance(image, str) else image
     return docker.Container(
         server,
         image=pulled.image_id,
         name=f"{shared.prefix}-{server}",
         hostname=server,  # RabbitMQ's node name, and so its data directory, follow the hostname
-        networks_advanced=[network_attachment(shared, [server])],
+        networks_advanced=[network_attachment(shared, aliases or [server])],
         restart="unless-stopped",
         memory=memory_mb,
         memory_swap=memory_mb,  # no swap; also what Docker would otherwise report back as 2x
@@ -152,7 +189,7 @@ def _container(
         log_opts={"max-size": "10m", "max-file": "3"},
         must_run=True,
         wait=True,  # `pulumi up` returns once the health check passes
-        wait_timeout=180,
+        wait_timeout=wait_timeout,
         labels=[docker.ContainerLabelArgs(label="persistence.stack", value=shared.prefix)],
         opts=pulumi.ResourceOptions(parent=shared.parent),
         **args,
@@ -235,6 +272,26 @@ def redis(shared: Shared, volume: docker.Volume) -> docker.Container:
     )
 
 
+def _rabbitmq_args(shared: Shared, volume: docker.Volume, amqp: int, management: int) -> Any:
+    """What every RabbitMQ container has, a single node or a cluster's node."""
+    return {
+        "volumes": [
+            docker.ContainerVolumeArgs(
+                volume_name=volume.name, container_path=RABBITMQ_DATA_DIR, read_only=False
+            )
+        ],
+        "ports": [_port(shared, AMQP_PORT, amqp), _port(shared, MANAGEMENT_PORT, management)],
+        "healthcheck": docker.ContainerHealthcheckArgs(
+            tests=RABBITMQ_HEALTH_CHECK,
+            interval="15s",
+            timeout="10s",
+            retries=5,
+            start_period="1m0s",  # Go's duration form: what Docker reports back (no diff)
+        ),
+        "stop_timeout": 60,
+    }
+
+
 def rabbitmq(shared: Shared, volume: docker.Volume) -> docker.Container:
     """RabbitMQ 3 (management image) loading the rendered definitions at boot."""
     config = shared.config
@@ -249,24 +306,65 @@ def rabbitmq(shared: Shared, volume: docker.Volume) -> docker.Container:
             _upload(shared, mq_files.PLUGINS_FILE, "rabbitmq/enabled_plugins"),
             _upload(shared, mq_files.DEFINITIONS_FILE, "rabbitmq/definitions.json", private=True),
         ],
-        volumes=[
-            docker.ContainerVolumeArgs(
-                volume_name=volume.name, container_path="/var/lib/rabbitmq", read_only=False
-            )
-        ],
-        ports=[
-            _port(shared, AMQP_PORT, config.docker.ports.amqp),
-            _port(shared, MANAGEMENT_PORT, config.docker.ports.management),
-        ],
-        healthcheck=docker.ContainerHealthcheckArgs(
-            tests=RABBITMQ_HEALTH_CHECK,
-            interval="15s",
-            timeout="10s",
-            retries=5,
-            start_period="1m0s",  # Go's duration form: what Docker reports back (no diff)
-        ),
-        stop_timeout=60,
+        **_rabbitmq_args(shared, volume, config.docker.ports.amqp, config.docker.ports.management),
     )
+
+
+def rabbitmq_node_host(index: int) -> str:
+    """Node ``index``'s (1-based) container hostname, and so its node name's host part."""
+    return f"rabbitmq-{index}"
+
+
+def rabbitmq_cluster(
+    shared: Shared, volumes: list[docker.Volume], cookie: pulumi.Output[str]
+) -> list[docker.Container]:
+    """One container per node, forming one cluster by themselves (classic_config).
+
+    Every node gets the rendered files prod's VMs get: the same ``rabbitmq.conf`` listing every
+    node (``rabbit@rabbitmq-<n>``, the container's hostname) and the same boot definitions
+    (quorum queues with one member per node). Each has its own volume and publishes its own
+    ports (node N: ``docker.ports.amqp`` and ``.management`` plus N - 1). On the stack's network
+    every node also answers to ``rabbitmq``, so whatever reaches the broker by that name (the
+    backup container) reaches any live node. The Erlang cookie is a Pulumi secret uploaded as a
+    file only the server's user reads; the start command copies it to where the node and the
+    CLI read it ($HOME/.erlang.cookie on the data volume, mode 0400) at every start, so it is in
+    no command line, environment variable or log.
+    """
+    config = shared.config
+    count = len(volumes)
+    hosts = [rabbitmq_node_host(i) for i in range(1, count + 1)]
+    names = [mq_files.node_name(host) for host in hosts]
+    conf = mq_files.rabbitmq_conf(config, cluster_nodes=names)
+    boot = without_services(config)
+    definitions = shared.passwords.admins.apply(
+        lambda credentials: mq_files.definitions_json(boot, credentials, count)
+    )
+    image = _image(shared, "rabbitmq", config.docker.images.rabbitmq)
+    nodes = []
+    for host, volume, (amqp, management) in zip(
+        hosts, volumes, config.docker_rabbitmq_ports(), strict=True
+    ):
+        nodes.append(
+            _container(
+                shared,
+                host,
+                image,
+                config.docker.memory_mb.rabbitmq,
+                aliases=[host, "rabbitmq"],
+                # Three nodes boot at once on the same machine, each waiting for the others.
+                wait_timeout=300,
+                entrypoints=["sh", "-c", RABBITMQ_CLUSTER_START],
+                envs=[f"RABBITMQ_CONFIG_FILE={mq_files.CONFIG_FILE}"],
+                uploads=[
+                    _file_upload(mq_files.CONFIG_FILE, conf),
+                    _file_upload(mq_files.PLUGINS_FILE, mq_files.enabled_plugins()),
+                    _file_upload(mq_files.DEFINITIONS_FILE, definitions, private=True),
+                    _secret_upload(ERLANG_COOKIE_UPLOAD, cookie),
+                ],
+                **_rabbitmq_args(shared, volume, amqp, management),
+            )
+        )
+    return nodes
 
 
 def _live_file(shared: Shared, rendered: str, *, private: bool) -> dict[str, Any]:
@@ -277,14 +375,20 @@ def _live_file(shared: Shared, rendered: str, *, private: bool) -> dict[str, Any
 
 
 def live_config(
-    shared: Shared, postgres: docker.Container, redis: docker.Container, rabbit: docker.Container
+    shared: Shared,
+    postgres: docker.Container,
+    redis: docker.Container,
+    rabbit: list[docker.Container],
 ) -> dict[str, LiveConfig]:
-    """Per server, the resource that applies the services' configuration to it while it runs."""
+    """Per server, the resource that applies the services' configuration to it while it runs.
+
+    ``rabbit``: the broker's containers, one (a single node) or a cluster's nodes.
+    """
     config = shared.config
     endpoints = for_stack(config)
 
-    def opts(container: docker.Container) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=shared.parent, depends_on=[container])
+    def opts(*containers: docker.Container) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=shared.parent, depends_on=list(containers))
 
     everything = shared.passwords.everything
     return {
@@ -306,13 +410,35 @@ def live_config(
             files={redis_files.ACL_FILE: _live_file(shared, "redis/users.acl", private=True)},
             opts=opts(redis),
         ),
-        "rabbitmq": LiveConfig.broker(
-            "rabbitmq-live-config",
-            server_id=rabbit.id,
-            management_url=f"http://{config.docker.bind_address}:{config.docker.ports.management}",
-            admin_user=config.rabbitmq.admin_user,
-            admin_password=shared.passwords.rabbitmq_admin,
-            definitions=everything.apply(lambda c: mq_files.definitions(config, c)),
-            opts=opts(rabbit),
-        ),
+        "rabbitmq": _broker_live_config(shared, rabbit, opts(*rabbit)),
     }
+
+
+def _broker_live_config(
+    shared: Shared, nodes: list[docker.Container], opts: pulumi.ResourceOptions
+) -> LiveConfig:
+    """The services' definitions, imported into the running broker. A cluster's go through any
+    live node's management API, with quorum queues of one member per node; the resource takes
+    every node's id, so a node replaced gets the definitions again (and a single node's inputs
+    are exactly what they always were)."""
+    config = shared.config
+    count = len(nodes)
+    urls = [
+        f"http://{config.docker.bind_address}:{management}"
+        for _, management in config.docker_rabbitmq_ports()
+    ]
+    server_id: pulumi.Input[str] = (
+        nodes[0].id if count == 1 else pulumi.Output.all(*[n.id for n in nodes]).apply(",".join)
+    )
+    return LiveConfig.broker(
+        "rabbitmq-live-config",
+        server_id=server_id,
+        management_url=urls[0],
+        admin_user=config.rabbitmq.admin_user,
+        admin_password=shared.passwords.rabbitmq_admin,
+        definitions=shared.passwords.everything.apply(
+            lambda c: mq_files.definitions(config, c, count)
+        ),
+        cluster_urls=urls if count > 1 else None,
+        opts=opts,
+    )

@@ -7,6 +7,7 @@ from typing import Any
 
 import pulumi
 import pulumi_docker as docker
+import pulumi_random as random
 
 from infra.credentials import credentials_json
 from infra.live.resource import LiveConfig
@@ -25,7 +26,6 @@ from infra.render.endpoints import for_stack
 from infra.render.services import postgres_url, redis_url, service_env
 
 TYPE_TOKEN = "persistence:docker:Platform"  # noqa: S105 - a Pulumi type token, not a secret
-STATEFUL_SERVERS = ("postgres", "redis", "rabbitmq")
 
 
 class DockerPlatform(PlatformComponent):
@@ -37,7 +37,9 @@ class DockerPlatform(PlatformComponent):
     volumes: dict[str, docker.Volume]
     postgres: docker.Container
     redis: docker.Container
-    rabbitmq: docker.Container
+    rabbitmq: docker.Container  # a cluster's node 1
+    rabbitmq_nodes: list[docker.Container]  # every broker container, the single one or a cluster's
+    erlang_cookie: random.RandomPassword | None  # a cluster's nodes share it
     backup: docker.Container
     live: dict[str, LiveConfig]
     databases: dict[str, ServiceDatabase]
@@ -46,9 +48,9 @@ class DockerPlatform(PlatformComponent):
         self.passwords = generated_passwords(self.config, parent=self)
         shared = self._declare_network()
         self._declare_servers(shared)
-        self.live = containers.live_config(shared, self.postgres, self.redis, self.rabbitmq)
+        self.live = containers.live_config(shared, self.postgres, self.redis, self.rabbitmq_nodes)
         self.backup = backup_container(
-            shared, [self.postgres, self.redis, self.rabbitmq], stack_backup_key()
+            shared, [self.postgres, self.redis, *self.rabbitmq_nodes], stack_backup_key()
         )
         self.live["backup"] = backup_live_config(shared, self.backup)
         self._declare_databases()
@@ -77,20 +79,44 @@ class DockerPlatform(PlatformComponent):
         )
 
     def _declare_servers(self, shared: containers.Shared) -> None:
-        """One retained named volume and one container per server."""
+        """One retained named volume and one container per server (per node, for a cluster)."""
+        nodes = self.config.rabbitmq_nodes
+        brokers = (
+            [containers.rabbitmq_node_host(i) for i in range(1, nodes + 1)]
+            if nodes > 1
+            else ["rabbitmq"]
+        )
         self.volumes = {
-            server: docker.Volume(
-                f"{server}-data",
-                name=f"{shared.prefix}-{server}-data",
-                labels=[docker.VolumeLabelArgs(label="persistence.stack", value=shared.prefix)],
-                # Data outlives `pulumi destroy` mistakes: remove the volume by hand if you mean it.
-                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
-            )
-            for server in STATEFUL_SERVERS
+            server: self._volume(shared, server) for server in ("postgres", "redis", *brokers)
         }
         self.postgres = containers.postgres(shared, self.volumes["postgres"])
         self.redis = containers.redis(shared, self.volumes["redis"])
-        self.rabbitmq = containers.rabbitmq(shared, self.volumes["rabbitmq"])
+        self.erlang_cookie = None
+        if nodes == 1:
+            self.rabbitmq_nodes = [containers.rabbitmq(shared, self.volumes["rabbitmq"])]
+        else:
+            # Letters and digits only: the cookie file holds it as is (as prod's secret does).
+            self.erlang_cookie = random.RandomPassword(
+                "rabbitmq-erlang-cookie",
+                length=48,
+                special=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.rabbitmq_nodes = containers.rabbitmq_cluster(
+                shared,
+                [self.volumes[broker] for broker in brokers],
+                pulumi.Output.secret(self.erlang_cookie.result),
+            )
+        self.rabbitmq = self.rabbitmq_nodes[0]
+
+    def _volume(self, shared: containers.Shared, server: str) -> docker.Volume:
+        return docker.Volume(
+            f"{server}-data",
+            name=f"{shared.prefix}-{server}-data",
+            labels=[docker.VolumeLabelArgs(label="persistence.stack", value=shared.prefix)],
+            # Data outlives `pulumi destroy` mistakes: remove the volume by hand if you mean it.
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+        )
 
     def _declare_databases(self) -> None:
         """Each service's database and roles, each with its own passwords only."""

@@ -26,6 +26,7 @@ from infra.platforms.gcp import (
     dns,
     identities,
     network,
+    rabbitmq_cluster,
     rabbitmq_vm,
     redis,
     registry,
@@ -37,6 +38,7 @@ from infra.platforms.gcp.backup_job import BackupJob
 from infra.platforms.gcp.context import GcpContext, context_for
 from infra.platforms.gcp.identities import Identities
 from infra.platforms.gcp.network import Network
+from infra.platforms.gcp.rabbitmq_cluster import RabbitmqCluster
 from infra.platforms.gcp.rabbitmq_vm import RabbitmqVm
 from infra.platforms.gcp.registry import Registry
 from infra.platforms.gcp.secrets import Secrets
@@ -61,7 +63,7 @@ class GcpPlatform(PlatformComponent):
     redis: gcp.redis.Instance
     redis_auth: pulumi.Output[str]
     secrets: Secrets
-    rabbitmq: RabbitmqVm
+    rabbitmq: RabbitmqVm | RabbitmqCluster
     rabbitmq_live: LiveConfig
     dns_zone: gcp.dns.ManagedZone
     bucket: gcp.storage.Bucket
@@ -85,7 +87,7 @@ class GcpPlatform(PlatformComponent):
             backup_job=self.backup_job.job,
             sql_instance=sql.instance_name(self.ctx),
             redis_instance=self.redis,
-            rabbitmq=self.rabbitmq.instance,
+            rabbitmq=self.rabbitmq.instances,
         )
         return self._outputs()
 
@@ -96,15 +98,24 @@ class GcpPlatform(PlatformComponent):
         self.databases = sql.declare_service_databases(ctx, self.sql, self.passwords)
         self.redis = redis.declare(ctx, net)
         self.redis_auth = pulumi.Output.secret(self.redis.auth_string)
-        self.rabbitmq = rabbitmq_vm.declare(ctx, net, self.identities.rabbitmq, self.passwords)
-        self.rabbitmq_live = rabbitmq_vm.live_config(ctx, self.rabbitmq, self.passwords)
+        broker_account = self.identities.rabbitmq
+        if ctx.config.rabbitmq_nodes > 1:
+            cluster = rabbitmq_cluster.declare(ctx, net, broker_account, self.passwords)
+            self.rabbitmq = cluster
+            self.rabbitmq_live = rabbitmq_cluster.live_config(ctx, cluster, self.passwords)
+        else:
+            single = rabbitmq_vm.declare(ctx, net, broker_account, self.passwords)
+            self.rabbitmq = single
+            self.rabbitmq_live = rabbitmq_vm.live_config(ctx, single, self.passwords)
         self.dns_zone = dns.declare(
             ctx,
             net,
             {
                 "postgres": self.sql.instance.private_ip_address,
                 "redis": self.redis.host,
-                "rabbitmq": self.rabbitmq.address.address,
+                # The single VM, or the cluster's load balancer: services' one endpoint.
+                "rabbitmq": self.rabbitmq.endpoint_ip,
+                **self.rabbitmq.dns_records(),
             },
         )
 
@@ -174,9 +185,13 @@ class GcpPlatform(PlatformComponent):
             "redis_auth_secret": self.secrets.redis_auth,
             "rabbitmq_host": stack_endpoints.amqp_host,
             "rabbitmq_port": stack_endpoints.amqp_port,
-            "rabbitmq_private_ip": self.rabbitmq.address.address,
-            "rabbitmq_instance": self.rabbitmq.instance.name,
-            "rabbitmq_zone": self.rabbitmq.instance.zone,
+            "rabbitmq_private_ip": self.rabbitmq.endpoint_ip,
+            # The first node (the single VM): what an older tunnel script reads.
+            "rabbitmq_instance": self.rabbitmq.instances[0].name,
+            "rabbitmq_zone": self.rabbitmq.instances[0].zone,
+            "rabbitmq_nodes": [
+                {"instance": i.name, "zone": i.zone} for i in self.rabbitmq.instances
+            ],
             "rabbitmq_admin_user": config.rabbitmq.admin_user,
             "rabbitmq_admin_password": passwords.rabbitmq_admin,
             "service_accounts": {

@@ -13,6 +13,9 @@ the person woken up by it. Policies:
 - the RabbitMQ VM down: its hypervisor ``uptime`` metric stops (stopped, crashed, deleted,
   preempted). It needs no agent and no firewall hole; it does not see the broker process
   dying on a running VM (a private TCP uptime check through Service Directory would).
+- a RabbitMQ cluster (``rabbitmq.nodes`` 3 or 5) instead: a node down (each VM's uptime), a
+  partition, quorum lost and a memory or disk alarm, the last three in PromQL over the
+  brokers' own Prometheus metrics, which the nodes' Ops Agent scrapes (``cluster_queries``).
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ def declare(
     backup_job: gcp.cloudrunv2.Job,
     sql_instance: str,
     redis_instance: gcp.redis.Instance,
-    rabbitmq: gcp.compute.Instance,
+    rabbitmq: list[gcp.compute.Instance],
 ) -> list[gcp.monitoring.AlertPolicy]:
-    """Declare the channels, the verified-backup metric and every policy."""
+    """Declare the channels, the verified-backup metric and every policy (``rabbitmq``: the
+    broker VMs; more than one is a cluster, with its own policies)."""
     channels = [
         gcp.monitoring.NotificationChannel(
             f"alert-email-{index}",
@@ -155,29 +159,130 @@ def declare(
                 duration="600s",
             ),
         ),
+        *(
+            [
+                _policy(
+                    ctx,
+                    "rabbitmq-down",
+                    channels,
+                    title="RabbitMQ VM down",
+                    docs=RABBITMQ_DOCS,
+                    condition=_vm_absent(
+                        rabbitmq[0], "The RabbitMQ VM reports no uptime for 5 minutes"
+                    ),
+                )
+            ]
+            if len(rabbitmq) == 1
+            else rabbitmq_cluster_policies(ctx, channels, rabbitmq)
+        ),
+    ]
+
+
+def _vm_absent(
+    instance: gcp.compute.Instance, display_name: str
+) -> gcp.monitoring.AlertPolicyConditionArgs:
+    """The VM's hypervisor ``uptime`` stopped for 5 minutes: stopped, crashed, deleted."""
+    return gcp.monitoring.AlertPolicyConditionArgs(
+        display_name=display_name,
+        condition_absent=gcp.monitoring.AlertPolicyConditionConditionAbsentArgs(
+            filter=instance.name.apply(
+                lambda name: (
+                    'metric.type = "compute.googleapis.com/instance/uptime" '
+                    'AND resource.type = "gce_instance" '
+                    f'AND metric.label.instance_name = "{name}"'
+                )
+            ),
+            duration="300s",
+            aggregations=[
+                gcp.monitoring.AlertPolicyConditionConditionAbsentAggregationArgs(
+                    alignment_period="60s", per_series_aligner="ALIGN_RATE"
+                )
+            ],
+        ),
+    )
+
+
+def _promql(
+    display_name: str, query: str, duration: str
+) -> gcp.monitoring.AlertPolicyConditionArgs:
+    return gcp.monitoring.AlertPolicyConditionArgs(
+        display_name=display_name,
+        condition_prometheus_query_language=gcp.monitoring.AlertPolicyConditionConditionPrometheusQueryLanguageArgs(
+            query=query, duration=duration, evaluation_interval="60s"
+        ),
+    )
+
+
+def cluster_queries(job: str, nodes: int) -> dict[str, str]:
+    """PromQL over the brokers' own metrics (the Ops Agent scrapes each node's loopback
+    Prometheus endpoint as ``job``), by policy key.
+
+    - partition: fewer Erlang distribution links up (``erlang_vm_dist_node_state`` 3) than a
+      fully connected mesh of the nodes that report (``rabbitmq_identity_info``) has;
+    - quorum: fewer nodes report than a majority of ``nodes``; every quorum queue has one
+      member per node, so every one of them is then below quorum and refuses publishes;
+    - alarm: a node's memory or free-disk alarm is set (publishers blocked).
+    """
+    selector = f'{{job="{job}"}}'
+    up = f"count(rabbitmq_identity_info{selector})"
+    links = f"count(erlang_vm_dist_node_state{selector} == 3)"
+    return {
+        "rabbitmq-partition": f"({links} or vector(0)) < {up} * ({up} - 1)",
+        "rabbitmq-quorum": f"({up} or vector(0)) < {nodes // 2 + 1}",
+        "rabbitmq-alarm": (
+            f"max(rabbitmq_alarms_memory_used_watermark{selector}) > 0 or "
+            f"max(rabbitmq_alarms_free_disk_space_watermark{selector}) > 0"
+        ),
+    }
+
+
+def rabbitmq_cluster_policies(
+    ctx: GcpContext, channels: list[pulumi.Output[str]], instances: list[gcp.compute.Instance]
+) -> list[gcp.monitoring.AlertPolicy]:
+    """A node down (one condition per VM), a partition, quorum lost, a memory or disk alarm."""
+    from infra.platforms.gcp.rabbitmq_cluster import prometheus_job
+
+    queries = cluster_queries(prometheus_job(ctx), len(instances))
+    return [
         _policy(
             ctx,
             "rabbitmq-down",
             channels,
-            title="RabbitMQ VM down",
-            docs=RABBITMQ_DOCS,
-            condition=gcp.monitoring.AlertPolicyConditionArgs(
-                display_name="The RabbitMQ VM reports no uptime for 5 minutes",
-                condition_absent=gcp.monitoring.AlertPolicyConditionConditionAbsentArgs(
-                    filter=rabbitmq.name.apply(
-                        lambda name: (
-                            'metric.type = "compute.googleapis.com/instance/uptime" '
-                            'AND resource.type = "gce_instance" '
-                            f'AND metric.label.instance_name = "{name}"'
-                        )
-                    ),
-                    duration="300s",
-                    aggregations=[
-                        gcp.monitoring.AlertPolicyConditionConditionAbsentAggregationArgs(
-                            alignment_period="60s", per_series_aligner="ALIGN_RATE"
-                        )
-                    ],
-                ),
+            title="RabbitMQ node down",
+            docs=RABBITMQ_NODE_DOCS,
+            conditions=[
+                _vm_absent(instance, f"RabbitMQ node {index} reports no uptime for 5 minutes")
+                for index, instance in enumerate(instances, start=1)
+            ],
+        ),
+        _policy(
+            ctx,
+            "rabbitmq-partition",
+            channels,
+            title="RabbitMQ cluster partitioned",
+            docs=RABBITMQ_PARTITION_DOCS,
+            condition=_promql(
+                "Running nodes do not all see each other", queries["rabbitmq-partition"], "120s"
+            ),
+        ),
+        _policy(
+            ctx,
+            "rabbitmq-quorum",
+            channels,
+            title="RabbitMQ quorum queues below quorum",
+            docs=RABBITMQ_QUORUM_DOCS,
+            condition=_promql(
+                "Fewer than a majority of the nodes run", queries["rabbitmq-quorum"], "60s"
+            ),
+        ),
+        _policy(
+            ctx,
+            "rabbitmq-alarm",
+            channels,
+            title="RabbitMQ memory or disk alarm",
+            docs=RABBITMQ_ALARM_DOCS,
+            condition=_promql(
+                "A node's memory or free-disk alarm is set", queries["rabbitmq-alarm"], "60s"
             ),
         ),
     ]
@@ -273,14 +378,15 @@ def _policy(
     *,
     title: str,
     docs: str,
-    condition: gcp.monitoring.AlertPolicyConditionArgs,
+    condition: gcp.monitoring.AlertPolicyConditionArgs | None = None,
+    conditions: list[gcp.monitoring.AlertPolicyConditionArgs] | None = None,
     depends_on: list[pulumi.Resource] | None = None,
 ) -> gcp.monitoring.AlertPolicy:
     return gcp.monitoring.AlertPolicy(
         f"alert-{key}",
         display_name=f"{ctx.prefix}: {title}",
         combiner="OR",
-        conditions=[condition],
+        conditions=conditions if conditions is not None else [condition] if condition else [],
         notification_channels=channels,
         documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
             subject=f"[{ctx.stack}] {title}",
@@ -294,7 +400,14 @@ def _policy(
     )
 
 
-CRITICAL = {"backup-job-failed", "no-verified-backup", "sql-disk", "rabbitmq-down"}
+CRITICAL = {
+    "backup-job-failed",
+    "no-verified-backup",
+    "sql-disk",
+    "rabbitmq-down",
+    "rabbitmq-partition",
+    "rabbitmq-quorum",
+}
 
 BACKUP_FAILED_DOCS = """
 A run of the backup job failed: some backup, verification or prune did not complete.
@@ -368,4 +481,50 @@ Services cannot publish or consume.
 2. After it is up, `rabbitmq-diagnostics check_running` on the VM (through IAP SSH).
 3. If the VM is lost, `pulumi up` recreates it from code, with the data disk or its latest
    snapshot (README, Disaster recovery (prod)).
+"""
+
+RABBITMQ_NODE_DOCS = """
+A RabbitMQ node's VM reports no uptime: it is stopped, crashed, being recreated or deleted.
+The cluster keeps serving through the load balancer while a majority of nodes runs; quorum
+queues elect a new leader, classic queues on that node are unavailable until it returns.
+
+1. Compute Engine > VM instances: start it if it is stopped; read its serial console if it
+   does not boot. Its data disk is separate and snapshotted daily.
+2. Once it is up, it rejoins the cluster by itself (classic_config peer discovery);
+   `rabbitmq-diagnostics cluster_status` on any node (IAP SSH) lists it as running.
+3. If the VM is lost, `pulumi up` recreates it from code, with its data disk.
+"""
+
+RABBITMQ_PARTITION_DOCS = """
+Running RabbitMQ nodes do not all see each other (fewer Erlang distribution links are up
+than a full mesh of the reporting nodes has). With pause_minority, the nodes on the minority
+side pause themselves and the majority keeps serving; a node down also lowers the count
+(see the node-down alert first).
+
+1. `rabbitmq-diagnostics cluster_status` on each node (IAP SSH) shows who sees whom.
+2. Check the firewall rule allowing the clustering ports between broker VMs, and the VMs'
+   network (serial console, `ping rabbitmq-N.<zone>`).
+3. Paused nodes resume on their own when the network heals; if one does not, restart its
+   `rabbitmq-server` service (one node at a time).
+"""
+
+RABBITMQ_QUORUM_DOCS = """
+Fewer than a majority of the RabbitMQ nodes are running: every quorum queue (one member per
+node) has lost its quorum and refuses publishes and deliveries until a majority is back.
+
+1. Start the stopped nodes first (Compute Engine > VM instances; node-down alerts name them).
+2. `rabbitmq-diagnostics cluster_status` and `rabbitmq-queues check_if_node_is_quorum_critical`
+   on a running node tell what is still missing.
+3. Do not reset or force-remove nodes to get a quorum back: that loses messages.
+"""
+
+RABBITMQ_ALARM_DOCS = """
+A RabbitMQ node's memory alarm (`rabbitmq.memory_high_watermark`) or free-disk alarm
+(`rabbitmq.disk_free_limit_mb`) is set: publishers on the whole cluster are blocked.
+
+1. `rabbitmq-diagnostics alarms` and `rabbitmq-diagnostics memory_breakdown` on the node.
+2. Find the queue growing (management UI through the broker tunnel, or
+   `rabbitmqctl list_queues name messages memory` per vhost) and tell its service's team.
+3. If the load is legitimate, raise `gcp.rabbitmq_machine_type` or `gcp.rabbitmq_disk_size_gb`
+   and roll the nodes (`python -m infra broker rolling-restart`).
 """

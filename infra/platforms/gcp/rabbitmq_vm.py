@@ -16,6 +16,7 @@ password hashes, but they derive from secrets, so that metadata value is a secre
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -34,6 +35,10 @@ DATA_DIR = "/var/lib/rabbitmq"
 CONF_KEY = "rabbitmq-conf"
 PLUGINS_KEY = "rabbitmq-enabled-plugins"
 DEFINITIONS_KEY = "rabbitmq-definitions"
+# A cluster node's own metadata (``rabbitmq_cluster``); the single VM has none of these.
+NODENAME_KEY = "rabbitmq-nodename"
+COOKIE_SECRET_KEY = "rabbitmq-cookie-secret"  # noqa: S105 - a metadata key
+OPS_AGENT_KEY = "rabbitmq-ops-agent-config"
 SNAPSHOT_START_TIME = "02:00"  # UTC
 
 
@@ -54,9 +59,24 @@ class RabbitmqVm:
     address: gcp.compute.Address
     data_disk: gcp.compute.Disk
 
+    @property
+    def instances(self) -> list[gcp.compute.Instance]:
+        return [self.instance]
 
-def startup_script() -> str:
-    """The boot script; static apart from paths and metadata keys."""
+    @property
+    def endpoint_ip(self) -> pulumi.Output[str]:
+        """Where ``rabbitmq.<zone>`` points: the VM itself."""
+        return self.address.address
+
+    def dns_records(self) -> dict[str, pulumi.Input[str]]:
+        """No name of its own beyond ``rabbitmq.<zone>``."""
+        return {}
+
+
+def startup_script(*, cluster: bool = False) -> str:
+    """The boot script; static apart from paths and metadata keys. A cluster node's also sets
+    its node name, fetches the Erlang cookie and runs the Ops Agent (the single VM's script
+    is exactly what it always was)."""
     return render(
         "gcp/rabbitmq-startup.sh.j2",
         data_device=DATA_DEVICE,
@@ -65,6 +85,10 @@ def startup_script() -> str:
         conf_key=CONF_KEY,
         plugins_key=PLUGINS_KEY,
         definitions_key=DEFINITIONS_KEY,
+        cluster=cluster,
+        nodename_key=NODENAME_KEY,
+        cookie_secret_key=COOKIE_SECRET_KEY,
+        ops_agent_key=OPS_AGENT_KEY,
     )
 
 
@@ -104,9 +128,44 @@ def declare(
         labels=ctx.labels,
         opts=ctx.opts(),
     )
+    _, data_disk = snapshotted_disk(ctx, "rabbitmq", ctx.zone)
+    instance = broker_instance(
+        ctx,
+        "rabbitmq",
+        zone=ctx.zone,
+        network=network,
+        address=address,
+        disk=data_disk,
+        service_account=service_account,
+        metadata=metadata(ctx, passwords),
+        opts=ctx.opts(protect=True),
+    )
+    return RabbitmqVm(instance=instance, address=address, data_disk=data_disk)
+
+
+def live_config(ctx: GcpContext, vm: RabbitmqVm, passwords: StackPasswords) -> LiveConfig:
+    """The services' definitions, imported into the running broker over the management API."""
+    config = ctx.config
+    return LiveConfig.broker(
+        "rabbitmq-live-config",
+        server_id=vm.instance.id,
+        management_url=f"http://127.0.0.1:{config.gcp.rabbitmq_management_port}",
+        admin_user=config.rabbitmq.admin_user,
+        admin_password=passwords.rabbitmq_admin,
+        definitions=passwords.everything.apply(lambda c: rabbitmq.definitions(config, c)),
+        opts=ctx.opts(depends_on=[vm.instance]),
+    )
+
+
+def snapshotted_disk(
+    ctx: GcpContext, base: str, zone: str
+) -> tuple[gcp.compute.ResourcePolicy, gcp.compute.Disk]:
+    """A broker node's pd-ssd data disk (``<base>-data``) and its daily snapshot schedule,
+    whose snapshots outlive the disk; the disk is protected."""
+    gcp_settings = ctx.config.gcp
     snapshots = gcp.compute.ResourcePolicy(
-        "rabbitmq-data-snapshots",
-        name=ctx.name("rabbitmq-data-snapshots"),
+        f"{base}-data-snapshots",
+        name=ctx.name(f"{base}-data-snapshots"),
         region=ctx.region,
         snapshot_schedule_policy=gcp.compute.ResourcePolicySnapshotSchedulePolicyArgs(
             schedule=gcp.compute.ResourcePolicySnapshotSchedulePolicyScheduleArgs(
@@ -125,21 +184,40 @@ def declare(
         ),
         opts=ctx.opts(),
     )
-    data_disk = gcp.compute.Disk(
-        "rabbitmq-data",
-        name=ctx.name("rabbitmq-data"),
-        zone=ctx.zone,
+    disk = gcp.compute.Disk(
+        f"{base}-data",
+        name=ctx.name(f"{base}-data"),
+        zone=zone,
         type="pd-ssd",
         size=gcp_settings.rabbitmq_disk_size_gb,
         resource_policies=[snapshots.id],
         labels=ctx.labels,
         opts=ctx.opts(protect=True),
     )
-    instance = gcp.compute.Instance(
-        "rabbitmq",
-        name=ctx.name("rabbitmq"),
-        zone=ctx.zone,
-        machine_type=gcp_settings.rabbitmq_machine_type,
+    return snapshots, disk
+
+
+def broker_instance(
+    ctx: GcpContext,
+    base: str,
+    *,
+    zone: str,
+    network: Network,
+    address: gcp.compute.Address,
+    disk: gcp.compute.Disk,
+    service_account: gcp.serviceaccount.Account,
+    metadata: Mapping[str, pulumi.Input[str]],
+    opts: pulumi.ResourceOptions,
+    hostname: str | None = None,
+) -> gcp.compute.Instance:
+    """A shielded broker VM on its fixed private address with no external IP (packages come
+    through Cloud NAT), its data disk attached, running as the broker's service account."""
+    return gcp.compute.Instance(
+        base,
+        name=ctx.name(base),
+        zone=zone,
+        hostname=hostname,
+        machine_type=ctx.config.gcp.rabbitmq_machine_type,
         tags=[RABBITMQ_TAG],
         labels=ctx.labels,
         boot_disk=gcp.compute.InstanceBootDiskArgs(
@@ -150,11 +228,10 @@ def declare(
         ),
         attached_disks=[
             gcp.compute.InstanceAttachedDiskArgs(
-                source=data_disk.id, device_name=DATA_DEVICE, mode="READ_WRITE"
+                source=disk.id, device_name=DATA_DEVICE, mode="READ_WRITE"
             )
         ],
         network_interfaces=[
-            # No access_configs: the VM has no external IP; it reaches the internet via Cloud NAT.
             gcp.compute.InstanceNetworkInterfaceArgs(
                 subnetwork=network.subnet.id, network_ip=address.address
             )
@@ -165,23 +242,8 @@ def declare(
         service_account=gcp.compute.InstanceServiceAccountArgs(
             email=service_account.email, scopes=["cloud-platform"]
         ),
-        metadata=metadata(ctx, passwords),
+        metadata=dict(metadata),
         deletion_protection=True,
         allow_stopping_for_update=True,
-        opts=ctx.opts(protect=True),
-    )
-    return RabbitmqVm(instance=instance, address=address, data_disk=data_disk)
-
-
-def live_config(ctx: GcpContext, vm: RabbitmqVm, passwords: StackPasswords) -> LiveConfig:
-    """The services' definitions, imported into the running broker over the management API."""
-    config = ctx.config
-    return LiveConfig.broker(
-        "rabbitmq-live-config",
-        server_id=vm.instance.id,
-        management_url=f"http://127.0.0.1:{config.gcp.rabbitmq_management_port}",
-        admin_user=config.rabbitmq.admin_user,
-        admin_password=passwords.rabbitmq_admin,
-        definitions=passwords.everything.apply(lambda c: rabbitmq.definitions(config, c)),
-        opts=ctx.opts(depends_on=[vm.instance]),
+        opts=opts,
     )

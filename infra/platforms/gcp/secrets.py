@@ -86,6 +86,19 @@ def _amqp_url(
     )
 
 
+def replication(ctx: GcpContext) -> gcp.secretmanager.SecretReplicationArgs:
+    """A secret's copies: the stack's region and the backup region (a regional outage leaves
+    the other readable), never Google's automatic choice of places."""
+    return gcp.secretmanager.SecretReplicationArgs(
+        user_managed=gcp.secretmanager.SecretReplicationUserManagedArgs(
+            replicas=[
+                gcp.secretmanager.SecretReplicationUserManagedReplicaArgs(location=region)
+                for region in (ctx.region, ctx.config.gcp.backup_region)
+            ]
+        )
+    )
+
+
 def declare_secret(
     ctx: GcpContext,
     secret_id: str,
@@ -105,14 +118,7 @@ def declare_secret(
         f"secret-{secret_id}",
         secret_id=ctx.name(secret_id, names.SECRET_ID),
         labels=ctx.labels,
-        replication=gcp.secretmanager.SecretReplicationArgs(
-            user_managed=gcp.secretmanager.SecretReplicationUserManagedArgs(
-                replicas=[
-                    gcp.secretmanager.SecretReplicationUserManagedReplicaArgs(location=region)
-                    for region in (ctx.region, ctx.config.gcp.backup_region)
-                ]
-            )
-        ),
+        replication=replication(ctx),
         opts=ctx.opts(),
     )
     track(pacer, secret)
