@@ -49,10 +49,14 @@ def server_files(config: StackConfig, credentials: Credentials) -> dict[str, Ren
         ),
         "redis/redis.conf": RenderedFile(redis.redis_conf(config)),
         "redis/users.acl": RenderedFile(redis.users_acl(config, credentials), PRIVATE_MODE),
-        "rabbitmq/rabbitmq.conf": RenderedFile(rabbitmq.rabbitmq_conf(config)),
+        # A cluster's nodes all read the same file, listing every node (as the platforms
+        # place them), and the same definitions, with one quorum queue member per node.
+        "rabbitmq/rabbitmq.conf": RenderedFile(
+            rabbitmq.rabbitmq_conf(config, cluster_nodes=rabbitmq.cluster_node_names(config))
+        ),
         "rabbitmq/enabled_plugins": RenderedFile(rabbitmq.enabled_plugins()),
         "rabbitmq/definitions.json": RenderedFile(
-            rabbitmq.definitions_json(config, credentials), PRIVATE_MODE
+            rabbitmq.definitions_json(config, credentials, config.rabbitmq_nodes), PRIVATE_MODE
         ),
     }
 

@@ -33,6 +33,26 @@ PROMETHEUS_PORT = 15692
 MEMORYSTORE_TLS_PORT = 6378
 
 
+def rabbitmq_node_host(config: StackConfig, index: int) -> str:
+    """Node ``index``'s (1-based) host name in a cluster, its Erlang node name's host part.
+
+    dev: the container's hostname on the stack's network (``rabbitmq-2``); prod: the VM's name
+    in the stack's private DNS zone (``rabbitmq-2.persistence.internal``). The platforms place
+    nodes under these names and ``render`` writes them into rabbitmq.conf, so both agree.
+    """
+    if config.platform == "docker":
+        return f"rabbitmq-{index}"
+    return f"rabbitmq-{index}.{config.gcp.dns_zone.rstrip('.')}"
+
+
+def rabbitmq_node_hosts(config: StackConfig) -> tuple[str, ...]:
+    """Every node's host name, node 1 first; empty for a single node (it is not a cluster)."""
+    count = config.rabbitmq_nodes
+    if count <= 1:
+        return ()
+    return tuple(rabbitmq_node_host(config, i) for i in range(1, count + 1))
+
+
 def for_stack(config: StackConfig) -> Endpoints:
     """dev: the loopback ports Docker publishes; prod: names in the stack's private DNS zone."""
     if config.platform == "docker":

@@ -10,7 +10,12 @@ from typing import Any
 from infra import hashes, naming, versions
 from infra.config.model import QueueSpec, ServiceSpec, StackConfig
 from infra.credentials import Credentials
-from infra.render.endpoints import AMQP_PORT, MANAGEMENT_PORT, PROMETHEUS_PORT
+from infra.render.endpoints import (
+    AMQP_PORT,
+    MANAGEMENT_PORT,
+    PROMETHEUS_PORT,
+    rabbitmq_node_hosts,
+)
 from infra.render.environment import render
 
 CONFIG_DIR = "/etc/rabbitmq"
@@ -39,6 +44,11 @@ QUORUM_GROUP_SIZE = "x-quorum-initial-group-size"
 def node_name(host: str) -> str:
     """The Erlang node name of the broker on ``host`` (``rabbit@<host>``)."""
     return f"{NODE_PREFIX}@{host}"
+
+
+def cluster_node_names(config: StackConfig) -> tuple[str, ...]:
+    """The Erlang names of the stack's nodes, as each platform places them; () for one node."""
+    return tuple(node_name(host) for host in rabbitmq_node_hosts(config))
 
 
 def check_cluster_nodes(nodes: Sequence[str]) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ kills them; these pin the rendered text fast.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,10 @@ def fixed_credentials(config: StackConfig) -> Credentials:
 def test_a_single_node_renders_byte_for_byte_what_it_did_before_clusters(stack: str) -> None:
     """The golden files are the output of the code before cluster support (commit 45b1eee):
     a single node's rabbitmq.conf and definitions.json, through every entry point, are
-    unchanged, so no running single-node broker is restarted or re-declared by this work."""
-    config = load_stack(stack)
+    unchanged, so no running single-node broker is restarted or re-declared by this work.
+    (prod's default is a cluster now: its single-node case is ``rabbitmq.nodes: 1``.)"""
+    loaded = load_stack(stack)
+    config = replace(loaded, rabbitmq=replace(loaded.rabbitmq, nodes=1))
     credentials = fixed_credentials(config)
     conf = (GOLDEN / f"{stack}.rabbitmq.conf").read_text()
     document = (GOLDEN / f"{stack}.definitions.json").read_text()

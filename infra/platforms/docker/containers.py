@@ -35,7 +35,7 @@ import pulumi_docker as docker
 from infra.config.model import StackConfig
 from infra.live.resource import LiveConfig, file_spec
 from infra.pulumi_credentials import StackPasswords
-from infra.render import RenderedFile, without_services
+from infra.render import RenderedFile
 from infra.render import postgres as pg_files
 from infra.render import rabbitmq as mq_files
 from infra.render import redis as redis_files
@@ -45,6 +45,7 @@ from infra.render.endpoints import (
     POSTGRES_PORT,
     REDIS_PORT,
     for_stack,
+    rabbitmq_node_hosts,
 )
 
 # The official images run their servers as uid/gid 999.
@@ -109,19 +110,6 @@ def _upload(
 ) -> docker.ContainerUploadArgs:
     """A rendered file placed at ``path``; private files are readable by the server user only."""
     content = shared.files.apply(lambda files: files[rendered].content)
-    return docker.ContainerUploadArgs(
-        file=path,
-        content=pulumi.Output.secret(content) if private else content,
-        owner=IMAGE_USER,
-        group=IMAGE_USER,
-        permissions="0400" if private else "0444",
-    )
-
-
-def _file_upload(
-    path: str, content: pulumi.Input[str], *, private: bool = False
-) -> docker.ContainerUploadArgs:
-    """Content rendered for this container alone, placed as ``_upload`` places a boot file."""
     return docker.ContainerUploadArgs(
         file=path,
         content=pulumi.Output.secret(content) if private else content,
@@ -310,11 +298,6 @@ def rabbitmq(shared: Shared, volume: docker.Volume) -> docker.Container:
     )
 
 
-def rabbitmq_node_host(index: int) -> str:
-    """Node ``index``'s (1-based) container hostname, and so its node name's host part."""
-    return f"rabbitmq-{index}"
-
-
 def rabbitmq_cluster(
     shared: Shared, volumes: list[docker.Volume], cookie: pulumi.Output[str]
 ) -> list[docker.Container]:
@@ -331,14 +314,7 @@ def rabbitmq_cluster(
     no command line, environment variable or log.
     """
     config = shared.config
-    count = len(volumes)
-    hosts = [rabbitmq_node_host(i) for i in range(1, count + 1)]
-    names = [mq_files.node_name(host) for host in hosts]
-    conf = mq_files.rabbitmq_conf(config, cluster_nodes=names)
-    boot = without_services(config)
-    definitions = shared.passwords.admins.apply(
-        lambda credentials: mq_files.definitions_json(boot, credentials, count)
-    )
+    hosts = rabbitmq_node_hosts(config)
     image = _image(shared, "rabbitmq", config.docker.images.rabbitmq)
     nodes = []
     for host, volume, (amqp, management) in zip(
@@ -356,9 +332,11 @@ def rabbitmq_cluster(
                 entrypoints=["sh", "-c", RABBITMQ_CLUSTER_START],
                 envs=[f"RABBITMQ_CONFIG_FILE={mq_files.CONFIG_FILE}"],
                 uploads=[
-                    _file_upload(mq_files.CONFIG_FILE, conf),
-                    _file_upload(mq_files.PLUGINS_FILE, mq_files.enabled_plugins()),
-                    _file_upload(mq_files.DEFINITIONS_FILE, definitions, private=True),
+                    _upload(shared, mq_files.CONFIG_FILE, "rabbitmq/rabbitmq.conf"),
+                    _upload(shared, mq_files.PLUGINS_FILE, "rabbitmq/enabled_plugins"),
+                    _upload(
+                        shared, mq_files.DEFINITIONS_FILE, "rabbitmq/definitions.json", private=True
+                    ),
                     _secret_upload(ERLANG_COOKIE_UPLOAD, cookie),
                 ],
                 **_rabbitmq_args(shared, volume, amqp, management),

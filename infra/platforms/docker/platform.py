@@ -22,7 +22,7 @@ from infra.platforms.docker.backup import (
 from infra.provisioning import AdminEndpoint, ServiceDatabase
 from infra.pulumi_credentials import StackPasswords, generated_passwords
 from infra.render import boot_files, server_files
-from infra.render.endpoints import for_stack
+from infra.render.endpoints import for_stack, rabbitmq_node_hosts
 from infra.render.services import postgres_url, redis_url, service_env
 
 TYPE_TOKEN = "persistence:docker:Platform"  # noqa: S105 - a Pulumi type token, not a secret
@@ -81,11 +81,7 @@ class DockerPlatform(PlatformComponent):
     def _declare_servers(self, shared: containers.Shared) -> None:
         """One retained named volume and one container per server (per node, for a cluster)."""
         nodes = self.config.rabbitmq_nodes
-        brokers = (
-            [containers.rabbitmq_node_host(i) for i in range(1, nodes + 1)]
-            if nodes > 1
-            else ["rabbitmq"]
-        )
+        brokers = list(rabbitmq_node_hosts(self.config)) or ["rabbitmq"]
         self.volumes = {
             server: self._volume(shared, server) for server in ("postgres", "redis", *brokers)
         }

@@ -53,7 +53,7 @@ from infra.platforms.gcp.rabbitmq_vm import (
 )
 from infra.pulumi_credentials import StackPasswords
 from infra.render import rabbitmq, without_services
-from infra.render.endpoints import AMQP_PORT, MANAGEMENT_PORT, PROMETHEUS_PORT
+from infra.render.endpoints import AMQP_PORT, MANAGEMENT_PORT, PROMETHEUS_PORT, rabbitmq_node_host
 from infra.render.environment import render
 
 COOKIE_SECRET_ID = "rabbitmq-erlang-cookie"  # noqa: S105 - a secret's id, not its value
@@ -99,16 +99,6 @@ def subnet_host(subnet_cidr: str, offset: int) -> str:
             "fixed addresses (host .11 to .20); use a /27 or larger, e.g. 10.20.0.0/24"
         )
     return str(network[offset])
-
-
-def node_host(dns_zone: str, index: int) -> str:
-    """Node ``index``'s (1-based) DNS name, e.g. ``rabbitmq-1.persistence.internal``."""
-    return f"rabbitmq-{index}.{dns_zone.rstrip('.')}"
-
-
-def node_names(dns_zone: str, count: int) -> list[str]:
-    """Every node's Erlang name, in order: what classic_config peer discovery lists."""
-    return [rabbitmq.node_name(node_host(dns_zone, i + 1)) for i in range(count)]
 
 
 def ops_agent_config(job: str) -> str:
@@ -171,13 +161,12 @@ def declare(
     config = ctx.config
     count = config.rabbitmq_nodes
     cookie_secret, cookie_ready = _cookie(ctx, service_account)
-    cluster_nodes = node_names(config.gcp.dns_zone, count)
     boot = without_services(config)
     definitions: pulumi.Output[str] = passwords.admins.apply(
         lambda c: rabbitmq.definitions_json(boot, c, count)
     )
     shared: dict[str, pulumi.Input[str]] = {
-        CONF_KEY: rabbitmq.rabbitmq_conf(config, cluster_nodes=cluster_nodes),
+        CONF_KEY: rabbitmq.rabbitmq_conf(config, cluster_nodes=rabbitmq.cluster_node_names(config)),
         PLUGINS_KEY: rabbitmq.enabled_plugins(),
         DEFINITIONS_KEY: pulumi.Output.secret(definitions),
         COOKIE_SECRET_KEY: f"projects/{ctx.project}/secrets/{_cookie_secret_id(ctx)}",
@@ -255,7 +244,7 @@ def _node(
     """One node: address, snapshot schedule, data disk and VM (all named ``rabbitmq-<n>``)."""
     gcp_settings = ctx.config.gcp
     base = f"rabbitmq-{index}"
-    host = node_host(gcp_settings.dns_zone, index)
+    host = rabbitmq_node_host(ctx.config, index)
     node_name = rabbitmq.node_name(host)
     address = gcp.compute.Address(
         f"{base}-address",
