@@ -165,11 +165,6 @@ def holds_data(admin_url: str, database: str) -> bool:
         return bool(row and row[0])
 
 
-def _run(admin_url: str, name: str, **slots: sql.Composable) -> None:
-    with session(admin_url, autocommit=True) as conn:
-        conn.execute(statement(name, **slots))
-
-
 def drop_database(admin_url: str, database: str, service: str) -> None:
     """Drop (force-closing sessions) a database this tool made for ``service``; no-op if it does
     not exist, refused in one line if it is not ours (infra.postgres.registry). A template
@@ -201,11 +196,16 @@ def create_database(admin_url: str, database: str, service: str, owner: str | No
 
 def allow_connections(admin_url: str, database: str, allowed: bool) -> None:
     """Stop (or resume) new sessions, so a rename cannot race a reconnecting client."""
-    _run(
-        admin_url,
-        "allow_connections",
-        database=sql.Identifier(database),
-        allowed=sql.Literal(allowed),
+    with session(admin_url, autocommit=True) as conn:
+        set_allow_connections(conn, database, allowed)
+
+
+def set_allow_connections(conn: Connection, database: str, allowed: bool) -> None:
+    """``allow_connections`` in an open admin session."""
+    conn.execute(
+        statement(
+            "allow_connections", database=sql.Identifier(database), allowed=sql.Literal(allowed)
+        )
     )
 
 
@@ -220,5 +220,11 @@ def rename_database(admin_url: str, old: str, new: str, service: str) -> None:
     if not registry.check_ours(admin_url, old, service):
         raise ServerError(f"database {old} does not exist; nothing renamed")
     with session(admin_url, autocommit=True) as conn:
-        conn.execute(statement("end_sessions"), {"database": old})
-        conn.execute(statement("rename_database", old=sql.Identifier(old), new=sql.Identifier(new)))
+        rename_checked(conn, old, new)
+
+
+def rename_checked(conn: Connection, old: str, new: str) -> None:
+    """``rename_database`` in an open admin session, for a caller that has already checked
+    that ``old`` is this tool's (``registry.check_all_ours``)."""
+    conn.execute(statement("end_sessions"), {"database": old})
+    conn.execute(statement("rename_database", old=sql.Identifier(old), new=sql.Identifier(new)))

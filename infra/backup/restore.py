@@ -34,7 +34,7 @@ from infra.config.model import StackConfig
 from infra.credentials import Credentials
 from infra.errors import BackupError, PlatformError, ServerError
 from infra.postgres import registry
-from infra.postgres.driver import session
+from infra.postgres.driver import Connection, errors_mapped, session
 from infra.postgres.tooling import service_login
 
 
@@ -183,30 +183,42 @@ def _swapped_in_unconverged(admin_url: str, service: str) -> bool:
     return found is not None and found == (service, registry.SCRATCH)
 
 
-def old_database_name(admin_url: str, database: str) -> str:
+def old_database_name(conn: Connection, database: str) -> str:
     """``<db>__old_<UTC time>``: the first free second from now, so quick restores never clash."""
     moment = utc_now().replace(microsecond=0)
     while True:
         name = naming.old_copy(database, moment)
-        if not pg.database_exists(admin_url, name):
+        if pg.fetch_one(conn, "database_exists", database=name) is None:
             return name
         moment += timedelta(seconds=1)
 
 
 def _swap(admin_url: str, service: str, incoming: str) -> str:
-    """Move the verified copy in; put the original back if the second rename fails."""
+    """Move the verified copy in; put the original back if the second rename fails.
+
+    Both names are checked as this tool's first (one registry read), then the renames run in
+    one admin session: the service waits for the swap alone, not for a login per step. A
+    session cut off half way leaves what ``recover`` undoes or finishes.
+    """
     database = naming.database_name(service)
-    old = old_database_name(admin_url, database)
-    pg.allow_connections(admin_url, database, False)
-    try:
-        pg.rename_database(admin_url, database, old, service)
-    except PlatformError:
-        pg.allow_connections(admin_url, database, True)
-        raise
-    try:
-        pg.rename_database(admin_url, incoming, database, service)
-    except PlatformError:
-        pg.rename_database(admin_url, old, database, service)
-        pg.allow_connections(admin_url, database, True)
-        raise
+    found = registry.check_all_ours(admin_url, [database, incoming], service)
+    for name, exists in found.items():
+        if not exists:
+            raise ServerError(f"database {name} does not exist; nothing renamed")
+    with session(admin_url, autocommit=True) as conn:
+        old = old_database_name(conn, database)
+        pg.set_allow_connections(conn, database, False)
+        try:
+            with errors_mapped(admin_url):
+                pg.rename_checked(conn, database, old)
+        except PlatformError:
+            pg.set_allow_connections(conn, database, True)
+            raise
+        try:
+            with errors_mapped(admin_url):
+                pg.rename_checked(conn, incoming, database)
+        except PlatformError:
+            pg.rename_checked(conn, old, database)
+            pg.set_allow_connections(conn, database, True)
+            raise
     return old

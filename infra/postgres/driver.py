@@ -127,13 +127,22 @@ def session(
     """
     conn = connect(url, dbname=dbname, autocommit=autocommit, wait_on_locks=wait_on_locks)
     try:
-        yield conn
+        with errors_mapped(url, dbname):
+            yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def errors_mapped(url: str, dbname: str | None = None) -> Iterator[None]:
+    """Any driver error inside becomes a ServerError, as ``session`` maps them: for a step
+    whose failure the caller undoes in the same open (autocommit) session."""
+    try:
+        yield
     except errors.LockNotAvailable:
         raise ServerError(lock_wait_hint(f"PostgreSQL {describe(url, dbname)}")) from None
     except psycopg.Error as error:
         raise ServerError(f"PostgreSQL {describe(url, dbname)}: {scrub(str(error), url)}") from None
-    finally:
-        conn.close()
 
 
 def connect(

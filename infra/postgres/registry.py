@@ -235,27 +235,45 @@ def is_template(conn: Connection, database: str) -> bool:
 def is_ours(admin_url: str, database: str, service: str) -> bool | None:
     """None if ``database`` does not exist; whether this tool made it for ``service`` (one our
     marked owner role owns but the registry does not hold yet is adopted, once)."""
+    return are_ours(admin_url, [database], service)[database]
+
+
+def are_ours(admin_url: str, databases: Sequence[str], service: str) -> dict[str, bool | None]:
+    """``is_ours`` for several databases of ``service`` at once: one admin session and one
+    registry read for all of them (a restore checks both names it swaps)."""
+    adoptable: dict[str, bool] = {}
     with session(admin_url, autocommit=True) as conn:
-        row = _fetch(conn, "database_owner", database=database)
-        if row is None:
-            return None
-        adoptable = _owner_is_ours(conn, str(row[0]), service)
-    found = read(admin_url, [service], [database]).get(database)
-    if found is not None:
-        return found[0] == service
-    if adoptable:
-        live = database == naming.database_name(service)
-        register(admin_url, database, service, LIVE if live else SCRATCH)
-    return adoptable
+        for database in databases:
+            row = _fetch(conn, "database_owner", database=database)
+            if row is not None:
+                adoptable[database] = _owner_is_ours(conn, str(row[0]), service)
+    found = read(admin_url, [service], list(adoptable)) if adoptable else {}
+    answer: dict[str, bool | None] = dict.fromkeys(databases)
+    for database, marked in adoptable.items():
+        if database in found:
+            answer[database] = found[database][0] == service
+            continue
+        if marked:
+            live = database == naming.database_name(service)
+            register(admin_url, database, service, LIVE if live else SCRATCH)
+        answer[database] = marked
+    return answer
 
 
 def check_ours(admin_url: str, database: str, service: str) -> bool:
     """False if ``database`` does not exist, True if it is ours; otherwise refuse in one line."""
-    ours = is_ours(admin_url, database, service)
-    if ours is False:
-        raise ServerError(
-            f"database {database} exists but this tool did not create it for service {service} "
-            f"(not in {TOOLING}'s registry, nor owned by {naming.owner_role(service)}); left "
-            f"alone: rename it (ALTER DATABASE {database} RENAME TO ...) and rerun"
-        )
-    return bool(ours)
+    return check_all_ours(admin_url, [database], service)[database]
+
+
+def check_all_ours(admin_url: str, databases: Sequence[str], service: str) -> dict[str, bool]:
+    """``check_ours`` for several databases of ``service``, refusing at the first foreign one."""
+    answer = are_ours(admin_url, databases, service)
+    for database in databases:
+        if answer[database] is False:
+            raise ServerError(
+                f"database {database} exists but this tool did not create it for service "
+                f"{service} (not in {TOOLING}'s registry, nor owned by "
+                f"{naming.owner_role(service)}); left alone: rename it "
+                f"(ALTER DATABASE {database} RENAME TO ...) and rerun"
+            )
+    return {database: bool(ours) for database, ours in answer.items()}

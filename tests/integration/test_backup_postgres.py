@@ -22,6 +22,7 @@ from infra.backup.storage import FileBucket, open_bucket
 from infra.config import StackConfig
 from infra.credentials import Credentials
 from infra.postgres import apply
+from infra.postgres.driver import session
 from tests.integration.backup_helpers import (
     assert_role_model,
     cli,
@@ -329,7 +330,8 @@ def test_restores_in_the_same_second_keep_distinct_old_databases(
     for name in taken:
         server.superuser_psql(f'CREATE DATABASE "{name}"')
     try:
-        chosen = old_database_name(server.admin_url, "users")
+        with session(server.admin_url, autocommit=True) as conn:
+            chosen = old_database_name(conn, "users")
         assert chosen not in taken
         assert re.fullmatch(r"users__old_\d{14}", chosen), chosen
         assert chosen > taken[0], "names stay in time order"

@@ -137,9 +137,9 @@ def _kill_on_call(target: Any, name: str, call: int, *, after: bool) -> Callable
 # Where the kill lands: (module attribute to wrap, which call, after it ran?)
 STEPS = {
     "restoring-into-copy": ("check_restored", 1, False),  # users__restore exists
-    "live-closed": ("rename_database", 1, False),  # users has ALLOW_CONNECTIONS false
-    "live-renamed-aside": ("rename_database", 1, True),  # no users, users__old_ and __restore
-    "swapped-not-converged": ("rename_database", 2, True),  # the copy is users, not converged
+    "live-closed": ("rename_checked", 1, False),  # users has ALLOW_CONNECTIONS false
+    "live-renamed-aside": ("rename_checked", 1, True),  # no users, users__old_ and __restore
+    "swapped-not-converged": ("rename_checked", 2, True),  # the copy is users, not converged
 }
 
 
@@ -372,7 +372,7 @@ def _assert_secured(postgres: PostgresServer, bucket: str, orders: int) -> None:
 # Where a kill lands after the swap, while what the restore replaced is being secured:
 # (module, attribute to wrap, which call, after it ran?)
 SECURE_STEPS = {
-    "replaced-not-secured": (pg, "rename_database", 3, False),  # users__old_<time>, closed
+    "replaced-not-secured": (pg, "rename_checked", 3, False),  # users__old_<time>, closed
     "renamed-for-its-dump": (safety_module, "backup_postgres", 1, False),  # users__safety
     "dumped-not-verified": (safety_module, "verify", 1, False),
     "verified-not-dropped": (safety_module, "verify", 1, True),
@@ -521,7 +521,7 @@ def test_a_restore_killed_after_the_swap_loses_nothing_and_the_next_backup_secur
     dev_config: StackConfig,
 ) -> None:
     bucket, original = damaged.bucket, damaged.original
-    monkeypatch.setattr(pg, "rename_database", _kill_on_call(pg, "rename_database", 2, after=True))
+    monkeypatch.setattr(pg, "rename_checked", _kill_on_call(pg, "rename_checked", 2, after=True))
     with pytest.raises(Killed):
         cli("restore", *common, "--bucket", bucket, "--service", "users")
     monkeypatch.undo()
