@@ -15,10 +15,15 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from infra.broker.management import quote
 from infra.errors import ServerError
 
 NODES_PATH = "/api/nodes"
 QUEUES_PATH = "/api/queues?columns=name,vhost,type,leader,members,online"
+VHOSTS_PATH = "/api/vhosts?columns=name,cluster_state"
+# A vhost's state on a node, as ``cluster_state`` reports it; "nodedown" is a node's own fault
+# (membership_gaps names that), "stopped" is a running node without the vhost's processes.
+VHOST_STOPPED = "stopped"
 # How many gaps a timeout's message lists (a large broker can have thousands of queues).
 SHOWN_GAPS = 5
 
@@ -59,6 +64,41 @@ def membership_gaps(nodes: Any, queues: Any) -> list[str]:
         if not queue.get("leader"):
             gaps.append(f"{label} has no leader")
     return gaps
+
+
+def stopped_vhosts(vhosts: Any) -> list[tuple[str, str]]:
+    """``(vhost, node)`` for each vhost that a running node has not started, from
+    ``GET /api/vhosts`` (its ``cluster_state``). Clients of that vhost that land on that node
+    are refused ("vhost is down"), while the other nodes serve it."""
+    found = []
+    for vhost in vhosts if isinstance(vhosts, list) else []:
+        states = vhost.get("cluster_state") if isinstance(vhost, dict) else None
+        for node, state in sorted((states or {}).items()):
+            if state == VHOST_STOPPED:
+                found.append((str(vhost.get("name")), str(node)))
+    return found
+
+
+class StartsVhosts(ReadsApi, Protocol):
+    """What ``start_stopped_vhosts`` needs of ``infra.broker.management.ManagementApi``."""
+
+    def post_json(self, path: str, document: Any) -> None: ...
+
+
+def start_stopped_vhosts(api: StartsVhosts) -> list[str]:
+    """Start every vhost that a running node of the cluster has stopped; what was started.
+
+    RabbitMQ before 3.13 starts a vhost declared while the cluster forms (the boot definitions
+    of nodes booting together) only on the nodes fully booted at that moment, and never later
+    (3.13 reconciles on a timer: rabbitmq-server#11363): under load one node in a few ends up
+    without some vhosts. This is ``rabbitmqctl restart_vhost`` on that node, through the API.
+    Idempotent: a vhost running everywhere is left alone.
+    """
+    started = []
+    for vhost, node in stopped_vhosts(api.get(VHOSTS_PATH)):
+        api.post_json(f"/api/vhosts/{quote(vhost)}/start/{quote(node)}", {})
+        started.append(f"vhost {vhost} on {node}")
+    return started
 
 
 def wait_for_full_membership(

@@ -28,7 +28,7 @@ from typing import Any
 
 import pika
 
-from infra.broker.cluster import wait_for_full_membership
+from infra.broker.cluster import start_stopped_vhosts, wait_for_full_membership
 from infra.broker.management import ManagementApi
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
@@ -48,10 +48,15 @@ from tests.servers.process import (
 
 OS_USER = "rabbitmq"
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 EPMD = "/usr/bin/epmd"
 BOOT_TIMEOUT = 90
 # Boots of one cluster node before a failure is final (systemd would go on every 10 s).
 BOOT_ATTEMPTS = 3
+# The vhost health check's answer while some vhosts are not started on the node, and how long
+# a booted node may answer it before its vhosts are started for it (``RabbitmqCluster.boot``).
+VHOSTS_DOWN = "vhost health 503"
+VHOSTS_GRACE_S = 10.0
 
 
 def local_conf(rendered: str, replacements: dict[str, str]) -> str:
@@ -106,6 +111,9 @@ class RabbitmqServer:
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     epmd: subprocess.Popen[bytes] | None = field(default=None, init=False)
     frozen: bool = field(default=False, init=False)
+    # Why the last readiness check said no (a closed port, the vhost health answer): what a
+    # boot timeout reports, so that a node stuck half-ready says which vhost and why.
+    not_ready: str = field(default="not checked yet", init=False)
 
     def __post_init__(self) -> None:
         self.root = private_dir("rabbitmq-", OS_USER)
@@ -178,6 +186,31 @@ class RabbitmqServer:
             f"RABBITMQ_CONF_ENV_FILE={self.conf_dir / 'rabbitmq-env.conf'}",
         ]
 
+    def ctl(self, *args: str) -> str:
+        """``rabbitmqctl ARGS`` against this node (as its OS user, with its cookie): stdout."""
+        argv = ["env", *self._environment(), require_binary(CTL, "rabbitmqctl")]
+        result = subprocess.run(
+            as_user(OS_USER, [*argv, "-n", self.nodename, *args]),
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=self.root,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {args[0]} on {self.nodename}: {result.stderr}")
+        return result.stdout
+
+    def stop_vhost(self, vhost: str) -> None:
+        """Stop ``vhost``'s processes on this node only, data kept: the state a node is left in
+        when the vhost was declared while it was still booting (RabbitMQ before 3.13)."""
+        self.ctl(
+            "eval",
+            f'[R] = ets:lookup(rabbit_vhost_sup_sup, <<"{vhost}">>), '
+            "ok = supervisor:terminate_child(rabbit_vhost_sup_sup, element(4, R)), "
+            f'true = ets:delete(rabbit_vhost_sup_sup, <<"{vhost}">>).',
+        )
+
     def start(self) -> RabbitmqServer:
         """Start our own epmd (once) and the node; wait until definitions are loaded."""
         self.launch()
@@ -200,14 +233,29 @@ class RabbitmqServer:
 
     def wait_ready(self, timeout: float = BOOT_TIMEOUT) -> None:
         """Until AMQP accepts and the management API says every vhost is up."""
-        wait_until(self._ready, timeout, f"{self.nodename} on port {self.amqp_port}", self.log_file)
+        try:
+            what = f"{self.nodename} on port {self.amqp_port}"
+            wait_until(self._ready, timeout, what, self.log_file)
+        except ServerUnavailableError as error:
+            raise ServerUnavailableError(f"{error}\nlast check: {self.not_ready}") from None
 
     def _ready(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
             raise RuntimeError("rabbitmq-server exited")
         if not port_open(self.amqp_port):
+            self.not_ready = f"AMQP port {self.amqp_port} closed"
             return False
-        return self.api("GET", "/api/health/checks/virtual-hosts") is not None
+        try:
+            healthy = self.api("GET", "/api/health/checks/virtual-hosts") is not None
+        except urllib.error.HTTPError as error:  # 503 names the vhosts that are down
+            self.not_ready = f"vhost health {error.code}: {error.read().decode()[:400]}"
+            return False
+        except OSError as error:
+            self.not_ready = f"management API: {error}"
+            return False
+        if not healthy:
+            self.not_ready = "vhost health check not served yet (404)"
+        return healthy
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         """Call the management API as the admin user; None for 404."""
@@ -355,6 +403,7 @@ class RabbitmqCluster:
         self.epmd_port = free_port()
         self.epmd: subprocess.Popen[bytes] | None = None
         self.boot_failures: list[str] = []
+        self.vhost_starts: list[str] = []
         cookie = secrets.token_hex(20).upper()
         self.nodes = [
             RabbitmqServer(
@@ -404,9 +453,16 @@ class RabbitmqCluster:
         the boot. Started again, the node rejoins and imports. Each relaunch is kept in
         ``boot_failures``; a node that fails ``BOOT_ATTEMPTS`` times fails the wait, as does
         a node not ready within ``timeout``. A dead node is seen at once, never waited out.
+
+        A node can also boot without some vhosts: 3.10 starts a vhost imported while the
+        cluster forms only on the nodes fully booted at that moment. A node that answers with
+        vhosts down for ``VHOSTS_GRACE_S`` gets them started by the product's own
+        ``start_stopped_vhosts`` (what the live apply of ``pulumi up`` runs), kept in
+        ``vhost_starts``.
         """
         deadline = time.monotonic() + timeout
         pending = list(nodes)
+        stuck: dict[str, float] = {}  # node -> since when it answers with vhosts down
         while pending:
             for node in list(pending):
                 if not node.running:
@@ -426,10 +482,17 @@ class RabbitmqCluster:
                     ready = False
                 if ready:
                     pending.remove(node)
+                elif node.not_ready.startswith(VHOSTS_DOWN):
+                    stuck.setdefault(node.nodename, time.monotonic())
+            if any(time.monotonic() - since > VHOSTS_GRACE_S for since in stuck.values()):
+                # What `pulumi up` does next for a cluster (the live apply): start them.
+                with contextlib.suppress(ServerError):  # API not answering yet: next round
+                    self.vhost_starts += start_stopped_vhosts(self.management(self.any_running()))
+                stuck.clear()
             if pending and time.monotonic() > deadline:
-                names = ", ".join(node.nodename for node in pending)
+                why = "; ".join(f"{node.nodename}: {node.not_ready}" for node in pending)
                 raise ServerUnavailableError(
-                    f"{names} not ready within {timeout:g} s\n{self.log_tails()}"
+                    f"not ready within {timeout:g} s: {why}\n{self.log_tails()}"
                 )
             time.sleep(0.2)
 
