@@ -135,12 +135,12 @@ def deliver(props: dict[str, Any], olds: dict[str, Any] | None) -> dict[str, Any
         # queue the import declares gets its member on every node (3.10 never adds one later).
         api = any_live_node(nodes, user, password)
         cluster.wait_for_full_membership(api, timeout=CLUSTER_WAIT_SECONDS)
-        live.apply(api, whole_numbers(props["definitions"]))
-        # Every vhost on every node: one that formed without some of them gets them now.
-        cluster.start_stopped_vhosts(api)
     else:
+        # One URL: a single node, or prod's tunnel to whichever cluster node answers.
         api = ManagementApi(str(props["management_url"]), user, password)
-        live.apply(api, whole_numbers(props["definitions"]))
+    live.apply(api, whole_numbers(props["definitions"]))
+    # Every vhost on every running node: a node that formed without some gets them now.
+    cluster.start_stopped_vhosts(api)
     return dict(props)
 
 

@@ -376,17 +376,20 @@ def test_rolling_restart_under_load_loses_no_confirmed_message(
     check(settle(publisher, consumer, DRAIN_SECONDS), record_property, "rolling")
 
 
+@pytest.mark.parametrize("reached", ["every-node", "one-url"])
 def test_a_node_left_without_a_vhost_gets_it_back_from_the_live_apply(
     cluster: RabbitmqCluster,
     service: tuple[str, str, str],
     dev_config: StackConfig,
     dev_rendered: tuple[Path, Credentials],
+    reached: str,
 ) -> None:
     """RabbitMQ 3.10 starts a vhost imported while the cluster forms only on the nodes already
     booted, never later (seen here under load: two nodes answered "Some virtual hosts are
     down" for minutes). The service's clients that land on such a node are refused. The live
     apply that ``pulumi up`` runs for a cluster (``infra.live.provider.deliver``) starts every
-    vhost on every running node."""
+    vhost on every running node, whether it reaches the cluster through every node's API (dev)
+    or through one URL (prod's tunnel to the first node that answers)."""
     vhost, user, _ = service
     lonely = cluster[1]
     lonely.stop_vhost(vhost)
@@ -394,10 +397,12 @@ def test_a_node_left_without_a_vhost_gets_it_back_from_the_live_apply(
     with pytest.raises(pika.exceptions.AMQPConnectionError):
         pika.BlockingConnection(only_that_node).close()
     _, credentials = dev_rendered
+    urls = [node.management_url for node in cluster.nodes]
+    where = {"management_urls": urls} if reached == "every-node" else {"management_url": urls[0]}
     deliver(
         {
             "kind": KIND_BROKER,
-            "management_urls": [node.management_url for node in cluster.nodes],
+            **where,
             "admin_user": cluster.admin_user,
             "admin_password": cluster.admin_password,
             "definitions": mq_render.definitions(dev_config, credentials, len(cluster.nodes)),
