@@ -1,4 +1,5 @@
-"""When a RabbitMQ cluster is whole again: the check a rolling restart waits on between nodes.
+"""When a RabbitMQ cluster is whole again: the check a rolling restart waits on between nodes,
+and the start of vhosts a node formed without (``start_stopped_vhosts``, run by the live apply).
 
 A rolling restart (upgrades, config changes) stops one node at a time. Stopping the next node
 before every quorum queue has its restarted member back online can take a queue below its
@@ -88,9 +89,10 @@ class StartsVhosts(ReadsApi, Protocol):
 def start_stopped_vhosts(api: StartsVhosts) -> list[str]:
     """Start every vhost that a running node of the cluster has stopped; what was started.
 
-    RabbitMQ before 3.13 starts a vhost declared while the cluster forms (the boot definitions
-    of nodes booting together) only on the nodes fully booted at that moment, and never later
-    (3.13 reconciles on a timer: rabbitmq-server#11363): under load one node in a few ends up
+    RabbitMQ 3.10 starts a vhost declared while the cluster forms (the boot definitions of
+    nodes booting together) only on the nodes fully booted at that moment, and never later (a
+    periodic reconciliation came with 3.13.x, rabbitmq-server#11363; before it, operators
+    called this same endpoint, rabbitmq-management#591): under load one node in a few ends up
     without some vhosts. This is ``rabbitmqctl restart_vhost`` on that node, through the API.
     Idempotent: a vhost running everywhere is left alone.
     """
