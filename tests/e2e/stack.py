@@ -210,15 +210,19 @@ class E2eStack:
     def down(self) -> subprocess.CompletedProcess[str]:
         return self.make("down")
 
-    def shell(self, script: str) -> subprocess.CompletedProcess[str]:
+    def shell(self, script: str, *, echo: bool = True) -> subprocess.CompletedProcess[str]:
         """``script`` in bash from the project directory, after the README's one line:
-        ``eval "$(make -s shellenv)"`` (for plain ``pulumi`` commands)."""
+        ``eval "$(make -s shellenv)"`` (for plain ``pulumi`` commands). ``echo=False`` for
+        output that holds secrets: it never reaches the test report (or the CI log)."""
         setup = f'eval "$(make -s -C {REPO} shellenv STACK={STACK} PROJECT_DIR={self.project})"'
-        return _run(["bash", "-c", f"set -e; {setup}; {script}"], self.project, self.env, 300)
+        argv = ["bash", "-c", f"set -e; {setup}; {script}"]
+        return _run(argv, self.project, self.env, 300, echo=echo)
 
     def outputs(self) -> dict[str, Any]:
-        """The stack's outputs, secrets shown: plain ``pulumi stack output`` after shellenv."""
-        completed = self.shell(f"pulumi stack output --stack {STACK} --show-secrets --json")
+        """The stack's outputs, secrets shown: plain ``pulumi stack output`` after shellenv
+        (its output, passwords included, is not echoed into the test report)."""
+        script = f"pulumi stack output --stack {STACK} --show-secrets --json"
+        completed = self.shell(script, echo=False)
         assert completed.returncode == 0, completed.stderr
         outputs: dict[str, Any] = json.loads(completed.stdout)
         return outputs
@@ -276,7 +280,7 @@ class E2eStack:
 
 
 def _run(
-    argv: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float, *, echo: bool = True
 ) -> subprocess.CompletedProcess[str]:
     completed = subprocess.run(
         list(argv),
@@ -287,7 +291,8 @@ def _run(
         timeout=timeout,
         check=False,
     )
-    sys.stdout.write(completed.stdout[-20000:])  # shown by pytest when the test fails
+    if echo:
+        sys.stdout.write(completed.stdout[-20000:])  # shown by pytest when the test fails
     return completed
 
 

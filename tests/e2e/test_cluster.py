@@ -10,7 +10,10 @@ with the broker checked through its own management API and real AMQP clients:
   afterwards (0 lost; duplicates and the time to resume reported);
 - the stack's scheduled definitions backup is still made and verified while the node is gone;
 - adding a service gives it its vhost, user and queue on the running cluster, and restarts no
-  node (every container's start time is what it was).
+  node (every container's start time is what it was);
+- after a disaster (every container and volume gone), ``make rebuild`` brings up a new cluster
+  and restores into it what the application had declared, each quorum queue with a member on
+  every new node.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ ADMIN = DEFAULT_ADMIN  # the e2e stack file keeps the default admin name
 NODES = 3
 NODE_HOSTS = [f"rabbitmq-{i}" for i in range(1, NODES + 1)]
 CONTAINERS = [f"{PREFIX}-{host}" for host in NODE_HOSTS]
+# Every container and data volume of the stack: what a disaster takes.
+EVERY_CONTAINER = [f"{PREFIX}-{name}" for name in ("postgres", "redis", *NODE_HOSTS, "backup")]
+EVERY_VOLUME = [f"{PREFIX}-{name}-data" for name in ("postgres", "redis", *NODE_HOSTS)]
 NODE_NAMES = [f"rabbit@{host}" for host in NODE_HOSTS]
 QUEUE = "orders.placed"
 MESSAGES = 600
@@ -267,3 +273,50 @@ def test_a_three_node_dev_cluster_survives_a_node_loss_and_takes_a_new_service_l
     for url in shipping["AMQP_URLS"].split(","):
         pika.BlockingConnection(pika.URLParameters(url)).close()  # every node lets it in
     stack.preview_expecting_no_changes()
+
+
+def test_make_rebuild_brings_a_new_cluster_back_with_what_the_application_declared(
+    stack: E2eStack,
+) -> None:
+    """After the node-loss test: the application declares its own exchange and quorum queue, the
+    scheduled backup exports the definitions, then every container and volume is gone, and
+    ``make rebuild`` (as a user runs it) brings up three new nodes and restores them."""
+    env = stack.env_files()["orders"]
+    urls = env["AMQP_URLS"].split(",")
+    declared_at = datetime.now(UTC)
+    connection = pika.BlockingConnection([pika.URLParameters(url) for url in urls])
+    try:
+        channel = connection.channel()
+        channel.exchange_declare("app.x", exchange_type="direct", durable=True)
+        channel.queue_declare("app.q", durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_bind("app.q", "app.x", routing_key="k")
+    finally:
+        connection.close()
+    stack.wait_for_verified_backups(declared_at, {("rabbitmq", "server")}, timeout_s=180)
+
+    for name in EVERY_CONTAINER:
+        docker("rm", "-f", name)
+    for volume in EVERY_VOLUME:
+        docker("volume", "rm", volume)
+
+    completed = stack.make("rebuild")
+    report = json.loads(completed.stdout[completed.stdout.index("\n{") :])
+    assert report["rabbitmq"]["ok"], report["rabbitmq"]
+    assert report["rabbitmq"]["vhosts"]["orders"]["queues"] >= 1, report["rabbitmq"]
+    wait_for(lambda: running_nodes(stack, 1) == NODE_NAMES, 240, "the new cluster to form")
+    vhost = quote("orders", safe="")
+    restored = management(stack, 1, f"/api/queues/{vhost}/app.q")
+    assert restored["type"] == "quorum"
+    assert sorted(restored["members"]) == NODE_NAMES, "a new node lacks the queue's member"
+    connection = pika.BlockingConnection([pika.URLParameters(url) for url in urls])
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.basic_publish("app.x", "k", b"after the rebuild", mandatory=True)
+        deadline = time.monotonic() + 10
+        while (got := channel.basic_get("app.q", auto_ack=True))[2] is None:
+            assert time.monotonic() < deadline, "the restored binding does not route"
+            time.sleep(0.2)
+        assert got[2] == b"after the rebuild"
+    finally:
+        connection.close()
