@@ -90,9 +90,9 @@ def start_stopped_vhosts(api: StartsVhosts) -> list[str]:
     """Start every vhost that a running node of the cluster has stopped; what was started.
 
     RabbitMQ 3.10 starts a vhost declared while the cluster forms (the boot definitions of
-    nodes booting together) only on the nodes fully booted at that moment, and never later (a
-    periodic reconciliation came with 3.13.x, rabbitmq-server#11363; before it, operators
-    called this same endpoint, rabbitmq-management#591): under load one node in a few ends up
+    nodes booting together) only on the nodes fully booted at that moment, and never later
+    (rabbitmq-server#11363 describes it and proposes a periodic reconciliation; operators call
+    this same endpoint for it, rabbitmq-management#591): under load one node in a few ends up
     without some vhosts. This is ``rabbitmqctl restart_vhost`` on that node, through the API.
     Idempotent: a vhost running everywhere is left alone.
     """
