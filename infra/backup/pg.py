@@ -144,7 +144,12 @@ def server_version(conn: Connection) -> str:
 
 def database_exists(admin_url: str, database: str) -> bool:
     with session(admin_url, autocommit=True) as conn:
-        return fetch_one(conn, "database_exists", database=database) is not None
+        return exists(conn, database)
+
+
+def exists(conn: Connection, database: str) -> bool:
+    """``database_exists`` in an open admin session."""
+    return fetch_one(conn, "database_exists", database=database) is not None
 
 
 def database_names(admin_url: str, prefix: str) -> list[str]:

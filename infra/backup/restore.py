@@ -188,7 +188,7 @@ def old_database_name(conn: Connection, database: str) -> str:
     moment = utc_now().replace(microsecond=0)
     while True:
         name = naming.old_copy(database, moment)
-        if pg.fetch_one(conn, "database_exists", database=name) is None:
+        if not pg.exists(conn, name):
             return name
         moment += timedelta(seconds=1)
 

@@ -178,7 +178,8 @@ def test_render_refuses_a_world_readable_secrets_file(tmp_path: Path) -> None:
     )
 
 
-def run_render(out: Path, secrets: Path) -> subprocess.CompletedProcess[str]:
+def run_render(out: Path, secrets: Path, stack: str = "dev") -> subprocess.CompletedProcess[str]:
+    """``python -m infra render`` as a user runs it; ``stack`` a name or a stack file's path."""
     return subprocess.run(
         [
             sys.executable,
@@ -186,7 +187,7 @@ def run_render(out: Path, secrets: Path) -> subprocess.CompletedProcess[str]:
             "infra",
             "render",
             "--stack",
-            "dev",
+            stack,
             "--out",
             str(out),
             "--secrets",

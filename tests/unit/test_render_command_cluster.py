@@ -9,8 +9,6 @@ output is compared with what the program hands each container (dev) or VM (prod)
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import yaml
 from infra.platforms.gcp import rabbitmq_vm
 from infra.render import rabbitmq
 from tests.unit.pulumi_mocks import run_program, stack_config
+from tests.unit.test_render import run_render
 
 REPO = Path(__file__).resolve().parents[2]
 CONTAINER = "docker:index/container:Container"
@@ -38,25 +37,7 @@ def stack_file(tmp_path: Path, stack: str, nodes: int) -> Path:
 
 
 def render_command(stack_path: Path, out: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "infra",
-            "render",
-            "--stack",
-            str(stack_path),
-            "--out",
-            str(out),
-            "--secrets",
-            str(out.parent / "secrets.json"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = run_render(out, out.parent / "secrets.json", str(stack_path))
     assert result.returncode == 0, result.stderr
 
 
