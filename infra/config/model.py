@@ -133,6 +133,35 @@ DEFAULT_ADMIN = "platform_admin"
 
 
 @dataclass(frozen=True)
+class PoolerSettings:
+    """The connection pooler in front of every service's database (PgBouncer in dev, Cloud SQL
+    Managed Connection Pooling in prod). A service's server pools are its connection limits."""
+
+    enabled: bool = setting(
+        True,
+        doc="route DATABASE_URL and READONLY_DATABASE_URL through the pooler; false: straight to "
+        "PostgreSQL (MIGRATION_DATABASE_URL is always direct)",
+    )
+    pool_mode: Literal["transaction", "session"] = setting(
+        "transaction",
+        doc="transaction: a server connection is a client's for one transaction (session state, "
+        "LISTEN and session advisory locks do not carry over); session: for the client's session",
+    )
+    max_client_connections: int = setting(
+        2000,
+        rule=rules.between(10, 100_000),
+        doc="most client connections the pooler accepts, all services together; clients beyond "
+        "a service's server pool wait for a connection instead of being refused",
+    )
+    max_prepared_statements: int = setting(
+        200,
+        rule=rules.between(0, 10_000),
+        doc="prepared statements the pooler tracks per server connection, so that drivers' "
+        "protocol-level prepared statements work in transaction mode; 0: off",
+    )
+
+
+@dataclass(frozen=True)
 class PostgresSettings:
     """Server-wide PostgreSQL settings."""
 
@@ -165,6 +194,9 @@ class PostgresSettings:
         rule=rules.between(25, 10_000),
         doc="the server's max_connections; fixed, so that changing one service's limits never "
         "restarts the server; must cover every service's limits plus reserved_connections",
+    )
+    pooler: PoolerSettings = setting(
+        PoolerSettings(), doc="the connection pooler in front of the databases (see the table below)"
     )
 
 
@@ -323,6 +355,11 @@ class DockerPorts:
         rule=rules.port,
         doc="host port of the dev RabbitMQ's management API (broker prune, backups)",
     )
+    pooler: int = setting(
+        16432,
+        rule=rules.port,
+        doc="host port of the dev PgBouncer (DATABASE_URL and READONLY_DATABASE_URL)",
+    )
 
 
 @dataclass(frozen=True)
@@ -347,6 +384,11 @@ class DockerImages:
         doc="image the backup container runs pg_dump and the backup loop in (PostgreSQL 15 client "
         "tools)",
     )
+    pooler: str = setting(
+        "persistence/pgbouncer:1.24-trixie",
+        doc="PgBouncer image (1.21 or later: prepared statements in transaction mode); the "
+        "default is built on this machine from Debian trixie's package, never pulled",
+    )
 
 
 @dataclass(frozen=True)
@@ -370,6 +412,9 @@ class DockerMemory:
     )
     backup: int = setting(
         512, rule=rules.between(64, 1_048_576), doc="memory limit of the backup container, in MiB"
+    )
+    pooler: int = setting(
+        128, rule=rules.between(32, 1_048_576), doc="memory limit of the PgBouncer container, in MiB"
     )
 
 
@@ -397,7 +442,13 @@ class DockerSettings:
     )
 
     def __post_init__(self) -> None:
-        ports = [self.ports.postgres, self.ports.redis, self.ports.amqp, self.ports.management]
+        ports = [
+            self.ports.postgres,
+            self.ports.redis,
+            self.ports.amqp,
+            self.ports.management,
+            self.ports.pooler,
+        ]
         if len(set(ports)) != len(ports):
             raise ValueError("ports: every server needs its own host port (e.g. 15432 and 16379)")
 
@@ -639,7 +690,7 @@ class StackConfig:
 
     def _check_docker_cluster_ports(self) -> None:
         ports = self.docker.ports
-        taken = [ports.postgres, ports.redis]
+        taken = [ports.postgres, ports.redis, ports.pooler]
         taken += [port for pair in self.docker_rabbitmq_ports() for port in pair]
         if len(set(taken)) != len(taken) or max(taken) > 65535:
             last = self.rabbitmq_nodes - 1
@@ -647,7 +698,7 @@ class StackConfig:
                 f"docker.ports: a {self.rabbitmq_nodes}-node RabbitMQ cluster publishes AMQP on "
                 f"{ports.amqp}-{ports.amqp + last} and the management API on "
                 f"{ports.management}-{ports.management + last} (node N on the port plus N - 1); "
-                "these ranges must not overlap each other or the postgres and redis ports "
+                "these ranges must not overlap each other or the postgres, redis and pooler ports "
                 "(e.g. docker: {ports: {amqp: 15672, management: 16672}})"
             )
 
