@@ -65,6 +65,9 @@ class Credentials:
     redis_admin: str
     rabbitmq_admin: str
     services: dict[str, ServiceCredentials] = field(default_factory=dict)
+    # The connection pooler's console login (``db pools``); empty in a file written before the
+    # pooler existed, and filled in by ``completed_for``.
+    pooler_admin: str = ""
 
     @classmethod
     def generate(cls) -> Credentials:
@@ -73,19 +76,21 @@ class Credentials:
             postgres_admin=new_password(),
             redis_admin=new_password(),
             rabbitmq_admin=new_password(),
+            pooler_admin=new_password(),
         )
 
     def for_service(self, name: str) -> ServiceCredentials:
         return self.services[name]
 
     def completed_for(self, config: StackConfig) -> Credentials:
-        """Fill in missing services, and rotate those whose ``password_version`` went up."""
+        """Fill in missing services and logins, and rotate those whose ``password_version``
+        went up."""
         services = dict(self.services)
         for spec in config.services:
             current = services.get(spec.name)
             if current is None or current.version < spec.password_version:
                 services[spec.name] = ServiceCredentials.generate(spec.password_version)
-        return replace(self, services=services)
+        return replace(self, services=services, pooler_admin=self.pooler_admin or new_password())
 
     def rotated(self, service: str, keep: Collection[str] = ()) -> Credentials:
         """New passwords for one service, one version up: the old ones stop working on apply.

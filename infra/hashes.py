@@ -30,6 +30,16 @@ def scram_sha256_verifier(password: str, salt: bytes | None = None) -> str:
     )
 
 
+def postgres_login_verifier(password: str) -> str:
+    """The one verifier a service login's password gets, on the server and in the pooler.
+
+    Its salt is derived from the password, so the verifier PostgreSQL stores is byte for byte
+    the one PgBouncer's auth file holds: PgBouncer can then log in to the server with the keys
+    the client's own SCRAM exchange proved (SCRAM pass-through), and no file holds a password.
+    """
+    return scram_sha256_verifier(password, deterministic_salt(password, "postgres-login"))
+
+
 def redis_acl_hash(password: str) -> str:
     """The ``#<hex>`` form Redis ACL files accept in place of ``>password``."""
     return "#" + hashlib.sha256(password.encode()).hexdigest()

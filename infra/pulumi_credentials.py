@@ -24,10 +24,17 @@ from infra import naming
 from infra.config.model import StackConfig
 from infra.credentials import Credentials, ServiceCredentials
 from infra.platforms.pacing import Pacer, track
+from infra.render import has_pooler_files
 
 PASSWORD_LENGTH = 40  # letters and digits only: ~238 bits, safe in URLs and config files
 SERVICE_LOGINS = (*naming.LOGIN_SUFFIXES, "redis", "rabbitmq")
-ADMIN_LOGINS = ("postgres_superuser", "postgres_admin", "redis_admin", "rabbitmq_admin")
+ADMIN_LOGINS = (
+    "postgres_superuser",
+    "postgres_admin",
+    "redis_admin",
+    "rabbitmq_admin",
+    "pooler_admin",
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class StackPasswords:
     postgres_admin: pulumi.Output[str]
     redis_admin: pulumi.Output[str]
     rabbitmq_admin: pulumi.Output[str]
+    pooler_admin: pulumi.Output[str]
     services: Mapping[str, pulumi.Output[ServiceCredentials]]
 
     def service(self, name: str) -> pulumi.Output[ServiceCredentials]:
@@ -111,7 +119,13 @@ def generated_passwords(
 ) -> StackPasswords:
     """Declare every password of the stack under ``parent``; ``pacer`` tracks the services'
     (``infra.platforms.pacing``: the engine generates a password at once)."""
-    admins = {login: _password(login.replace("_", "-"), parent, {}) for login in ADMIN_LOGINS}
+    admins = {login: _password(login.replace("_", "-"), parent, {}) for login in ADMIN_LOGINS[:-1]}
+    # Only a stack that runs PgBouncer has its console login (prod's pooler is Cloud SQL's).
+    admins["pooler_admin"] = (
+        _password("pooler-admin", parent, {})
+        if has_pooler_files(config)
+        else pulumi.Output.secret("")
+    )
     services = {
         spec.name: _service_passwords(spec.name, spec.password_version, parent, pacer)
         for spec in config.services

@@ -196,7 +196,8 @@ class PostgresSettings:
         "restarts the server; must cover every service's limits plus reserved_connections",
     )
     pooler: PoolerSettings = setting(
-        PoolerSettings(), doc="the connection pooler in front of the databases (see the table below)"
+        PoolerSettings(),
+        doc="the connection pooler in front of the databases (see the table below)",
     )
 
 
@@ -414,7 +415,9 @@ class DockerMemory:
         512, rule=rules.between(64, 1_048_576), doc="memory limit of the backup container, in MiB"
     )
     pooler: int = setting(
-        128, rule=rules.between(32, 1_048_576), doc="memory limit of the PgBouncer container, in MiB"
+        128,
+        rule=rules.between(32, 1_048_576),
+        doc="memory limit of the PgBouncer container, in MiB",
     )
 
 

@@ -72,7 +72,9 @@ BUILTIN_NAMES = frozenset(
     }
 )
 # Service names may not take the admin logins' usual names either.
-RESERVED_NAMES = BUILTIN_NAMES | {"admin", "platform", "platform_admin"}
+# "pgbouncer" is the pooler's console database: a service database of that name could not be
+# reached through the pooler.
+RESERVED_NAMES = BUILTIN_NAMES | {"admin", "platform", "platform_admin", "pgbouncer"}
 
 
 @allows(
@@ -93,7 +95,8 @@ def service_name(value: str) -> str | None:
         return f"{value!r} is reserved: names starting with 'pg_' belong to PostgreSQL"
     if value in RESERVED_NAMES:
         return (
-            f"{value!r} is a reserved name (PostgreSQL, Cloud SQL, Redis or RabbitMQ use it); "
+            f"{value!r} is a reserved name (PostgreSQL, Cloud SQL, PgBouncer, Redis or RabbitMQ "
+            "use it); "
             "choose another"
         )
     size = len(value.encode())

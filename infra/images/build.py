@@ -3,11 +3,14 @@
 Used two ways: the end-to-end tests run these images, and ``make up`` falls back to them for a
 stack whose configured images cannot be pulled (``--stack-file``, see :func:`ensure_stack_images`).
 
-1. ``persistence-e2e/base:bookworm``: ``debootstrap --variant=minbase`` into a temporary
-   directory, then ``docker import``. Done once per Docker engine: the tag existing is the cache.
-2. ``persistence-e2e/{postgres:15,redis:7,rabbitmq:3}``: ``docker build`` of the folders next to
-   this file, on that base. Each image carries a label with the hash of its build context and of
-   the base image's id; a build whose hash matches the image already tagged is skipped.
+1. ``persistence-e2e/base:<suite>``: ``debootstrap --variant=minbase`` into a temporary
+   directory, then ``docker import``, from the Debian mirror this machine's apt uses. Done once
+   per Docker engine and suite: the tag existing is the cache.
+2. ``persistence-e2e/{postgres:15,redis:7,rabbitmq:3}`` on bookworm and
+   ``persistence-e2e/pgbouncer:1.24`` on trixie (bookworm's PgBouncer, 1.18, has no prepared
+   statements in transaction mode): ``docker build`` of the folders next to this file, on their
+   suite's base. Each image carries a label with the hash of its build context and of the base
+   image's id; a build whose hash matches the image already tagged is skipped.
 
 The contract the server images honour is README.md in this folder.
 
@@ -38,9 +41,12 @@ from pathlib import Path
 from infra.errors import PlatformError
 
 HERE = Path(__file__).resolve().parent
-SUITE = "bookworm"
-MIRROR = "http://deb.debian.org/debian"
-SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+SUITE = "bookworm"  # the servers' suite; PgBouncer's is newer (see SERVER_IMAGES)
+# Where Debian's packages come from when this machine's apt names no Debian mirror.
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+APT_SOURCES = Path("/etc/apt")
+# Every image built FROM persistence-e2e/base:<suite> of its suite.
 BASE_TAG = f"persistence-e2e/base:{SUITE}"
 HASH_LABEL = "persistence-e2e.build-hash"
 # A pull that the network refuses fails fast; one that hangs must not hold `make up` for long.
@@ -57,12 +63,17 @@ LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
 LOCK_FILE = Path(tempfile.gettempdir()) / "persistence-e2e-images.lock"
 
 
+def base_tag(suite: str) -> str:
+    return f"persistence-e2e/base:{suite}"
+
+
 @dataclass(frozen=True)
 class ServerImage:
-    """A server image built from the folder ``name`` next to this file."""
+    """A server image built from the folder ``name`` next to this file, on ``suite``'s base."""
 
     name: str
     tag: str
+    suite: str = SUITE
 
     @property
     def context(self) -> Path:
@@ -73,6 +84,7 @@ SERVER_IMAGES = (
     ServerImage("postgres", "persistence-e2e/postgres:15"),
     ServerImage("redis", "persistence-e2e/redis:7"),
     ServerImage("rabbitmq", "persistence-e2e/rabbitmq:3"),
+    ServerImage("pgbouncer", "persistence-e2e/pgbouncer:1.24", suite="trixie"),
 )
 IMAGE_NAMES = tuple(image.name for image in SERVER_IMAGES)
 
@@ -158,14 +170,49 @@ def _unmount_below(root: Path) -> None:
         subprocess.run(["umount", "--lazy", point], check=False)
 
 
-def _prepare_rootfs(rootfs: Path) -> None:
+def _apt_uris(apt_dir: Path) -> list[str]:
+    """Every ``deb`` URI this machine's apt is configured with, in apt's reading order."""
+    files = [apt_dir / "sources.list"]
+    for pattern in ("*.list", "*.sources"):
+        files += sorted((apt_dir / "sources.list.d").glob(pattern))
+    uris: list[str] = []
+    for path in files:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            words = line.split("#", 1)[0].split()
+            if path.suffix == ".sources" and words[:1] == ["URIs:"]:
+                uris += words[1:]
+            elif words[:1] == ["deb"]:
+                # deb [options] URI suite components
+                rest = words[1:]
+                if rest and rest[0].startswith("["):
+                    while rest and not rest[0].endswith("]"):
+                        rest = rest[1:]
+                    rest = rest[1:]
+                uris += rest[:1]
+    return uris
+
+
+def debian_mirrors(apt_dir: Path = APT_SOURCES) -> tuple[str, str]:
+    """The Debian archive and security mirrors this machine's apt uses (a company mirror is
+    reachable where deb.debian.org may not be); Debian's own when apt names neither."""
+    uris = [uri.rstrip("/") for uri in _apt_uris(apt_dir)]
+    security = next((u for u in uris if u.endswith("/debian-security")), None)
+    archive = next((u for u in uris if u.endswith("/debian")), None)
+    return archive or DEFAULT_MIRROR, security or DEFAULT_SECURITY_MIRROR
+
+
+def _prepare_rootfs(rootfs: Path, suite: str, mirror: str, security_mirror: str) -> None:
     """What a container base needs beyond debootstrap's output."""
     apt_sources = rootfs / "etc/apt/sources.list"
-    # Updates and security fixes too, from the same host the network allows.
+    # Updates and security fixes too, from the mirrors this machine's apt uses.
     apt_sources.write_text(
-        f"deb {MIRROR} {SUITE} main\n"
-        f"deb {MIRROR} {SUITE}-updates main\n"
-        f"deb {SECURITY_MIRROR} {SUITE}-security main\n"
+        f"deb {mirror} {suite} main\n"
+        f"deb {mirror} {suite}-updates main\n"
+        f"deb {security_mirror} {suite}-security main\n"
     )
     # No init system runs in a container: package scripts must not try to start services.
     policy = rootfs / "usr/sbin/policy-rc.d"
@@ -192,33 +239,35 @@ def _trust_local_cas(rootfs: Path) -> None:
     updated = _run(["chroot", str(rootfs), "update-ca-certificates"])
     if updated.returncode != 0:
         raise BuildError(f"update-ca-certificates in the base failed: {_last_line(updated.stderr)}")
-    _say(f"{BASE_TAG}: trusts {len(certificates)} local CA(s) from {LOCAL_CA_DIR}")
+    _say(f"base image: trusts {len(certificates)} local CA(s) from {LOCAL_CA_DIR}")
 
 
-def ensure_base() -> str:
-    """Create the base image unless its tag exists; return its id."""
-    existing = image_id(BASE_TAG)
+def ensure_base(suite: str = SUITE) -> str:
+    """Create ``suite``'s base image unless its tag exists; return its id."""
+    tag = base_tag(suite)
+    existing = image_id(tag)
     if existing is not None:
-        _say(f"{BASE_TAG}: present, kept")
+        _say(f"{tag}: present, kept")
         return existing
     debootstrap = _require("debootstrap", "apt-get install -y debootstrap")
     if os.geteuid() != 0:
-        raise BuildError(f"{BASE_TAG} is missing and debootstrap needs root: run this as root once")
+        raise BuildError(f"{tag} is missing and debootstrap needs root: run this as root once")
+    mirror, security_mirror = debian_mirrors()
     work = Path(tempfile.mkdtemp(prefix="persistence-e2e-rootfs-"))
     rootfs = work / "rootfs"  # debootstrap creates it 0755: the image's / must not be 0700
     log = work.with_suffix(".debootstrap.log")
     try:
         started = time.monotonic()
-        _say(f"{BASE_TAG}: debootstrap {SUITE} from {MIRROR} (log: {log})")
+        _say(f"{tag}: debootstrap {suite} from {mirror} (log: {log})")
         with log.open("w") as out:
             done = subprocess.run(
                 [
                     debootstrap,
                     "--variant=minbase",
                     "--include=ca-certificates",  # images fetch from PyPI over TLS
-                    SUITE,
+                    suite,
                     str(rootfs),
-                    MIRROR,
+                    mirror,
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -229,22 +278,22 @@ def ensure_base() -> str:
                 f"debootstrap failed (exit {done.returncode}): "
                 f"{_last_line(log.read_text(errors='replace'))} (log: {log})"
             )
-        _say(f"{BASE_TAG}: debootstrap took {time.monotonic() - started:.1f}s")
-        _prepare_rootfs(rootfs)
+        _say(f"{tag}: debootstrap took {time.monotonic() - started:.1f}s")
+        _prepare_rootfs(rootfs, suite, mirror, security_mirror)
         started = time.monotonic()
-        _import(rootfs)
-        _say(f"{BASE_TAG}: docker import took {time.monotonic() - started:.1f}s")
+        _import(rootfs, tag)
+        _say(f"{tag}: docker import took {time.monotonic() - started:.1f}s")
         log.unlink()
     finally:
         _unmount_below(rootfs)
         shutil.rmtree(work, ignore_errors=True)
-    created = image_id(BASE_TAG)
+    created = image_id(tag)
     if created is None:
-        raise BuildError(f"docker import reported success but {BASE_TAG} does not exist")
+        raise BuildError(f"docker import reported success but {tag} does not exist")
     return created
 
 
-def _import(rootfs: Path) -> None:
+def _import(rootfs: Path, tag: str) -> None:
     # --numeric-owner: the image's files keep the rootfs's ids, whatever the host's names are.
     tar = subprocess.Popen(
         ["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."],
@@ -259,7 +308,7 @@ def _import(rootfs: Path) -> None:
             "--change",
             'CMD ["bash"]',
             "-",
-            BASE_TAG,
+            tag,
         ],
         stdin=tar.stdout,
         capture_output=True,
@@ -293,7 +342,7 @@ def ensure_server(
         "docker",
         "build",
         "--build-arg",
-        f"BASE_IMAGE={BASE_TAG}",
+        f"BASE_IMAGE={base_tag(image.suite)}",
         "--label",
         f"{HASH_LABEL}={wanted}",
         "--tag",
@@ -344,13 +393,14 @@ def ensure_images(
     network = network or os.environ.get("E2E_BUILD_NETWORK") or None
     with _machine_lock():
         started = time.monotonic()
-        base_id = ensure_base()
-        ids = {BASE_TAG: base_id}
-        for image in SERVER_IMAGES:
-            if image.name in names:
-                ids[image.tag] = ensure_server(
-                    image, base_id, force=force, network=network, verbose=verbose
-                )
+        wanted = [image for image in SERVER_IMAGES if image.name in names]
+        ids: dict[str, str] = {}
+        for suite in dict.fromkeys(image.suite for image in wanted) or [SUITE]:
+            ids[base_tag(suite)] = ensure_base(suite)
+        for image in wanted:
+            ids[image.tag] = ensure_server(
+                image, ids[base_tag(image.suite)], force=force, network=network, verbose=verbose
+            )
         _say(f"all done in {time.monotonic() - started:.1f}s")
     return ids
 
@@ -373,10 +423,19 @@ def _pull(tag: str) -> bool:
     return pulled.returncode == 0
 
 
+# Images named under this prefix are this project's own, built here from Debian's packages: they
+# are never pulled (a registry's image of that name would be someone else's).
+OWN_IMAGE_PREFIX = "persistence/"
+# Which stand-in builds each server's image (the backup image is built FROM PostgreSQL's).
+STAND_INS = {"postgres": "postgres", "redis": "redis", "rabbitmq": "rabbitmq",
+             "backup": "postgres", "pooler": "pgbouncer"}  # fmt: skip
+
+
 def stack_images(stack_file: Path) -> dict[str, str]:
     """Server name -> the image the docker stack in ``stack_file`` runs (nothing for others).
 
     The backup image is built FROM the configured ``backup`` base, PostgreSQL's client tools.
+    The pooler's only when the stack runs one.
     """
     from infra.config.load import load_file
 
@@ -384,12 +443,15 @@ def stack_images(stack_file: Path) -> dict[str, str]:
     if config.platform != "docker":
         return {}
     images = config.docker.images
-    return {
+    wanted = {
         "postgres": images.postgres,
         "redis": images.redis,
         "rabbitmq": images.rabbitmq,
         "backup": images.backup,
     }
+    if config.postgres.pooler.enabled:
+        wanted["pooler"] = images.pooler
+    return wanted
 
 
 def ensure_stack_images(stack_file: Path, *, network: str | None = None) -> dict[str, str]:
@@ -398,7 +460,9 @@ def ensure_stack_images(stack_file: Path, *, network: str | None = None) -> dict
     An image that exists locally is used as it is, one that can be pulled is pulled; for the
     rest, the Debian-built stand-in is built and tagged with the configured name. It carries
     the ``persistence-e2e.build-hash`` label; ``docker rmi`` the tag to pull the real image
-    later. The stack file is never edited: plain ``pulumi`` commands see what ``make up`` saw.
+    later. This project's own images (``persistence/...``) are built, never pulled, and rebuilt
+    when their recipe changes. The stack file is never edited: plain ``pulumi`` commands see
+    what ``make up`` saw.
     """
     wanted = stack_images(stack_file)
     found: dict[str, str] = {}
@@ -406,21 +470,26 @@ def ensure_stack_images(stack_file: Path, *, network: str | None = None) -> dict
     for server, tag in wanted.items():
         if tag in found or tag in missing:
             continue  # the backup image's base is often the postgres image
-        if image_id(tag) is not None:
+        if tag.startswith(OWN_IMAGE_PREFIX):
+            missing[tag] = STAND_INS[server]
+        elif image_id(tag) is not None:
             found[tag] = "local"
         elif _pull(tag):
             found[tag] = "pulled"
         else:
-            missing[tag] = "postgres" if server == "backup" else server
+            missing[tag] = STAND_INS[server]
     if missing:
         check_docker()
         ids = ensure_images(sorted(set(missing.values())), network=network)
-        stand_ins = {image.name: image.tag for image in SERVER_IMAGES}
+        built_tags = {image.name: image.tag for image in SERVER_IMAGES}
         for tag, name in missing.items():
-            built = ids[stand_ins[name]]
-            _tag_stand_in(built, tag)
-            _say(f"{tag}: using the stand-in built from Debian's packages ({stand_ins[name]})")
-            found[tag] = "stand-in"
+            built = ids[built_tags[name]]
+            if image_id(tag) != built:
+                _tag_stand_in(built, tag)
+            own = tag.startswith(OWN_IMAGE_PREFIX)
+            _say(f"{tag}: {'built' if own else 'using the stand-in built'} from Debian's packages"
+                 f" ({built_tags[name]})")  # fmt: skip
+            found[tag] = "built" if own else "stand-in"
     return found
 
 

@@ -31,9 +31,17 @@ DEFAULT_PRIVILEGES = {
 }
 
 
+# Recorded with the password version: the login's verifier is ``hashes.postgres_login_verifier``
+# (the pooler's). A login set before (a random salt) reads as not current, so the next apply
+# sets its password once more, to the verifier the pooler holds.
+VERIFIER_SCHEME = "verifier=derived-salt"
+
+
 def role_comment(version: int | None) -> str:
     """The marker comment; login roles also record the password version applied."""
-    return MARKER if version is None else f"{MARKER} password-version={version}"
+    if version is None:
+        return MARKER
+    return f"{MARKER} password-version={version} {VERIFIER_SCHEME}"
 
 
 @dataclass(frozen=True)

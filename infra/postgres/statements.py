@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from infra.hashes import scram_sha256_verifier
+from infra.hashes import postgres_login_verifier
 from infra.postgres.sqlfiles import template
 
 REDACTED = sql.SQL("'[REDACTED]'")
@@ -84,7 +84,8 @@ def build(
     password: str | None = None,
     **parts: sql.Composable,
 ) -> Statement:
-    """Fill template ``name``; ``password`` (plaintext) is sent as a fresh SCRAM verifier.
+    """Fill template ``name``; ``password`` (plaintext) is sent as its SCRAM verifier
+    (``hashes.postgres_login_verifier``, the one the pooler's auth file holds).
 
     ``in_database``: run over a connection to that database (None: the admin URL's database).
     """
@@ -104,7 +105,7 @@ def fill(
     """``build`` with the template's parts given as one mapping (when they are composed)."""
     query_parts, shown = dict(parts), dict(parts)
     if password is not None:
-        query_parts["password"] = sql.Literal(scram_sha256_verifier(password))
+        query_parts["password"] = sql.Literal(postgres_login_verifier(password))
         shown["password"] = REDACTED
     elif name == "create_role":
         query_parts["password"] = shown["password"] = sql.NULL

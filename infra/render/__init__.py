@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
-from infra.render import endpoints, postgres, rabbitmq, redis, services
+from infra.render import endpoints, pgbouncer, postgres, rabbitmq, redis, services
 
 PUBLIC_MODE = 0o644
 PRIVATE_MODE = 0o600
@@ -38,6 +38,26 @@ def render_all(config: StackConfig, credentials: Credentials) -> dict[str, Rende
 
 def server_files(config: StackConfig, credentials: Credentials) -> dict[str, RenderedFile]:
     """The servers' own files (configs, users, definitions), without the services' env files."""
+    return _servers(config, credentials) | _pooler(config, credentials)
+
+
+def has_pooler_files(config: StackConfig) -> bool:
+    """The dev stack runs PgBouncer; prod's pooler is Cloud SQL's own, with no files of ours."""
+    return config.platform == "docker" and config.postgres.pooler.enabled
+
+
+def _pooler(config: StackConfig, credentials: Credentials) -> dict[str, RenderedFile]:
+    if not has_pooler_files(config):
+        return {}
+    return {
+        "pgbouncer/pgbouncer.ini": RenderedFile(pgbouncer.pgbouncer_ini(config)),
+        "pgbouncer/userlist.txt": RenderedFile(
+            pgbouncer.userlist_txt(config, credentials), PRIVATE_MODE
+        ),
+    }
+
+
+def _servers(config: StackConfig, credentials: Credentials) -> dict[str, RenderedFile]:
     return {
         "postgres/postgresql.conf": RenderedFile(postgres.postgresql_conf(config)),
         "postgres/pg_hba.conf": RenderedFile(postgres.pg_hba_conf(config)),

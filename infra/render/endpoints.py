@@ -22,10 +22,15 @@ class Endpoints:
     # first being ``amqp_host:amqp_port``. Empty when services have one endpoint only (a single
     # node, or prod's load balancer in front of a cluster).
     amqp_nodes: tuple[tuple[str, int], ...] = ()
+    # Where DATABASE_URL and READONLY_DATABASE_URL go: the connection pooler, or None when the
+    # stack has none (``postgres.pooler.enabled: false``): straight to PostgreSQL.
+    pooler_host: str | None = None
+    pooler_port: int | None = None
 
 
 # Ports the servers listen on inside their container or VM.
 POSTGRES_PORT = 5432
+POOLER_PORT = 6432
 REDIS_PORT = 6379
 AMQP_PORT = 5672
 MANAGEMENT_PORT = 15672
@@ -67,6 +72,8 @@ def for_stack(config: StackConfig) -> Endpoints:
             amqp_host=host,
             amqp_port=config.docker.ports.amqp,
             amqp_nodes=tuple((host, amqp) for amqp, _ in nodes) if len(nodes) > 1 else (),
+            pooler_host=host if config.postgres.pooler.enabled else None,
+            pooler_port=config.docker.ports.pooler if config.postgres.pooler.enabled else None,
         )
     zone = config.gcp.dns_zone.rstrip(".")
     return Endpoints(

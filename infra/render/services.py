@@ -11,11 +11,17 @@ from infra.render.endpoints import Endpoints
 from infra.render.environment import render
 
 
-def postgres_url(endpoints: Endpoints, user: str, password: str, database: str) -> str:
-    """A libpq URL; every part is percent-encoded."""
+def postgres_url(
+    endpoints: Endpoints, user: str, password: str, database: str, *, pooled: bool = False
+) -> str:
+    """A libpq URL; every part is percent-encoded. ``pooled``: through the connection pooler,
+    where the stack has one."""
+    host, port = endpoints.postgres_host, endpoints.postgres_port
+    if pooled and endpoints.pooler_host is not None and endpoints.pooler_port is not None:
+        host, port = endpoints.pooler_host, endpoints.pooler_port
     return (
         f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}"
-        f"@{endpoints.postgres_host}:{endpoints.postgres_port}/{quote(database, safe='')}"
+        f"@{host}:{port}/{quote(database, safe='')}"
     )
 
 
@@ -43,17 +49,19 @@ def service_env(service: ServiceSpec, credentials: ServiceCredentials, endpoints
     """The env file for one service."""
     database = naming.database_name(service.name)
 
-    def pg(kind: str) -> str:
+    def pg(kind: str, *, pooled: bool) -> str:
         role = naming.role_name(service.name, kind)
-        return postgres_url(endpoints, role, credentials.postgres_password(kind), database)
+        password = credentials.postgres_password(kind)
+        return postgres_url(endpoints, role, password, database, pooled=pooled)
 
     user, vhost = naming.rabbitmq_user(service.name), naming.rabbitmq_vhost(service.name)
     return render(
         "services/service.env.j2",
         service=service.name,
-        database_url=pg("app"),
-        migration_database_url=pg("migrator"),
-        readonly_database_url=pg("readonly"),
+        # Migrations need session features (advisory locks, SET, long DDL): always direct.
+        database_url=pg("app", pooled=True),
+        migration_database_url=pg("migrator", pooled=False),
+        readonly_database_url=pg("readonly", pooled=True),
         redis_url=(
             redis_url(endpoints, naming.redis_user(service.name), credentials.redis)
             if service.redis

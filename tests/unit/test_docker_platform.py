@@ -26,8 +26,8 @@ SERVERS = ("postgres", "redis", "rabbitmq")
 
 # Values no default or stack file uses: a program that ignored a setting and hard-coded the
 # default would still pass a check against Pulumi.dev.yaml (which keeps the defaults).
-PORTS = {"postgres": 25001, "redis": 25002, "amqp": 25003, "management": 25004}
-MEMORY = {"postgres": 1111, "redis": 333, "rabbitmq": 999, "backup": 222}
+PORTS = {"postgres": 25001, "redis": 25002, "amqp": 25003, "management": 25004, "pooler": 25005}
+MEMORY = {"postgres": 1111, "redis": 333, "rabbitmq": 999, "backup": 222, "pooler": 77}
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +91,8 @@ def test_a_private_bridge_network(run: ProgramRun) -> None:
     assert network.inputs["name"] == "persistence-dev-net", network
 
 
-def test_the_stack_runs_three_servers_and_the_backup_scheduler(run: ProgramRun) -> None:
-    assert sorted(c.name for c in run.of_type(CONTAINER)) == ["backup", *sorted(SERVERS)]
+def test_the_stack_runs_three_servers_the_pooler_and_the_backup_scheduler(run: ProgramRun) -> None:
+    assert sorted(c.name for c in run.of_type(CONTAINER)) == sorted(["backup", "pooler", *SERVERS])
 
 
 def test_a_retained_named_volume_per_stateful_server(run: ProgramRun) -> None:
@@ -118,7 +118,7 @@ def test_a_retained_named_volume_per_stateful_server(run: ProgramRun) -> None:
 def test_images_are_pinned_to_explicit_versions(run: ProgramRun) -> None:
     # Pulled images; the backup image is built here from this checkout (test_backup_container).
     images = {i.name: i.inputs["name"] for i in run.of_type(IMAGE) if "build" not in i.inputs}
-    assert set(images) == {"postgres-image", "redis-image", "rabbitmq-image"}
+    assert set(images) == {"postgres-image", "redis-image", "rabbitmq-image", "pooler-image"}
     for name, image in images.items():
         tag = image.rsplit(":", 1)[-1]
         assert re.match(r"^\d+\.\d+(\.\d+)?(-[a-z]+)?$", tag), f"{name}: {image} is not pinned"
@@ -126,6 +126,8 @@ def test_images_are_pinned_to_explicit_versions(run: ProgramRun) -> None:
     assert images["redis-image"].startswith("redis:7.")
     assert images["rabbitmq-image"].startswith("rabbitmq:3.")
     assert "management" in images["rabbitmq-image"]
+    # Ours, built here from Debian trixie's PgBouncer (1.21+: prepared statements when pooled).
+    assert images["pooler-image"].startswith("persistence/pgbouncer:1.2")
 
 
 def test_three_server_containers_with_health_checks(
@@ -165,6 +167,7 @@ def test_host_ports_come_from_the_stack_config(changed: ProgramRun) -> None:
         ("redis", 6379): PORTS["redis"],
         ("rabbitmq", 5672): PORTS["amqp"],
         ("rabbitmq", 15672): PORTS["management"],
+        ("pooler", 6432): PORTS["pooler"],
     }
     url = changed.exports["rabbitmq_management_url"]
     assert url == f"http://127.0.0.1:{PORTS['management']}/"

@@ -52,7 +52,7 @@ def nodes(run: ProgramRun) -> list[Any]:
 
 def test_one_container_per_node_and_no_single_broker(run: ProgramRun) -> None:
     names = sorted(c.name for c in run.of_type(CONTAINER))
-    assert names == sorted(["postgres", "redis", *NODES, "backup"])
+    assert names == sorted(["postgres", "pooler", "redis", *NODES, "backup"])
     for node in nodes(run):
         assert node.inputs["hostname"] == node.name, f"{node.urn}: node name follows hostname"
         assert node.inputs["name"] == f"persistence-dev-{node.name}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dataclasses
 import json
 import stat
@@ -119,7 +121,32 @@ def test_service_env_files_hold_every_contract_url(
         assert env["REDIS_SESSION_PREFIX"] == f"{service.name}:session:"
         assert urlsplit(env["DATABASE_URL"]).path == f"/{service.name}"
         assert urlsplit(env["AMQP_URL"]).path == f"/{service.name}"
-        assert urlsplit(env["DATABASE_URL"]).port == dev_config.docker.ports.postgres
+        # The app and read-only logins go through the pooler; migrations straight to the server.
+        ports = dev_config.docker.ports
+        assert urlsplit(env["DATABASE_URL"]).port == ports.pooler
+        assert urlsplit(env["READONLY_DATABASE_URL"]).port == ports.pooler
+        assert urlsplit(env["MIGRATION_DATABASE_URL"]).port == ports.postgres
+
+
+def test_without_the_pooler_every_database_url_goes_straight_to_postgres(
+    dev_config: StackConfig, credentials: Credentials
+) -> None:
+    config = replace(
+        dev_config,
+        postgres=replace(
+            dev_config.postgres, pooler=replace(dev_config.postgres.pooler, enabled=False)
+        ),
+    )
+    files = render_all(config, credentials)
+    assert not [path for path in files if path.startswith("pgbouncer/")]
+    for service in config.services:
+        env = files[f"services/{service.name}.env"].content
+        ports = {
+            urlsplit(line.split("=", 1)[1]).port
+            for line in env.splitlines()
+            if "_URL=postgresql" in line
+        }
+        assert ports == {config.docker.ports.postgres}, service.name
 
 
 def test_prod_env_files_use_private_dns_names_and_tls_for_redis(

@@ -19,6 +19,8 @@ running server through its admin interface:
   after writing the full users.acl into the container so a restart loads the same users.
 - RabbitMQ: the definitions imported through the management API (``infra.broker.live``), and
   managed users and vhosts no longer configured removed.
+- PgBouncer: pgbouncer.ini and its auth file written into the container, then SIGHUP (PgBouncer
+  reloads both; its clients' connections stay open).
 
 Each takes its container's id as an input: a container replaced for another reason (a new
 image) boots from the boot files and gets the configuration delivered again.
@@ -36,12 +38,14 @@ from infra.config.model import StackConfig
 from infra.live.resource import LiveConfig, file_spec
 from infra.pulumi_credentials import StackPasswords
 from infra.render import RenderedFile
+from infra.render import pgbouncer as pooler_files
 from infra.render import postgres as pg_files
 from infra.render import rabbitmq as mq_files
 from infra.render import redis as redis_files
 from infra.render.endpoints import (
     AMQP_PORT,
     MANAGEMENT_PORT,
+    POOLER_PORT,
     POSTGRES_PORT,
     REDIS_PORT,
     for_stack,
@@ -66,6 +70,10 @@ POSTGRES_HEALTH_CHECK = [
 # talks to the management API at once (a `ping` check let it meet a reset connection).
 RABBITMQ_HEALTH_CHECK = [
     "CMD", "rabbitmq-diagnostics", "-q", "check_port_listener", str(MANAGEMENT_PORT),
+]  # fmt: skip
+# PgBouncer answers the protocol's start-up: accepting connections, whatever the login.
+POOLER_HEALTH_CHECK = [
+    "CMD", "pg_isready", "-h", "127.0.0.1", "-p", str(POOLER_PORT), "-d", "pgbouncer",
 ]  # fmt: skip
 RABBITMQ_DATA_DIR = "/var/lib/rabbitmq"
 # A cluster's Erlang cookie: uploaded here (0400, the server's user), then copied by the start
@@ -156,6 +164,7 @@ def _container(
     memory_mb: int,
     aliases: list[str] | None = None,
     wait_timeout: int = 180,
+    opts_depends_on: list[pulumi.Resource] | None = None,
     **args: Any,
 ) -> docker.Container:
     """A server container with the settings every server shares, plus its own ``args``.
@@ -179,7 +188,7 @@ def _container(
         wait=True,  # `pulumi up` returns once the health check passes
         wait_timeout=wait_timeout,
         labels=[docker.ContainerLabelArgs(label="persistence.stack", value=shared.prefix)],
-        opts=pulumi.ResourceOptions(parent=shared.parent),
+        opts=pulumi.ResourceOptions(parent=shared.parent, depends_on=opts_depends_on),
         **args,
     )
 
@@ -257,6 +266,34 @@ def redis(shared: Shared, volume: docker.Volume) -> docker.Container:
             retries=5,
             start_period="10s",
         ),
+    )
+
+
+def pooler(shared: Shared, postgres: docker.Container) -> docker.Container:
+    """PgBouncer in front of PostgreSQL, on the loopback port DATABASE_URL names.
+
+    It boots with no service's pool (the boot files); the live configuration adds them. It has
+    no data: a restart loses nothing but its clients' open connections.
+    """
+    config = shared.config
+    return _container(
+        shared,
+        "pooler",
+        config.docker.images.pooler,
+        config.docker.memory_mb.pooler,
+        uploads=[
+            _upload(shared, pooler_files.CONFIG_FILE, "pgbouncer/pgbouncer.ini"),
+            _upload(shared, pooler_files.AUTH_FILE, "pgbouncer/userlist.txt", private=True),
+        ],
+        ports=[_port(shared, POOLER_PORT, config.docker.ports.pooler)],
+        healthcheck=docker.ContainerHealthcheckArgs(
+            tests=POOLER_HEALTH_CHECK,
+            interval="10s",
+            timeout="5s",
+            retries=5,
+            start_period="10s",
+        ),
+        opts_depends_on=[postgres],
     )
 
 
@@ -357,10 +394,12 @@ def live_config(
     postgres: docker.Container,
     redis: docker.Container,
     rabbit: list[docker.Container],
+    pooler: docker.Container | None,
 ) -> dict[str, LiveConfig]:
     """Per server, the resource that applies the services' configuration to it while it runs.
 
-    ``rabbit``: the broker's containers, one (a single node) or a cluster's nodes.
+    ``rabbit``: the broker's containers, one (a single node) or a cluster's nodes; ``pooler``:
+    PgBouncer's, where the stack runs one.
     """
     config = shared.config
     endpoints = for_stack(config)
@@ -369,7 +408,7 @@ def live_config(
         return pulumi.ResourceOptions(parent=shared.parent, depends_on=list(containers))
 
     everything = shared.passwords.everything
-    return {
+    live = {
         "postgres": LiveConfig.files(
             "postgres-live-config",
             server_id=postgres.id,
@@ -390,6 +429,20 @@ def live_config(
         ),
         "rabbitmq": _broker_live_config(shared, rabbit, opts(*rabbit)),
     }
+    if pooler is not None:
+        live["pooler"] = LiveConfig.files(
+            "pooler-live-config",
+            server_id=pooler.id,
+            files={
+                pooler_files.CONFIG_FILE: _live_file(
+                    shared, "pgbouncer/pgbouncer.ini", private=False
+                ),
+                pooler_files.AUTH_FILE: _live_file(shared, "pgbouncer/userlist.txt", private=True),
+            },
+            signal="HUP",
+            opts=opts(pooler),
+        )
+    return live
 
 
 def _broker_live_config(

@@ -21,7 +21,7 @@ from infra.platforms.docker.backup import (
 )
 from infra.provisioning import AdminEndpoint, ServiceDatabase
 from infra.pulumi_credentials import StackPasswords, generated_passwords
-from infra.render import boot_files, server_files
+from infra.render import boot_files, has_pooler_files, pgbouncer, server_files
 from infra.render.endpoints import for_stack, rabbitmq_node_hosts
 from infra.render.services import postgres_url, redis_url, service_env
 
@@ -40,6 +40,7 @@ class DockerPlatform(PlatformComponent):
     rabbitmq: docker.Container  # a cluster's node 1
     rabbitmq_nodes: list[docker.Container]  # every broker container, the single one or a cluster's
     erlang_cookie: random.RandomPassword | None  # a cluster's nodes share it
+    pooler: docker.Container | None  # PgBouncer, unless postgres.pooler.enabled is false
     backup: docker.Container
     live: dict[str, LiveConfig]
     databases: dict[str, ServiceDatabase]
@@ -48,7 +49,9 @@ class DockerPlatform(PlatformComponent):
         self.passwords = generated_passwords(self.config, parent=self)
         shared = self._declare_network()
         self._declare_servers(shared)
-        self.live = containers.live_config(shared, self.postgres, self.redis, self.rabbitmq_nodes)
+        self.live = containers.live_config(
+            shared, self.postgres, self.redis, self.rabbitmq_nodes, self.pooler
+        )
         self.backup = backup_container(
             shared, [self.postgres, self.redis, *self.rabbitmq_nodes], stack_backup_key()
         )
@@ -87,6 +90,9 @@ class DockerPlatform(PlatformComponent):
         }
         self.postgres = containers.postgres(shared, self.volumes["postgres"])
         self.redis = containers.redis(shared, self.volumes["redis"])
+        self.pooler = (
+            containers.pooler(shared, self.postgres) if has_pooler_files(self.config) else None
+        )
         self.erlang_cookie = None
         if nodes == 1:
             self.rabbitmq_nodes = [containers.rabbitmq(shared, self.volumes["rabbitmq"])]
@@ -152,6 +158,9 @@ class DockerPlatform(PlatformComponent):
                 endpoints, config.postgres.admin_user, password, "postgres"
             )
         )
+        pooler_console_url = passwords.pooler_admin.apply(
+            lambda password: pgbouncer.console_url(endpoints, password)
+        )
         redis_admin_url = passwords.redis_admin.apply(
             lambda password: redis_url(endpoints, config.redis.admin_user, password)
         )
@@ -160,6 +169,8 @@ class DockerPlatform(PlatformComponent):
             "network": self.network.name,
             "postgres_admin_url": admin_url,
             "redis_admin_url": redis_admin_url,
+            # PgBouncer's console (``db pools``); empty when the stack runs no pooler.
+            "pooler_console_url": pooler_console_url,
             "rabbitmq_management_url": (
                 f"http://{config.docker.bind_address}:{config.docker.ports.management}/"
             ),
