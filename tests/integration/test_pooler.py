@@ -1,0 +1,277 @@
+"""PgBouncer in front of real PostgreSQL, from the rendered files: what the env files promise.
+
+Every service's DATABASE_URL and READONLY_DATABASE_URL go through the pooler (transaction
+mode); each service authenticates as its own login, end to end, with no password in any file
+the pooler reads. These tests run the dev stack's own pooler image against a test server.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from infra import naming
+from infra.config.model import ConnectionLimits, ServiceSpec, StackConfig
+from infra.credentials import Credentials
+from infra.hashes import scram_sha256_verifier
+from infra.postgres import apply
+from infra.render import pgbouncer as pooler_files
+from tests.servers.pgbouncer import PgbouncerServer
+from tests.servers.postgres import PostgresServer
+
+SERVICES = ("users", "events")  # in the test server's pg_hba.conf (the dev stack's)
+
+
+def with_services(config: StackConfig, *names: str, app: int = 4) -> StackConfig:
+    limits = ConnectionLimits(app=app, migrator=2, readonly=2)
+    return replace(
+        config, services=tuple(ServiceSpec(name=n, connection_limits=limits) for n in names)
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(dev_config: StackConfig) -> StackConfig:
+    return with_services(dev_config, *SERVICES)
+
+
+@pytest.fixture(scope="module")
+def credentials(dev_rendered: tuple[Path, Credentials], stack: StackConfig) -> Credentials:
+    return dev_rendered[1].completed_for(stack)
+
+
+@pytest.fixture(scope="module")
+def pooler(
+    postgres: PostgresServer,
+    stack: StackConfig,
+    credentials: Credentials,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[PgbouncerServer]:
+    apply(postgres.admin_url, stack, credentials)
+    server = PgbouncerServer(postgres.port, tmp_path_factory.mktemp("pgbouncer") / "etc")
+    server.write(stack, credentials)
+    server.start()
+    yield server
+    server.cleanup()
+
+
+def login(pooler: PgbouncerServer, credentials: Credentials, service: str, kind: str = "app",
+          database: str | None = None) -> str:  # fmt: skip
+    password = credentials.for_service(service).postgres_password(kind)
+    return pooler.url(
+        naming.role_name(service, kind), password, database or naming.database_name(service)
+    )
+
+
+def refusal(url: str) -> str:
+    """The error of a login and one query through ``url`` (PgBouncer may accept a client before
+    it logs in to the server: the query is what needs a server connection)."""
+    with (
+        pytest.raises(psycopg.Error) as refused,
+        psycopg.connect(url, connect_timeout=10) as conn,
+    ):
+        conn.execute("SELECT 1")
+    return str(refused.value)
+
+
+def eventually_current_user(url: str, timeout: float = 10) -> str:
+    """The server-side login of a query through ``url``, retried while PgBouncer catches up (a
+    reload is read asynchronously; a failed server login is retried after server_login_retry)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(url, connect_timeout=5) as conn:
+                row = conn.execute("SELECT current_user").fetchone()
+                return str(row[0]) if row else ""
+        except psycopg.Error:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_a_service_works_through_the_pooler_with_prepared_statements(
+    pooler: PgbouncerServer, credentials: Credentials
+) -> None:
+    """psycopg prepares a statement after 5 runs (its default): in transaction mode each
+    transaction may get another server connection, which PgBouncer 1.21+ handles."""
+    migrator = credentials.for_service("users").migrator
+    direct = f"postgresql://users_migrator:{migrator}@127.0.0.1:{pooler.postgres_port}/users"
+    with psycopg.connect(direct) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY, name text)")
+    with psycopg.connect(login(pooler, credentials, "users")) as conn:
+        for i in range(20):
+            with conn.transaction():
+                conn.execute("INSERT INTO items VALUES (%s, %s) ON CONFLICT DO NOTHING", (i, "x"))
+        assert conn.execute("SELECT count(*) FROM items").fetchone() == (20,)
+        # The server logged in as the service's own app login, not a shared pooler login.
+        assert conn.execute("SELECT current_user").fetchone() == ("users_app",)
+    with psycopg.connect(login(pooler, credentials, "users", "readonly")) as conn:
+        assert conn.execute("SELECT count(*) FROM items").fetchone() == (20,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO items VALUES (100, 'y')")
+
+
+def test_a_service_reaches_only_its_own_database_through_the_pooler(
+    pooler: PgbouncerServer, credentials: Credentials
+) -> None:
+    # Another service's database: PgBouncer has a pool for it, the server's hba refuses.
+    other = refusal(login(pooler, credentials, "users", database="events"))
+    assert 'no pg_hba.conf entry for host "127.0.0.1", user "users_app", database "events"' in other
+    # A database the pooler has no pool for (no "*" fallback).
+    assert "no such database" in refusal(login(pooler, credentials, "users", database="postgres"))
+    # A wrong password.
+    wrong = pooler.url("users_app", "not-the-password", "users")
+    assert "authentication failed" in refusal(wrong)
+    # The migrator is not pooled at all: migrations go straight to the server.
+    assert "authentication failed" in refusal(login(pooler, credentials, "users", "migrator"))
+
+
+def test_the_console_takes_the_pooler_admin_only(
+    pooler: PgbouncerServer, credentials: Credentials
+) -> None:
+    for service in SERVICES:
+        url = login(pooler, credentials, service, database=pooler_files.CONSOLE_DATABASE)
+        assert "not allowed" in refusal(url), service
+    console = pooler.url(
+        pooler_files.CONSOLE_USER, credentials.pooler_admin, pooler_files.CONSOLE_DATABASE
+    )
+    with psycopg.connect(console, autocommit=True, prepare_threshold=None) as conn:
+        databases = {row[0] for row in conn.execute("SHOW DATABASES").fetchall()}
+    assert set(SERVICES) <= databases
+
+
+def test_the_auth_file_holds_verifiers_not_passwords(
+    pooler: PgbouncerServer, credentials: Credentials
+) -> None:
+    text = (pooler.root / "userlist.txt").read_text()
+    assert (pooler.root / "userlist.txt").stat().st_mode & 0o077 == 0
+    for service in SERVICES:
+        for password in credentials.for_service(service).postgres_passwords().values():
+            assert password not in text
+    assert credentials.pooler_admin not in text
+    assert text.count("SCRAM-SHA-256$4096:") == 1 + 2 * len(SERVICES)
+
+
+def test_a_login_never_holds_more_server_connections_than_its_limit(
+    pooler: PgbouncerServer, postgres: PostgresServer, credentials: Credentials
+) -> None:
+    """20 clients of one service run transactions at once: none fails, and the server never
+    sees more of its app login's connections than ``connection_limits.app`` (4)."""
+    errors: list[BaseException] = []
+    peak = 0
+    stop = threading.Event()
+
+    def client() -> None:
+        try:
+            with psycopg.connect(login(pooler, credentials, "events")) as conn:
+                for _ in range(10):
+                    with conn.transaction():
+                        conn.execute("SELECT pg_sleep(0.02)")
+        except BaseException as error:
+            errors.append(error)
+
+    def watch() -> None:
+        nonlocal peak
+        admin = psycopg.connect(postgres.admin_url, autocommit=True)
+        while not stop.is_set():
+            (count,) = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = 'events_app'"
+            ).fetchone() or (0,)
+            peak = max(peak, int(count))
+            time.sleep(0.01)
+        admin.close()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    clients = [threading.Thread(target=client) for _ in range(20)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join()
+    stop.set()
+    watcher.join()
+    assert not errors, errors[:3]
+    assert 1 <= peak <= 4, peak
+
+
+def test_a_reload_for_a_new_service_keeps_other_clients_connected(
+    pooler: PgbouncerServer, postgres: PostgresServer, stack: StackConfig, credentials: Credentials
+) -> None:
+    """Adding a service reloads the pooler (SIGHUP), never restarts it: an open client stays."""
+    with psycopg.connect(login(pooler, credentials, "users")) as conn:
+        conn.execute("SELECT 1")
+        bigger = with_services(stack, *SERVICES, "audit")
+        more = credentials.completed_for(bigger)
+        apply(postgres.admin_url, bigger, more)
+        pooler.write(bigger, more)
+        pooler.reload()
+        # The new service is reachable through the pooler as soon as the reload is read.
+        assert eventually_current_user(login(pooler, more, "audit")) == "audit_app"
+        assert conn.execute("SELECT current_user").fetchone() == ("users_app",)
+    pooler.write(stack, credentials)
+    pooler.reload()
+
+
+def test_a_rotated_password_takes_effect_through_the_pooler_in_one_apply(
+    pooler: PgbouncerServer, postgres: PostgresServer, stack: StackConfig, credentials: Credentials
+) -> None:
+    old = login(pooler, credentials, "events")
+    psycopg.connect(old).close()
+    rotated = credentials.rotated("events")
+    apply(postgres.admin_url, stack, rotated)
+    pooler.write(stack, rotated)
+    pooler.reload()
+    assert eventually_current_user(login(pooler, rotated, "events")) == "events_app"
+    assert "authentication failed" in refusal(old)
+    apply(postgres.admin_url, stack, credentials)
+    pooler.write(stack, credentials)
+    pooler.reload()
+
+
+def test_a_login_set_before_the_pooler_existed_is_brought_in_line_by_apply(
+    pooler: PgbouncerServer, postgres: PostgresServer, stack: StackConfig, credentials: Credentials
+) -> None:
+    """A stack provisioned before the pooler has verifiers with random salts: the password
+    works, but PgBouncer cannot log in with the client's keys. The next apply sets it again."""
+    password = credentials.for_service("users").readonly
+    postgres.superuser_psql(
+        f"ALTER ROLE users_readonly PASSWORD '{scram_sha256_verifier(password)}';"
+        "COMMENT ON ROLE users_readonly IS 'managed-by=persistence password-version=1'"
+    )
+    url = login(pooler, credentials, "users", "readonly")
+    # PgBouncer keeps a pooled server connection: drop them so the next login is a new one.
+    with psycopg.connect(postgres.admin_url, autocommit=True) as admin:
+        sessions = "FROM pg_stat_activity WHERE usename = 'users_readonly'"
+        admin.execute(f"SELECT pg_terminate_backend(pid) {sessions}")
+        while admin.execute(f"SELECT count(*) {sessions}").fetchone() != (0,):
+            time.sleep(0.05)
+    assert "password authentication failed" in refusal(url)
+    apply(postgres.admin_url, stack, credentials)
+    assert eventually_current_user(url) == "users_readonly"
+
+
+def test_one_service_saturating_its_pool_does_not_slow_another(
+    pooler: PgbouncerServer, credentials: Credentials
+) -> None:
+    """Every server connection of users' app login sleeps; events' queries stay fast."""
+    sleepers = []
+    for _ in range(8):  # twice its pool (4): four run, four wait in the pooler
+        conn = psycopg.connect(login(pooler, credentials, "users"), autocommit=True)
+        sleepers.append((conn, threading.Thread(target=conn.execute, args=("SELECT pg_sleep(3)",))))
+    for _, thread in sleepers:
+        thread.start()
+    time.sleep(0.5)
+    with psycopg.connect(login(pooler, credentials, "events")) as conn:
+        started = time.monotonic()
+        for _ in range(20):
+            conn.execute("SELECT 1")
+        took = time.monotonic() - started
+    for conn, thread in sleepers:
+        thread.join()
+        conn.close()
+    assert took < 1.0, f"20 queries of another service took {took:.2f}s"

@@ -1,0 +1,100 @@
+"""A real PgBouncer, the dev stack's own image, in front of a test's PostgreSQL.
+
+Debian bookworm's PgBouncer (1.18) has no prepared statements in transaction mode, so the tests
+run the image the dev stack runs (``persistence-e2e/pgbouncer``, built from trixie's package by
+``infra.images.build``) with ``--network host``: it listens on a free loopback port and reaches
+the test's PostgreSQL on its own. Its files are the rendered ones (``infra.render.pgbouncer``),
+with only the addresses and paths a test needs; ``reload`` sends SIGHUP as the live apply does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra.config.model import StackConfig
+from infra.credentials import Credentials
+from infra.images.build import ensure_images
+from infra.render import pgbouncer
+from tests.servers.process import ServerUnavailableError, free_port, port_open, wait_until
+
+IMAGE = "persistence-e2e/pgbouncer:1.24"
+MOUNT = "/etc/pgbouncer-test"
+SERVER_UID = 999  # the image's user
+
+
+def ensure_docker_and_image() -> None:
+    """A Docker engine (started here when none answers) and the pooler image, or a failure."""
+    from tests.e2e.dockerd import ensure_docker
+
+    ensure_docker()
+    ensure_images(["pgbouncer"])
+
+
+@dataclass
+class PgbouncerServer:
+    """One PgBouncer container on the host's network; ``write`` its files, then ``reload``."""
+
+    postgres_port: int
+    root: Path
+    port: int = field(default_factory=free_port)
+    name: str = field(default_factory=lambda: f"persistence-test-pgbouncer-{uuid.uuid4().hex[:8]}")
+
+    def write(self, config: StackConfig, credentials: Credentials) -> None:
+        """The rendered pgbouncer.ini and auth file for ``config``, as the live apply does."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chown(self.root, SERVER_UID, SERVER_UID)
+        files = {
+            "pgbouncer.ini": pgbouncer.pgbouncer_ini(
+                config,
+                server_host="127.0.0.1",
+                server_port=self.postgres_port,
+                listen_address="127.0.0.1",
+                listen_port=self.port,
+                auth_file=f"{MOUNT}/userlist.txt",
+            ),
+            "userlist.txt": pgbouncer.userlist_txt(config, credentials),
+        }
+        for name, content in files.items():
+            staged = self.root / f".{name}.new"
+            staged.write_text(content)
+            os.chown(staged, SERVER_UID, SERVER_UID)
+            staged.chmod(0o400)
+            staged.replace(self.root / name)
+
+    def start(self) -> PgbouncerServer:
+        ensure_docker_and_image()
+        started = subprocess.run(
+            [
+                "docker", "run", "--detach", "--name", self.name, "--network", "host",
+                "--volume", f"{self.root}:{MOUNT}:ro", IMAGE,
+                "pgbouncer", f"{MOUNT}/pgbouncer.ini",
+            ],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if started.returncode != 0:
+            raise ServerUnavailableError(f"docker run {IMAGE} failed: {started.stderr.strip()}")
+        try:
+            wait_until(lambda: port_open(self.port), 30, f"PgBouncer on port {self.port}")
+        except ServerUnavailableError as error:
+            raise ServerUnavailableError(f"{error}\n{self.logs()}") from None
+        return self
+
+    def reload(self) -> None:
+        """SIGHUP, as the dev stack's live apply sends it: the files are read again."""
+        subprocess.run(["docker", "kill", "--signal", "HUP", self.name], check=True,
+                       capture_output=True)  # fmt: skip
+
+    def logs(self) -> str:
+        found = subprocess.run(["docker", "logs", "--tail", "40", self.name],
+                               capture_output=True, text=True, check=False)  # fmt: skip
+        return found.stdout + found.stderr
+
+    def url(self, user: str, password: str, database: str) -> str:
+        return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def cleanup(self) -> None:
+        subprocess.run(["docker", "rm", "--force", self.name], capture_output=True, check=False)
