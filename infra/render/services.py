@@ -11,11 +11,16 @@ from infra.render.endpoints import Endpoints
 from infra.render.environment import render
 
 
-def postgres_url(endpoints: Endpoints, user: str, password: str, database: str) -> str:
-    """A libpq URL; every part is percent-encoded."""
+def postgres_url(
+    endpoints: Endpoints, user: str, password: str, database: str, *, kind: str | None = None
+) -> str:
+    """A libpq URL for service login ``kind`` (the pooler for the app and read-only logins
+    when there is one, see ``Endpoints.postgres_address``; no kind: PostgreSQL itself); every
+    part is percent-encoded."""
+    host, port = endpoints.postgres_address(kind)
     return (
         f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}"
-        f"@{endpoints.postgres_host}:{endpoints.postgres_port}/{quote(database, safe='')}"
+        f"@{host}:{port}/{quote(database, safe='')}"
     )
 
 
@@ -45,7 +50,8 @@ def service_env(service: ServiceSpec, credentials: ServiceCredentials, endpoints
 
     def pg(kind: str) -> str:
         role = naming.role_name(service.name, kind)
-        return postgres_url(endpoints, role, credentials.postgres_password(kind), database)
+        password = credentials.postgres_password(kind)
+        return postgres_url(endpoints, role, password, database, kind=kind)
 
     user, vhost = naming.rabbitmq_user(service.name), naming.rabbitmq_vhost(service.name)
     return render(
