@@ -477,10 +477,18 @@ class GcpSettings:
         doc="size of the range reserved for private services access (Cloud SQL, Memorystore), as "
         "a prefix length",
     )
+    sql_edition: Literal["ENTERPRISE_PLUS", "ENTERPRISE"] = setting(
+        "ENTERPRISE_PLUS",
+        doc="Cloud SQL edition of the main instance: ENTERPRISE_PLUS (needed by the pooled "
+        "endpoint, postgres.pooler) or ENTERPRISE (cheaper per vCPU and GB; only with "
+        "postgres.pooler.enabled: false)",
+    )
     sql_tier: str = setting(
-        "db-custom-2-7680",
-        doc="Cloud SQL machine tier of the main instance, e.g. 'db-custom-2-7680' (2 vCPU, 7.5 "
-        "GiB)",
+        "db-perf-optimized-N-2",
+        rule=rules.sql_tier,
+        doc="Cloud SQL machine tier of the main instance, fitting sql_edition: "
+        "'db-perf-optimized-N-<vCPUs>' for ENTERPRISE_PLUS (e.g. 'db-perf-optimized-N-2': 2 "
+        "vCPU, 16 GB), 'db-custom-<vCPUs>-<MiB>' for ENTERPRISE (e.g. 'db-custom-2-7680')",
     )
     sql_disk_size_gb: int = setting(
         50,
@@ -571,6 +579,11 @@ class GcpSettings:
     )
 
     def __post_init__(self) -> None:
+        if not rules.sql_tier_fits(self.sql_edition, self.sql_tier):
+            raise ValueError(
+                f"gcp.sql_tier {self.sql_tier!r} does not fit gcp.sql_edition "
+                f"{self.sql_edition}: {rules.SQL_EDITION_TIERS[self.sql_edition]}"
+            )
         if self.provisioning_sslmode == "disable" and not self.provisioning_host.startswith("127."):
             raise ValueError(
                 f"gcp.provisioning_sslmode 'disable' is only allowed for the Cloud SQL Auth Proxy "
@@ -637,6 +650,13 @@ class AlertSettings:
         90,
         rule=rules.between(10, 100),
         doc="alert when Cloud SQL connections exceed this percentage of postgres.max_connections",
+    )
+    sql_pooler_waiting_clients: int = setting(
+        0,
+        rule=rules.between(0, 100_000),
+        doc="alert when more clients than this, all databases together, wait for a server "
+        "connection at the pooled endpoint for 5 minutes (0: any client waiting that long); "
+        "only with postgres.pooler.enabled",
     )
     redis_memory_percent: int = setting(
         85,
@@ -705,6 +725,18 @@ class StackConfig:
                 "(e.g. docker: {ports: {amqp: 15672, management: 16672}})"
             )
 
+    def _check_pooler_edition(self) -> None:
+        """Prod's pooled endpoint is Cloud SQL Managed Connection Pooling, an Enterprise Plus
+        feature: an Enterprise instance with the pooler on cannot be built."""
+        if self.postgres.pooler.enabled and self.gcp.sql_edition != "ENTERPRISE_PLUS":
+            raise ValueError(
+                f"postgres.pooler.enabled needs gcp.sql_edition ENTERPRISE_PLUS, not "
+                f"{self.gcp.sql_edition} (Cloud SQL Managed Connection Pooling is an Enterprise "
+                "Plus feature); set gcp: {sql_edition: ENTERPRISE_PLUS, sql_tier: "
+                "db-perf-optimized-N-2}, or postgres: {pooler: {enabled: false}} to keep "
+                "ENTERPRISE without the pooled endpoint"
+            )
+
     @property
     def connections_needed(self) -> int:
         """Every service's connection limits plus the reserve for admin work."""
@@ -724,6 +756,8 @@ class StackConfig:
     def __post_init__(self) -> None:
         if self.platform == "docker" and self.rabbitmq_nodes > 1:
             self._check_docker_cluster_ports()
+        if self.platform == "gcp":
+            self._check_pooler_edition()
         needed = self.connections_needed
         if needed > self.postgres.max_connections:
             raise ValueError(

@@ -354,6 +354,35 @@ def email_addresses(value: tuple[str, ...]) -> str | None:
 
 _SQL_TIER = re.compile(r"^db-(f1-micro|g1-small|custom-\d+-\d+|perf-optimized-N-\d+)$")
 
+# The tiers each Cloud SQL edition runs on: Enterprise Plus only on its performance-optimized
+# machines, Enterprise on custom (and shared-core) ones; an edition change is a tier change.
+_EDITION_TIER = {
+    "ENTERPRISE_PLUS": re.compile(r"^db-perf-optimized-N-\d+$"),
+    "ENTERPRISE": re.compile(r"^db-(f1-micro|g1-small|custom-\d+-\d+)$"),
+}
+SQL_EDITION_TIERS = {
+    "ENTERPRISE_PLUS": "ENTERPRISE_PLUS runs on 'db-perf-optimized-N-<vCPUs>' tiers "
+    "(e.g. gcp: {sql_edition: ENTERPRISE_PLUS, sql_tier: db-perf-optimized-N-2})",
+    "ENTERPRISE": "ENTERPRISE runs on 'db-custom-<vCPUs>-<MiB>', 'db-g1-small' or "
+    "'db-f1-micro' tiers (e.g. gcp: {sql_edition: ENTERPRISE, sql_tier: db-custom-2-7680})",
+}
+
+
+def sql_tier_fits(edition: str, tier: str) -> bool:
+    """Whether Cloud SQL's ``edition`` runs on machine ``tier``."""
+    return bool(_EDITION_TIER[edition].match(tier))
+
+
+@allows("a Cloud SQL tier that fits `sql_edition` (`db-perf-optimized-N-2`, `db-custom-2-7680`)")
+def sql_tier(value: str) -> str | None:
+    """A Cloud SQL machine tier of either edition (which one fits is checked with both keys)."""
+    if _SQL_TIER.match(value):
+        return None
+    return (
+        f"{value!r} is not a Cloud SQL tier; use e.g. 'db-perf-optimized-N-2' (ENTERPRISE_PLUS) "
+        "or 'db-custom-2-7680' (ENTERPRISE)"
+    )
+
 
 @allows("empty, or a Cloud SQL tier (`db-f1-micro`, `db-g1-small`, `db-custom-N-M`)")
 def sql_tier_or_empty(value: str) -> str | None:

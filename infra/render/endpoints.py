@@ -22,10 +22,23 @@ class Endpoints:
     # first being ``amqp_host:amqp_port``. Empty when services have one endpoint only (a single
     # node, or prod's load balancer in front of a cluster).
     amqp_nodes: tuple[tuple[str, int], ...] = ()
-    # Where DATABASE_URL and READONLY_DATABASE_URL go: the connection pooler, or None when the
-    # stack has none (``postgres.pooler.enabled: false``): straight to PostgreSQL.
+    # The connection pooler in front of PostgreSQL (``postgres.pooler``); None: no pooler, every
+    # login connects to PostgreSQL itself.
     pooler_host: str | None = None
     pooler_port: int | None = None
+
+    def postgres_address(self, kind: str | None) -> tuple[str, int]:
+        """Where login ``kind`` connects: the pooler for the pooled logins when there is one,
+        otherwise (and always for the migrator) PostgreSQL itself."""
+        if kind in POOLED_LOGINS and self.pooler_host is not None and self.pooler_port is not None:
+            return self.pooler_host, self.pooler_port
+        return self.postgres_host, self.postgres_port
+
+
+# The logins that go through the pooler when there is one (DATABASE_URL and
+# READONLY_DATABASE_URL). The migrator's stays direct: migrations need session features
+# (advisory locks, SET, LISTEN) that transaction pooling does not keep.
+POOLED_LOGINS = frozenset({"app", "readonly"})
 
 
 # Ports the servers listen on inside their container or VM.
@@ -36,6 +49,9 @@ AMQP_PORT = 5672
 MANAGEMENT_PORT = 15672
 PROMETHEUS_PORT = 15692
 MEMORYSTORE_TLS_PORT = 6378
+# Cloud SQL Managed Connection Pooling's port on the instance's own address (5432 stays the
+# direct one): https://cloud.google.com/sql/docs/postgres/managed-connection-pooling
+MANAGED_POOLER_PORT = 6432
 
 
 def rabbitmq_node_host(config: StackConfig, index: int) -> str:
@@ -59,7 +75,8 @@ def rabbitmq_node_hosts(config: StackConfig) -> tuple[str, ...]:
 
 
 def for_stack(config: StackConfig) -> Endpoints:
-    """dev: the loopback ports Docker publishes; prod: names in the stack's private DNS zone."""
+    """dev: the loopback ports Docker publishes; prod: names in the stack's private DNS zone,
+    and the pooled endpoint on the Cloud SQL instance when ``postgres.pooler.enabled``."""
     if config.platform == "docker":
         host = config.docker.bind_address
         nodes = config.docker_rabbitmq_ports()
@@ -76,9 +93,13 @@ def for_stack(config: StackConfig) -> Endpoints:
             pooler_port=config.docker.ports.pooler if config.postgres.pooler.enabled else None,
         )
     zone = config.gcp.dns_zone.rstrip(".")
+    pooled = config.postgres.pooler.enabled
     return Endpoints(
         postgres_host=f"postgres.{zone}",
         postgres_port=POSTGRES_PORT,
+        # Managed Connection Pooling listens on the instance's own address: same name.
+        pooler_host=f"postgres.{zone}" if pooled else None,
+        pooler_port=MANAGED_POOLER_PORT if pooled else None,
         redis_host=f"redis.{zone}",
         redis_port=MEMORYSTORE_TLS_PORT,
         redis_tls=True,

@@ -9,12 +9,12 @@ as itself, end to end.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from infra import hashes, naming
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
-from infra.render.endpoints import POOLER_PORT, POSTGRES_PORT, Endpoints
+from infra.render.endpoints import POOLED_LOGINS, POOLER_PORT, POSTGRES_PORT, Endpoints
 from infra.render.environment import render
 from infra.render.services import postgres_url
 
@@ -25,8 +25,8 @@ AUTH_FILE = f"{CONFIG_DIR}/userlist.txt"
 # PostgreSQL role, and no service login can use the console.
 CONSOLE_USER = "pooler_admin"
 CONSOLE_DATABASE = "pgbouncer"
-# The logins whose URLs go through the pooler; the migrator's stays direct (session features).
-POOLED_LOGINS = ("app", "readonly")
+# The logins whose URLs go through the pooler (the migrator's stays direct), in a stable order.
+LOGINS = tuple(kind for kind in naming.LOGIN_SUFFIXES if kind in POOLED_LOGINS)
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def pooled_databases(config: StackConfig) -> list[PooledDatabase]:
                 PooledLogin(
                     naming.role_name(spec.name, kind), int(getattr(spec.connection_limits, kind))
                 )
-                for kind in POOLED_LOGINS
+                for kind in LOGINS
             ),
         )
         for spec in config.services
@@ -106,13 +106,16 @@ def userlist_txt(config: StackConfig, credentials: Credentials) -> str:
                 "name": naming.role_name(spec.name, kind),
                 "verifier": hashes.postgres_login_verifier(logins.postgres_password(kind)),
             }
-            for kind in POOLED_LOGINS
+            for kind in LOGINS
         ]
     return render("pgbouncer/userlist.txt.j2", users=users)
 
 
 def console_url(endpoints: Endpoints, password: str) -> str:
     """The console login's URL (``db pools``), or "" where the stack runs no pooler."""
-    if endpoints.pooler_host is None:
+    if endpoints.pooler_host is None or endpoints.pooler_port is None:
         return ""
-    return postgres_url(endpoints, CONSOLE_USER, password, CONSOLE_DATABASE, pooled=True)
+    pooler = replace(
+        endpoints, postgres_host=endpoints.pooler_host, postgres_port=endpoints.pooler_port
+    )
+    return postgres_url(pooler, CONSOLE_USER, password, CONSOLE_DATABASE)

@@ -12,13 +12,12 @@ from infra.render.environment import render
 
 
 def postgres_url(
-    endpoints: Endpoints, user: str, password: str, database: str, *, pooled: bool = False
+    endpoints: Endpoints, user: str, password: str, database: str, *, kind: str | None = None
 ) -> str:
-    """A libpq URL; every part is percent-encoded. ``pooled``: through the connection pooler,
-    where the stack has one."""
-    host, port = endpoints.postgres_host, endpoints.postgres_port
-    if pooled and endpoints.pooler_host is not None and endpoints.pooler_port is not None:
-        host, port = endpoints.pooler_host, endpoints.pooler_port
+    """A libpq URL for service login ``kind`` (the pooler for the app and read-only logins
+    when there is one, see ``Endpoints.postgres_address``; no kind: PostgreSQL itself); every
+    part is percent-encoded."""
+    host, port = endpoints.postgres_address(kind)
     return (
         f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}"
         f"@{host}:{port}/{quote(database, safe='')}"
@@ -49,19 +48,18 @@ def service_env(service: ServiceSpec, credentials: ServiceCredentials, endpoints
     """The env file for one service."""
     database = naming.database_name(service.name)
 
-    def pg(kind: str, *, pooled: bool) -> str:
+    def pg(kind: str) -> str:
         role = naming.role_name(service.name, kind)
         password = credentials.postgres_password(kind)
-        return postgres_url(endpoints, role, password, database, pooled=pooled)
+        return postgres_url(endpoints, role, password, database, kind=kind)
 
     user, vhost = naming.rabbitmq_user(service.name), naming.rabbitmq_vhost(service.name)
     return render(
         "services/service.env.j2",
         service=service.name,
-        # Migrations need session features (advisory locks, SET, long DDL): always direct.
-        database_url=pg("app", pooled=True),
-        migration_database_url=pg("migrator", pooled=False),
-        readonly_database_url=pg("readonly", pooled=True),
+        database_url=pg("app"),
+        migration_database_url=pg("migrator"),
+        readonly_database_url=pg("readonly"),
         redis_url=(
             redis_url(endpoints, naming.redis_user(service.name), credentials.redis)
             if service.redis

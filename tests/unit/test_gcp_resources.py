@@ -297,7 +297,9 @@ def test_secrets_hold_the_service_urls(prod: ProdRun, prod_config: StackConfig) 
     for spec in prod_config.services:
         app = versions[f"secret-{naming.postgres_secret_id(spec.name, 'app')}-id"]
         assert app.startswith(f"postgresql://{naming.role_name(spec.name, 'app')}:"), spec.name
-        assert app.endswith(f"@{stack.postgres_host}:5432/{naming.database_name(spec.name)}")
+        # Through the pooled endpoint (test_gcp_pooler has the pooled/direct split).
+        host, port = stack.postgres_address("app")
+        assert app.endswith(f"@{host}:{port}/{naming.database_name(spec.name)}")
         amqp = versions[f"secret-{naming.rabbitmq_secret_id(spec.name)}-id"]
         assert amqp.endswith(f"/{naming.rabbitmq_vhost(spec.name)}"), spec.name
     assert versions[f"secret-{naming.REDIS_AUTH_SECRET_ID}-id"] == "mock-auth-string"

@@ -26,7 +26,7 @@ REGION = "europe-west1"
 GCP: dict[str, Any] = {
     "subnet_cidr": "10.44.8.0/22",
     "private_services_prefix_length": 18,
-    "sql_tier": "db-custom-4-15360",
+    "sql_tier": "db-perf-optimized-N-8",
     "sql_disk_size_gb": 123,
     "sql_backup_location": "europe-north1",
     "backup_region": "europe-north1",

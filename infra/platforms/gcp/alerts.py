@@ -8,7 +8,8 @@ the person woken up by it. Policies:
   structured log line per verified backup, a log-based metric counts them per service, and a
   PromQL ``absent_over_time`` notices their absence (metric-absence conditions stop at one
   day; two periods of a daily schedule are two);
-- Cloud SQL disk, sustained CPU, connections near ``postgres.max_connections``;
+- Cloud SQL disk, sustained CPU, connections near ``postgres.max_connections``, and clients
+  waiting at the pooled endpoint (Managed Connection Pooling) when ``postgres.pooler.enabled``;
 - Memorystore memory usage;
 - the RabbitMQ VM down: its hypervisor ``uptime`` metric stops (stopped, crashed, deleted,
   preempted). It needs no agent and no firewall hole; it does not see the broker process
@@ -140,6 +141,11 @@ def declare(
                 group_by=["resource.label.database_id"],
             ),
         ),
+        *(
+            [pooler_waiting_policy(ctx, channels, database_id)]
+            if ctx.config.postgres.pooler.enabled
+            else []
+        ),
         _policy(
             ctx,
             "redis-memory",
@@ -176,6 +182,37 @@ def declare(
             else rabbitmq_cluster_policies(ctx, channels, rabbitmq)
         ),
     ]
+
+
+# Managed Connection Pooling's client connections per database, by ``status`` ('active' or
+# 'waiting'), on the ``cloudsql_instance_database`` resource (Cloud SQL metrics reference:
+# https://cloud.google.com/sql/docs/postgres/admin-api/metrics).
+POOLER_CLIENTS_METRIC = "cloudsql.googleapis.com/per_database/conn_pool/client_connections"
+
+
+def pooler_waiting_policy(
+    ctx: GcpContext, channels: list[pulumi.Output[str]], resource_id: str
+) -> gcp.monitoring.AlertPolicy:
+    """Clients have waited for a server connection at the pooled endpoint for 5 minutes: more
+    than ``alerts.sql_pooler_waiting_clients`` of them, every database together."""
+    limit = ctx.config.alerts.sql_pooler_waiting_clients
+    return _policy(
+        ctx,
+        "sql-pooler-waiting",
+        channels,
+        title="Clients waiting for a PostgreSQL connection at the pooler",
+        docs=SQL_POOLER_WAITING_DOCS,
+        condition=_threshold(
+            f"More than {limit} clients waiting for a server connection for 5 min",
+            f'metric.type = "{POOLER_CLIENTS_METRIC}" AND metric.label.status = "waiting" AND '
+            'resource.type = "cloudsql_instance_database" AND '
+            f'resource.label.resource_id = "{resource_id}"',
+            threshold=limit,
+            duration="300s",
+            reducer="REDUCE_SUM",
+            group_by=["resource.label.resource_id"],
+        ),
+    )
 
 
 def _vm_absent(
@@ -459,6 +496,20 @@ first for services, then for the admin and the backup job.
 2. A service over its `connection_limits` cannot pass them; look for leaked or idle sessions
    (`idle_in_transaction_session_timeout_ms` ends the worst).
 3. Raise `postgres.max_connections` only together with the instance tier's memory.
+"""
+
+SQL_POOLER_WAITING_DOCS = """
+Clients of the pooled endpoint (DATABASE_URL and READONLY_DATABASE_URL, port 6432) have been
+waiting for a server connection for 5 minutes: a pool (one per service login and database) is
+busy to its limit, so requests queue and, after the pooler's query wait timeout, fail.
+
+1. Metrics Explorer, `per_database/conn_pool/client_connections` by `database` and `status`:
+   the database with waiting clients names the service.
+2. Long transactions hold server connections in `pool_mode: transaction` too:
+   `SELECT usename, state, now() - xact_start FROM pg_stat_activity ORDER BY 3 DESC` finds
+   them; ask that service's team to shorten them (`statement_timeout_ms` bounds one query).
+3. If the load is legitimate, raise the service's `connection_limits` (and
+   `postgres.max_connections` with the tier), or `gcp.sql_tier`, and deploy.
 """
 
 REDIS_MEMORY_DOCS = """

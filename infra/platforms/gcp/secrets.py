@@ -70,8 +70,11 @@ def declare(
 def _postgres_url(
     stack_endpoints: endpoints.Endpoints, kind: str, role: str, database: str
 ) -> Callable[[ServiceCredentials], str]:
-    """The URL of one PostgreSQL login, once the service's passwords are known."""
-    return lambda c: postgres_url(stack_endpoints, role, c.postgres_password(kind), database)
+    """The URL of one PostgreSQL login (pooled or direct by ``kind``), once the service's
+    passwords are known."""
+    return lambda c: postgres_url(
+        stack_endpoints, role, c.postgres_password(kind), database, kind=kind
+    )
 
 
 def _amqp_url(

@@ -1,4 +1,5 @@
-"""Cloud SQL for PostgreSQL 15: regional HA, private IP only, TLS required, backups with PITR.
+"""Cloud SQL for PostgreSQL 15: regional HA, private IP only, TLS required, backups with PITR,
+and a pooled endpoint (Managed Connection Pooling, Enterprise Plus) for the services' logins.
 
 Per-service databases and roles are created by the same provisioning resource as dev. It runs
 on the deploying machine and reaches the private instance through the Cloud SQL Auth Proxy the
@@ -55,6 +56,34 @@ def database_flags(ctx: GcpContext) -> list[gcp.sql.DatabaseInstanceSettingsData
     ]
 
 
+def connection_pool_configs(
+    ctx: GcpContext,
+) -> list[gcp.sql.DatabaseInstanceSettingsConnectionPoolConfigArgs] | None:
+    """Cloud SQL Managed Connection Pooling with ``postgres.pooler``'s settings, or None.
+
+    Clients reach it on the instance's own address, port 6432 (``endpoints.MANAGED_POOLER_PORT``).
+    Only the flags the stack configures are set; the others (``max_pool_size``, the idle and
+    wait timeouts) keep Cloud SQL's defaults.
+    """
+    pooler = ctx.config.postgres.pooler
+    if not pooler.enabled:
+        return None
+    flags = {
+        "pool_mode": pooler.pool_mode,
+        "max_client_connections": str(pooler.max_client_connections),
+        "max_prepared_statements": str(pooler.max_prepared_statements),
+    }
+    return [
+        gcp.sql.DatabaseInstanceSettingsConnectionPoolConfigArgs(
+            connection_pooling_enabled=True,
+            flags=[
+                gcp.sql.DatabaseInstanceSettingsConnectionPoolConfigFlagArgs(name=name, value=value)
+                for name, value in flags.items()
+            ],
+        )
+    ]
+
+
 def declare_instance(
     ctx: GcpContext,
     resource_name: str,
@@ -67,6 +96,7 @@ def declare_instance(
     """A PostgreSQL 15 instance on private IP only, TLS only, protected twice over, with its
     admin (``<resource_name>-admin``); ``settings`` add to or override the shared ones."""
     shared: dict[str, Any] = {
+        # The verification instance's; the main instance's is gcp.sql_edition.
         "edition": "ENTERPRISE",
         "disk_type": "PD_SSD",
         "disk_autoresize": True,
@@ -92,7 +122,8 @@ def declare_instance(
 
 
 def declare(ctx: GcpContext, network: Network, admin_password: pulumi.Output[str]) -> SqlInstance:
-    """Declare the main instance (regional HA, PITR) and the admin that provisions services."""
+    """Declare the main instance (regional HA, PITR, the pooled endpoint when
+    ``postgres.pooler.enabled``) and the admin that provisions services."""
     gcp_settings = ctx.config.gcp
     return declare_instance(
         ctx,
@@ -100,7 +131,10 @@ def declare(ctx: GcpContext, network: Network, admin_password: pulumi.Output[str
         name=instance_name(ctx),
         network=network,
         admin_password=admin_password,
+        # Enterprise Plus when the pooler is on (checked with the config: its tiers differ).
+        edition=gcp_settings.sql_edition,
         tier=gcp_settings.sql_tier,
+        connection_pool_configs=connection_pool_configs(ctx),
         availability_type="REGIONAL",
         disk_size=gcp_settings.sql_disk_size_gb,
         user_labels=ctx.labels,
