@@ -50,7 +50,7 @@ PULUMI := pulumi --cwd $(PROJECT_DIR) --non-interactive
 # Extra flags for pulumi up/preview/drift/down, e.g. PULUMI_ARGS=--expect-no-changes.
 PULUMI_ARGS ?=
 
-.PHONY: setup up env preview plan down drift rebuild shellenv docs test lint actionlint cloud-sql-proxy proxy-start proxy-stop broker-tunnel-start broker-tunnel-stop broker-rolling-restart unit integration e2e engine perf-test pinned-engine installed-pulumi stack-images stack-selected images bench clean
+.PHONY: setup up env preview plan pools down drift rebuild shellenv docs test lint actionlint cloud-sql-proxy proxy-start proxy-stop broker-tunnel-start broker-tunnel-stop broker-rolling-restart unit integration e2e engine perf-test pinned-engine installed-pulumi stack-images stack-selected images bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -241,6 +241,12 @@ broker-tunnel-start:
 	  echo "no tunnel to $$vm, trying the next node" >&2; \
 	done && [ -f .tools/broker-tunnel.pid ] && exit 0; \
 	echo "the IAP tunnel to the broker did not start:" >&2; cat .tools/broker-tunnel.log >&2; exit 1
+
+# Per service: client and server connections at the dev pooler, clients waiting, longest wait.
+pools: setup $(PULUMI_CLI)
+	@POOLER_CONSOLE_URL="$$($(PULUMI) stack output pooler_console_url --show-secrets --stack $(STACK))" && \
+	export POOLER_CONSOLE_URL && \
+	$(BIN)/python -m infra db pools --stack $(STACK)
 
 # A prod cluster's rolling restart (upgrades, config changes): one node at a time, waiting for
 # every quorum queue to be back at full membership in between (python -m infra broker

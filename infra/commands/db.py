@@ -41,10 +41,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "RabbitMQ servers given (a password with no server to push to is kept)",
         ),
         ("drop", run_drop, "drop a removed service's database and roles (data is lost)"),
+        (
+            "pools",
+            run_pools,
+            "per service: client connections, server connections, clients waiting and the "
+            "longest wait at the pooler (PgBouncer's console, read with its own login)",
+        ),
     ):
         action = actions.add_parser(name, help=text, description=text)
         add_stack_options(action)
-        add_admin_url_option(action)
+        if name != "pools":
+            add_admin_url_option(action)
         if name == "plan":
             action.add_argument(
                 "--check",
@@ -64,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         if name == "drop":
             action.add_argument("--confirm", required=True, help="the service's name, again")
         action.set_defaults(handler=handler)
+
+
+def run_pools(args: argparse.Namespace) -> int:
+    from infra.commands.pools import run_pools as pools
+
+    return pools(args)
 
 
 def print_plan(result: Plan) -> None:

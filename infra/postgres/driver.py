@@ -183,3 +183,20 @@ def password_rejected(url: str, user: str, password: str, dbname: str) -> bool:
     except psycopg.OperationalError as error:
         return "password authentication failed" in str(error)
     return False
+
+
+def console_rows(url: str, command: str) -> list[dict[str, Any]]:
+    """One ``SHOW ...`` of PgBouncer's console at ``url``, as rows keyed by column name.
+
+    The console is no PostgreSQL: no ``options`` at start-up (``connect`` sends some), no
+    transactions, no prepared statements.
+    """
+    try:
+        with psycopg.connect(
+            url, autocommit=True, prepare_threshold=None, connect_timeout=CONNECT_TIMEOUT_S
+        ) as conn:
+            cursor = conn.execute(command)
+            names = [column.name for column in cursor.description or []]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    except psycopg.Error as error:
+        raise ServerError(f"PgBouncer console {describe(url)}: {scrub(str(error), url)}") from None

@@ -22,6 +22,7 @@ from infra.credentials import Credentials
 from infra.hashes import scram_sha256_verifier
 from infra.postgres import apply
 from infra.render import pgbouncer as pooler_files
+from tests.integration.postgres_support import cli
 from tests.servers.pgbouncer import PgbouncerServer
 from tests.servers.postgres import PostgresServer
 
@@ -275,3 +276,44 @@ def test_one_service_saturating_its_pool_does_not_slow_another(
         thread.join()
         conn.close()
     assert took < 1.0, f"20 queries of another service took {took:.2f}s"
+
+
+def test_db_pools_shows_a_service_waiting_for_its_pool(
+    pooler: PgbouncerServer, credentials: Credentials
+) -> None:
+    """``python -m infra db pools`` as a user runs it: six clients of events' app login (its
+    pool is 4) all in pg_sleep, so four hold server connections and two wait."""
+    sleepers = []
+    for _ in range(6):
+        conn = psycopg.connect(login(pooler, credentials, "events"), autocommit=True)
+        sleepers.append((conn, threading.Thread(target=conn.execute, args=("SELECT pg_sleep(4)",))))
+    for _, thread in sleepers:
+        thread.start()
+    time.sleep(1.5)
+    console = pooler.url(
+        pooler_files.CONSOLE_USER, credentials.pooler_admin, pooler_files.CONSOLE_DATABASE
+    )
+    result = cli("db", "pools", "--stack", "dev", env={"POOLER_CONSOLE_URL": console})
+    for conn, thread in sleepers:
+        thread.join()
+        conn.close()
+    assert result.returncode == 0, result.stderr
+    assert credentials.pooler_admin not in result.stdout + result.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[1:]}
+    clients, servers, waiting, longest = rows["events"]
+    assert (int(clients), int(servers), int(waiting)) == (6, 4, 2), result.stdout
+    assert float(longest) >= 1.0, result.stdout
+    assert rows["auth"][:3] == ["0", "0", "0"], "a service with no pool shows nothing"
+
+
+def test_db_pools_with_a_wrong_console_password_is_one_clean_line(
+    pooler: PgbouncerServer,
+) -> None:
+    console = pooler.url(pooler_files.CONSOLE_USER, "wrong-password", "pgbouncer")
+    result = cli("db", "pools", "--stack", "dev", env={"POOLER_CONSOLE_URL": console})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "wrong-password" not in lines[0]
+    assert "PgBouncer console" in lines[0], lines
+    assert "authentication failed" in lines[0], lines
