@@ -26,10 +26,12 @@ from infra.backup import crypto
 from infra.commands import backup as commands
 from infra.credentials import credentials_from_json
 from infra.platforms.gcp import backup_job
+from infra.postgres.driver import console_rows
 from tests.e2e.dockerd import DockerEngine
 from tests.e2e.stack import PREFIX, SERVERS, STACK, E2eStack, container_health, docker
 
-CONTAINERS = [f"{PREFIX}-{server}" for server in SERVERS] + [f"{PREFIX}-backup"]
+# Every container: the data servers, the pooler (no data: no volume) and the backup scheduler.
+CONTAINERS = [f"{PREFIX}-{server}" for server in (*SERVERS, "pooler")] + [f"{PREFIX}-backup"]
 SERVICE_DATABASE = "pulumi-python:dynamic:Resource"  # ServiceDatabase, as the engine sees it
 MARKER = "written before the disaster"
 
@@ -83,7 +85,7 @@ def test_first_up_from_nothing_provisions_every_service(stack: E2eStack) -> None
     assert creates, "nothing was created"
     # `pulumi up` returned: every container is healthy and every database is provisioned.
     health = container_health(CONTAINERS)
-    assert {health[f"{PREFIX}-{s}"] for s in SERVERS} == {"healthy"}, health
+    assert {health[f"{PREFIX}-{s}"] for s in (*SERVERS, "pooler")} == {"healthy"}, health
     assert health[f"{PREFIX}-backup"] in ("starting", "healthy"), health
 
     envs = stack.env_files()  # `make up` wrote them
@@ -199,12 +201,16 @@ def test_changing_one_limit_updates_only_that_database(stack: E2eStack) -> None:
     stack.services[1]["connection_limits"]["app"] = 6
     stack.write_stack_file()
     changed = _changed(stack.up())
-    assert changed == {"billing-database": "update"}, changed
-    with _connect(stack.outputs()["postgres_admin_url"]) as conn:
+    # The role's limit, and the pooler's cap on that login's server connections (a reload).
+    assert changed == {"billing-database": "update", "pooler-live-config": "update"}, changed
+    outputs = stack.outputs()
+    with _connect(outputs["postgres_admin_url"]) as conn:
         limit = conn.execute(
             "select rolconnlimit from pg_roles where rolname = 'billing_app'"
         ).fetchone()
     assert limit == (6,)
+    users = {row["name"]: row for row in console_rows(outputs["pooler_console_url"], "SHOW USERS")}
+    assert users["billing_app"]["max_user_connections"] == 6, users["billing_app"]
 
 
 def test_removing_a_service_keeps_its_data(stack: E2eStack) -> None:

@@ -7,6 +7,9 @@ the pooler reads. These tests run the dev stack's own pooler image against a tes
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +18,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import sqlalchemy
+from psycopg_pool import ConnectionPool
 
 from infra import naming
 from infra.config.model import ConnectionLimits, ServiceSpec, StackConfig
@@ -26,6 +31,7 @@ from tests.integration.postgres_support import cli
 from tests.servers.pgbouncer import PgbouncerServer
 from tests.servers.postgres import PostgresServer
 
+JDBC_CLIENT = Path(__file__).resolve().parents[1] / "clients" / "jdbc"
 SERVICES = ("users", "events")  # in the test server's pg_hba.conf (the dev stack's)
 
 
@@ -317,3 +323,142 @@ def test_db_pools_with_a_wrong_console_password_is_one_clean_line(
     assert "wrong-password" not in lines[0]
     assert "PgBouncer console" in lines[0], lines
     assert "authentication failed" in lines[0], lines
+
+
+# The clients a service uses, with the URLs as the env file gives them. Each test uses its own
+# service of the two, and its own table.
+
+
+def env_urls(pooler: PgbouncerServer, credentials: Credentials, service: str) -> dict[str, str]:
+    """The service's env-file URLs, pointed at the test's pooler and server."""
+    migrator = credentials.for_service(service).migrator
+    return {
+        "DATABASE_URL": login(pooler, credentials, service, "app"),
+        "READONLY_DATABASE_URL": login(pooler, credentials, service, "readonly"),
+        "MIGRATION_DATABASE_URL": (
+            f"postgresql://{naming.role_name(service, 'migrator')}:{migrator}"
+            f"@127.0.0.1:{pooler.postgres_port}/{naming.database_name(service)}"
+        ),
+    }
+
+
+def test_psycopg_pool_works_through_the_pooler(
+    pooler: PgbouncerServer, credentials: Credentials
+) -> None:
+    urls = env_urls(pooler, credentials, "users")
+    with psycopg.connect(urls["MIGRATION_DATABASE_URL"]) as conn:
+        conn.execute("CREATE TABLE pool_hits (worker int, n int)")
+    errors: list[BaseException] = []
+    with ConnectionPool(urls["DATABASE_URL"], min_size=2, max_size=8, open=True) as pool:
+
+        def work(worker: int) -> None:
+            try:
+                for n in range(10):
+                    with pool.connection() as conn:
+                        conn.execute("INSERT INTO pool_hits VALUES (%s, %s)", (worker, n))
+            except BaseException as error:  # the worker's failure, reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not errors, errors[:3]
+    with psycopg.connect(urls["READONLY_DATABASE_URL"]) as conn:
+        assert conn.execute("SELECT count(*) FROM pool_hits").fetchone() == (160,)
+
+
+def test_sqlalchemy_and_alembic_work_with_the_urls_as_given(
+    pooler: PgbouncerServer, credentials: Credentials, tmp_path: Path
+) -> None:
+    """``alembic upgrade head`` (the command, as a team runs it) through
+    MIGRATION_DATABASE_URL; then SQLAlchemy through DATABASE_URL and READONLY_DATABASE_URL."""
+    urls = env_urls(pooler, credentials, "events")
+    scripts = tmp_path / "migrations"
+    (scripts / "versions").mkdir(parents=True)
+    (scripts / "env.py").write_text(ALEMBIC_ENV)
+    (scripts / "script.py.mako").write_text("")
+    (scripts / "versions" / "0001_notes.py").write_text(ALEMBIC_REVISION)
+    (tmp_path / "alembic.ini").write_text(f"[alembic]\nscript_location = {scripts}\n")
+    environment = {**os.environ, "MIGRATION_DATABASE_URL": urls["MIGRATION_DATABASE_URL"]}
+    upgraded = subprocess.run(
+        [str(Path(sys.executable).with_name("alembic")), "upgrade", "head"],
+        cwd=tmp_path, env=environment, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert upgraded.returncode == 0, upgraded.stderr
+    app = sqlalchemy.create_engine(sqlalchemy_url(urls["DATABASE_URL"]))
+    notes = sqlalchemy.table("notes", sqlalchemy.column("id"), sqlalchemy.column("body"))
+    with app.begin() as conn:
+        for i in range(12):  # past psycopg's prepare threshold, one transaction each below
+            conn.execute(sqlalchemy.insert(notes).values(body=f"note {i}"))
+    for i in range(12):
+        with app.begin() as conn:
+            found = conn.execute(
+                sqlalchemy.select(notes.c.id).where(notes.c.body == f"note {i}")
+            ).all()
+            assert len(found) == 1
+    app.dispose()
+    readonly = sqlalchemy.create_engine(sqlalchemy_url(urls["READONLY_DATABASE_URL"]))
+    with readonly.connect() as conn:
+        assert conn.execute(sqlalchemy.text("SELECT count(*) FROM notes")).scalar() == 12
+        with pytest.raises(sqlalchemy.exc.ProgrammingError, match="permission denied"):
+            conn.execute(sqlalchemy.text("DELETE FROM notes"))
+    readonly.dispose()
+
+
+def sqlalchemy_url(url: str) -> str:
+    """An env file's libpq URL as SQLAlchemy takes it for psycopg 3: only the scheme changes."""
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+ALEMBIC_ENV = """
+import os
+
+import sqlalchemy
+from alembic import context
+
+url = os.environ["MIGRATION_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
+engine = sqlalchemy.create_engine(url)
+with engine.connect() as connection:
+    context.configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+"""
+ALEMBIC_REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+
+
+def upgrade():
+    op.create_table(
+        "notes",
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("body", sa.Text, nullable=False),
+    )
+"""
+
+
+def test_flyway_and_jdbc_work_with_the_urls_as_given(
+    pooler: PgbouncerServer, credentials: Credentials
+) -> None:
+    """A Java service: Flyway through MIGRATION_DATABASE_URL, then the JDBC driver with its
+    default server-side prepared statements through DATABASE_URL (tests/clients/jdbc)."""
+    built = subprocess.run(
+        ["mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(JDBC_CLIENT / "pom.xml"), "package"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    classpath = f"{JDBC_CLIENT / 'target' / 'classes'}:{JDBC_CLIENT / 'target' / 'lib' / '*'}"
+    urls = env_urls(pooler, credentials, "users")
+    ran = subprocess.run(
+        ["java", "-cp", classpath, "local.persistence.Client", str(JDBC_CLIENT / "migrations")],
+        env={**os.environ, **urls}, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    assert ran.stdout.strip().splitlines()[-1] == "ok 20"
+    for password in urls.values():
+        assert password.split("@")[0] not in ran.stdout + ran.stderr
