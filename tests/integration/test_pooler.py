@@ -462,3 +462,26 @@ def test_flyway_and_jdbc_work_with_the_urls_as_given(
     assert ran.stdout.strip().splitlines()[-1] == "ok 20"
     for password in urls.values():
         assert password.split("@")[0] not in ran.stdout + ran.stderr
+
+
+def test_prepared_statements_follow_a_client_to_another_server_connection(
+    pooler: PgbouncerServer, credentials: Credentials
+) -> None:
+    """A client's prepared statement (psycopg prepares from the fifth run) keeps working when
+    its next transaction gets another server connection: another client holds the one it had,
+    so each of its transactions runs on a different backend."""
+    url = login(pooler, credentials, "users")
+    with psycopg.connect(url) as mover, psycopg.connect(url) as holder:
+        backends = set()
+        for i in range(12):
+            # The holder takes the connection the mover released last and gives its own back
+            # first, so the two swap server connections every round.
+            holder.execute("SELECT 1")
+            (pid,) = mover.execute("SELECT pg_backend_pid()").fetchone() or (0,)
+            backends.add(pid)
+            assert mover.execute("SELECT %s::int * 2", (i,)).fetchone() == (i * 2,)
+            holder.commit()
+            mover.commit()
+        assert len(backends) > 1, "the mover never changed server connection"
+        assert mover.prepare_threshold is not None
+        assert mover.prepare_threshold < 12, "psycopg prepared the statement"

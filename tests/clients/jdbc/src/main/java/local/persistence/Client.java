@@ -15,6 +15,9 @@ import org.flywaydb.core.Flyway;
  * URLs come from the environment, never the command line. Prints "ok <rows>" and exits 0.
  */
 public final class Client {
+  /** Flyway's schema: its own, so the service's database may hold other tables already. */
+  static final String SCHEMA = "jdbc_client";
+
   private Client() {}
 
   /** The libpq URL of an env file as what JDBC takes: a jdbc: URL and its login. */
@@ -42,14 +45,15 @@ public final class Client {
             migration.login().getProperty("user"),
             migration.login().getProperty("password"))
         .locations("filesystem:" + args[0])
+        .schemas(SCHEMA)
         .load()
         .migrate();
     Target app = target(System.getenv("DATABASE_URL"));
     long rows;
     try (Connection conn = DriverManager.getConnection(app.jdbcUrl(), app.login())) {
       conn.setAutoCommit(false);
-      try (PreparedStatement insert = conn.prepareStatement("INSERT INTO orders (item) VALUES (?)");
-          PreparedStatement count = conn.prepareStatement("SELECT count(*) FROM orders WHERE item = ?")) {
+      try (PreparedStatement insert = conn.prepareStatement("INSERT INTO " + SCHEMA + ".orders (item) VALUES (?)");
+          PreparedStatement count = conn.prepareStatement("SELECT count(*) FROM " + SCHEMA + ".orders WHERE item = ?")) {
         for (int i = 0; i < 20; i++) {
           insert.setString(1, "jdbc-" + i);
           insert.executeUpdate();
@@ -64,7 +68,7 @@ public final class Client {
           conn.commit();
         }
       }
-      try (PreparedStatement total = conn.prepareStatement("SELECT count(*) FROM orders");
+      try (PreparedStatement total = conn.prepareStatement("SELECT count(*) FROM " + SCHEMA + ".orders");
           ResultSet result = total.executeQuery()) {
         result.next();
         rows = result.getLong(1);
