@@ -307,6 +307,7 @@ bench: setup engine perf-test
 	$(BIN)/python -m benchmarks.bench_rebuild
 	$(BIN)/python -m benchmarks.bench_program
 	$(BIN)/python -m benchmarks.bench_broker
+	$(BIN)/python -m benchmarks.bench_pooler
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache
