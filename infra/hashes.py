@@ -14,18 +14,26 @@ import hmac
 import secrets
 
 SCRAM_ITERATIONS = 4096  # PostgreSQL's default for scram_iterations
+# Service logins' passwords are generated, 256 random bits (infra.credentials; 238 in Pulumi
+# runs): no number of PBKDF2 iterations makes guessing one any less hopeless, while every login
+# costs the *client* all of them (pgbench -C: 4096 iterations were most of a pooled login's
+# time). PostgreSQL 16 made the count a setting (scram_iterations) for this trade. Admin and
+# human-chosen passwords keep PostgreSQL's 4096.
+SERVICE_LOGIN_ITERATIONS = 1024
 
 
-def scram_sha256_verifier(password: str, salt: bytes | None = None) -> str:
+def scram_sha256_verifier(
+    password: str, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS
+) -> str:
     """The verifier PostgreSQL stores for ``password`` (RFC 5802 / RFC 7677)."""
     salt = salt if salt is not None else secrets.token_bytes(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, SCRAM_ITERATIONS)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
     client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
     stored_key = hashlib.sha256(client_key).digest()
     server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
     b64 = base64.b64encode
     return (
-        f"SCRAM-SHA-256${SCRAM_ITERATIONS}:{b64(salt).decode()}"
+        f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}"
         f"${b64(stored_key).decode()}:{b64(server_key).decode()}"
     )
 
@@ -37,7 +45,8 @@ def postgres_login_verifier(password: str) -> str:
     the one PgBouncer's auth file holds: PgBouncer can then log in to the server with the keys
     the client's own SCRAM exchange proved (SCRAM pass-through), and no file holds a password.
     """
-    return scram_sha256_verifier(password, deterministic_salt(password, "postgres-login"))
+    salt = deterministic_salt(password, "postgres-login")
+    return scram_sha256_verifier(password, salt, SERVICE_LOGIN_ITERATIONS)
 
 
 def redis_acl_hash(password: str) -> str:

@@ -32,9 +32,10 @@ DEFAULT_PRIVILEGES = {
 
 
 # Recorded with the password version: the login's verifier is ``hashes.postgres_login_verifier``
+# (its salt derived from the password, 1024 iterations)
 # (the pooler's). A login set before (a random salt) reads as not current, so the next apply
 # sets its password once more, to the verifier the pooler holds.
-VERIFIER_SCHEME = "verifier=derived-salt"
+VERIFIER_SCHEME = "verifier=derived-salt-1024"
 
 
 def role_comment(version: int | None) -> str:

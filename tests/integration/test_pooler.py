@@ -161,7 +161,10 @@ def test_the_auth_file_holds_verifiers_not_passwords(
         for password in credentials.for_service(service).postgres_passwords().values():
             assert password not in text
     assert credentials.pooler_admin not in text
-    assert text.count("SCRAM-SHA-256$4096:") == 1 + 2 * len(SERVICES)
+    # The console's (a password like the admins': PostgreSQL's 4096 iterations), then every
+    # pooled login's (generated, 256 random bits: 1024, see hashes.SERVICE_LOGIN_ITERATIONS).
+    assert text.count("SCRAM-SHA-256$4096:") == 1
+    assert text.count("SCRAM-SHA-256$1024:") == 2 * len(SERVICES)
 
 
 def test_a_login_never_holds_more_server_connections_than_its_limit(

@@ -60,6 +60,8 @@ def _commands(stack: str, tmp_path: Path) -> dict[str, list[str]]:
         "db apply": ["db", "apply", "--stack", stack, *admin],
         "db rotate": ["db", "rotate", "--stack", stack, *admin, "--service", "users"],
         "db drop": ["db", "drop", "--stack", stack, *admin, "--service", "x", "--confirm", "x"],
+        # The pooler's console, with its own login from the same secrets file.
+        "db pools": ["db", "pools", "--stack", stack],
         "backup": ["backup", "--stack", stack, "--bucket", fresh, *admin],
         "verify": [
             "verify", "--stack", stack, *admin,
@@ -149,6 +151,10 @@ def test_every_command_resolves_the_same_secrets_file_and_admin_login(
             assert sinks.secrets_read == {default.resolve()}, where
             assert "Traceback" not in err, where
             if command in ("render", "broker prune", "broker rolling-restart"):
+                continue
+            if command == "db pools":
+                console = ("pooler_admin", "16432", credentials.pooler_admin)
+                assert sinks.logins == {console}, where
                 continue
             assert sinks.logins, f"{where} never connected: {err}"
             assert sinks.logins <= wanted_logins, where
