@@ -121,6 +121,7 @@ def pgbench(
     if done.returncode != 0 or found is None:
         lines = [line for line in done.stderr.splitlines() if "error" in line or "FATAL" in line]
         problem = (lines[0] if lines else done.stderr.strip()[-200:]) or "no tps reported"
+        problem = "refused: " + problem.rsplit("FATAL:", 1)[-1].strip()
     elif failed is not None and int(failed.group(1)):
         problem = f"{failed.group(1)} failed transactions"
     return Result(float(found.group(1)) if found else 0.0, not problem, problem)
