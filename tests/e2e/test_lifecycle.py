@@ -211,6 +211,14 @@ def test_changing_one_limit_updates_only_that_database(stack: E2eStack) -> None:
     assert limit == (6,)
     users = {row["name"]: row for row in console_rows(outputs["pooler_console_url"], "SHOW USERS")}
     assert users["billing_app"]["max_user_connections"] == 6, users["billing_app"]
+    # `make pools`, as the README has a user watch the pooler: a client of billing is seen.
+    with _connect(stack.env_files()["billing"]["DATABASE_URL"]) as conn:
+        conn.execute("select 1")
+        pools = stack.make("pools").stdout
+    rows = {line.split()[0]: line.split()[1:] for line in pools.splitlines()[1:] if line.strip()}
+    assert set(rows) == {s["name"] for s in stack.services}, pools
+    assert int(rows["billing"][0]) >= 1, pools  # its client connection
+    assert outputs["pooler_console_url"].split("@")[0] not in pools
 
 
 def test_removing_a_service_keeps_its_data(stack: E2eStack) -> None:

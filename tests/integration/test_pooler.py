@@ -27,6 +27,7 @@ from infra.credentials import Credentials
 from infra.hashes import scram_sha256_verifier
 from infra.postgres import apply
 from infra.render import pgbouncer as pooler_files
+from tests.integration.pooler_support import peak_backends_while
 from tests.integration.postgres_support import cli
 from tests.servers.pgbouncer import PgbouncerServer
 from tests.servers.postgres import PostgresServer
@@ -173,8 +174,6 @@ def test_a_login_never_holds_more_server_connections_than_its_limit(
     """20 clients of one service run transactions at once: none fails, and the server never
     sees more of its app login's connections than ``connection_limits.app`` (4)."""
     errors: list[BaseException] = []
-    peak = 0
-    stop = threading.Event()
 
     def client() -> None:
         try:
@@ -185,26 +184,8 @@ def test_a_login_never_holds_more_server_connections_than_its_limit(
         except BaseException as error:
             errors.append(error)
 
-    def watch() -> None:
-        nonlocal peak
-        admin = psycopg.connect(postgres.admin_url, autocommit=True)
-        while not stop.is_set():
-            (count,) = admin.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = 'events_app'"
-            ).fetchone() or (0,)
-            peak = max(peak, int(count))
-            time.sleep(0.01)
-        admin.close()
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
     clients = [threading.Thread(target=client) for _ in range(20)]
-    for thread in clients:
-        thread.start()
-    for thread in clients:
-        thread.join()
-    stop.set()
-    watcher.join()
+    peak = peak_backends_while(postgres.admin_url, clients, "events_app")
     assert not errors, errors[:3]
     assert 1 <= peak <= 4, peak
 

@@ -21,6 +21,7 @@ from infra.config.model import ConnectionLimits, ServiceSpec, StackConfig
 from infra.credentials import Credentials
 from infra.postgres import apply
 from tests.conftest import render_to
+from tests.integration.pooler_support import peak_backends_while
 from tests.servers.pgbouncer import PgbouncerServer
 from tests.servers.postgres import PostgresServer
 
@@ -70,8 +71,6 @@ def test_600_clients_on_a_200_connection_server_run_for_30s_without_an_error(
         assert admin.execute("SHOW max_connections").fetchone() == (str(MAX_CONNECTIONS),)
     errors: list[str] = []
     transactions = [0] * (len(SERVICES) * CLIENTS_PER_SERVICE)
-    peak = 0
-    stop = threading.Event()
     deadline = time.monotonic() + RUN_S
 
     def client(index: int, service: str) -> None:
@@ -86,32 +85,18 @@ def test_600_clients_on_a_200_connection_server_run_for_30s_without_an_error(
         except psycopg.Error as error:
             errors.append(f"{service}: {error}")
 
-    def watch() -> None:
-        nonlocal peak
-        with psycopg.connect(postgres.admin_url, autocommit=True) as admin:
-            while not stop.is_set():
-                row = admin.execute("SELECT count(*) FROM pg_stat_activity").fetchone()
-                peak = max(peak, int(row[0]) if row else 0)
-                time.sleep(0.05)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
     clients = [
         threading.Thread(target=client, args=(i * CLIENTS_PER_SERVICE + j, service))
         for i, service in enumerate(SERVICES)
         for j in range(CLIENTS_PER_SERVICE)
     ]
-    for thread in clients:
-        thread.start()
-    for thread in clients:
-        thread.join()
-    stop.set()
-    watcher.join()
+    # Backends of every kind (the watcher's own included).
+    peak = peak_backends_while(postgres.admin_url, clients)
     record_property("measured:transactions", sum(transactions))
     record_property("measured:peak server connections", peak)
     assert not errors, f"{len(errors)} errors, e.g. {errors[:3]}"
     assert all(transactions), "every client got transactions through"
-    # Backends of every kind (the watcher's own included): never past max_connections, and
-    # within the services' app pools (2 each) plus the few the tooling holds.
+    # Never past max_connections, and within the services' app pools (2 each) plus the few
+    # the tooling holds.
     assert peak <= MAX_CONNECTIONS, peak
     assert peak <= len(SERVICES) * 2 + 10, peak

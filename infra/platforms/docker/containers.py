@@ -193,6 +193,13 @@ def _container(
     )
 
 
+def _health_check(tests: list[str], *, start_period: str) -> docker.ContainerHealthcheckArgs:
+    """Every 10 s, 5 s to answer, unhealthy after 5 misses; ``start_period`` to boot first."""
+    return docker.ContainerHealthcheckArgs(
+        tests=tests, interval="10s", timeout="5s", retries=5, start_period=start_period
+    )
+
+
 def _port(shared: Shared, internal: int, external: int) -> docker.ContainerPortArgs:
     return docker.ContainerPortArgs(
         internal=internal, external=external, ip=shared.config.docker.bind_address, protocol="tcp"
@@ -222,13 +229,7 @@ def postgres(shared: Shared, volume: docker.Volume) -> docker.Container:
             )
         ],
         ports=[_port(shared, POSTGRES_PORT, config.docker.ports.postgres)],
-        healthcheck=docker.ContainerHealthcheckArgs(
-            tests=POSTGRES_HEALTH_CHECK,
-            interval="10s",
-            timeout="5s",
-            retries=5,
-            start_period="30s",
-        ),
+        healthcheck=_health_check(POSTGRES_HEALTH_CHECK, start_period="30s"),
         shm_size=256,
         stop_timeout=60,
     )
@@ -259,13 +260,7 @@ def redis(shared: Shared, volume: docker.Volume) -> docker.Container:
             )
         ],
         ports=[_port(shared, REDIS_PORT, config.docker.ports.redis)],
-        healthcheck=docker.ContainerHealthcheckArgs(
-            tests=["CMD-SHELL", ping],
-            interval="10s",
-            timeout="5s",
-            retries=5,
-            start_period="10s",
-        ),
+        healthcheck=_health_check(["CMD-SHELL", ping], start_period="10s"),
     )
 
 
@@ -286,13 +281,7 @@ def pooler(shared: Shared, postgres: docker.Container) -> docker.Container:
             _upload(shared, pooler_files.AUTH_FILE, "pgbouncer/userlist.txt", private=True),
         ],
         ports=[_port(shared, POOLER_PORT, config.docker.ports.pooler)],
-        healthcheck=docker.ContainerHealthcheckArgs(
-            tests=POOLER_HEALTH_CHECK,
-            interval="10s",
-            timeout="5s",
-            retries=5,
-            start_period="10s",
-        ),
+        healthcheck=_health_check(POOLER_HEALTH_CHECK, start_period="10s"),
         opts_depends_on=[postgres],
     )
 
