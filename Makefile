@@ -246,7 +246,7 @@ broker-tunnel-start:
 pools: setup $(PULUMI_CLI)
 	@POOLER_CONSOLE_URL="$$($(PULUMI) stack output pooler_console_url --show-secrets --stack $(STACK))" && \
 	export POOLER_CONSOLE_URL && \
-	$(BIN)/python -m infra db pools --stack $(STACK)
+	$(BIN)/python -m infra db pools --stack $(PROJECT_DIR)/Pulumi.$(STACK).yaml
 
 # A prod cluster's rolling restart (upgrades, config changes): one node at a time, waiting for
 # every quorum queue to be back at full membership in between (python -m infra broker

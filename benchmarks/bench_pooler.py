@@ -37,6 +37,7 @@ from infra.config.model import ConnectionLimits, ServiceSpec
 from infra.credentials import Credentials
 from infra.postgres import apply
 from tests.conftest import render_to
+from tests.e2e.dockerd import ensure_docker
 from tests.servers.pgbouncer import PgbouncerServer
 from tests.servers.postgres import PostgresServer, pg_binary
 
@@ -150,7 +151,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     rows: list[list[str]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-pooler-") as tmp:
+    with ensure_docker(), tempfile.TemporaryDirectory(prefix="bench-pooler-") as tmp:
         root = Path(tmp)
         # The app login's limit leaves the direct runs room beside the server connections the
         # pooled runs leave idle in the pool (both count against the role's limit).

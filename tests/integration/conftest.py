@@ -16,6 +16,11 @@ Which fixture to use (the fast path is the default; a test that needs more says 
   Isolate by vhost, queue and user names. A clean restart is allowed (the node comes back with
   the same state); a node booted from other definitions gets its own ``RabbitmqServer`` (see
   ``test_rabbitmq_prune.py``).
+- ``docker_engine``: a Docker engine for the one module that runs a container (PgBouncer,
+  ``test_pooler.py``), the running one or a ``dockerd`` started for the worker's session and
+  stopped after it (by its PID). Keep every test that needs it in that module: under
+  ``--dist loadscope`` a module runs on one worker, and a second worker would find, use and
+  lose an engine it does not own.
 - ``gcs``: the GCS emulator, one **per session**; the fixture points google-cloud-storage at it
   for the test only. Use a bucket prefix of your own (``gs://backups/<your-test>``).
 
@@ -33,6 +38,7 @@ import pytest
 from infra.config import StackConfig
 from infra.credentials import Credentials
 from infra.postgres import apply
+from tests.e2e.dockerd import DockerEngine, ensure_docker
 from tests.integration.backup_helpers import (
     cli_options,
     seed,
@@ -114,6 +120,13 @@ def rabbitmq_server(
     ).start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    """The running Docker engine, or a dockerd started for this session and stopped after it."""
+    with ensure_docker() as engine:
+        yield engine
 
 
 @pytest.fixture(scope="session")

@@ -26,14 +26,6 @@ MOUNT = "/etc/pgbouncer-test"
 SERVER_UID = 999  # the image's user
 
 
-def ensure_docker_and_image() -> None:
-    """A Docker engine (started here when none answers) and the pooler image, or a failure."""
-    from tests.e2e.dockerd import ensure_docker
-
-    ensure_docker()
-    ensure_images(["pgbouncer"])
-
-
 @dataclass
 class PgbouncerServer:
     """One PgBouncer container on the host's network; ``write`` its files, then ``reload``."""
@@ -66,7 +58,9 @@ class PgbouncerServer:
             staged.replace(self.root / name)
 
     def start(self) -> PgbouncerServer:
-        ensure_docker_and_image()
+        """Run the image (built here when out of date) on a Docker engine that answers: the
+        caller owns the engine (``tests/integration/conftest.py`` ``docker_engine``)."""
+        ensure_images(["pgbouncer"])
         started = subprocess.run(
             [
                 "docker", "run", "--detach", "--name", self.name, "--network", "host",
