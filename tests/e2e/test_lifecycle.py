@@ -215,7 +215,9 @@ def test_changing_one_limit_updates_only_that_database(stack: E2eStack) -> None:
     with _connect(stack.env_files()["billing"]["DATABASE_URL"]) as conn:
         conn.execute("select 1")
         pools = stack.make("pools").stdout
-    rows = {line.split()[0]: line.split()[1:] for line in pools.splitlines()[1:] if line.strip()}
+    lines = pools.splitlines()
+    table = lines[[line.split()[:1] for line in lines].index(["service"]) + 1 :]  # after make's
+    rows = {line.split()[0]: line.split()[1:] for line in table if line.strip()}
     assert set(rows) == {s["name"] for s in stack.services}, pools
     assert int(rows["billing"][0]) >= 1, pools  # its client connection
     assert outputs["pooler_console_url"].split("@")[0] not in pools

@@ -2,8 +2,8 @@
 
 pulumi-docker owns the containers; this module only does the two things it cannot do to a
 *running* container without replacing it: place files in it (``PUT /containers/{id}/archive``,
-what ``docker cp`` does) and send its main process a signal (``POST /containers/{id}/kill``,
-what ``docker kill -s HUP`` does; the container keeps running). The engine is found the way the
+what ``docker cp`` does) and send its main process a signal (``kill -s HUP 1`` run in it, what
+``docker exec`` does; the container keeps running). The engine is found the way the
 docker CLI and pulumi-docker find it: ``$DOCKER_HOST`` (``unix://`` or plain ``tcp://``), else
 ``/var/run/docker.sock``.
 """
@@ -110,7 +110,34 @@ def put_files(container: str, files: Mapping[str, FileSpec]) -> None:
     )
 
 
+# The signals a running server is sent to reload its files; they are named in a command line.
+RELOAD_SIGNALS = frozenset({"HUP"})
+
+
 def signal(container: str, name: str) -> None:
-    """Send signal ``name`` (e.g. ``HUP``) to the container's main process; it keeps running."""
-    query = urllib.parse.urlencode({"signal": name})
-    _call("POST", f"/containers/{urllib.parse.quote(container)}/kill?{query}")
+    """Send signal ``name`` (e.g. ``HUP``) to the container's main process; it keeps running.
+
+    From inside the container (``kill -s HUP 1`` through an exec), never through the engine's
+    kill endpoint: Docker 20.10 (Debian 12's docker.io) marks a container sent any signal that
+    way as stopped by hand, so after the engine restarts (a reboot) it is left down whatever its
+    restart policy says (tests/e2e: the pooler after a reload, then a dockerd restart).
+    """
+    if name not in RELOAD_SIGNALS:
+        raise ServerError(f"signal {name!r} is not one this tool sends; allowed: HUP")
+    created = json.loads(
+        _call(
+            "POST",
+            f"/containers/{urllib.parse.quote(container)}/exec",
+            json.dumps({"Cmd": ["sh", "-c", f"kill -s {name} 1"], "AttachStderr": True}).encode(),
+            "application/json",
+        )
+    )
+    exec_id = urllib.parse.quote(str(created["Id"]))
+    output = _call(
+        "POST", f"/exec/{exec_id}/start", json.dumps({"Detach": False}).encode(), "application/json"
+    )
+    status = json.loads(_call("GET", f"/exec/{exec_id}/json"))
+    if status.get("ExitCode") != 0:
+        said = output.decode(errors="replace").strip()[-200:]
+        code = status.get("ExitCode")
+        raise ServerError(f"Docker engine: kill -s {name} 1 in {container} exited {code}: {said}")
