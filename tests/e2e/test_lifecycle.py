@@ -160,8 +160,13 @@ def test_adding_a_service_previews_then_creates_only_its_resources(stack: E2eSta
     preview = stack.preview()
     assert "shipping-database" in preview.stdout, preview.stdout[-3000:]
 
-    session = _connect(orders["DATABASE_URL"])
+    # A direct session proves PostgreSQL kept running (its backend is the same); a pooled one
+    # proves the pooler did (in transaction mode its server connection may change, its client
+    # connection may not).
+    session = _connect(orders["MIGRATION_DATABASE_URL"])
     backend = session.execute("select pg_backend_pid()").fetchone()
+    pooled = _connect(orders["DATABASE_URL"])
+    pooled.execute("select 1")
     client = redis.Redis.from_url(orders["REDIS_URL"], retry=None, socket_timeout=10)
     client_id = client.client_id()
     amqp = pika.BlockingConnection(pika.URLParameters(orders["AMQP_URL"]))
@@ -182,11 +187,13 @@ def test_adding_a_service_previews_then_creates_only_its_resources(stack: E2eSta
         # No server restarted: the same containers, and every open connection still answers.
         assert _container_ids() == containers
         assert session.execute("select pg_backend_pid()").fetchone() == backend
+        assert pooled.execute("select current_user").fetchone() == ("orders_app",)
         assert client.client_id() == client_id
         amqp.process_data_events(time_limit=0)
         assert channel.is_open
     finally:
         session.close()
+        pooled.close()
         client.close()
         amqp.close()
     shipping_env = stack.env_files()["shipping"]  # `make up` wrote the new service's file
