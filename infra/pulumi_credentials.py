@@ -119,13 +119,14 @@ def generated_passwords(
 ) -> StackPasswords:
     """Declare every password of the stack under ``parent``; ``pacer`` tracks the services'
     (``infra.platforms.pacing``: the engine generates a password at once)."""
-    admins = {login: _password(login.replace("_", "-"), parent, {}) for login in ADMIN_LOGINS[:-1]}
     # Only a stack that runs PgBouncer has its console login (prod's pooler is Cloud SQL's).
-    admins["pooler_admin"] = (
-        _password("pooler-admin", parent, {})
-        if has_pooler_files(config)
-        else pulumi.Output.secret("")
-    )
+    unused = set() if has_pooler_files(config) else {"pooler_admin"}
+    admins = {
+        login: pulumi.Output.secret("")
+        if login in unused
+        else _password(login.replace("_", "-"), parent, {})
+        for login in ADMIN_LOGINS
+    }
     services = {
         spec.name: _service_passwords(spec.name, spec.password_version, parent, pacer)
         for spec in config.services

@@ -11,7 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from infra import naming
+
+if TYPE_CHECKING:
+    from infra.config import StackConfig
 
 CONSOLE_URL_ENV = "POOLER_CONSOLE_URL"
 
@@ -42,8 +47,6 @@ def pool_use(services: list[str], rows: list[dict[str, Any]]) -> list[PoolUse]:
     by_database: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_database.setdefault(str(row["database"]), []).append(row)
-    from infra import naming
-
     uses = []
     for service in services:
         pools = by_database.get(naming.database_name(service), [])
@@ -62,24 +65,24 @@ def pool_use(services: list[str], rows: list[dict[str, Any]]) -> list[PoolUse]:
     return uses
 
 
-def console_url(args: argparse.Namespace) -> str:
-    from infra.errors import UsageError
-
+def console_url(args: argparse.Namespace, config: StackConfig) -> str:
+    """``$POOLER_CONSOLE_URL``, else the console login of the stack's secrets file."""
     given = os.environ.get(CONSOLE_URL_ENV)
     if given:
         return given
-    from infra.commands.common import load
-    from infra.render import endpoints, pgbouncer
+    from infra import secrets_file
+    from infra.commands.common import secrets_path
+    from infra.errors import UsageError
+    from infra.render import endpoints, has_pooler_files, pgbouncer
 
-    config, credentials = load(args)
-    url = pgbouncer.console_url(endpoints.for_stack(config), credentials.pooler_admin)
-    if not url or config.platform != "docker":
+    if not has_pooler_files(config):
         raise UsageError(
             f"stack {args.stack!r} runs no PgBouncer of ours (postgres.pooler.enabled is false, "
             "or prod's pooler is Cloud SQL's: see its pooler metrics and the waiting-clients "
             "alert)"
         )
-    return url
+    credentials = secrets_file.load_or_create(secrets_path(args), config)
+    return pgbouncer.console_url(endpoints.for_stack(config), credentials.pooler_admin)
 
 
 def run_pools(args: argparse.Namespace) -> int:
@@ -88,7 +91,7 @@ def run_pools(args: argparse.Namespace) -> int:
     from infra.postgres.driver import console_rows
 
     config = load_stack(args.stack)
-    rows = console_rows(console_url(args), "SHOW POOLS")
+    rows = console_rows(console_url(args, config), "SHOW POOLS")
     print(HEADER)
     for use in pool_use([spec.name for spec in config.services], rows):
         print(use.line())

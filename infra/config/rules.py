@@ -96,8 +96,7 @@ def service_name(value: str) -> str | None:
     if value in RESERVED_NAMES:
         return (
             f"{value!r} is a reserved name (PostgreSQL, Cloud SQL, PgBouncer, Redis or RabbitMQ "
-            "use it); "
-            "choose another"
+            "use it); choose another"
         )
     size = len(value.encode())
     if size > naming.MAX_SERVICE_NAME_BYTES:

@@ -46,8 +46,6 @@ SUITE = "bookworm"  # the servers' suite; PgBouncer's is newer (see SERVER_IMAGE
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 APT_SOURCES = Path("/etc/apt")
-# Every image built FROM persistence-e2e/base:<suite> of its suite.
-BASE_TAG = f"persistence-e2e/base:{SUITE}"
 HASH_LABEL = "persistence-e2e.build-hash"
 # A pull that the network refuses fails fast; one that hangs must not hold `make up` for long.
 PULL_TIMEOUT_S = 120
@@ -64,6 +62,7 @@ LOCK_FILE = Path(tempfile.gettempdir()) / "persistence-e2e-images.lock"
 
 
 def base_tag(suite: str) -> str:
+    """The base image every server image of ``suite`` is built FROM."""
     return f"persistence-e2e/base:{suite}"
 
 
@@ -486,10 +485,8 @@ def ensure_stack_images(stack_file: Path, *, network: str | None = None) -> dict
             built = ids[built_tags[name]]
             if image_id(tag) != built:
                 _tag_stand_in(built, tag)
-            own = tag.startswith(OWN_IMAGE_PREFIX)
-            _say(f"{tag}: {'built' if own else 'using the stand-in built'} from Debian's packages"
-                 f" ({built_tags[name]})")  # fmt: skip
-            found[tag] = "built" if own else "stand-in"
+            found[tag] = "built" if tag.startswith(OWN_IMAGE_PREFIX) else "stand-in"
+            _say(f"{tag}: {found[tag]} from Debian's packages ({built_tags[name]})")
     return found
 
 

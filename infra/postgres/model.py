@@ -32,9 +32,8 @@ DEFAULT_PRIVILEGES = {
 
 
 # Recorded with the password version: the login's verifier is ``hashes.postgres_login_verifier``
-# (its salt derived from the password, 1024 iterations)
-# (the pooler's). A login set before (a random salt) reads as not current, so the next apply
-# sets its password once more, to the verifier the pooler holds.
+# (the pooler's: its salt derived from the password, 1024 iterations). A login set before (a
+# random salt) reads as not current, so the next apply sets its password once more.
 VERIFIER_SCHEME = "verifier=derived-salt-1024"
 
 

@@ -164,7 +164,7 @@ def _container(
     memory_mb: int,
     aliases: list[str] | None = None,
     wait_timeout: int = 180,
-    opts_depends_on: list[pulumi.Resource] | None = None,
+    depends_on: list[pulumi.Resource] | None = None,
     **args: Any,
 ) -> docker.Container:
     """A server container with the settings every server shares, plus its own ``args``.
@@ -188,7 +188,7 @@ def _container(
         wait=True,  # `pulumi up` returns once the health check passes
         wait_timeout=wait_timeout,
         labels=[docker.ContainerLabelArgs(label="persistence.stack", value=shared.prefix)],
-        opts=pulumi.ResourceOptions(parent=shared.parent, depends_on=opts_depends_on),
+        opts=pulumi.ResourceOptions(parent=shared.parent, depends_on=depends_on),
         **args,
     )
 
@@ -282,7 +282,7 @@ def pooler(shared: Shared, postgres: docker.Container) -> docker.Container:
         ],
         ports=[_port(shared, POOLER_PORT, config.docker.ports.pooler)],
         healthcheck=_health_check(POOLER_HEALTH_CHECK, start_period="10s"),
-        opts_depends_on=[postgres],
+        depends_on=[postgres],
     )
 
 
