@@ -1,7 +1,8 @@
 """pgbench through the dev pooler against pgbench straight to PostgreSQL, in one run.
 
 A PostgreSQL 15 from the rendered dev files and the dev stack's own PgBouncer image (with the
-rendered pgbouncer.ini and auth file, as ``tests/servers/pgbouncer.py`` runs it), one service
+rendered pgbouncer.ini and auth file, reaching the server through its Unix socket as in the dev
+stack, as ``tests/servers/pgbouncer.py`` runs it), one service
 (``bench``) provisioned by the tool, ``pgbench -i`` through its migration login. Every pgbench
 logs in as the service's app login with SCRAM, both ways (its password in PGPASSWORD, never on
 the command line):
@@ -85,7 +86,7 @@ def start(config: StackConfig, root: Path) -> Servers:
     rendered = render_to(root / "out", config, credentials)
     postgres = PostgresServer(rendered, config.postgres.admin_user, credentials.postgres_admin)
     postgres.initialise()
-    pooler = PgbouncerServer(postgres.port, root / "pgbouncer")
+    pooler = PgbouncerServer(postgres, root / "pgbouncer")
     servers = Servers(postgres, pooler, credentials)
     try:
         apply(postgres.admin_url, config, credentials)

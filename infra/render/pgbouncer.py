@@ -25,6 +25,9 @@ AUTH_FILE = f"{CONFIG_DIR}/userlist.txt"
 # PostgreSQL role, and no service login can use the console.
 CONSOLE_USER = "pooler_admin"
 CONSOLE_DATABASE = "pgbouncer"
+# Where the dev container mounts PostgreSQL's socket directory: PgBouncer's server connections
+# go through the socket (cheaper than TCP per query), as each service's own login.
+SERVER_SOCKET_DIR = "/run/postgresql-server"
 # The logins whose URLs go through the pooler (the migrator's stays direct), in a stable order.
 LOGINS = tuple(kind for kind in naming.LOGIN_SUFFIXES if kind in POOLED_LOGINS)
 
@@ -65,14 +68,15 @@ def pooled_databases(config: StackConfig) -> list[PooledDatabase]:
 def pgbouncer_ini(
     config: StackConfig,
     *,
-    server_host: str = "postgres",
+    server_host: str = SERVER_SOCKET_DIR,
     server_port: int = POSTGRES_PORT,
     listen_address: str = "0.0.0.0",  # noqa: S104 - inside the container; published on loopback
     listen_port: int = POOLER_PORT,
     auth_file: str = AUTH_FILE,
 ) -> str:
     """The pooler's configuration; the defaults are the dev container's (the tests pass their
-    own server and listen addresses)."""
+    own server and listen addresses). A ``server_host`` starting with ``/`` is a socket
+    directory."""
     pooler = config.postgres.pooler
     return render(
         "pgbouncer/pgbouncer.ini.j2",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,6 +126,27 @@ def test_isolation_holds_against_the_containers(stack: E2eStack) -> None:
     other_vhost = billing["AMQP_URL"].rsplit("/", 1)[0] + "/orders"
     with pytest.raises(pika.exceptions.AMQPConnectionError):
         pika.BlockingConnection(pika.URLParameters(other_vhost)).close()
+
+
+def test_the_pooler_shares_the_server_socket_but_cannot_log_in_as_the_superuser(
+    stack: E2eStack,
+) -> None:
+    """PgBouncer reaches PostgreSQL through the server's socket directory, where pg_hba.conf
+    admits the server's own uid 999 as the superuser by peer: the pooler runs as uid 6432 with no
+    capability (nothing in it can become 999), and peer refuses it."""
+    pooler = f"{PREFIX}-pooler"
+    superuser = ["psql", "-h", "/run/postgresql-server", "-U", "postgres", "-d", "postgres",
+                 "-Atc", "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"]  # fmt: skip
+    assert docker("exec", pooler, "id", "-u") == "6432"
+    status = docker("exec", pooler, "cat", "/proc/1/status")
+    caps = dict(line.split(":\t") for line in status.splitlines() if line.startswith("Cap"))
+    assert caps["CapEff"] == caps["CapBnd"] == caps["CapPrm"] == "0" * 16, caps
+    refused = subprocess.run(["docker", "exec", pooler, *superuser], capture_output=True,
+                             text=True, check=False)  # fmt: skip
+    assert refused.returncode != 0, refused.stdout
+    assert 'Peer authentication failed for user "postgres"' in refused.stderr, refused.stderr
+    # The control: the socket is reachable from the pooler, and uid 999 there would be admitted.
+    assert docker("exec", "--user", "999", pooler, *superuser) == "t"
 
 
 def test_no_perpetual_diff_right_after_up(stack: E2eStack) -> None:

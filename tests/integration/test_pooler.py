@@ -64,7 +64,7 @@ def pooler(
     docker_engine: DockerEngine,
 ) -> Iterator[PgbouncerServer]:
     apply(postgres.admin_url, stack, credentials)
-    server = PgbouncerServer(postgres.port, tmp_path_factory.mktemp("pgbouncer") / "etc")
+    server = PgbouncerServer(postgres, tmp_path_factory.mktemp("pgbouncer") / "etc")
     server.write(stack, credentials)
     server.start()
     yield server
@@ -111,7 +111,7 @@ def test_a_service_works_through_the_pooler_with_prepared_statements(
     """psycopg prepares a statement after 5 runs (its default): in transaction mode each
     transaction may get another server connection, which PgBouncer 1.21+ handles."""
     migrator = credentials.for_service("users").migrator
-    direct = f"postgresql://users_migrator:{migrator}@127.0.0.1:{pooler.postgres_port}/users"
+    direct = f"postgresql://users_migrator:{migrator}@127.0.0.1:{pooler.postgres.port}/users"
     with psycopg.connect(direct) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY, name text)")
     with psycopg.connect(login(pooler, credentials, "users")) as conn:
@@ -132,7 +132,9 @@ def test_a_service_reaches_only_its_own_database_through_the_pooler(
 ) -> None:
     # Another service's database: PgBouncer has a pool for it, the server's hba refuses.
     other = refusal(login(pooler, credentials, "users", database="events"))
-    assert 'no pg_hba.conf entry for host "127.0.0.1", user "users_app", database "events"' in other
+    # Through the socket PgBouncer reaches the server by (as in the dev stack): its per-service
+    # lines, not a catch-all.
+    assert 'no pg_hba.conf entry for host "[local]", user "users_app", database "events"' in other
     # A database the pooler has no pool for (no "*" fallback).
     assert "no such database" in refusal(login(pooler, credentials, "users", database="postgres"))
     # A wrong password.
@@ -324,7 +326,7 @@ def env_urls(pooler: PgbouncerServer, credentials: Credentials, service: str) ->
         "READONLY_DATABASE_URL": login(pooler, credentials, service, "readonly"),
         "MIGRATION_DATABASE_URL": (
             f"postgresql://{naming.role_name(service, 'migrator')}:{migrator}"
-            f"@127.0.0.1:{pooler.postgres_port}/{naming.database_name(service)}"
+            f"@127.0.0.1:{pooler.postgres.port}/{naming.database_name(service)}"
         ),
     }
 
@@ -510,7 +512,7 @@ def budget_servers(
     postgres = PostgresServer(
         rendered, budget_stack.postgres.admin_user, credentials.postgres_admin
     ).initialise()
-    pooler = PgbouncerServer(postgres.port, root / "pgbouncer")
+    pooler = PgbouncerServer(postgres, root / "pgbouncer")
     try:
         apply(postgres.admin_url, budget_stack, credentials)
         pooler.write(budget_stack, credentials)

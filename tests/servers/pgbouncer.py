@@ -3,8 +3,10 @@
 Debian bookworm's PgBouncer (1.18) has no prepared statements in transaction mode, so the tests
 run the image the dev stack runs (``persistence-e2e/pgbouncer``, built from trixie's package by
 ``infra.images.build``) with ``--network host``: it listens on a free loopback port and reaches
-the test's PostgreSQL on its own. Its files are the rendered ones (``infra.render.pgbouncer``),
-with only the addresses and paths a test needs; ``reload`` sends SIGHUP as the live apply does.
+the test's PostgreSQL through the server's socket directory, mounted read-only where the dev
+container mounts it, as the image's uid 6432 with every capability dropped (as in the dev stack).
+Its files are the rendered ones (``infra.render.pgbouncer``), with only the port and paths a test
+needs; ``reload`` sends SIGHUP as the live apply does.
 """
 
 from __future__ import annotations
@@ -19,18 +21,19 @@ from infra.config.model import StackConfig
 from infra.credentials import Credentials
 from infra.images.build import ensure_images
 from infra.render import pgbouncer
+from tests.servers.postgres import PostgresServer
 from tests.servers.process import ServerUnavailableError, free_port, port_open, wait_until
 
 IMAGE = "persistence-e2e/pgbouncer:1.24"
 MOUNT = "/etc/pgbouncer-test"
-SERVER_UID = 999  # the image's user
+SERVER_UID = 6432  # the image's user
 
 
 @dataclass
 class PgbouncerServer:
     """One PgBouncer container on the host's network; ``write`` its files, then ``reload``."""
 
-    postgres_port: int
+    postgres: PostgresServer
     root: Path
     port: int = field(default_factory=free_port)
     name: str = field(default_factory=lambda: f"persistence-test-pgbouncer-{uuid.uuid4().hex[:8]}")
@@ -42,8 +45,8 @@ class PgbouncerServer:
         files = {
             "pgbouncer.ini": pgbouncer.pgbouncer_ini(
                 config,
-                server_host="127.0.0.1",
-                server_port=self.postgres_port,
+                server_host=pgbouncer.SERVER_SOCKET_DIR,
+                server_port=self.postgres.port,
                 listen_address="127.0.0.1",
                 listen_port=self.port,
                 auth_file=f"{MOUNT}/userlist.txt",
@@ -64,7 +67,9 @@ class PgbouncerServer:
         started = subprocess.run(
             [
                 "docker", "run", "--detach", "--name", self.name, "--network", "host",
-                "--volume", f"{self.root}:{MOUNT}:ro", IMAGE,
+                "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+                "--volume", f"{self.root}:{MOUNT}:ro",
+                "--volume", f"{self.postgres.socket_dir}:{pgbouncer.SERVER_SOCKET_DIR}:ro", IMAGE,
                 "pgbouncer", f"{MOUNT}/pgbouncer.ini",
             ],
             capture_output=True, text=True, check=False,

@@ -78,11 +78,44 @@ def test_one_component_parents_everything(run: ProgramRun) -> None:
     assert not outside, f"not parented to persistence:docker:Platform: {outside}"
 
 
+def data_volumes(run: ProgramRun) -> list[Any]:
+    return [v for v in run.of_type(VOLUME) if v.name.endswith("-data")]
+
+
 def test_every_data_volume_outlives_the_stack(run: ProgramRun) -> None:
-    volumes = run.of_type(VOLUME)
+    volumes = data_volumes(run)
     assert len(volumes) == len(SERVERS)
     for volume in volumes:
         assert volume.retain_on_delete, f"{volume}: `pulumi destroy` would delete its data"
+
+
+def test_the_pooler_reaches_postgresql_through_its_socket_as_a_uid_peer_refuses(
+    run: ProgramRun,
+) -> None:
+    socket = run.one(VOLUME, "postgres-socket")
+    # A tmpfs owned by the server's uid: no data, nothing left over from an earlier server.
+    assert socket.inputs["driverOpts"]["type"] == "tmpfs", socket
+    assert "uid=999,gid=999,mode=0755" in socket.inputs["driverOpts"]["o"], socket
+    mounts = {
+        name: {v["volumeName"]: v for v in run.one(CONTAINER, name).inputs["volumes"]}
+        for name in ("postgres", "pooler")
+    }
+    assert mounts["postgres"]["persistence-dev-postgres-socket"] == {
+        "volumeName": "persistence-dev-postgres-socket",
+        "containerPath": "/var/run/postgresql",
+        "readOnly": False,
+    }
+    assert mounts["pooler"] == {
+        "persistence-dev-postgres-socket": {
+            "volumeName": "persistence-dev-postgres-socket",
+            "containerPath": "/run/postgresql-server",
+            "readOnly": True,
+        }
+    }
+    pooler = run.one(CONTAINER, "pooler")
+    # uid 999 is admitted by peer as the superuser there: the pooler can never become it.
+    assert pooler.inputs["capabilities"] == {"drops": ["ALL"]}, pooler
+    assert {(u["owner"], u["group"]) for u in uploads(pooler).values()} == {("6432", "6432")}
 
 
 def test_a_private_bridge_network(run: ProgramRun) -> None:
@@ -96,7 +129,7 @@ def test_the_stack_runs_three_servers_the_pooler_and_the_backup_scheduler(run: P
 
 
 def test_a_retained_named_volume_per_stateful_server(run: ProgramRun) -> None:
-    names = {v.name: v.inputs["name"] for v in run.of_type(VOLUME)}
+    names = {v.name: v.inputs["name"] for v in data_volumes(run)}
     assert names == {
         "postgres-data": "persistence-dev-postgres-data",
         "redis-data": "persistence-dev-redis-data",
@@ -107,7 +140,7 @@ def test_a_retained_named_volume_per_stateful_server(run: ProgramRun) -> None:
         ("redis", "/data"),
         ("rabbitmq", "/var/lib/rabbitmq"),
     ):
-        (volume,) = run.one(CONTAINER, name).inputs["volumes"]
+        volume = run.one(CONTAINER, name).inputs["volumes"][0]
         assert volume == {
             "volumeName": f"persistence-dev-{name}-data",
             "containerPath": mount,

@@ -69,11 +69,30 @@ def test_the_instance_pools_with_the_stack_pooler_settings(
     instance = main_instance(pooled)
     pooler = prod_config.postgres.pooler
     assert pooler.enabled, "Pulumi.prod.yaml is meant to run with the pooler on"
+    smallest = min(
+        min(spec.connection_limits.app, spec.connection_limits.readonly)
+        for spec in prod_config.services
+    )
     assert pool_flags(instance) == {
         "pool_mode": pooler.pool_mode,
         "max_client_connections": str(pooler.max_client_connections),
         "max_prepared_statements": str(pooler.max_prepared_statements),
+        "max_pool_size": str(smallest),
     }, f"{instance}"
+
+
+def test_no_pool_outgrows_the_smallest_pooled_login_limit() -> None:
+    """Cloud SQL has one pool size for every (login, database) pool: a pool bigger than its
+    role's CONNECTION LIMIT would have the server refuse clients the pooler should queue."""
+    services = [
+        {"name": "orders", "connection_limits": {"app": 30, "migrator": 2, "readonly": 8}},
+        {"name": "billing", "connection_limits": {"app": 12, "migrator": 50, "readonly": 40}},
+    ]
+    config = stack_config("prod")
+    config["persistence:services"] = json.dumps(services)
+    flags = pool_flags(main_instance(run_prod(config)))
+    # orders' read-only login (8); the migrators (2, 50) are never pooled.
+    assert flags["max_pool_size"] == "8", flags
 
 
 def test_the_pool_mode_and_limits_follow_the_config() -> None:

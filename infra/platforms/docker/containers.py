@@ -54,6 +54,13 @@ from infra.render.endpoints import (
 
 # The official images run their servers as uid/gid 999.
 IMAGE_USER = "999"
+# PgBouncer's own uid/gid (infra/images/pgbouncer): never 999, which PostgreSQL's socket admits
+# as the superuser by peer.
+POOLER_USER = "6432"
+# PostgreSQL's socket directory, a volume the pooler mounts read-only: PgBouncer reaches the
+# server through a Unix socket, not TCP (measured in benchmarks/: persistent select-only through
+# the pooler gains about a tenth).
+POSTGRES_SOCKET_DIR = "/var/run/postgresql"
 SECRETS_DIR = "/run/secrets"
 POSTGRES_SUPERUSER_FILE = f"{SECRETS_DIR}/postgres-superuser"
 REDIS_ADMIN_FILE = f"{SECRETS_DIR}/redis-admin"
@@ -114,15 +121,15 @@ class Shared:
 
 
 def _upload(
-    shared: Shared, path: str, rendered: str, *, private: bool = False
+    shared: Shared, path: str, rendered: str, *, private: bool = False, user: str = IMAGE_USER
 ) -> docker.ContainerUploadArgs:
     """A rendered file placed at ``path``; private files are readable by the server user only."""
     content = shared.files.apply(lambda files: files[rendered].content)
     return docker.ContainerUploadArgs(
         file=path,
         content=pulumi.Output.secret(content) if private else content,
-        owner=IMAGE_USER,
-        group=IMAGE_USER,
+        owner=user,
+        group=user,
         permissions="0400" if private else "0444",
     )
 
@@ -206,8 +213,12 @@ def _port(shared: Shared, internal: int, external: int) -> docker.ContainerPortA
     )
 
 
-def postgres(shared: Shared, volume: docker.Volume) -> docker.Container:
-    """PostgreSQL 15 with the rendered config; the admin login is created on first start."""
+def postgres(shared: Shared, volume: docker.Volume, socket: docker.Volume) -> docker.Container:
+    """PostgreSQL 15 with the rendered config; the admin login is created on first start.
+
+    Its socket directory is the ``socket`` volume, which the pooler mounts too (always, so
+    turning the pooler on or off never restarts PostgreSQL).
+    """
     config = shared.config
     return _container(
         shared,
@@ -226,7 +237,10 @@ def postgres(shared: Shared, volume: docker.Volume) -> docker.Container:
         volumes=[
             docker.ContainerVolumeArgs(
                 volume_name=volume.name, container_path="/var/lib/postgresql/data", read_only=False
-            )
+            ),
+            docker.ContainerVolumeArgs(
+                volume_name=socket.name, container_path=POSTGRES_SOCKET_DIR, read_only=False
+            ),
         ],
         ports=[_port(shared, POSTGRES_PORT, config.docker.ports.postgres)],
         healthcheck=_health_check(POSTGRES_HEALTH_CHECK, start_period="30s"),
@@ -264,11 +278,13 @@ def redis(shared: Shared, volume: docker.Volume) -> docker.Container:
     )
 
 
-def pooler(shared: Shared, postgres: docker.Container) -> docker.Container:
+def pooler(shared: Shared, postgres: docker.Container, socket: docker.Volume) -> docker.Container:
     """PgBouncer in front of PostgreSQL, on the loopback port DATABASE_URL names.
 
     It boots with no service's pool (the boot files); the live configuration adds them. It has
-    no data: a restart loses nothing but its clients' open connections.
+    no data: a restart loses nothing but its clients' open connections. It reaches PostgreSQL
+    through the server's socket (``socket``, read-only here) as uid 6432, with every capability
+    dropped: nothing in it can become the uid 999 that the socket admits as the superuser.
     """
     config = shared.config
     return _container(
@@ -277,9 +293,23 @@ def pooler(shared: Shared, postgres: docker.Container) -> docker.Container:
         config.docker.images.pooler,
         config.docker.memory_mb.pooler,
         uploads=[
-            _upload(shared, pooler_files.CONFIG_FILE, "pgbouncer/pgbouncer.ini"),
-            _upload(shared, pooler_files.AUTH_FILE, "pgbouncer/userlist.txt", private=True),
+            _upload(shared, pooler_files.CONFIG_FILE, "pgbouncer/pgbouncer.ini", user=POOLER_USER),
+            _upload(
+                shared,
+                pooler_files.AUTH_FILE,
+                "pgbouncer/userlist.txt",
+                private=True,
+                user=POOLER_USER,
+            ),
         ],
+        volumes=[
+            docker.ContainerVolumeArgs(
+                volume_name=socket.name,
+                container_path=pooler_files.SERVER_SOCKET_DIR,
+                read_only=True,
+            )
+        ],
+        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
         ports=[_port(shared, POOLER_PORT, config.docker.ports.pooler)],
         healthcheck=_health_check(POOLER_HEALTH_CHECK, start_period="10s"),
         depends_on=[postgres],
@@ -371,10 +401,12 @@ def rabbitmq_cluster(
     return nodes
 
 
-def _live_file(shared: Shared, rendered: str, *, private: bool) -> dict[str, Any]:
+def _live_file(
+    shared: Shared, rendered: str, *, private: bool, user: str = IMAGE_USER
+) -> dict[str, Any]:
     """A file of the full (per-service) rendering, as the matching upload places it."""
     content = shared.live_files.apply(lambda files: files[rendered].content)
-    uid = int(IMAGE_USER)
+    uid = int(user)
     return file_spec(content, uid=uid, gid=uid, mode=0o400 if private else 0o444, secret=private)
 
 
@@ -424,9 +456,11 @@ def live_config(
             server_id=pooler.id,
             files={
                 pooler_files.CONFIG_FILE: _live_file(
-                    shared, "pgbouncer/pgbouncer.ini", private=False
+                    shared, "pgbouncer/pgbouncer.ini", private=False, user=POOLER_USER
                 ),
-                pooler_files.AUTH_FILE: _live_file(shared, "pgbouncer/userlist.txt", private=True),
+                pooler_files.AUTH_FILE: _live_file(
+                    shared, "pgbouncer/userlist.txt", private=True, user=POOLER_USER
+                ),
             },
             signal="HUP",
             opts=opts(pooler),

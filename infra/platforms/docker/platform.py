@@ -88,10 +88,13 @@ class DockerPlatform(PlatformComponent):
         self.volumes = {
             server: self._volume(shared, server) for server in ("postgres", "redis", *brokers)
         }
-        self.postgres = containers.postgres(shared, self.volumes["postgres"])
+        self.postgres_socket = self._socket_volume(shared)
+        self.postgres = containers.postgres(shared, self.volumes["postgres"], self.postgres_socket)
         self.redis = containers.redis(shared, self.volumes["redis"])
         self.pooler = (
-            containers.pooler(shared, self.postgres) if has_pooler_files(self.config) else None
+            containers.pooler(shared, self.postgres, self.postgres_socket)
+            if has_pooler_files(self.config)
+            else None
         )
         self.erlang_cookie = None
         if nodes == 1:
@@ -118,6 +121,23 @@ class DockerPlatform(PlatformComponent):
             labels=[docker.VolumeLabelArgs(label="persistence.stack", value=shared.prefix)],
             # Data outlives `pulumi destroy` mistakes: remove the volume by hand if you mean it.
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+        )
+
+    def _socket_volume(self, shared: containers.Shared) -> docker.Volume:
+        """PostgreSQL's socket directory, shared with the pooler: a tmpfs (nothing in it outlives
+        the server, no stale lock file), owned by the server's uid 999, readable by others (the
+        pooler connects; the socket's own permissions and pg_hba.conf decide who logs in)."""
+        return docker.Volume(
+            "postgres-socket",
+            name=f"{shared.prefix}-postgres-socket",
+            driver="local",
+            driver_opts={
+                "type": "tmpfs",
+                "device": "tmpfs",
+                "o": f"uid={containers.IMAGE_USER},gid={containers.IMAGE_USER},mode=0755,size=1m",
+            },
+            labels=[docker.VolumeLabelArgs(label="persistence.stack", value=shared.prefix)],
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _declare_databases(self) -> None:

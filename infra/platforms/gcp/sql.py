@@ -16,10 +16,12 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.config.model import StackConfig
 from infra.platforms.gcp.context import GcpContext
 from infra.platforms.gcp.network import Network
 from infra.provisioning import AdminEndpoint, ServiceDatabase
 from infra.pulumi_credentials import StackPasswords
+from infra.render.pgbouncer import pooled_databases
 
 DATABASE_VERSION = "POSTGRES_15"  # the major version dev runs
 BACKUP_START_TIME = "01:00"  # UTC; the scheduled exports run from the backup schedule instead
@@ -56,14 +58,24 @@ def database_flags(ctx: GcpContext) -> list[gcp.sql.DatabaseInstanceSettingsData
     ]
 
 
+def managed_pool_size(config: StackConfig) -> int | None:
+    """Cloud SQL's one ``max_pool_size`` for every pool: the smallest pooled login's
+    ``connection_limits``, so that no pool asks PostgreSQL for more server connections than its
+    role's CONNECTION LIMIT allows (the pooler makes the extra clients wait, where the server
+    would refuse them). PgBouncer in dev sizes each login's pool to its own limit; Cloud SQL has
+    one size for all. None without a service (Cloud SQL's default stands)."""
+    limits = [login.limit for db in pooled_databases(config) for login in db.logins]
+    return min(limits) if limits else None
+
+
 def connection_pool_configs(
     ctx: GcpContext,
 ) -> list[gcp.sql.DatabaseInstanceSettingsConnectionPoolConfigArgs] | None:
     """Cloud SQL Managed Connection Pooling with ``postgres.pooler``'s settings, or None.
 
     Clients reach it on the instance's own address, port 6432 (``endpoints.MANAGED_POOLER_PORT``).
-    Only the flags the stack configures are set; the others (``max_pool_size``, the idle and
-    wait timeouts) keep Cloud SQL's defaults.
+    ``max_pool_size`` is ``managed_pool_size``; the idle and wait timeouts keep Cloud SQL's
+    defaults.
     """
     pooler = ctx.config.postgres.pooler
     if not pooler.enabled:
@@ -73,6 +85,9 @@ def connection_pool_configs(
         "max_client_connections": str(pooler.max_client_connections),
         "max_prepared_statements": str(pooler.max_prepared_statements),
     }
+    pool_size = managed_pool_size(ctx.config)
+    if pool_size is not None:
+        flags["max_pool_size"] = str(pool_size)
     return [
         gcp.sql.DatabaseInstanceSettingsConnectionPoolConfigArgs(
             connection_pooling_enabled=True,
