@@ -132,17 +132,19 @@ def test_the_pooler_shares_the_server_socket_but_cannot_log_in_as_the_superuser(
     stack: E2eStack,
 ) -> None:
     """PgBouncer reaches PostgreSQL through the server's socket directory, where pg_hba.conf
-    admits the server's own uid 999 as the superuser by peer: the pooler runs as uid 6432 with no
-    capability (nothing in it can become 999), and peer refuses it."""
+    admits the server's own uid 999 as the superuser by peer: PgBouncer runs as uid 6432 with no
+    capability (it cannot become 999), and peer refuses that uid."""
     pooler = f"{PREFIX}-pooler"
     superuser = ["psql", "-h", "/run/postgresql-server", "-U", "postgres", "-d", "postgres",
                  "-Atc", "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"]  # fmt: skip
-    assert docker("exec", pooler, "id", "-u") == "6432"
     status = docker("exec", pooler, "cat", "/proc/1/status")
-    caps = dict(line.split(":\t") for line in status.splitlines() if line.startswith("Cap"))
-    assert caps["CapEff"] == caps["CapBnd"] == caps["CapPrm"] == "0" * 16, caps
-    refused = subprocess.run(["docker", "exec", pooler, *superuser], capture_output=True,
-                             text=True, check=False)  # fmt: skip
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    assert fields["Name"] == "pgbouncer", fields
+    assert fields["Uid"].split() == ["6432"] * 4, fields["Uid"]
+    for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert fields[cap] == "0" * 16, (cap, fields[cap])
+    refused = subprocess.run(["docker", "exec", "--user", "6432", pooler, *superuser],
+                             capture_output=True, text=True, check=False)  # fmt: skip
     assert refused.returncode != 0, refused.stdout
     assert 'Peer authentication failed for user "postgres"' in refused.stderr, refused.stderr
     # The control: the socket is reachable from the pooler, and uid 999 there would be admitted.

@@ -4,7 +4,7 @@ Debian bookworm's PgBouncer (1.18) has no prepared statements in transaction mod
 run the image the dev stack runs (``persistence-e2e/pgbouncer``, built from trixie's package by
 ``infra.images.build``) with ``--network host``: it listens on a free loopback port and reaches
 the test's PostgreSQL through the server's socket directory, mounted read-only where the dev
-container mounts it, as the image's uid 6432 with every capability dropped (as in the dev stack).
+container mounts it, as the image's uid 6432 with the dev container's capabilities.
 Its files are the rendered ones (``infra.render.pgbouncer``), with only the port and paths a test
 needs; ``reload`` sends SIGHUP as the live apply does.
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
 from infra.images.build import ensure_images
+from infra.platforms.docker.containers import POOLER_CAPABILITIES
 from infra.render import pgbouncer
 from tests.servers.postgres import PostgresServer
 from tests.servers.process import ServerUnavailableError, free_port, port_open, wait_until
@@ -67,7 +68,8 @@ class PgbouncerServer:
         started = subprocess.run(
             [
                 "docker", "run", "--detach", "--name", self.name, "--network", "host",
-                "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+                "--cap-drop", "ALL", *(f"--cap-add={cap}" for cap in POOLER_CAPABILITIES),
+                "--security-opt", "no-new-privileges:true",
                 "--volume", f"{self.root}:{MOUNT}:ro",
                 "--volume", f"{self.postgres.socket_dir}:{pgbouncer.SERVER_SOCKET_DIR}:ro", IMAGE,
                 "pgbouncer", f"{MOUNT}/pgbouncer.ini",

@@ -114,7 +114,10 @@ def test_the_pooler_reaches_postgresql_through_its_socket_as_a_uid_peer_refuses(
     }
     pooler = run.one(CONTAINER, "pooler")
     # uid 999 is admitted by peer as the superuser there: the pooler can never become it.
-    assert pooler.inputs["capabilities"] == {"drops": ["ALL"]}, pooler
+    assert pooler.inputs["capabilities"] == {
+        "drops": ["ALL"],
+        "adds": ["SETUID", "SETGID", "SETPCAP", "KILL"],  # the entrypoint's drop, the reload
+    }, pooler
     assert {(u["owner"], u["group"]) for u in uploads(pooler).values()} == {("6432", "6432")}
 
 

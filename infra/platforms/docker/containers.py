@@ -57,6 +57,10 @@ IMAGE_USER = "999"
 # PgBouncer's own uid/gid (infra/images/pgbouncer): never 999, which PostgreSQL's socket admits
 # as the superuser by peer.
 POOLER_USER = "6432"
+# All the pooler's container keeps: its entrypoint's drop from root to POOLER_USER with an empty
+# bounding set (SETUID, SETGID, SETPCAP), and the live reload's `kill -s HUP 1` as root (KILL).
+# PgBouncer itself runs with none.
+POOLER_CAPABILITIES = ["SETUID", "SETGID", "SETPCAP", "KILL"]
 # PostgreSQL's socket directory, a volume the pooler mounts read-only: PgBouncer reaches the
 # server through a Unix socket, not TCP (measured in benchmarks/: persistent select-only through
 # the pooler gains about a tenth).
@@ -283,8 +287,8 @@ def pooler(shared: Shared, postgres: docker.Container, socket: docker.Volume) ->
 
     It boots with no service's pool (the boot files); the live configuration adds them. It has
     no data: a restart loses nothing but its clients' open connections. It reaches PostgreSQL
-    through the server's socket (``socket``, read-only here) as uid 6432, with every capability
-    dropped: nothing in it can become the uid 999 that the socket admits as the superuser.
+    through the server's socket (``socket``, read-only here) as uid 6432 with no capability:
+    it cannot become the uid 999 that the socket admits as the superuser.
     """
     config = shared.config
     return _container(
@@ -309,7 +313,7 @@ def pooler(shared: Shared, postgres: docker.Container, socket: docker.Volume) ->
                 read_only=True,
             )
         ],
-        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=POOLER_CAPABILITIES),
         ports=[_port(shared, POOLER_PORT, config.docker.ports.pooler)],
         healthcheck=_health_check(POOLER_HEALTH_CHECK, start_period="10s"),
         depends_on=[postgres],
