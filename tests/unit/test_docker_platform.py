@@ -116,7 +116,8 @@ def test_the_pooler_reaches_postgresql_through_its_socket_as_a_uid_peer_refuses(
     # uid 999 is admitted by peer as the superuser there: the pooler can never become it.
     assert pooler.inputs["capabilities"] == {
         "drops": ["ALL"],
-        "adds": ["SETUID", "SETGID", "SETPCAP", "KILL"],  # the entrypoint's drop, the reload
+        # The entrypoint's drop to uid 6432, the reload; as Docker reports them back.
+        "adds": ["CAP_KILL", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID"],
     }, pooler
     assert {(u["owner"], u["group"]) for u in uploads(pooler).values()} == {("6432", "6432")}
 

@@ -59,8 +59,9 @@ IMAGE_USER = "999"
 POOLER_USER = "6432"
 # All the pooler's container keeps: its entrypoint's drop from root to POOLER_USER with an empty
 # bounding set (SETUID, SETGID, SETPCAP), and the live reload's `kill -s HUP 1` as root (KILL).
-# PgBouncer itself runs with none.
-POOLER_CAPABILITIES = ["SETUID", "SETGID", "SETPCAP", "KILL"]
+# PgBouncer itself runs with none. Named and ordered as the engine reports them back (a refresh
+# finds what was declared).
+POOLER_CAPABILITIES = ["CAP_KILL", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID"]
 # PostgreSQL's socket directory, a volume the pooler mounts read-only: PgBouncer reaches the
 # server through a Unix socket, not TCP (measured in benchmarks/: persistent select-only through
 # the pooler gains about a tenth).
