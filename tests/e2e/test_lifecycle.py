@@ -113,10 +113,15 @@ def test_isolation_holds_against_the_containers(stack: E2eStack) -> None:
         assert conn.execute("select count(*) from ledger").fetchone() == (1,)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("insert into ledger (note) values ('no')")
-    # billing's login on orders' database: refused by pg_hba and by CONNECT privileges.
+    # billing's login on orders' database, through the pooler (which reaches PostgreSQL by its
+    # socket): refused by orders' CONNECT privilege.
     foreign = billing["DATABASE_URL"].rsplit("/", 1)[0] + "/orders"
-    with pytest.raises(psycopg.OperationalError):
+    with pytest.raises(psycopg.OperationalError, match='permission denied for database "orders"'):
         _connect(foreign).close()
+    # Straight to PostgreSQL over the network: pg_hba.conf has no line for it.
+    direct = billing["MIGRATION_DATABASE_URL"].rsplit("/", 1)[0] + "/orders"
+    with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry"):
+        _connect(direct).close()
 
     client = redis.Redis.from_url(orders["REDIS_URL"], retry=None, socket_timeout=10)
     client.set(f"{orders['REDIS_KEY_PREFIX']}probe", "1")
