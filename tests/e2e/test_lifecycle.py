@@ -59,7 +59,12 @@ def _wait_healthy(names: list[str], seconds: float = 240) -> dict[str, str]:
         if all(state in ("healthy", "running") for state in health.values()):
             return health
         if time.monotonic() > deadline:
-            raise AssertionError(f"containers not healthy after {seconds}s: {health}")
+            why = {
+                name: docker("inspect", "--format", "{{json .State.Health.Log}}", name)[-800:]
+                for name, state in health.items()
+                if state not in ("healthy", "running")
+            }
+            raise AssertionError(f"containers not healthy after {seconds}s: {health}; {why}")
         time.sleep(2)
 
 
