@@ -68,20 +68,19 @@ def pooled_databases(config: StackConfig) -> list[PooledDatabase]:
 def pgbouncer_ini(
     config: StackConfig,
     *,
-    server_host: str = SERVER_SOCKET_DIR,
     server_port: int = POSTGRES_PORT,
     listen_address: str = "0.0.0.0",  # noqa: S104 - inside the container; published on loopback
     listen_port: int = POOLER_PORT,
     auth_file: str = AUTH_FILE,
 ) -> str:
     """The pooler's configuration; the defaults are the dev container's (the tests pass their
-    own server and listen addresses). A ``server_host`` starting with ``/`` is a socket
-    directory."""
+    own server port and listen address). The server is reached through its socket directory,
+    mounted at SERVER_SOCKET_DIR."""
     pooler = config.postgres.pooler
     return render(
         "pgbouncer/pgbouncer.ini.j2",
         services=pooled_databases(config),
-        server_host=server_host,
+        server_host=SERVER_SOCKET_DIR,
         server_port=server_port,
         listen_address=listen_address,
         listen_port=listen_port,

@@ -11,6 +11,8 @@ from infra.render.environment import render
 CONFIG_DIR = "/etc/postgresql"
 CONFIG_FILE = f"{CONFIG_DIR}/postgresql.conf"
 HBA_FILE = f"{CONFIG_DIR}/pg_hba.conf"
+# The server's socket directory: in dev a volume the pooler mounts too (its server connections).
+SOCKET_DIR = "/var/run/postgresql"
 
 
 def postgresql_conf(config: StackConfig, hba_file: str = HBA_FILE) -> str:
@@ -20,6 +22,7 @@ def postgresql_conf(config: StackConfig, hba_file: str = HBA_FILE) -> str:
         "postgres/postgresql.conf.j2",
         port=POSTGRES_PORT,
         hba_file=hba_file,
+        socket_dir=SOCKET_DIR,
         max_connections=config.postgres.max_connections,
         reserved_connections=config.postgres.reserved_connections,
         shared_buffers_mb=shared_buffers,

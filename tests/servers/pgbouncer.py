@@ -20,14 +20,14 @@ from pathlib import Path
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
 from infra.images.build import ensure_images
-from infra.platforms.docker.containers import POOLER_CAPABILITIES
+from infra.platforms.docker.containers import POOLER_CAPABILITIES, POOLER_USER
 from infra.render import pgbouncer
 from tests.servers.postgres import PostgresServer
 from tests.servers.process import ServerUnavailableError, free_port, port_open, wait_until
 
 IMAGE = "persistence-e2e/pgbouncer:1.24"
 MOUNT = "/etc/pgbouncer-test"
-SERVER_UID = 6432  # the image's user
+SERVER_UID = int(POOLER_USER)  # the image's user
 
 
 @dataclass
@@ -46,7 +46,6 @@ class PgbouncerServer:
         files = {
             "pgbouncer.ini": pgbouncer.pgbouncer_ini(
                 config,
-                server_host=pgbouncer.SERVER_SOCKET_DIR,
                 server_port=self.postgres.port,
                 listen_address="127.0.0.1",
                 listen_port=self.port,

@@ -62,10 +62,11 @@ POOLER_USER = "6432"
 # PgBouncer itself runs with none. Named and ordered as the engine reports them back (a refresh
 # finds what was declared).
 POOLER_CAPABILITIES = ["CAP_KILL", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID"]
-# PostgreSQL's socket directory, a volume the pooler mounts read-only: PgBouncer reaches the
-# server through a Unix socket, not TCP (measured in benchmarks/: persistent select-only through
-# the pooler gains about a tenth).
-POSTGRES_SOCKET_DIR = "/var/run/postgresql"
+# The pooler's files (path, rendered file, private), uploaded at boot and rewritten live.
+POOLER_FILES = (
+    (pooler_files.CONFIG_FILE, "pgbouncer/pgbouncer.ini", False),
+    (pooler_files.AUTH_FILE, "pgbouncer/userlist.txt", True),
+)
 SECRETS_DIR = "/run/secrets"
 POSTGRES_SUPERUSER_FILE = f"{SECRETS_DIR}/postgres-superuser"
 REDIS_ADMIN_FILE = f"{SECRETS_DIR}/redis-admin"
@@ -244,7 +245,7 @@ def postgres(shared: Shared, volume: docker.Volume, socket: docker.Volume) -> do
                 volume_name=volume.name, container_path="/var/lib/postgresql/data", read_only=False
             ),
             docker.ContainerVolumeArgs(
-                volume_name=socket.name, container_path=POSTGRES_SOCKET_DIR, read_only=False
+                volume_name=socket.name, container_path=pg_files.SOCKET_DIR, read_only=False
             ),
         ],
         ports=[_port(shared, POSTGRES_PORT, config.docker.ports.postgres)],
@@ -298,14 +299,8 @@ def pooler(shared: Shared, postgres: docker.Container, socket: docker.Volume) ->
         config.docker.images.pooler,
         config.docker.memory_mb.pooler,
         uploads=[
-            _upload(shared, pooler_files.CONFIG_FILE, "pgbouncer/pgbouncer.ini", user=POOLER_USER),
-            _upload(
-                shared,
-                pooler_files.AUTH_FILE,
-                "pgbouncer/userlist.txt",
-                private=True,
-                user=POOLER_USER,
-            ),
+            _upload(shared, path, rendered, private=private, user=POOLER_USER)
+            for path, rendered, private in POOLER_FILES
         ],
         volumes=[
             docker.ContainerVolumeArgs(
@@ -460,12 +455,8 @@ def live_config(
             "pooler-live-config",
             server_id=pooler.id,
             files={
-                pooler_files.CONFIG_FILE: _live_file(
-                    shared, "pgbouncer/pgbouncer.ini", private=False, user=POOLER_USER
-                ),
-                pooler_files.AUTH_FILE: _live_file(
-                    shared, "pgbouncer/userlist.txt", private=True, user=POOLER_USER
-                ),
+                path: _live_file(shared, rendered, private=private, user=POOLER_USER)
+                for path, rendered, private in POOLER_FILES
             },
             signal="HUP",
             opts=opts(pooler),
