@@ -163,7 +163,9 @@ def rabbitmq_secret_id(service: str) -> str:
     return f"{service}-rabbitmq"
 
 
-REDIS_AUTH_SECRET_ID = "redis-auth"  # noqa: S105 - a secret's id, not its value
+def redis_secret_id(service: str) -> str:
+    """Base of the Secret Manager id holding the service's REDIS_URL (scoped per stack)."""
+    return f"{service}-redis"
 
 
 def dead_letter_queue(service: str) -> str:

@@ -130,6 +130,8 @@ class ServiceSpec:
 
 # The admin login of each server when the stack names none.
 DEFAULT_ADMIN = "platform_admin"
+# Memorystore for Valkey's node types with their memory, smallest first.
+VALKEY_NODE_TYPES = ("SHARED_CORE_NANO", "STANDARD_SMALL", "HIGHMEM_MEDIUM", "HIGHMEM_XLARGE")
 
 
 @dataclass(frozen=True)
@@ -506,8 +508,17 @@ class GcpSettings:
     sql_log_retention_days: int = setting(
         7, rule=rules.between(1, 7), doc="days of transaction log kept for point-in-time recovery"
     )
-    redis_memory_size_gb: int = setting(
-        5, rule=rules.between(1, 300), doc="Memorystore for Redis capacity in GB"
+    valkey_node_type: str = setting(
+        "STANDARD_SMALL",
+        rule=rules.one_of(*VALKEY_NODE_TYPES),
+        doc="Memorystore for Valkey node type, which fixes its memory: SHARED_CORE_NANO 1.4 GB, "
+        "STANDARD_SMALL 6.5 GB, HIGHMEM_MEDIUM 13 GB, HIGHMEM_XLARGE 58 GB",
+    )
+    valkey_replicas: int = setting(
+        1,
+        rule=rules.between(0, 5),
+        doc="Memorystore for Valkey replicas, each in another zone; the primary fails over to "
+        "one (0: no replica, no failover)",
     )
     rabbitmq_machine_type: str = setting(
         "e2-standard-2",
@@ -535,11 +546,6 @@ class GcpSettings:
         rule=rules.one_of("a", "b", "c", "d", "f"),
         doc="zone of the RabbitMQ VM and its data disk (a cluster's node 1; the other nodes go "
         "to two other zones of the region): <gcp:region>-<suffix>",
-    )
-    redis_snapshot_period: str = setting(
-        "ONE_HOUR",
-        rule=rules.one_of("ONE_HOUR", "SIX_HOURS", "TWELVE_HOURS", "TWENTY_FOUR_HOURS"),
-        doc="how often Memorystore writes an RDB snapshot",
     )
     provisioning_host: str = setting(
         "127.0.0.1",

@@ -48,7 +48,8 @@ REDIS_PORT = 6379
 AMQP_PORT = 5672
 MANAGEMENT_PORT = 15672
 PROMETHEUS_PORT = 15692
-MEMORYSTORE_TLS_PORT = 6378
+# Memorystore for Valkey's endpoints: TLS on Valkey's usual port.
+MEMORYSTORE_TLS_PORT = 6379
 # Cloud SQL Managed Connection Pooling's port on the instance's own address (5432 stays the
 # direct one): https://cloud.google.com/sql/docs/postgres/managed-connection-pooling
 MANAGED_POOLER_PORT = 6432

@@ -16,6 +16,11 @@ DATA_DIR = "/data"
 
 SAVE_POINTS = ((3600, 1), (300, 100), (60, 10000))
 
+# Off, with nothing it could do if it were turned on: a client that does not log in (or logs in
+# as ``default``) gets no command, key or channel.
+DEFAULT_USER = "default"
+DEFAULT_USER_RULE = "off resetpass clearselectors nocommands resetkeys resetchannels"
+
 # An application's command set, in ACL rule order (later rules win): data types,
 # transactions and pub/sub; then everything administrative or dangerous is taken
 # away, and with it every command a key or channel pattern cannot confine, because those
@@ -166,12 +171,28 @@ def setuser_rules(user: dict[str, str]) -> list[str]:
             "resetchannels", f"~{prefix}*", f"&{prefix}*", *user["commands"].split()]  # fmt: skip
 
 
+def admin_rule(password_hash: str) -> str:
+    """The admin's rule: every key, channel and command (backups, restores, live ACL pushes)."""
+    return f"on resetpass {password_hash} clearselectors ~* &* +@all"
+
+
+def acl_rules(config: StackConfig, credentials: Credentials) -> dict[str, str]:
+    """Every ACL user of the stack and its rule, in the order a server should set them.
+
+    The one source of dev's ``users.acl`` (a ``user <name> <rule>`` line each) and prod's
+    Memorystore ACL policy (a rule each, which Memorystore applies with ``ACL SETUSER``), so the
+    two cannot drift. Each rule resets what it sets (password, selectors, keys, channels,
+    commands), so applying it to an existing user replaces the user instead of adding to it.
+    Passwords appear only as SHA-256 hashes. ``default`` is switched off, last: a server still
+    in its first state is set up through ``default``, which must keep its rights until every
+    other user is in place (in one transaction, ``default`` first would refuse the rest)."""
+    rules = {config.redis.admin_user: admin_rule(hashes.redis_acl_hash(credentials.redis_admin))}
+    for name, user in service_users(config, credentials).items():
+        rules[name] = " ".join(setuser_rules(user))
+    rules[DEFAULT_USER] = DEFAULT_USER_RULE
+    return rules
+
+
 def users_acl(config: StackConfig, credentials: Credentials) -> str:
-    """Passwords appear only as SHA-256 hashes; ``default`` is switched off."""
-    users = [{"name": name, **user} for name, user in service_users(config, credentials).items()]
-    return render(
-        "redis/users.acl.j2",
-        admin_user=config.redis.admin_user,
-        admin_hash=hashes.redis_acl_hash(credentials.redis_admin),
-        users=users,
-    )
+    """The ACL file dev's server loads at start: ``acl_rules``, a line per user."""
+    return render("redis/users.acl.j2", rules=acl_rules(config, credentials))

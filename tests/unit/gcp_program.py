@@ -7,10 +7,13 @@ The component is what ``infra.stack.main`` returns; tests read its parts from it
 
 from __future__ import annotations
 
+import json
+import random
+import string
 from dataclasses import dataclass
 
 from infra.platforms.gcp import GcpPlatform
-from tests.unit.pulumi_mocks import Declared, ProgramRun, run_program
+from tests.unit.pulumi_mocks import Declared, ProgramRun, run_program, stack_config
 
 
 @dataclass
@@ -31,3 +34,26 @@ def run_prod(config: dict[str, str] | None = None, *, stack: str = "prod") -> Pr
     run = run_program(stack, config)
     assert isinstance(run.platform, GcpPlatform), f"built {run.platform!r}"
     return ProdRun(run=run, platform=run.platform)
+
+
+def hidden_services(seed: int, count: int = 5) -> list[dict[str, object]]:
+    """``count`` services no test names in advance (drawn from ``seed``), some without Redis and
+    some with scripting: what a rule generator tuned to the stack file's services would miss."""
+    rng = random.Random(seed)
+    services: list[dict[str, object]] = []
+    for index in range(count):
+        name = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 10)))
+        spec: dict[str, object] = {"name": f"{name}{index}"}
+        if rng.random() < 0.2:
+            spec["redis"] = False
+        elif rng.random() < 0.3:
+            spec["redis_scripting"] = True
+        services.append(spec)
+    return services
+
+
+def run_prod_with(services: list[dict[str, object]]) -> ProdRun:
+    """The prod stack with ``services`` in place of its own."""
+    config = stack_config("prod")
+    config["persistence:services"] = json.dumps(services)
+    return run_prod(config)

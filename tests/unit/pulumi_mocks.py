@@ -53,13 +53,31 @@ OUTPUT_HOOKS: dict[str, OutputHook] = {
         "self_link": f"https://sqladmin.googleapis.com/{name}",
         "service_account_email_address": f"p123-{name}@gcp-sa-cloud-sql.iam.gserviceaccount.com",
     },
-    "gcp:redis/instance:Instance": lambda name, _: {
-        "host": "10.30.1.4",
-        "port": 6378,
-        "auth_string": "mock-auth-string",
-        "server_ca_certs": [{"cert": "-----BEGIN CERTIFICATE-----mock"}],
-        "persistence_iam_identity": (
-            f"serviceAccount:p123-{name}@gcp-sa-redis.iam.gserviceaccount.com"
+    # What Memorystore reports once the PSC endpoints exist, nested fields spelt as the
+    # provider sends them (endpoints -> connections -> pscAutoConnection; CAs -> caCerts).
+    "gcp:memorystore/instance:Instance": lambda name, inputs: {
+        "endpoints": [
+            {
+                "connections": [
+                    {
+                        "pscAutoConnection": {
+                            "connectionType": connection_type,
+                            "ipAddress": address,
+                            "port": 6379,
+                        }
+                    }
+                    for connection_type, address in (
+                        ("CONNECTION_TYPE_PRIMARY", "10.30.1.5"),
+                        ("CONNECTION_TYPE_DISCOVERY", "10.30.1.4"),
+                    )
+                ]
+            }
+        ],
+        "managed_server_cas": [
+            {"caCerts": [{"certificates": ["-----BEGIN CERTIFICATE-----mock"]}]}
+        ],
+        "backup_collection": (
+            f"projects/example-project/locations/europe-west1/backupCollections/{name}"
         ),
     },
     "gcp:compute/instance:Instance": lambda name, inputs: {
@@ -183,7 +201,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "number": "123456789",
                 "projectId": "example-project",
                 "name": "example-project",
-            }, None
+            }, []
         if args.token == "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":
             email = "service-123456789@gs-project-accounts.iam.gserviceaccount.com"
             return {"emailAddress": email, "member": f"serviceAccount:{email}"}, []

@@ -105,12 +105,13 @@ def test_cloud_sql_thresholds_come_from_the_config(prod: ProdRun, prod_config: S
 
 
 def test_memorystore_and_rabbitmq(prod: ProdRun) -> None:
-    redis = prod.run.one("gcp:redis/instance:Instance")
+    valkey = prod.run.one("gcp:memorystore/instance:Instance")
     vms = sorted(prod.run.of_type("gcp:compute/instance:Instance"), key=lambda vm: vm.name)
     memory = only_condition(policy(prod, "redis-memory"))["conditionThreshold"]
     assert isinstance(memory, dict)
-    assert "redis.googleapis.com/stats/memory/usage_ratio" in memory["filter"]
-    assert f'/instances/{redis.inputs["name"]}"' in memory["filter"]
+    assert "memorystore.googleapis.com/instance/memory/maximum_utilization" in memory["filter"]
+    assert 'resource.type = "memorystore.googleapis.com/Instance"' in memory["filter"]
+    assert f'instance_id = "{valkey.inputs["instanceId"]}"' in memory["filter"]
     # Prod's default cluster: one uptime condition per node.
     conditions = policy(prod, "rabbitmq-down").inputs["conditions"]
     assert len(conditions) == len(vms) == 3, [c["displayName"] for c in conditions]

@@ -22,7 +22,7 @@ from tests.unit.pulumi_mocks import Declared
 PROJECT_ID = "example-project"  # Pulumi.prod.yaml's placeholder gcp:project
 BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 SQL = "gcp:sql/databaseInstance:DatabaseInstance"
-REDIS = "gcp:redis/instance:Instance"
+VALKEY = "gcp:memorystore/instance:Instance"
 VM = "gcp:compute/instance:Instance"
 DISK = "gcp:compute/disk:Disk"
 BUCKET = "gcp:storage/bucket:Bucket"
@@ -35,7 +35,7 @@ WORKFLOW = "gcp:workflows/workflow:Workflow"
 # deletion-protection flag where the API has one (input path -> required value).
 STATEFUL: dict[str, dict[str, Any]] = {
     SQL: {"deletionProtection": True, "settings.deletionProtectionEnabled": True},
-    REDIS: {"deletionProtection": True},
+    VALKEY: {"deletionProtectionEnabled": True},
     VM: {"deletionProtection": True},
     DISK: {},
     BUCKET: {"forceDestroy": False},
@@ -57,6 +57,10 @@ STATELESS = {
     "gcp:compute/regionBackendService:RegionBackendService",
     "gcp:compute/forwardingRule:ForwardingRule",
     "gcp:servicenetworking/connection:Connection",
+    # Which subnet Memorystore may put its Private Service Connect endpoints in.
+    "gcp:networkconnectivity/serviceConnectionPolicy:ServiceConnectionPolicy",
+    # Valkey's ACL users, rendered from the config and the passwords like dev's users.acl.
+    "gcp:memorystore/aclPolicy:AclPolicy",
     "gcp:dns/managedZone:ManagedZone",
     "gcp:dns/recordSet:RecordSet",
     "gcp:sql/user:User",
@@ -252,9 +256,8 @@ def test_each_secret_is_readable_by_exactly_its_services(
         for kind in naming.LOGIN_SUFFIXES:
             expected[prod_secret_id(naming.postgres_secret_id(spec.name, kind))] = own
         expected[prod_secret_id(naming.rabbitmq_secret_id(spec.name))] = own
-    expected[prod_secret_id(naming.REDIS_AUTH_SECRET_ID)] = {
-        sa_member(naming.service_account_base(s.name)) for s in prod_config.services if s.redis
-    }
+        if spec.redis:
+            expected[prod_secret_id(naming.redis_secret_id(spec.name))] = own
     for job_secret in (backup_job.ADMIN_SECRET, backup_job.STACK_SECRET):
         expected[prod_secret_id(job_secret)] = {sa_member("backup-job")}
     if prod_config.rabbitmq_nodes > 1:
@@ -346,14 +349,15 @@ def test_bucket_grants_are_object_level_and_the_job_is_confined_to_its_prefix(
             assert all(p.startswith("storage.objects.") for p in role.inputs["permissions"])
         else:
             assert grant.inputs["role"] == "roles/storage.objectCreator", f"{grant}"
-    assert any("gcp-sa-redis" in m for m in members), f"Memorystore agent missing: {members}"
+    agent = "serviceAccount:service-123456789@gcp-sa-memorystore.iam.gserviceaccount.com"
+    assert agent in members, f"Memorystore agent missing: {members}"
     assert job_member in members, f"backup job missing: {members}"
     assert not any("gcp-sa-cloud-sql" in m for m in members), "Cloud SQL exports are gone"
 
 
 def test_secret_exports_are_marked_secret(prod: ProdRun) -> None:
-    sensitive = {k for k in prod.run.exports if "password" in k or k.endswith("auth_string")}
-    assert sensitive, "expected admin passwords and the Redis AUTH string in the outputs"
+    sensitive = {k for k in prod.run.exports if "password" in k or k.endswith("admin_url")}
+    assert "redis_admin_url" in sensitive, "expected admin passwords and URLs in the outputs"
     assert sensitive <= prod.run.secret_exports, (
         f"not secret: {sorted(sensitive - prod.run.secret_exports)}"
     )
@@ -363,6 +367,7 @@ def test_secret_exports_are_marked_secret(prod: ProdRun) -> None:
         text = json.dumps(value, default=str)
         assert "postgresql://" not in text, f"{key} leaks a URL"
         assert "amqp://" not in text, f"{key} leaks a URL"
+        assert "rediss://" not in text, f"{key} leaks a URL"
 
 
 def test_every_database_and_cache_requires_encryption_and_keeps_backups(prod: ProdRun) -> None:
@@ -375,10 +380,11 @@ def test_every_database_and_cache_requires_encryption_and_keeps_backups(prod: Pr
         backup = settings["backupConfiguration"]
         assert backup["enabled"] is True, f"{sql}: automated backups off"
         assert backup["pointInTimeRecoveryEnabled"] is True, f"{sql}: point-in-time recovery off"
-    for redis in prod.run.of_type(REDIS):
-        inputs = redis.inputs
-        assert inputs["authEnabled"] is True, f"{redis}: AUTH off"
-        assert inputs["transitEncryptionMode"] == "SERVER_AUTHENTICATION", f"{redis}: no TLS"
-        assert inputs["persistenceConfig"]["persistenceMode"] == "RDB", f"{redis}: no snapshots"
+    for valkey in prod.run.of_type(VALKEY):
+        inputs = valkey.inputs
+        assert inputs["aclPolicy"], f"{valkey}: no ACL policy"
+        assert inputs["transitEncryptionMode"] == "SERVER_AUTHENTICATION", f"{valkey}: no TLS"
+        assert inputs["persistenceConfig"]["mode"] == "AOF", f"{valkey}: no persistence"
+        assert inputs["automatedBackupConfig"]["retention"], f"{valkey}: no backups"
     for disk in prod.run.of_type(DISK):
         assert disk.inputs.get("resourcePolicies"), f"{disk}: no snapshot schedule"

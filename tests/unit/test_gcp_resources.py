@@ -123,19 +123,42 @@ def test_admin_is_a_built_in_user(prod: ProdRun, prod_config: StackConfig) -> No
     assert admin.inputs["type"] == "BUILT_IN", f"{admin}"
 
 
-def test_memorystore(prod: ProdRun) -> None:
-    redis = one(prod, "gcp:redis/instance:Instance")
-    inputs = redis.inputs
-    assert inputs["tier"] == "STANDARD_HA", f"{redis}"
-    assert inputs["authEnabled"] is True, f"{redis}"
-    assert inputs["transitEncryptionMode"] == "SERVER_AUTHENTICATION", f"{redis}"
-    assert inputs["redisVersion"] == "REDIS_7_0", f"{redis}"
-    assert inputs["connectMode"] == "PRIVATE_SERVICE_ACCESS", f"{redis}"
-    assert inputs["persistenceConfig"]["persistenceMode"] == "RDB", f"{redis}"
-    # maintenance_day 7 (Pulumi.prod.yaml's default) is Memorystore's SUNDAY.
+def test_valkey(prod: ProdRun, prod_config: StackConfig) -> None:
+    valkey = one(prod, "gcp:memorystore/instance:Instance")
+    inputs = valkey.inputs
+    assert inputs["engineVersion"] == "VALKEY_8_0", f"{valkey}"
+    # One primary, cluster mode off (the client semantics of dev's server), replicas in other
+    # zones with failover.
+    assert inputs["mode"] == "CLUSTER_DISABLED", f"{valkey}"
+    assert inputs["shardCount"] == 1, f"{valkey}"
+    assert inputs["replicaCount"] == prod_config.gcp.valkey_replicas >= 1, f"{valkey}"
+    assert inputs["zoneDistributionConfig"] == {"mode": "MULTI_ZONE"}, f"{valkey}"
+    assert inputs["nodeType"] == prod_config.gcp.valkey_node_type, f"{valkey}"
+    assert inputs["transitEncryptionMode"] == "SERVER_AUTHENTICATION", f"{valkey}"
+    assert inputs["persistenceConfig"] == {
+        "mode": "AOF",
+        "aofConfig": {"appendFsync": "EVERY_SEC"},
+    }, f"{valkey}"
+    retention = prod_config.backup.retention_days * 86_400
+    assert inputs["automatedBackupConfig"]["retention"] == f"{retention}s", f"{valkey}"
+    assert inputs["deletionProtectionEnabled"] is True, f"{valkey}"
+    assert valkey.protect, f"{valkey}: not protected"
+    # Private Service Connect in the stack's own VPC, in the subnet the policy names.
+    policy = one(prod, "gcp:networkconnectivity/serviceConnectionPolicy:ServiceConnectionPolicy")
+    assert policy.inputs["serviceClass"] == "gcp-memorystore", f"{policy}"
+    subnet = one(prod, "gcp:compute/subnetwork:Subnetwork")
+    assert policy.inputs["pscConfig"]["subnetworks"] == [f"{subnet.name}-id"], f"{policy}"
+    (endpoint,) = inputs["desiredAutoCreatedEndpoints"]
+    assert endpoint["network"] == policy.inputs["network"], f"{valkey}"
+    assert policy.urn in valkey.dependencies, "the endpoint needs the policy first"
+    # The ACL policy is attached; maintenance_day 7 (Pulumi.prod.yaml's default) is SUNDAY.
+    acl = one(prod, "gcp:memorystore/aclPolicy:AclPolicy")
+    assert inputs["aclPolicy"] == f"{acl.name}-id", f"{valkey}"
     window = inputs["maintenancePolicy"]["weeklyMaintenanceWindows"][0]
-    assert window["day"] == "SUNDAY", f"{redis}: {window}"
-    assert set(inputs["redisConfigs"]) == {"maxmemory-policy"}, f"{redis}"
+    assert window["day"] == "SUNDAY", f"{valkey}: {window}"
+    assert inputs["engineConfigs"] == {"maxmemory-policy": prod_config.redis.maxmemory_policy}, (
+        f"{valkey}"
+    )
 
 
 def test_rabbitmq_vm(single: ProdRun) -> None:
@@ -302,7 +325,15 @@ def test_secrets_hold_the_service_urls(prod: ProdRun, prod_config: StackConfig) 
         assert app.endswith(f"@{host}:{port}/{naming.database_name(spec.name)}")
         amqp = versions[f"secret-{naming.rabbitmq_secret_id(spec.name)}-id"]
         assert amqp.endswith(f"/{naming.rabbitmq_vhost(spec.name)}"), spec.name
-    assert versions[f"secret-{naming.REDIS_AUTH_SECRET_ID}-id"] == "mock-auth-string"
+        redis = versions.get(f"secret-{naming.redis_secret_id(spec.name)}-id")
+        if not spec.redis:
+            assert redis is None, f"{spec.name} has no Redis user, so no REDIS_URL"
+            continue
+        assert isinstance(redis, str), spec.name
+        # TLS, the service's own ACL user, the private name.
+        user = naming.redis_user(spec.name)
+        assert redis.startswith(f"rediss://{user}:"), spec.name
+        assert redis.endswith(f"@{stack.redis_host}:{stack.redis_port}/0"), spec.name
 
 
 def test_backup_bucket_lifecycle(prod: ProdRun) -> None:

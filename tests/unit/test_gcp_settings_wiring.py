@@ -16,7 +16,7 @@ from tests.unit.gcp_program import ProdRun, run_prod
 from tests.unit.pulumi_mocks import stack_config
 
 SQL = "gcp:sql/databaseInstance:DatabaseInstance"
-REDIS = "gcp:redis/instance:Instance"
+VALKEY = "gcp:memorystore/instance:Instance"
 VM = "gcp:compute/instance:Instance"
 DISK = "gcp:compute/disk:Disk"
 POLICY = "gcp:compute/resourcePolicy:ResourcePolicy"
@@ -32,8 +32,8 @@ GCP: dict[str, Any] = {
     "backup_region": "europe-north1",
     "sql_retained_backups": 9,
     "sql_log_retention_days": 5,
-    "redis_memory_size_gb": 7,
-    "redis_snapshot_period": "TWELVE_HOURS",
+    "valkey_node_type": "HIGHMEM_MEDIUM",
+    "valkey_replicas": 2,
     "rabbitmq_machine_type": "e2-standard-8",
     "rabbitmq_disk_size_gb": 77,
     "maintenance_day": 3,
@@ -76,9 +76,16 @@ WIRING: list[tuple[str, str | None, str, Any]] = [
     ),
     (SQL, "postgres", "settings.maintenanceWindow.day", GCP["maintenance_day"]),
     (SQL, "postgres", "settings.maintenanceWindow.hour", GCP["maintenance_hour"]),
-    (REDIS, None, "memorySizeGb", GCP["redis_memory_size_gb"]),
-    (REDIS, None, "persistenceConfig.rdbSnapshotPeriod", GCP["redis_snapshot_period"]),
-    (REDIS, None, "redisConfigs.maxmemory-policy", REDIS_SETTINGS["maxmemory_policy"]),
+    (VALKEY, None, "nodeType", GCP["valkey_node_type"]),
+    (VALKEY, None, "replicaCount", GCP["valkey_replicas"]),
+    (VALKEY, None, "engineConfigs.maxmemory-policy", REDIS_SETTINGS["maxmemory_policy"]),
+    (VALKEY, None, "automatedBackupConfig.retention", f"{BACKUP['retention_days'] * 86400}s"),
+    (
+        VALKEY,
+        None,
+        "automatedBackupConfig.fixedFrequencySchedule.startTime.hours",
+        GCP["maintenance_hour"],
+    ),
     # Prod's default three-node cluster: node 1 sits in gcp.zone_suffix's zone.
     (VM, "rabbitmq-1", "machineType", GCP["rabbitmq_machine_type"]),
     (VM, "rabbitmq-1", "zone", f"{REGION}-{GCP['zone_suffix']}"),
@@ -150,6 +157,6 @@ def test_lifecycle_and_flags_follow_the_settings(changed: ProdRun) -> None:
     sql = changed.run.one(SQL, "postgres")
     flags = {f["name"]: f["value"] for f in sql.inputs["settings"]["databaseFlags"]}
     assert flags["log_min_duration_statement"] == str(POSTGRES["slow_statement_ms"]), f"{sql}"
-    redis = changed.run.one(REDIS)
-    window = redis.inputs["maintenancePolicy"]["weeklyMaintenanceWindows"][0]
+    valkey = changed.run.one(VALKEY)
+    window = valkey.inputs["maintenancePolicy"]["weeklyMaintenanceWindows"][0]
     assert (window["day"], window["startTime"]["hours"]) == ("WEDNESDAY", GCP["maintenance_hour"])

@@ -29,7 +29,7 @@ SERVERS = {
         # Prod's default is a three-node cluster: every node's VM.
         *[("gcp:compute/instance:Instance", f"rabbitmq-{n}") for n in (1, 2, 3)],
         ("gcp:sql/databaseInstance:DatabaseInstance", "postgres"),
-        ("gcp:redis/instance:Instance", "redis"),
+        ("gcp:memorystore/instance:Instance", "valkey"),
     ],
 }
 

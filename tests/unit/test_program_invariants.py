@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from operator import attrgetter
 
 import pulumi
 import pytest
@@ -17,13 +18,22 @@ from pulumi.runtime.sync_await import _sync_await
 from tests.unit.pulumi_mocks import ProgramRun, run_program
 
 # Inputs that name a resource in its provider's namespace.
-NAME_KEYS = ("name", "accountId", "secretId", "roleId", "repositoryId", "keyRingId")
+NAME_KEYS = (
+    "name",
+    "accountId",
+    "secretId",
+    "roleId",
+    "repositoryId",
+    "keyRingId",
+    "instanceId",
+    "aclPolicyId",
+)
 # Types whose names live inside another resource (a login inside its instance, an image by
 # tag): equal names there are nested, or equal on purpose. IAM members name what they grant on.
 NESTED = {"gcp:sql/user:User", "docker:index/remoteImage:RemoteImage"}
 PARTS = {
     "dev": ("network", "postgres", "redis", "rabbitmq", "backup"),
-    "prod": ("bucket", "redis", "dns_zone", "export_workflow", "export_schedule"),
+    "prod": ("bucket", "valkey.instance", "dns_zone", "export_workflow", "export_schedule"),
     "bootstrap": ("state_bucket",),
 }
 
@@ -56,7 +66,7 @@ def test_the_component_keeps_its_parts_as_attributes(program: tuple[str, Program
     component = next(r for r in run if r.type.endswith(":Platform"))
     below = {r.urn for r in run.below(component)}
     for attribute in PARTS[stack]:
-        part = getattr(platform, attribute)
+        part = attrgetter(attribute)(platform)
         assert isinstance(part, pulumi.CustomResource), f"{stack}: {attribute} is {part!r}"
         urn = _sync_await(part.urn.future())
         assert urn in below, f"{stack}: {attribute} ({urn}) is not one of its children"

@@ -157,7 +157,7 @@ def test_prod_env_files_use_private_dns_names_and_tls_for_redis(
     env = render_all(prod_config, credentials)["services/users.env"].content
     assert "@postgres.persistence.internal:5432/users" in env
     assert "REDIS_URL=rediss://users:" in env
-    assert "@redis.persistence.internal:6378/0" in env
+    assert "@redis.persistence.internal:6379/0" in env
 
 
 def test_strict_undefined_refuses_a_missing_value() -> None:

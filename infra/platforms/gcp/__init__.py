@@ -1,6 +1,7 @@
 """The prod stack on Google Cloud, as one ComponentResource (``persistence:gcp:Platform``).
 
-Each module declares one part (network, identities, Cloud SQL, Memorystore, the RabbitMQ VM,
+Each module declares one part (network, identities, Cloud SQL, Memorystore for Valkey, the
+RabbitMQ VM,
 secrets, DNS, the backup bucket, the verified backup job and its image, the Memorystore
 export, the alerts); this component wires them in dependency order, in named steps, keeps
 each part as an attribute (``self.sql``, ``self.network``...), parents everything to itself
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pulumi
 import pulumi_gcp as gcp
 
 from infra.credentials import credentials_json
@@ -28,10 +28,10 @@ from infra.platforms.gcp import (
     network,
     rabbitmq_cluster,
     rabbitmq_vm,
-    redis,
     registry,
     secrets,
     sql,
+    valkey,
     verify_instance,
 )
 from infra.platforms.gcp.backup_job import BackupJob
@@ -43,15 +43,17 @@ from infra.platforms.gcp.rabbitmq_vm import RabbitmqVm
 from infra.platforms.gcp.registry import Registry
 from infra.platforms.gcp.secrets import Secrets
 from infra.platforms.gcp.sql import SqlInstance
+from infra.platforms.gcp.valkey import Valkey
 from infra.provisioning import ServiceDatabase
 from infra.pulumi_credentials import StackPasswords, generated_passwords
 from infra.render import endpoints
+from infra.render.services import redis_url
 
 TYPE_TOKEN = "persistence:gcp:Platform"  # noqa: S105 - a type token, not a password
 
 
 class GcpPlatform(PlatformComponent):
-    """Cloud SQL, Memorystore and RabbitMQ on Compute Engine, private and backed up."""
+    """Cloud SQL, Memorystore for Valkey and RabbitMQ on Compute Engine, private and backed up."""
 
     type_token = TYPE_TOKEN
     ctx: GcpContext
@@ -60,8 +62,7 @@ class GcpPlatform(PlatformComponent):
     identities: Identities
     sql: SqlInstance
     databases: dict[str, ServiceDatabase]
-    redis: gcp.redis.Instance
-    redis_auth: pulumi.Output[str]
+    valkey: Valkey
     secrets: Secrets
     rabbitmq: RabbitmqVm | RabbitmqCluster
     rabbitmq_live: LiveConfig
@@ -86,18 +87,17 @@ class GcpPlatform(PlatformComponent):
             self.ctx,
             backup_job=self.backup_job.job,
             sql_instance=sql.instance_name(self.ctx),
-            redis_instance=self.redis,
+            valkey_instance=self.valkey.instance,
             rabbitmq=self.rabbitmq.instances,
         )
         return self._outputs()
 
     def _declare_servers(self) -> None:
-        """Cloud SQL with each service's database, Memorystore, the broker VM, their names."""
+        """Cloud SQL with each service's database, Valkey, the broker VM, their names."""
         ctx, net = self.ctx, self.network
         self.sql = sql.declare(ctx, net, self.passwords.postgres_admin)
         self.databases = sql.declare_service_databases(ctx, self.sql, self.passwords)
-        self.redis = redis.declare(ctx, net)
-        self.redis_auth = pulumi.Output.secret(self.redis.auth_string)
+        self.valkey = valkey.declare(ctx, net, self.passwords)
         broker_account = self.identities.rabbitmq
         if ctx.config.rabbitmq_nodes > 1:
             cluster = rabbitmq_cluster.declare(ctx, net, broker_account, self.passwords)
@@ -112,7 +112,7 @@ class GcpPlatform(PlatformComponent):
             net,
             {
                 "postgres": self.sql.instance.private_ip_address,
-                "redis": self.redis.host,
+                "redis": self.valkey.host,
                 # The single VM, or the cluster's load balancer: services' one endpoint.
                 "rabbitmq": self.rabbitmq.endpoint_ip,
                 **self.rabbitmq.dns_records(),
@@ -121,7 +121,7 @@ class GcpPlatform(PlatformComponent):
 
     def _declare_service_access(self) -> None:
         """Each service's connection URLs in Secret Manager, readable by its own account."""
-        self.secrets = secrets.declare(self.ctx, self.identities, self.passwords, self.redis_auth)
+        self.secrets = secrets.declare(self.ctx, self.identities, self.passwords)
 
     def _declare_backups(self) -> None:
         """The bucket, the Memorystore export, the backup job's image and the job itself."""
@@ -130,13 +130,13 @@ class GcpPlatform(PlatformComponent):
         buckets.grant_object_create(
             ctx,
             self.bucket,
-            # Memorystore's service agent writes the RDB export; the databases' backups are
-            # the job's (its own, prefix-scoped grant).
-            {"memorystore-agent": self.redis.persistence_iam_identity},
+            # Memorystore's service agent writes a backup's RDB export; the databases'
+            # backups are the job's (its own, prefix-scoped grant).
+            {"memorystore-agent": valkey.service_agent(ctx)},
         )
         self.export_workflow, self.export_schedule = backup_jobs.declare(
             ctx,
-            redis_instance=redis.instance_name(ctx),
+            valkey_instance=valkey.instance_name(ctx),
             bucket=buckets.bucket_name(ctx),
             service_account=self.identities.backup,
         )
@@ -179,10 +179,13 @@ class GcpPlatform(PlatformComponent):
             },
             "redis_host": stack_endpoints.redis_host,
             "redis_port": stack_endpoints.redis_port,
-            "redis_private_ip": self.redis.host,
-            "redis_ca_certificates": self.redis.server_ca_certs.apply(_certificates),
-            "redis_auth_string": self.redis_auth,
-            "redis_auth_secret": self.secrets.redis_auth,
+            "redis_private_ip": self.valkey.host,
+            "redis_ca_certificates": self.valkey.ca_certificates,
+            "redis_instance": self.valkey.instance.instance_id,
+            "redis_acl_policy": self.valkey.acl_policy.acl_policy_id,
+            "redis_admin_url": passwords.redis_admin.apply(
+                lambda password: redis_url(stack_endpoints, config.redis.admin_user, password)
+            ),
             "rabbitmq_host": stack_endpoints.amqp_host,
             "rabbitmq_port": stack_endpoints.amqp_port,
             "rabbitmq_private_ip": self.rabbitmq.endpoint_ip,
@@ -214,13 +217,3 @@ class GcpPlatform(PlatformComponent):
             ),
             "verify_instance": self.verify_instance.instance.name if self.verify_instance else None,
         }
-
-
-def _certificates(certs: Any) -> list[str]:
-    """PEM text of Memorystore's server CAs (typed objects from the engine, mappings in tests)."""
-    pems = []
-    for cert in certs or []:
-        pem = cert.get("cert") if isinstance(cert, dict) else getattr(cert, "cert", None)
-        if pem:
-            pems.append(str(pem))
-    return pems

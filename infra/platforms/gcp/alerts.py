@@ -37,7 +37,7 @@ def declare(
     *,
     backup_job: gcp.cloudrunv2.Job,
     sql_instance: str,
-    redis_instance: gcp.redis.Instance,
+    valkey_instance: gcp.memorystore.Instance,
     rabbitmq: list[gcp.compute.Instance],
 ) -> list[gcp.monitoring.AlertPolicy]:
     """Declare the channels, the verified-backup metric and every policy (``rabbitmq``: the
@@ -154,11 +154,12 @@ def declare(
             docs=REDIS_MEMORY_DOCS,
             condition=_threshold(
                 f"Memorystore memory above {alerts.redis_memory_percent} %",
-                redis_instance.name.apply(
+                valkey_instance.instance_id.apply(
                     lambda name: (
-                        'metric.type = "redis.googleapis.com/stats/memory/usage_ratio" '
-                        'AND resource.type = "redis_instance" AND resource.label.instance_id = '
-                        f'"projects/{ctx.project}/locations/{ctx.region}/instances/{name}"'
+                        'metric.type = "memorystore.googleapis.com/instance/memory/'
+                        'maximum_utilization" AND resource.type = '
+                        '"memorystore.googleapis.com/Instance" AND '
+                        f'resource.label.instance_id = "{name}"'
                     )
                 ),
                 threshold=alerts.redis_memory_percent / 100,
@@ -516,11 +517,11 @@ REDIS_MEMORY_DOCS = """
 Memorystore's memory usage is high. With `redis.maxmemory_policy: noeviction`, writes fail
 when it is full.
 
-1. `redis-cli --bigkeys` / `MEMORY USAGE` on the largest key prefixes (one prefix per service)
-   names the service growing.
+1. `valkey-cli --bigkeys` / `MEMORY USAGE` as the admin user on the largest key prefixes (one
+   prefix per service) names the service growing.
 2. Ask that service's team for TTLs on cache keys.
-3. If the growth is legitimate, raise `gcp.redis_memory_size_gb` and deploy (no downtime on
-   the Standard tier).
+3. If the growth is legitimate, move `gcp.valkey_node_type` to the next size and deploy
+   (Memorystore scales the nodes in place).
 """
 
 RABBITMQ_DOCS = """

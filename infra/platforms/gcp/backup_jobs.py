@@ -22,12 +22,12 @@ CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 def declare(
     ctx: GcpContext,
     *,
-    redis_instance: str,
+    valkey_instance: str,
     bucket: str,
     service_account: gcp.serviceaccount.Account,
 ) -> tuple[gcp.workflows.Workflow, gcp.cloudscheduler.Job]:
     """Declare the workflow and the job that runs it on ``backup.schedule``."""
-    name = ctx.name("redis-export")
+    name = ctx.name("redis-export")  # the name it has always had: renaming replaces it
     workflow = gcp.workflows.Workflow(
         "backup-workflow",
         name=name,
@@ -36,9 +36,10 @@ def declare(
         service_account=service_account.email,
         call_log_level="LOG_ERRORS_ONLY",
         source_contents=source(
-            redis_instance=redis_instance,
-            redis_region=ctx.region,
+            instance=valkey_instance,
+            region=ctx.region,
             bucket=bucket,
+            retention_days=ctx.config.backup.retention_days,
         ),
         deletion_protection=False,
         labels=ctx.labels,

@@ -22,8 +22,10 @@ RABBITMQ_VM_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 
 # Everything the Memorystore export workflow and its scheduler job call, and nothing else.
 BACKUP_PERMISSIONS = (
-    "redis.instances.export",  # start a Memorystore export
-    "redis.operations.get",  # read the export's long-running operation
+    "memorystore.instances.backup",  # take an on-demand backup of the Valkey instance
+    "memorystore.instances.get",  # read the instance's backup collection
+    "memorystore.backups.export",  # export that backup into the bucket
+    "memorystore.operations.get",  # read their long-running operations
     "workflows.executions.create",  # the scheduler job starts the workflow as this account
     "logging.logEntries.create",  # the workflow's call log
 )

@@ -1,8 +1,8 @@
 """Secret Manager: one secret per login, each readable only by its own service's account.
 
-PostgreSQL logins and the RabbitMQ user hold the connection URL the service uses (the same
-URLs as a dev ``services/<name>.env``); the Memorystore AUTH string is one shared secret,
-readable by the services that use Redis.
+PostgreSQL logins, the Valkey ACL user and the RabbitMQ user hold the connection URL the service
+uses (the same URLs as a dev ``services/<name>.env``). Nothing a service can read holds another
+service's password or an admin's.
 """
 
 from __future__ import annotations
@@ -21,30 +21,23 @@ from infra.platforms.gcp.identities import Identities
 from infra.platforms.pacing import Pacer, track
 from infra.pulumi_credentials import StackPasswords
 from infra.render import endpoints
-from infra.render.services import amqp_url, postgres_url
+from infra.render.services import amqp_url, postgres_url, redis_url
 
 ACCESSOR = "roles/secretmanager.secretAccessor"
 
 
 @dataclass(frozen=True)
 class Secrets:
-    """Secret ids by service (``kind`` -> id) and the shared Redis AUTH secret id."""
+    """Secret ids by service (``kind``, ``redis`` or ``rabbitmq`` -> id)."""
 
     by_service: dict[str, dict[str, pulumi.Output[str]]]
-    redis_auth: pulumi.Output[str]
 
 
-def declare(
-    ctx: GcpContext,
-    identities: Identities,
-    passwords: StackPasswords,
-    redis_auth: pulumi.Output[str],
-) -> Secrets:
+def declare(ctx: GcpContext, identities: Identities, passwords: StackPasswords) -> Secrets:
     """Declare every secret, its current version and its one accessor binding.
 
     Each service's secrets take that service's passwords only (``passwords.service``), and are
-    paced (``ctx.pacer``): they register in seconds. The shared Redis AUTH secret is not: its
-    version waits for Memorystore."""
+    paced (``ctx.pacer``): they register in seconds."""
     stack_endpoints = endpoints.for_stack(ctx.config)
     by_service: dict[str, dict[str, pulumi.Output[str]]] = {}
     for spec in ctx.config.services:
@@ -58,13 +51,15 @@ def declare(
             url = own.apply(_postgres_url(stack_endpoints, kind, role, database))
             login_id = naming.postgres_secret_id(name, kind)
             ids[kind] = declare_secret(ctx, login_id, url, {name: member}, pacer=ctx.pacer)
+        if spec.redis:
+            redis = own.apply(_redis_url(stack_endpoints, name))
+            redis_id = naming.redis_secret_id(name)
+            ids["redis"] = declare_secret(ctx, redis_id, redis, {name: member}, pacer=ctx.pacer)
         amqp = own.apply(_amqp_url(stack_endpoints, name))
         amqp_id = naming.rabbitmq_secret_id(name)
         ids["rabbitmq"] = declare_secret(ctx, amqp_id, amqp, {name: member}, pacer=ctx.pacer)
         by_service[name] = ids
-    readers = {s.name: identities.services[s.name].member for s in ctx.config.services if s.redis}
-    redis_id = declare_secret(ctx, naming.REDIS_AUTH_SECRET_ID, redis_auth, readers)
-    return Secrets(by_service=by_service, redis_auth=redis_id)
+    return Secrets(by_service=by_service)
 
 
 def _postgres_url(
@@ -75,6 +70,13 @@ def _postgres_url(
     return lambda c: postgres_url(
         stack_endpoints, role, c.postgres_password(kind), database, kind=kind
     )
+
+
+def _redis_url(
+    stack_endpoints: endpoints.Endpoints, service: str
+) -> Callable[[ServiceCredentials], str]:
+    """The service's TLS URL for its own Valkey ACL user, once its passwords are known."""
+    return lambda c: redis_url(stack_endpoints, naming.redis_user(service), c.redis)
 
 
 def _amqp_url(

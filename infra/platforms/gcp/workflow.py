@@ -1,12 +1,13 @@
 """The scheduled Memorystore export as a Cloud Workflows definition, built as data, as YAML.
 
 The service databases are backed up (and verified) by the backup job (``backup_job``);
-Memorystore refuses the replication protocol that job's Redis backup uses, so its RDB export
-goes through the Memorystore Admin API here, and only here. One execution exports the instance
-to a new object named by the execution's UTC timestamp and id (the bucket has a retention
-policy and no versioning, so a name is never reused). The long-running operation is polled
-until it is done; a failed or stuck operation raises, which fails the execution visibly:
-starting an export is not counted as a backup.
+Memorystore refuses the replication protocol that job's Redis backup uses, so its copy goes
+through the Memorystore API here, and only here: an on-demand backup of the Valkey instance
+(kept ``backup.retention_days`` in Memorystore's backup collection), then that backup exported
+as RDB files into the stack's bucket, beside the databases' backups and under its retention
+policy. Each execution names its backup by the execution's UTC timestamp and id, so a name is
+never reused. Every long-running operation is polled until it is done; a failed or stuck one
+raises, which fails the execution visibly: starting a backup is not counted as a backup.
 """
 
 from __future__ import annotations
@@ -15,20 +16,21 @@ from typing import Any
 
 import yaml
 
-REDIS_API = "https://redis.googleapis.com/v1"
+MEMORYSTORE_API = "https://memorystore.googleapis.com/v1"
 POLL_SECONDS = 20
 MAX_POLLS = 540  # 3 hours per operation
 RETRY = "${http.default_retry}"
 
 
-def definition(*, redis_instance: str, redis_region: str, bucket: str) -> dict[str, Any]:
-    """The workflow as a mapping: ``main`` plus the export and polling subworkflows."""
+def definition(*, instance: str, region: str, bucket: str, retention_days: int) -> dict[str, Any]:
+    """The workflow as a mapping: ``main`` plus the backup, export and polling subworkflows."""
     return {
-        "main": {"steps": _main(redis_instance, redis_region, bucket)},
-        "export_redis": _export_redis(),
-        "wait_redis": _wait(
+        "main": {"steps": _main(instance, region, bucket, retention_days)},
+        "backup_valkey": _backup_valkey(),
+        "export_backup": _export_backup(),
+        "wait_memorystore": _wait(
             label="Memorystore",
-            url='${"' + REDIS_API + '/" + name}',
+            url='${"' + MEMORYSTORE_API + '/" + name}',
             done='${map.get(operation.body, "done") == true}',
         ),
     }
@@ -41,7 +43,7 @@ def source(**kwargs: Any) -> str:
     )
 
 
-def _main(redis_instance: str, redis_region: str, bucket: str) -> list[dict[str, Any]]:
+def _main(instance: str, region: str, bucket: str, retention_days: int) -> list[dict[str, Any]]:
     stamp = (
         "${text.replace_all(text.replace_all(text.substring(time.format(sys.now()), 0, 19),"
         ' ":", ""), "-", "")}'
@@ -53,26 +55,36 @@ def _main(redis_instance: str, redis_region: str, bucket: str) -> list[dict[str,
                     {"project": '${sys.get_env("GOOGLE_CLOUD_PROJECT_ID")}'},
                     {"execution": '${sys.get_env("GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID")}'},
                     {"stamp": stamp},
-                    {"suffix": '${stamp + "-" + execution}'},
+                    # Backup ids take lowercase letters, digits and hyphens, a letter first.
+                    {"backup_id": '${"valkey-" + text.to_lower(stamp + "-" + execution)}'},
                     {"bucket": bucket},
-                    {"redis_instance": redis_instance},
-                    {"redis_region": redis_region},
+                    {"instance": instance},
+                    {"region": region},
+                    {"ttl": f"{retention_days * 86_400}s"},
                 ]
             }
         },
         {
-            "export_redis": {
-                "call": "export_redis",
+            "backup_valkey": {
+                "call": "backup_valkey",
                 "args": {
                     "project": "${project}",
-                    "region": "${redis_region}",
-                    "instance": "${redis_instance}",
-                    "uri": '${"gs://" + bucket + "/redis/" + suffix + ".rdb"}',
+                    "region": "${region}",
+                    "instance": "${instance}",
+                    "backup_id": "${backup_id}",
+                    "ttl": "${ttl}",
                 },
-                "result": "redis_uri",
+                "result": "backup",
             }
         },
-        {"finish": {"return": {"objects": ["${redis_uri}"]}}},
+        {
+            "export_backup": {
+                "call": "export_backup",
+                "args": {"project": "${project}", "backup": "${backup}", "bucket": "${bucket}"},
+                "result": "exported",
+            }
+        },
+        {"finish": {"return": {"backup": "${backup}", "export": "${exported}"}}},
     ]
 
 
@@ -81,13 +93,13 @@ def _auth() -> dict[str, str]:
     return {"type": "OAuth2"}
 
 
-def _export_redis() -> dict[str, Any]:
-    url = (
-        '${"' + REDIS_API + '/projects/" + project + "/locations/" + region'
-        ' + "/instances/" + instance + ":export"}'
-    )
+def _backup_valkey() -> dict[str, Any]:
+    """Take an on-demand backup; return its resource name once the operation is done."""
+    path = '"/projects/" + project + "/locations/" + region + "/instances/" + instance'
+    url = '${"' + MEMORYSTORE_API + '" + ' + path + ' + ":backup"}'
+    url_instance = '${"' + MEMORYSTORE_API + '" + ' + path + "}"
     return {
-        "params": ["project", "region", "instance", "uri"],
+        "params": ["project", "region", "instance", "backup_id", "ttl"],
         "steps": [
             {
                 "start": {
@@ -95,18 +107,59 @@ def _export_redis() -> dict[str, Any]:
                     "args": {
                         "url": url,
                         "auth": _auth(),
-                        "body": {"outputConfig": {"gcsDestination": {"uri": "${uri}"}}},
+                        "body": {"backupId": "${backup_id}", "ttl": "${ttl}"},
                     },
                     "result": "operation",
                 }
             },
             {
                 "wait": {
-                    "call": "wait_redis",
+                    "call": "wait_memorystore",
                     "args": {"project": "${project}", "name": "${operation.body.name}"},
+                    "result": "done",
                 }
             },
-            {"done": {"return": "${uri}"}},
+            # The backup's name is the instance's backup collection plus the id we chose.
+            {
+                "instance": {
+                    "call": "http.get",
+                    "args": {"url": url_instance, "auth": _auth()},
+                    "result": "described",
+                }
+            },
+            {
+                "finished": {
+                    "return": '${described.body.backupCollection + "/backups/" + backup_id}'
+                }
+            },
+        ],
+    }
+
+
+def _export_backup() -> dict[str, Any]:
+    """Export one backup's RDB files into the bucket; return the export's response."""
+    return {
+        "params": ["project", "backup", "bucket"],
+        "steps": [
+            {
+                "start": {
+                    "call": "http.post",
+                    "args": {
+                        "url": '${"' + MEMORYSTORE_API + '/" + backup + ":export"}',
+                        "auth": _auth(),
+                        "body": {"gcsBucket": "${bucket}"},
+                    },
+                    "result": "operation",
+                }
+            },
+            {
+                "wait": {
+                    "call": "wait_memorystore",
+                    "args": {"project": "${project}", "name": "${operation.body.name}"},
+                    "result": "done",
+                }
+            },
+            {"finished": {"return": '${map.get(done, "response")}'}},
         ],
     }
 
