@@ -130,6 +130,8 @@ class ServiceSpec:
 
 # The admin login of each server when the stack names none.
 DEFAULT_ADMIN = "platform_admin"
+# A stack's way from Memorystore for Redis to Valkey, in order (README, prod).
+REDIS_MIGRATION_STAGES = ("none", "beside", "switched", "retiring")
 # Memorystore for Valkey's node types with their memory, smallest first.
 VALKEY_NODE_TYPES = ("SHARED_CORE_NANO", "STANDARD_SMALL", "HIGHMEM_MEDIUM", "HIGHMEM_XLARGE")
 
@@ -513,6 +515,33 @@ class GcpSettings:
         rule=rules.one_of(*VALKEY_NODE_TYPES),
         doc="Memorystore for Valkey node type, which fixes its memory: SHARED_CORE_NANO 1.4 GB, "
         "STANDARD_SMALL 6.5 GB, HIGHMEM_MEDIUM 13 GB, HIGHMEM_XLARGE 58 GB",
+    )
+    redis_migration: str = setting(
+        "none",
+        rule=rules.one_of(*REDIS_MIGRATION_STAGES),
+        doc="where a stack that ran Memorystore for Redis is on its way to Valkey (README, "
+        "'Moving prod from Memorystore for Redis to Valkey'): none (Valkey only), beside (the "
+        "old instance serves, Valkey is created beside it), switched (Valkey serves, the old "
+        "instance is kept), retiring (the old instance loses its protection; none then deletes "
+        "it)",
+    )
+    valkey_import_uris: tuple[str, ...] = setting(
+        (),
+        rule=rules.gcs_object_uris,
+        doc="RDB files (gs:// URIs, e.g. the old instance's export) Valkey loads when it is "
+        "created; ignored afterwards",
+    )
+    redis_memory_size_gb: int = setting(
+        5,
+        rule=rules.between(1, 300),
+        doc="capacity in GB of the old Memorystore for Redis instance, kept as it was while "
+        "redis_migration is beside, switched or retiring",
+    )
+    redis_snapshot_period: str = setting(
+        "ONE_HOUR",
+        rule=rules.one_of("ONE_HOUR", "SIX_HOURS", "TWELVE_HOURS", "TWENTY_FOUR_HOURS"),
+        doc="how often the old Memorystore for Redis instance writes an RDB snapshot (while it "
+        "is kept)",
     )
     valkey_replicas: int = setting(
         1,

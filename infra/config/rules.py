@@ -351,6 +351,20 @@ def email_addresses(value: tuple[str, ...]) -> str | None:
     return None
 
 
+_GCS_OBJECT = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^\s]+$")
+
+
+@allows("gs:// object URIs, each once")
+def gcs_object_uris(value: tuple[str, ...]) -> str | None:
+    """RDB files in Cloud Storage for a new instance to load: full object URIs."""
+    bad = [uri for uri in value if not isinstance(uri, str) or not _GCS_OBJECT.match(uri)]
+    if bad:
+        return f"{bad[0]!r} is not a Cloud Storage object; use e.g. ['gs://bucket/redis/x.rdb']"
+    if len(set(value)) != len(value):
+        return "lists an object twice; give each once (e.g. ['gs://bucket/redis/x.rdb'])"
+    return None
+
+
 _SQL_TIER = re.compile(r"^db-(f1-micro|g1-small|custom-\d+-\d+|perf-optimized-N-\d+)$")
 
 # The tiers each Cloud SQL edition runs on: Enterprise Plus only on its performance-optimized

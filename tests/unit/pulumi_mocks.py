@@ -53,6 +53,16 @@ OUTPUT_HOOKS: dict[str, OutputHook] = {
         "self_link": f"https://sqladmin.googleapis.com/{name}",
         "service_account_email_address": f"p123-{name}@gcp-sa-cloud-sql.iam.gserviceaccount.com",
     },
+    # The old Memorystore for Redis instance (a stack migrating to Valkey keeps it a while).
+    "gcp:redis/instance:Instance": lambda name, _: {
+        "host": "10.30.2.4",
+        "port": 6378,
+        "auth_string": "mock-auth-string",
+        "server_ca_certs": [{"cert": "-----BEGIN CERTIFICATE-----mock"}],
+        "persistence_iam_identity": (
+            f"serviceAccount:p123-{name}@gcp-sa-redis.iam.gserviceaccount.com"
+        ),
+    },
     # What Memorystore reports once the PSC endpoints exist, nested fields spelt as the
     # provider sends them (endpoints -> connections -> pscAutoConnection; CAs -> caCerts).
     "gcp:memorystore/instance:Instance": lambda name, inputs: {
@@ -139,6 +149,7 @@ class Declared:
     parent: str = ""  # the parent's URN; empty for the stack itself
     protect: bool = False
     retain_on_delete: bool = False
+    ignore_changes: tuple[str, ...] = ()
     dependencies: tuple[str, ...] = ()
     property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -176,6 +187,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             found.parent = request.parent
             found.protect = bool(request.protect)
             found.retain_on_delete = bool(request.retainOnDelete)
+            found.ignore_changes = tuple(request.ignoreChanges)
             found.dependencies = tuple(request.dependencies)
             found.property_dependencies = {
                 key: tuple(value.urns) for key, value in request.propertyDependencies.items()

@@ -32,7 +32,9 @@ PREVIEW_ROLES = (
     "roles/compute.viewer",
     "roles/cloudsql.viewer",
     "roles/cloudsql.client",
-    "roles/redis.viewer",
+    "roles/redis.viewer",  # the old Memorystore for Redis instance, while a stack keeps it
+    "roles/memorystore.viewer",
+    "roles/networkconnectivity.viewer",
     "roles/secretmanager.viewer",
     "roles/dns.reader",
     "roles/workflows.viewer",
@@ -43,7 +45,8 @@ PREVIEW_ROLES = (
 )
 
 # Reads that no predefined read-only role grants, but that refreshing the prod stack performs:
-# the private services connection, the Memorystore AUTH string and each secret version's value.
+# the private services connection, the old Memorystore for Redis instance's AUTH string (while a
+# stack keeps it) and each secret version's value.
 # The last two are secrets; the preview account can decrypt the stack's state, which holds the
 # same values, so these widen nothing it could not already read.
 PREVIEW_ROLE_ID = "persistencePreviewReader"
@@ -61,6 +64,8 @@ DEPLOY_ROLES = (
     "roles/servicenetworking.networksAdmin",
     "roles/cloudsql.admin",
     "roles/redis.admin",
+    "roles/memorystore.admin",
+    "roles/networkconnectivity.networkAdmin",
     "roles/secretmanager.admin",
     "roles/dns.admin",
     "roles/storage.admin",

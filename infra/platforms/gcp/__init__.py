@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
 import pulumi_gcp as gcp
 
 from infra.credentials import credentials_json
@@ -25,6 +26,7 @@ from infra.platforms.gcp import (
     buckets,
     dns,
     identities,
+    legacy_redis,
     network,
     rabbitmq_cluster,
     rabbitmq_vm,
@@ -37,6 +39,7 @@ from infra.platforms.gcp import (
 from infra.platforms.gcp.backup_job import BackupJob
 from infra.platforms.gcp.context import GcpContext, context_for
 from infra.platforms.gcp.identities import Identities
+from infra.platforms.gcp.legacy_redis import LegacyRedis
 from infra.platforms.gcp.network import Network
 from infra.platforms.gcp.rabbitmq_cluster import RabbitmqCluster
 from infra.platforms.gcp.rabbitmq_vm import RabbitmqVm
@@ -63,6 +66,7 @@ class GcpPlatform(PlatformComponent):
     sql: SqlInstance
     databases: dict[str, ServiceDatabase]
     valkey: Valkey
+    legacy_redis: LegacyRedis | None
     secrets: Secrets
     rabbitmq: RabbitmqVm | RabbitmqCluster
     rabbitmq_live: LiveConfig
@@ -80,6 +84,7 @@ class GcpPlatform(PlatformComponent):
         self.passwords = generated_passwords(self.config, parent=self, pacer=self.ctx.pacer)
         self.network = network.declare(self.ctx)
         self.identities = identities.declare(self.ctx)
+        self.bucket = buckets.declare(self.ctx)
         self._declare_servers()
         self._declare_service_access()
         self._declare_backups()
@@ -97,7 +102,25 @@ class GcpPlatform(PlatformComponent):
         ctx, net = self.ctx, self.network
         self.sql = sql.declare(ctx, net, self.passwords.postgres_admin)
         self.databases = sql.declare_service_databases(ctx, self.sql, self.passwords)
-        self.valkey = valkey.declare(ctx, net, self.passwords)
+        # Valkey's service agent reads the RDB files it imports (a migrating stack's data).
+        import_grants = buckets.grant_object_read(
+            ctx,
+            self.bucket,
+            "memorystore-valkey-agent",
+            valkey.service_agent(ctx),
+            ctx.config.gcp.valkey_import_uris,
+        )
+        self.valkey = valkey.declare(ctx, net, self.passwords, import_grants)
+        self.legacy_redis = (
+            legacy_redis.declare(ctx, net, self.identities) if legacy_redis.kept(ctx) else None
+        )
+        # The name services use: the old instance's until the stack switches.
+        legacy = self.legacy_redis
+        serving = (
+            legacy.instance.host
+            if legacy is not None and legacy_redis.serves(ctx)
+            else self.valkey.host
+        )
         broker_account = self.identities.rabbitmq
         if ctx.config.rabbitmq_nodes > 1:
             cluster = rabbitmq_cluster.declare(ctx, net, broker_account, self.passwords)
@@ -112,7 +135,7 @@ class GcpPlatform(PlatformComponent):
             net,
             {
                 "postgres": self.sql.instance.private_ip_address,
-                "redis": self.valkey.host,
+                "redis": serving,
                 # The single VM, or the cluster's load balancer: services' one endpoint.
                 "rabbitmq": self.rabbitmq.endpoint_ip,
                 **self.rabbitmq.dns_records(),
@@ -126,14 +149,15 @@ class GcpPlatform(PlatformComponent):
     def _declare_backups(self) -> None:
         """The bucket, the Memorystore export, the backup job's image and the job itself."""
         ctx = self.ctx
-        self.bucket = buckets.declare(ctx)
-        buckets.grant_object_create(
-            ctx,
-            self.bucket,
-            # Memorystore's service agent writes a backup's RDB export; the databases'
-            # backups are the job's (its own, prefix-scoped grant).
-            {"memorystore-agent": valkey.service_agent(ctx)},
-        )
+        # Memorystore's service agents write RDB exports (Valkey's backups; the old instance's,
+        # by hand, while it is kept); the databases' backups are the job's (its own,
+        # prefix-scoped grant).
+        writers: dict[str, pulumi.Input[str]] = {
+            "memorystore-valkey-agent": valkey.service_agent(ctx)
+        }
+        if self.legacy_redis is not None:
+            writers["memorystore-agent"] = self.legacy_redis.instance.persistence_iam_identity
+        buckets.grant_object_create(ctx, self.bucket, writers)
         self.export_workflow, self.export_schedule = backup_jobs.declare(
             ctx,
             valkey_instance=valkey.instance_name(ctx),
@@ -159,6 +183,7 @@ class GcpPlatform(PlatformComponent):
 
     def _outputs(self) -> dict[str, Any]:
         ctx, config, passwords = self.ctx, self.config, self.passwords
+        legacy = self.legacy_redis
         stack_endpoints = endpoints.for_stack(config)
         instance = self.sql.instance
         return {
@@ -183,6 +208,9 @@ class GcpPlatform(PlatformComponent):
             "redis_ca_certificates": self.valkey.ca_certificates,
             "redis_instance": self.valkey.instance.instance_id,
             "redis_acl_policy": self.valkey.acl_policy.acl_policy_id,
+            "redis_migration": config.gcp.redis_migration,
+            "legacy_redis_private_ip": legacy.instance.host if legacy else None,
+            "legacy_redis_auth_secret": legacy.auth_secret if legacy else None,
             "redis_admin_url": passwords.redis_admin.apply(
                 lambda password: redis_url(stack_endpoints, config.redis.admin_user, password)
             ),

@@ -62,6 +62,42 @@ def declare(ctx: GcpContext) -> gcp.storage.Bucket:
     )
 
 
+OBJECT_VIEWER = "roles/storage.objectViewer"
+
+
+def grant_object_read(
+    ctx: GcpContext,
+    bucket: gcp.storage.Bucket,
+    label: str,
+    member: pulumi.Input[str],
+    uris: tuple[str, ...],
+) -> list[gcp.storage.BucketIAMMember]:
+    """Let ``member`` read exactly the objects ``uris`` names in the bucket (an IAM condition on
+    their names), and nothing else; objects in other buckets are not ours to grant."""
+    prefix = f"gs://{bucket_name(ctx)}/"
+    objects = [uri.removeprefix(prefix) for uri in uris if uri.startswith(prefix)]
+    if not objects:
+        return []
+    expression = " || ".join(
+        f'resource.name == "projects/_/buckets/{bucket_name(ctx)}/objects/{name}"'
+        for name in objects
+    )
+    return [
+        gcp.storage.BucketIAMMember(
+            f"backups-{label}-object-reader",
+            bucket=bucket.name,
+            role=OBJECT_VIEWER,
+            member=member,
+            condition=gcp.storage.BucketIAMMemberConditionArgs(
+                title=f"{label} reads its import",
+                description="only the RDB files the new instance loads",
+                expression=expression,
+            ),
+            opts=ctx.opts(),
+        )
+    ]
+
+
 def grant_object_create(
     ctx: GcpContext, bucket: gcp.storage.Bucket, writers: dict[str, pulumi.Input[str]]
 ) -> None:

@@ -54,10 +54,19 @@ class GcpContext:
         return names.account_id(self.stack, base)
 
     def opts(
-        self, *, protect: bool | None = None, depends_on: list[pulumi.Resource] | None = None
+        self,
+        *,
+        protect: bool | None = None,
+        depends_on: list[pulumi.Resource] | None = None,
+        ignore_changes: list[str] | None = None,
     ) -> pulumi.ResourceOptions:
         """Resource options with the platform component as parent."""
-        return pulumi.ResourceOptions(parent=self.parent, protect=protect, depends_on=depends_on)
+        return pulumi.ResourceOptions(
+            parent=self.parent,
+            protect=protect,
+            depends_on=depends_on,
+            ignore_changes=ignore_changes,
+        )
 
     def custom_role(
         self, resource_name: str, id_base: str, title: str, description: str, permissions: list[str]

@@ -65,8 +65,18 @@ def policy_rules(
     ]
 
 
-def declare(ctx: GcpContext, network: Network, passwords: StackPasswords) -> Valkey:
-    """Declare the PSC policy, the ACL policy and the instance, protected from deletion."""
+def declare(
+    ctx: GcpContext,
+    network: Network,
+    passwords: StackPasswords,
+    import_grants: Sequence[pulumi.Resource] = (),
+) -> Valkey:
+    """Declare the PSC policy, the ACL policy and the instance, protected from deletion.
+
+    With ``gcp.valkey_import_uris`` the instance loads those RDB files when it is created (the
+    old instance's data: README, prod); ``import_grants`` (its agent's read access to them) come
+    first. The source is read at creation only, so a later change to it is ignored rather than
+    replacing the instance."""
     settings = ctx.config.gcp
     connection_policy = gcp.networkconnectivity.ServiceConnectionPolicy(
         "valkey-connection-policy",
@@ -137,9 +147,18 @@ def declare(ctx: GcpContext, network: Network, passwords: StackPasswords) -> Val
                 )
             ]
         ),
+        gcs_source=(
+            gcp.memorystore.InstanceGcsSourceArgs(uris=list(settings.valkey_import_uris))
+            if settings.valkey_import_uris
+            else None
+        ),
         deletion_protection_enabled=True,
         labels=ctx.labels,
-        opts=ctx.opts(protect=True, depends_on=[connection_policy]),
+        opts=ctx.opts(
+            protect=True,
+            depends_on=[connection_policy, *import_grants],
+            ignore_changes=["gcsSource"],
+        ),
     )
     return Valkey(
         instance=instance,
