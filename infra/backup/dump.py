@@ -216,11 +216,24 @@ def check_redis_url(redis_url: str) -> ParseResult:
     return parsed
 
 
+def redis_server_version(info: str) -> str:
+    """The server's version from ``INFO server``: Valkey's own (``valkey_version``), not the
+    Redis version it reports for compatibility (Valkey 8.0 says ``redis_version:7.2.4``);
+    ``redis_version`` for a Redis server."""
+    fields = dict(
+        line.split(":", 1) for line in info.splitlines() if ":" in line and line[0] != "#"
+    )
+    found = fields.get("valkey_version") or fields.get("redis_version")
+    return found.strip() if found else "unknown"
+
+
 def backup_redis(target: Target, redis_url: str, user: str, password: str) -> Manifest:
-    """An RDB snapshot over the replication protocol, as the Redis admin (REDISCLI_AUTH env)."""
-    cli = shutil.which("redis-cli")
+    """An RDB snapshot over the replication protocol, as the admin (REDISCLI_AUTH env)."""
+    cli = shutil.which("valkey-cli")
     if cli is None:
-        raise BackupError("redis-cli not found: apt-get install redis-tools")
+        raise BackupError(
+            "valkey-cli not found: apt-get install -t bookworm-backports valkey-tools"
+        )
     parsed = check_redis_url(redis_url)
     host = parsed.hostname or ""
     started = utc_now()
@@ -255,18 +268,11 @@ def backup_redis(target: Target, redis_url: str, user: str, password: str) -> Ma
             check=False,
             timeout=60,
         )
-        version = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in info.stdout.decode(errors="replace").splitlines()
-                if line.startswith("redis_version:")
-            ),
-            "unknown",
-        )
+        version = redis_server_version(info.stdout.decode(errors="replace"))
         with rdb.open("rb") as handle:
             hashed = _store(target, name, _stream_file(handle), "redis")
     return _finish(
-        target, "redis", backup_id, "dump.rdb", "rdb", started, hashed, version, "redis-cli --rdb"
+        target, "redis", backup_id, "dump.rdb", "rdb", started, hashed, version, "valkey-cli --rdb"
     )
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from infra import naming
 from infra.backup.catalog import Manifest, new_id, prefix, utc_now
-from infra.backup.dump import Target, _finish, _store, check_redis_url
+from infra.backup.dump import Target, _finish, _store, check_redis_url, redis_server_version
 from infra.errors import BackupError, ServerError
 from infra.redis_client import RedisClient, RedisReplyError, Reply
 
@@ -115,9 +115,7 @@ def backup_keys(target: Target, redis_url: str, user: str, password: str, servic
         info = client.call("INFO", "server")
         version = "unknown"
         if isinstance(info, bytes):
-            for line in info.decode(errors="replace").splitlines():
-                if line.startswith("redis_version:"):
-                    version = line.split(":", 1)[1].strip()
+            version = redis_server_version(info.decode(errors="replace"))
         key_prefix = naming.redis_key_prefix(service).encode()
         hashed = _store(target, name, _lines(client, key_prefix, counted), f"redis/{service}")
     return _finish(

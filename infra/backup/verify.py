@@ -118,16 +118,21 @@ def _verify_other(manifest: Manifest, dump: Path) -> list[str]:
 
 
 def _verify_rdb(dump: Path) -> list[str]:
+    """Valkey 8.0's own checker reads the whole snapshot: its RDB version 11 and the version 10
+    of the Redis 7.0 backups taken before dev moved to Valkey (Redis 7.0's checker refuses 11).
+    Without the checker nothing is recorded: a snapshot no one read is not verified."""
     with dump.open("rb") as handle:
         if handle.read(5) != b"REDIS":
             return ["dump.rdb does not start with the RDB signature"]
-    checker = shutil.which("redis-check-rdb")
+    checker = shutil.which("valkey-check-rdb")
     if checker is None:
-        return []
+        raise UsageError(
+            "valkey-check-rdb not found: apt-get install -t bookworm-backports valkey-tools"
+        )
     result = subprocess.run([checker, str(dump)], capture_output=True, check=False, timeout=600)
     if result.returncode != 0:
         tail = result.stdout.decode(errors="replace").strip().splitlines()[-1:]
-        return [f"redis-check-rdb rejects the snapshot: {' '.join(tail)}"]
+        return [f"valkey-check-rdb rejects the snapshot: {' '.join(tail)}"]
     return []
 
 

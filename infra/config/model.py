@@ -376,9 +376,9 @@ class DockerImages:
         doc="PostgreSQL server image, pinned to a release (major version 15)",
     )
     redis: str = setting(
-        "redis:7.0.15-bookworm",
-        doc="Redis server image, pinned to a release (the Redis line the tests run: Debian 12's "
-        "7.0)",
+        "valkey/valkey:8.0.1-bookworm",
+        doc="Redis-protocol server image, pinned to a release: Valkey 8.0, the engine prod runs "
+        "and the tests run (Debian bookworm-backports' 8.0); it must run valkey-server",
     )
     rabbitmq: str = setting(
         f"rabbitmq:{versions.RABBITMQ_VERSION}-management",

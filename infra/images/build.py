@@ -6,11 +6,12 @@ stack whose configured images cannot be pulled (``--stack-file``, see :func:`ens
 1. ``persistence-e2e/base:<suite>``: ``debootstrap --variant=minbase`` into a temporary
    directory, then ``docker import``, from the Debian mirror this machine's apt uses. Done once
    per Docker engine and suite: the tag existing is the cache.
-2. ``persistence-e2e/{postgres:15,redis:7,rabbitmq:3}`` on bookworm and
-   ``persistence-e2e/pgbouncer:1.24`` on trixie (bookworm's PgBouncer, 1.18, has no prepared
-   statements in transaction mode): ``docker build`` of the folders next to this file, on their
-   suite's base. Each image carries a label with the hash of its build context and of the base
-   image's id; a build whose hash matches the image already tagged is skipped.
+2. ``persistence-e2e/{postgres:15,valkey:8.0,rabbitmq:3}`` on bookworm (Valkey from
+   bookworm-backports, on the same mirror) and ``persistence-e2e/pgbouncer:1.24`` on trixie
+   (bookworm's PgBouncer, 1.18, has no prepared statements in transaction mode): ``docker
+   build`` of the folders next to this file, on their suite's base. Each image carries a label
+   with the hash of its build context and of the base image's id; a build whose hash matches
+   the image already tagged is skipped.
 
 The contract the server images honour is README.md in this folder.
 
@@ -81,7 +82,7 @@ class ServerImage:
 
 SERVER_IMAGES = (
     ServerImage("postgres", "persistence-e2e/postgres:15"),
-    ServerImage("redis", "persistence-e2e/redis:7"),
+    ServerImage("redis", "persistence-e2e/valkey:8.0"),  # the redis server role runs Valkey
     ServerImage("rabbitmq", "persistence-e2e/rabbitmq:3"),
     ServerImage("pgbouncer", "persistence-e2e/pgbouncer:1.24", suite="trixie"),
 )

@@ -1,9 +1,10 @@
 """The services' Redis ACL users on a running server: the one module with Redis client calls.
 
 Users are set one by one with ``ACL SETUSER`` (``reset`` first, then exactly the users.acl
-rules) and removed with ``ACL DELUSER``; never ``ACL LOAD``, which on Redis 7.0 drops every
-logged-in connection. Setting a user to the rules it already has changes nothing and keeps its
-connections; only a removed service's connections are closed (by DELUSER, as they must be).
+rules) and removed with ``ACL DELUSER``; never ``ACL LOAD``, which on Valkey 8.0 (as on Redis
+7.0) drops every logged-in connection. Setting a user to the rules it already has changes nothing
+and keeps its connections; only a removed service's connections are closed (by DELUSER, as they
+must be).
 
 Only what we manage is touched: the users of the configured services, and the ones a previous
 apply created (``managed``) that are no longer configured. The ``default`` user, the admin and

@@ -26,7 +26,7 @@ import psycopg
 import pytest
 import redis
 
-from infra import secrets_file
+from infra import naming, secrets_file
 from infra.config import StackConfig
 from infra.credentials import Credentials
 from infra.platforms.docker import containers
@@ -35,11 +35,12 @@ from infra.render import postgres as pg_files
 from infra.render import rabbitmq as mq_files
 from infra.render import redis as redis_files
 from infra.render.endpoints import AMQP_PORT, MANAGEMENT_PORT, POSTGRES_PORT, REDIS_PORT
+from tests.integration import redis_7_0_fixtures as redis_7_0
 
 pytestmark = pytest.mark.e2e
 
 POSTGRES_IMAGE = "persistence-e2e/postgres:15"
-REDIS_IMAGE = "persistence-e2e/redis:7"
+REDIS_IMAGE = "persistence-e2e/valkey:8.0"
 RABBITMQ_IMAGE = "persistence-e2e/rabbitmq:3"
 PGDATA = "/var/lib/postgresql/data/pgdata"
 # An init script sorted before the program's: it counts its runs on the volume and holds the
@@ -77,7 +78,7 @@ class Upload:
     """A file placed before the first start, as pulumi-docker's ``uploads`` does."""
 
     path: str
-    content: str
+    content: str | bytes
     mode: int
 
 
@@ -86,7 +87,7 @@ def upload(container: str, files: list[Upload]) -> None:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for item in files:
-            data = item.content.encode()
+            data = item.content.encode() if isinstance(item.content, str) else item.content
             info = tarfile.TarInfo(item.path.lstrip("/"))
             info.size, info.mode = len(data), item.mode
             info.uid = info.gid = int(containers.IMAGE_USER)
@@ -421,26 +422,26 @@ def test_postgres_superuser_password_file_and_interrupted_init(resources: Resour
 # --- Redis ---------------------------------------------------------------------------------
 
 
-def test_redis_answers_pong_as_uid_999(
-    resources: Resources, stack: tuple[StackConfig, Credentials, dict[str, RenderedFile]]
-) -> None:
+def _redis_container(
+    resources: Resources,
+    stack: tuple[StackConfig, Credentials, dict[str, RenderedFile]],
+    server: str,
+    data: list[Upload],
+) -> str:
+    """containers.redis's container, its files (and ``data`` in its volume) uploaded, started
+    and healthy."""
     config, credentials, files = stack
-    # containers.redis's health check, verbatim.
-    ping = (
-        f'REDISCLI_AUTH="$(cat {containers.REDIS_ADMIN_FILE})" '
-        f"redis-cli --no-auth-warning --user {config.redis.admin_user} ping | grep -q PONG"
-    )
     name = resources.create(
-        "redis",
+        server,
         REDIS_IMAGE,
         memory_mb=config.docker.memory_mb.redis,
         ports=[REDIS_PORT],
-        health_cmd=ping,
+        health_cmd=_redis_ping(config),
         extra=[
-            f"--volume={resources.prefix}-redis-data:{redis_files.DATA_DIR}",
+            f"--volume={resources.prefix}-{server}-data:{redis_files.DATA_DIR}",
             f"--workdir={redis_files.DATA_DIR}",
         ],
-        command=["redis-server", redis_files.CONFIG_FILE],
+        command=["valkey-server", redis_files.CONFIG_FILE],
     )
     upload(
         name,
@@ -448,12 +449,30 @@ def test_redis_answers_pong_as_uid_999(
             Upload(redis_files.CONFIG_FILE, files["redis/redis.conf"].content, 0o444),
             Upload(redis_files.ACL_FILE, files["redis/users.acl"].content, 0o400),
             Upload(containers.REDIS_ADMIN_FILE, credentials.redis_admin, 0o400),
+            *data,
         ],
     )
     docker("start", name)
     wait_healthy(name, 60)
-    assert exec_in(name, "sh", "-c", ping).returncode == 0
-    assert server_process_uids(name)["redis-server"] == {999}
+    return name
+
+
+def _redis_ping(config: StackConfig) -> str:
+    """containers.redis's health check, verbatim."""
+    return (
+        f'REDISCLI_AUTH="$(cat {containers.REDIS_ADMIN_FILE})" '
+        f"valkey-cli --no-auth-warning --user {config.redis.admin_user} ping | grep -q PONG"
+    )
+
+
+def test_redis_answers_pong_as_uid_999(
+    resources: Resources, stack: tuple[StackConfig, Credentials, dict[str, RenderedFile]]
+) -> None:
+    config, credentials, _ = stack
+    name = _redis_container(resources, stack, "redis", [])
+    assert exec_in(name, "sh", "-c", _redis_ping(config)).returncode == 0
+    assert server_process_uids(name)["valkey-server"] == {999}
+    assert "v=8.0." in exec_in(name, "valkey-server", "--version").stdout
     client = redis.Redis(
         host="127.0.0.1",
         port=published_port(name, REDIS_PORT),
@@ -480,6 +499,43 @@ def test_redis_answers_pong_as_uid_999(
         "appendonlydir owned by 999",
         name,
     )
+
+
+def test_a_redis_7_0_volume_comes_up_in_the_valkey_image(
+    resources: Resources, stack: tuple[StackConfig, Credentials, dict[str, RenderedFile]]
+) -> None:
+    """`make up` after the move replaces the container and keeps the volume: what Redis 7.0.15
+    wrote there (multi-part AOF on an RDB 10 base, dump.rdb) is read with every key."""
+    _, credentials, _ = stack
+    old_files = [
+        Upload(
+            f"{redis_files.DATA_DIR}/{path.relative_to(redis_7_0.VOLUME).as_posix()}",
+            path.read_bytes(),
+            0o600,  # the old server's umask 0077
+        )
+        for path in sorted(redis_7_0.VOLUME.rglob("*"))
+        if path.is_file()
+    ]
+    name = _redis_container(resources, stack, "redis-upgrade", old_files)
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=published_port(name, REDIS_PORT),
+        username=naming.redis_user(redis_7_0.SERVICE),
+        password=credentials.for_service(redis_7_0.SERVICE).redis,
+        socket_timeout=10,
+        decode_responses=True,
+    )
+    try:
+        assert client.get(redis_7_0.SESSION) == "alice"
+        assert client.lrange(f"{redis_7_0.SERVICE}:queue", 0, -1) == ["a", "b", "c"]
+        assert client.get(redis_7_0.COUNTER) == "42"
+        # Only the AOF had it (written after the last dump.rdb): the AOF was loaded.
+        assert client.get(redis_7_0.AFTER_SAVE) == "only in the AOF"
+    finally:
+        client.close()
+    # The entrypoint gave the uploaded (root-created) appendonlydir to the server's uid.
+    owner = exec_in(name, "stat", "-c", "%u", f"{redis_files.DATA_DIR}/appendonlydir")
+    assert owner.stdout.strip() == "999", owner
 
 
 # --- RabbitMQ ------------------------------------------------------------------------------

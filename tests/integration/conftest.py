@@ -9,7 +9,7 @@ Which fixture to use (the fast path is the default; a test that needs more says 
   Tests inside a module share it: use your own service names (``one_service`` configs), or undo
   what you change. Need a second server (a restore target, a verifier)? ``PostgresServer(...)
   .initialise()`` and ``cleanup()`` it.
-- ``redis_server``: one redis-server **per session** (per worker). Isolate by ACL user and key
+- ``redis_server``: one Valkey 8.0 server **per session** (per worker). Isolate by ACL user and key
   prefix; never FLUSHALL, restart, crash it or rewrite its ACL file. A module that must do that
   overrides ``redis_server`` with ``fresh_redis_server`` (see ``test_redis_durability.py``).
 - ``rabbitmq_server``: one RabbitMQ node **per session** (booting one costs seconds of CPU).
@@ -90,7 +90,7 @@ def postgres(
 
 
 def _redis(dev_rendered: tuple[Path, Credentials]) -> Iterator[RedisServer]:
-    """A redis-server from the rendered dev redis.conf and users.acl, removed afterwards."""
+    """A Valkey server from the rendered dev redis.conf and users.acl, removed afterwards."""
     server = RedisServer(dev_rendered[0]).start()
     yield server
     server.cleanup()
@@ -98,13 +98,13 @@ def _redis(dev_rendered: tuple[Path, Credentials]) -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session")
 def redis_server(dev_rendered: tuple[Path, Credentials]) -> Iterator[RedisServer]:
-    """The session's redis-server, shared by every module that does not need its own."""
+    """The session's Valkey server, shared by every module that does not need its own."""
     yield from _redis(dev_rendered)
 
 
 @pytest.fixture(scope="module")
 def fresh_redis_server(dev_rendered: tuple[Path, Credentials]) -> Iterator[RedisServer]:
-    """A redis-server of the module's own, for tests that crash, restart or reconfigure it."""
+    """A Valkey server of the module's own, for tests that crash, restart or reconfigure it."""
     yield from _redis(dev_rendered)
 
 

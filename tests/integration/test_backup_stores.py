@@ -70,7 +70,9 @@ def test_backup_covers_postgres_redis_and_rabbitmq(
     rdb_bytes = (root / rdb.object_name).read_bytes()
     assert rdb_bytes.startswith(b"REDIS")
     assert b"users:session:42" in rdb_bytes
-    assert rdb.server_version.startswith("7.")
+    # Valkey's own version, not the Redis version it reports for compatibility (7.2.4)
+    assert rdb.server_version.startswith("8.0."), rdb.server_version
+    assert rdb.tool == "valkey-cli --rdb"
     definitions = json.loads((root / found["rabbitmq", "server"].manifest.object_name).read_bytes())
     assert {"users", "events"} <= {vhost["name"] for vhost in definitions["vhosts"]}
     assert "users.created" in {queue["name"] for queue in definitions["queues"]}

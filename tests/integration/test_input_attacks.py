@@ -24,6 +24,7 @@ from infra.render import redis as redis_render
 from tests.integration.backup_helpers import seed
 from tests.servers.postgres import PostgresServer
 from tests.servers.process import free_port, require_binary
+from tests.servers.redis import SERVER_BINARY, SERVER_PACKAGE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,13 +78,14 @@ def test_a_redis_admin_named_like_a_service_stops_redis_and_is_refused(
 ) -> None:
     _, credentials = dev_rendered
     service = dev_config.services[0].name
-    # The harm, on a real redis-server: the ACL file such a stack renders stops Redis cold.
+    # The harm, on a real server (valkey-server 8.0): the ACL file such a stack renders stops it
+    # cold.
     colliding = dataclasses.replace(
         dev_config, redis=dataclasses.replace(dev_config.redis, admin_user=service)
     )
     acl = tmp_path / "users.acl"
     acl.write_text(redis_render.users_acl(colliding, credentials))
-    redis_server = require_binary("redis-server", "redis-server")
+    redis_server = require_binary(SERVER_BINARY, SERVER_PACKAGE)
     options = f"--port {free_port()} --bind 127.0.0.1 --daemonize no --dir {tmp_path}"
     server = subprocess.run(
         [redis_server, *options.split(), "--save", "", "--aclfile", str(acl)],

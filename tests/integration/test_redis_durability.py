@@ -1,4 +1,4 @@
-"""Durability and removal on a real redis-server started from the rendered dev files.
+"""Durability and removal on a real Valkey 8.0 server started from the rendered dev files.
 
 AOF with ``appendfsync everysec`` must keep writes across a crash (SIGKILL, no shutdown save),
 and the ACL file is authoritative: a service removed from the config loses its login as soon as
@@ -23,7 +23,7 @@ from infra.config import StackConfig
 from infra.credentials import Credentials
 from infra.render import redis as redis_files
 from tests.servers.process import chown_tree
-from tests.servers.redis import RedisServer
+from tests.servers.redis import OS_USER, RedisServer
 
 REMOVED = "audit"
 
@@ -54,7 +54,7 @@ def test_append_only_file_is_on_disk(
     users = service_client(redis_server, dev_rendered[1], "users")
     users.set("users:aof-check", "1")
     users.close()
-    aof_dir = redis_server.data / "appendonlydir"  # Redis 7: base + incremental files + manifest
+    aof_dir = redis_server.data / "appendonlydir"  # multi-part AOF: base, incr files, manifest
     assert aof_dir.is_dir(), sorted(p.name for p in redis_server.data.iterdir())
     names = sorted(p.name for p in aof_dir.iterdir())
     assert any(name.endswith(".manifest") for name in names), names
@@ -113,10 +113,10 @@ def test_removed_service_loses_its_login_when_the_acl_file_is_loaded(
     acl = redis_server.conf / "users.acl"
     acl.write_text(redis_files.users_acl(after, credentials))
     acl.chmod(0o600)
-    chown_tree(redis_server.conf, "redis")
+    chown_tree(redis_server.conf, OS_USER)
     assert admin.execute_command("ACL", "LOAD")  # type: ignore[no-untyped-call]
-    # Redis 7.0 recreates every user on ACL LOAD and closes every authenticated connection,
-    # the admin's own included (after the reply): clients simply reconnect.
+    # Valkey 8.0 (as Redis 7.0) recreates every user on ACL LOAD and closes every authenticated
+    # connection, the admin's own included (after the reply): clients simply reconnect.
     admin.close()
     fresh_admin = redis_server.client(dev_config.redis.admin_user, credentials.redis_admin)
     assert REMOVED not in fresh_admin.acl_users()

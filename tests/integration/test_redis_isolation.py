@@ -1,4 +1,4 @@
-"""redis-server started from the rendered dev redis.conf and users.acl: one ACL user per service.
+"""Valkey 8.0 started from the rendered dev redis.conf and users.acl: one ACL user per service.
 
 Every claim is checked with real client connections (redis-py): a service reads and writes its
 own prefix and gets NOPERM everywhere else, ``default`` cannot log in, and the admin can run the

@@ -1,4 +1,4 @@
-"""Lua scripting on a real redis-server 7 started from the rendered users.acl.
+"""Lua scripting on a real Valkey 8.0 server started from the rendered users.acl.
 
 A script that writes and then loops cannot be stopped (SCRIPT KILL answers UNKILLABLE; only
 SHUTDOWN NOSAVE recovers) and ``SCRIPT DEBUG SYNC`` blocks the server while a debugger session
@@ -31,8 +31,8 @@ PLAIN = "auth"  # a service that keeps the default
 LOOP_FOREVER = "redis.call('SET', KEYS[1], '1') while true do end"
 SHA = "0" * 40
 
-# Every scripting command of Redis 7.0, with arguments that pass the arity check (the ACL is
-# checked after it). "{own}" becomes a key under the service's own prefix.
+# Every scripting command of Valkey 8.0 (Redis 7.0's set), with arguments that pass the arity
+# check (the ACL is checked after it). "{own}" becomes a key under the service's own prefix.
 SCRIPTING: list[list[str]] = [
     ["EVAL", "return 1", "0"],
     ["EVAL", LOOP_FOREVER, "1", "{own}"],
@@ -74,7 +74,7 @@ def opted_in(
     dev_config: StackConfig,
     dev_rendered: tuple[Path, Credentials],
 ) -> Iterator[tuple[RedisServer, StackConfig]]:
-    """A redis-server of the module's own (an attack that got through would freeze it), from
+    """A server of the module's own (an attack that got through would freeze it), from
     files rendered with ``SCRIPTED`` opted in and every other service left at the default."""
     services = tuple(
         dataclasses.replace(s, redis_scripting=True) if s.name == SCRIPTED else s

@@ -1,4 +1,4 @@
-"""Real PostgreSQL 15 and Redis 7 servers start from the rendered files and enforce them."""
+"""Real PostgreSQL 15 and Valkey 8.0 servers start from the rendered files and enforce them."""
 
 from __future__ import annotations
 

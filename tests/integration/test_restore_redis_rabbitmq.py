@@ -38,7 +38,7 @@ OTHER = "audit"  # a second service with keys
 
 @pytest.fixture(scope="module")
 def target_redis(dev_rendered: tuple[Path, Credentials]) -> Iterator[RedisServer]:
-    """An empty redis-server: the one the rebuild brings up after the disaster."""
+    """An empty Valkey server: the one the rebuild brings up after the disaster."""
     server = RedisServer(dev_rendered[0]).start()
     yield server
     server.cleanup()

@@ -1,4 +1,5 @@
-"""A real redis-server started from the rendered redis.conf and users.acl."""
+"""A real server started from the rendered redis.conf and users.acl: Valkey 8.0, the engine dev
+and prod run (valkey-server from Debian bookworm-backports)."""
 
 from __future__ import annotations
 
@@ -23,15 +24,21 @@ from tests.servers.process import (
     wait_until,
 )
 
-OS_USER = "redis"
+OS_USER = "valkey"  # the account Debian's valkey-server package creates
+SERVER_BINARY = "valkey-server"
+SERVER_PACKAGE = "-t bookworm-backports valkey-server"  # require_binary's install hint
 
 
 @dataclass
 class RedisServer:
-    """One running redis-server; the data dir survives restarts until ``cleanup``."""
+    """One running server; the data dir survives restarts until ``cleanup``.
+
+    ``binary`` is another server to run on the same files (the Redis 7.0 fixtures' generator).
+    """
 
     rendered: Path
     port: int = field(default_factory=free_port)
+    binary: str = SERVER_BINARY
     root: Path = field(init=False)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
@@ -49,7 +56,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         """The rendered file, with only the address, port and paths overridden."""
         argv = [
-            require_binary("redis-server", "redis-server"),
+            require_binary(self.binary, SERVER_PACKAGE),
             str(self.conf / "redis.conf"),
             "--port",
             str(self.port),
@@ -71,14 +78,14 @@ class RedisServer:
         wait_until(
             lambda: self._alive() and port_open(self.port),
             20,
-            f"redis-server on port {self.port}",
+            f"{Path(self.binary).name} on port {self.port}",
             self.log_file,
         )
         return self
 
     def _alive(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError("redis-server exited")
+            raise RuntimeError(f"{Path(self.binary).name} exited")
         return True
 
     def client(self, user: str | None = None, password: str | None = None) -> redis.Redis:
@@ -98,7 +105,7 @@ class RedisServer:
         )
 
     def stop(self) -> None:
-        """SIGTERM: Redis's own clean shutdown (AOF flushed, RDB saved), as a restart needs."""
+        """SIGTERM: the server's own clean shutdown (AOF flushed, RDB saved), as a restart needs."""
         self._stop(signal.SIGTERM)
 
     def _stop(self, sig: int) -> None:

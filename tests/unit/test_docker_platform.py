@@ -160,7 +160,8 @@ def test_images_are_pinned_to_explicit_versions(run: ProgramRun) -> None:
         tag = image.rsplit(":", 1)[-1]
         assert re.match(r"^\d+\.\d+(\.\d+)?(-[a-z]+)?$", tag), f"{name}: {image} is not pinned"
     assert images["postgres-image"].startswith("postgres:15.")
-    assert images["redis-image"].startswith("redis:7.")
+    # Valkey 8.0, the engine prod runs (Memorystore for Valkey, VALKEY_8_0).
+    assert images["redis-image"].startswith("valkey/valkey:8.0.")
     assert images["rabbitmq-image"].startswith("rabbitmq:3.")
     assert "management" in images["rabbitmq-image"]
     # Ours, built here from Debian trixie's PgBouncer (1.21+: prepared statements when pooled).
@@ -258,7 +259,7 @@ def test_servers_start_from_the_uploaded_configs(run: ProgramRun) -> None:
     assert "postgres --single" in script
     assert "< /etc/postgresql/sync-admin.sql" in script
     assert run.one(CONTAINER, "redis").inputs["command"] == [
-        "redis-server",
+        "valkey-server",
         "/usr/local/etc/redis/redis.conf",
     ]
     assert (

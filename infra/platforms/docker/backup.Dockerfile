@@ -1,12 +1,26 @@
-# The dev backup container: pg_dump/pg_restore 15, redis-cli, and this repository's CLI running
+# The dev backup container: pg_dump/pg_restore 15, valkey-cli and valkey-check-rdb (Valkey 8.0,
+# the server's own tools: they read its RDB version 11), and this repository's CLI running
 # `python -m infra backup-loop` (backup, verify, prune on backup.schedule).
 # Built from the repository root (.dockerignore keeps the context to what the CLI needs):
 #   docker build -f infra/platforms/docker/backup.Dockerfile .
 ARG BASE_IMAGE=postgres:15.10-bookworm
 FROM ${BASE_IMAGE}
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv redis-tools \
- && rm -rf /var/lib/apt/lists/*
+# valkey-tools from <suite>-backports, on the Debian mirror the base image's apt already uses (a
+# one-line sources.list in the images built here from the machine's mirror, deb822
+# debian.sources in the official one), never a fixed address.
+RUN set -eux; \
+    . /etc/os-release; \
+    mirror="$(sed -n "s|^deb \([^ ]*\) ${VERSION_CODENAME} main\$|\1|p" /etc/apt/sources.list \
+      2>/dev/null | head -n1)"; \
+    [ -n "$mirror" ] || mirror="$(sed -n 's|^URIs: *\([^ ]*/debian\)/\?$|\1|p' \
+      /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)"; \
+    test -n "$mirror"; \
+    echo "deb ${mirror} ${VERSION_CODENAME}-backports main" > /etc/apt/sources.list.d/backports.list; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends python3 python3-venv; \
+    apt-get install -y --no-install-recommends -t "${VERSION_CODENAME}-backports" valkey-tools; \
+    rm -rf /var/lib/apt/lists/*; \
+    valkey-cli --version | grep -q '^valkey-cli 8\.0\.'
 WORKDIR /app
 # Dependencies first, in their own layer: a change to the sources does not reinstall them.
 COPY requirements.txt ./

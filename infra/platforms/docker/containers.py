@@ -256,18 +256,19 @@ def postgres(shared: Shared, volume: docker.Volume, socket: docker.Volume) -> do
 
 
 def redis(shared: Shared, volume: docker.Volume) -> docker.Container:
-    """Redis 7 with AOF + RDB on a named volume and per-service ACL users."""
+    """Valkey 8.0 (the engine prod runs) with AOF + RDB on a named volume and per-service ACL
+    users. It keeps the name redis: the protocol, REDIS_URL and the volume are the same."""
     config = shared.config
     ping = (
         f'REDISCLI_AUTH="$(cat {REDIS_ADMIN_FILE})" '
-        f"redis-cli --no-auth-warning --user {config.redis.admin_user} ping | grep -q PONG"
+        f"valkey-cli --no-auth-warning --user {config.redis.admin_user} ping | grep -q PONG"
     )
     return _container(
         shared,
         "redis",
         config.docker.images.redis,
         config.docker.memory_mb.redis,
-        command=["redis-server", redis_files.CONFIG_FILE],
+        command=["valkey-server", redis_files.CONFIG_FILE],
         working_dir=redis_files.DATA_DIR,
         uploads=[
             _upload(shared, redis_files.CONFIG_FILE, "redis/redis.conf"),
