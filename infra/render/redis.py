@@ -28,8 +28,8 @@ DEFAULT_USER_RULE = "off resetpass clearselectors nocommands resetkeys resetchan
 # No scripting by default (``-@scripting`` last): a script that writes and then loops cannot be
 # killed (SCRIPT KILL answers UNKILLABLE) and SCRIPT DEBUG SYNC blocks the server, so either
 # freezes Redis for every service. ``redis_scripting: true`` gives back ``SCRIPTING_COMMANDS``.
-# Only categories and commands Redis 7.0 knows (the dev image and the tests run 7.0.15):
-# an unknown name makes the server refuse the whole ACL file.
+# Only categories and commands Valkey 8.0 knows (dev, the tests and prod run 8.0): an unknown
+# name makes the server refuse the whole ACL file (and Memorystore the policy).
 SERVICE_CATEGORIES = (
     "-@all",
     "+@read",
@@ -69,6 +69,7 @@ FORBIDDEN_COMMANDS = (
     "object",
     "memory",
     "wait",
+    "waitaof",
     # Server administration, persistence and replication belong to the admin user.
     "config",
     "debug",
@@ -102,6 +103,8 @@ ALLOWED_SUBCOMMANDS = (
     "client|getname",
     "client|id",
     "client|info",
+    # The connection's own library name and version, which clients send when they connect.
+    "client|setinfo",
 )
 # The opt-in: running scripts (each redis.call() is checked against the user's key and channel
 # patterns, and so are the keys EVAL is given), loading them (redis-py's Script does SCRIPT LOAD

@@ -41,6 +41,8 @@ FORBIDDEN: list[list[str]] = [
     ["SHUTDOWN", "NOSAVE"],
     ["MONITOR"],
     ["SWAPDB", "0", "1"],
+    ["WAIT", "0", "0"],
+    ["WAITAOF", "0", "0", "0"],
     ["SELECT", "1"],
     ["MOVE", "{own}", "1"],
     ["MIGRATE", "127.0.0.1", "1", "{own}", "0", "100"],
@@ -129,6 +131,9 @@ def test_service_reads_and_writes_its_own_prefix(
     assert pipeline.execute() == [True, True]
     assert own.publish(f"{prefix}events", "ping") == 0
     assert own.acl_whoami() == naming.redis_user(service)
+    # What client libraries send on connect (Jedis, Lettuce, redis-py 5): its own name only.
+    assert command(own, "CLIENT", "SETINFO", "LIB-NAME", f"{service}-app") in (True, "OK")
+    assert f"lib-name={service}-app" in command(own, "CLIENT", "INFO")
     assert own.delete(f"{prefix}greeting", f"{prefix}hash", f"{prefix}list") == 3
 
 

@@ -143,6 +143,7 @@ def test_only_harmless_subcommands_are_given_back() -> None:
         "+client|getname",
         "+client|id",
         "+client|info",
+        "+client|setinfo",  # its own connection's library name and version only
     }
 
 
