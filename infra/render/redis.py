@@ -191,7 +191,11 @@ def acl_rules(config: StackConfig, credentials: Credentials) -> dict[str, str]:
     other user is in place (in one transaction, ``default`` first would refuse the rest)."""
     rules = {config.redis.admin_user: admin_rule(hashes.redis_acl_hash(credentials.redis_admin))}
     for name, user in service_users(config, credentials).items():
+        if name in rules:  # the config refuses it first; a rule must never replace another
+            raise ValueError(f"Redis user {name!r} would be defined twice")
         rules[name] = " ".join(setuser_rules(user))
+    if DEFAULT_USER in rules:
+        raise ValueError(f"Redis user {DEFAULT_USER!r} is the server's own")
     rules[DEFAULT_USER] = DEFAULT_USER_RULE
     return rules
 

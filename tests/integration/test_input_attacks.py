@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from infra.config import StackConfig
 from infra.credentials import Credentials
 from infra.render import redis as redis_render
@@ -83,8 +85,19 @@ def test_a_redis_admin_named_like_a_service_stops_redis_and_is_refused(
     colliding = dataclasses.replace(
         dev_config, redis=dataclasses.replace(dev_config.redis, admin_user=service)
     )
+    # The renderer will not write one user over another (the service's rule would replace the
+    # admin's, silently)...
+    with pytest.raises(ValueError, match=f"Redis user '{service}' would be defined twice"):
+        redis_render.users_acl(colliding, credentials)
+    # ...and a file holding both lines, as a renderer without that check wrote it, stops Redis.
+    lines = redis_render.users_acl(dev_config, credentials).splitlines()
+    admin_line = next(
+        line for line in lines if line.startswith(f"user {dev_config.redis.admin_user} ")
+    )
     acl = tmp_path / "users.acl"
-    acl.write_text(redis_render.users_acl(colliding, credentials))
+    acl.write_text(
+        "\n".join([admin_line.replace(dev_config.redis.admin_user, service, 1), *lines]) + "\n"
+    )
     redis_server = require_binary(SERVER_BINARY, SERVER_PACKAGE)
     options = f"--port {free_port()} --bind 127.0.0.1 --daemonize no --dir {tmp_path}"
     server = subprocess.run(

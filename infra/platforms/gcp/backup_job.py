@@ -14,8 +14,9 @@ Two identities, each with exactly what it uses:
   instances it backs up and verifies on;
 - the trigger's account (Cloud Scheduler's OAuth identity) may run this one job, nothing else.
 
-Memorystore is not in this job: Memorystore refuses replication (``redis-cli --rdb``), so its
-RDB export stays in the Cloud Workflows workflow (``backup_jobs``), which now does only that.
+Memorystore is not in this job: Memorystore refuses replication (``valkey-cli --rdb``), so its
+backups and their RDB export stay in the Cloud Workflows workflow (``backup_jobs``), which does
+only that.
 RabbitMQ's definitions are rendered from the stack config, so they are rebuilt from code; its
 data disk has daily snapshots.
 """
