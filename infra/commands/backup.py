@@ -531,7 +531,7 @@ def run_once(
         outcome.failed.append(f"backup: {error}")
     try:
         verify_url = _verify_url(args, config, credentials)
-        chosen = [e for e in _proven(target) if e.state == "unverified"]
+        chosen = _verifiable([e for e in _proven(target) if e.state == "unverified"], config)
         verified, failed = _verify(target, chosen, verify_url)
         outcome.verified += verified
         outcome.failed += [f"verify {label}" for label in failed]
@@ -545,6 +545,26 @@ def run_once(
     except Exception as error:
         outcome.failed.append(f"prune: {error}")
     return outcome
+
+
+def _verifiable(entries: list[Entry], config: StackConfig) -> list[Entry]:
+    """The unverified backups a scheduled run can verify: not a database backup of a service
+    no longer configured (its roles are gone, so it cannot be restored as its owner). Such a
+    backup is kept, unverified, until retention prunes it, and said so once per run; it does not
+    fail every run after the service is removed. ``verify --backup ID`` still tries it."""
+    configured = {spec.name for spec in config.services}
+    chosen = []
+    for entry in entries:
+        manifest = entry.manifest
+        if manifest.kind == "postgres" and manifest.service not in configured:
+            print(
+                f"postgres/{manifest.service} {manifest.backup_id}: not verified, the service "
+                "is no longer configured (kept until retention prunes it)",
+                flush=True,
+            )
+            continue
+        chosen.append(entry)
+    return chosen
 
 
 def _verify_url(args: argparse.Namespace, config: StackConfig, credentials: Credentials) -> str:

@@ -4,17 +4,22 @@ and optionally a separate verification server that starts with no roles at all."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from infra.backup import catalog
+from infra.backup.dump import Target, backup_postgres
 from infra.backup.storage import open_bucket
 from infra.commands.backup import ADMIN_PASSWORD_ENV, VERIFIED_EVENT
 from infra.config import StackConfig
+from infra.config.model import ServiceSpec
 from infra.credentials import Credentials
 from infra.postgres import apply
+from infra.postgres.drop import drop_service
+from infra.render.postgres import pg_hba_conf
 from tests.integration.backup_helpers import admin_url_without_password, cli, databases, seed
 from tests.servers.gcs import GcsEmulator
 from tests.servers.postgres import PostgresServer
@@ -103,3 +108,44 @@ def test_verification_on_a_separate_server_converges_roles_there_first(
         assert not [n for n in databases(verifier) if "__verify" in n], "scratch left behind"
     finally:
         verifier.cleanup()
+
+
+def test_a_removed_services_backup_does_not_fail_every_run_after_it(
+    postgres: PostgresServer,
+    dev_rendered: tuple[Path, Credentials],
+    dev_config: StackConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A service backed up, then removed (``db drop``) before the backup was verified: its
+    roles are gone, so it cannot be restored as its owner. The scheduled run keeps the backup,
+    unverified, says so, and does not fail; before, every later run failed on it (the dev
+    stack's backup container stayed unhealthy)."""
+    _, credentials = dev_rendered
+    leaving = dataclasses.replace(
+        dev_config, services=(*dev_config.services, ServiceSpec(name="leaving"))
+    )
+    with_leaving = credentials.completed_for(leaving)
+    hba = postgres.conf / "pg_hba.conf"
+    hba.write_text(pg_hba_conf(leaving))  # as the dev stack's live config does for a new service
+    postgres.superuser_psql("SELECT pg_reload_conf()")
+    try:
+        apply(postgres.admin_url, leaving, with_leaving)
+        bucket = f"file://{tmp_path / 'bucket'}"
+        target = Target(open_bucket(bucket), None)
+        taken = backup_postgres(target, postgres.admin_url, "leaving", dev_config.backup.format)
+        drop_service(postgres.admin_url, "leaving")
+    finally:
+        hba.write_text(pg_hba_conf(dev_config))
+        postgres.superuser_psql("SELECT pg_reload_conf()")
+    apply(postgres.admin_url, dev_config, credentials)
+    monkeypatch.setenv(ADMIN_PASSWORD_ENV, credentials.postgres_admin)
+    code, out, err = cli(*_job_args(postgres, dev_config, bucket))
+    assert code == 0, err + out
+    assert f"postgres/leaving {taken.backup_id}: not verified, the service is no longer" in out
+    states = {
+        (e.manifest.service, e.manifest.backup_id): e.state
+        for e in catalog.entries(open_bucket(bucket), key=None)
+    }
+    assert states[("leaving", taken.backup_id)] == "unverified", "kept, and not called verified"
+    assert {s for (s, _), state in states.items() if state == "verified"} == set(SERVICES)
