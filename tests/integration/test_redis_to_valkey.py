@@ -16,7 +16,6 @@ import hashlib
 import shutil
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pytest
 import redis
@@ -25,11 +24,17 @@ from pulumi.runtime.sync_await import _sync_await
 
 from infra import naming
 from infra.backup.storage import GcsBucket
+from tests.integration.test_valkey_acl_policy import apply_policy
 from tests.servers.gcs import GcsEmulator
 from tests.servers.process import wait_until
 from tests.servers.redis import RedisServer
-from tests.unit.gcp_program import ProdRun, hidden_services, run_prod_with
-from tests.unit.pulumi_mocks import unwrap
+from tests.unit.gcp_program import (
+    ProdRun,
+    acl_policy_rules,
+    hidden_services,
+    redis_logins,
+    run_prod_with,
+)
 
 AUTH_STRING = "old-memorystore-auth-string"
 ORPHAN = "legacy-session-counter"  # a key outside every service's prefix
@@ -86,26 +91,13 @@ def prod() -> ProdRun:
     return run_prod_with([*hidden_services(99, count=4), {"name": "orders"}])
 
 
-def service_logins(prod: ProdRun) -> dict[str, tuple[str, str]]:
-    versions = {
-        v.inputs["secret"]: v.inputs["secretData"]
-        for v in prod.run.of_type("gcp:secretmanager/secretVersion:SecretVersion")
-    }
-    logins = {}
-    for spec in prod.platform.config.services:
-        if spec.redis:
-            parts = urlsplit(versions[f"secret-{naming.redis_secret_id(spec.name)}-id"])
-            logins[spec.name] = (unquote(parts.username or ""), unquote(parts.password or ""))
-    return logins
-
-
 def test_every_key_reaches_valkey_through_the_bucket_for_its_own_service_only(
     prod: ProdRun,
     dev_rendered: tuple[Path, Any],
     tmp_path: Path,
     gcs: GcsEmulator,
 ) -> None:
-    logins = service_logins(prod)
+    logins = redis_logins(prod)
     assert len(logins) >= 2
     old_acl = f"user default on #{hashlib.sha256(AUTH_STRING.encode()).hexdigest()} ~* &* +@all\n"
     old = RedisServer(
@@ -141,13 +133,7 @@ def test_every_key_reaches_valkey_through_the_bucket_for_its_own_service_only(
     try:
         bootstrap = new.client()
         assert "valkey_version" in command(bootstrap, "INFO", "server")
-        rules = unwrap(prod.run.one("gcp:memorystore/aclPolicy:AclPolicy").raw_inputs["rules"])
-        pipe = bootstrap.pipeline(transaction=True)
-        for rule in rules:
-            pipe.execute_command(  # type: ignore[no-untyped-call]
-                "ACL", "SETUSER", rule["username"], *rule["rule"].split()
-            )
-        pipe.execute()
+        apply_policy(bootstrap, acl_policy_rules(prod))
         bootstrap.close()
         credentials = _sync_await(prod.platform.passwords.everything.future())
         assert credentials is not None

@@ -15,7 +15,6 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pytest
 import redis
@@ -25,8 +24,13 @@ from pulumi.runtime.sync_await import _sync_await
 from infra import naming
 from tests.integration.test_redis_isolation import FORBIDDEN, REFUSED_BY_SERVER_SETTING, command
 from tests.servers.redis import RedisServer
-from tests.unit.gcp_program import ProdRun, hidden_services, run_prod_with
-from tests.unit.pulumi_mocks import unwrap
+from tests.unit.gcp_program import (
+    ProdRun,
+    acl_policy_rules,
+    hidden_services,
+    redis_logins,
+    run_prod_with,
+)
 
 FRESH_SERVER_ACL = "user default on nopass ~* &* +@all\n"  # before any policy is attached
 
@@ -41,24 +45,12 @@ def prod() -> ProdRun:
 
 @pytest.fixture(scope="module")
 def policy(prod: ProdRun) -> list[dict[str, str]]:
-    rules = unwrap(prod.run.one("gcp:memorystore/aclPolicy:AclPolicy").raw_inputs["rules"])
-    assert isinstance(rules, list)
-    assert rules
-    return rules
+    return acl_policy_rules(prod)
 
 
 @pytest.fixture(scope="module")
 def urls(prod: ProdRun) -> dict[str, tuple[str, str]]:
-    """Each Redis service's (user, password), read from its REDIS_URL secret."""
-    versions = {
-        v.inputs["secret"]: v.inputs["secretData"]
-        for v in prod.run.of_type("gcp:secretmanager/secretVersion:SecretVersion")
-    }
-    found = {}
-    for spec in prod.platform.config.services:
-        if spec.redis:
-            parts = urlsplit(versions[f"secret-{naming.redis_secret_id(spec.name)}-id"])
-            found[spec.name] = (unquote(parts.username or ""), unquote(parts.password or ""))
+    found = redis_logins(prod)
     assert len(found) >= 2
     return found
 
@@ -75,16 +67,22 @@ def server(
     started = RedisServer(rendered).start()
     try:
         bootstrap = started.client()
-        pipe = bootstrap.pipeline(transaction=True)
-        for rule in policy:
-            pipe.execute_command(  # type: ignore[no-untyped-call]
-                "ACL", "SETUSER", rule["username"], *rule["rule"].split()
-            )
-        assert all(answer in (True, "OK", b"OK") for answer in pipe.execute())
+        apply_policy(bootstrap, policy)
         bootstrap.close()
         yield started
     finally:
         started.cleanup()
+
+
+def apply_policy(connection: redis.Redis, rules: list[dict[str, str]]) -> None:
+    """Every rule with ``ACL SETUSER``, in one transaction, the way Memorystore applies a policy
+    (``default`` goes off last, so the connection applying them keeps its rights until then)."""
+    pipe = connection.pipeline(transaction=True)
+    for rule in rules:
+        pipe.execute_command(  # type: ignore[no-untyped-call]
+            "ACL", "SETUSER", rule["username"], *rule["rule"].split()
+        )
+    assert all(answer in (True, "OK", b"OK") for answer in pipe.execute())
 
 
 def login(server: RedisServer, credentials: tuple[str, str]) -> redis.Redis:

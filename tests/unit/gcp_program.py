@@ -11,9 +11,11 @@ import json
 import random
 import string
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
+from infra import naming
 from infra.platforms.gcp import GcpPlatform
-from tests.unit.pulumi_mocks import Declared, ProgramRun, run_program, stack_config
+from tests.unit.pulumi_mocks import Declared, ProgramRun, run_program, stack_config, unwrap
 
 
 @dataclass
@@ -57,3 +59,25 @@ def run_prod_with(services: list[dict[str, object]]) -> ProdRun:
     config = stack_config("prod")
     config["persistence:services"] = json.dumps(services)
     return run_prod(config)
+
+
+def acl_policy_rules(prod: ProdRun) -> list[dict[str, str]]:
+    """The declared Memorystore ACL policy's rules, unwrapped from their secret."""
+    rules = unwrap(prod.run.one("gcp:memorystore/aclPolicy:AclPolicy").raw_inputs["rules"])
+    assert isinstance(rules, list)
+    assert rules
+    return rules
+
+
+def redis_logins(prod: ProdRun) -> dict[str, tuple[str, str]]:
+    """Each Redis service's (user, password), read from the REDIS_URL in its own secret."""
+    versions = {
+        v.inputs["secret"]: v.inputs["secretData"]
+        for v in prod.run.of_type("gcp:secretmanager/secretVersion:SecretVersion")
+    }
+    found = {}
+    for spec in prod.platform.config.services:
+        if spec.redis:
+            parts = urlsplit(versions[f"secret-{naming.redis_secret_id(spec.name)}-id"])
+            found[spec.name] = (unquote(parts.username or ""), unquote(parts.password or ""))
+    return found
