@@ -13,21 +13,13 @@ import re
 
 import pytest
 
+from tests.unit import test_program_invariants as invariants
 from tests.unit.gcp_program import run_prod
 from tests.unit.pulumi_mocks import Declared, stack_config
 
-# Top-level inputs that name a resource in a project-wide (or global) namespace.
-NAME_KEYS = (
-    "name",
-    "accountId",
-    "secretId",
-    "roleId",
-    "repositoryId",
-    "displayName",
-    "title",
-    "job",
-    "metric",
-)
+# Top-level inputs that name a resource in a project-wide (or global) namespace: the ids every
+# program's resources are checked for (test_program_invariants), and the displayed names.
+NAME_KEYS = (*invariants.NAME_KEYS, "displayName", "title", "job", "metric")
 # Types whose names live inside a parent the stack owns, so equal names cannot collide.
 NESTED = {
     "gcp:sql/user:User",  # a login inside its own instance
