@@ -63,8 +63,8 @@ OUTPUT_HOOKS: dict[str, OutputHook] = {
             f"serviceAccount:p123-{name}@gcp-sa-redis.iam.gserviceaccount.com"
         ),
     },
-    # What Memorystore reports once the PSC endpoints exist, nested fields spelt as the
-    # provider sends them (endpoints -> connections -> pscAutoConnection; CAs -> caCerts).
+    # What Memorystore reports once the PSC endpoints exist, spelt as the provider sends it
+    # (camelCase), so the SDK hands the program its typed outputs as the engine would.
     "gcp:memorystore/instance:Instance": lambda name, inputs: {
         "endpoints": [
             {
@@ -83,10 +83,8 @@ OUTPUT_HOOKS: dict[str, OutputHook] = {
                 ]
             }
         ],
-        "managed_server_cas": [
-            {"caCerts": [{"certificates": ["-----BEGIN CERTIFICATE-----mock"]}]}
-        ],
-        "backup_collection": (
+        "managedServerCas": [{"caCerts": [{"certificates": ["-----BEGIN CERTIFICATE-----mock"]}]}],
+        "backupCollection": (
             f"projects/example-project/locations/europe-west1/backupCollections/{name}"
         ),
     },

@@ -10,9 +10,8 @@ the function that renders dev's ``users.acl``: the two cannot drift.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
@@ -169,33 +168,24 @@ def declare(
     )
 
 
-def _field(value: Any, name: str) -> Any:
-    """A field of an engine output: a typed object's property, or a mapping's key in either
-    spelling (the provider's camelCase or Python's snake_case)."""
-    found = getattr(type(value), name, None)
-    if isinstance(found, property):
-        return getattr(value, name)
-    if isinstance(value, Mapping):
-        head, *rest = name.split("_")
-        camel = head + "".join(word.title() for word in rest)
-        return value.get(name, value.get(camel))
-    return None
-
-
-def discovery_address(endpoints: Sequence[Any] | None) -> str:
+def discovery_address(
+    endpoints: Sequence[gcp.memorystore.outputs.InstanceEndpoint] | None,
+) -> str:
     """The private IP clients connect to: the auto-created discovery endpoint's address."""
     for endpoint in endpoints or []:
-        for connection in _field(endpoint, "connections") or []:
-            auto = _field(connection, "psc_auto_connection")
-            if auto is not None and _field(auto, "connection_type") == DISCOVERY:
-                return str(_field(auto, "ip_address"))
+        for connection in endpoint.connections or []:
+            auto = connection.psc_auto_connection
+            if auto is not None and auto.connection_type == DISCOVERY:
+                return str(auto.ip_address)
     return ""
 
 
-def certificates(cas: Sequence[Any] | None) -> list[str]:
+def certificates(
+    cas: Sequence[gcp.memorystore.outputs.InstanceManagedServerCa] | None,
+) -> list[str]:
     """PEM text of every server CA certificate the instance reports."""
     pems: list[str] = []
     for ca in cas or []:
-        for cert in _field(ca, "ca_certs") or []:
-            pems.extend(str(pem) for pem in _field(cert, "certificates") or [])
+        for cert in ca.ca_certs or []:
+            pems.extend(str(pem) for pem in cert.certificates or [])
     return pems
