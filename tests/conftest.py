@@ -119,3 +119,14 @@ def dev_rendered(
     root = tmp_path_factory.mktemp("dev-rendered")
     credentials = secrets_file.load_or_create(root / "dev.secrets.json", dev_config)
     return render_to(root / "out", dev_config, credentials), credentials
+
+
+@pytest.fixture(scope="session")
+def redis_7_0_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A volume and a backup a real Redis 7.0 wrote (tests/integration/redis_7_0_fixtures.py)."""
+    from tests.integration.redis_7_0_fixtures import make
+    from tests.servers.process import require_binary
+
+    root = tmp_path_factory.mktemp("redis-7.0")
+    make(require_binary("redis-server", "redis-server"), root)
+    return root

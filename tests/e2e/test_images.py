@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -502,18 +503,21 @@ def test_redis_answers_pong_as_uid_999(
 
 
 def test_a_redis_7_0_volume_comes_up_in_the_valkey_image(
-    resources: Resources, stack: tuple[StackConfig, Credentials, dict[str, RenderedFile]]
+    resources: Resources,
+    stack: tuple[StackConfig, Credentials, dict[str, RenderedFile]],
+    redis_7_0_files: Path,
 ) -> None:
     """`make up` after the move replaces the container and keeps the volume: what Redis 7.0.15
     wrote there (multi-part AOF on an RDB 10 base, dump.rdb) is read with every key."""
     _, credentials, _ = stack
+    volume = redis_7_0_files / redis_7_0.VOLUME
     old_files = [
         Upload(
-            f"{redis_files.DATA_DIR}/{path.relative_to(redis_7_0.VOLUME).as_posix()}",
+            f"{redis_files.DATA_DIR}/{path.relative_to(volume).as_posix()}",
             path.read_bytes(),
             0o600,  # the old server's umask 0077
         )
-        for path in sorted(redis_7_0.VOLUME.rglob("*"))
+        for path in sorted(volume.rglob("*"))
         if path.is_file()
     ]
     name = _redis_container(resources, stack, "redis-upgrade", old_files)

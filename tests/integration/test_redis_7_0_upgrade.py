@@ -4,7 +4,7 @@ Dev ran Redis 7.0.15 before Valkey 8.0. ``make up`` replaces the container and k
 volume, so the new server must load the old one's multi-part AOF (its base an RDB version 10)
 with every key; and the backups taken before the move must still verify (Valkey's checker, as
 Redis 7.0's refuses Valkey's RDB version 11) and restore (``RESTORE`` of version 10 payloads).
-The files are the ones a real Redis 7.0.15 wrote (``redis_7_0_fixtures.py`` says how).
+The files are written by a real Redis 7.0 for the session (``redis_7_0_fixtures.py``).
 """
 
 from __future__ import annotations
@@ -63,10 +63,12 @@ def _assert_redis_7_0_keys(server: RedisServer, credentials: Credentials, admin_
 
 
 @pytest.fixture
-def old_volume(dev_rendered: tuple[Path, Credentials]) -> Iterator[RedisServer]:
-    """Valkey 8.0 started on a copy of the data directory Redis 7.0.15 left."""
+def old_volume(
+    dev_rendered: tuple[Path, Credentials], redis_7_0_files: Path
+) -> Iterator[RedisServer]:
+    """Valkey 8.0 started on a copy of the data directory Redis 7.0 left."""
     server = RedisServer(dev_rendered[0])
-    shutil.copytree(VOLUME, server.data, dirs_exist_ok=True)
+    shutil.copytree(redis_7_0_files / VOLUME, server.data, dirs_exist_ok=True)
     chown_tree(server.root, OS_USER)
     yield server.start()
     server.cleanup()
@@ -123,14 +125,16 @@ def test_redis_7_0_backups_verify_and_restore_on_valkey(
     dev_rendered: tuple[Path, Credentials],
     dev_config: StackConfig,
     tmp_path: Path,
+    redis_7_0_files: Path,
 ) -> None:
     rendered, credentials = dev_rendered
-    rdb = (BACKUP / "dump.rdb").read_bytes()
+    backup = redis_7_0_files / BACKUP
+    rdb = (backup / "dump.rdb").read_bytes()
     assert rdb[:9] == b"REDIS0010"  # what Redis 7.0 wrote; Valkey 8.0 writes REDIS0011
     bucket = tmp_path / "bucket"
     target = Target(FileBucket(bucket), None)
     _store_fixture(target, "server", "dump.rdb", rdb)
-    _store_fixture(target, SERVICE, KEYS_OBJECT, (BACKUP / f"{SERVICE}.keys.jsonl").read_bytes())
+    _store_fixture(target, SERVICE, KEYS_OBJECT, (backup / f"{SERVICE}.keys.jsonl").read_bytes())
 
     code, out, err = _verify(bucket, rendered)
     assert code == 0, err + out
