@@ -1,11 +1,10 @@
 """The prod stack on Google Cloud, as one ComponentResource (``persistence:gcp:Platform``).
 
 Each module declares one part (network, identities, Cloud SQL, Memorystore for Valkey, the
-RabbitMQ VM,
-secrets, DNS, the backup bucket, the verified backup job and its image, the Memorystore
-export, the alerts); this component wires them in dependency order, in named steps, keeps
-each part as an attribute (``self.sql``, ``self.network``...), parents everything to itself
-and exports what a deployer needs.
+RabbitMQ VM, secrets, DNS, the backup bucket, the verified backup job and its image, the
+Memorystore export, the alerts); this component wires them in dependency order, in named
+steps, keeps each part as an attribute (``self.sql``, ``self.network``...), parents everything
+to itself and exports what a deployer needs.
 """
 
 from __future__ import annotations
@@ -66,6 +65,7 @@ class GcpPlatform(PlatformComponent):
     sql: SqlInstance
     databases: dict[str, ServiceDatabase]
     valkey: Valkey
+    memorystore_agent: pulumi.Output[str]
     legacy_redis: LegacyRedis | None
     secrets: Secrets
     rabbitmq: RabbitmqVm | RabbitmqCluster
@@ -103,11 +103,12 @@ class GcpPlatform(PlatformComponent):
         self.sql = sql.declare(ctx, net, self.passwords.postgres_admin)
         self.databases = sql.declare_service_databases(ctx, self.sql, self.passwords)
         # Valkey's service agent reads the RDB files it imports (a migrating stack's data).
+        self.memorystore_agent = valkey.service_agent(ctx)
         import_grants = buckets.grant_object_read(
             ctx,
             self.bucket,
             "memorystore-valkey-agent",
-            valkey.service_agent(ctx),
+            self.memorystore_agent,
             ctx.config.gcp.valkey_import_uris,
         )
         self.valkey = valkey.declare(ctx, net, self.passwords, import_grants)
@@ -152,9 +153,7 @@ class GcpPlatform(PlatformComponent):
         # Memorystore's service agents write RDB exports (Valkey's backups; the old instance's,
         # by hand, while it is kept); the databases' backups are the job's (its own,
         # prefix-scoped grant).
-        writers: dict[str, pulumi.Input[str]] = {
-            "memorystore-valkey-agent": valkey.service_agent(ctx)
-        }
+        writers: dict[str, pulumi.Input[str]] = {"memorystore-valkey-agent": self.memorystore_agent}
         if self.legacy_redis is not None:
             writers["memorystore-agent"] = self.legacy_redis.instance.persistence_iam_identity
         buckets.grant_object_create(ctx, self.bucket, writers)
