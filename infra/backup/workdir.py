@@ -50,7 +50,11 @@ def sweep(root: Path | None = None) -> list[Path]:
         match = _NAME.fullmatch(path.name)
         if match is None or match["host"] != host or not path.is_dir() or path.is_symlink():
             continue
-        if path.stat().st_uid != uid or _alive(int(match["pid"])):
+        try:
+            owner = path.stat().st_uid
+        except FileNotFoundError:  # removed meanwhile by its own run, or by another sweep
+            continue
+        if owner != uid or _alive(int(match["pid"])):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)

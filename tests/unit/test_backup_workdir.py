@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -85,3 +86,22 @@ def test_only_this_hosts_directories_of_our_own_pattern_are_swept(temp_root: Pat
 def test_a_purpose_that_could_break_the_name_is_refused() -> None:
     with pytest.raises(ValueError, match="lower-case letters"), workdir.private_workdir("a-b"):
         pass
+
+
+def test_a_directory_removed_while_another_run_sweeps_is_skipped(
+    temp_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs at once: the other one removes its own directory (or sweeps it) while this
+    sweep is looking at it, after finding it a directory. Seen in CI with two test workers."""
+    gone = _leftover(temp_root, _dead_pid())
+    kept = _leftover(temp_root, _dead_pid())
+    original = Path.is_symlink
+
+    def removed_meanwhile(self: Path) -> bool:
+        if self == gone and gone.exists():
+            shutil.rmtree(gone)
+        return original(self)
+
+    monkeypatch.setattr(Path, "is_symlink", removed_meanwhile)
+    assert workdir.sweep() == [kept]
+    assert not kept.exists()
