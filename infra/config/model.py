@@ -203,6 +203,18 @@ class PostgresSettings:
         PoolerSettings(),
         doc="the connection pooler in front of the databases (see the table below)",
     )
+    replicas: int = setting(
+        0,
+        rule=rules.between(0, 5),
+        doc="streaming read replicas of the server, which serve READONLY_DATABASE_URL (dev: "
+        "containers seeded with pg_basebackup; prod: Cloud SQL read replicas in other zones); "
+        "0: none, the read-only login reads from the primary",
+    )
+    max_replica_lag_seconds: int = setting(
+        30,
+        rule=rules.between(1, 86_400),
+        doc="replay lag, in seconds, past which `db lag` exits non-zero and prod alerts",
+    )
 
 
 @dataclass(frozen=True)
@@ -542,6 +554,12 @@ class GcpSettings:
         rule=rules.one_of("ONE_HOUR", "SIX_HOURS", "TWELVE_HOURS", "TWENTY_FOUR_HOURS"),
         doc="how often the old Memorystore for Redis instance writes an RDB snapshot (while it "
         "is kept)",
+    )
+    dr_replica_region: str = setting(
+        "",
+        rule=rules.gcp_region_or_empty,
+        doc="a region other than gcp:region for one more Cloud SQL read replica, the one the "
+        "disaster-recovery runbook promotes; empty: none",
     )
     valkey_replicas: int = setting(
         1,

@@ -261,6 +261,12 @@ def gcp_region(value: str) -> str | None:
     return f"{value!r} is not a Google Cloud region; use e.g. 'europe-west1'"
 
 
+@allows("empty, or a Google Cloud region, e.g. `europe-west4`")
+def gcp_region_or_empty(value: str) -> str | None:
+    """Nothing, or a Google Cloud region."""
+    return gcp_region(value) if value else None
+
+
 @allows("a private IPv4 range, /8 to /29")
 def ipv4_cidr(value: str) -> str | None:
     """A private IPv4 range such as 10.20.0.0/24."""
