@@ -561,6 +561,19 @@ class GcpSettings:
         doc="a region other than gcp:region for one more Cloud SQL read replica, the one the "
         "disaster-recovery runbook promotes; empty: none",
     )
+    sql_adopt_instance: str = setting(
+        "",
+        rule=rules.adoptable_sql_instance_or_empty,
+        doc="the promoted disaster-recovery replica this stack takes as its Cloud SQL instance "
+        "(README, 'Disaster-recovery runbook (prod)'): another stack's `<project>-<stack>-pg-dr`, "
+        "imported, never created; empty: the stack's own instance",
+    )
+    sql_adopt_importing: bool = setting(
+        False,
+        doc="true only for the one `pulumi up` that imports sql_adopt_instance: its settings (a "
+        "promoted replica's: zonal, no backups) are taken as they are; false afterwards, so the "
+        "next `pulumi up` converges them in place (regional HA, backups, PITR, pooling)",
+    )
     valkey_replicas: int = setting(
         1,
         rule=rules.between(0, 5),
@@ -632,6 +645,12 @@ class GcpSettings:
     )
 
     def __post_init__(self) -> None:
+        if self.sql_adopt_importing and not self.sql_adopt_instance:
+            raise ValueError(
+                "gcp.sql_adopt_importing is only for the `pulumi up` that imports "
+                "gcp.sql_adopt_instance; set both (e.g. gcp: {sql_adopt_instance: "
+                "persistence-prod-pg-dr, sql_adopt_importing: true}) or neither"
+            )
         if not rules.sql_tier_fits(self.sql_edition, self.sql_tier):
             raise ValueError(
                 f"gcp.sql_tier {self.sql_tier!r} does not fit gcp.sql_edition "

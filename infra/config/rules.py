@@ -267,6 +267,23 @@ def gcp_region_or_empty(value: str) -> str | None:
     return gcp_region(value) if value else None
 
 
+# What names.scoped makes of `<pulumi project>-<stack>` and the DR replica's base ("pg-dr").
+_DR_REPLICA_NAME = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?-pg-dr$")
+
+
+@allows("empty, or a Cloud SQL instance name ending in `-pg-dr`, e.g. `persistence-prod-pg-dr`")
+def adoptable_sql_instance_or_empty(value: str) -> str | None:
+    """Nothing, or the name this tool gives a stack's disaster-recovery replica: adoption never
+    takes over an instance it did not create."""
+    if value == "" or (len(value) <= 63 and _DR_REPLICA_NAME.match(value)):
+        return None
+    return (
+        f"{value!r} is not a disaster-recovery replica this tool created; use the promoted "
+        "replica's name, e.g. 'persistence-prod-pg-dr' (`pulumi stack output "
+        "postgres_dr_replica --stack prod`)"
+    )
+
+
 @allows("a private IPv4 range, /8 to /29")
 def ipv4_cidr(value: str) -> str | None:
     """A private IPv4 range such as 10.20.0.0/24."""

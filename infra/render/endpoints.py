@@ -26,10 +26,17 @@ class Endpoints:
     # login connects to PostgreSQL itself.
     pooler_host: str | None = None
     pooler_port: int | None = None
+    # Where the read-only login reads when it has servers of its own (prod's Cloud SQL read
+    # replicas, ``postgres.replicas``); None: the same place as the app login.
+    readonly_host: str | None = None
+    readonly_port: int | None = None
 
     def postgres_address(self, kind: str | None) -> tuple[str, int]:
-        """Where login ``kind`` connects: the pooler for the pooled logins when there is one,
-        otherwise (and always for the migrator) PostgreSQL itself."""
+        """Where login ``kind`` connects: the read replicas for the read-only login when it
+        has its own servers, the pooler for the pooled logins when there is one, otherwise (and
+        always for the migrator) PostgreSQL itself."""
+        if kind == "readonly" and self.readonly_host is not None and self.readonly_port is not None:
+            return self.readonly_host, self.readonly_port
         if kind in POOLED_LOGINS and self.pooler_host is not None and self.pooler_port is not None:
             return self.pooler_host, self.pooler_port
         return self.postgres_host, self.postgres_port
@@ -53,6 +60,8 @@ MEMORYSTORE_TLS_PORT = 6379
 # Cloud SQL Managed Connection Pooling's port on the instance's own address (5432 stays the
 # direct one): https://cloud.google.com/sql/docs/postgres/managed-connection-pooling
 MANAGED_POOLER_PORT = 6432
+# The private DNS name (in the stack's zone) of prod's in-region read replicas.
+REPLICAS_LABEL = "postgres-replicas"
 
 
 def rabbitmq_node_host(config: StackConfig, index: int) -> str:
@@ -77,7 +86,8 @@ def rabbitmq_node_hosts(config: StackConfig) -> tuple[str, ...]:
 
 def for_stack(config: StackConfig) -> Endpoints:
     """dev: the loopback ports Docker publishes; prod: names in the stack's private DNS zone,
-    and the pooled endpoint on the Cloud SQL instance when ``postgres.pooler.enabled``."""
+    the pooled endpoint on the Cloud SQL instance when ``postgres.pooler.enabled``, and the
+    read replicas' name for the read-only login when ``postgres.replicas`` > 0."""
     if config.platform == "docker":
         host = config.docker.bind_address
         nodes = config.docker_rabbitmq_ports()
@@ -95,12 +105,18 @@ def for_stack(config: StackConfig) -> Endpoints:
         )
     zone = config.gcp.dns_zone.rstrip(".")
     pooled = config.postgres.pooler.enabled
+    replicas = config.postgres.replicas > 0
     return Endpoints(
         postgres_host=f"postgres.{zone}",
         postgres_port=POSTGRES_PORT,
         # Managed Connection Pooling listens on the instance's own address: same name.
         pooler_host=f"postgres.{zone}" if pooled else None,
         pooler_port=MANAGED_POOLER_PORT if pooled else None,
+        # Every in-region replica's address under one name (A records: clients spread over
+        # them), PostgreSQL's own port: Managed Connection Pooling is not documented for read
+        # replicas, so the read-only URL does not go through it there.
+        readonly_host=f"{REPLICAS_LABEL}.{zone}" if replicas else None,
+        readonly_port=POSTGRES_PORT if replicas else None,
         redis_host=f"redis.{zone}",
         redis_port=MEMORYSTORE_TLS_PORT,
         redis_tls=True,

@@ -39,6 +39,14 @@ def _self_link(kind: str, inputs: dict[str, Any]) -> str:
     )
 
 
+def _sql_private_ip(name: str, inputs: dict[str, Any]) -> str:
+    """A Cloud SQL instance's private IP: 10.30.0.3 for a primary, a distinct one per read
+    replica (so a test can tell which replicas a DNS record holds)."""
+    if not inputs.get("masterInstanceName"):
+        return "10.30.0.3"
+    return f"10.30.3.{10 + sum(map(ord, name)) % 240}"
+
+
 # Outputs that real providers compute and the program reads back (everything else echoes inputs).
 OutputHook = Callable[[str, dict[str, Any]], dict[str, Any]]
 OUTPUT_HOOKS: dict[str, OutputHook] = {
@@ -47,8 +55,8 @@ OUTPUT_HOOKS: dict[str, OutputHook] = {
         "result": f"mockpw{name.replace('-', '')}0123456789"
     },
     "docker:index/remoteImage:RemoteImage": lambda name, _: {"image_id": f"sha256:{name}"},
-    "gcp:sql/databaseInstance:DatabaseInstance": lambda name, _: {
-        "private_ip_address": "10.30.0.3",
+    "gcp:sql/databaseInstance:DatabaseInstance": lambda name, inputs: {
+        "private_ip_address": _sql_private_ip(name, inputs),
         "connection_name": f"example-project:region:{name}",
         "self_link": f"https://sqladmin.googleapis.com/{name}",
         "service_account_email_address": f"p123-{name}@gcp-sa-cloud-sql.iam.gserviceaccount.com",

@@ -17,7 +17,7 @@ from infra import naming
 from infra.config import StackConfig
 from infra.platforms.gcp import backup_job, identities, names, rabbitmq_cluster
 from tests.unit.gcp_program import ProdRun, run_prod
-from tests.unit.pulumi_mocks import Declared
+from tests.unit.pulumi_mocks import Declared, stack_config
 
 PROJECT_ID = "example-project"  # Pulumi.prod.yaml's placeholder gcp:project
 BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
@@ -83,9 +83,21 @@ STATELESS = {
 }
 
 
-@pytest.fixture(scope="module")
-def prod() -> ProdRun:
-    return run_prod()
+def with_replicas() -> dict[str, str]:
+    """Pulumi.prod.yaml with two read replicas and a disaster-recovery replica: every rule
+    here holds for them too."""
+    config = stack_config("prod")
+    for key, changes in (
+        ("persistence:postgres", {"replicas": 2}),
+        ("persistence:gcp", {"dr_replica_region": "europe-north1"}),
+    ):
+        config[key] = json.dumps({**json.loads(config.get(key, "{}")), **changes})
+    return config
+
+
+@pytest.fixture(scope="module", params=["stack file", "with replicas"])
+def prod(request: pytest.FixtureRequest) -> ProdRun:
+    return run_prod(with_replicas() if request.param == "with replicas" else None)
 
 
 def gcp_resources(prod: ProdRun) -> list[Declared]:
@@ -377,6 +389,12 @@ def test_every_database_and_cache_requires_encryption_and_keeps_backups(prod: Pr
             "ENCRYPTED_ONLY",
             "TRUSTED_CLIENT_CERTIFICATE_REQUIRED",
         ), f"{sql}: unencrypted connections allowed"
+        if sql.inputs.get("masterInstanceName"):
+            # A read replica: Cloud SQL backs up its primary, which must be one of ours.
+            primaries = {p.inputs["name"] for p in prod.run.of_type(SQL)}
+            assert sql.inputs["masterInstanceName"] in primaries, f"{sql}: replica of what?"
+            assert not settings.get("backupConfiguration"), f"{sql}: replicas take no backups"
+            continue
         backup = settings["backupConfiguration"]
         assert backup["enabled"] is True, f"{sql}: automated backups off"
         assert backup["pointInTimeRecoveryEnabled"] is True, f"{sql}: point-in-time recovery off"

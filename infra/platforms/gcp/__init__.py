@@ -32,6 +32,7 @@ from infra.platforms.gcp import (
     registry,
     secrets,
     sql,
+    sql_replicas,
     valkey,
     verify_instance,
 )
@@ -45,6 +46,7 @@ from infra.platforms.gcp.rabbitmq_vm import RabbitmqVm
 from infra.platforms.gcp.registry import Registry
 from infra.platforms.gcp.secrets import Secrets
 from infra.platforms.gcp.sql import SqlInstance
+from infra.platforms.gcp.sql_replicas import Replicas
 from infra.platforms.gcp.valkey import Valkey
 from infra.provisioning import ServiceDatabase
 from infra.pulumi_credentials import StackPasswords, generated_passwords
@@ -63,6 +65,7 @@ class GcpPlatform(PlatformComponent):
     network: Network
     identities: Identities
     sql: SqlInstance
+    sql_replicas: Replicas
     databases: dict[str, ServiceDatabase]
     valkey: Valkey
     memorystore_agent: pulumi.Output[str]
@@ -92,6 +95,7 @@ class GcpPlatform(PlatformComponent):
             self.ctx,
             backup_job=self.backup_job.job,
             sql_instance=sql.instance_name(self.ctx),
+            sql_replicas=sql_replicas.names(self.ctx),
             valkey_instance=self.valkey.instance,
             rabbitmq=self.rabbitmq.instances,
         )
@@ -102,6 +106,7 @@ class GcpPlatform(PlatformComponent):
         ctx, net = self.ctx, self.network
         self.sql = sql.declare(ctx, net, self.passwords.postgres_admin)
         self.databases = sql.declare_service_databases(ctx, self.sql, self.passwords)
+        self.sql_replicas = sql_replicas.declare(ctx, net, self.sql)
         # Valkey's service agent reads the RDB files it imports (a migrating stack's data).
         self.memorystore_agent = valkey.service_agent(ctx)
         import_grants = buckets.grant_object_read(
@@ -131,11 +136,14 @@ class GcpPlatform(PlatformComponent):
             single = rabbitmq_vm.declare(ctx, net, broker_account, self.passwords)
             self.rabbitmq = single
             self.rabbitmq_live = rabbitmq_vm.live_config(ctx, single, self.passwords)
+        readers: list[pulumi.Input[str]] = [r.private_ip_address for r in self.sql_replicas.readers]
         self.dns_zone = dns.declare(
             ctx,
             net,
             {
                 "postgres": self.sql.instance.private_ip_address,
+                # The read-only logins' host, when there are replicas to read from.
+                **({endpoints.REPLICAS_LABEL: readers} if readers else {}),
                 "redis": serving,
                 # The single VM, or the cluster's load balancer: services' one endpoint.
                 "rabbitmq": self.rabbitmq.endpoint_ip,
@@ -195,6 +203,16 @@ class GcpPlatform(PlatformComponent):
             "postgres_host": stack_endpoints.postgres_host,
             "postgres_port": stack_endpoints.postgres_port,
             "postgres_private_ip": instance.private_ip_address,
+            "postgres_readonly_host": stack_endpoints.postgres_address("readonly")[0],
+            "postgres_replicas": [
+                {"instance": replica.name, "zone": zone, "private_ip": replica.private_ip_address}
+                for replica, zone in zip(
+                    self.sql_replicas.readers, sql_replicas.replica_zones(ctx), strict=True
+                )
+            ],
+            "postgres_dr_replica": (
+                dr.name if (dr := self.sql_replicas.disaster_recovery) is not None else None
+            ),
             "postgres_admin_user": config.postgres.admin_user,
             "postgres_admin_password": passwords.postgres_admin,
             "provisioning_endpoint": {

@@ -10,6 +10,8 @@ the person woken up by it. Policies:
   day; two periods of a daily schedule are two);
 - Cloud SQL disk, sustained CPU, connections near ``postgres.max_connections``, and clients
   waiting at the pooled endpoint (Managed Connection Pooling) when ``postgres.pooler.enabled``;
+- a read replica (the DR one included) lagging more than ``postgres.max_replica_lag_seconds``
+  behind the primary for 5 minutes, when the stack has replicas;
 - Memorystore memory usage;
 - the RabbitMQ VM down: its hypervisor ``uptime`` metric stops (stopped, crashed, deleted,
   preempted). It needs no agent and no firewall hole; it does not see the broker process
@@ -39,9 +41,11 @@ def declare(
     sql_instance: str,
     valkey_instance: gcp.memorystore.Instance,
     rabbitmq: list[gcp.compute.Instance],
+    sql_replicas: list[str] | None = None,
 ) -> list[gcp.monitoring.AlertPolicy]:
     """Declare the channels, the verified-backup metric and every policy (``rabbitmq``: the
-    broker VMs; more than one is a cluster, with its own policies)."""
+    broker VMs; more than one is a cluster, with its own policies; ``sql_replicas``: the
+    Cloud SQL read replicas' names)."""
     channels = [
         gcp.monitoring.NotificationChannel(
             f"alert-email-{index}",
@@ -146,6 +150,7 @@ def declare(
             if ctx.config.postgres.pooler.enabled
             else []
         ),
+        *([replica_lag_policy(ctx, channels, sql_replicas)] if sql_replicas else []),
         _policy(
             ctx,
             "redis-memory",
@@ -212,6 +217,34 @@ def pooler_waiting_policy(
             duration="300s",
             reducer="REDUCE_SUM",
             group_by=["resource.label.resource_id"],
+        ),
+    )
+
+
+REPLICA_LAG_METRIC = "cloudsql.googleapis.com/database/replication/replica_lag"
+
+
+def replica_lag_policy(
+    ctx: GcpContext, channels: list[pulumi.Output[str]], replicas: list[str]
+) -> gcp.monitoring.AlertPolicy:
+    """A replica (any of ``replicas``, by instance name) has lagged more than
+    ``postgres.max_replica_lag_seconds`` behind the primary for 5 minutes."""
+    limit = ctx.config.postgres.max_replica_lag_seconds
+    ids = ", ".join(f'"{ctx.project}:{name}"' for name in replicas)
+    return _policy(
+        ctx,
+        "sql-replica-lag",
+        channels,
+        title="PostgreSQL read replica lagging behind the primary",
+        docs=SQL_REPLICA_LAG_DOCS,
+        condition=_threshold(
+            f"A replica more than {limit} s behind the primary for 5 min",
+            f'metric.type = "{REPLICA_LAG_METRIC}" AND resource.type = "cloudsql_database" AND '
+            f"resource.label.database_id = one_of({ids})",
+            threshold=limit,
+            duration="300s",
+            # One series per replica: the worst minute of each, each replica on its own.
+            aligner="ALIGN_MAX",
         ),
     )
 
@@ -511,6 +544,22 @@ busy to its limit, so requests queue and, after the pooler's query wait timeout,
    them; ask that service's team to shorten them (`statement_timeout_ms` bounds one query).
 3. If the load is legitimate, raise the service's `connection_limits` (and
    `postgres.max_connections` with the tier), or `gcp.sql_tier`, and deploy.
+"""
+
+SQL_REPLICA_LAG_DOCS = """
+A Cloud SQL read replica (label `database_id`) has been more than
+`postgres.max_replica_lag_seconds` behind the primary for 5 minutes. READONLY_DATABASE_URL
+reads from the in-region replicas, so services read data that old; the disaster-recovery
+replica's lag is the data a regional disaster would lose.
+
+1. Cloud SQL > the replica > Replication: is it replicating at all (`gcloud sql instances
+   describe REPLICA --format='value(state,replicaConfiguration)'`)? A stopped replica is
+   restarted with `gcloud sql instances restart REPLICA`.
+2. On the replica, `SELECT now() - pg_last_xact_replay_timestamp()` shows the replay lag;
+   long queries on a hot standby delay replay: `SELECT pid, now() - xact_start, query FROM
+   pg_stat_activity ORDER BY 2 DESC` finds them (through READONLY_DATABASE_URL: a service's).
+3. A write burst on the primary (a migration, a bulk load) lags every replica for a while;
+   if the replicas lag all the time, raise `gcp.sql_tier` (replicas take the primary's).
 """
 
 REDIS_MEMORY_DOCS = """

@@ -59,13 +59,16 @@ class GcpContext:
         protect: bool | None = None,
         depends_on: list[pulumi.Resource] | None = None,
         ignore_changes: list[str] | None = None,
+        import_: str | None = None,
     ) -> pulumi.ResourceOptions:
-        """Resource options with the platform component as parent."""
+        """Resource options with the platform component as parent (``import_``: the id of an
+        existing object the resource adopts, see ``sql.adoption``)."""
         return pulumi.ResourceOptions(
             parent=self.parent,
             protect=protect,
             depends_on=depends_on,
             ignore_changes=ignore_changes,
+            import_=import_,
         )
 
     def custom_role(
@@ -122,6 +125,14 @@ def context_for(config: StackConfig, parent: pulumi.Resource) -> GcpContext:
                 "so backups survive the loss of the main region "
                 "(e.g. europe-west4 for europe-west1)"
             )
+    if config.platform == "gcp" and gcp.dr_replica_region == region:
+        raise pulumi.RunError(
+            f"Pulumi.{stack}.yaml: persistence:gcp.dr_replica_region ({region}) must differ from "
+            f"gcp:region ({region}) so the disaster-recovery replica survives the loss of the "
+            "main region (e.g. europe-west4 for europe-west1), or be empty for none"
+        )
+    if config.platform == "gcp" and gcp.sql_adopt_instance:
+        _check_adoption(stack, gcp.sql_adopt_instance)
     if config.platform == "gcp" and not config.alerts.emails:  # bootstrap declares no alerts
         raise pulumi.RunError(
             f"Pulumi.{stack}.yaml: persistence:alerts.emails must list at least one address, "
@@ -129,3 +140,16 @@ def context_for(config: StackConfig, parent: pulumi.Resource) -> GcpContext:
             f"'persistence:alerts.emails[0]' oncall@example.com --stack {stack}`"
         )
     return GcpContext(config=config, project=project, region=region, stack=stack, parent=parent)
+
+
+def _check_adoption(stack: str, adopted: str) -> None:
+    """The adopted instance is another stack's DR replica, by the names this project gives:
+    ``<pulumi project>-<other stack>-pg-dr``, never this stack's own."""
+    project = pulumi.get_project()
+    own = names.scoped(f"{project}-{stack}", "pg-dr")
+    if not adopted.startswith(f"{project}-") or adopted == own:
+        raise pulumi.RunError(
+            f"Pulumi.{stack}.yaml: persistence:gcp.sql_adopt_instance ({adopted}) must name "
+            f"another stack's promoted disaster-recovery replica of Pulumi project {project}, "
+            f"e.g. {project}-prod-pg-dr (not this stack's own, {own})"
+        )

@@ -1,8 +1,10 @@
 """A private Cloud DNS zone on the VPC: the stable names services connect to.
 
 ``infra.render.endpoints`` puts ``postgres.<zone>``, ``redis.<zone>`` and ``rabbitmq.<zone>``
-into every service's connection settings; these records make those names resolve inside the
-VPC only, so a replaced instance only changes a record, never a service's configuration.
+(and ``postgres-replicas.<zone>``, every in-region read replica's address, when the stack has
+replicas) into every service's connection settings; these records make those names resolve
+inside the VPC only, so a replaced instance only changes a record, never a service's
+configuration.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ def zone_name(dns_zone: str) -> str:
 
 
 def declare(
-    ctx: GcpContext, network: Network, addresses: dict[str, pulumi.Input[str]]
+    ctx: GcpContext,
+    network: Network,
+    addresses: dict[str, pulumi.Input[str] | list[pulumi.Input[str]]],
 ) -> gcp.dns.ManagedZone:
-    """Declare the private zone and one A record per server (``addresses``: label -> IP)."""
+    """Declare the private zone and one A record set per name (``addresses``: label -> IP, or
+    several IPs for a name clients spread over, e.g. ``postgres-replicas``)."""
     dns_name = zone_name(ctx.config.gcp.dns_zone)
     zone = gcp.dns.ManagedZone(
         "private-zone",
@@ -47,7 +52,7 @@ def declare(
             name=f"{label}.{dns_name}",
             type="A",
             ttl=TTL_SECONDS,
-            rrdatas=[address],
+            rrdatas=address if isinstance(address, list) else [address],
             opts=ctx.opts(),
         )
     return zone

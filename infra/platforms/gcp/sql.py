@@ -36,8 +36,55 @@ class SqlInstance:
 
 
 def instance_name(ctx: GcpContext) -> str:
-    """The instance's fixed name; the backup workflow addresses the Admin API by it."""
-    return ctx.name("pg")
+    """The instance's fixed name; the backup workflow addresses the Admin API by it. A stack
+    that adopted a promoted replica (``gcp.sql_adopt_instance``) keeps that instance's name."""
+    return ctx.config.gcp.sql_adopt_instance or ctx.name("pg")
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """How the main instance and its admin are declared when the stack adopts an existing
+    instance (``gcp.sql_adopt_instance``): imported by id, never created. While
+    ``gcp.sql_adopt_importing``, what the program cannot match yet (the promoted replica's
+    settings, the admin's password) is left as it is, so the import succeeds; the next run
+    converges it in place."""
+
+    instance_id: str
+    admin_id: str
+    importing: bool
+
+
+def adoption(ctx: GcpContext) -> Adoption | None:
+    """The adoption of ``gcp.sql_adopt_instance``, or None (the stack's own instance)."""
+    adopted = ctx.config.gcp.sql_adopt_instance
+    if not adopted:
+        return None
+    return Adoption(
+        # The provider's import ids: projects/{project}/instances/{name}, and for a
+        # PostgreSQL user {project}/{instance}/{name}.
+        instance_id=f"projects/{ctx.project}/instances/{adopted}",
+        admin_id=f"{ctx.project}/{adopted}/{ctx.config.postgres.admin_user}",
+        importing=ctx.config.gcp.sql_adopt_importing,
+    )
+
+
+def primary_zone(ctx: GcpContext) -> str | None:
+    """The main instance's preferred zone: ``ctx.zone`` once the stack has read replicas, so
+    that they can be placed in the region's other zones (``sql_replicas``); None (Cloud SQL's
+    choice, as before replicas existed) without them."""
+    return ctx.zone if ctx.config.postgres.replicas > 0 else None
+
+
+def private_ip_configuration(
+    network: Network,
+) -> gcp.sql.DatabaseInstanceSettingsIpConfigurationArgs:
+    """Private IP on the stack's network only, no public IPv4, TLS required."""
+    return gcp.sql.DatabaseInstanceSettingsIpConfigurationArgs(
+        ipv4_enabled=False,
+        private_network=network.vpc.id,
+        allocated_ip_range=network.private_range.name,
+        ssl_mode="ENCRYPTED_ONLY",
+    )
 
 
 def database_flags(ctx: GcpContext) -> list[gcp.sql.DatabaseInstanceSettingsDatabaseFlagArgs]:
@@ -106,23 +153,21 @@ def declare_instance(
     name: str,
     network: Network,
     admin_password: pulumi.Output[str],
+    adopted: Adoption | None = None,
     **settings: Any,
 ) -> SqlInstance:
     """A PostgreSQL 15 instance on private IP only, TLS only, protected twice over, with its
-    admin (``<resource_name>-admin``); ``settings`` add to or override the shared ones."""
+    admin (``<resource_name>-admin``); ``settings`` add to or override the shared ones.
+    ``adopted``: the instance exists already and is imported (see ``Adoption``)."""
     shared: dict[str, Any] = {
         # The verification instance's; the main instance's is gcp.sql_edition.
         "edition": "ENTERPRISE",
         "disk_type": "PD_SSD",
         "disk_autoresize": True,
         "deletion_protection_enabled": True,
-        "ip_configuration": gcp.sql.DatabaseInstanceSettingsIpConfigurationArgs(
-            ipv4_enabled=False,
-            private_network=network.vpc.id,
-            allocated_ip_range=network.private_range.name,
-            ssl_mode="ENCRYPTED_ONLY",
-        ),
+        "ip_configuration": private_ip_configuration(network),
     }
+    importing = adopted is not None and adopted.importing
     instance = gcp.sql.DatabaseInstance(
         resource_name,
         name=name,
@@ -130,9 +175,22 @@ def declare_instance(
         region=ctx.region,
         deletion_protection=True,
         settings=gcp.sql.DatabaseInstanceSettingsArgs(**{**shared, **settings}),
-        opts=ctx.opts(protect=True, depends_on=[network.peering]),
+        opts=ctx.opts(
+            protect=True,
+            depends_on=[network.peering],
+            import_=adopted.instance_id if adopted else None,
+            ignore_changes=["settings"] if importing else None,
+        ),
     )
-    admin = admin_user(ctx, f"{resource_name}-admin", instance, admin_password)
+    admin = admin_user(
+        ctx,
+        f"{resource_name}-admin",
+        instance,
+        admin_password,
+        import_=adopted.admin_id if adopted else None,
+        # Neither is readable from the API: the import takes them as they are.
+        ignore_changes=["password", "deletionPolicy"] if importing else None,
+    )
     return SqlInstance(instance=instance, admin=admin)
 
 
@@ -146,6 +204,7 @@ def declare(ctx: GcpContext, network: Network, admin_password: pulumi.Output[str
         name=instance_name(ctx),
         network=network,
         admin_password=admin_password,
+        adopted=adoption(ctx),
         # Enterprise Plus when the pooler is on (checked with the config: its tiers differ).
         edition=gcp_settings.sql_edition,
         tier=gcp_settings.sql_tier,
@@ -178,7 +237,18 @@ def declare(ctx: GcpContext, network: Network, admin_password: pulumi.Output[str
             record_client_address=True,
         ),
         database_flags=database_flags(ctx),
+        **location_preference(primary_zone(ctx)),
     )
+
+
+def location_preference(zone: str | None) -> dict[str, Any]:
+    """The ``location_preference`` setting for ``zone``; nothing for None, so that an instance
+    without a preferred zone declares exactly what it always did."""
+    if zone is None:
+        return {}
+    return {
+        "location_preference": gcp.sql.DatabaseInstanceSettingsLocationPreferenceArgs(zone=zone)
+    }
 
 
 def admin_user(
@@ -186,8 +256,12 @@ def admin_user(
     resource_name: str,
     instance: gcp.sql.DatabaseInstance,
     password: pulumi.Output[str],
+    *,
+    import_: str | None = None,
+    ignore_changes: list[str] | None = None,
 ) -> gcp.sql.User:
-    """The built-in admin login (CREATEROLE CREATEDB on Cloud SQL) that provisions services."""
+    """The built-in admin login (CREATEROLE CREATEDB on Cloud SQL) that provisions services
+    (``import_``: an adopted instance's, which exists already)."""
     return gcp.sql.User(
         resource_name,
         instance=instance.name,
@@ -196,7 +270,7 @@ def admin_user(
         password=password,
         # The admin owns what it created; dropping it would fail, so Pulumi forgets it instead.
         deletion_policy="ABANDON",
-        opts=ctx.opts(),
+        opts=ctx.opts(import_=import_, ignore_changes=ignore_changes),
     )
 
 
