@@ -156,6 +156,7 @@ class Declared:
     protect: bool = False
     retain_on_delete: bool = False
     ignore_changes: tuple[str, ...] = ()
+    import_id: str = ""  # the ``import_`` option: the id of an existing object to adopt
     dependencies: tuple[str, ...] = ()
     property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -194,6 +195,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             found.protect = bool(request.protect)
             found.retain_on_delete = bool(request.retainOnDelete)
             found.ignore_changes = tuple(request.ignoreChanges)
+            found.import_id = request.importId
             found.dependencies = tuple(request.dependencies)
             found.property_dependencies = {
                 key: tuple(value.urns) for key, value in request.propertyDependencies.items()
