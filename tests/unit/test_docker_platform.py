@@ -56,6 +56,7 @@ def mock_credentials(dev_config: StackConfig) -> Credentials:
         postgres_admin=mock_password("postgres-admin"),
         redis_admin=mock_password("redis-admin"),
         rabbitmq_admin=mock_password("rabbitmq-admin"),
+        postgres_replication=mock_password("postgres-replication"),
         services={
             s.name: ServiceCredentials(
                 **{login: mock_password(f"{s.name}-{login}") for login in SERVICE_LOGINS},
