@@ -205,7 +205,7 @@ def _image(shared: Shared, server: str, image: str) -> docker.RemoteImage:
 def _container(
     shared: Shared,
     server: str,
-    image: str | docker.RemoteImage,
+    image: str | docker.RemoteImage | pulumi.Output[str],
     memory_mb: int,
     aliases: list[str] | None = None,
     wait_timeout: int = 180,
@@ -217,10 +217,11 @@ def _container(
     ``server`` is the resource's name, the container's (after the stack's prefix) and its
     hostname; ``aliases`` are its names on the stack's network (default: ``server``).
     """
-    pulled = _image(shared, server, image) if isinstance(image, str) else image
+    if isinstance(image, str):
+        image = _image(shared, server, image)
     return docker.Container(
         server,
-        image=pulled.image_id,
+        image=image.image_id if isinstance(image, docker.RemoteImage) else image,
         name=f"{shared.prefix}-{server}",
         hostname=server,  # RabbitMQ's node name, and so its data directory, follow the hostname
         networks_advanced=[network_attachment(shared, aliases or [server])],
@@ -303,7 +304,7 @@ def postgres_replica(
     return _container(
         shared,
         host,
-        config.docker.images.postgres,
+        primary.image,  # the primary's image: same binaries, one image resource
         config.docker.memory_mb.postgres,
         wait_timeout=300,  # the seed copies the whole primary first
         entrypoints=["sh", "-c", replica_start(index)],
@@ -319,7 +320,7 @@ def postgres_replica(
                 volume_name=volume.name, container_path="/var/lib/postgresql/data", read_only=False
             )
         ],
-        healthcheck=_health_check(POSTGRES_HEALTH_CHECK, start_period="60s"),
+        healthcheck=_health_check(POSTGRES_HEALTH_CHECK, start_period="1m0s"),
         shm_size=256,
         stop_timeout=60,
         depends_on=[primary],
