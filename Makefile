@@ -50,7 +50,7 @@ PULUMI := pulumi --cwd $(PROJECT_DIR) --non-interactive
 # Extra flags for pulumi up/preview/drift/down, e.g. PULUMI_ARGS=--expect-no-changes.
 PULUMI_ARGS ?=
 
-.PHONY: setup up env preview plan pools down drift rebuild shellenv docs test lint actionlint cloud-sql-proxy proxy-start proxy-stop broker-tunnel-start broker-tunnel-stop broker-rolling-restart unit integration e2e engine perf-test pinned-engine installed-pulumi stack-images stack-selected images bench clean
+.PHONY: setup up env preview plan pools lag down drift rebuild shellenv docs test lint actionlint cloud-sql-proxy proxy-start proxy-stop broker-tunnel-start broker-tunnel-stop broker-rolling-restart unit integration e2e engine perf-test pinned-engine installed-pulumi stack-images stack-selected images bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -247,6 +247,12 @@ pools: setup $(PULUMI_CLI)
 	@POOLER_CONSOLE_URL="$$($(PULUMI) stack output pooler_console_url --show-secrets --stack $(STACK))" && \
 	export POOLER_CONSOLE_URL && \
 	$(BIN)/python -m infra db pools --stack $(PROJECT_DIR)/Pulumi.$(STACK).yaml
+
+# Each read replica's replay lag (bytes, seconds); exit 1 when one is missing or past the limit.
+lag: setup $(PULUMI_CLI)
+	@PERSISTENCE_ADMIN_URL="$$($(PULUMI) stack output postgres_admin_url --show-secrets --stack $(STACK))" && \
+	export PERSISTENCE_ADMIN_URL && \
+	$(BIN)/python -m infra db lag --stack $(PROJECT_DIR)/Pulumi.$(STACK).yaml
 
 # A prod cluster's rolling restart (upgrades, config changes): one node at a time, waiting for
 # every quorum queue to be back at full membership in between (python -m infra broker

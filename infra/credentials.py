@@ -68,6 +68,8 @@ class Credentials:
     # The connection pooler's console login (``db pools``); empty in a file written before the
     # pooler existed, and filled in by ``completed_for``.
     pooler_admin: str = ""
+    # The dev replicas' streaming login (``postgres.replicas``); filled in like pooler_admin.
+    postgres_replication: str = ""
 
     @classmethod
     def generate(cls) -> Credentials:
@@ -77,6 +79,7 @@ class Credentials:
             redis_admin=new_password(),
             rabbitmq_admin=new_password(),
             pooler_admin=new_password(),
+            postgres_replication=new_password(),
         )
 
     def for_service(self, name: str) -> ServiceCredentials:
@@ -90,7 +93,12 @@ class Credentials:
             current = services.get(spec.name)
             if current is None or current.version < spec.password_version:
                 services[spec.name] = ServiceCredentials.generate(spec.password_version)
-        return replace(self, services=services, pooler_admin=self.pooler_admin or new_password())
+        return replace(
+            self,
+            services=services,
+            pooler_admin=self.pooler_admin or new_password(),
+            postgres_replication=self.postgres_replication or new_password(),
+        )
 
     def rotated(self, service: str, keep: Collection[str] = ()) -> Credentials:
         """New passwords for one service, one version up: the old ones stop working on apply.

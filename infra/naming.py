@@ -31,6 +31,11 @@ OLD_COPY_SUFFIX = OLD_COPY_PREFIX + datetime.max.strftime(OLD_COPY_TIME_FORMAT)
 SAFETY_SUFFIX = "__safety"
 SCRATCH_SUFFIXES = (VERIFY_SUFFIX, RESTORE_SUFFIX, SAFETY_SUFFIX, OLD_COPY_SUFFIX)
 
+# The pooler's name for a service's database on the read replicas (READONLY_DATABASE_URL's
+# database when the stack has replicas): PgBouncer spreads its server connections over them.
+# A pooler alias only, never a PostgreSQL database; "__" keeps it from any service's name.
+REPLICAS_ALIAS_SUFFIX = "__replicas"
+
 # The tool's own database (owned by the admin, CONNECT revoked from PUBLIC): the registry of the
 # databases it created (bound to their OIDs) and its advisory locks live there, where no service
 # login can connect, write or take a lock (see infra.postgres.registry).
@@ -50,6 +55,11 @@ DERIVED_SUFFIXES = (
 LONGEST_SUFFIX = max(DERIVED_SUFFIXES, key=lambda suffix: len(suffix.encode()))
 LONGEST_SUFFIX_BYTES = len(LONGEST_SUFFIX.encode())
 MAX_SERVICE_NAME_BYTES = POSTGRES_IDENTIFIER_BYTES - LONGEST_SUFFIX_BYTES
+
+
+def replicas_alias(service: str) -> str:
+    """The pooler's alias for the service's database on the read replicas."""
+    return f"{service}{REPLICAS_ALIAS_SUFFIX}"
 
 
 def database_name(service: str) -> str:

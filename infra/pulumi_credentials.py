@@ -34,6 +34,7 @@ ADMIN_LOGINS = (
     "redis_admin",
     "rabbitmq_admin",
     "pooler_admin",
+    "postgres_replication",
 )
 
 
@@ -46,6 +47,7 @@ class StackPasswords:
     redis_admin: pulumi.Output[str]
     rabbitmq_admin: pulumi.Output[str]
     pooler_admin: pulumi.Output[str]
+    postgres_replication: pulumi.Output[str]
     services: Mapping[str, pulumi.Output[ServiceCredentials]]
 
     def service(self, name: str) -> pulumi.Output[ServiceCredentials]:
@@ -121,6 +123,9 @@ def generated_passwords(
     (``infra.platforms.pacing``: the engine generates a password at once)."""
     # Only a stack that runs PgBouncer has its console login (prod's pooler is Cloud SQL's).
     unused = set() if has_pooler_files(config) else {"pooler_admin"}
+    # Only the dev server streams to replicas of its own (prod's are Cloud SQL's).
+    if config.platform != "docker":
+        unused.add("postgres_replication")
     admins = {
         login: pulumi.Output.secret("")
         if login in unused

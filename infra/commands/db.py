@@ -47,6 +47,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "per service: client connections, server connections, clients waiting and the "
             "longest wait at the pooler (PgBouncer's console, read with its own login)",
         ),
+        (
+            "lag",
+            run_lag,
+            "each read replica's replay lag in bytes and seconds, read on the primary; exit 1 "
+            "when a declared replica is not streaming or lags past "
+            "postgres.max_replica_lag_seconds",
+        ),
     ):
         action = actions.add_parser(name, help=text, description=text)
         add_stack_options(action)
@@ -66,6 +73,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             )
         if name in ("apply", "rotate"):
             logins.add_options(action)
+        if name == "lag":
+            action.add_argument(
+                "--max-lag-seconds",
+                type=float,
+                default=None,
+                help="the limit (default: the stack's postgres.max_replica_lag_seconds)",
+            )
         if name in ("rotate", "drop"):
             action.add_argument("--service", required=True, help="the service's name")
         if name == "drop":
@@ -77,6 +91,12 @@ def run_pools(args: argparse.Namespace) -> int:
     from infra.commands.pools import run_pools as pools
 
     return pools(args)
+
+
+def run_lag(args: argparse.Namespace) -> int:
+    from infra.commands.lag import run_lag as lag
+
+    return lag(args)
 
 
 def print_plan(result: Plan) -> None:

@@ -49,7 +49,10 @@ def pool_use(services: list[str], rows: list[dict[str, Any]]) -> list[PoolUse]:
         by_database.setdefault(str(row["database"]), []).append(row)
     uses = []
     for service in services:
-        pools = by_database.get(naming.database_name(service), [])
+        # Its database on the primary, and on the read replicas where the stack has them.
+        pools = by_database.get(naming.database_name(service), []) + by_database.get(
+            naming.replicas_alias(service), []
+        )
         uses.append(
             PoolUse(
                 service=service,

@@ -830,6 +830,13 @@ class StackConfig:
             self._check_docker_cluster_ports()
         if self.platform == "gcp":
             self._check_pooler_edition()
+        pooled = self.postgres.pooler.enabled
+        if self.platform == "docker" and self.postgres.replicas and not pooled:
+            raise ValueError(
+                f"postgres.replicas: {self.postgres.replicas} needs the pooler, which spreads "
+                "READONLY_DATABASE_URL over the replicas; set postgres.pooler.enabled: true, or "
+                "replicas: 0"
+            )
         needed = self.connections_needed
         if needed > self.postgres.max_connections:
             raise ValueError(

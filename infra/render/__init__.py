@@ -38,7 +38,17 @@ def render_all(config: StackConfig, credentials: Credentials) -> dict[str, Rende
 
 def server_files(config: StackConfig, credentials: Credentials) -> dict[str, RenderedFile]:
     """The servers' own files (configs, users, definitions), without the services' env files."""
-    return _servers(config, credentials) | _pooler(config, credentials)
+    return _servers(config, credentials) | _pooler(config, credentials) | _replicas(config)
+
+
+def _replicas(config: StackConfig) -> dict[str, RenderedFile]:
+    """Each dev read replica's settings (prod's replicas are Cloud SQL's, with no files of ours)."""
+    if config.platform != "docker":
+        return {}
+    return {
+        f"postgres/replica-{index}.conf": RenderedFile(postgres.replica_conf(index))
+        for index in range(1, config.postgres.replicas + 1)
+    }
 
 
 def has_pooler_files(config: StackConfig) -> bool:

@@ -30,6 +30,9 @@ class Endpoints:
     # replicas, ``postgres.replicas``); None: the same place as the app login.
     readonly_host: str | None = None
     readonly_port: int | None = None
+    # dev with read replicas: the read-only login asks the pooler for the service's database on
+    # the replicas (``naming.replicas_alias``), which PgBouncer spreads over them.
+    readonly_via_replicas: bool = False
 
     def postgres_address(self, kind: str | None) -> tuple[str, int]:
         """Where login ``kind`` connects: the read replicas for the read-only login when it
@@ -102,6 +105,7 @@ def for_stack(config: StackConfig) -> Endpoints:
             amqp_nodes=tuple((host, amqp) for amqp, _ in nodes) if len(nodes) > 1 else (),
             pooler_host=host if config.postgres.pooler.enabled else None,
             pooler_port=config.docker.ports.pooler if config.postgres.pooler.enabled else None,
+            readonly_via_replicas=config.postgres.pooler.enabled and config.postgres.replicas > 0,
         )
     zone = config.gcp.dns_zone.rstrip(".")
     pooled = config.postgres.pooler.enabled

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from infra import hashes, naming
 from infra.config.model import StackConfig
 from infra.credentials import Credentials
+from infra.render import postgres as postgres_files
 from infra.render.endpoints import POOLED_LOGINS, POOLER_PORT, POSTGRES_PORT, Endpoints
 from infra.render.environment import render
 from infra.render.services import postgres_url
@@ -42,11 +43,17 @@ class PooledLogin:
 class PooledDatabase:
     database: str
     logins: tuple[PooledLogin, ...]
+    replicas_alias: str  # its name on the read replicas (READONLY_DATABASE_URL, with replicas)
 
     @property
     def pool_size(self) -> int:
         """Per (database, login) pair; each login's own limit caps it further."""
         return max(login.limit for login in self.logins)
+
+    @property
+    def readonly_limit(self) -> int:
+        """The read-only login's limit: its pool on the replicas, spread over all of them."""
+        return next(login.limit for login in self.logins if login.name.endswith("_readonly"))
 
 
 def pooled_databases(config: StackConfig) -> list[PooledDatabase]:
@@ -60,6 +67,7 @@ def pooled_databases(config: StackConfig) -> list[PooledDatabase]:
                 )
                 for kind in LOGINS
             ),
+            naming.replicas_alias(spec.name),
         )
         for spec in config.services
     ]
@@ -72,14 +80,20 @@ def pgbouncer_ini(
     listen_address: str = "0.0.0.0",  # noqa: S104 - inside the container; published on loopback
     listen_port: int = POOLER_PORT,
     auth_file: str = AUTH_FILE,
+    replica_hosts: tuple[str, ...] | None = None,
+    replica_port: int = POSTGRES_PORT,
 ) -> str:
     """The pooler's configuration; the defaults are the dev container's (the tests pass their
-    own server port and listen address). The server is reached through its socket directory,
-    mounted at SERVER_SOCKET_DIR."""
+    own server port and listen address, and replicas' addresses). The server is reached
+    through its socket directory, mounted at SERVER_SOCKET_DIR; the read replicas over the
+    stack's network, one port for all (PgBouncer takes one per database entry)."""
     pooler = config.postgres.pooler
+    hosts = postgres_files.replica_hosts(config) if replica_hosts is None else replica_hosts
     return render(
         "pgbouncer/pgbouncer.ini.j2",
         services=pooled_databases(config),
+        replica_hosts=",".join(hosts),
+        replica_port=replica_port,
         server_host=SERVER_SOCKET_DIR,
         server_port=server_port,
         listen_address=listen_address,

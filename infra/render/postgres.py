@@ -13,6 +13,35 @@ CONFIG_FILE = f"{CONFIG_DIR}/postgresql.conf"
 HBA_FILE = f"{CONFIG_DIR}/pg_hba.conf"
 # The server's socket directory: in dev a volume the pooler mounts too (its server connections).
 SOCKET_DIR = "/var/run/postgresql"
+# A dev read replica's settings: the primary's postgresql.conf, included, plus where it streams
+# from (``replica_conf``).
+REPLICA_CONFIG_FILE = f"{CONFIG_DIR}/replica.conf"
+# The login the replicas stream with: REPLICATION and LOGIN only, allowed by pg_hba.conf for
+# replication connections from the stack's network and for no database at all.
+REPLICATION_USER = "platform_replication"
+# Its password, for the replicas' own use: a libpq password file uploaded as a secret (0400, the
+# server's uid), never a rendered file, an environment variable or a command line.
+REPLICATION_PASSFILE = "/run/secrets/replication.pgpass"
+# The primary's name on the stack's network, which the replicas stream from.
+PRIMARY_HOST = "postgres"
+# WAL a replication slot may hold back for a replica that is gone: past it the slot is given up
+# (the replica re-seeds) instead of the primary's disk filling up.
+MAX_SLOT_WAL_KEEP_MB = 2048
+
+
+def replica_host(index: int) -> str:
+    """Replica ``index``'s (1-based) container hostname: its name on the stack's network."""
+    return f"postgres-replica-{index}"
+
+
+def replica_slot(index: int) -> str:
+    """Replica ``index``'s replication slot on the primary, and its application_name there."""
+    return f"replica_{index}"
+
+
+def replica_hosts(config: StackConfig) -> tuple[str, ...]:
+    """Every dev replica's hostname, replica 1 first; empty without replicas."""
+    return tuple(replica_host(i) for i in range(1, config.postgres.replicas + 1))
 
 
 def postgresql_conf(config: StackConfig, hba_file: str = HBA_FILE) -> str:
@@ -28,7 +57,39 @@ def postgresql_conf(config: StackConfig, hba_file: str = HBA_FILE) -> str:
         shared_buffers_mb=shared_buffers,
         effective_cache_size_mb=shared_buffers * 3,
         slow_statement_ms=config.postgres.slow_statement_ms,
+        max_slot_wal_keep_mb=MAX_SLOT_WAL_KEEP_MB,
     )
+
+
+def replica_conf(
+    index: int,
+    *,
+    primary_host: str = PRIMARY_HOST,
+    primary_port: int = POSTGRES_PORT,
+    primary_config: str = CONFIG_FILE,
+    passfile: str = REPLICATION_PASSFILE,
+) -> str:
+    """Replica ``index``'s settings: the primary's, plus where and as whom it streams. The
+    defaults are the dev container's (the tests pass their own addresses and paths)."""
+    return render(
+        "postgres/replica.conf.j2",
+        primary_config=primary_config,
+        primary_host=primary_host,
+        primary_port=primary_port,
+        user=REPLICATION_USER,
+        passfile=passfile,
+        name=replica_slot(index),
+        slot=replica_slot(index),
+    )
+
+
+def replication_passfile(
+    password: str, primary_host: str = PRIMARY_HOST, primary_port: int = POSTGRES_PORT
+) -> str:
+    """The replicas' libpq password file (``REPLICATION_PASSFILE``): replication connections
+    to the primary only."""
+    password = password.replace("\\", "\\\\").replace(":", "\\:")
+    return f"{primary_host}:{primary_port}:replication:{REPLICATION_USER}:{password}\n"
 
 
 def pg_hba_conf(config: StackConfig) -> str:
@@ -45,7 +106,10 @@ def pg_hba_conf(config: StackConfig) -> str:
         for s in config.services
     ]
     return render(
-        "postgres/pg_hba.conf.j2", admin_user=config.postgres.admin_user, services=services
+        "postgres/pg_hba.conf.j2",
+        admin_user=config.postgres.admin_user,
+        replication_user=REPLICATION_USER,
+        services=services,
     )
 
 
@@ -56,19 +120,32 @@ def _admin_verifier(credentials: Credentials) -> str:
     )
 
 
+def _replication_verifier(credentials: Credentials) -> str:
+    password = credentials.postgres_replication
+    return hashes.scram_sha256_verifier(
+        password, hashes.deterministic_salt(password, "postgres-replication")
+    )
+
+
 def init_admin_sql(config: StackConfig, credentials: Credentials) -> str:
-    """SQL that creates the non-superuser admin; contains a verifier, never the password."""
+    """SQL that creates the non-superuser admin and the replication login; verifiers, never
+    passwords."""
     return render(
         "postgres/init-admin.sql.j2",
         admin_user=config.postgres.admin_user,
         admin_verifier=_admin_verifier(credentials),
+        replication_user=REPLICATION_USER,
+        replication_verifier=_replication_verifier(credentials),
     )
 
 
 def sync_admin_sql(config: StackConfig, credentials: Credentials) -> str:
-    """SQL that sets the admin's password to the stack's at every start (a verifier too)."""
+    """SQL that sets the admin's and the replication login's passwords (verifiers) and
+    attributes to the stack's at every start."""
     return render(
         "postgres/sync-admin.sql.j2",
         admin_user=config.postgres.admin_user,
         admin_verifier=_admin_verifier(credentials),
+        replication_user=REPLICATION_USER,
+        replication_verifier=_replication_verifier(credentials),
     )

@@ -51,7 +51,9 @@ def service_env(service: ServiceSpec, credentials: ServiceCredentials, endpoints
     def pg(kind: str) -> str:
         role = naming.role_name(service.name, kind)
         password = credentials.postgres_password(kind)
-        return postgres_url(endpoints, role, password, database, kind=kind)
+        reads_replicas = kind == "readonly" and endpoints.readonly_via_replicas
+        name = naming.replicas_alias(service.name) if reads_replicas else database
+        return postgres_url(endpoints, role, password, name, kind=kind)
 
     user, vhost = naming.rabbitmq_user(service.name), naming.rabbitmq_vhost(service.name)
     return render(

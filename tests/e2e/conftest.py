@@ -13,7 +13,7 @@ import pytest
 
 from infra.images.build import ensure_images
 from tests.e2e.dockerd import DockerEngine, ensure_docker
-from tests.e2e.stack import PREFIX, E2eStack, docker, remove_leftovers
+from tests.e2e.stack import PREFIX, REPLICAS, E2eStack, docker, remove_leftovers
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -48,7 +48,7 @@ def stack(
     # What an interrupted earlier run (or `make bench`'s rebuild benchmark, which drives the
     # same stack) left behind would clash with the names `make up` creates: clear it first.
     remove_leftovers()
-    e2e = E2eStack(tmp_path_factory.mktemp("e2e"))
+    e2e = E2eStack(tmp_path_factory.mktemp("e2e"), replicas=len(REPLICAS))
     yield e2e
     _remove_everything(e2e)
 

@@ -42,6 +42,8 @@ PROVIDER_SDKS = {"docker": "pulumi-docker", "random": "pulumi-random"}
 STACK = "e2e"
 PREFIX = f"persistence-{STACK}"
 SERVERS = ("postgres", "redis", "rabbitmq")
+# The lifecycle stack's read replica (postgres.replicas: 1), a data server of its own.
+REPLICAS = ("postgres-replica-1",)
 
 
 def missing_engine() -> list[str]:
@@ -93,9 +95,14 @@ class E2eStack:
     """
 
     def __init__(
-        self, root: Path, images: Mapping[str, str] | None = None, rabbitmq_nodes: int = 1
+        self,
+        root: Path,
+        images: Mapping[str, str] | None = None,
+        rabbitmq_nodes: int = 1,
+        replicas: int = 0,
     ) -> None:
         self.root = root
+        self.replicas = replicas
         self.project = root / "project"
         self.backups = root / "backups"
         self.images = dict(images or {})
@@ -163,7 +170,7 @@ class E2eStack:
             "platform": "docker",
             "services": self.services,
             "docker": docker_settings,
-            "postgres": {"shared_buffers_mb": 32},
+            "postgres": {"shared_buffers_mb": 32, "replicas": self.replicas},
             "backup": {"schedule": "* * * * *"},
         }
         if self.rabbitmq_nodes != 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -29,10 +30,20 @@ from infra.credentials import credentials_from_json
 from infra.platforms.gcp import backup_job
 from infra.postgres.driver import console_rows
 from tests.e2e.dockerd import DockerEngine
-from tests.e2e.stack import PREFIX, SERVERS, STACK, E2eStack, container_health, docker
+from tests.e2e.stack import (
+    PREFIX,
+    REPLICAS,
+    SERVERS,
+    STACK,
+    E2eStack,
+    container_health,
+    docker,
+)
 
-# Every container: the data servers, the pooler (no data: no volume) and the backup scheduler.
-CONTAINERS = [f"{PREFIX}-{server}" for server in (*SERVERS, "pooler")] + [f"{PREFIX}-backup"]
+# Every container: the data servers and the read replica, the pooler (no data: no volume) and the
+# backup scheduler.
+DATA_SERVERS = (*SERVERS, *REPLICAS)
+CONTAINERS = [f"{PREFIX}-{server}" for server in (*DATA_SERVERS, "pooler")] + [f"{PREFIX}-backup"]
 SERVICE_DATABASE = "pulumi-python:dynamic:Resource"  # ServiceDatabase, as the engine sees it
 MARKER = "written before the disaster"
 
@@ -91,7 +102,7 @@ def test_first_up_from_nothing_provisions_every_service(stack: E2eStack) -> None
     assert creates, "nothing was created"
     # `pulumi up` returned: every container is healthy and every database is provisioned.
     health = container_health(CONTAINERS)
-    assert {health[f"{PREFIX}-{s}"] for s in (*SERVERS, "pooler")} == {"healthy"}, health
+    assert {health[f"{PREFIX}-{s}"] for s in (*DATA_SERVERS, "pooler")} == {"healthy"}, health
     assert health[f"{PREFIX}-backup"] in ("starting", "healthy"), health
 
     envs = stack.env_files()  # `make up` wrote them
@@ -114,9 +125,11 @@ def test_isolation_holds_against_the_containers(stack: E2eStack) -> None:
         conn.execute("insert into ledger (note) values (%s)", (MARKER,))
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("create table sneaky (id int)")
+    _wait_replayed(stack)
     with _connect(orders["READONLY_DATABASE_URL"]) as conn:
         assert conn.execute("select count(*) from ledger").fetchone() == (1,)
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        # The read replica refuses any write (and the read-only login could not write anyway).
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("insert into ledger (note) values ('no')")
     # billing's login on orders' database, through the pooler (which reaches PostgreSQL by its
     # socket): refused by orders' CONNECT privilege.
@@ -159,6 +172,38 @@ def test_the_pooler_shares_the_server_socket_but_cannot_log_in_as_the_superuser(
     assert 'Peer authentication failed for user "postgres"' in refused.stderr, refused.stderr
     # The control: the socket is reachable from the pooler, and uid 999 there would be admitted.
     assert docker("exec", "--user", "999", pooler, *superuser) == "t"
+
+
+def test_reads_are_served_by_the_replica_and_make_lag_reports_it(stack: E2eStack) -> None:
+    """READONLY_DATABASE_URL as `make up` wrote it reaches the read replica (a hot standby) as
+    the service's read-only login; a write through DATABASE_URL is readable there within 1 s;
+    `make lag` (the README's way to watch the replicas) sees the replica streaming."""
+    orders = stack.env_files()["orders"]
+    with _connect(orders["MIGRATION_DATABASE_URL"]) as conn:
+        conn.execute("create table if not exists beats (id int primary key)")
+    with (
+        _connect(orders["DATABASE_URL"]) as writer,
+        _connect(orders["READONLY_DATABASE_URL"]) as reader,
+    ):
+        row = reader.execute("select pg_is_in_recovery(), current_user, current_database()")
+        assert row.fetchone() == (True, "orders_readonly", "orders")
+        assert reader.execute("select current_setting('cluster_name')").fetchone() == ("replica_1",)
+        for beat in range(20):
+            writer.execute("insert into beats values (%s)", (beat,))
+            written = time.monotonic()
+            while reader.execute("select 1 from beats where id = %s", (beat,)).fetchone() is None:
+                assert time.monotonic() - written < 1.0, f"beat {beat} not replicated in 1 s"
+                time.sleep(0.005)
+    lag = stack.make("lag")
+    assert lag.stdout.splitlines()[-1] == "1 replica(s), all streaming within 30 s", lag.stdout
+    assert re.search(r"^replica_1 +streaming ", lag.stdout, re.M), lag.stdout
+    # The replication login's password reaches the replica as a secret file only.
+    replica = f"{PREFIX}-{REPLICAS[0]}"
+    mode = docker("exec", replica, "stat", "-c", "%a %u", "/run/secrets/replication.pgpass")
+    assert mode == "400 999", mode
+    conf = docker("exec", replica, "cat", "/etc/postgresql/replica.conf")
+    password = json.loads(stack.outputs()["credentials"])["postgres_replication"]
+    assert password not in conf
 
 
 def test_no_perpetual_diff_right_after_up(stack: E2eStack) -> None:
@@ -278,7 +323,23 @@ def test_removing_a_service_keeps_its_data(stack: E2eStack) -> None:
         assert conn.execute("select 1 from pg_roles where rolname = 'shipping_migrator'").fetchone()
 
 
+def _wait_replayed(stack: E2eStack, seconds: float = 30) -> None:
+    """Until every replica has replayed all the primary has written (reads through
+    READONLY_DATABASE_URL are served by the replicas, asynchronously)."""
+    deadline = time.monotonic() + seconds
+    with _connect(stack.outputs()["postgres_admin_url"]) as conn:
+        target = conn.execute("select pg_current_wal_lsn()").fetchone()
+        query = (
+            "select count(*) from pg_stat_replication where state = 'streaming'"
+            " and replay_lsn >= %s"
+        )
+        while conn.execute(query, target).fetchone() != (len(REPLICAS),):
+            assert time.monotonic() < deadline, "the replica has not caught up"
+            time.sleep(0.1)
+
+
 def _ledger(stack: E2eStack) -> list[str]:
+    _wait_replayed(stack)
     with _connect(stack.env_files()["orders"]["READONLY_DATABASE_URL"]) as conn:
         return [row[0] for row in conn.execute("select note from ledger order by id")]
 
@@ -305,7 +366,7 @@ def test_data_survives_a_docker_engine_restart(
 def test_data_survives_make_down_and_up(stack: E2eStack) -> None:
     down = stack.down()
     volumes = docker("volume", "ls", "-q", "--filter", f"label=persistence.stack={PREFIX}")
-    assert set(volumes.split()) == {f"{PREFIX}-{s}-data" for s in SERVERS}, volumes
+    assert set(volumes.split()) == {f"{PREFIX}-{s}-data" for s in DATA_SERVERS}, volumes
     # `make down` says what it kept and how to delete it.
     assert "data volumes are kept" in down.stdout, down.stdout[-2000:]
     assert f"docker volume rm {PREFIX}-" in down.stdout, down.stdout[-2000:]
@@ -427,7 +488,7 @@ def test_disaster_recovery_rebuilds_and_restores_with_one_command(stack: E2eStac
     # The disaster, behind Pulumi's back: every container and every data volume is gone.
     for name in CONTAINERS:
         docker("rm", "-f", name)
-    for server in SERVERS:
+    for server in DATA_SERVERS:
         docker("volume", "rm", f"{PREFIX}-{server}-data")
 
     completed = stack.make("rebuild")

@@ -38,6 +38,9 @@ class PgbouncerServer:
     root: Path
     port: int = field(default_factory=free_port)
     name: str = field(default_factory=lambda: f"persistence-test-pgbouncer-{uuid.uuid4().hex[:8]}")
+    # Read replicas (tests.servers.replica): their loopback addresses and their one port.
+    replica_hosts: tuple[str, ...] = ()
+    replica_port: int = 0
 
     def write(self, config: StackConfig, credentials: Credentials) -> None:
         """The rendered pgbouncer.ini and auth file for ``config``, as the live apply does."""
@@ -50,6 +53,8 @@ class PgbouncerServer:
                 listen_address="127.0.0.1",
                 listen_port=self.port,
                 auth_file=f"{MOUNT}/userlist.txt",
+                replica_hosts=self.replica_hosts,
+                replica_port=self.replica_port,
             ),
             "userlist.txt": pgbouncer.userlist_txt(config, credentials),
         }

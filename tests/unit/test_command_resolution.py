@@ -62,6 +62,7 @@ def _commands(stack: str, tmp_path: Path) -> dict[str, list[str]]:
         "db drop": ["db", "drop", "--stack", stack, *admin, "--service", "x", "--confirm", "x"],
         # The pooler's console, with its own login from the same secrets file.
         "db pools": ["db", "pools", "--stack", stack],
+        "db lag": ["db", "lag", "--stack", stack, *admin],
         "backup": ["backup", "--stack", stack, "--bucket", fresh, *admin],
         "verify": [
             "verify", "--stack", stack, *admin,

@@ -22,6 +22,8 @@ IMAGE = "docker:index/remoteImage:RemoteImage"
 DYNAMIC = "pulumi-python:dynamic:Resource"
 PASSWORD = "random:index/randomPassword:RandomPassword"
 SERVERS = ("postgres", "redis", "rabbitmq")
+REPLICA = "postgres-replica-1"  # Pulumi.dev.yaml's postgres.replicas: 1
+DATA_SERVERS = (*SERVERS, REPLICA)
 
 
 # Values no default or stack file uses: a program that ignored a setting and hard-coded the
@@ -56,6 +58,7 @@ def mock_credentials(dev_config: StackConfig) -> Credentials:
         postgres_admin=mock_password("postgres-admin"),
         redis_admin=mock_password("redis-admin"),
         rabbitmq_admin=mock_password("rabbitmq-admin"),
+        postgres_replication=mock_password("postgres-replication"),
         services={
             s.name: ServiceCredentials(
                 **{login: mock_password(f"{s.name}-{login}") for login in SERVICE_LOGINS},
@@ -84,7 +87,7 @@ def data_volumes(run: ProgramRun) -> list[Any]:
 
 def test_every_data_volume_outlives_the_stack(run: ProgramRun) -> None:
     volumes = data_volumes(run)
-    assert len(volumes) == len(SERVERS)
+    assert len(volumes) == len(DATA_SERVERS)
     for volume in volumes:
         assert volume.retain_on_delete, f"{volume}: `pulumi destroy` would delete its data"
 
@@ -129,7 +132,9 @@ def test_a_private_bridge_network(run: ProgramRun) -> None:
 
 
 def test_the_stack_runs_three_servers_the_pooler_and_the_backup_scheduler(run: ProgramRun) -> None:
-    assert sorted(c.name for c in run.of_type(CONTAINER)) == sorted(["backup", "pooler", *SERVERS])
+    assert sorted(c.name for c in run.of_type(CONTAINER)) == sorted(
+        ["backup", "pooler", *DATA_SERVERS]
+    )
 
 
 def test_a_retained_named_volume_per_stateful_server(run: ProgramRun) -> None:
@@ -138,9 +143,11 @@ def test_a_retained_named_volume_per_stateful_server(run: ProgramRun) -> None:
         "postgres-data": "persistence-dev-postgres-data",
         "redis-data": "persistence-dev-redis-data",
         "rabbitmq-data": "persistence-dev-rabbitmq-data",
+        f"{REPLICA}-data": f"persistence-dev-{REPLICA}-data",
     }, "backups live in a host folder (backup.py), not in a volume a disaster can take"
     for name, mount in (
         ("postgres", "/var/lib/postgresql/data"),
+        (REPLICA, "/var/lib/postgresql/data"),
         ("redis", "/data"),
         ("rabbitmq", "/var/lib/rabbitmq"),
     ):

@@ -135,7 +135,9 @@ def test_without_the_pooler_every_database_url_goes_straight_to_postgres(
     config = replace(
         dev_config,
         postgres=replace(
-            dev_config.postgres, pooler=replace(dev_config.postgres.pooler, enabled=False)
+            dev_config.postgres,
+            pooler=replace(dev_config.postgres.pooler, enabled=False),
+            replicas=0,  # the replicas' reads go through the pooler
         ),
     )
     files = render_all(config, credentials)

@@ -111,6 +111,38 @@ if [ -s "$PGDATA/PG_VERSION" ]; then
 fi
 exec docker-entrypoint.sh postgres -c config_file={pg_files.CONFIG_FILE}
 """
+# A read replica's start: on an empty volume, seed it from the primary with pg_basebackup through
+# its own slot (a stale slot of an earlier replica of that number is dropped first), into a
+# side directory that becomes PGDATA only once complete, so a seed killed half way starts over;
+# then start as a hot standby. As the server's own user, with the replication login's password
+# from its passfile only.
+REPLICA_SEED = """set -eu
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  seed="$PGDATA.seeding"
+  rm -rf "$seed" "$PGDATA"
+  install -d -o postgres -g postgres -m 0700 "$seed"
+  setpriv --reuid=postgres --regid=postgres --init-groups env PGPASSFILE={passfile} sh -eu -c '
+    connect="-h {primary} -p {port} -U {user} --no-password"
+    pg_receivewal $connect --drop-slot --slot={slot} 2>/dev/null || true
+    pg_basebackup $connect -D "$1" -X stream -C -S {slot} --checkpoint=fast
+    touch "$1/standby.signal"
+  ' seed "$seed"
+  mv "$seed" "$PGDATA"
+fi
+exec docker-entrypoint.sh postgres -c config_file={config}
+"""
+
+
+def replica_start(index: int) -> str:
+    """Replica ``index``'s start command (``REPLICA_SEED``)."""
+    return REPLICA_SEED.format(
+        passfile=pg_files.REPLICATION_PASSFILE,
+        primary=pg_files.PRIMARY_HOST,
+        port=POSTGRES_PORT,
+        user=pg_files.REPLICATION_USER,
+        slot=pg_files.replica_slot(index),
+        config=pg_files.REPLICA_CONFIG_FILE,
+    )
 
 
 @dataclass(frozen=True)
@@ -173,7 +205,7 @@ def _image(shared: Shared, server: str, image: str) -> docker.RemoteImage:
 def _container(
     shared: Shared,
     server: str,
-    image: str | docker.RemoteImage,
+    image: str | docker.RemoteImage | pulumi.Output[str],
     memory_mb: int,
     aliases: list[str] | None = None,
     wait_timeout: int = 180,
@@ -185,10 +217,11 @@ def _container(
     ``server`` is the resource's name, the container's (after the stack's prefix) and its
     hostname; ``aliases`` are its names on the stack's network (default: ``server``).
     """
-    pulled = _image(shared, server, image) if isinstance(image, str) else image
+    if isinstance(image, str):
+        image = _image(shared, server, image)
     return docker.Container(
         server,
-        image=pulled.image_id,
+        image=image.image_id if isinstance(image, docker.RemoteImage) else image,
         name=f"{shared.prefix}-{server}",
         hostname=server,  # RabbitMQ's node name, and so its data directory, follow the hostname
         networks_advanced=[network_attachment(shared, aliases or [server])],
@@ -252,6 +285,45 @@ def postgres(shared: Shared, volume: docker.Volume, socket: docker.Volume) -> do
         healthcheck=_health_check(POSTGRES_HEALTH_CHECK, start_period="30s"),
         shm_size=256,
         stop_timeout=60,
+    )
+
+
+def postgres_replica(
+    shared: Shared, index: int, volume: docker.Volume, primary: docker.Container
+) -> docker.Container:
+    """Read replica ``index``: a hot standby of the primary, streaming through its own slot.
+
+    Same image and limits as the primary, no published port (reads reach it through the pooler,
+    ``db lag`` reads its lag on the primary). It boots with the primary's postgresql.conf and
+    pg_hba.conf (the live configuration keeps pg_hba.conf's service lines as on the primary) and
+    its own ``replica.conf``; the replication login's password is a secret passfile.
+    """
+    config = shared.config
+    host = pg_files.replica_host(index)
+    passfile = shared.passwords.postgres_replication.apply(pg_files.replication_passfile)
+    return _container(
+        shared,
+        host,
+        primary.image,  # the primary's image: same binaries, one image resource
+        config.docker.memory_mb.postgres,
+        wait_timeout=300,  # the seed copies the whole primary first
+        entrypoints=["sh", "-c", replica_start(index)],
+        envs=[f"PGDATA={PGDATA}"],
+        uploads=[
+            _upload(shared, pg_files.CONFIG_FILE, "postgres/postgresql.conf"),
+            _upload(shared, pg_files.HBA_FILE, "postgres/pg_hba.conf"),
+            _upload(shared, pg_files.REPLICA_CONFIG_FILE, f"postgres/replica-{index}.conf"),
+            _secret_upload(pg_files.REPLICATION_PASSFILE, passfile),
+        ],
+        volumes=[
+            docker.ContainerVolumeArgs(
+                volume_name=volume.name, container_path="/var/lib/postgresql/data", read_only=False
+            )
+        ],
+        healthcheck=_health_check(POSTGRES_HEALTH_CHECK, start_period="1m0s"),
+        shm_size=256,
+        stop_timeout=60,
+        depends_on=[primary],
     )
 
 
@@ -463,6 +535,21 @@ def live_config(
             opts=opts(pooler),
         )
     return live
+
+
+def replica_live_config(shared: Shared, replicas: list[docker.Container]) -> dict[str, LiveConfig]:
+    """Each replica's pg_hba.conf kept as the primary's (the service lines let each service's
+    read-only login reach its own database there), reloaded with SIGHUP like the primary's."""
+    return {
+        pg_files.replica_host(index): LiveConfig.files(
+            f"{pg_files.replica_host(index)}-live-config",
+            server_id=replica.id,
+            files={pg_files.HBA_FILE: _live_file(shared, "postgres/pg_hba.conf", private=False)},
+            signal="HUP",
+            opts=pulumi.ResourceOptions(parent=shared.parent, depends_on=[replica]),
+        )
+        for index, replica in enumerate(replicas, start=1)
+    }
 
 
 def _broker_live_config(

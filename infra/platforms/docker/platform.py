@@ -22,6 +22,7 @@ from infra.platforms.docker.backup import (
 from infra.provisioning import AdminEndpoint, ServiceDatabase
 from infra.pulumi_credentials import StackPasswords, generated_passwords
 from infra.render import boot_files, has_pooler_files, pgbouncer, server_files
+from infra.render import postgres as pg_files
 from infra.render.endpoints import for_stack, rabbitmq_node_hosts
 from infra.render.services import postgres_url, redis_url, service_env
 
@@ -36,6 +37,7 @@ class DockerPlatform(PlatformComponent):
     network: docker.Network
     volumes: dict[str, docker.Volume]
     postgres: docker.Container
+    postgres_replicas: list[docker.Container]  # postgres.replicas hot standbys, replica 1 first
     redis: docker.Container
     rabbitmq: docker.Container  # a cluster's node 1
     rabbitmq_nodes: list[docker.Container]  # every broker container, the single one or a cluster's
@@ -51,7 +53,7 @@ class DockerPlatform(PlatformComponent):
         self._declare_servers(shared)
         self.live = containers.live_config(
             shared, self.postgres, self.redis, self.rabbitmq_nodes, self.pooler
-        )
+        ) | containers.replica_live_config(shared, self.postgres_replicas)
         self.backup = backup_container(
             shared, [self.postgres, self.redis, *self.rabbitmq_nodes], stack_backup_key()
         )
@@ -85,11 +87,17 @@ class DockerPlatform(PlatformComponent):
         """One retained named volume and one container per server (per node, for a cluster)."""
         nodes = self.config.rabbitmq_nodes
         brokers = list(rabbitmq_node_hosts(self.config)) or ["rabbitmq"]
+        replicas = list(pg_files.replica_hosts(self.config))
         self.volumes = {
-            server: self._volume(shared, server) for server in ("postgres", "redis", *brokers)
+            server: self._volume(shared, server)
+            for server in ("postgres", *replicas, "redis", *brokers)
         }
         self.postgres_socket = self._socket_volume(shared)
         self.postgres = containers.postgres(shared, self.volumes["postgres"], self.postgres_socket)
+        self.postgres_replicas = [
+            containers.postgres_replica(shared, index, self.volumes[host], self.postgres)
+            for index, host in enumerate(replicas, start=1)
+        ]
         self.redis = containers.redis(shared, self.volumes["redis"])
         self.pooler = (
             containers.pooler(shared, self.postgres, self.postgres_socket)
