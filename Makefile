@@ -314,6 +314,7 @@ bench: setup engine perf-test
 	$(BIN)/python -m benchmarks.bench_program
 	$(BIN)/python -m benchmarks.bench_broker
 	$(BIN)/python -m benchmarks.bench_pooler
+	$(BIN)/python -m benchmarks.bench_replicas
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache
