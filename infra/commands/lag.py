@@ -10,11 +10,16 @@ holding back WAL on the primary.
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from infra.render import postgres as pg_files
+
 if TYPE_CHECKING:
     from infra.config import StackConfig
+
+SLOT_NAME = re.compile(r"replica_[0-9]+")  # a dev replica's slot (pg_files.replica_slot)
 
 # On the primary: every slot (dev's replicas stream through theirs) and every sender (prod's
 # Cloud SQL replicas, whose slots are not ours to name), with how far each one's replay is
@@ -81,9 +86,30 @@ def expected_replicas(config: StackConfig) -> int:
     return config.postgres.replicas + extra
 
 
-def problems(config: StackConfig, lags: list[ReplicaLag], limit: float) -> list[str]:
+def orphaned_slots(config: StackConfig, lags: list[ReplicaLag]) -> list[ReplicaLag]:
+    """dev: slots of replicas the stack no longer declares (``postgres.replicas`` went down):
+    each holds WAL back on the primary (up to ``max_slot_wal_keep_size``) for nobody."""
+    if config.platform != "docker":
+        return []
+    declared = {pg_files.replica_slot(i) for i in range(1, config.postgres.replicas + 1)}
+    return [
+        lag
+        for lag in lags
+        if SLOT_NAME.fullmatch(lag.name) and lag.name not in declared and not lag.streaming
+    ]
+
+
+def problems(
+    config: StackConfig, lags: list[ReplicaLag], limit: float, stack: str = "<stack>"
+) -> list[str]:
     """Why the command fails, one line each (empty: every replica streams within the limit)."""
-    found = []
+    found = [
+        f"{lag.name}: a slot of no declared replica (postgres.replicas: "
+        f"{config.postgres.replicas}) holding {lag.retained_bytes or 0} bytes of WAL on the "
+        f"primary; drop it: docker exec persistence-{stack}-postgres psql -U postgres -c "
+        f"\"SELECT pg_drop_replication_slot('{lag.name}')\""
+        for lag in orphaned_slots(config, lags)
+    ]
     expected = expected_replicas(config)
     streaming = sum(1 for lag in lags if lag.streaming)
     if streaming < expected:
@@ -111,7 +137,9 @@ def run_lag(args: argparse.Namespace) -> int:
     print(HEADER)
     for lag in lags:
         print(lag.line(limit))
-    found = problems(config, lags, limit)
+    from infra.config.load import stack_name
+
+    found = problems(config, lags, limit, stack_name(args.stack))
     for problem in found:
         print(f"FAIL: {problem}")
     if not found:

@@ -57,10 +57,14 @@ def env_file(rendered: Path, service: str) -> dict[str, str]:
 def service_url(
     rendered: Path, server: PostgresServer, service: str, kind: str, database: str | None = None
 ) -> str:
-    """The rendered URL of one login, pointed at the test server (and optionally another db)."""
+    """The rendered URL of one login, pointed at the test server (and optionally another db).
+
+    Straight to PostgreSQL, so the read-only URL's pooler name for the replicas
+    (``<service>__replicas``, when the stack has replicas) becomes the database it names."""
     parts = urlsplit(env_file(rendered, service)[URL_KEYS[kind]])
     netloc = f"{parts.netloc.rsplit('@', 1)[0]}@{server.host}:{server.port}"
-    path = f"/{database}" if database is not None else parts.path
+    path = parts.path.removesuffix(naming.REPLICAS_ALIAS_SUFFIX)
+    path = f"/{database}" if database is not None else path
     return urlunsplit((parts.scheme, netloc, path, parts.query, parts.fragment))
 
 

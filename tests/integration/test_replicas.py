@@ -254,6 +254,25 @@ def test_db_lag_reports_each_replica_and_fails_when_one_lags(
     assert len(failures) == 1, behind.stdout
 
 
+def test_db_lag_names_a_slot_left_by_a_removed_replica(
+    postgres: PostgresServer, replicas: list[ReplicaServer], credentials: Credentials,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """postgres.replicas went from 3 to 2: replica 3's slot still holds WAL for nobody."""
+    postgres.superuser_psql("SELECT pg_create_physical_replication_slot('replica_3', true)")
+    try:
+        wait_for_replay(replicas, postgres)
+        orphan = db_lag(tmp_path, postgres, credentials)
+        assert orphan.returncode == 1, orphan.stdout
+        (failure,) = [line for line in orphan.stdout.splitlines() if line.startswith("FAIL")]
+        assert failure.startswith("FAIL: replica_3: a slot of no declared replica"), failure
+        assert "pg_drop_replication_slot('replica_3')" in failure
+        assert "docker exec persistence-lag-postgres psql -U postgres" in failure
+    finally:
+        postgres.superuser_psql("SELECT pg_drop_replication_slot('replica_3')")
+    assert db_lag(tmp_path, postgres, credentials).returncode == 0
+
+
 def test_killing_a_replica_fails_no_write_and_reads_go_on_from_the_other(
     postgres: PostgresServer, pooler: PgbouncerServer, replicas: list[ReplicaServer],
     stack: StackConfig, credentials: Credentials, tmp_path: Path,
