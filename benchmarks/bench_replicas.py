@@ -159,9 +159,12 @@ def lag_under_writes(servers: Servers, seconds: int, rate: int) -> LagRun:
     def sample() -> None:
         with psycopg.connect(servers.postgres.admin_url, autocommit=True) as conn:
             while not stop.is_set():
-                for row in conn.execute(LAG_QUERY).fetchall():
-                    lags.append(float(row[3] or 0.0))
-                    lag_bytes.append(int(row[2] or 0))
+                cursor = conn.execute(LAG_QUERY)
+                columns = [column.name for column in cursor.description or ()]
+                for values in cursor.fetchall():
+                    row = dict(zip(columns, values, strict=True))
+                    lags.append(float(row["replay_seconds"] or 0.0))
+                    lag_bytes.append(int(row["replay_bytes"] or 0))
                 time.sleep(0.1)
 
     def probe() -> None:

@@ -27,6 +27,7 @@ SLOT_NAME = re.compile(r"replica_[0-9]+")  # a dev replica's slot (pg_files.repl
 LAG_QUERY = """
 SELECT coalesce(s.slot_name, r.application_name) AS name,
        coalesce(r.state, 'not streaming') AS state,
+       coalesce(r.sync_state, '-') AS sync_state,
        pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint AS replay_bytes,
        extract(epoch FROM r.replay_lag)::float8 AS replay_seconds,
        pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint AS retained_bytes
@@ -43,6 +44,7 @@ class ReplicaLag:
 
     name: str
     state: str  # streaming, catchup, ... or "not streaming"
+    sync_state: str  # async, or quorum (postgres.synchronous: a commit waits for one of them)
     replay_bytes: int | None  # None: not streaming
     replay_seconds: float  # 0 when caught up (PostgreSQL reports no lag once idle)
     retained_bytes: int | None  # WAL its slot holds back on the primary, if it has one
@@ -56,7 +58,8 @@ class ReplicaLag:
         retained = "-" if self.retained_bytes is None else str(self.retained_bytes)
         verdict = "ok" if self.healthy(limit) else "FAIL"
         return (
-            f"{self.name:<24} {self.state:<14} {lag_bytes:>12} {self.replay_seconds:>10.3f} "
+            f"{self.name:<24} {self.state:<14} {self.sync_state:<7} {lag_bytes:>12} "
+            f"{self.replay_seconds:>10.3f} "
             f"{retained:>14} {verdict}"
         )
 
@@ -64,7 +67,10 @@ class ReplicaLag:
         return self.streaming and self.replay_seconds <= limit
 
 
-HEADER = f"{'replica':<24} {'state':<14} {'lag bytes':>12} {'lag s':>10} {'slot holds':>14} verdict"
+HEADER = (
+    f"{'replica':<24} {'state':<14} {'commits':<7} {'lag bytes':>12} {'lag s':>10} "
+    f"{'slot holds':>14} verdict"
+)
 
 
 def replica_lags(rows: list[dict[str, Any]]) -> list[ReplicaLag]:
@@ -72,6 +78,7 @@ def replica_lags(rows: list[dict[str, Any]]) -> list[ReplicaLag]:
         ReplicaLag(
             name=str(row["name"]),
             state=str(row["state"]),
+            sync_state=str(row["sync_state"]),
             replay_bytes=None if row["replay_bytes"] is None else int(row["replay_bytes"]),
             replay_seconds=float(row["replay_seconds"] or 0.0),
             retained_bytes=None if row["retained_bytes"] is None else int(row["retained_bytes"]),

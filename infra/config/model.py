@@ -210,6 +210,13 @@ class PostgresSettings:
         "containers seeded with pg_basebackup; prod: Cloud SQL read replicas in other zones); "
         "0: none, the read-only login reads from the primary",
     )
+    synchronous: bool = setting(
+        False,
+        doc="dev: a commit is acknowledged only once a replica has it on disk (synchronous "
+        "replication to any one of the replicas): no acknowledged write is lost with the "
+        "primary, at the cost of a round trip per commit, and writes wait while no replica "
+        "answers; needs replicas",
+    )
     max_replica_lag_seconds: int = setting(
         30,
         rule=rules.between(1, 86_400),
@@ -830,6 +837,12 @@ class StackConfig:
             self._check_docker_cluster_ports()
         if self.platform == "gcp":
             self._check_pooler_edition()
+        if self.postgres.synchronous and (self.platform != "docker" or not self.postgres.replicas):
+            raise ValueError(
+                "postgres.synchronous: true needs the dev stack's replicas (postgres.replicas: 1 "
+                "or more, platform: docker); prod's Cloud SQL already commits synchronously to "
+                "its HA standby, and its read replicas are asynchronous"
+            )
         pooled = self.postgres.pooler.enabled
         if self.platform == "docker" and self.postgres.replicas and not pooled:
             raise ValueError(

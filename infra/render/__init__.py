@@ -48,7 +48,7 @@ def _replicas(config: StackConfig) -> dict[str, RenderedFile]:
     return {
         f"postgres/replica-{index}.conf": RenderedFile(postgres.replica_conf(index))
         for index in range(1, config.postgres.replicas + 1)
-    }
+    } | {"postgres/replication.conf": RenderedFile(postgres.replication_conf(config))}
 
 
 def has_pooler_files(config: StackConfig) -> bool:

@@ -16,6 +16,10 @@ SOCKET_DIR = "/var/run/postgresql"
 # A dev read replica's settings: the primary's postgresql.conf, included, plus where it streams
 # from (``replica_conf``).
 REPLICA_CONFIG_FILE = f"{CONFIG_DIR}/replica.conf"
+# The primary's synchronous replication setting (``replication_conf``), included by
+# postgresql.conf by a relative name (beside it, wherever it is), delivered live.
+REPLICATION_CONFIG_NAME = "replication.conf"
+REPLICATION_CONFIG_FILE = f"{CONFIG_DIR}/{REPLICATION_CONFIG_NAME}"
 # The login the replicas stream with: REPLICATION and LOGIN only, allowed by pg_hba.conf for
 # replication connections from the stack's network and for no database at all.
 REPLICATION_USER = "platform_replication"
@@ -58,6 +62,17 @@ def postgresql_conf(config: StackConfig, hba_file: str = HBA_FILE) -> str:
         effective_cache_size_mb=shared_buffers * 3,
         slow_statement_ms=config.postgres.slow_statement_ms,
         max_slot_wal_keep_mb=MAX_SLOT_WAL_KEEP_MB,
+        replication_file=REPLICATION_CONFIG_NAME,
+    )
+
+
+def replication_conf(config: StackConfig) -> str:
+    """synchronous_standby_names: any one of the replicas with ``postgres.synchronous``, else
+    none (asynchronous)."""
+    count = config.postgres.replicas if config.postgres.synchronous else 0
+    return render(
+        "postgres/replication.conf.j2",
+        standbys=[replica_slot(index) for index in range(1, count + 1)],
     )
 
 

@@ -9,7 +9,9 @@ spread over both, and never writes; the replication login replicates and reaches
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -271,6 +273,79 @@ def test_db_lag_names_a_slot_left_by_a_removed_replica(
     finally:
         postgres.superuser_psql("SELECT pg_drop_replication_slot('replica_3')")
     assert db_lag(tmp_path, postgres, credentials).returncode == 0
+
+
+def walreceivers(replicas: list[ReplicaServer]) -> list[int]:
+    """The replicas' WAL receiver processes (their titles carry the replica's cluster_name)."""
+    found = subprocess.run(["pgrep", "-f", "walreceiver"], capture_output=True, text=True)
+    pids = [int(pid) for pid in found.stdout.split()]
+    names = {r.name for r in replicas}
+    return [
+        pid
+        for pid in pids
+        if any(f"{name}: walreceiver" in Path(f"/proc/{pid}/cmdline").read_text() for name in names)
+    ]
+
+
+def test_synchronous_commits_wait_for_a_replica_and_are_on_it_once_acknowledged(
+    postgres: PostgresServer, replicas: list[ReplicaServer], stack: StackConfig,
+    credentials: Credentials, tmp_path: Path,
+) -> None:  # fmt: skip
+    """postgres.synchronous: the rendered replication.conf, reloaded into the running primary
+    (no restart): while no replica receives WAL, a commit is not acknowledged; once one is, the
+    row is on a replica's disk."""
+    synchronous = replace(stack, postgres=replace(stack.postgres, synchronous=True))
+    conf = postgres.conf / pg_files.REPLICATION_CONFIG_NAME
+    backend = postgres.superuser_psql("SELECT pg_postmaster_start_time()")
+    app = credentials.for_service(SERVICE).app
+    url = postgres.url(f"{SERVICE}_app", app, SERVICE)
+    migrator = postgres.url(
+        f"{SERVICE}_migrator", credentials.for_service(SERVICE).migrator, SERVICE
+    )
+    with psycopg.connect(migrator, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS acks (id int PRIMARY KEY)")
+    conf.write_text(pg_files.replication_conf(synchronous))
+    paused: list[int] = []
+    try:
+        postgres.superuser_psql("SELECT pg_reload_conf()")
+        expected = "ANY 1 (replica_1, replica_2)"
+        deadline = time.monotonic() + 5
+        while postgres.superuser_psql("SHOW synchronous_standby_names") != expected:
+            assert time.monotonic() < deadline, "the reload did not take the setting"
+            time.sleep(0.05)
+        lag = db_lag(tmp_path, postgres, credentials)
+        assert lag.stdout.count(" quorum ") == REPLICAS, lag.stdout
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO acks VALUES (1)")  # both replicas answer: acknowledged
+
+        paused = walreceivers(replicas)
+        assert len(paused) == REPLICAS, paused
+        for pid in paused:
+            os.kill(pid, signal.SIGSTOP)
+        done = threading.Event()
+
+        def commit() -> None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("INSERT INTO acks VALUES (2)")
+            done.set()
+
+        writer = threading.Thread(target=commit)
+        writer.start()
+        assert not done.wait(3), "a commit was acknowledged while no replica received it"
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
+        paused = []
+        assert done.wait(10), "the commit was not acknowledged once the replicas were back"
+        writer.join()
+    finally:
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
+        conf.write_text(pg_files.replication_conf(stack))
+        postgres.superuser_psql("SELECT pg_reload_conf()")
+    assert postgres.superuser_psql("SELECT pg_postmaster_start_time()") == backend, "restarted"
+    wait_for_replay(replicas, postgres)
+    rows = {r.name: r.superuser_psql("SELECT count(*) FROM acks", SERVICE) for r in replicas}
+    assert set(rows.values()) == {"2"}, rows
 
 
 def test_killing_a_replica_fails_no_write_and_reads_go_on_from_the_other(

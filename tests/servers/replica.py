@@ -144,10 +144,10 @@ class ReplicaServer:
         )
         return result.returncode == 0
 
-    def superuser_psql(self, sql: str) -> str:
+    def superuser_psql(self, sql: str, database: str = "postgres") -> str:
         """SQL as the superuser over the replica's own socket."""
         argv = [pg_binary("psql"), "-h", str(self.socket_dir), "-p", str(self.port)]
-        argv += ["-U", "postgres", "-d", "postgres", "-X", "-A", "-t", "-c", sql]
+        argv += ["-U", "postgres", "-d", database, "-X", "-A", "-t", "-c", sql]
         return subprocess.run(
             as_user(OS_USER, argv), capture_output=True, text=True, check=True
         ).stdout.strip()

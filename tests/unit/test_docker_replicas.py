@@ -93,9 +93,10 @@ def test_the_replication_password_reaches_a_replica_as_a_secret_file_only(
 
 def test_each_replica_gets_the_service_lines_of_pg_hba_live(run: ProgramRun) -> None:
     primary_live = run.one(DYNAMIC, "postgres-live-config")
+    hba = primary_live.inputs["files"][pg_files.HBA_FILE]
     for index in range(1, REPLICAS + 1):
         live = run.one(DYNAMIC, f"postgres-replica-{index}-live-config")
-        assert live.inputs["files"] == primary_live.inputs["files"]
+        assert live.inputs["files"] == {pg_files.HBA_FILE: hba}
         assert live.inputs["signal"] == "HUP"
 
 
@@ -170,3 +171,27 @@ def test_bad_replica_settings_are_refused_naming_the_key(tmp_path: Path) -> None
     assert "allowed: 0 to 5" in problem, problem
     (problem,) = config_problems(tmp_path, "{replicas: 1, pooler: {enabled: false}}")
     assert "postgres.replicas: 1 needs the pooler" in problem, problem
+
+
+def test_synchronous_replication_is_a_live_file_not_a_restart(
+    run: ProgramRun, dev_config: StackConfig
+) -> None:
+    """postgres.synchronous only changes the file the primary's live configuration writes (and
+    reloads): the primary's container inputs are the same either way."""
+    live = run.one(DYNAMIC, "postgres-live-config")
+    written = live.inputs["files"][pg_files.REPLICATION_CONFIG_FILE]["content"]
+    assert "synchronous_standby_names = ''" in written
+    config = stack_config("dev")
+    config["persistence:postgres"] = json.dumps({"replicas": REPLICAS, "synchronous": True})
+    synchronous = run_program("dev", config)
+    live = synchronous.one(DYNAMIC, "postgres-live-config")
+    written = live.inputs["files"][pg_files.REPLICATION_CONFIG_FILE]["content"]
+    assert "synchronous_standby_names = 'ANY 1 (replica_1, replica_2)'" in written
+    assert synchronous.one(CONTAINER, "postgres").inputs == run.one(CONTAINER, "postgres").inputs
+    conf = pg_files.postgresql_conf(dev_config)
+    assert f"include_if_exists '{pg_files.REPLICATION_CONFIG_NAME}'" in conf
+
+
+def test_synchronous_needs_the_dev_replicas(tmp_path: Path) -> None:
+    (problem,) = config_problems(tmp_path, "{synchronous: true}")
+    assert "postgres.synchronous: true needs the dev stack's replicas" in problem, problem

@@ -92,7 +92,7 @@ def test_dev_live_config_carries_the_services() -> None:
     three = _with_services("dev", 3)
     hba = three.one(DYNAMIC, "postgres-live-config").inputs
     assert hba["signal"] == "HUP"
-    (content,) = [f["content"] for f in hba["files"].values()]
+    content = hba["files"]["/etc/postgresql/pg_hba.conf"]["content"]
     redis = three.one(DYNAMIC, "redis-live-config").inputs
     broker = three.one(DYNAMIC, "rabbitmq-live-config").inputs
     names = [s["name"] for s in json.loads(stack_config("dev")["persistence:services"])[:3]]

@@ -506,7 +506,12 @@ def live_config(
         "postgres": LiveConfig.files(
             "postgres-live-config",
             server_id=postgres.id,
-            files={pg_files.HBA_FILE: _live_file(shared, "postgres/pg_hba.conf", private=False)},
+            files={
+                pg_files.HBA_FILE: _live_file(shared, "postgres/pg_hba.conf", private=False),
+                pg_files.REPLICATION_CONFIG_FILE: _live_file(
+                    shared, "postgres/replication.conf", private=False
+                ),
+            },
             signal="HUP",
             opts=opts(postgres),
         ),
