@@ -12,6 +12,9 @@ logs in with SCRAM, its password in PGPASSWORD:
   pooler and times how long until the read-only road (the pooler's ``bench__replicas``, the
   read-only login) sees it, as a service reading its own write through READONLY_DATABASE_URL
   would.
+* **synchronous commits** (``postgres.synchronous``): the same TPC-B-like pgbench, unthrottled,
+  with the rendered ``replication.conf`` reloaded into the primary for each side: commits that
+  wait for a replica's flush against commits that do not, in a palindrome, best of two each.
 * **select-only reads** (``pgbench -S``, the read-only login through the pooler): on the
   replicas (``bench__replicas``, what READONLY_DATABASE_URL reaches with ``postgres.replicas:
   2``) against the primary alone (``bench``, what it reaches with none), alternating in a
@@ -45,6 +48,7 @@ from infra.config import StackConfig, load_stack
 from infra.config.model import ConnectionLimits, ServiceSpec
 from infra.credentials import Credentials
 from infra.postgres import apply
+from infra.render import postgres as pg_files
 from tests.conftest import render_to
 from tests.e2e.dockerd import ensure_docker
 from tests.servers.pgbouncer import PgbouncerServer
@@ -203,6 +207,25 @@ def lag_under_writes(servers: Servers, seconds: int, rate: int) -> LagRun:
     return LagRun(tps, lags, lag_bytes, visible)
 
 
+def writes(servers: Servers, config: StackConfig, seconds: int) -> tuple[float, float]:
+    """TPC-B-like through the pooler, asynchronous then synchronous (the rendered file, reloaded
+    as the live configuration does), in a palindrome; the best of each."""
+    synchronous = replace(config, postgres=replace(config.postgres, synchronous=True))
+    conf = servers.postgres.conf / pg_files.REPLICATION_CONFIG_NAME
+    args = ["-c", "4", "-j", "2", "-T", str(seconds)]
+    runs: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        for waits in (False, True, True, False):
+            conf.write_text(pg_files.replication_conf(synchronous if waits else config))
+            servers.postgres.superuser_psql("SELECT pg_reload_conf()")
+            time.sleep(0.5)
+            runs[waits].append(pgbench(servers, "app", naming.database_name(SERVICE), args))
+    finally:
+        conf.write_text(pg_files.replication_conf(config))
+        servers.postgres.superuser_psql("SELECT pg_reload_conf()")
+    return max(runs[False]), max(runs[True])
+
+
 def reads(servers: Servers, clients: int, seconds: int) -> tuple[float, float]:
     """select-only through the pooler: the primary alone, then the replicas, in a palindrome;
     the best of each."""
@@ -228,10 +251,12 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8, help="select-only clients (default 8)")
     parser.add_argument("--rate", type=int, default=500, help="write tps (default 500)")
     args = parser.parse_args()
+    config = stack()
     with ensure_docker(), tempfile.TemporaryDirectory(prefix="bench-replicas-") as tmp:
-        servers = start(stack(), Path(tmp))
+        servers = start(config, Path(tmp))
         try:
             lag = lag_under_writes(servers, args.seconds, args.rate)
+            asynchronous, synchronous = writes(servers, config, args.seconds)
             primary, replicas = reads(servers, args.clients, args.seconds)
         finally:
             servers.cleanup()
@@ -256,6 +281,11 @@ def main() -> int:
             "≤ 1 s",
         ],
         [
+            "TPC-B-like writes, 4 clients (tps): asynchronous / synchronous",
+            f"{asynchronous:,.0f} / {synchronous:,.0f}",
+            f"{synchronous / asynchronous:.2f}x",
+        ],
+        [
             f"select-only, {args.clients} clients (tps): primary alone / {REPLICAS} replicas",
             f"{primary:,.0f} / {replicas:,.0f}",
             f"{replicas / primary:.2f}x",
@@ -264,8 +294,9 @@ def main() -> int:
     markdown = (
         f"One machine ({os.cpu_count()} cores) runs the primary, {REPLICAS} replicas, PgBouncer "
         f"and pgbench: pgbench {args.seconds} s per run, scale 10, SCRAM logins, every client "
-        "through the pooler. Select-only: best of two each, palindrome order; ratio = on the "
-        "replicas / on the primary alone.\n\n" + table(["measure", "value", "ratio or goal"], rows)
+        "through the pooler. Writes and select-only: best of two each, palindrome order; ratios = "
+        "synchronous / asynchronous, and on the replicas / on the primary alone.\n\n"
+        + table(["measure", "value", "ratio or goal"], rows)
     )
     print(markdown)
     write_section("replicas", markdown)
