@@ -181,6 +181,7 @@ def test_reads_are_served_by_the_replica_and_make_lag_reports_it(stack: E2eStack
     orders = stack.env_files()["orders"]
     with _connect(orders["MIGRATION_DATABASE_URL"]) as conn:
         conn.execute("create table if not exists beats (id int primary key)")
+    _wait_replayed(stack)  # the table itself, before its rows are timed
     with (
         _connect(orders["DATABASE_URL"]) as writer,
         _connect(orders["READONLY_DATABASE_URL"]) as reader,

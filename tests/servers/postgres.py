@@ -30,6 +30,46 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 OS_USER = "postgres"
 
 
+def postgres_argv(
+    data: Path, config_file: Path, hba_file: Path, host: str, port: int, socket_dir: Path
+) -> list[str]:
+    """The server started from a rendered config file, on the test's address and port."""
+    return [
+        pg_binary("postgres"),
+        "-D", str(data),
+        "-c", f"config_file={config_file}",
+        "-c", f"hba_file={hba_file}",
+        "-c", f"port={port}",
+        "-c", f"listen_addresses={host}",
+        "-c", f"unix_socket_directories={socket_dir}",
+    ]  # fmt: skip
+
+
+def launch(
+    argv: list[str], log_file: Path, host: str, port: int, what: str
+) -> subprocess.Popen[bytes]:
+    """The server ``argv`` as the OS user, its output in ``log_file``, once it accepts
+    connections on host:port (an error with its log if it exits first)."""
+    log = log_file.open("ab")
+    process = subprocess.Popen(as_user(OS_USER, argv), stdout=log, stderr=log)
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited:\n{log_file.read_text(errors='replace')[-2000:]}")
+        return accepts_connections(host, port)
+
+    wait_until(ready, 30, f"{what} on {host}:{port}", log_file)
+    return process
+
+
+def accepts_connections(host: str, port: int) -> bool:
+    """``pg_isready``: the server at host:port accepts connections."""
+    result = subprocess.run(
+        [pg_binary("pg_isready"), "-h", host, "-p", str(port)], capture_output=True, check=False
+    )
+    return result.returncode == 0
+
+
 def pg_binary(name: str) -> str:
     """A PostgreSQL 15 client or server binary from Debian's postgresql-15 package."""
     return require_binary(str(PG_BIN / name), "postgresql-15")
@@ -113,37 +153,18 @@ class PostgresServer:
 
     def start(self, hba_file: Path | None = None) -> PostgresServer:
         """Start with the rendered config (or a bootstrap hba), plus any test settings."""
-        argv = [
-            pg_binary("postgres"),
-            "-D",
-            str(self.data),
-            "-c",
-            f"config_file={self.conf / 'postgresql.conf'}",
-            "-c",
-            f"hba_file={hba_file or self.conf / 'pg_hba.conf'}",
-            "-c",
-            f"port={self.port}",
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            f"unix_socket_directories={self.socket_dir}",
-        ]
+        argv = postgres_argv(
+            self.data,
+            self.conf / "postgresql.conf",
+            hba_file or self.conf / "pg_hba.conf",
+            self.host,
+            self.port,
+            self.socket_dir,
+        )
         for key, value in self.settings.items():
             argv += ["-c", f"{key}={value}"]
-        log = self.log_file.open("ab")
-        self.process = subprocess.Popen(as_user(OS_USER, argv), stdout=log, stderr=log)
-        wait_until(self._ready, 30, f"PostgreSQL on port {self.port}", self.log_file)
+        self.process = launch(argv, self.log_file, self.host, self.port, "PostgreSQL")
         return self
-
-    def _ready(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError("postgres exited")
-        result = subprocess.run(
-            [pg_binary("pg_isready"), "-h", self.host, "-p", str(self.port)],
-            capture_output=True,
-            check=False,
-        )
-        return result.returncode == 0
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT, as ``pg_ctl stop -m fast``): sessions are ended and a checkpoint

@@ -18,8 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.render import postgres as pg_files
-from tests.servers.postgres import OS_USER, PostgresServer, pg_binary
-from tests.servers.process import as_user, chown_tree, private_dir, stop_process, wait_until
+from tests.servers.postgres import (
+    OS_USER,
+    PostgresServer,
+    launch,
+    pg_binary,
+    postgres_argv,
+)
+from tests.servers.process import as_user, chown_tree, private_dir, stop_process
 
 
 def loopback(index: int) -> str:
@@ -120,29 +126,16 @@ class ReplicaServer:
         return self
 
     def start(self) -> ReplicaServer:
-        argv = [
-            pg_binary("postgres"),
-            "-D", str(self.data),
-            "-c", f"config_file={self.conf / 'replica.conf'}",
-            "-c", f"hba_file={self.conf / 'pg_hba.conf'}",
-            "-c", f"port={self.port}",
-            "-c", f"listen_addresses={self.host}",
-            "-c", f"unix_socket_directories={self.socket_dir}",
-        ]  # fmt: skip
-        log = self.log_file.open("ab")
-        self.process = subprocess.Popen(as_user(OS_USER, argv), stdout=log, stderr=log)
-        wait_until(self._ready, 30, f"replica {self.index} on {self.host}", self.log_file)
-        return self
-
-    def _ready(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"replica {self.index} exited:\n{self.log_file.read_text()}")
-        result = subprocess.run(
-            [pg_binary("pg_isready"), "-h", self.host, "-p", str(self.port)],
-            capture_output=True,
-            check=False,
+        argv = postgres_argv(
+            self.data,
+            self.conf / "replica.conf",
+            self.conf / "pg_hba.conf",
+            self.host,
+            self.port,
+            self.socket_dir,
         )
-        return result.returncode == 0
+        self.process = launch(argv, self.log_file, self.host, self.port, f"replica {self.index}")
+        return self
 
     def superuser_psql(self, sql: str, database: str = "postgres") -> str:
         """SQL as the superuser over the replica's own socket."""

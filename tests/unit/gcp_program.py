@@ -81,3 +81,17 @@ def redis_logins(prod: ProdRun) -> dict[str, tuple[str, str]]:
             parts = urlsplit(versions[f"secret-{naming.redis_secret_id(spec.name)}-id"])
             found[spec.name] = (unquote(parts.username or ""), unquote(parts.password or ""))
     return found
+
+
+SECRET_VERSION = "gcp:secretmanager/secretVersion:SecretVersion"
+
+
+def secret_urls(prod: ProdRun, service: str) -> dict[str, str]:
+    """Each PostgreSQL login's URL as the stack stores it in the service's secrets."""
+    versions = {
+        v.inputs["secret"]: v.inputs["secretData"] for v in prod.run.of_type(SECRET_VERSION)
+    }
+    return {
+        kind: versions[f"secret-{naming.postgres_secret_id(service, kind)}-id"]
+        for kind in naming.LOGIN_SUFFIXES
+    }

@@ -15,11 +15,10 @@ from infra.config import StackConfig
 from infra.config.load import from_raw
 from infra.errors import ConfigError
 from infra.render import endpoints
-from tests.unit.gcp_program import ProdRun, run_prod
+from tests.unit.gcp_program import ProdRun, run_prod, secret_urls
 from tests.unit.pulumi_mocks import Declared, stack_config
 
 INSTANCE = "gcp:sql/databaseInstance:DatabaseInstance"
-SECRET_VERSION = "gcp:secretmanager/secretVersion:SecretVersion"
 POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
 WAITING_METRIC = "cloudsql.googleapis.com/per_database/conn_pool/client_connections"
 
@@ -134,16 +133,6 @@ def test_the_verify_instance_keeps_its_own_edition() -> None:
     settings = verify.inputs["settings"]
     assert settings["edition"] == "ENTERPRISE", f"{verify}"
     assert not settings.get("connectionPoolConfigs"), f"{verify}"
-
-
-def secret_urls(prod: ProdRun, service: str) -> dict[str, str]:
-    versions = {
-        v.inputs["secret"]: v.inputs["secretData"] for v in prod.run.of_type(SECRET_VERSION)
-    }
-    return {
-        kind: versions[f"secret-{naming.postgres_secret_id(service, kind)}-id"]
-        for kind in naming.LOGIN_SUFFIXES
-    }
 
 
 def test_app_and_readonly_secrets_go_through_the_pooled_endpoint(

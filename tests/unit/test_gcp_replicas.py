@@ -14,13 +14,12 @@ import pytest
 from infra import naming
 from infra.config.load import from_raw
 from infra.errors import ConfigError
-from tests.unit.gcp_program import ProdRun, run_prod
+from tests.unit.gcp_program import ProdRun, run_prod, secret_urls
 from tests.unit.pulumi_mocks import Declared, stack_config
 
 SQL = "gcp:sql/databaseInstance:DatabaseInstance"
 USER = "gcp:sql/user:User"
 RECORD = "gcp:dns/recordSet:RecordSet"
-SECRET_VERSION = "gcp:secretmanager/secretVersion:SecretVersion"
 POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
 CHANNEL = "gcp:monitoring/notificationChannel:NotificationChannel"
 REGION = "europe-west1"  # Pulumi.prod.yaml's gcp:region
@@ -69,16 +68,6 @@ def dr_replica(prod: ProdRun) -> Declared:
 
 def flags(instance: Declared) -> dict[str, str]:
     return {f["name"]: f["value"] for f in instance.inputs["settings"]["databaseFlags"]}
-
-
-def secret_urls(prod: ProdRun, service: str) -> dict[str, str]:
-    versions = {
-        v.inputs["secret"]: v.inputs["secretData"] for v in prod.run.of_type(SECRET_VERSION)
-    }
-    return {
-        kind: versions[f"secret-{naming.postgres_secret_id(service, kind)}-id"]
-        for kind in naming.LOGIN_SUFFIXES
-    }
 
 
 # --- the replicas ---------------------------------------------------------------------------
