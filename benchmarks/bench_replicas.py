@@ -48,6 +48,7 @@ from infra.config import StackConfig, load_stack
 from infra.config.model import ConnectionLimits, ServiceSpec
 from infra.credentials import Credentials
 from infra.postgres import apply
+from infra.postgres.driver import rows
 from infra.render import postgres as pg_files
 from tests.conftest import render_to
 from tests.e2e.dockerd import ensure_docker
@@ -163,10 +164,7 @@ def lag_under_writes(servers: Servers, seconds: int, rate: int) -> LagRun:
     def sample() -> None:
         with psycopg.connect(servers.postgres.admin_url, autocommit=True) as conn:
             while not stop.is_set():
-                cursor = conn.execute(LAG_QUERY)
-                columns = [column.name for column in cursor.description or ()]
-                for values in cursor.fetchall():
-                    row = dict(zip(columns, values, strict=True))
+                for row in rows(conn, LAG_QUERY):
                     lags.append(float(row["replay_seconds"] or 0.0))
                     lag_bytes.append(int(row["replay_bytes"] or 0))
                 time.sleep(0.1)

@@ -132,15 +132,12 @@ def problems(
 def run_lag(args: argparse.Namespace) -> int:
     """Print every replica's lag; exit 1 when one is missing or past the limit."""
     from infra.commands.common import admin_url, load_admin_only
-    from infra.postgres.driver import session
+    from infra.postgres.driver import rows, session
 
     config, credentials = load_admin_only(args)
     limit = float(args.max_lag_seconds or config.postgres.max_replica_lag_seconds)
     with session(admin_url(args, credentials), autocommit=True) as conn:
-        cursor = conn.execute(LAG_QUERY)
-        columns = [column.name for column in cursor.description or ()]
-        rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-    lags = replica_lags(rows)
+        lags = replica_lags(rows(conn, LAG_QUERY))
     print(HEADER)
     for lag in lags:
         print(lag.line(limit))

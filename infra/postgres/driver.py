@@ -185,6 +185,13 @@ def password_rejected(url: str, user: str, password: str, dbname: str) -> bool:
     return False
 
 
+def rows(conn: Connection, query: str) -> list[dict[str, Any]]:
+    """``query``'s rows, keyed by column name."""
+    cursor = conn.execute(query)
+    names = [column.name for column in cursor.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
 def console_rows(url: str, command: str) -> list[dict[str, Any]]:
     """One ``SHOW ...`` of PgBouncer's console at ``url``, as rows keyed by column name.
 
@@ -195,8 +202,6 @@ def console_rows(url: str, command: str) -> list[dict[str, Any]]:
         with psycopg.connect(
             url, autocommit=True, prepare_threshold=None, connect_timeout=CONNECT_TIMEOUT_S
         ) as conn:
-            cursor = conn.execute(command)
-            names = [column.name for column in cursor.description or []]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            return rows(conn, command)
     except psycopg.Error as error:
         raise ServerError(f"PgBouncer console {describe(url)}: {scrub(str(error), url)}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from infra import naming
 from infra.config.model import StackConfig
 
 
@@ -43,6 +44,13 @@ class Endpoints:
         if kind in POOLED_LOGINS and self.pooler_host is not None and self.pooler_port is not None:
             return self.pooler_host, self.pooler_port
         return self.postgres_host, self.postgres_port
+
+    def postgres_database(self, kind: str | None, service: str) -> str:
+        """The database login ``kind`` asks for: in dev with replicas, the read-only login asks
+        the pooler for the service's database on them; every other login, the database."""
+        if kind == "readonly" and self.readonly_via_replicas:
+            return naming.replicas_alias(service)
+        return naming.database_name(service)
 
 
 # The logins that go through the pooler when there is one (DATABASE_URL and

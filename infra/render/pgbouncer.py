@@ -35,15 +35,16 @@ LOGINS = tuple(kind for kind in naming.LOGIN_SUFFIXES if kind in POOLED_LOGINS)
 
 @dataclass(frozen=True)
 class PooledLogin:
+    kind: str  # app or readonly
     name: str
     limit: int  # the role's CONNECTION LIMIT: the most server connections its pool may hold
 
 
 @dataclass(frozen=True)
 class PooledDatabase:
+    service: str
     database: str
     logins: tuple[PooledLogin, ...]
-    replicas_alias: str  # its name on the read replicas (READONLY_DATABASE_URL, with replicas)
 
     @property
     def pool_size(self) -> int:
@@ -51,23 +52,30 @@ class PooledDatabase:
         return max(login.limit for login in self.logins)
 
     @property
+    def replicas_alias(self) -> str:
+        """Its name on the read replicas (READONLY_DATABASE_URL, with replicas)."""
+        return naming.replicas_alias(self.service)
+
+    @property
     def readonly_limit(self) -> int:
         """The read-only login's limit: its pool on the replicas, spread over all of them."""
-        return next(login.limit for login in self.logins if login.name.endswith("_readonly"))
+        return next(login.limit for login in self.logins if login.kind == "readonly")
 
 
 def pooled_databases(config: StackConfig) -> list[PooledDatabase]:
     """Each service's database and its pooled logins, with their server connection budgets."""
     return [
         PooledDatabase(
+            spec.name,
             naming.database_name(spec.name),
             tuple(
                 PooledLogin(
-                    naming.role_name(spec.name, kind), int(getattr(spec.connection_limits, kind))
+                    kind,
+                    naming.role_name(spec.name, kind),
+                    int(getattr(spec.connection_limits, kind)),
                 )
                 for kind in LOGINS
             ),
-            naming.replicas_alias(spec.name),
         )
         for spec in config.services
     ]

@@ -128,18 +128,17 @@ def pg_hba_conf(config: StackConfig) -> str:
     )
 
 
+def _verifier(password: str, purpose: str) -> str:
+    """The SCRAM verifier the server stores for ``password`` (its salt derived per purpose)."""
+    return hashes.scram_sha256_verifier(password, hashes.deterministic_salt(password, purpose))
+
+
 def _admin_verifier(credentials: Credentials) -> str:
-    password = credentials.postgres_admin
-    return hashes.scram_sha256_verifier(
-        password, hashes.deterministic_salt(password, "postgres-admin")
-    )
+    return _verifier(credentials.postgres_admin, "postgres-admin")
 
 
 def _replication_verifier(credentials: Credentials) -> str:
-    password = credentials.postgres_replication
-    return hashes.scram_sha256_verifier(
-        password, hashes.deterministic_salt(password, "postgres-replication")
-    )
+    return _verifier(credentials.postgres_replication, "postgres-replication")
 
 
 def init_admin_sql(config: StackConfig, credentials: Credentials) -> str:

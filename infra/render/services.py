@@ -46,14 +46,12 @@ def amqp_url(
 
 def service_env(service: ServiceSpec, credentials: ServiceCredentials, endpoints: Endpoints) -> str:
     """The env file for one service."""
-    database = naming.database_name(service.name)
 
     def pg(kind: str) -> str:
         role = naming.role_name(service.name, kind)
         password = credentials.postgres_password(kind)
-        reads_replicas = kind == "readonly" and endpoints.readonly_via_replicas
-        name = naming.replicas_alias(service.name) if reads_replicas else database
-        return postgres_url(endpoints, role, password, name, kind=kind)
+        database = endpoints.postgres_database(kind, service.name)
+        return postgres_url(endpoints, role, password, database, kind=kind)
 
     user, vhost = naming.rabbitmq_user(service.name), naming.rabbitmq_vhost(service.name)
     return render(

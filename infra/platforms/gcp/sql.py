@@ -75,15 +75,29 @@ def primary_zone(ctx: GcpContext) -> str | None:
     return ctx.zone if ctx.config.postgres.replicas > 0 else None
 
 
-def private_ip_configuration(
-    network: Network,
-) -> gcp.sql.DatabaseInstanceSettingsIpConfigurationArgs:
-    """Private IP on the stack's network only, no public IPv4, TLS required."""
-    return gcp.sql.DatabaseInstanceSettingsIpConfigurationArgs(
-        ipv4_enabled=False,
-        private_network=network.vpc.id,
-        allocated_ip_range=network.private_range.name,
-        ssl_mode="ENCRYPTED_ONLY",
+def storage_and_network(network: Network) -> dict[str, Any]:
+    """Settings every instance of the stack has (main, verification, replicas): SSD that
+    grows, the API's deletion protection, private IP only with TLS."""
+    return {
+        "disk_type": "PD_SSD",
+        "disk_autoresize": True,
+        "deletion_protection_enabled": True,
+        # Private IP on the stack's network only, no public IPv4, TLS required.
+        "ip_configuration": gcp.sql.DatabaseInstanceSettingsIpConfigurationArgs(
+            ipv4_enabled=False,
+            private_network=network.vpc.id,
+            allocated_ip_range=network.private_range.name,
+            ssl_mode="ENCRYPTED_ONLY",
+        ),
+    }
+
+
+def maintenance_window(ctx: GcpContext) -> gcp.sql.DatabaseInstanceSettingsMaintenanceWindowArgs:
+    """The stack's maintenance window (``gcp.maintenance_day``/``_hour``), stable track."""
+    return gcp.sql.DatabaseInstanceSettingsMaintenanceWindowArgs(
+        day=ctx.config.gcp.maintenance_day,
+        hour=ctx.config.gcp.maintenance_hour,
+        update_track="stable",
     )
 
 
@@ -162,10 +176,7 @@ def declare_instance(
     shared: dict[str, Any] = {
         # The verification instance's; the main instance's is gcp.sql_edition.
         "edition": "ENTERPRISE",
-        "disk_type": "PD_SSD",
-        "disk_autoresize": True,
-        "deletion_protection_enabled": True,
-        "ip_configuration": private_ip_configuration(network),
+        **storage_and_network(network),
     }
     importing = adopted is not None and adopted.importing
     instance = gcp.sql.DatabaseInstance(
@@ -225,11 +236,7 @@ def declare(ctx: GcpContext, network: Network, admin_password: pulumi.Output[str
                 )
             ),
         ),
-        maintenance_window=gcp.sql.DatabaseInstanceSettingsMaintenanceWindowArgs(
-            day=gcp_settings.maintenance_day,
-            hour=gcp_settings.maintenance_hour,
-            update_track="stable",
-        ),
+        maintenance_window=maintenance_window(ctx),
         insights_config=gcp.sql.DatabaseInstanceSettingsInsightsConfigArgs(
             query_insights_enabled=True,
             query_string_length=4096,
