@@ -15,6 +15,9 @@ logs in with SCRAM, its password in PGPASSWORD:
 * **synchronous commits** (``postgres.synchronous``): the same TPC-B-like pgbench, unthrottled,
   with the rendered ``replication.conf`` reloaded into the primary for each side: commits that
   wait for a replica's flush against commits that do not, in a palindrome, best of two each.
+* **``db lag``, the command**: ``python -m infra db lag`` (a fresh process, start to exit, as
+  ``make lag`` runs it) against ``psql -c`` of the same query as the admin, alternating, ten
+  runs each; ratio of the summed times.
 * **select-only reads** (``pgbench -S``, the read-only login through the pooler): on the
   replicas (``bench__replicas``, what READONLY_DATABASE_URL reaches with ``postgres.replicas:
   2``) against the primary alone (``bench``, what it reaches with none), alternating in a
@@ -40,6 +43,7 @@ from pathlib import Path
 
 import psycopg
 
+from benchmarks import command
 from benchmarks.bench_pooler import TPS
 from benchmarks.report import table, write_section
 from infra import naming
@@ -238,6 +242,32 @@ def reads(servers: Servers, clients: int, seconds: int) -> tuple[float, float]:
     return max(runs["primary"]), max(runs["replicas"])
 
 
+def lag_command(servers: Servers, root: Path, runs: int = 10) -> tuple[float, float]:
+    """``python -m infra db lag`` against ``psql -c`` of its query, alternating; summed times."""
+    stack_file = command.write_stack_file(
+        root / "Pulumi.bench.yaml",
+        {"platform": "docker", "services": [{"name": SERVICE}], "postgres": {"replicas": REPLICAS}},
+    )
+    # The URL without its password; each side gets it from its environment, never argv.
+    postgres = servers.postgres
+    admin = f"postgresql://{postgres.admin_user}@{postgres.host}:{postgres.port}/postgres"
+    password = postgres.admin_password
+    env = command.clean_environment({"PERSISTENCE_ADMIN_PASSWORD": password})
+    ours_argv = ["db", "lag", "--stack", str(stack_file), "--admin-url", admin]
+    psql = [pg_binary("psql"), "-X", "-A", "-t", "-c", LAG_QUERY, admin]
+    psql_env = {**os.environ, "PGPASSWORD": password}
+    totals = {"ours": 0.0, "plain": 0.0}
+    for round_ in range(2 * runs):
+        who = "ours" if round_ % 2 == 0 else "plain"
+        started = time.perf_counter()
+        if who == "ours":
+            command.run(ours_argv, env)
+        else:
+            subprocess.run(psql, env=psql_env, capture_output=True, check=True)
+        totals[who] += time.perf_counter() - started
+    return totals["ours"], totals["plain"]
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
@@ -256,6 +286,7 @@ def main() -> int:
             lag = lag_under_writes(servers, args.seconds, args.rate)
             asynchronous, synchronous = writes(servers, config, args.seconds)
             primary, replicas = reads(servers, args.clients, args.seconds)
+            ours, plain = lag_command(servers, Path(tmp))
         finally:
             servers.cleanup()
     rows = [
@@ -277,6 +308,11 @@ def main() -> int:
             f"{statistics.median(lag.visible_after or [0]):.4f} / "
             f"{percentile(lag.visible_after, 0.99):.4f} / {max(lag.visible_after or [0]):.4f}",
             "≤ 1 s",
+        ],
+        [
+            "`db lag`, start to exit (s, 10 runs): ours / `psql -c` of its query",
+            f"{ours / 10:.3f} / {plain / 10:.3f}",
+            f"{ours / plain:.2f}x",
         ],
         [
             "TPC-B-like writes, 4 clients (tps): asynchronous / synchronous",

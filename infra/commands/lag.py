@@ -14,12 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from infra.render import postgres as pg_files
-
 if TYPE_CHECKING:
     from infra.config import StackConfig
 
-SLOT_NAME = re.compile(r"replica_[0-9]+")  # a dev replica's slot (pg_files.replica_slot)
+SLOT_NAME = re.compile(r"replica_[0-9]+")  # a dev replica's slot (render.postgres.replica_slot)
 
 # On the primary: every slot (dev's replicas stream through theirs) and every sender (prod's
 # Cloud SQL replicas, whose slots are not ours to name), with how far each one's replay is
@@ -98,6 +96,8 @@ def orphaned_slots(config: StackConfig, lags: list[ReplicaLag]) -> list[ReplicaL
     each holds WAL back on the primary (up to ``max_slot_wal_keep_size``) for nobody."""
     if config.platform != "docker":
         return []
+    from infra.render import postgres as pg_files  # Jinja: only where slots are ours to name
+
     declared = {pg_files.replica_slot(i) for i in range(1, config.postgres.replicas + 1)}
     return [
         lag
