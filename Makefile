@@ -50,7 +50,7 @@ PULUMI := pulumi --cwd $(PROJECT_DIR) --non-interactive
 # Extra flags for pulumi up/preview/drift/down, e.g. PULUMI_ARGS=--expect-no-changes.
 PULUMI_ARGS ?=
 
-.PHONY: setup up env preview plan pools lag down drift rebuild shellenv docs test lint actionlint cloud-sql-proxy proxy-start proxy-stop broker-tunnel-start broker-tunnel-stop broker-rolling-restart unit integration e2e engine perf-test pinned-engine installed-pulumi stack-images stack-selected images bench clean
+.PHONY: setup up env preview plan pools lag failover down drift rebuild shellenv docs test lint actionlint cloud-sql-proxy proxy-start proxy-stop broker-tunnel-start broker-tunnel-stop broker-rolling-restart unit integration e2e engine perf-test pinned-engine installed-pulumi stack-images stack-selected images bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -247,6 +247,12 @@ pools: setup $(PULUMI_CLI)
 	@POOLER_CONSOLE_URL="$$($(PULUMI) stack output pooler_console_url --show-secrets --stack $(STACK))" && \
 	export POOLER_CONSOLE_URL && \
 	$(BIN)/python -m infra db pools --stack $(PROJECT_DIR)/Pulumi.$(STACK).yaml
+
+# Dev failover: promote the most advanced replica, fence the old primary, re-point the router
+# and the pooler, record postgres.primary in the stack file (python -m infra db promote).
+# Then `make up` seeds a new replica from the new primary. FORCE=1: a planned switchover.
+failover: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(PULUMI_CLI)
+	$(BIN)/python -m infra db promote --stack $(PROJECT_DIR)/Pulumi.$(STACK).yaml $(if $(FORCE),--force,)
 
 # Each read replica's replay lag (bytes, seconds); exit 1 when one is missing or past the limit.
 lag: setup $(PULUMI_CLI)

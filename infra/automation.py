@@ -65,3 +65,31 @@ def _summary(changes: Mapping[Any, int] | None) -> str:
 def _first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if "error:" in line]
     return lines[-1] if lines else str(error).strip().splitlines()[0]
+
+
+def record_config(stack: automation.Stack, path: str, value: str) -> None:
+    """Set one value of the stack file by its path (``pulumi config set --path``), keeping the
+    rest of the file as it is."""
+    try:
+        stack.set_config(path, automation.ConfigValue(value=value), path=True)
+    except automation.errors.CommandError as error:
+        raise EngineError(f"pulumi config set --path {path} failed: {_first_line(error)}") from None
+
+
+def forget_missing(stack: automation.Stack, resource_type: str, names: list[str]) -> int:
+    """Refresh only the resources of ``resource_type`` named ``names`` (their URNs end so),
+    so that the ones removed by hand leave the state and the next ``up`` creates them again.
+    Returns how many were refreshed."""
+    state = stack.export_stack().deployment or {}
+    urns = [
+        str(resource["urn"])
+        for resource in state.get("resources", [])
+        if resource.get("type") == resource_type
+        and any(str(resource["urn"]).endswith(f"::{name}") for name in names)
+    ]
+    if urns:
+        try:
+            stack.refresh(target=urns, color="never", suppress_progress=True)
+        except automation.errors.CommandError as error:
+            raise EngineError(f"pulumi refresh failed: {_first_line(error)}") from None
+    return len(urns)

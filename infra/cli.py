@@ -42,6 +42,7 @@ COMMANDS = {
     "plan": "infra.commands.plan",
     "docs": "infra.commands.docs",
     "drift-report": "infra.commands.drift",
+    "route-primary": "infra.commands.router",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 

@@ -54,11 +54,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "when a declared replica is not streaming or lags past "
             "postgres.max_replica_lag_seconds",
         ),
+        (
+            "promote",
+            run_promote,
+            "dev failover (make failover): promote the most advanced replica, fence the old "
+            "primary, re-point the router and the pooler, and record it in the stack file",
+        ),
     ):
         action = actions.add_parser(name, help=text, description=text)
-        add_stack_options(action)
-        if name != "pools":
+        if name == "promote":  # it reads no secret: the Docker engine and the servers' sockets
+            action.add_argument(
+                "--stack", required=True, help="stack name or stack file path (the dev stack's)"
+            )
+        else:
+            add_stack_options(action)
+        if name not in ("pools", "promote"):
             add_admin_url_option(action)
+        if name == "promote":
+            action.add_argument(
+                "--force",
+                action="store_true",
+                help="also when the primary still answers (a switchover: it is stopped first)",
+            )
         if name == "plan":
             action.add_argument(
                 "--check",
@@ -91,6 +108,12 @@ def run_pools(args: argparse.Namespace) -> int:
     from infra.commands.pools import run_pools as pools
 
     return pools(args)
+
+
+def run_promote(args: argparse.Namespace) -> int:
+    from infra.commands.promote import run_promote as promote
+
+    return promote(args)
 
 
 def run_lag(args: argparse.Namespace) -> int:

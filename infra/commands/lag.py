@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from infra.config import StackConfig
 
-SLOT_NAME = re.compile(r"replica_[0-9]+")  # a dev replica's slot (render.postgres.replica_slot)
+SLOT_NAME = re.compile(r"replica_[0-9]+")  # a dev member's slot (render.postgres.replica_slot)
 
 # On the primary: every slot (dev's replicas stream through theirs) and every sender (prod's
 # Cloud SQL replicas, whose slots are not ours to name), with how far each one's replay is
@@ -98,7 +98,7 @@ def orphaned_slots(config: StackConfig, lags: list[ReplicaLag]) -> list[ReplicaL
         return []
     from infra.render import postgres as pg_files  # Jinja: only where slots are ours to name
 
-    declared = {pg_files.replica_slot(i) for i in range(1, config.postgres.replicas + 1)}
+    declared = {pg_files.replica_slot(i) for i in pg_files.standbys(config)}
     return [
         lag
         for lag in lags
@@ -110,10 +110,11 @@ def problems(
     config: StackConfig, lags: list[ReplicaLag], limit: float, stack: str = "<stack>"
 ) -> list[str]:
     """Why the command fails, one line each (empty: every replica streams within the limit)."""
+    primary = config.postgres.primary or "postgres"
     found = [
         f"{lag.name}: a slot of no declared replica (postgres.replicas: "
         f"{config.postgres.replicas}) holding {lag.retained_bytes or 0} bytes of WAL on the "
-        f"primary; drop it: docker exec persistence-{stack}-postgres psql -U postgres -c "
+        f"primary; drop it: docker exec persistence-{stack}-{primary} psql -U postgres -c "
         f"\"SELECT pg_drop_replication_slot('{lag.name}')\""
         for lag in orphaned_slots(config, lags)
     ]

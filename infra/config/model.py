@@ -217,6 +217,13 @@ class PostgresSettings:
         "primary, at the cost of a round trip per commit, and writes wait while no replica "
         "answers; needs replicas",
     )
+    primary: str = setting(
+        "",
+        rule=rules.postgres_member_or_empty,
+        doc="dev: which PostgreSQL container is the primary; written by `make failover` (`db "
+        "promote`), which promotes a replica; empty: `postgres`, which created the stack's "
+        "databases. Set by hand only to undo a failover's record",
+    )
     max_replica_lag_seconds: int = setting(
         30,
         rule=rules.between(1, 86_400),
@@ -441,6 +448,12 @@ class DockerMemory:
         128,
         rule=rules.between(32, 1_048_576),
         doc="memory limit of the PgBouncer container, in MiB",
+    )
+    router: int = setting(
+        128,
+        rule=rules.between(32, 1_048_576),
+        doc="memory limit of the router that forwards the host's PostgreSQL port and "
+        "`postgres-primary` to the primary, in MiB",
     )
 
 
@@ -832,6 +845,24 @@ class StackConfig:
         ports = self.docker.ports
         return [(ports.amqp + i, ports.management + i) for i in range(self.rabbitmq_nodes)]
 
+    def _check_primary(self) -> None:
+        primary = self.postgres.primary
+        if not primary:
+            return
+        if self.platform != "docker":
+            raise ValueError(
+                f"postgres.primary: {primary} is the dev stack's failover record; prod's Cloud SQL "
+                "fails over by itself (leave it empty)"
+            )
+        members = ["postgres"] + [
+            f"postgres-replica-{i}" for i in range(1, self.postgres.replicas + 1)
+        ]
+        if primary not in members:
+            raise ValueError(
+                f"postgres.primary: {primary} is not one of the stack's PostgreSQL containers "
+                f"({', '.join(members)}, with postgres.replicas: {self.postgres.replicas})"
+            )
+
     def __post_init__(self) -> None:
         if self.platform == "docker" and self.rabbitmq_nodes > 1:
             self._check_docker_cluster_ports()
@@ -843,6 +874,7 @@ class StackConfig:
                 "or more, platform: docker); prod's Cloud SQL already commits synchronously to "
                 "its HA standby, and its read replicas are asynchronous"
             )
+        self._check_primary()
         pooled = self.postgres.pooler.enabled
         if self.platform == "docker" and self.postgres.replicas and not pooled:
             raise ValueError(

@@ -250,6 +250,19 @@ def one_of(*allowed: str) -> Rule:
     return Rule(check, "one of " + ", ".join(f"`{item}`" for item in allowed))
 
 
+_POSTGRES_MEMBER = re.compile(r"^postgres(-replica-[1-5])?$")
+
+
+@allows(
+    "empty (the stack's first server, `postgres`, bootstrapped it), or the member `db promote` "
+    "made the primary: `postgres` or `postgres-replica-<n>`"
+)
+def postgres_member_or_empty(value: str) -> str | None:
+    if value == "" or _POSTGRES_MEMBER.match(value):
+        return None
+    return f"{value!r} is not a PostgreSQL member; use postgres or postgres-replica-<n> (1 to 5)"
+
+
 _GCP_REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
 
 

@@ -42,12 +42,14 @@ def server_files(config: StackConfig, credentials: Credentials) -> dict[str, Ren
 
 
 def _replicas(config: StackConfig) -> dict[str, RenderedFile]:
-    """Each dev read replica's settings (prod's replicas are Cloud SQL's, with no files of ours)."""
+    """Each dev member's settings as a standby (prod's replicas are Cloud SQL's, with no files
+    of ours): member 0's too, which streams once a failover made another member the primary."""
     if config.platform != "docker":
         return {}
+    members = postgres.members(config) if config.postgres.replicas else ()
     return {
         f"postgres/replica-{index}.conf": RenderedFile(postgres.replica_conf(index))
-        for index in range(1, config.postgres.replicas + 1)
+        for index in members
     } | {"postgres/replication.conf": RenderedFile(postgres.replication_conf(config))}
 
 

@@ -81,6 +81,13 @@ def pooled_databases(config: StackConfig) -> list[PooledDatabase]:
     ]
 
 
+def primary_server_host(config: StackConfig) -> str:
+    """Where the pooler reaches the primary: member 0 through its socket directory (the fastest
+    road; the volume is mounted at SERVER_SOCKET_DIR), a promoted replica over the network."""
+    primary = postgres_files.primary_index(config)
+    return SERVER_SOCKET_DIR if primary == 0 else postgres_files.replica_host(primary)
+
+
 def pgbouncer_ini(
     config: StackConfig,
     *,
@@ -90,19 +97,20 @@ def pgbouncer_ini(
     auth_file: str = AUTH_FILE,
     replica_hosts: tuple[str, ...] | None = None,
     replica_port: int = POSTGRES_PORT,
+    server_host: str | None = None,
 ) -> str:
     """The pooler's configuration; the defaults are the dev container's (the tests pass their
     own server port and listen address, and replicas' addresses). The server is reached
     through its socket directory, mounted at SERVER_SOCKET_DIR; the read replicas over the
     stack's network, one port for all (PgBouncer takes one per database entry)."""
     pooler = config.postgres.pooler
-    hosts = postgres_files.replica_hosts(config) if replica_hosts is None else replica_hosts
+    hosts = postgres_files.standby_hosts(config) if replica_hosts is None else replica_hosts
     return render(
         "pgbouncer/pgbouncer.ini.j2",
         services=pooled_databases(config),
         replica_hosts=",".join(hosts),
         replica_port=replica_port,
-        server_host=SERVER_SOCKET_DIR,
+        server_host=primary_server_host(config) if server_host is None else server_host,
         server_port=server_port,
         listen_address=listen_address,
         listen_port=listen_port,

@@ -26,26 +26,66 @@ REPLICATION_USER = "platform_replication"
 # Its password, for the replicas' own use: a libpq password file uploaded as a secret (0400, the
 # server's uid), never a rendered file, an environment variable or a command line.
 REPLICATION_PASSFILE = "/run/secrets/replication.pgpass"
-# The primary's name on the stack's network, which the replicas stream from.
-PRIMARY_HOST = "postgres"
+# The stack's first PostgreSQL container (member 0): it created the databases (initdb) and is the
+# primary until a failover (``postgres.primary``) makes another member the primary.
+BOOTSTRAP_HOST = "postgres"
+# The primary's name on the stack's network, whichever member it is: the router's alias
+# (infra/router.py), which forwards to the member ``postgres.primary`` names. Replicas seed and
+# stream through it, the backup container and the host's port (admin, migrations) reach the
+# primary through it, so a failover re-points one file, not every client.
+PRIMARY_HOST = "postgres-primary"
 # WAL a replication slot may hold back for a replica that is gone: past it the slot is given up
 # (the replica re-seeds) instead of the primary's disk filling up.
 MAX_SLOT_WAL_KEEP_MB = 2048
 
 
 def replica_host(index: int) -> str:
-    """Replica ``index``'s (1-based) container hostname: its name on the stack's network."""
-    return f"postgres-replica-{index}"
+    """Member ``index``'s container hostname (its name on the stack's network): ``postgres``
+    for member 0, ``postgres-replica-<index>`` for the replicas (1-based)."""
+    return BOOTSTRAP_HOST if index == 0 else f"postgres-replica-{index}"
 
 
 def replica_slot(index: int) -> str:
-    """Replica ``index``'s replication slot on the primary, and its application_name there."""
+    """Member ``index``'s replication slot on the primary while it is a standby, and its
+    application_name there (``replica_0``: member 0, the ``postgres`` container)."""
     return f"replica_{index}"
+
+
+def member_index(host: str) -> int:
+    """The member number of ``host`` (``postgres``: 0, ``postgres-replica-<n>``: n)."""
+    return 0 if host == BOOTSTRAP_HOST else int(host.rsplit("-", 1)[1])
+
+
+def members(config: StackConfig) -> tuple[int, ...]:
+    """Every PostgreSQL member of the dev stack: 0 (``postgres``) and each replica."""
+    return tuple(range(config.postgres.replicas + 1))
+
+
+def primary_index(config: StackConfig) -> int:
+    """The member that is the primary: ``postgres.primary``, member 0 when it is empty."""
+    return member_index(config.postgres.primary) if config.postgres.primary else 0
+
+
+def standbys(config: StackConfig) -> tuple[int, ...]:
+    """The members that stream from the primary, lowest first."""
+    primary = primary_index(config)
+    return tuple(index for index in members(config) if index != primary)
+
+
+def bootstraps(config: StackConfig) -> bool:
+    """Whether member 0 is still the stack's bootstrap server (no failover recorded): it alone
+    may initdb an empty volume. After a failover every member seeds from the primary."""
+    return not config.postgres.primary
 
 
 def replica_hosts(config: StackConfig) -> tuple[str, ...]:
     """Every dev replica's hostname, replica 1 first; empty without replicas."""
     return tuple(replica_host(i) for i in range(1, config.postgres.replicas + 1))
+
+
+def standby_hosts(config: StackConfig) -> tuple[str, ...]:
+    """The standbys' hostnames (the read replicas READONLY_DATABASE_URL reaches)."""
+    return tuple(replica_host(index) for index in standbys(config))
 
 
 def postgresql_conf(config: StackConfig, hba_file: str = HBA_FILE) -> str:
@@ -67,12 +107,11 @@ def postgresql_conf(config: StackConfig, hba_file: str = HBA_FILE) -> str:
 
 
 def replication_conf(config: StackConfig) -> str:
-    """synchronous_standby_names: any one of the replicas with ``postgres.synchronous``, else
-    none (asynchronous)."""
-    count = config.postgres.replicas if config.postgres.synchronous else 0
+    """synchronous_standby_names: any one of the standbys with ``postgres.synchronous``, else
+    none (asynchronous). Written into every member: a standby ignores it."""
+    names = [replica_slot(index) for index in standbys(config)]
     return render(
-        "postgres/replication.conf.j2",
-        standbys=[replica_slot(index) for index in range(1, count + 1)],
+        "postgres/replication.conf.j2", standbys=names if config.postgres.synchronous else []
     )
 
 

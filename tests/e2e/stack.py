@@ -325,7 +325,10 @@ def remove_leftovers() -> None:
     label = f"label=persistence.stack={PREFIX}"
     for name in docker("container", "ls", "-aq", "--filter", label).split():
         docker("container", "rm", "-f", name, check=False)
-    for name in docker("volume", "ls", "-q", "--filter", label).split():
+    # And by name: a volume Docker made itself for a container whose volume was removed by hand
+    # (the failover test's disaster) carries no label.
+    named = docker("volume", "ls", "-q", "--filter", f"name={PREFIX}-").split()
+    for name in {*docker("volume", "ls", "-q", "--filter", label).split(), *named}:
         docker("volume", "rm", "-f", name, check=False)
     for name in docker("network", "ls", "-q", "--filter", label).split():
         docker("network", "rm", name, check=False)

@@ -43,7 +43,9 @@ from tests.e2e.stack import (
 # Every container: the data servers and the read replica, the pooler (no data: no volume) and the
 # backup scheduler.
 DATA_SERVERS = (*SERVERS, *REPLICAS)
-CONTAINERS = [f"{PREFIX}-{server}" for server in (*DATA_SERVERS, "pooler")] + [f"{PREFIX}-backup"]
+CONTAINERS = [
+    f"{PREFIX}-{server}" for server in (*DATA_SERVERS, "pooler", "postgres-router", "backup")
+]
 SERVICE_DATABASE = "pulumi-python:dynamic:Resource"  # ServiceDatabase, as the engine sees it
 MARKER = "written before the disaster"
 

@@ -69,7 +69,10 @@ def test_backup_container_runs_the_schedule_loop_into_the_host_bucket(
     assert container["command"] == ["backup-loop", "--stack", stack_file, "--secrets", SECRETS_FILE]
     envs = dict(item.split("=", 1) for item in container["envs"])
     assert envs["PERSISTENCE_BACKUP_BUCKET"] == f"file://{BACKUP_DIR}"
-    assert envs["PERSISTENCE_ADMIN_URL"] == "postgresql://platform_admin@postgres:5432/postgres"
+    assert (
+        envs["PERSISTENCE_ADMIN_URL"]
+        == "postgresql://platform_admin@postgres-primary:5432/postgres"
+    )
     assert envs["PERSISTENCE_REDIS_URL"] == "redis://redis:6379"
     (mount,) = container["mounts"]
     assert mount == {

@@ -133,7 +133,7 @@ def test_a_private_bridge_network(run: ProgramRun) -> None:
 
 def test_the_stack_runs_three_servers_the_pooler_and_the_backup_scheduler(run: ProgramRun) -> None:
     assert sorted(c.name for c in run.of_type(CONTAINER)) == sorted(
-        ["backup", "pooler", *DATA_SERVERS]
+        ["backup", "pooler", "postgres-router", *DATA_SERVERS]
     )
 
 
@@ -208,7 +208,8 @@ def test_host_ports_come_from_the_stack_config(changed: ProgramRun) -> None:
         for p in c.inputs.get("ports", [])
     }
     assert published == {
-        ("postgres", 5432): PORTS["postgres"],
+        # The router holds PostgreSQL's host port: it forwards to whichever member is primary.
+        ("postgres-router", 5432): PORTS["postgres"],
         ("redis", 6379): PORTS["redis"],
         ("rabbitmq", 5672): PORTS["amqp"],
         ("rabbitmq", 15672): PORTS["management"],
@@ -299,6 +300,17 @@ def test_admin_credentials_are_secrets_and_never_in_env_vars(
         mock_credentials.rabbitmq_admin,
     ]
     for container in run.of_type(CONTAINER):
+        if container.name == "postgres-router":  # its one upload is the primary's address
+            assert container.inputs["uploads"] == [
+                {
+                    "file": "/run/persistence/primary",
+                    "content": "postgres:5432\n",
+                    "owner": container.inputs["uploads"][0]["owner"],
+                    "group": container.inputs["uploads"][0]["group"],
+                    "permissions": "0644",
+                }
+            ]
+            continue
         assert is_secret(container.raw_inputs["uploads"]), f"{container}: uploads not secret"
         for env in container.inputs.get("envs", []):
             assert not any(p in env for p in passwords), f"{container}: password in env {env}"

@@ -53,7 +53,9 @@ def nodes(run: ProgramRun) -> list[Any]:
 def test_one_container_per_node_and_no_single_broker(run: ProgramRun) -> None:
     names = sorted(c.name for c in run.of_type(CONTAINER))
     replica = "postgres-replica-1"  # Pulumi.dev.yaml's postgres.replicas: 1
-    assert names == sorted(["postgres", replica, "pooler", "redis", *NODES, "backup"])
+    assert names == sorted(
+        ["postgres", replica, "postgres-router", "pooler", "redis", *NODES, "backup"]
+    )
     for node in nodes(run):
         assert node.inputs["hostname"] == node.name, f"{node.urn}: node name follows hostname"
         assert node.inputs["name"] == f"persistence-dev-{node.name}"

@@ -54,7 +54,10 @@ def test_each_replica_is_a_container_of_its_own_with_a_retained_volume(run: Prog
         assert volume.retain_on_delete
         (mount,) = container.inputs["volumes"]
         assert mount["volumeName"] == volume.inputs["name"]
-        assert primary.urn in container.dependencies
+        # A replica seeds through the router, which runs after the bootstrap server.
+        router = run.one(CONTAINER, "postgres-router")
+        assert router.urn in container.dependencies
+        assert primary.urn in router.dependencies
 
 
 def test_a_replica_boots_from_the_primarys_files_plus_its_own(run: ProgramRun) -> None:
@@ -81,7 +84,8 @@ def test_the_replication_password_reaches_a_replica_as_a_secret_file_only(
         passfile = uploads(container)[pg_files.REPLICATION_PASSFILE]
         assert passfile["permissions"] == "0400"
         assert (passfile["owner"], passfile["group"]) == ("999", "999")
-        assert passfile["content"] == f"postgres:5432:replication:platform_replication:{password}\n"
+        line = f"postgres-primary:5432:replication:platform_replication:{password}\n"
+        assert passfile["content"] == line, "for the router, whichever member is the primary"
         # A secret in the state: the uploads holding it are stored encrypted.
         assert is_secret(container.raw_inputs["uploads"])
         others = uploads(container)
@@ -93,10 +97,11 @@ def test_the_replication_password_reaches_a_replica_as_a_secret_file_only(
 
 def test_each_replica_gets_the_service_lines_of_pg_hba_live(run: ProgramRun) -> None:
     primary_live = run.one(DYNAMIC, "postgres-live-config")
-    hba = primary_live.inputs["files"][pg_files.HBA_FILE]
+    files = primary_live.inputs["files"]
+    assert set(files) == {pg_files.HBA_FILE, pg_files.REPLICATION_CONFIG_FILE}
     for index in range(1, REPLICAS + 1):
         live = run.one(DYNAMIC, f"postgres-replica-{index}-live-config")
-        assert live.inputs["files"] == {pg_files.HBA_FILE: hba}
+        assert live.inputs["files"] == files, "every member has the primary's files already"
         assert live.inputs["signal"] == "HUP"
 
 
@@ -195,3 +200,65 @@ def test_synchronous_replication_is_a_live_file_not_a_restart(
 def test_synchronous_needs_the_dev_replicas(tmp_path: Path) -> None:
     (problem,) = config_problems(tmp_path, "{synchronous: true}")
     assert "postgres.synchronous: true needs the dev stack's replicas" in problem, problem
+
+
+@pytest.fixture(scope="module")
+def failed_over() -> ProgramRun:
+    """The same stack after `db promote` recorded replica 1 as the primary."""
+    config = stack_config("dev")
+    config["persistence:postgres"] = json.dumps(
+        {"replicas": REPLICAS, "primary": "postgres-replica-1", "synchronous": True}
+    )
+    return run_program("dev", config)
+
+
+def test_after_a_failover_the_promoted_replica_is_not_replaced(
+    run: ProgramRun, failed_over: ProgramRun
+) -> None:
+    """What `make preview` compares: the promoted member's container inputs are the same
+    before and after the record, so the convergence never restarts the new primary."""
+    before, after = replica(run, 1).inputs, replica(failed_over, 1).inputs
+    assert after == before
+    assert replica(failed_over, 2).inputs == replica(run, 2).inputs
+
+
+def test_after_a_failover_member_0_becomes_a_standby_and_everything_points_at_the_new_primary(
+    run: ProgramRun, failed_over: ProgramRun
+) -> None:
+    first = failed_over.one(CONTAINER, "postgres")
+    assert first.inputs["entrypoints"][2] != run.one(CONTAINER, "postgres").inputs["entrypoints"][2]
+    script = first.inputs["entrypoints"][2]
+    assert "pg_basebackup" in script, "seeded, never initdb"
+    assert "-S replica_0" in script
+    placed = uploads(first)
+    assert "primary_slot_name = 'replica_0'" in placed[pg_files.REPLICA_CONFIG_FILE]["content"]
+    assert "/docker-entrypoint-initdb.d/10-platform-admin.sql" not in placed
+    router = failed_over.one(CONTAINER, "postgres-router")
+    assert router.inputs["uploads"][0]["content"] == "postgres-replica-1:5432\n"
+    assert router.urn in first.dependencies, "member 0 seeds through the router"
+    pooler_files = failed_over.one(DYNAMIC, "pooler-live-config").inputs["files"]
+    ini = pooler_files["/etc/pgbouncer/pgbouncer.ini"]
+    text = json.dumps(ini)
+    assert "host=postgres-replica-1 port=5432 dbname=" in text, "writes go to the new primary"
+    assert "host=postgres,postgres-replica-2 " in text, "reads go to the other members"
+    live = failed_over.one(DYNAMIC, "postgres-replica-1-live-config")
+    sync = live.inputs["files"][pg_files.REPLICATION_CONFIG_FILE]["content"]
+    assert "'ANY 1 (replica_0, replica_2)'" in sync
+
+
+def test_primary_must_be_a_member_of_the_stack(tmp_path: Path) -> None:
+    stack = tmp_path / "Pulumi.dev.yaml"
+    stack.write_text(
+        textwrap.dedent(
+            """\
+            config:
+              persistence:platform: docker
+              persistence:services: [{name: users}]
+              persistence:postgres: {replicas: 1, primary: postgres-replica-2}
+            """
+        )
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_file(stack)
+    assert "postgres.primary: postgres-replica-2 is not one of" in str(raised.value)
+    assert "Pulumi.dev.yaml" in str(raised.value)

@@ -36,6 +36,7 @@ from infra.credentials import credentials_json
 from infra.live.resource import LiveConfig, file_spec
 from infra.platforms.docker.containers import Shared, network_attachment
 from infra.render.endpoints import MANAGEMENT_PORT, POSTGRES_PORT, REDIS_PORT
+from infra.render.postgres import PRIMARY_HOST
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = Path(__file__).resolve().with_name("backup.Dockerfile")
@@ -88,23 +89,12 @@ def build_context_hash(root: Path = REPO_ROOT) -> str:
     return digest.hexdigest()
 
 
-def backup_container(
-    shared: Shared, servers: Sequence[docker.Container], key: pulumi.Output[str] | None
-) -> docker.Container:
-    """Declare the backup image and the scheduler container writing into the host bucket.
-
-    With a backup ``key``, every backup the loop writes is sealed and authenticated with it.
-    """
+def tooling_image(shared: Shared) -> docker.RemoteImage:
+    """This repository's CLI in an image (``backup.Dockerfile``): the backup container and the
+    primary router run it. Rebuilt when anything it copies changes."""
     config = shared.config
-    stack = pulumi.get_stack()
-    child = pulumi.ResourceOptions(parent=shared.parent)
-    bucket = backup_dir(config, stack)
-    # Created here, by the user running pulumi, so Docker does not create it root-owned; not
-    # by a preview, which changes nothing.
-    if not pulumi.runtime.is_dry_run():
-        bucket.mkdir(mode=0o700, parents=True, exist_ok=True)
     uid, gid = str(os.getuid()), str(os.getgid())
-    image = docker.RemoteImage(
+    return docker.RemoteImage(
         "backup-image",
         name=f"{shared.prefix}-backup:latest",
         build=docker.RemoteImageBuildArgs(
@@ -114,8 +104,30 @@ def backup_container(
         ),
         triggers={"context": build_context_hash()},
         keep_locally=True,
-        opts=child,
+        opts=pulumi.ResourceOptions(parent=shared.parent),
     )
+
+
+def backup_container(
+    shared: Shared,
+    image: docker.RemoteImage,
+    servers: Sequence[pulumi.Resource],
+    key: pulumi.Output[str] | None,
+) -> docker.Container:
+    """Declare the scheduler container writing into the host bucket.
+
+    With a backup ``key``, every backup the loop writes is sealed and authenticated with it.
+    It reaches PostgreSQL's primary through the router (``postgres-primary``), so backups
+    follow a failover.
+    """
+    config = shared.config
+    stack = pulumi.get_stack()
+    bucket = backup_dir(config, stack)
+    # Created here, by the user running pulumi, so Docker does not create it root-owned; not
+    # by a preview, which changes nothing.
+    if not pulumi.runtime.is_dry_run():
+        bucket.mkdir(mode=0o700, parents=True, exist_ok=True)
+    uid, gid = str(os.getuid()), str(os.getgid())
     secrets = shared.passwords.admins.apply(credentials_json)
     stack_file = loop_stack_file(stack)
     uploads = [
@@ -142,7 +154,7 @@ def backup_container(
         command=["backup-loop", "--stack", stack_file, "--secrets", SECRETS_FILE],
         envs=[
             f"{BUCKET_ENV}=file://{BACKUP_DIR}",
-            f"{ADMIN_URL_ENV}=postgresql://{config.postgres.admin_user}@postgres:"
+            f"{ADMIN_URL_ENV}=postgresql://{config.postgres.admin_user}@{PRIMARY_HOST}:"
             f"{POSTGRES_PORT}/postgres",
             f"{REDIS_URL_ENV}=redis://redis:{REDIS_PORT}",
             f"{MANAGEMENT_URL_ENV}=http://rabbitmq:{MANAGEMENT_PORT}",

@@ -99,11 +99,20 @@ install -o {IMAGE_USER} -g {IMAGE_USER} -m 0400 \\
 exec docker-entrypoint.sh rabbitmq-server
 """
 PGDATA = "/var/lib/postgresql/data/pgdata"
+# Left in a member's volume by `db promote` when it fenced it: its data was moved aside (never
+# deleted) and the bootstrap server refuses to start on that volume again (it would initdb an
+# empty second primary); only a standby, seeded from the new primary, may use it.
+FENCE_MARKER = "/var/lib/postgresql/data/FENCED"
 # Before every start on an initialised volume: set the admin's password from the stack, in
 # single-user mode as the server's own user (no network, no password needed), then hand over to
 # the image's entrypoint as usual. Redis (users.acl) and RabbitMQ (definitions at boot) already
 # take their passwords from the stack at every start; this makes PostgreSQL do the same.
 POSTGRES_START = f"""set -eu
+if [ -e {FENCE_MARKER} ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+  echo "this PostgreSQL was fenced by db promote (see {FENCE_MARKER}): it never starts again" \
+    "as a primary; make up makes it a replica of the new primary" >&2
+  exit 1
+fi
 if [ -s "$PGDATA/PG_VERSION" ]; then
   setpriv --reuid=postgres --regid=postgres --init-groups \
     postgres --single -D "$PGDATA" -c config_file={pg_files.CONFIG_FILE} postgres \
@@ -252,7 +261,35 @@ def _port(shared: Shared, internal: int, external: int) -> docker.ContainerPortA
     )
 
 
-def postgres(shared: Shared, volume: docker.Volume, socket: docker.Volume) -> docker.Container:
+def postgres_image(shared: Shared) -> docker.RemoteImage:
+    """The one PostgreSQL image every member runs (same binaries everywhere)."""
+    return _image(shared, pg_files.BOOTSTRAP_HOST, shared.config.docker.images.postgres)
+
+
+def postgres_member(
+    shared: Shared,
+    index: int,
+    image: docker.RemoteImage,
+    volume: docker.Volume,
+    socket: docker.Volume,
+    after: list[pulumi.Resource],
+) -> docker.Container:
+    """PostgreSQL member ``index``: 0 is the ``postgres`` container, n the ``postgres-replica-n``.
+
+    Member 0 starts as the stack's bootstrap server (``bootstrap_postgres``). Every other member,
+    and member 0 too once a failover is recorded (``postgres.primary``), is a ``standby``: its
+    container is the same whether it streams or a failover promoted it, so a promotion never
+    replaces the new primary. None publishes a port: the router (``postgres-primary``) is the
+    primary's one address. ``after``: what must run first (the router, for a standby's seed).
+    """
+    if index == 0 and pg_files.bootstraps(shared.config):
+        return bootstrap_postgres(shared, image, volume, socket)
+    return standby(shared, index, image, volume, socket if index == 0 else None, after)
+
+
+def bootstrap_postgres(
+    shared: Shared, image: docker.RemoteImage, volume: docker.Volume, socket: docker.Volume
+) -> docker.Container:
     """PostgreSQL 15 with the rendered config; the admin login is created on first start.
 
     Its socket directory is the ``socket`` volume, which the pooler mounts too (always, so
@@ -261,8 +298,8 @@ def postgres(shared: Shared, volume: docker.Volume, socket: docker.Volume) -> do
     config = shared.config
     return _container(
         shared,
-        "postgres",
-        config.docker.images.postgres,
+        pg_files.BOOTSTRAP_HOST,
+        image,
         config.docker.memory_mb.postgres,
         entrypoints=["sh", "-c", POSTGRES_START],
         envs=[f"POSTGRES_PASSWORD_FILE={POSTGRES_SUPERUSER_FILE}", f"PGDATA={PGDATA}"],
@@ -273,38 +310,49 @@ def postgres(shared: Shared, volume: docker.Volume, socket: docker.Volume) -> do
             _upload(shared, SYNC_ADMIN_SQL, "postgres/sync-admin.sql", private=True),
             _secret_upload(POSTGRES_SUPERUSER_FILE, shared.passwords.postgres_superuser),
         ],
-        volumes=[
-            docker.ContainerVolumeArgs(
-                volume_name=volume.name, container_path="/var/lib/postgresql/data", read_only=False
-            ),
-            docker.ContainerVolumeArgs(
-                volume_name=socket.name, container_path=pg_files.SOCKET_DIR, read_only=False
-            ),
-        ],
-        ports=[_port(shared, POSTGRES_PORT, config.docker.ports.postgres)],
+        volumes=[_data_volume(volume), _socket_volume(socket)],
         healthcheck=_health_check(POSTGRES_HEALTH_CHECK, start_period="30s"),
         shm_size=256,
         stop_timeout=60,
     )
 
 
-def postgres_replica(
-    shared: Shared, index: int, volume: docker.Volume, primary: docker.Container
-) -> docker.Container:
-    """Read replica ``index``: a hot standby of the primary, streaming through its own slot.
+def _data_volume(volume: docker.Volume) -> docker.ContainerVolumeArgs:
+    return docker.ContainerVolumeArgs(
+        volume_name=volume.name, container_path="/var/lib/postgresql/data", read_only=False
+    )
 
-    Same image and limits as the primary, no published port (reads reach it through the pooler,
-    ``db lag`` reads its lag on the primary). It boots with the primary's postgresql.conf and
-    pg_hba.conf (the live configuration keeps pg_hba.conf's service lines as on the primary) and
-    its own ``replica.conf``; the replication login's password is a secret passfile.
+
+def _socket_volume(socket: docker.Volume) -> docker.ContainerVolumeArgs:
+    return docker.ContainerVolumeArgs(
+        volume_name=socket.name, container_path=pg_files.SOCKET_DIR, read_only=False
+    )
+
+
+def standby(
+    shared: Shared,
+    index: int,
+    image: docker.RemoteImage,
+    volume: docker.Volume,
+    socket: docker.Volume | None,
+    after: list[pulumi.Resource],
+) -> docker.Container:
+    """Member ``index`` as a standby: a hot standby of the primary, streaming through its own
+    slot, and promoted in place by ``db promote``.
+
+    An empty volume is seeded from the primary through the router. It boots with the shared
+    postgresql.conf and pg_hba.conf (the live configuration keeps pg_hba.conf's service lines
+    as on the primary) and its own ``replica.conf``; the replication login's password is a
+    secret passfile. Member 0 keeps the socket volume the pooler reads, so it is the pooler's
+    fast road again when it is the primary.
     """
     config = shared.config
-    host = pg_files.replica_host(index)
     passfile = shared.passwords.postgres_replication.apply(pg_files.replication_passfile)
+    volumes = [_data_volume(volume)] + ([_socket_volume(socket)] if socket is not None else [])
     return _container(
         shared,
-        host,
-        primary.image,  # the primary's image: same binaries, one image resource
+        pg_files.replica_host(index),
+        image,
         config.docker.memory_mb.postgres,
         wait_timeout=300,  # the seed copies the whole primary first
         entrypoints=["sh", "-c", replica_start(index)],
@@ -315,15 +363,11 @@ def postgres_replica(
             _upload(shared, pg_files.REPLICA_CONFIG_FILE, f"postgres/replica-{index}.conf"),
             _secret_upload(pg_files.REPLICATION_PASSFILE, passfile),
         ],
-        volumes=[
-            docker.ContainerVolumeArgs(
-                volume_name=volume.name, container_path="/var/lib/postgresql/data", read_only=False
-            )
-        ],
+        volumes=volumes,
         healthcheck=_health_check(POSTGRES_HEALTH_CHECK, start_period="1m0s"),
         shm_size=256,
         stop_timeout=60,
-        depends_on=[primary],
+        depends_on=after,
     )
 
 
@@ -485,15 +529,15 @@ def _live_file(
 
 def live_config(
     shared: Shared,
-    postgres: docker.Container,
+    members: list[docker.Container],
     redis: docker.Container,
     rabbit: list[docker.Container],
     pooler: docker.Container | None,
 ) -> dict[str, LiveConfig]:
     """Per server, the resource that applies the services' configuration to it while it runs.
 
-    ``rabbit``: the broker's containers, one (a single node) or a cluster's nodes; ``pooler``:
-    PgBouncer's, where the stack runs one.
+    ``members``: PostgreSQL's, member 0 first; ``rabbit``: the broker's containers, one (a
+    single node) or a cluster's nodes; ``pooler``: PgBouncer's, where the stack runs one.
     """
     config = shared.config
     endpoints = for_stack(config)
@@ -502,19 +546,7 @@ def live_config(
         return pulumi.ResourceOptions(parent=shared.parent, depends_on=list(containers))
 
     everything = shared.passwords.everything
-    live = {
-        "postgres": LiveConfig.files(
-            "postgres-live-config",
-            server_id=postgres.id,
-            files={
-                pg_files.HBA_FILE: _live_file(shared, "postgres/pg_hba.conf", private=False),
-                pg_files.REPLICATION_CONFIG_FILE: _live_file(
-                    shared, "postgres/replication.conf", private=False
-                ),
-            },
-            signal="HUP",
-            opts=opts(postgres),
-        ),
+    live = member_live_config(shared, members) | {
         "redis": LiveConfig.redis(
             "redis-live-config",
             server_id=redis.id,
@@ -542,18 +574,27 @@ def live_config(
     return live
 
 
-def replica_live_config(shared: Shared, replicas: list[docker.Container]) -> dict[str, LiveConfig]:
-    """Each replica's pg_hba.conf kept as the primary's (the service lines let each service's
-    read-only login reach its own database there), reloaded with SIGHUP like the primary's."""
+def member_live_config(shared: Shared, members: list[docker.Container]) -> dict[str, LiveConfig]:
+    """Every PostgreSQL member's pg_hba.conf (each service's logins reach their own database, on
+    the primary and the replicas alike) and replication.conf (the primary's synchronous
+    standbys; a standby ignores it), written in and reloaded with SIGHUP: the same on every
+    member, so a promoted replica has them already. After every member: the primary names
+    its synchronous standbys once they run."""
+    files = {
+        pg_files.HBA_FILE: _live_file(shared, "postgres/pg_hba.conf", private=False),
+        pg_files.REPLICATION_CONFIG_FILE: _live_file(
+            shared, "postgres/replication.conf", private=False
+        ),
+    }
     return {
         pg_files.replica_host(index): LiveConfig.files(
             f"{pg_files.replica_host(index)}-live-config",
-            server_id=replica.id,
-            files={pg_files.HBA_FILE: _live_file(shared, "postgres/pg_hba.conf", private=False)},
+            server_id=member.id,
+            files=files,
             signal="HUP",
-            opts=pulumi.ResourceOptions(parent=shared.parent, depends_on=[replica]),
+            opts=pulumi.ResourceOptions(parent=shared.parent, depends_on=list(members)),
         )
-        for index, replica in enumerate(replicas, start=1)
+        for index, member in enumerate(members)
     }
 
 

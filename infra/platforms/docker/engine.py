@@ -141,3 +141,112 @@ def signal(container: str, name: str) -> None:
         said = output.decode(errors="replace").strip()[-200:]
         code = status.get("ExitCode")
         raise ServerError(f"Docker engine: kill -s {name} 1 in {container} exited {code}: {said}")
+
+
+# What `db promote` needs of the engine (infra/postgres/failover.py): inspect a member, run a
+# command in it, stop and remove a fenced one, and work on a volume with no container running.
+
+
+def inspect(container: str) -> dict[str, object] | None:
+    """The engine's view of ``container`` (``docker inspect``); None when there is none."""
+    try:
+        return dict(json.loads(_call("GET", f"/containers/{urllib.parse.quote(container)}/json")))
+    except ServerError as error:
+        if "(404:" in str(error):
+            return None
+        raise
+
+
+def running(container: str) -> bool:
+    """Whether ``container`` exists and runs."""
+    found = inspect(container)
+    state = found.get("State") if found else None
+    return bool(isinstance(state, dict) and state.get("Running"))
+
+
+def _demultiplex(stream: bytes) -> str:
+    """The text of an attached, non-TTY stream: frames of an 8-byte header and a payload."""
+    out, position = [], 0
+    while position + 8 <= len(stream):
+        size = int.from_bytes(stream[position + 4 : position + 8], "big")
+        out.append(stream[position + 8 : position + 8 + size])
+        position += 8 + size
+    return b"".join(out).decode(errors="replace")
+
+
+def run_in(container: str, argv: list[str], user: str = "") -> tuple[int, str]:
+    """Run ``argv`` in the running ``container`` (``docker exec``): exit code and output
+    (stdout and stderr together)."""
+    created = json.loads(
+        _call(
+            "POST",
+            f"/containers/{urllib.parse.quote(container)}/exec",
+            json.dumps(
+                {"Cmd": argv, "User": user, "AttachStdout": True, "AttachStderr": True}
+            ).encode(),
+            "application/json",
+        )
+    )
+    exec_id = urllib.parse.quote(str(created["Id"]))
+    output = _call(
+        "POST", f"/exec/{exec_id}/start", json.dumps({"Detach": False}).encode(), "application/json"
+    )
+    status = json.loads(_call("GET", f"/exec/{exec_id}/json"))
+    return int(status.get("ExitCode") or 0), _demultiplex(output)
+
+
+def never_restart(container: str) -> None:
+    """Set ``container``'s restart policy to ``no``: neither the engine nor a reboot starts it."""
+    body = json.dumps({"RestartPolicy": {"Name": "no"}}).encode()
+    _call("POST", f"/containers/{urllib.parse.quote(container)}/update", body, "application/json")
+
+
+def kill(container: str) -> None:
+    """SIGKILL ``container``'s processes (it counts as stopped by hand: nothing restarts it)."""
+    with contextlib.suppress(ServerError):  # not running: already what we want
+        _call("POST", f"/containers/{urllib.parse.quote(container)}/kill")
+
+
+def stop(container: str, timeout_s: int) -> None:
+    """Stop ``container`` (SIGTERM, then SIGKILL after ``timeout_s``): a clean shutdown."""
+    with contextlib.suppress(ServerError):  # not running: already what we want
+        _call("POST", f"/containers/{urllib.parse.quote(container)}/stop?t={timeout_s}")
+
+
+def remove(container: str) -> None:
+    """Remove ``container`` (and only it: its named volumes stay)."""
+    with contextlib.suppress(ServerError):  # already gone
+        _call("DELETE", f"/containers/{urllib.parse.quote(container)}?force=true")
+
+
+def volume_exists(name: str) -> bool:
+    try:
+        _call("GET", f"/volumes/{urllib.parse.quote(name)}")
+    except ServerError as error:
+        if "(404:" in str(error):
+            return False
+        raise
+    return True
+
+
+def run_on_volume(image: str, volume: str, mount: str, script: str) -> tuple[int, str]:
+    """Run ``sh -c script`` as root in a throwaway container of ``image`` with only ``volume``
+    at ``mount`` and no network; its exit code and output. The container is removed after."""
+    spec = {
+        "Image": image,
+        "Entrypoint": ["sh", "-c", script],
+        "Cmd": [],
+        "User": "0",
+        "HostConfig": {"Binds": [f"{volume}:{mount}"], "NetworkMode": "none"},
+    }
+    created = json.loads(
+        _call("POST", "/containers/create", json.dumps(spec).encode(), "application/json")
+    )
+    container = urllib.parse.quote(str(created["Id"]))
+    try:
+        _call("POST", f"/containers/{container}/start")
+        waited = json.loads(_call("POST", f"/containers/{container}/wait"))
+        logs = _call("GET", f"/containers/{container}/logs?stdout=1&stderr=1")
+        return int(waited.get("StatusCode", 1)), _demultiplex(logs)
+    finally:
+        remove(container)

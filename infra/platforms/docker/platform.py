@@ -18,7 +18,9 @@ from infra.platforms.docker.backup import (
     backup_bucket_url,
     backup_container,
     backup_live_config,
+    tooling_image,
 )
+from infra.platforms.docker.router import router_container
 from infra.provisioning import AdminEndpoint, ServiceDatabase
 from infra.pulumi_credentials import StackPasswords, generated_passwords
 from infra.render import boot_files, has_pooler_files, pgbouncer, server_files
@@ -36,8 +38,9 @@ class DockerPlatform(PlatformComponent):
     passwords: StackPasswords
     network: docker.Network
     volumes: dict[str, docker.Volume]
-    postgres: docker.Container
-    postgres_replicas: list[docker.Container]  # postgres.replicas hot standbys, replica 1 first
+    postgres: docker.Container  # the primary member (postgres.primary; member 0 until a failover)
+    postgres_members: list[docker.Container]  # member 0 (`postgres`), then each replica
+    router: docker.Container  # postgres-primary: the primary's one address
     redis: docker.Container
     rabbitmq: docker.Container  # a cluster's node 1
     rabbitmq_nodes: list[docker.Container]  # every broker container, the single one or a cluster's
@@ -50,12 +53,16 @@ class DockerPlatform(PlatformComponent):
     def declare(self) -> dict[str, Any]:
         self.passwords = generated_passwords(self.config, parent=self)
         shared = self._declare_network()
-        self._declare_servers(shared)
+        image = tooling_image(shared)
+        self._declare_servers(shared, image)
         self.live = containers.live_config(
-            shared, self.postgres, self.redis, self.rabbitmq_nodes, self.pooler
-        ) | containers.replica_live_config(shared, self.postgres_replicas)
+            shared, self.postgres_members, self.redis, self.rabbitmq_nodes, self.pooler
+        )
         self.backup = backup_container(
-            shared, [self.postgres, self.redis, *self.rabbitmq_nodes], stack_backup_key()
+            shared,
+            image,
+            [self.router, *self.postgres_members, self.redis, *self.rabbitmq_nodes],
+            stack_backup_key(),
         )
         self.live["backup"] = backup_live_config(shared, self.backup)
         self._declare_databases()
@@ -83,8 +90,9 @@ class DockerPlatform(PlatformComponent):
             parent=self,
         )
 
-    def _declare_servers(self, shared: containers.Shared) -> None:
-        """One retained named volume and one container per server (per node, for a cluster)."""
+    def _declare_servers(self, shared: containers.Shared, image: docker.RemoteImage) -> None:
+        """One retained named volume and one container per server (per node, for a cluster),
+        and PostgreSQL's router."""
         nodes = self.config.rabbitmq_nodes
         brokers = list(rabbitmq_node_hosts(self.config)) or ["rabbitmq"]
         replicas = list(pg_files.replica_hosts(self.config))
@@ -92,12 +100,7 @@ class DockerPlatform(PlatformComponent):
             server: self._volume(shared, server)
             for server in ("postgres", *replicas, "redis", *brokers)
         }
-        self.postgres_socket = self._socket_volume(shared)
-        self.postgres = containers.postgres(shared, self.volumes["postgres"], self.postgres_socket)
-        self.postgres_replicas = [
-            containers.postgres_replica(shared, index, self.volumes[host], self.postgres)
-            for index, host in enumerate(replicas, start=1)
-        ]
+        self._declare_postgres(shared, image, replicas)
         self.redis = containers.redis(shared, self.volumes["redis"])
         self.pooler = (
             containers.pooler(shared, self.postgres, self.postgres_socket)
@@ -121,6 +124,31 @@ class DockerPlatform(PlatformComponent):
                 pulumi.Output.secret(self.erlang_cookie.result),
             )
         self.rabbitmq = self.rabbitmq_nodes[0]
+
+    def _declare_postgres(
+        self, shared: containers.Shared, image: docker.RemoteImage, replicas: list[str]
+    ) -> None:
+        """The members and the router. A standby seeds through the router, so the router comes
+        first, except after the bootstrap server: stacks made before routers existed had member
+        0 publish the host port the router now takes, so member 0 is replaced first."""
+        self.postgres_socket = self._socket_volume(shared)
+        pg_image = containers.postgres_image(shared)
+        socket, volumes = self.postgres_socket, self.volumes
+        if pg_files.bootstraps(self.config):
+            first = containers.postgres_member(shared, 0, pg_image, volumes["postgres"], socket, [])
+            self.router = router_container(shared, image, after=[first])
+        else:  # member 0 is a standby too: it seeds through the router
+            self.router = router_container(shared, image, after=[])
+            first = containers.postgres_member(
+                shared, 0, pg_image, volumes["postgres"], socket, [self.router]
+            )
+        self.postgres_members = [first] + [
+            containers.postgres_member(
+                shared, index, pg_image, volumes[host], socket, [self.router]
+            )
+            for index, host in enumerate(replicas, start=1)
+        ]
+        self.postgres = self.postgres_members[pg_files.primary_index(self.config)]
 
     def _volume(self, shared: containers.Shared, server: str) -> docker.Volume:
         return docker.Volume(
@@ -151,6 +179,7 @@ class DockerPlatform(PlatformComponent):
     def _declare_databases(self) -> None:
         """Each service's database and roles, each with its own passwords only."""
         endpoints = for_stack(self.config)
+        primary = pg_files.replica_host(pg_files.primary_index(self.config))
         admin = AdminEndpoint(
             host=endpoints.postgres_host,
             port=endpoints.postgres_port,
@@ -166,7 +195,8 @@ class DockerPlatform(PlatformComponent):
                 # After pg_hba.conf lets the service's logins in: the engine proves each
                 # login's password by logging in, and a login the hba refuses proves nothing.
                 opts=pulumi.ResourceOptions(
-                    parent=self, depends_on=[self.postgres, self.live["postgres"]]
+                    parent=self,
+                    depends_on=[self.router, self.postgres, self.live[primary]],
                 ),
             )
             for spec in self.config.services
