@@ -76,6 +76,14 @@ def record_config(stack: automation.Stack, path: str, value: str) -> None:
         raise EngineError(f"pulumi config set --path {path} failed: {_first_line(error)}") from None
 
 
+def remove_config(stack: automation.Stack, path: str) -> None:
+    """Remove one value of the stack file by its path (``pulumi config rm --path``)."""
+    try:
+        stack.remove_config(path, path=True)
+    except automation.errors.CommandError as error:
+        raise EngineError(f"pulumi config rm --path {path} failed: {_first_line(error)}") from None
+
+
 def forget_missing(stack: automation.Stack, resource_type: str, names: list[str]) -> int:
     """Refresh only the resources of ``resource_type`` named ``names`` (their URNs end so),
     so that the ones removed by hand leave the state and the next ``up`` creates them again.

@@ -17,6 +17,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from infra.errors import UsageError
@@ -71,6 +72,8 @@ def run_rebuild(args: argparse.Namespace) -> int:
     from infra import automation
 
     stack = automation.select(name, args.project_dir)
+    if config.platform == "docker" and config.postgres.primary:
+        _forget_a_lost_failover(stack, name, config.postgres.primary)
     outputs = automation.refresh_and_up(stack, say)
     bucket_url = args.bucket or outputs.get("backup_bucket")
     if not bucket_url:
@@ -125,6 +128,23 @@ def run_rebuild(args: argparse.Namespace) -> int:
     }
     print(json.dumps(summary, indent=2), flush=True)
     return 0 if ok and all(secured) else 1
+
+
+def _forget_a_lost_failover(stack: Any, name: str, primary: str) -> None:
+    """After a failover (``postgres.primary`` recorded), every member seeds from the primary
+    and none may initdb. When the recorded primary's volume is gone too, nothing is left to
+    seed from: the record is removed, so the bootstrap server creates the cluster again and
+    the restore below fills it."""
+    from infra import automation
+    from infra.platforms.docker import engine
+
+    if engine.volume_exists(f"persistence-{name}-{primary}-data"):
+        return
+    automation.remove_config(stack, "persistence:postgres.primary")
+    say(
+        f"postgres.primary: {primary} removed from the stack file: its volume is gone, so "
+        "postgres bootstraps the cluster again"
+    )
 
 
 def _pulumi_stack(stack: str, project_dir: Path) -> str:

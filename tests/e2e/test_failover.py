@@ -11,14 +11,18 @@ so both the bootstrap server and a promoted replica are fenced and re-seeded onc
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import yaml
 
+from infra.platforms.docker.containers import POSTGRES_START
 from tests.e2e.stack import PREFIX, STACK, E2eStack, docker
 
 # A write every WRITE_INTERVAL_S at most: a steady load the proof can count exactly.
@@ -139,7 +143,10 @@ def test_failover_under_load_then_make_up_converges(stack: E2eStack) -> None:
     assert max(ages, default=0) <= 1, f"acknowledged writes lost from {max(ages):.3f} s before"
     record = (stack.project / f"Pulumi.{STACK}.yaml").read_text()
     assert "primary: postgres-replica-1" in record, record
+    failed_over = datetime.now(UTC)
     _converges(stack, promoted="postgres-replica-1", fenced="postgres")
+    # Backups follow the primary: the backup container reaches it through the router.
+    stack.wait_for_verified_backups(failed_over, {("postgres", "orders"), ("postgres", "billing")})
 
     # The old primary's name now streams from the new one, and reads through the replicas'
     # alias see a write made through DATABASE_URL.
@@ -162,3 +169,86 @@ def test_failover_under_load_then_make_up_converges(stack: E2eStack) -> None:
     assert rto <= 15, f"RTO {rto:.2f} s"
     assert ages == [], f"{len(ages)} acknowledged commits lost with synchronous replication"
     _converges(stack, promoted="postgres", fenced="postgres-replica-1")
+
+
+def _primaries(stack: E2eStack) -> list[str]:
+    """The members that run as a primary (not in recovery)."""
+    found = []
+    for member in ("postgres", "postgres-replica-1"):
+        answer = docker(
+            "exec", "-u", "postgres", f"{PREFIX}-{member}",
+            "psql", "-XAtc", "SELECT pg_is_in_recovery()", check=False,
+        )  # fmt: skip
+        if answer.strip() == "f":
+            found.append(member)
+    return found
+
+
+def test_a_switchover_fences_the_old_primary_and_keeps_its_data(stack: E2eStack) -> None:
+    """After the failovers above `postgres` is the primary again. `make failover` refuses while
+    it answers; `FORCE=1` is a planned switchover: it stops it cleanly (nothing acknowledged
+    lost), and its volume, still there, keeps its data set aside and the FENCED mark, on which
+    the bootstrap server refuses to start (it would initdb an empty second primary)."""
+    assert _primaries(stack) == ["postgres"]
+    refused = stack.make("failover", check=False)
+    assert refused.returncode != 0
+    assert "answers: nothing to fail over" in refused.stderr, refused.stderr
+
+    env = stack.env_files()["orders"]
+    writer = Writer(env["DATABASE_URL"])
+    thread = threading.Thread(target=writer.run, daemon=True)
+    thread.start()
+    time.sleep(2)
+    stack.make("failover", "FORCE=1", timeout=180)
+    time.sleep(2)
+    writer.stop.set()
+    thread.join(10)
+    with _connect(env["MIGRATION_DATABASE_URL"]) as conn:
+        present = {row[0] for row in conn.execute("SELECT id FROM failover_probe")}
+    assert set(writer.acked) <= present, "a clean switchover loses nothing acknowledged"
+    assert _primaries(stack) == ["postgres-replica-1"], "one primary, never two"
+    assert docker("ps", "-aq", "--filter", f"name=^{PREFIX}-postgres$") == ""
+
+    volume = f"{PREFIX}-postgres-data:/var/lib/postgresql/data"
+    image = docker("inspect", "--format", "{{.Config.Image}}", f"{PREFIX}-postgres-replica-1")
+    listing = docker(
+        "run", "--rm", "-v", volume, "--entrypoint", "ls", image, "/var/lib/postgresql/data"
+    ).split()
+    assert "FENCED" in listing, listing
+    assert "pgdata" not in listing, listing
+    assert any(name.startswith("pgdata.fenced-") for name in listing), listing
+    restarted = subprocess.run(
+        ["docker", "run", "--rm", "-v", volume, "-e", "PGDATA=/var/lib/postgresql/data/pgdata",
+         "--entrypoint", "sh", image, "-c", POSTGRES_START],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert restarted.returncode == 1, restarted
+    assert "fenced by db promote" in restarted.stderr, restarted.stderr
+
+    _converges(stack, promoted="postgres-replica-1", fenced="postgres")
+
+
+def test_after_a_failover_make_rebuild_still_brings_everything_back(stack: E2eStack) -> None:
+    """Every server lost after failovers (the record names postgres-replica-1): `make rebuild`
+    removes the record, postgres bootstraps the cluster again and the backups fill it."""
+    with _connect(stack.env_files()["orders"]["MIGRATION_DATABASE_URL"]) as conn:
+        (rows,) = conn.execute("SELECT count(*) FROM failover_probe").fetchone() or (0,)
+    assert rows > 0
+    written = datetime.now(UTC)
+    stack.wait_for_verified_backups(written, {("postgres", "orders"), ("postgres", "billing")})
+
+    names = docker("container", "ls", "-aq", "--filter", f"label=persistence.stack={PREFIX}")
+    for name in names.split():
+        docker("rm", "-f", name)
+    for name in docker("volume", "ls", "-q", "--filter", f"name={PREFIX}-").split():
+        docker("volume", "rm", name)
+
+    completed = stack.make("rebuild")
+    assert "postgres.primary: postgres-replica-1 removed" in completed.stdout, completed.stdout
+    report = json.loads(completed.stdout[completed.stdout.index("\n{") :])
+    assert report["ok"], report
+    assert "primary:" not in (stack.project / f"Pulumi.{STACK}.yaml").read_text()
+    assert _primaries(stack) == ["postgres"]
+    with _connect(stack.env_files()["orders"]["MIGRATION_DATABASE_URL"]) as conn:
+        assert conn.execute("SELECT count(*) FROM failover_probe").fetchone() == (rows,)
+    stack.preview_expecting_no_changes()
