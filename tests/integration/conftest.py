@@ -89,6 +89,20 @@ def postgres(
     server.cleanup()
 
 
+@pytest.fixture(scope="module")
+def empty_server(
+    dev_rendered: tuple[Path, Credentials], dev_config: StackConfig
+) -> Iterator[PostgresServer]:
+    """A second, freshly initialised server (a disaster-recovery target, a router's other
+    destination)."""
+    rendered, credentials = dev_rendered
+    server = PostgresServer(
+        rendered, dev_config.postgres.admin_user, credentials.postgres_admin
+    ).initialise()
+    yield server
+    server.cleanup()
+
+
 def _redis(dev_rendered: tuple[Path, Credentials]) -> Iterator[RedisServer]:
     """A Valkey server from the rendered dev redis.conf and users.acl, removed afterwards."""
     server = RedisServer(dev_rendered[0]).start()

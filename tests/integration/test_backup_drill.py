@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -34,19 +33,6 @@ from tests.servers.redis import RedisServer
 
 APP = "users"  # the service whose keys and vhost the drill brings back
 OTHER = "audit"
-
-
-@pytest.fixture(scope="module")
-def empty_server(
-    dev_rendered: tuple[Path, Credentials], dev_config: StackConfig
-) -> Iterator[PostgresServer]:
-    """A second, freshly initialised server: the disaster-recovery target."""
-    rendered, credentials = dev_rendered
-    server = PostgresServer(
-        rendered, dev_config.postgres.admin_user, credentials.postgres_admin
-    ).initialise()
-    yield server
-    server.cleanup()
 
 
 def test_dr_drill_rebuilds_every_service_and_reports_rto_rpo(

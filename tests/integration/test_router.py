@@ -15,23 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from infra.config.model import StackConfig
-from infra.credentials import Credentials
 from tests.integration.postgres_support import REPO
 from tests.servers.postgres import PostgresServer
 from tests.servers.process import free_port
-
-
-@pytest.fixture(scope="module")
-def second(
-    dev_rendered: tuple[Path, Credentials], dev_config: StackConfig
-) -> Iterator[PostgresServer]:
-    rendered, credentials = dev_rendered
-    server = PostgresServer(
-        rendered, dev_config.postgres.admin_user, credentials.postgres_admin
-    ).initialise()
-    yield server
-    server.cleanup()
 
 
 @pytest.fixture
@@ -60,16 +46,16 @@ def _through(server: PostgresServer, port: int) -> str:
 
 
 def test_each_connection_goes_where_the_target_file_says(
-    postgres: PostgresServer, second: PostgresServer, router: tuple[int, Path]
+    postgres: PostgresServer, empty_server: PostgresServer, router: tuple[int, Path]
 ) -> None:
     port, target = router
     target.write_text(f"127.0.0.1:{postgres.port}\n")
     first = psycopg.connect(_through(postgres, port), autocommit=True)
     assert first.execute("SELECT inet_server_port()").fetchone() == (postgres.port,)
 
-    target.write_text(f"127.0.0.1:{second.port}\n")  # what db promote does
-    with psycopg.connect(_through(second, port), autocommit=True) as conn:
-        assert conn.execute("SELECT inet_server_port()").fetchone() == (second.port,)
+    target.write_text(f"127.0.0.1:{empty_server.port}\n")  # what db promote does
+    with psycopg.connect(_through(empty_server, port), autocommit=True) as conn:
+        assert conn.execute("SELECT inet_server_port()").fetchone() == (empty_server.port,)
     # The session opened before the switch still talks to the server it started on.
     assert first.execute("SELECT inet_server_port()").fetchone() == (postgres.port,)
     first.close()

@@ -211,7 +211,7 @@ def _image(shared: Shared, server: str, image: str) -> docker.RemoteImage:
     )
 
 
-def _container(
+def server_container(
     shared: Shared,
     server: str,
     image: str | docker.RemoteImage | pulumi.Output[str],
@@ -296,7 +296,7 @@ def bootstrap_postgres(
     turning the pooler on or off never restarts PostgreSQL).
     """
     config = shared.config
-    return _container(
+    return server_container(
         shared,
         pg_files.BOOTSTRAP_HOST,
         image,
@@ -349,7 +349,7 @@ def standby(
     config = shared.config
     passfile = shared.passwords.postgres_replication.apply(pg_files.replication_passfile)
     volumes = [_data_volume(volume)] + ([_socket_volume(socket)] if socket is not None else [])
-    return _container(
+    return server_container(
         shared,
         pg_files.replica_host(index),
         image,
@@ -379,7 +379,7 @@ def redis(shared: Shared, volume: docker.Volume) -> docker.Container:
         f'REDISCLI_AUTH="$(cat {REDIS_ADMIN_FILE})" '
         f"valkey-cli --no-auth-warning --user {config.redis.admin_user} ping | grep -q PONG"
     )
-    return _container(
+    return server_container(
         shared,
         "redis",
         config.docker.images.redis,
@@ -410,7 +410,7 @@ def pooler(shared: Shared, postgres: docker.Container, socket: docker.Volume) ->
     it cannot become the uid 999 that the socket admits as the superuser.
     """
     config = shared.config
-    return _container(
+    return server_container(
         shared,
         "pooler",
         config.docker.images.pooler,
@@ -456,7 +456,7 @@ def _rabbitmq_args(shared: Shared, volume: docker.Volume, amqp: int, management:
 def rabbitmq(shared: Shared, volume: docker.Volume) -> docker.Container:
     """RabbitMQ 3 (management image) loading the rendered definitions at boot."""
     config = shared.config
-    return _container(
+    return server_container(
         shared,
         "rabbitmq",
         config.docker.images.rabbitmq,
@@ -494,7 +494,7 @@ def rabbitmq_cluster(
         hosts, volumes, config.docker_rabbitmq_ports(), strict=True
     ):
         nodes.append(
-            _container(
+            server_container(
                 shared,
                 host,
                 image,

@@ -15,7 +15,7 @@ import os
 import pulumi
 import pulumi_docker as docker
 
-from infra.platforms.docker.containers import Shared, network_attachment
+from infra.platforms.docker.containers import Shared, server_container
 from infra.render import postgres as pg_files
 from infra.render.endpoints import POSTGRES_PORT
 
@@ -42,18 +42,20 @@ def router_container(
     config = shared.config
     uid = str(os.getuid())
     primary = pg_files.replica_host(pg_files.primary_index(config))
-    return docker.Container(
+    return server_container(
+        shared,
         ROUTER,
-        image=image.image_id,
-        name=f"{shared.prefix}-{ROUTER}",
-        hostname=ROUTER,
+        image,
+        config.docker.memory_mb.router,
+        aliases=[pg_files.PRIMARY_HOST],
+        wait_timeout=60,
+        depends_on=after,
         command=["route-primary", "--target-file", TARGET_FILE],
         uploads=[
             docker.ContainerUploadArgs(
                 file=TARGET_FILE, content=target(primary), owner=uid, group=uid, permissions="0644"
             )
         ],
-        networks_advanced=[network_attachment(shared, [pg_files.PRIMARY_HOST])],
         ports=[
             docker.ContainerPortArgs(
                 internal=POSTGRES_PORT,
@@ -64,17 +66,7 @@ def router_container(
         ],
         user=uid,
         capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-        restart="unless-stopped",
-        memory=config.docker.memory_mb.router,
-        memory_swap=config.docker.memory_mb.router,
-        security_opts=["no-new-privileges:true"],
-        log_opts={"max-size": "10m", "max-file": "3"},
-        must_run=True,
-        wait=True,
-        wait_timeout=60,
         healthcheck=docker.ContainerHealthcheckArgs(
             tests=HEALTH_CHECK, interval="3s", timeout="2s", retries=3, start_period="5s"
         ),
-        labels=[docker.ContainerLabelArgs(label="persistence.stack", value=shared.prefix)],
-        opts=pulumi.ResourceOptions(parent=shared.parent, depends_on=after),
     )
