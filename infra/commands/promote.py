@@ -53,6 +53,10 @@ def run_promote(args: argparse.Namespace) -> int:
         raise UsageError("postgres.replicas is 0: there is no replica to promote")
     stack = stack_name(args.stack)
     started = time.monotonic()
+    # Before anything changes: the promotion must be recorded in the stack, or the next
+    # `make up` would point everything back at the fenced member.
+    work_dir = Path(args.stack).parent if args.stack.endswith((".yaml", ".yml")) else REPO_ROOT
+    pulumi_stack = automation.select(stack, work_dir.resolve())
     with one_at_a_time(stack):
         old = pg_files.primary_index(config)
         status = [failover.member_status(stack, index) for index in pg_files.members(config)]
@@ -74,9 +78,14 @@ def run_promote(args: argparse.Namespace) -> int:
         )
         image = str((engine.inspect(chosen.container) or {}).get("Image", ""))
         failover.set_aside(stack, old, image, say)
-        work_dir = Path(args.stack).parent if args.stack.endswith((".yaml", ".yml")) else REPO_ROOT
-        pulumi_stack = automation.select(stack, work_dir.resolve())
-        automation.record_config(pulumi_stack, "persistence:postgres.primary", chosen.host)
+        try:
+            automation.record_config(pulumi_stack, "persistence:postgres.primary", chosen.host)
+        except automation.EngineError as error:
+            raise automation.EngineError(
+                f"{error}. {chosen.host} is the primary now: record it before any `make up` "
+                f"(pulumi config set --path persistence:postgres.primary {chosen.host}), or "
+                "run make failover again, which finishes the job"
+            ) from None
         automation.forget_missing(pulumi_stack, CONTAINER_TYPE, [pg_files.replica_host(old)])
     say(
         f"recorded postgres.primary: {chosen.host} in Pulumi.{stack}.yaml "
