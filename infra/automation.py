@@ -84,16 +84,17 @@ def remove_config(stack: automation.Stack, path: str) -> None:
         raise EngineError(f"pulumi config rm --path {path} failed: {_first_line(error)}") from None
 
 
-def forget_missing(stack: automation.Stack, resource_type: str, names: list[str]) -> int:
-    """Refresh only the resources of ``resource_type`` named ``names`` (their URNs end so),
-    so that the ones removed by hand leave the state and the next ``up`` creates them again.
-    Returns how many were refreshed."""
+def forget_missing(stack: automation.Stack, resources: list[tuple[str, str]]) -> int:
+    """Refresh only ``resources`` (type, name), so that the ones removed by hand leave the state
+    and the next ``up`` creates them again. Returns how many were refreshed."""
     state = stack.export_stack().deployment or {}
     urns = [
         str(resource["urn"])
         for resource in state.get("resources", [])
-        if resource.get("type") == resource_type
-        and any(str(resource["urn"]).endswith(f"::{name}") for name in names)
+        if any(
+            resource.get("type") == kind and str(resource["urn"]).endswith(f"::{name}")
+            for kind, name in resources
+        )
     ]
     if urns:
         try:

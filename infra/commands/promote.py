@@ -21,6 +21,7 @@ from pathlib import Path
 from infra.errors import UsageError
 
 CONTAINER_TYPE = "docker:index/container:Container"
+VOLUME_TYPE = "docker:index/volume:Volume"
 
 
 def say(line: str) -> None:
@@ -86,7 +87,12 @@ def run_promote(args: argparse.Namespace) -> int:
                 f"(pulumi config set --path persistence:postgres.primary {chosen.host}), or "
                 "run make failover again, which finishes the job"
             ) from None
-        automation.forget_missing(pulumi_stack, CONTAINER_TYPE, [pg_files.replica_host(old)])
+        # The fenced container (removed above) and its volume, if the disaster took it: the
+        # next `make up` creates them again (a volume Docker re-made by itself has no labels).
+        host = pg_files.replica_host(old)
+        automation.forget_missing(
+            pulumi_stack, [(CONTAINER_TYPE, host), (VOLUME_TYPE, f"{host}-data")]
+        )
     say(
         f"recorded postgres.primary: {chosen.host} in Pulumi.{stack}.yaml "
         f"({time.monotonic() - started:.1f} s in all). Next: make up (a new replica is seeded "
