@@ -122,9 +122,9 @@ def fence(stack: str, old: int, say: Callable[[str], object], *, clean: bool = F
 
 
 def promote(candidate: Member, config: StackConfig, others: list[Member]) -> None:
-    """Promote ``candidate`` in place. With ``postgres.synchronous`` it names the standbys that
-    stream already: with none (the only other member was the old primary) it runs asynchronous
-    until ``make up`` seeds one, rather than stall every commit."""
+    """Promote ``candidate`` in place. With ``postgres.synchronous`` it names the other
+    standbys that answer (in recovery): with none (the only other member was the old primary)
+    it runs asynchronous until ``make up`` seeds one, rather than stall every commit."""
     streaming = [pg_files.replica_slot(m.index) for m in others if m.in_recovery]
     names = streaming if config.postgres.synchronous else []
     setting = f"ANY 1 ({', '.join(names)})" if names else ""
