@@ -40,7 +40,7 @@ def one_at_a_time(stack: str) -> Iterator[None]:
 def run_promote(args: argparse.Namespace) -> int:
     from infra import automation
     from infra.config import load_stack
-    from infra.config.load import REPO_ROOT, stack_name
+    from infra.config.load import REPO_ROOT, is_path, stack_name, stack_path
     from infra.platforms.docker import engine, failover
     from infra.render import postgres as pg_files
 
@@ -56,7 +56,7 @@ def run_promote(args: argparse.Namespace) -> int:
     started = time.monotonic()
     # Before anything changes: the promotion must be recorded in the stack, or the next
     # `make up` would point everything back at the fenced member.
-    work_dir = Path(args.stack).parent if args.stack.endswith((".yaml", ".yml")) else REPO_ROOT
+    work_dir = stack_path(args.stack).parent if is_path(args.stack) else REPO_ROOT
     pulumi_stack = automation.select(stack, work_dir.resolve())
     with one_at_a_time(stack):
         old = pg_files.primary_index(config)

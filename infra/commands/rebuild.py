@@ -137,8 +137,10 @@ def _forget_a_lost_failover(stack: Any, name: str, primary: str) -> None:
     the restore below fills it."""
     from infra import automation
     from infra.platforms.docker import engine
+    from infra.platforms.docker.failover import volume_name
+    from infra.render.postgres import member_index
 
-    if engine.volume_exists(f"persistence-{name}-{primary}-data"):
+    if engine.volume_exists(volume_name(name, member_index(primary))):
         return
     automation.remove_config(stack, "persistence:postgres.primary")
     say(

@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-DEFAULT_PORT = 5432
+# PostgreSQL's port (infra.render.endpoints.POSTGRES_PORT, not imported here: the render package
+# loads Jinja, and building the parser stays free of it).
+POSTGRES_PORT = 5432
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--target-file", type=Path, required=True, help="holds the primary's host:port"
     )
-    parser.add_argument("--listen-port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--listen-port", type=int, default=POSTGRES_PORT)
     parser.set_defaults(handler=run_router)
 
 

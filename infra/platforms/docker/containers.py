@@ -98,11 +98,13 @@ install -o {IMAGE_USER} -g {IMAGE_USER} -m 0400 \\
   {ERLANG_COOKIE_UPLOAD} {RABBITMQ_DATA_DIR}/.erlang.cookie
 exec docker-entrypoint.sh rabbitmq-server
 """
-PGDATA = "/var/lib/postgresql/data/pgdata"
+# A PostgreSQL member's volume, and the data directory in it.
+DATA_DIR = "/var/lib/postgresql/data"
+PGDATA = f"{DATA_DIR}/pgdata"
 # Left in a member's volume by `db promote` when it fenced it: its data was moved aside (never
 # deleted) and the bootstrap server refuses to start on that volume again (it would initdb an
 # empty second primary); only a standby, seeded from the new primary, may use it.
-FENCE_MARKER = "/var/lib/postgresql/data/FENCED"
+FENCE_MARKER = f"{DATA_DIR}/FENCED"
 # Before every start on an initialised volume: set the admin's password from the stack, in
 # single-user mode as the server's own user (no network, no password needed), then hand over to
 # the image's entrypoint as usual. Redis (users.acl) and RabbitMQ (definitions at boot) already
@@ -255,7 +257,7 @@ def _health_check(tests: list[str], *, start_period: str) -> docker.ContainerHea
     )
 
 
-def _port(shared: Shared, internal: int, external: int) -> docker.ContainerPortArgs:
+def published_port(shared: Shared, internal: int, external: int) -> docker.ContainerPortArgs:
     return docker.ContainerPortArgs(
         internal=internal, external=external, ip=shared.config.docker.bind_address, protocol="tcp"
     )
@@ -319,7 +321,7 @@ def bootstrap_postgres(
 
 def _data_volume(volume: docker.Volume) -> docker.ContainerVolumeArgs:
     return docker.ContainerVolumeArgs(
-        volume_name=volume.name, container_path="/var/lib/postgresql/data", read_only=False
+        volume_name=volume.name, container_path=DATA_DIR, read_only=False
     )
 
 
@@ -396,7 +398,7 @@ def redis(shared: Shared, volume: docker.Volume) -> docker.Container:
                 volume_name=volume.name, container_path=redis_files.DATA_DIR, read_only=False
             )
         ],
-        ports=[_port(shared, REDIS_PORT, config.docker.ports.redis)],
+        ports=[published_port(shared, REDIS_PORT, config.docker.ports.redis)],
         healthcheck=_health_check(["CMD-SHELL", ping], start_period="10s"),
     )
 
@@ -427,7 +429,7 @@ def pooler(shared: Shared, postgres: docker.Container, socket: docker.Volume) ->
             )
         ],
         capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=POOLER_CAPABILITIES),
-        ports=[_port(shared, POOLER_PORT, config.docker.ports.pooler)],
+        ports=[published_port(shared, POOLER_PORT, config.docker.ports.pooler)],
         healthcheck=_health_check(POOLER_HEALTH_CHECK, start_period="10s"),
         depends_on=[postgres],
     )
@@ -441,7 +443,10 @@ def _rabbitmq_args(shared: Shared, volume: docker.Volume, amqp: int, management:
                 volume_name=volume.name, container_path=RABBITMQ_DATA_DIR, read_only=False
             )
         ],
-        "ports": [_port(shared, AMQP_PORT, amqp), _port(shared, MANAGEMENT_PORT, management)],
+        "ports": [
+            published_port(shared, AMQP_PORT, amqp),
+            published_port(shared, MANAGEMENT_PORT, management),
+        ],
         "healthcheck": docker.ContainerHealthcheckArgs(
             tests=RABBITMQ_HEALTH_CHECK,
             interval="15s",

@@ -124,27 +124,14 @@ def signal(container: str, name: str) -> None:
     """
     if name not in RELOAD_SIGNALS:
         raise ServerError(f"signal {name!r} is not one this tool sends; allowed: HUP")
-    created = json.loads(
-        _call(
-            "POST",
-            f"/containers/{urllib.parse.quote(container)}/exec",
-            json.dumps({"Cmd": ["sh", "-c", f"kill -s {name} 1"], "AttachStderr": True}).encode(),
-            "application/json",
-        )
-    )
-    exec_id = urllib.parse.quote(str(created["Id"]))
-    output = _call(
-        "POST", f"/exec/{exec_id}/start", json.dumps({"Detach": False}).encode(), "application/json"
-    )
-    status = json.loads(_call("GET", f"/exec/{exec_id}/json"))
-    if status.get("ExitCode") != 0:
-        said = output.decode(errors="replace").strip()[-200:]
-        code = status.get("ExitCode")
+    code, said = run_in(container, ["sh", "-c", f"kill -s {name} 1"])
+    if code != 0:
+        said = said.strip()[-200:]
         raise ServerError(f"Docker engine: kill -s {name} 1 in {container} exited {code}: {said}")
 
 
-# What `db promote` needs of the engine (infra/postgres/failover.py): inspect a member, run a
-# command in it, stop and remove a fenced one, and work on a volume with no container running.
+# What `db promote` needs of the engine (infra/platforms/docker/failover.py): inspect a member,
+# run a command in it, stop and remove a fenced one, and work on a volume with no container.
 
 
 def inspect(container: str) -> dict[str, object] | None:

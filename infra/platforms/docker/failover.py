@@ -32,12 +32,17 @@ from dataclasses import dataclass, replace
 from infra.config.model import StackConfig
 from infra.errors import PlatformError
 from infra.platforms.docker import engine
-from infra.platforms.docker.containers import FENCE_MARKER, IMAGE_USER, PGDATA, POOLER_USER
+from infra.platforms.docker.containers import (
+    DATA_DIR,
+    FENCE_MARKER,
+    IMAGE_USER,
+    PGDATA,
+    POOLER_USER,
+)
 from infra.platforms.docker.router import ROUTER, TARGET_FILE, target
 from infra.render import pgbouncer as pooler_files
 from infra.render import postgres as pg_files
 
-DATA_DIR = "/var/lib/postgresql/data"
 STATUS_QUERY = (
     "SELECT pg_is_in_recovery(), "
     "coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), pg_current_wal_lsn()) "
@@ -67,6 +72,11 @@ class Member:
 
 def container_name(stack: str, index: int) -> str:
     return f"persistence-{stack}-{pg_files.replica_host(index)}"
+
+
+def volume_name(stack: str, index: int) -> str:
+    """Member ``index``'s data volume (as the platform names it: ``<container>-data``)."""
+    return f"{container_name(stack, index)}-data"
 
 
 def psql(container: str, sql: str) -> tuple[int, str]:
@@ -174,7 +184,7 @@ def set_aside(stack: str, old: int, image: str, say: Callable[[str], object]) ->
     """Move the old primary's data aside in its volume (never deleted), mark the volume fenced,
     and remove its container: the next ``make up`` creates it again as a standby."""
     name = container_name(stack, old)
-    volume = f"persistence-{stack}-{pg_files.replica_host(old)}-data"
+    volume = volume_name(stack, old)
     if engine.volume_exists(volume):
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         pgdata = PGDATA.rsplit("/", 1)[1]

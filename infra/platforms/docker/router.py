@@ -15,7 +15,7 @@ import os
 import pulumi
 import pulumi_docker as docker
 
-from infra.platforms.docker.containers import Shared, server_container
+from infra.platforms.docker.containers import Shared, published_port, server_container
 from infra.render import postgres as pg_files
 from infra.render.endpoints import POSTGRES_PORT
 
@@ -56,14 +56,7 @@ def router_container(
                 file=TARGET_FILE, content=target(primary), owner=uid, group=uid, permissions="0644"
             )
         ],
-        ports=[
-            docker.ContainerPortArgs(
-                internal=POSTGRES_PORT,
-                external=config.docker.ports.postgres,
-                ip=config.docker.bind_address,
-                protocol="tcp",
-            )
-        ],
+        ports=[published_port(shared, POSTGRES_PORT, config.docker.ports.postgres)],
         user=uid,
         capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
         healthcheck=docker.ContainerHealthcheckArgs(
