@@ -61,6 +61,10 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@touch $@
 
 setup: $(BIN)/.installed
+	@# The CLI's and the Pulumi program's bytecode, refreshed for what changed since: every
+	@# command starts without compiling its modules, even where Python may not write bytecode
+	@# itself (PYTHONDONTWRITEBYTECODE, as many CI and container environments set).
+	@$(BIN)/python -m compileall -q infra __main__.py >/dev/null
 
 # The passphrase that encrypts the stack's secrets, generated once (mode 0600) where
 # PULUMI_CONFIG_PASSPHRASE_FILE points (default .pulumi-state/passphrase).

@@ -27,6 +27,7 @@ from infra.commands.common import (
     load,
     load_admin_only,
     resolve_admin_url,
+    reusing_admin_sessions,
 )
 from infra.errors import BackupError, PlatformError, ServerError, UsageError
 
@@ -205,6 +206,7 @@ def _services(config: StackConfig, only: str | None) -> list[str]:
     return [only] if only else names
 
 
+@reusing_admin_sessions
 def run_backup(args: argparse.Namespace) -> int:
     config, credentials = load(args)
     _, failed = _backup(args, config, credentials)
@@ -332,6 +334,7 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+@reusing_admin_sessions
 def run_verify(args: argparse.Namespace) -> int:
     _, credentials = load(args)
     target = _target(args)
@@ -393,6 +396,7 @@ def _verify(
     return verified, failed
 
 
+@reusing_admin_sessions
 def run_restore(args: argparse.Namespace) -> int:
     """Restore, and say what was kept: the replaced database is the safety copy, and securing
     it (a full dump and a verifying restore) is left to the next backup unless asked for, so
@@ -471,6 +475,7 @@ def _prune(target: Target, config: StackConfig, *, dry_run: bool) -> None:
     print(f"kept {len(report.kept)}, {verb} {len(report.deleted)}, refused {len(report.refused)}")
 
 
+@reusing_admin_sessions
 def run_drill(args: argparse.Namespace) -> int:
     from infra.backup.drill import drill
     from infra.backup.dump import check_redis_url
@@ -502,6 +507,7 @@ class RunOutcome:
     failed: list[str] = field(default_factory=list)
 
 
+@reusing_admin_sessions
 def run_once(
     args: argparse.Namespace,
     config: StackConfig,

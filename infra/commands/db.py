@@ -18,6 +18,7 @@ from infra.commands.common import (
     add_stack_options,
     admin_url,
     load,
+    reusing_admin_sessions,
     secrets_path,
 )
 from infra.errors import PlatformError, UsageError
@@ -245,6 +246,7 @@ def finish_push(report: logins.PushReport) -> int:
     return 1 if report.failures else 0
 
 
+@reusing_admin_sessions
 def run_apply(args: argparse.Namespace) -> int:
     config, credentials = load(args)
     given = logins.targets(args)
@@ -257,6 +259,7 @@ def run_apply(args: argparse.Namespace) -> int:
     return max(code, finish_push(logins.push_logins(given, config, credentials, names, retry)))
 
 
+@reusing_admin_sessions
 def run_rotate(args: argparse.Namespace) -> int:
     from infra import secrets_file
 
@@ -286,6 +289,7 @@ def run_rotate(args: argparse.Namespace) -> int:
     return max(code, finish_push(logins.push_logins(given, config, rotated, [args.service], retry)))
 
 
+@reusing_admin_sessions
 def run_drop(args: argparse.Namespace) -> int:
     from infra.postgres.drop import drop_service
 

@@ -9,8 +9,10 @@ scrubbed even if libpq were to echo the connection string).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -125,12 +127,102 @@ def session(
     Lock waits are bounded (``lock_timeout``) unless ``wait_on_locks``: only for the tool's own
     database, where no service login can hold a lock.
     """
-    conn = connect(url, dbname=dbname, autocommit=autocommit, wait_on_locks=wait_on_locks)
+    key = (url, dbname, wait_on_locks)
+    reusable = autocommit and _reused(key)
+    conn = _take(key) if reusable else None
+    if conn is None:
+        conn = connect(url, dbname=dbname, autocommit=autocommit, wait_on_locks=wait_on_locks)
+        if reusable:
+            # DISCARD ALL drops prepared statements behind psycopg's back (it notices only the
+            # first DISCARD it sees): a session meant to be kept never prepares any.
+            conn.prepare_threshold = None
+    kept = False
     try:
         with errors_mapped(url, dbname):
             yield conn
+        kept = reusable and _give(key, conn)
     finally:
-        conn.close()
+        if not kept:
+            conn.close()
+
+
+SessionKey = tuple[str, str | None, bool]  # URL, database (None: the URL's own), wait_on_locks
+
+
+@dataclass
+class _Reuse:
+    databases: frozenset[str | None]
+    idle: dict[SessionKey, list[Connection]] = field(default_factory=dict)
+
+
+_reuse: _Reuse | None = None
+_reuse_guard = threading.Lock()
+
+
+@contextmanager
+def reusing(*databases: str | None) -> Iterator[None]:
+    """Within the block, autocommit ``session``s to these databases (None: the URL's own, the
+    admin's maintenance database) are kept open and handed out again, reset by ``DISCARD
+    ALL``: a command's many small catalog steps cost one login per database, not one each.
+
+    Never a service's database: an idle session there would stand in the way of its rename or
+    drop. Every kept session is closed when the block ends; a nested block changes nothing.
+    """
+    global _reuse
+    with _reuse_guard:
+        if _reuse is not None:
+            outer = True
+        else:
+            outer, _reuse = False, _Reuse(frozenset(databases))
+    if outer:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with _reuse_guard:
+            scope, _reuse = _reuse, None
+        for kept in scope.idle.values() if scope else ():
+            for conn in kept:
+                conn.close()
+
+
+def _reused(key: SessionKey) -> bool:
+    with _reuse_guard:
+        return _reuse is not None and key[1] in _reuse.databases
+
+
+def _take(key: SessionKey) -> Connection | None:
+    """A kept session for ``key`` that still answers (a server restarted since, or a session
+    ended by an admin, is closed and skipped), or None."""
+    while True:
+        with _reuse_guard:
+            kept = _reuse.idle.get(key) if _reuse is not None else None
+            if not kept:
+                return None
+            conn = kept.pop()
+        try:
+            conn.execute("SELECT 1")
+            return conn
+        except psycopg.Error:
+            conn.close()
+
+
+def _give(key: SessionKey, conn: Connection) -> bool:
+    """Keep ``conn`` for the next session on ``key``, reset as if new; False: close it."""
+    if conn.closed or conn.broken or conn.prepare_threshold is not None:
+        return False
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return False
+    try:
+        conn.execute("DISCARD ALL")  # roles, settings, advisory locks, temp tables, prepared
+    except psycopg.Error:
+        return False
+    with _reuse_guard:
+        if _reuse is None or key[1] not in _reuse.databases:
+            return False
+        _reuse.idle.setdefault(key, []).append(conn)
+    return True
 
 
 @contextmanager

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any
 
-import psycopg
 from psycopg import errors, sql
 
 from infra import naming
 from infra.errors import ServerError
-from infra.postgres.driver import Connection, connect, session
+from infra.postgres.driver import Connection, session
 from infra.postgres.model import MARKER
 from infra.postgres.sqlfiles import blocks
 
@@ -77,7 +76,7 @@ def ensure(admin_url: str) -> None:
             _alter(conn, "revoke_all")
         if not row[2]:
             _alter(conn, "open_database")
-    with _named_errors(_connect(admin_url)) as tool:
+    with _session(admin_url) as tool:
         key = {"class": LOCK_CLASS, "key": "registry"}
         _fetch(tool, "lock", **key)
         tool.execute(statement("create_registry"))
@@ -111,32 +110,22 @@ def _alter(conn: Connection, name: str) -> None:
             time.sleep(0.1 * (attempt + 1))
 
 
-def _connect(admin_url: str) -> Connection:
-    """The admin's connection to the tooling database (open: ``ensure`` waited for that)."""
-    return connect(admin_url, dbname=TOOLING, autocommit=True, wait_on_locks=True)
-
-
-@contextmanager
-def _named_errors(conn: Connection) -> Iterator[Connection]:
-    """Use ``conn`` and close it; a server error inside is one line naming the database."""
-    with conn:
-        try:
-            yield conn
-        except psycopg.Error as error:
-            raise ServerError(f"PostgreSQL {TOOLING}: {error.diag.message_primary}") from None
+def _session(admin_url: str) -> AbstractContextManager[Connection]:
+    """The admin's session in the tooling database (open: ``ensure`` waited for that)."""
+    return session(admin_url, TOOLING, autocommit=True, wait_on_locks=True)
 
 
 @contextmanager
 def tooling_session(admin_url: str) -> Iterator[Connection]:
     """The admin's connection to the tooling database (created first if missing)."""
     ensure(admin_url)
-    try:
-        conn = _connect(admin_url)
-    except ServerError:  # gone since this process checked it (a server rebuilt on that URL)
-        _ready.discard(admin_url)
-        ensure(admin_url)
-        conn = _connect(admin_url)
-    with _named_errors(conn):
+    with ExitStack() as opened:
+        try:
+            conn = opened.enter_context(_session(admin_url))
+        except ServerError:  # gone since this process checked it (a server rebuilt on that URL)
+            _ready.discard(admin_url)
+            ensure(admin_url)
+            conn = opened.enter_context(_session(admin_url))
         yield conn
 
 
@@ -192,7 +181,7 @@ def _read(
 ) -> dict[str, tuple[str, str]]:
     """The registry's rows; ``known``: the tooling database was there a moment ago."""
     try:
-        with session(admin_url, TOOLING, autocommit=True, wait_on_locks=True) as conn:
+        with _session(admin_url) as conn:
             rows = conn.execute(
                 statement("registered"),
                 {"services": list(services), "databases": list(databases)},

@@ -110,6 +110,11 @@ class Connections:
     def opened(self) -> list[str]:
         return re.findall(r"connection authorized: user=\S+ database=(\S+)", self.text())
 
+    def logins(self, user: str) -> list[str]:
+        """The databases ``user`` logged in to."""
+        found = re.findall(r"connection authorized: user=(\S+) database=(\S+)", self.text())
+        return [database for who, database in found if who == user]
+
     def restore_locks(self) -> list[str]:
         """The services whose restore lock was tried or taken (the lock key is a parameter)."""
         return re.findall(r"'restore:([^']+)'", self.text())
@@ -190,3 +195,38 @@ def test_replaced_copies_waiting_for_a_safety_dump_are_found_in_one_look(
     finally:
         postgres.superuser_psql(f'DROP DATABASE IF EXISTS "{ours}"')
         postgres.superuser_psql(f'DROP DATABASE IF EXISTS "{theirs}"')
+
+
+def test_a_command_logs_the_admin_in_once_per_maintenance_database(
+    postgres: PostgresServer,
+    many: tuple[StackConfig, Credentials],
+    options: list[str],
+    tmp_path: Path,
+) -> None:
+    """Each catalog step of a command used to be a login of its own (a restore of one service
+    made 19 admin logins to these two databases, 5 now): the command keeps its sessions there
+    and hands them out again (infra.postgres.driver.reusing)."""
+    config, _ = many
+    admin = config.postgres.admin_user
+    maintenance = ["persistence_tooling", "postgres"]
+    seen = Connections(postgres)
+    code, out, err = cli("db", "apply", *options)
+    assert code == 0, out + err
+    logins = [db for db in seen.logins(admin) if db in maintenance]
+    # Two each at most: a step that holds its session (the converge's admin session, the
+    # registry's lock) while another runs needs a second one.
+    assert all(0 < logins.count(db) <= 2 for db in maintenance), logins
+
+    bucket = f"file://{tmp_path / 'bucket'}"
+    service = config.services[0].name
+    for command in (["backup", "--service", service], ["verify"]):
+        code, out, err = cli(*command, *options, "--bucket", bucket)
+        assert code == 0, out + err
+    seen = Connections(postgres)
+    code, out, err = cli("restore", "--service", service, *options, "--bucket", bucket)
+    assert code == 0, out + err
+    logins = [db for db in seen.logins(admin) if db in maintenance]
+    # The restore holds two locks in the tooling database (the service's restore lock, its tool
+    # login's) while its other steps run, and the tool login's session on postgres.
+    assert 0 < logins.count("postgres") <= 2, logins
+    assert 0 < logins.count("persistence_tooling") <= 3, logins

@@ -31,7 +31,10 @@ COPY pyproject.toml ./
 COPY infra ./infra
 COPY sql ./sql
 COPY templates ./templates
-RUN /venv/bin/pip install --no-cache-dir --no-deps -e .
+# The bytecode too: the container's user may not write it into /app, so every process the image
+# starts (the backup loop, the router a failover re-points) would compile its modules first.
+RUN /venv/bin/pip install --no-cache-dir --no-deps -e . \
+ && /venv/bin/python -m compileall -q /app/infra
 # The container runs as the user who runs `pulumi up` (see backup.py), so the host folder
 # mounted at /backups stays theirs. Docker resolves that uid in this image's passwd (for the
 # primary group and for uploads owned by it), so the image gets an entry for it.
