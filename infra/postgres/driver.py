@@ -210,7 +210,7 @@ def _take(key: SessionKey) -> Connection | None:
 
 def _give(key: SessionKey, conn: Connection) -> bool:
     """Keep ``conn`` for the next session on ``key``, reset as if new; False: close it."""
-    if conn.closed or conn.broken or conn.prepare_threshold is not None:
+    if conn.closed or conn.broken:
         return False
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         return False

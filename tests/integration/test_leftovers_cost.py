@@ -107,13 +107,16 @@ class Connections:
         self.server = server
         self.start = len(server.log_text())
 
+    def authorized(self) -> list[tuple[str, str]]:
+        """(user, database) of every login."""
+        return re.findall(r"connection authorized: user=(\S+) database=(\S+)", self.text())
+
     def opened(self) -> list[str]:
-        return re.findall(r"connection authorized: user=\S+ database=(\S+)", self.text())
+        return [database for _, database in self.authorized()]
 
     def logins(self, user: str) -> list[str]:
         """The databases ``user`` logged in to."""
-        found = re.findall(r"connection authorized: user=(\S+) database=(\S+)", self.text())
-        return [database for who, database in found if who == user]
+        return [database for who, database in self.authorized() if who == user]
 
     def restore_locks(self) -> list[str]:
         """The services whose restore lock was tried or taken (the lock key is a parameter)."""
