@@ -50,7 +50,7 @@ PULUMI := pulumi --cwd $(PROJECT_DIR) --non-interactive
 # Extra flags for pulumi up/preview/drift/down, e.g. PULUMI_ARGS=--expect-no-changes.
 PULUMI_ARGS ?=
 
-.PHONY: setup up env preview plan pools lag failover down drift rebuild shellenv docs test lint actionlint cloud-sql-proxy proxy-start proxy-stop broker-tunnel-start broker-tunnel-stop broker-rolling-restart unit integration e2e engine perf-test pinned-engine installed-pulumi stack-images stack-selected images bench clean
+.PHONY: setup git-filters salt-refresh up env preview plan pools lag failover down drift rebuild shellenv docs test lint actionlint cloud-sql-proxy proxy-start proxy-stop broker-tunnel-start broker-tunnel-stop broker-rolling-restart unit integration e2e engine perf-test pinned-engine installed-pulumi stack-images stack-selected images bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -60,11 +60,26 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	@touch $@
 
-setup: $(BIN)/.installed
+setup: $(BIN)/.installed git-filters
 	@# The CLI's and the Pulumi program's bytecode, refreshed for what changed since: every
 	@# command starts without compiling its modules, even where Python may not write bytecode
 	@# itself (PYTHONDONTWRITEBYTECODE, as many CI and container environments set).
 	@$(BIN)/python -m compileall -q infra __main__.py >/dev/null
+
+# Pulumi writes the salt of the dev passphrase (each developer's own, generated above) into
+# Pulumi.dev.yaml as `encryptionsalt:`. Committed, it would refuse every other developer's
+# passphrase ("incorrect passphrase"); .gitattributes runs Pulumi.dev.yaml through this filter,
+# so git never sees that line. Without it Pulumi writes a new salt from the same passphrase.
+# After Pulumi has written that line, git would list the file as modified (its size changed) with
+# an empty diff. When the salt is the file's only change, `git add` stores the same content again
+# and records the file's new size: `git status` is clean. Any other edit is left for you to stage.
+salt-refresh:
+	@cd "$(PROJECT_DIR)" && git ls-files --error-unmatch Pulumi.$(STACK).yaml >/dev/null 2>&1 \
+	  && git diff --quiet -- Pulumi.$(STACK).yaml && git add -- Pulumi.$(STACK).yaml 2>/dev/null || true
+
+git-filters:
+	@if git -C "$(CURDIR)" rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git -C "$(CURDIR)" config filter.pulumi-dev-salt.clean "sed '/^encryptionsalt:/d'"; fi
 
 # The passphrase that encrypts the stack's secrets, generated once (mode 0600) where
 # PULUMI_CONFIG_PASSPHRASE_FILE points (default .pulumi-state/passphrase).
@@ -111,6 +126,7 @@ stack-selected: setup $(PULUMI_CONFIG_PASSPHRASE_FILE) $(BACKUP_KEY) $(PULUMI_CL
 up: stack-selected stack-images
 	$(PULUMI) up --stack $(STACK) --yes $(PULUMI_ARGS)
 	@$(MAKE) --no-print-directory env
+	@$(MAKE) --no-print-directory salt-refresh
 
 # Each service's env file (mode 0600) from the running stack's outputs.
 env: setup $(PULUMI_CLI)
@@ -119,6 +135,7 @@ env: setup $(PULUMI_CLI)
 
 preview: stack-selected
 	$(PULUMI) preview --stack $(STACK) --diff $(PULUMI_ARGS)
+	@$(MAKE) --no-print-directory salt-refresh
 
 # Drift: what `pulumi preview` sees after refreshing from the real world; exit 1 on any change.
 # Only the steps `pulumi up` would take are printed (infra/commands/drift.py), not the values the

@@ -213,6 +213,19 @@ def test_no_perpetual_diff_right_after_up(stack: E2eStack) -> None:
     stack.preview_expecting_no_changes()
 
 
+def test_the_stack_file_without_its_salt_still_works(stack: E2eStack) -> None:
+    """Git never holds the passphrase's salt (.gitattributes), so a pull or a checkout of the
+    stack file drops it from the developer's copy: Pulumi writes a new one from the same
+    passphrase, and the stack's secrets still decrypt (integration: test_stack_file_salt.py)."""
+    stack_file = stack.project / f"Pulumi.{STACK}.yaml"
+    text = stack_file.read_text()
+    assert re.search(r"^encryptionsalt: ", text, re.M), "make up wrote no salt into the stack file"
+    stack_file.write_text(re.sub(r"^encryptionsalt: .*\n", "", text, flags=re.M))
+    stack.preview_expecting_no_changes()
+    assert re.search(r"^encryptionsalt: ", stack_file.read_text(), re.M)
+    stack.make("env")  # `pulumi stack output --show-secrets`: the state's secrets decrypt
+
+
 def test_plain_pulumi_works_after_the_readmes_one_line(stack: E2eStack) -> None:
     """README: `eval "$(make -s shellenv)"`, then plain `pulumi` commands from the checkout."""
     completed = stack.shell(f"pulumi preview --stack {STACK} --expect-no-changes")
