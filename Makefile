@@ -66,20 +66,24 @@ setup: $(BIN)/.installed git-filters
 	@# itself (PYTHONDONTWRITEBYTECODE, as many CI and container environments set).
 	@$(BIN)/python -m compileall -q infra __main__.py >/dev/null
 
-# Pulumi writes the salt of the dev passphrase (each developer's own, generated above) into
+# Pulumi writes the salt of the dev passphrase (each developer's own, generated below) into
 # Pulumi.dev.yaml as `encryptionsalt:`. Committed, it would refuse every other developer's
 # passphrase ("incorrect passphrase"); .gitattributes runs Pulumi.dev.yaml through this filter,
-# so git never sees that line. Without it Pulumi writes a new salt from the same passphrase.
-# After Pulumi has written that line, git would list the file as modified (its size changed) with
-# an empty diff. When the salt is the file's only change, `git add` stores the same content again
+# so git never sees that line. When a pull drops it, Pulumi writes a new salt for the same
+# passphrase. The filter is written only when it is missing or different: two makes at once
+# never race for .git/config's lock.
+SALT_FILTER := sed '/^encryptionsalt:/d'
+git-filters:
+	@if git -C "$(CURDIR)" rev-parse --is-inside-work-tree >/dev/null 2>&1 \
+	  && [ "$$(git -C "$(CURDIR)" config --get filter.pulumi-dev-salt.clean)" != "$(SALT_FILTER)" ]; \
+	  then git -C "$(CURDIR)" config filter.pulumi-dev-salt.clean "$(SALT_FILTER)"; fi
+
+# After Pulumi has written that line, git lists the file as modified (its size changed) with an
+# empty diff. When the salt is the file's only change, `git add` stores the same content again
 # and records the file's new size: `git status` is clean. Any other edit is left for you to stage.
 salt-refresh:
 	@cd "$(PROJECT_DIR)" && git ls-files --error-unmatch Pulumi.$(STACK).yaml >/dev/null 2>&1 \
 	  && git diff --quiet -- Pulumi.$(STACK).yaml && git add -- Pulumi.$(STACK).yaml 2>/dev/null || true
-
-git-filters:
-	@if git -C "$(CURDIR)" rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
-	  git -C "$(CURDIR)" config filter.pulumi-dev-salt.clean "sed '/^encryptionsalt:/d'"; fi
 
 # The passphrase that encrypts the stack's secrets, generated once (mode 0600) where
 # PULUMI_CONFIG_PASSPHRASE_FILE points (default .pulumi-state/passphrase).
