@@ -50,10 +50,14 @@ def checkout(tmp_path: Path) -> Path:
     return repo
 
 
+def appended(repo: Path, text: str) -> None:
+    with (repo / "Pulumi.dev.yaml").open("a") as stack_file:
+        stack_file.write(text)
+
+
 def salted(repo: Path) -> None:
     """What Pulumi does to the stack file on first use."""
-    with (repo / "Pulumi.dev.yaml").open("a") as stack_file:
-        stack_file.write(SALT)
+    appended(repo, SALT)
 
 
 def test_without_the_filter_the_salt_would_be_committed(checkout: Path) -> None:
@@ -67,8 +71,7 @@ def test_without_the_filter_the_salt_would_be_committed(checkout: Path) -> None:
 def test_the_salt_never_reaches_a_commit(checkout: Path) -> None:
     make(checkout, "git-filters")
     salted(checkout)
-    with (checkout / "Pulumi.dev.yaml").open("a") as stack_file:
-        stack_file.write("# billing added\n")
+    appended(checkout, "# billing added\n")
     diff = git(checkout, "diff")
     assert "encryptionsalt" not in diff, diff
     assert "+# billing added" in diff, diff
@@ -92,8 +95,7 @@ def test_a_salt_only_change_leaves_git_status_clean(checkout: Path) -> None:
 def test_salt_refresh_never_stages_the_developers_own_edits(checkout: Path) -> None:
     make(checkout, "git-filters")
     salted(checkout)
-    with (checkout / "Pulumi.dev.yaml").open("a") as stack_file:
-        stack_file.write("# not yet reviewed\n")
+    appended(checkout, "# not yet reviewed\n")
     (checkout / "Pulumi.other.yaml").write_text("config: {}\n" + SALT)
     make(checkout, "salt-refresh")
     make(checkout, "salt-refresh", "STACK=other")
