@@ -44,23 +44,27 @@ class LockWatch:
 
 @contextmanager
 def bounded_lock_waits(url: str, database: str) -> Iterator[LockWatch]:
-    """Watch the statements run under ``LockWatch.application_name`` in ``database``."""
+    """Watch the statements run under ``LockWatch.application_name`` in ``database``.
+
+    The watcher logs in on its own thread: the binary does not wait for that login.
+    """
     watch = LockWatch(f"persistence-restore-{uuid.uuid4().hex[:12]}")
     bound = driver.lock_timeout_s()
     stop = threading.Event()
-    try:
-        conn = driver.connect(url, dbname=database, autocommit=True)
-    except ServerError:  # unreachable: the binary fails on its own and says why
-        yield watch
-        return
 
     def run() -> None:
+        try:
+            conn = driver.connect(url, dbname=database, autocommit=True)
+        except ServerError:  # unreachable: the binary fails on its own and says why
+            return
         try:
             while not stop.wait(POLL_S):
                 rows = conn.execute(_OVERDUE, {"name": watch.application_name, "bound": bound})
                 watch.cancelled += [pid for pid, _ in rows.fetchall()]
         except psycopg.Error:
             pass  # the server went away: the binary fails on its own and says so
+        finally:
+            conn.close()
 
     thread = threading.Thread(target=run, name="lock-watch", daemon=True)
     thread.start()
@@ -69,4 +73,3 @@ def bounded_lock_waits(url: str, database: str) -> Iterator[LockWatch]:
     finally:
         stop.set()
         thread.join()
-        conn.close()

@@ -5,8 +5,31 @@ service's database and its owner/migrator/app/readonly roles to the role model; 
 ``apply`` build those models from a stack's config and credentials. The CLI
 (``python -m infra db``) calls ``plan``/``apply``, the Pulumi dynamic provider
 (``infra.provisioning``) calls ``converge``.
+
+The engine loads on first use, not with the package: the backup commands reach
+``infra.postgres.driver`` long before (or without ever) converging anything.
 """
 
-from infra.postgres.engine import ApplyReport, Converged, Plan, ServicePlan, apply, converge, plan
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from infra.postgres.engine import (
+        ApplyReport,
+        Converged,
+        Plan,
+        ServicePlan,
+        apply,
+        converge,
+        plan,
+    )
 
 __all__ = ["ApplyReport", "Converged", "Plan", "ServicePlan", "apply", "converge", "plan"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("infra.postgres.engine"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -55,10 +55,21 @@ def service_login(admin_url: str, service: str) -> Iterator[str]:
     login = naming.tool_login(service)
     owner = naming.owner_role(service)
     password = secrets.token_urlsafe(32)
-    with (
-        registry.advisory_lock(admin_url, f"tool:{service}"),
-        session(admin_url, autocommit=True) as conn,
-    ):
+    with registry.advisory_lock(admin_url, f"tool:{service}"):
+        _create(admin_url, login, owner, password)
+        try:
+            yield url_with(admin_url, user=login, password=password)
+        finally:
+            # If it owns something a planted function made, it stays and expires on its own.
+            # A session of its own: the admin's is not held while the login is in use, so the
+            # caller's own admin steps reuse it (infra.postgres.driver.reusing).
+            with suppress(ServerError), session(admin_url, autocommit=True) as conn:
+                _drop(conn, login)
+
+
+def _create(admin_url: str, login: str, owner: str, password: str) -> None:
+    """The login afresh (a leftover of a killed run dropped first), a member of ``owner``."""
+    with session(admin_url, autocommit=True) as conn:
         comment = _comment(conn, login)
         if comment is not None and not comment.startswith(TOOL_MARKER):
             raise ServerError(
@@ -87,9 +98,3 @@ def service_login(admin_url: str, service: str) -> Iterator[str]:
                 conn,
                 build("grant_membership", group=sql.Identifier(owner), member=ident),
             )
-        try:
-            yield url_with(admin_url, user=login, password=password)
-        finally:
-            # If it owns something a planted function made, it stays and expires on its own.
-            with suppress(ServerError):
-                _drop(conn, login)

@@ -50,3 +50,19 @@ def test_restore_does_not_import_what_it_never_uses() -> None:
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_the_restore_path_loads_the_convergence_engine_only_to_converge() -> None:
+    """Its imports (about 30 ms) load on a thread beside the restore's waits (``restore``
+    starts that), not as part of every module that reaches the driver."""
+    code = (
+        "import sys\n"
+        "import infra.backup.restore, infra.backup.verify, infra.postgres.driver\n"
+        "print('infra.postgres.engine' in sys.modules)\n"
+        "from infra.postgres import apply, ApplyReport\n"
+        "print('infra.postgres.engine' in sys.modules, apply.__module__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "True", "infra.postgres.engine"]
