@@ -161,6 +161,7 @@ def find(
     verified_only: bool = False,
     before: datetime | None = None,
     key: bytes | None,
+    scanned: list[Entry] | None = None,
 ) -> Entry:
     """The newest usable backup of a service, optionally taken at or before ``at``.
 
@@ -169,8 +170,12 @@ def find(
     a database that was about to be replaced, possibly a broken one) are never chosen either.
     ``before``: only backups started before then (``rebuild`` passes its own start, so a backup
     the rebuilt stack's backup loop takes of the still empty servers is never chosen).
+    ``scanned``: the service's entries from a ``scan`` the caller already made (a scan reads
+    and authenticates every manifest and record of the service).
     """
-    usable = [e for e in entries(bucket, kind, service, key=key) if e.state != "failed"]
+    if scanned is None:
+        scanned = entries(bucket, kind, service, key=key)
+    usable = [e for e in scanned if e.state != "failed"]
     if before is not None:
         usable = [e for e in usable if e.manifest.started < before]
     if at is None:

@@ -410,7 +410,8 @@ def run_restore(args: argparse.Namespace) -> int:
     admin_url = _admin_url(args, credentials)
     # Without --at, only a verified backup will do: never an unverified one, never a safety
     # backup (the copy of a database restore was about to replace, perhaps a broken one).
-    for problem in scan(target.bucket, "postgres", args.service, key=target.key)[1]:
+    scanned, problems = scan(target.bucket, "postgres", args.service, key=target.key)
+    for problem in problems:
         print(problem, file=sys.stderr)
     entry = find(
         target.bucket,
@@ -419,6 +420,7 @@ def run_restore(args: argparse.Namespace) -> int:
         args.at,
         verified_only=args.at is None,
         key=target.key,
+        scanned=scanned,
     )
     report = restore(target, entry, admin_url, config, credentials)
     print(f"restored {report.service} from {report.backup_id} in {report.seconds:.1f}s", flush=True)
