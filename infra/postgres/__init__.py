@@ -1,13 +1,15 @@
 """Per-service PostgreSQL databases and least-privilege roles, converged over psycopg.
 
-``converge`` takes the services' models and plans or applies the statements that bring each
-service's database and its owner/migrator/app/readonly roles to the role model; ``plan`` and
-``apply`` build those models from a stack's config and credentials. The CLI
+``engine.converge`` takes the services' models and plans or applies the statements that bring
+each service's database and its owner/migrator/app/readonly roles to the role model; ``plan``
+and ``apply`` build those models from a stack's config and credentials. The CLI
 (``python -m infra db``) calls ``plan``/``apply``, the Pulumi dynamic provider
-(``infra.provisioning``) calls ``converge``.
+(``infra.provisioning``) calls ``engine.converge``.
 
 The engine loads on first use, not with the package: the backup commands reach
-``infra.postgres.driver`` long before (or without ever) converging anything.
+``infra.postgres.driver`` long before (or without ever) converging anything. So the package
+does not offer ``converge`` itself: that name is the submodule ``infra.postgres.converge``,
+which replaces any attribute of that name once the engine has imported it.
 """
 
 from __future__ import annotations
@@ -22,11 +24,10 @@ if TYPE_CHECKING:
         Plan,
         ServicePlan,
         apply,
-        converge,
         plan,
     )
 
-__all__ = ["ApplyReport", "Converged", "Plan", "ServicePlan", "apply", "converge", "plan"]
+__all__ = ["ApplyReport", "Converged", "Plan", "ServicePlan", "apply", "plan"]
 
 
 def __getattr__(name: str) -> Any:

@@ -108,10 +108,10 @@ def _engine_inputs(props: dict[str, Any]) -> tuple[str, ServiceModel]:
 
 def converge(props: dict[str, Any]) -> dict[str, Any]:
     """Run the engine for this one service and return the resource's outputs."""
-    from infra import postgres
+    from infra.postgres import engine
 
     admin_url, model = _engine_inputs(props)
-    report = postgres.converge(admin_url, [model]).report()
+    report = engine.converge(admin_url, [model]).report()
     return {
         **props,
         **outputs_for(model.service),
@@ -122,10 +122,10 @@ def converge(props: dict[str, Any]) -> dict[str, Any]:
 
 def pending(props: dict[str, Any]) -> int:
     """How many statements the service needs now (drift made by hand, a lost database)."""
-    from infra import postgres
+    from infra.postgres import engine
 
     admin_url, model = _engine_inputs(props)
-    result = postgres.converge(admin_url, [model], dry_run=True)
+    result = engine.converge(admin_url, [model], dry_run=True)
     # A refusal (a name this tool did not create) counts: preview must not say "no change"
     # for a service the next up will refuse.
     return sum(len(service.statements) + len(service.problems) for service in result.services)

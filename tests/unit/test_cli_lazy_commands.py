@@ -66,3 +66,18 @@ def test_the_restore_path_loads_the_convergence_engine_only_to_converge() -> Non
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["False", "True", "infra.postgres.engine"]
+
+
+def test_the_package_names_are_the_engines_whichever_loads_first() -> None:
+    """The names ``infra.postgres`` offers resolve to the engine's objects, also once the engine
+    (and with it the submodule ``infra.postgres.converge``) loaded on its own first."""
+    code = (
+        "import importlib, infra.postgres as package\n"
+        "engine = importlib.import_module('infra.postgres.engine')\n"
+        "print(all(getattr(package, n) is getattr(engine, n) for n in package.__all__))\n"
+        "print('converge' in package.__all__, callable(engine.converge))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["True", "False", "True"]
