@@ -25,6 +25,14 @@ def _commands(parser: argparse.ArgumentParser) -> list[str]:
     return list(found.choices)
 
 
+def _printed(code: str) -> list[str]:
+    """The words ``code`` prints, run in a fresh interpreter (nothing imported beforehand)."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    return result.stdout.split()
+
+
 def test_every_command_is_in_the_table_with_the_module_that_registers_it() -> None:
     found = {name: module for module in cli.COMMAND_MODULES for name in _registered(module)}
     assert found == cli.COMMANDS
@@ -46,10 +54,7 @@ def test_restore_does_not_import_what_it_never_uses() -> None:
         "unused = ('redis', 'jinja2', 'croniter', 'infra.render')\n"
         "print(' '.join(m for m in unused if m in sys.modules))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == ""
+    assert _printed(code) == []
 
 
 def test_the_restore_path_loads_the_convergence_engine_only_to_converge() -> None:
@@ -62,10 +67,7 @@ def test_the_restore_path_loads_the_convergence_engine_only_to_converge() -> Non
         "from infra.postgres import apply, ApplyReport\n"
         "print('infra.postgres.engine' in sys.modules, apply.__module__)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    )
-    assert result.stdout.split() == ["False", "True", "infra.postgres.engine"]
+    assert _printed(code) == ["False", "True", "infra.postgres.engine"]
 
 
 def test_the_package_names_are_the_engines_whichever_loads_first() -> None:
@@ -77,7 +79,4 @@ def test_the_package_names_are_the_engines_whichever_loads_first() -> None:
         "print(all(getattr(package, n) is getattr(engine, n) for n in package.__all__))\n"
         "print('converge' in package.__all__, callable(engine.converge))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    )
-    assert result.stdout.split() == ["True", "False", "True"]
+    assert _printed(code) == ["True", "False", "True"]
