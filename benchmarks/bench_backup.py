@@ -13,7 +13,10 @@ being ``python -m infra ...`` in a fresh process, start to exit, with the dev st
   ``verify`` (every service)     against ``createdb``, ``pg_restore -j 2``, ``dropdb`` per dump
   ``restore --service events``   against ``createdb`` and ``pg_restore -j 2`` of the same dump:
                                  twice, "service back" (the moment the command prints that it
-                                 restored the service) and "done" (the command's exit)
+                                 restored the service) and "done" (the command's exit); and
+                                 against the floor under it (``benchmarks.restore_floor``: the
+                                 least a Python tool does to restore and count the rows), the
+                                 three in rotating order
   ``dr-drill`` (every service,   against ``createdb`` and ``pg_restore -j 2`` of every dump on
   onto a fresh server)           another fresh server; the drill's own recovery time per
                                  service (RTO) is reported from its JSON
@@ -37,6 +40,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -123,13 +127,30 @@ class Bench:
     ) -> tuple[list[float], list[float]]:
         """Both, ``rounds`` times, alternating which goes first; ``between(who)`` cleans up
         after each, untimed."""
-        times: dict[str, list[float]] = {"ours": [], "plain": []}
+        times = self.rotate({"ours": ours, "plain": plain}, between)
+        return times["ours"], times["plain"]
+
+    def rotate(
+        self,
+        contenders: dict[str, tuple[str, Callable[[], object]]],
+        between: Callable[[str], object] = lambda who: None,
+    ) -> dict[str, list[float]]:
+        """Each contender ``rounds`` times in ``rotation``'s order; ``between(who)`` after each,
+        untimed."""
+        times: dict[str, list[float]] = {who: [] for who in contenders}
         for round_ in range(self.rounds):
-            order = [("ours", ours), ("plain", plain)]
-            for who, (label, action) in order if round_ % 2 == 0 else order[::-1]:
+            for who in rotation(list(contenders), round_):
+                label, action = contenders[who]
                 times[who].append(self.timed(label, action))
                 between(who)
-        return times["ours"], times["plain"]
+        return times
+
+
+def rotation(names: list[str], round_: int) -> list[str]:
+    """Round ``round_``'s order: from its place in ``names`` on, wrapping round, so over
+    ``len(names)`` rounds each name takes every place once (two names alternate)."""
+    start = round_ % len(names)
+    return names[start:] + names[:start]
 
 
 def fill(bench: Bench, gib: float) -> None:
@@ -201,6 +222,7 @@ def dropdb(bench: Bench, database: str, server: PostgresServer | None = None) ->
 class Results:
     pairs: dict[str, tuple[list[float], list[float]]]
     restore_back: list[float]
+    restore_floor: list[float]
     secure_next_backup: list[float]
     drill_rto: dict[str, list[float]]
     seconds: float
@@ -248,8 +270,8 @@ def run(bench: Bench) -> Results:
         back.append(run.first_line_with(f"restored {SERVICE} from"))
 
     def after_restore(who: str) -> None:
-        if who == "plain":
-            dropdb(bench, "plain_restore")
+        if who != "ours":
+            dropdb(bench, f"{who}_restore")
             return
         # Ours stays: it is the service's database now. Its fresh 0.4 GiB table draws an
         # autovacuum worker about a minute later, which (throttled) would run for many seconds
@@ -264,12 +286,25 @@ def run(bench: Bench) -> Results:
                 )
             )
 
-    restore = bench.pair(
-        ("ours: restore", ours_restore),
-        (
-            "plain: pg_restore -j 2",
-            lambda: plain_restore(bench, dumps / f"{SERVICE}.dump", "plain_restore"),
-        ),
+    def floor_restore() -> None:
+        argv = [pg.binary("pg_restore"), str(dumps / f"{SERVICE}.dump"), "floor_restore"]
+        subprocess.run(
+            [sys.executable, "-m", "benchmarks.restore_floor", *argv],
+            cwd=command.REPO,
+            env=bench.plain_env("postgres"),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    restores = bench.rotate(
+        {
+            "ours": ("ours: restore", ours_restore),
+            "plain": (
+                "plain: pg_restore -j 2",
+                lambda: plain_restore(bench, dumps / f"{SERVICE}.dump", "plain_restore"),
+            ),
+            "floor": ("floor: python, psycopg, pg_restore -j 2", floor_restore),
+        },
         after_restore,
     )
 
@@ -305,8 +340,13 @@ def run(bench: Bench) -> Results:
     finally:
         for server in scratch:
             server.cleanup()
-    pairs = {"backup": backup, "verify": verify, "restore": restore, "drill": drill}
-    return Results(pairs, back, secure, rto, 0.0)
+    pairs = {
+        "backup": backup,
+        "verify": verify,
+        "restore": (restores["ours"], restores["plain"]),
+        "drill": drill,
+    }
+    return Results(pairs, back, restores["floor"], secure, rto, 0.0)
 
 
 def report(args: argparse.Namespace, results: Results) -> str:
@@ -330,6 +370,12 @@ def report(args: argparse.Namespace, results: Results) -> str:
          ratio(results.restore_back, restore_plain)],
         [f"`restore --service {SERVICE}`: command done", runs(restore_ours), runs(restore_plain),
          "`createdb`, `pg_restore -j 2`", ratio(restore_ours, restore_plain)],
+        ["restore floor: Python, psycopg, `CREATE DATABASE`, `pg_restore -j 2`, count, rename",
+         runs(results.restore_floor), runs(restore_plain), "`createdb`, `pg_restore -j 2`",
+         ratio(results.restore_floor, restore_plain)],
+        [f"`restore --service {SERVICE}`: service back, against the floor",
+         runs(results.restore_back), runs(results.restore_floor), "the restore floor",
+         ratio(results.restore_back, results.restore_floor)],
         ["`dr-drill` onto a fresh server, every service", runs(pairs["drill"][0]),
          runs(pairs["drill"][1]), "`createdb`, `pg_restore -j 2` per dump",
          ratio(*pairs["drill"])],
@@ -339,7 +385,8 @@ def report(args: argparse.Namespace, results: Results) -> str:
     rto = ", ".join(f"{name} {runs(times)}" for name, times in sorted(results.drill_rto.items()))
     return (
         f"Dataset: `--gib {args.gib}` in `{SERVICE}`, the dev stack's five services; each pair run "
-        f"{args.rounds} times in alternating order, a CHECKPOINT before each step; every `ours` is "
+        f"{args.rounds} times in alternating order (the restore's three in rotating order), a "
+        "CHECKPOINT before each step; every `ours` is "
         "the command `python -m infra ...`, start to exit (sealed backups); ratio = sum(ours) / "
         f"sum(plain). Whole run: {results.seconds:.0f} s.\n\n"
         + table(["step", "ours (s)", "plain (s)", "plain tool", "ratio"], rows)
