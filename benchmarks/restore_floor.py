@@ -21,10 +21,7 @@ import sys
 import psycopg
 from psycopg import sql
 
-TABLES = """
-    SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-"""
+from infra.postgres.sqlfiles import blocks  # the very queries restore counts with; psycopg only
 
 
 def connect(database: str) -> psycopg.Connection:
@@ -33,7 +30,7 @@ def connect(database: str) -> psycopg.Connection:
 
 def restore(pg_restore: str, dump: str, database: str) -> dict[str, int]:
     """Restore ``dump`` as ``database`` (which must not exist); its tables' row counts.
-    (``pg_restore`` is the binary's path: importing ``infra`` to find it would cost imports.)"""
+    (``pg_restore`` is the binary's path: ``infra.backup.pg.binary`` would cost its imports.)"""
     copy = f"{database}__floor"
     with connect("postgres") as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(copy)))
@@ -43,10 +40,11 @@ def restore(pg_restore: str, dump: str, database: str) -> dict[str, int]:
         check=True,
     )
     with connect(copy) as conn:
+        queries = blocks("backup.sql")
+        count_rows = sql.SQL(queries["count_rows"])
         counts = {}
-        for schema, table in conn.execute(TABLES).fetchall():
-            query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
-            row = conn.execute(query).fetchone()
+        for schema, table in conn.execute(sql.SQL(queries["tables"])).fetchall():
+            row = conn.execute(count_rows.format(table=sql.Identifier(schema, table))).fetchone()
             counts[f"{schema}.{table}"] = int(row[0]) if row else 0
     with connect("postgres") as conn:
         rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
